@@ -1,0 +1,7 @@
+"""``python -m pyai``: the same as ``pacifica-archiveinterface``."""
+
+import sys
+
+from .cli import serve_main
+
+sys.exit(serve_main())

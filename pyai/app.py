@@ -1,0 +1,233 @@
+"""The Flask application: routing and HTTP semantics, nothing about storage.
+
+``create_app(config)`` builds the app around one Archive.  Every path is
+``/<id>``, read from the raw request URI so an encoded ``/`` can never split
+or escape an id.  Every error leaves as a JSON body (see ``error_response``).
+"""
+
+import json
+import logging
+from urllib.parse import unquote
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from . import __version__
+from .archive import Archive, status_headers
+from .backends import create_backend
+from .config import load as load_config
+from .dates import http_date
+from .errors import NO_SPACE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
+from .ranges import parse_byte_range, parse_range_header
+from .receive import RequestBody
+
+try:
+    from gunicorn.http.errors import ParseException as _BodyFramingError
+except ImportError:  # pragma: no cover - another WSGI server
+    _BodyFramingError = ()
+
+log = logging.getLogger("pyai")
+METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+SEND_BLOCK = 1024 * 1024
+MAX_PATCH_BODY = 64 * 1024
+
+
+def create_app(config=None):
+    """The WSGI app for ``config`` (loaded from file and environment when None)."""
+    config = config or load_config()
+    archive = Archive(config, create_backend(config))
+    app = Flask("pyai")
+    app.url_map.merge_slashes = False
+    app.config["pyai"] = config
+
+    def root():
+        return json_response(200, {"message": "Pacifica Archive Interface Up and Running"})
+
+    def by_id(rest):
+        ident = id_from_uri(request.environ)
+        method = request.method
+        if method == "GET":
+            return get_file(archive, ident)
+        if method == "HEAD":
+            status = archive.status(ident)
+            return Response(status=204 if status else 404, headers=status_headers(status), content_type="application/json")
+        if method == "PUT":
+            return put_file(archive, ident, config)
+        if method == "POST":
+            on_disk = archive.stage(ident)
+            message = "File was staged" if on_disk else "File is being staged"
+            return json_response(200 if on_disk else 202, {"message": message, "file": ident})
+        if method == "PATCH":
+            archive.move(ident, patch_source())
+            return json_response(200, {"message": "File Moved Successfully"})
+        archive.delete(ident)  # DELETE
+        return json_response(200, {"message": "File Removed", "file": ident})
+
+    app.add_url_rule("/", "root", root, methods=["GET", "HEAD"])
+    app.add_url_rule("/<path:rest>", "by_id", by_id, methods=METHODS, strict_slashes=False)
+    app.register_error_handler(Exception, error_response)
+    return app
+
+
+def id_from_uri(environ):
+    """The id: the one path segment of the raw URI, percent-decoded after splitting."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is None:  # a server that only gives the decoded path: '/' splits already
+        segment = environ.get("PATH_INFO", "")[1:]
+    else:
+        path = raw.split("?", 1)[0]
+        if "://" in path:  # absolute-form request target
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+        segment = path[1:]
+    if "/" in segment:
+        raise NotFound("the archive has no nested paths: a URL is /<id>", detail="path has extra segments")
+    return unquote(segment, errors="strict") if "%" in segment else segment
+
+
+def get_file(archive, ident):
+    reader = archive.open(ident)
+    try:
+        size = reader.size
+        start, stop, status = 0, size, 200
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": reader.etag,
+            "Last-Modified": http_date(reader.mtime),
+        }
+        byte_range = request.args.get("byte_range") if request.query_string else None
+        if byte_range is not None:
+            start, stop = parse_byte_range(byte_range, size)
+        elif "HTTP_RANGE" in request.environ and if_range_holds(reader):
+            chosen = parse_range_header(request.environ["HTTP_RANGE"], size)
+            if chosen is not None:
+                start, stop = chosen
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        headers["Content-Length"] = str(stop - start)
+        reader.seek(start)
+        body = file_body(request.environ, reader, stop - start)
+    except BaseException:
+        reader.close()
+        raise
+    return Response(body, status=status, headers=headers, content_type="application/octet-stream", direct_passthrough=True)
+
+
+def if_range_holds(reader):
+    """True when there is no If-Range or it still names this file (RFC 9110 13.1.5)."""
+    condition = request.headers.get("If-Range")
+    if condition is None:
+        return True
+    if condition.startswith('"') or condition.startswith("W/"):
+        return condition == reader.etag
+    return condition == http_date(reader.mtime)
+
+
+def file_body(environ, reader, length):
+    """The response iterable: gunicorn's file wrapper (sendfile from the current offset)
+    when it will stop at Content-Length, else a bounded read loop."""
+    wrapper = environ.get("wsgi.file_wrapper")
+    if wrapper is not None and ("gunicorn.socket" in environ or reader.tell() + length == reader.size):
+        return wrapper(reader, SEND_BLOCK)
+    return BoundedFile(reader, length)
+
+
+class BoundedFile:
+    """Iterate ``length`` bytes of an open file in blocks, closing it at the end."""
+
+    def __init__(self, reader, length):
+        self.reader = reader
+        self.left = length
+
+    def __iter__(self):
+        while self.left > 0:
+            data = self.reader.read(min(SEND_BLOCK, self.left))
+            if not data:
+                return
+            self.left -= len(data)
+            yield data
+
+    def close(self):
+        self.reader.close()
+
+
+def put_file(archive, ident, config):
+    try:
+        body = RequestBody(request.environ, config.max_body_size, config.receive_timeout or None)
+        size, warning = archive.put(ident, body, request.headers.get("Last-Modified"))
+    except BaseException:
+        # The rest of the body is unread or its end unknown: the connection must not be reused.
+        stream = request.environ.get("wsgi.input")
+        if hasattr(stream, "failed"):
+            stream.failed = True
+        raise
+    answer = {"message": "File added to archive", "total_bytes": size}
+    if warning:
+        answer["warning"] = warning
+    return json_response(201, answer)
+
+
+def patch_source():
+    """The server-side path named by a PATCH body ``{"path": "..."}``."""
+    data = request.get_data(cache=False)
+    if len(data) > MAX_PATCH_BODY:
+        raise BadRequest("the PATCH body is too large", detail="body too large")
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise BadRequest('the PATCH body must be JSON: {"path": "<file on the server>"}', detail="body is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("path"), str) or not doc["path"] or "\0" in doc["path"]:
+        raise BadRequest('the PATCH body must be {"path": "<file on the server>"}', detail="body has no path")
+    return doc["path"]
+
+
+def json_response(status, document, headers=None):
+    return Response(json.dumps(document), status=status, headers=headers, content_type="application/json")
+
+
+REASONS = {
+    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    409: "Conflict", 411: "Length Required", 413: "Payload Too Large", 416: "Range Not Satisfiable",
+    500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage",
+}
+
+
+def error_response(exc):
+    """Every failure as the original's JSON error document; never a traceback or a server path."""
+    method = request.method
+    what = f"{method} {request.path[:80]}"
+    headers = {}
+    if isinstance(exc, ArchiveError):
+        status, message, detail = exc.status, exc.message, f"{what}: {exc.detail}"
+        if isinstance(exc, RangeNotSatisfiable):
+            headers["Content-Range"] = f"bytes */{exc.size}"
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(int(exc.retry_after))
+    elif isinstance(exc, HTTPException):
+        status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
+        if exc.code == 405:
+            headers["Allow"] = ", ".join(METHODS)
+    elif isinstance(exc, IncompleteBody):
+        status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
+    elif isinstance(exc, _BodyFramingError):
+        status, message, detail = 400, "the request body is not valid chunked encoding", f"{what}: bad body framing"
+    elif isinstance(exc, TimeoutError):
+        status, message, detail = 408, "the client stopped sending the body", f"{what}: receive timed out"
+    elif isinstance(exc, OSError):
+        reason = (exc.strerror or "error").split(": ")[-1]
+        op = getattr(exc, "op", None) or method
+        if exc.errno in NO_SPACE:
+            status, message = 507, "the archive has no space left for this file"
+        else:
+            status, message = 500, f"the storage failed during {op}: {reason}"
+            log.error("%s failed: %s", what, exc)
+        detail = f"{what}: {op} failed: {reason}"
+    else:
+        log.exception("%s failed", what)
+        status, message, detail = 500, f"internal error during {method}", f"{what}: {type(exc).__name__}"
+    document = {
+        "status": f"{status} {REASONS.get(status, '')}".rstrip(),
+        "message": message,
+        "traceback": detail,
+        "version": __version__,
+    }
+    return json_response(status, document, headers)

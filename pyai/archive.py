@@ -1,0 +1,105 @@
+"""The archive service: the rules every backend obeys.
+
+It validates ids, keeps the archive write-once (unless configured otherwise),
+drives an upload from request body to published file, and answers the
+questions HEAD asks.  It knows nothing about HTTP framing; ``pyai.app`` does.
+"""
+
+import time
+
+from .dates import parse_http_date
+from .errors import Conflict, NotFound, BadRequest
+from .ids import InvalidId
+
+NOT_FOUND = "File Not Found"
+
+
+class Archive:
+    def __init__(self, config, backend):
+        self.config = config
+        self.backend = backend
+
+    def path(self, ident):
+        try:
+            return self.backend.path_for(ident)
+        except InvalidId as exc:
+            raise BadRequest(f"invalid id: {exc}", detail="invalid id") from None
+
+    def status(self, ident):
+        """The FileStatus of the id, or None when it holds no file (never stages)."""
+        return self.backend.status(self.path(ident))
+
+    def open(self, ident):
+        try:
+            return self.backend.open_read(self.path(ident))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound("no file is stored under this id", detail="not found") from None
+
+    def put(self, ident, body, last_modified=None):
+        """Store the body under the id; return ``(bytes stored, warning or None)``."""
+        path = self.path(ident)
+        replace = self.config.allow_overwrite
+        if not replace and self.backend.exists(path):
+            raise Conflict("the id already holds a file and the archive is write-once", detail="id already holds a file")
+        mtime, warning = _mtime_from(last_modified)
+        with self.backend.create(path, size_hint=body.length, replace=replace) as writer:
+            size = body.copy_to(writer)
+            writer.commit(mtime)
+        return size, warning
+
+    def stage(self, ident):
+        """Ask for the file on disk; True when it is there now, False while it is staging."""
+        try:
+            return self.backend.stage(self.path(ident))
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("no file is stored under this id", detail="not found") from None
+
+    def move(self, ident, source):
+        """Move the server-side file ``source`` under the id (PATCH)."""
+        path = self.path(ident)
+        if self.backend.exists(path):
+            raise Conflict("the id already holds a file", detail="id already holds a file")
+        try:
+            self.backend.move(source, path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("the source file does not exist", detail="source not found") from None
+
+    def delete(self, ident):
+        try:
+            self.backend.delete(self.path(ident))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound("no file is stored under this id", detail="not found") from None
+
+
+def status_headers(status):
+    """The headers HEAD answers with (cartd reads every one, found or not)."""
+    if status is None:
+        return {
+            "X-Pacifica-Messsage": "File Not found",
+            "X-Pacifica-File": NOT_FOUND,
+            "X-Content-Length": NOT_FOUND,
+            "Last-Modified": NOT_FOUND,
+            "X-Pacifica-Ctime": NOT_FOUND,
+            "X-Pacifica-Bytes-Per-Level": NOT_FOUND,
+            "X-Pacifica-File-Storage-Media": NOT_FOUND,
+        }
+    return {
+        "X-Pacifica-Messsage": "File was found",
+        "X-Pacifica-File": status.path,
+        "X-Content-Length": str(status.size),
+        # epoch seconds, not an HTTP date: cartd calls float() on it
+        "Last-Modified": repr(float(status.mtime)),
+        "X-Pacifica-Ctime": repr(float(status.ctime)),
+        "X-Pacifica-Bytes-Per-Level": repr(tuple(status.bytes_per_level)),
+        "X-Pacifica-File-Storage-Media": status.media,
+    }
+
+
+def _mtime_from(header):
+    """The mtime to store and a warning when the client's date could not be read."""
+    if header is None:
+        return time.time(), None
+    stamp = parse_http_date(header)
+    if stamp is None:
+        return time.time(), f"Last-Modified {header[:64]!r} is not a date; the file's time is the upload time"
+    return stamp, None

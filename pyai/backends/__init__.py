@@ -1,0 +1,12 @@
+"""Storage backends, chosen by name (``-t``/``PAI_BACKEND_TYPE``)."""
+
+from ..errors import ConfigError
+
+
+def create_backend(config):
+    """Return the backend object named by ``config.backend``."""
+    if config.backend == "posix":
+        from .posix import PosixBackend
+
+        return PosixBackend(config)
+    raise ConfigError(f"the {config.backend} backend is not available in this version of pyai (use posix)")

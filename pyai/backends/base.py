@@ -1,0 +1,61 @@
+"""The small protocol every storage backend implements.
+
+A backend is stateless and shared by all threads of a worker: every call gets
+what it needs as arguments and every open file belongs to one request.  Paths
+are strings in the backend's own namespace (a local path for posix).
+"""
+
+import dataclasses
+from typing import Optional, Protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class FileStatus:
+    """What HEAD reports about a stored file."""
+
+    path: str
+    size: int
+    mtime: float
+    ctime: float
+    bytes_per_level: tuple
+    media: str  # "disk" (readable now), "tape" (needs staging) or "error"
+
+
+class Reader(Protocol):
+    """An open stored file: ``fileno()`` is a real descriptor when the backend has one."""
+
+    size: int
+    mtime: float
+    etag: str
+
+    def fileno(self) -> int: ...
+    def seek(self, offset: int) -> int: ...
+    def read(self, size: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class Writer(Protocol):
+    """A file being received: invisible under its id until ``commit``.
+
+    Used as a context manager: leaving the block without ``commit`` (an error,
+    a short body) removes everything written.
+    """
+
+    def fileno(self) -> Optional[int]: ...  # None when bytes must go through write()
+    def write(self, data) -> None: ...
+    def commit(self, mtime: float) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def path_for(self, ident: str) -> str: ...
+    def status(self, path: str) -> Optional[FileStatus]: ...
+    def open_read(self, path: str) -> Reader: ...
+    def create(self, path: str, *, size_hint: Optional[int], replace: bool) -> Writer: ...
+    def exists(self, path: str) -> bool: ...
+    def stage(self, path: str) -> bool: ...
+    def move(self, source: str, path: str) -> None: ...
+    def delete(self, path: str) -> None: ...
+    def sweep(self) -> int: ...

@@ -1,0 +1,243 @@
+"""The posix backend: one regular file per id under a prefix directory.
+
+Writes go to a temporary file in the target directory (a name no id can
+address, locked while it is written), are fsynced, stamped and made read-only,
+then published with a rename that refuses to replace; the directory is fsynced
+before the client hears 201.  Reads hand gunicorn a real descriptor so the
+kernel sends the bytes (sendfile).
+"""
+
+import errno
+import fcntl
+import io
+import os
+import secrets
+import stat
+
+from .. import fileio
+from ..errors import Conflict, Forbidden
+from ..ids import id2filename, parse_integer, parse_safe_name
+from .base import FileStatus
+
+TEMP_PREFIX = ".pyai-tmp-"
+FILE_MODE = 0o444
+
+
+class PosixReader(io.FileIO):
+    """A stored file open for reading, with the facts GET needs from one fstat."""
+
+    def __init__(self, path):
+        super().__init__(path, "rb")
+        st = os.fstat(self.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            self.close()
+            raise FileNotFoundError(errno.ENOENT, "not a regular file")
+        self.size = st.st_size
+        self.mtime = st.st_mtime
+        # Files are write-once, so inode, size and mtime identify the bytes.
+        self.etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+class PosixWriter:
+    """A file being received into ``<dir>/.pyai-tmp-<random>``; see ``commit``."""
+
+    def __init__(self, path, size_hint, replace):
+        self.path = path
+        self.directory = os.path.dirname(path)
+        self.replace = replace
+        self.temp = os.path.join(self.directory, TEMP_PREFIX + secrets.token_hex(8))
+        self.fd = _open_temp(self.temp, self.directory)
+        try:
+            # The lock tells a start-up sweep (perhaps of another instance) that
+            # this file is alive; the kernel drops it if the process dies.
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if size_hint:
+                fileio.preallocate(self.fd, size_hint)
+        except BaseException:
+            self.abort()
+            raise
+
+    def fileno(self):
+        return self.fd
+
+    def write(self, data):
+        fileio.write_all(self.fd, data)
+
+    def commit(self, mtime):
+        """Make the bytes durable and read-only, then publish them under the id."""
+        try:
+            os.utime(self.fd, (mtime, mtime))
+            os.fchmod(self.fd, FILE_MODE)
+            fileio.fsync(self.fd)
+            # Published while still open, so the sweep's lock test sees it alive to the end.
+            if self.replace:
+                os.replace(self.temp, self.path)
+            else:
+                fileio.rename_noreplace(self.temp, self.path)
+        except FileExistsError:
+            self.abort()
+            raise Conflict("the id already holds a file", detail="publish: id already holds a file") from None
+        except BaseException:
+            self.abort()
+            raise
+        self.temp = None
+        os.close(self.fd)
+        self.fd = -1
+        fileio.fsync_dir(self.directory)
+
+    def abort(self):
+        """Forget everything written (safe to call more than once)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.temp:
+            try:
+                os.unlink(self.temp)
+            except FileNotFoundError:
+                pass
+            self.temp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.abort()
+
+
+def _open_temp(temp, directory):
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return os.open(temp, flags, 0o600)
+    except FileNotFoundError:
+        make_dirs(directory)
+        return os.open(temp, flags, 0o600)
+
+
+def make_dirs(directory):
+    """mkdir -p that fsyncs each parent it adds an entry to, so new levels survive a crash."""
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        make_dirs(os.path.dirname(directory))
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            return
+    fileio.fsync_dir(os.path.dirname(directory))
+
+
+class PosixBackend:
+    """Files under ``config.prefix``, by safe name or by the id2filename layout."""
+
+    name = "posix"
+
+    def __init__(self, config):
+        self.prefix = config.prefix
+        self.use_id2filename = config.use_id2filename
+        # PATCH may take files from these trees only (all resolved at start-up).
+        self.move_roots = (config.prefix,) + tuple(config.patch_roots)
+
+    def path_for(self, ident):
+        if self.use_id2filename:
+            return self.prefix + id2filename(parse_integer(ident))
+        return os.path.join(self.prefix, parse_safe_name(ident))
+
+    def status(self, path):
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk")
+
+    def exists(self, path):
+        return os.path.isfile(path)
+
+    def open_read(self, path):
+        reader = PosixReader(path)
+        fileio.fadvise(reader.fileno(), 0, 0, fileio.FADV_SEQUENTIAL)
+        return reader
+
+    def create(self, path, *, size_hint=None, replace=False):
+        return PosixWriter(path, size_hint, replace)
+
+    def stage(self, path):
+        """Everything on a posix file system is on disk already."""
+        if not self.exists(path):
+            raise FileNotFoundError(errno.ENOENT, "no such file")
+        return True
+
+    def move(self, source, path):
+        real = os.path.realpath(source)
+        if not self._movable(real):
+            raise Forbidden(
+                "the source is not under the archive prefix or a configured patch root",
+                detail="move: source outside the allowed roots",
+            )
+        st = os.stat(real)
+        if not stat.S_ISREG(st.st_mode):
+            raise Forbidden("the source is not a regular file", detail="move: source is not a regular file")
+        make_dirs(os.path.dirname(path))
+        try:
+            fileio.rename_noreplace(real, path)
+        except FileExistsError:
+            raise Conflict("the id already holds a file", detail="move: id already holds a file") from None
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            self._copy_then_remove(real, path, st.st_mtime)
+        else:
+            os.chmod(path, FILE_MODE)
+            fileio.fsync_dir(os.path.dirname(path))
+        fileio.fsync_dir(os.path.dirname(real))
+
+    def _movable(self, real):
+        if os.path.basename(real).startswith(TEMP_PREFIX):
+            return False
+        return any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.move_roots)
+
+    def _copy_then_remove(self, real, path, mtime):
+        """A move across file systems: a durable copy first, the source removed last."""
+        with open(real, "rb") as src, self.create(path, size_hint=os.fstat(src.fileno()).st_size) as writer:
+            fileio.copy_fd(src.fileno(), writer.fileno(), os.fstat(src.fileno()).st_size)
+            writer.commit(mtime)
+        os.unlink(real)
+
+    def delete(self, path):
+        os.unlink(path)
+        fileio.fsync_dir(os.path.dirname(path))
+
+    def sweep(self):
+        """Remove temporary files that no live upload holds; return how many."""
+        removed = 0
+        pending = [self.prefix]
+        while pending:
+            try:
+                entries = list(os.scandir(pending.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.name.startswith(TEMP_PREFIX) and _remove_if_unlocked(entry.path):
+                    removed += 1
+        return removed
+
+
+def _remove_if_unlocked(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # an upload in progress holds it
+    else:
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)

@@ -1,0 +1,137 @@
+"""Command line: ``pacifica-archiveinterface`` (serve), ``pacifica-archiveinterface-cmd``
+(administration) and ``pyai`` (both, as subcommands).
+
+Flags are exported as the PAI_* environment variables before anything reads
+the configuration, so flags beat the environment, which beats the INI file,
+in the server and in every gunicorn worker alike.
+"""
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .config import load as load_config
+from .errors import ArchiveError, ConfigError
+
+
+def _archive_options(parser, default=None):
+    parser.add_argument("-t", "--type", dest="backend", default=default, help="backend: posix, hpss or hsmsideband")
+    parser.add_argument("--prefix", default=default, help="directory (or HPSS path) under which files are stored")
+    parser.add_argument("-c", "--config", default=default, help="INI configuration file")
+
+
+def _serve_options(parser):
+    _archive_options(parser)
+    parser.add_argument("-p", "--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("-a", "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, help="threads per worker")
+    parser.add_argument("--gunicorn-config", help="gunicorn settings file (default ./gunicorn.conf.py or pyai's)")
+
+
+def _export(args):
+    """Make the flags the configuration every process will read."""
+    if args.backend:
+        os.environ["PAI_BACKEND_TYPE"] = args.backend
+    if args.prefix:
+        os.environ["PAI_PREFIX"] = args.prefix
+    if args.config:
+        os.environ["ARCHIVEINTERFACE_CONFIG"] = os.path.abspath(args.config)
+
+
+def _fail(prog, message):
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    return 2
+
+
+def serve(args, prog):
+    _export(args)
+    try:
+        load_config()
+    except ConfigError as exc:
+        return _fail(prog, exc)
+    from .server import ArchiveServer
+
+    options = {"bind": f"{args.address}:{args.port}"}
+    if args.workers:
+        options["workers"] = args.workers
+    if args.threads:
+        options["threads"] = args.threads
+    ArchiveServer(options, args.gunicorn_config).run()
+    return 0
+
+
+def delete(args, prog):
+    _export(args)
+    from .archive import Archive
+    from .backends import create_backend
+
+    try:
+        config = load_config()
+        archive = Archive(config, create_backend(config))
+    except ConfigError as exc:
+        return _fail(prog, exc)
+    status = 0
+    for ident in args.ids:
+        try:
+            archive.delete(ident)
+            print(f"{ident}: deleted")
+        except ArchiveError as exc:
+            print(f"{ident}: {exc.message}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def sweep(args, prog):
+    _export(args)
+    from .backends import create_backend
+
+    try:
+        config = load_config()
+        removed = create_backend(config).sweep()
+    except ConfigError as exc:
+        return _fail(prog, exc)
+    print(f"removed {removed} stale temporary file(s)")
+    return 0
+
+
+def _cmd_parser(prog):
+    parser = argparse.ArgumentParser(prog=prog, description="Administer a pyai archive.")
+    _archive_options(parser)
+    commands = parser.add_subparsers(dest="command", required=True)
+    remove = commands.add_parser("delete", help="delete files by id")
+    remove.add_argument("ids", nargs="+", metavar="ID")
+    _archive_options(remove, default=argparse.SUPPRESS)  # accepted after the command too
+    remove.set_defaults(run=delete)
+    clean = commands.add_parser("sweep", help="remove temporary files left by interrupted uploads")
+    clean.set_defaults(run=sweep)
+    _archive_options(clean, default=argparse.SUPPRESS)
+    return parser
+
+
+def serve_main(argv=None):
+    """pacifica-archiveinterface: serve the archive."""
+    prog = "pacifica-archiveinterface"
+    parser = argparse.ArgumentParser(prog=prog, description="Serve a pyai archive over HTTP.")
+    _serve_options(parser)
+    parser.add_argument("--version", action="version", version=f"pyai {__version__}")
+    return serve(parser.parse_args(argv), prog)
+
+
+def cmd_main(argv=None):
+    """pacifica-archiveinterface-cmd: administration commands."""
+    prog = "pacifica-archiveinterface-cmd"
+    args = _cmd_parser(prog).parse_args(argv)
+    return args.run(args, prog)
+
+
+def main(argv=None):
+    """pyai serve | delete | sweep."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "serve":
+        return serve_main(argv[1:])
+    if argv and argv[0] in ("delete", "sweep"):
+        return cmd_main(argv)
+    sys.stderr.write("usage: pyai serve [options] | pyai delete ID... | pyai sweep   (--help on each)\n")
+    return 2

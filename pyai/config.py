@@ -1,0 +1,179 @@
+"""Configuration: one INI file, overridden by environment variables, overridden by flags.
+
+The file is ``-c/--config``, else ``$ARCHIVEINTERFACE_CONFIG``, else
+``~/.pacifica-archiveinterface/config.ini`` (when it exists).  It keeps the
+original sections (``[posix]``, ``[hpss]``, ``[hsm_sideband]``) and adds
+``[archive]``.  Every setting is declared once in ``SETTINGS`` with its
+section, environment variable, type and default; ``load()`` validates them all
+and raises ConfigError with one line an operator can act on.
+"""
+
+import configparser
+import dataclasses
+import os
+import re
+
+from .errors import ConfigError
+
+BACKENDS = ("posix", "hpss", "hsmsideband")
+DEFAULT_CONFIG = os.path.join("~", ".pacifica-archiveinterface", "config.ini")
+
+
+def _bool(text):
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+_SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)i?b?", re.IGNORECASE)
+
+
+def _size(text):
+    """Bytes, with an optional binary suffix: ``10G`` = 10 GiB.  0 means unlimited."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise ValueError("expected a size such as 1048576, 512M or 10G")
+    power = " kmgt".index(match.group(2).lower() or " ")
+    return int(match.group(1)) * 1024**power
+
+
+def _seconds(text):
+    value = float(text)
+    if value < 0:
+        raise ValueError("expected a non-negative number of seconds")
+    return value
+
+
+def _paths(text):
+    """Directories separated by ':' or newlines; each made absolute and resolved."""
+    parts = [p.strip() for p in re.split(r"[:\n]", text) if p.strip()]
+    return tuple(os.path.realpath(os.path.expanduser(p)) for p in parts)
+
+
+def _backend(text):
+    name = text.strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str  # attribute of Config
+    section: str
+    option: str
+    env: str
+    parse: object
+    default: str
+
+
+SETTINGS = (
+    Setting("backend", "archive", "backend", "PAI_BACKEND_TYPE", _backend, "posix"),
+    Setting("prefix", "archive", "prefix", "PAI_PREFIX", str, "/tmp"),
+    Setting("allow_overwrite", "archive", "allow_overwrite", "PAI_ALLOW_OVERWRITE", _bool, "false"),
+    Setting("patch_roots", "archive", "patch_roots", "PAI_PATCH_ROOTS", _paths, ""),
+    Setting("max_body_size", "archive", "max_body_size", "PAI_MAX_BODY_SIZE", _size, "0"),
+    Setting("receive_timeout", "archive", "receive_timeout", "PAI_RECEIVE_TIMEOUT", _seconds, "60"),
+    Setting("sweep_on_start", "archive", "sweep_on_start", "PAI_SWEEP_ON_START", _bool, "true"),
+    Setting("use_id2filename", "posix", "use_id2filename", "PAI_USE_ID2FILENAME", _bool, "false"),
+    Setting("hpss_user", "hpss", "user", "PAI_HPSS_USER", str, "hpss"),
+    Setting("hpss_auth", "hpss", "auth", "PAI_HPSS_AUTH", str, "/var/hpss/etc/hpss.keytab"),
+    Setting("hpss_sitename", "hpss", "sitename", "PAI_HPSS_SITENAME", str, "example.com"),
+    Setting("hpss_accept_latency", "hpss", "accept_latency", "PAI_HPSS_ACCEPT_LATENCY", _seconds, "5"),
+    Setting("sideband_prefix", "hsm_sideband", "sam_qfs_prefix", "PAI_SAM_QFS_PREFIX", str, "/tmp"),
+    Setting("sideband_schema", "hsm_sideband", "schema", "PAI_SIDEBAND_SCHEMA", str, "samdb"),
+    Setting("sideband_host", "hsm_sideband", "host", "PAI_SIDEBAND_HOST", str, "127.0.0.1"),
+    Setting("sideband_port", "hsm_sideband", "port", "PAI_SIDEBAND_PORT", int, "3306"),
+    Setting("sideband_user", "hsm_sideband", "user", "PAI_SIDEBAND_USER", str, "root"),
+    Setting("sideband_password", "hsm_sideband", "password", "PAI_SIDEBAND_PASSWORD", str, ""),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The validated settings of one archive service (see SETTINGS for the sources)."""
+
+    backend: str
+    prefix: str
+    allow_overwrite: bool
+    patch_roots: tuple
+    max_body_size: int
+    receive_timeout: float
+    sweep_on_start: bool
+    use_id2filename: bool
+    hpss_user: str
+    hpss_auth: str
+    hpss_sitename: str
+    hpss_accept_latency: float
+    sideband_prefix: str
+    sideband_schema: str
+    sideband_host: str
+    sideband_port: int
+    sideband_user: str
+    sideband_password: str
+    config_file: str = ""
+
+
+def config_path(explicit=None, environ=os.environ):
+    """The INI file to read, or "" when none is configured and the default is absent."""
+    if explicit:
+        return explicit
+    if environ.get("ARCHIVEINTERFACE_CONFIG"):
+        return environ["ARCHIVEINTERFACE_CONFIG"]
+    default = os.path.expanduser(DEFAULT_CONFIG)
+    return default if os.path.exists(default) else ""
+
+
+def _read_ini(path):
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise ConfigError(f"config file {path} is not valid INI: {exc.message.splitlines()[0]}") from None
+    return parser
+
+
+def load(overrides=None, config_file=None, environ=os.environ, prepare=True):
+    """Build the Config from the file, the environment and ``overrides`` (flag values by name).
+
+    With ``prepare`` the prefix is created if missing and checked for writing.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path = config_path(config_file, environ)
+    ini = _read_ini(path) if path else None
+    values = {}
+    for setting in SETTINGS:
+        raw, origin = setting.default, "default"
+        if ini is not None and ini.has_option(setting.section, setting.option):
+            raw, origin = ini.get(setting.section, setting.option), f"[{setting.section}] {setting.option} in {path}"
+        if setting.env in environ:
+            raw, origin = environ[setting.env], setting.env
+        if setting.name in overrides:
+            raw, origin = str(overrides[setting.name]), f"--{setting.name.replace('_', '-')}"
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"bad value {raw!r} for {origin}: {exc}") from None
+    values["prefix"] = os.path.realpath(os.path.expanduser(values["prefix"]))
+    config = Config(config_file=path, **values)
+    if prepare:
+        prepare_prefix(config.prefix)
+    return config
+
+
+def prepare_prefix(prefix):
+    """Create the prefix if needed and make sure this process can write in it."""
+    try:
+        os.makedirs(prefix, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the archive prefix {prefix}: {exc.strerror}") from None
+    if not os.path.isdir(prefix):
+        raise ConfigError(f"the archive prefix {prefix} is not a directory")
+    if not os.access(prefix, os.W_OK | os.X_OK):
+        raise ConfigError(f"the archive prefix {prefix} is not writable by this user")

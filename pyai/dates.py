@@ -1,0 +1,60 @@
+"""Reading the Last-Modified a client sends, and writing HTTP dates.
+
+Clients send every date format ever used on the web: RFC 1123, RFC 850,
+asctime without a zone (what Pacifica ingest sends, meaning UTC), ISO 8601 and
+plain epoch seconds.  An upload is never refused over its date.
+"""
+
+import calendar
+import datetime
+import re
+import time
+from email.utils import formatdate
+
+_EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+# strptime formats without a zone: read as UTC (a trailing "GMT"/"UTC" is stripped first)
+_FORMATS = (
+    "%a, %d %b %Y %H:%M:%S",  # RFC 1123
+    "%A, %d-%b-%y %H:%M:%S",  # RFC 850
+    "%a %b %d %H:%M:%S %Y",  # asctime
+    "%d %b %Y %H:%M:%S",  # RFC 1123 without the weekday
+)
+
+
+def parse_http_date(text):
+    """Return epoch seconds (float) for ``text`` in any format we accept, or None."""
+    text = text.strip()
+    if not text:
+        return None
+    if _EPOCH.fullmatch(text):
+        return float(text)
+    stamp = _parse_formats(text)
+    if stamp is None:
+        stamp = _parse_iso(text)
+    return stamp
+
+
+def _parse_formats(text):
+    bare = re.sub(r"\s+(GMT|UTC|UT|Z|\+0000|-0000)$", "", text)
+    for fmt in _FORMATS:
+        try:
+            parsed = time.strptime(bare, fmt)
+        except ValueError:
+            continue
+        return float(calendar.timegm(parsed))
+    return None
+
+
+def _parse_iso(text):
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def http_date(stamp):
+    """Format epoch seconds as an RFC 9110 date (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
+    return formatdate(stamp, usegmt=True)

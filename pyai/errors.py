@@ -1,0 +1,99 @@
+"""Exceptions of the archive, and the one place an errno becomes an exception.
+
+Client mistakes and archive states (missing id, id taken, bad range, ...) are
+``ArchiveError`` subclasses that carry their HTTP status; the web layer turns
+any of them into the JSON error body.  Failures of the operating system stay
+``OSError`` (with the PEP 3151 subclass picked from the errno) and are mapped
+to a status by the web layer, which never shows their path to a client.
+"""
+
+import errno as _errno
+import os
+
+
+class ArchiveError(Exception):
+    """A request the archive refuses; ``status`` is the HTTP status code."""
+
+    status = 500
+
+    def __init__(self, message, *, detail=None):
+        super().__init__(message)
+        self.message = message
+        # detail: short "operation, id, cause" text for the JSON ``traceback`` key
+        self.detail = detail or message
+
+
+class BadRequest(ArchiveError):
+    status = 400
+
+
+class Forbidden(ArchiveError):
+    status = 403
+
+
+class NotFound(ArchiveError):
+    status = 404
+
+
+class MethodNotAllowed(ArchiveError):
+    status = 405
+
+
+class Conflict(ArchiveError):
+    status = 409
+
+
+class LengthRequired(ArchiveError):
+    status = 411
+
+
+class PayloadTooLarge(ArchiveError):
+    status = 413
+
+
+class RangeNotSatisfiable(ArchiveError):
+    status = 416
+
+    def __init__(self, message, *, size, detail=None):
+        super().__init__(message, detail=detail)
+        self.size = size
+
+
+class BackendUnavailable(ArchiveError):
+    """The storage system is down or too slow; the service itself is fine."""
+
+    status = 503
+
+    def __init__(self, message, *, retry_after=None, detail=None):
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
+
+
+class ConfigError(Exception):
+    """A configuration problem found at start-up; its text is one line for the operator."""
+
+
+class IncompleteBody(Exception):
+    """The client sent fewer body bytes than it announced (or hung up)."""
+
+    def __init__(self, received, expected):
+        super().__init__(f"received {received} of {expected} bytes")
+        self.received = received
+        self.expected = expected
+
+
+# errno values that mean "the storage is full" (HTTP 507)
+NO_SPACE = frozenset({_errno.ENOSPC, _errno.EDQUOT})
+
+
+def os_error(err, op, path=None):
+    """Build the OSError for errno ``err`` (given positive or negative) raised by ``op``.
+
+    Native code returns ``-errno``; this is the only function that turns such a
+    code into an exception, so every implementation raises the same classes.
+    The operation name travels in ``strerror`` so logs say what failed.
+    """
+    err = abs(err)
+    exc = OSError(err, f"{op}: {os.strerror(err)}", path)
+    exc.op = op
+    return exc

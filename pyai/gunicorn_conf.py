@@ -1,0 +1,40 @@
+"""gunicorn settings for pyai (the repository's gunicorn.conf.py imports these).
+
+Environment variables adjust the common ones without editing this file:
+``PAI_BIND``, ``PAI_WORKERS``, ``PAI_THREADS``.
+"""
+
+import os
+
+bind = os.environ.get("PAI_BIND", "127.0.0.1:8080")
+
+# Threaded workers keep connections alive between requests (sync workers close
+# every connection) and let one worker serve many uploads and downloads at once:
+# the byte moving happens in C or in the kernel with the GIL released.
+worker_class = "gthread"
+workers = int(os.environ.get("PAI_WORKERS", os.cpu_count() or 2))
+threads = int(os.environ.get("PAI_THREADS", "16"))
+
+# GET of a plain file goes out with sendfile(2) (pyai hands gunicorn a real fd).
+sendfile = True
+
+keepalive = 75
+# A worker that stops answering the arbiter for this long is restarted; uploads
+# and downloads run in threads, so a long transfer does not hold the heartbeat.
+timeout = 120
+graceful_timeout = 60
+# Request line and headers: generous enough for any real client, bounded for hostile ones.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+accesslog = os.environ.get("PAI_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("PAI_LOG_LEVEL", "info")
+
+
+def on_starting(server):
+    """Validate the configuration once and sweep stale temporary files, before any worker starts."""
+    from pyai.server import prepare_archive
+
+    prepare_archive(server.log)

@@ -1,0 +1,70 @@
+"""Archive ids: what a valid id is, and where its file lives.
+
+Two id schemes exist, as in the original service.  Safe names (the default for
+the posix backend) are stored as ``<prefix>/<id>``; integer ids are stored at
+``id2filename(id)``, a layout existing archives depend on byte for byte.
+Neither scheme can name a file that starts with ``.``, which is where the
+archive keeps its temporary files.
+"""
+
+import re
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+INTEGER = re.compile(r"[0-9]{1,19}")
+MAX_ID = 2**63 - 1
+
+
+class InvalidId(ValueError):
+    """The text is not an id under the archive's scheme."""
+
+
+def parse_safe_name(text):
+    """Return ``text`` if it is a safe file name, else raise InvalidId."""
+    if not SAFE_NAME.fullmatch(text):
+        raise InvalidId("an id is 1-255 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return text
+
+
+def parse_integer(text):
+    """Return the integer id written in ``text`` (ASCII digits, at most 2**63-1)."""
+    if not INTEGER.fullmatch(text) or int(text) > MAX_ID:
+        raise InvalidId(f"an id is an integer from 0 to {MAX_ID}")
+    return int(text)
+
+
+def id2filename(fileid):
+    """Map an integer id to its path below the prefix (the original layout).
+
+    The file name is the id in lowercase hex; while more than two hex digits
+    remain, the last two are peeled off as the next directory level.  Ids of at
+    most two hex digits become ``/file.<hex>``.
+    """
+    hexid = format(fileid, "x")
+    if len(hexid) <= 2:
+        return "/file." + hexid
+    levels = []
+    rest = hexid
+    while len(rest) > 2:
+        levels.append(rest[-2:])
+        rest = rest[:-2]
+    return "/" + "/".join(levels) + "/" + hexid
+
+
+def filename2id(path):
+    """Inverse of ``id2filename``; raises InvalidId for a path it cannot produce."""
+    parts = path.split("/")
+    if not path.startswith("/") or len(parts) < 2:
+        raise InvalidId(f"not an archive path: {path!r}")
+    name = parts[-1]
+    if len(parts) == 2 and name.startswith("file."):
+        hexid = name[5:]
+        if 1 <= len(hexid) <= 2 and _is_hex(hexid) and id2filename(int(hexid, 16)) == path:
+            return int(hexid, 16)
+        raise InvalidId(f"not an archive path: {path!r}")
+    if _is_hex(name) and len(name) > 2 and int(name, 16) <= MAX_ID and id2filename(int(name, 16)) == path:
+        return int(name, 16)
+    raise InvalidId(f"not an archive path: {path!r}")
+
+
+def _is_hex(text):
+    return bool(text) and all(c in "0123456789abcdef" for c in text)

@@ -1,0 +1,136 @@
+"""Receiving a request body into a backend writer.
+
+Under gunicorn, a body with a Content-Length is received straight from the
+client's socket into the file by ``fileio.recv_to_file`` (C, GIL released),
+after taking the bytes gunicorn already read ahead.  Everything else (chunked
+bodies, TLS, other WSGI servers, writers without a descriptor) goes through the
+portable ``wsgi.input`` loop.
+"""
+
+import io
+import socket
+import ssl
+
+from . import fileio
+from .errors import IncompleteBody, LengthRequired, PayloadTooLarge
+
+CHUNK = 1024 * 1024
+
+try:  # the read-ahead we must take over lives in these gunicorn objects
+    from gunicorn.http.body import Body as _GunicornBody
+    from gunicorn.http.body import LengthReader as _GunicornLengthReader
+    from gunicorn.http.unreader import SocketUnreader as _GunicornSocketUnreader
+except ImportError:  # pragma: no cover - another WSGI server
+    _GunicornBody = _GunicornLengthReader = _GunicornSocketUnreader = None
+
+
+class RequestBody:
+    """The body of one PUT: its announced length (None when chunked) and where it comes from."""
+
+    def __init__(self, environ, max_size=0, timeout=None):
+        self.environ = environ
+        self.max_size = max_size
+        self.timeout = timeout
+        self.consumed = False
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        length = environ.get("CONTENT_LENGTH", "")
+        if chunked:
+            self.length = None
+        elif length:
+            self.length = int(length)  # the server has validated it
+        else:
+            raise LengthRequired("PUT needs a Content-Length or a chunked body", detail="no Content-Length, not chunked")
+        if max_size and self.length is not None and self.length > max_size:
+            raise PayloadTooLarge(
+                f"the body is larger than this archive accepts ({max_size} bytes)", detail="body over max_body_size"
+            )
+
+    def copy_to(self, writer):
+        """Write the whole body into ``writer`` and return its size; raise IncompleteBody if short."""
+        fd = writer.fileno()
+        parts = self._gunicorn_parts() if fd is not None and self.length is not None else None
+        if parts is not None:
+            received = self._receive_direct(fd, *parts)
+        else:
+            received = self._receive_portable(writer)
+        if self.length is not None and received != self.length:
+            raise IncompleteBody(received, self.length)
+        self.consumed = True
+        return received
+
+    def abandon(self):
+        """Tell gunicorn not to reuse the connection: the rest of the body is unread or unknown."""
+        if not self.consumed and hasattr(self.environ.get("wsgi.input"), "failed"):
+            self.environ["wsgi.input"].failed = True
+
+    def _gunicorn_parts(self):
+        body = self.environ.get("wsgi.input")
+        sock = self.environ.get("gunicorn.socket")
+        if _GunicornBody is None or not isinstance(body, _GunicornBody) or sock is None:
+            return None
+        reader = body.reader
+        if not isinstance(reader, _GunicornLengthReader) or isinstance(sock, ssl.SSLSocket):
+            return None
+        if not isinstance(reader.unreader, _GunicornSocketUnreader) or not hasattr(body, "buf"):
+            return None
+        return body, reader, sock
+
+    def _receive_direct(self, fd, body, reader, sock):
+        # What the application layer already holds, then what gunicorn read ahead
+        # (which may run past this body into a pipelined request: give that back).
+        held = body.buf.getvalue()
+        body.buf = io.BytesIO()
+        unreader = reader.unreader
+        ahead = unreader.buf.getvalue()
+        unreader.buf = io.BytesIO()
+        mine, theirs = ahead[: reader.length], ahead[reader.length :]
+        if theirs:
+            unreader.unread(theirs)
+        reader.length -= len(mine)
+        received = 0
+        for data in (held, mine):
+            if data:
+                fileio.write_all(fd, data)
+                received += len(data)
+        if reader.length:
+            moved = fileio.recv_to_file(sock.fileno(), fd, reader.length, self.timeout)
+            reader.length -= moved
+            received += moved
+        return received
+
+    def _receive_portable(self, writer):
+        stream = self.environ["wsgi.input"]
+        remaining = self.length
+        received = 0
+        with _socket_timeout(self.environ.get("gunicorn.socket"), self.timeout):
+            while remaining is None or remaining > 0:
+                data = stream.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                if not data:
+                    break
+                received += len(data)
+                if self.max_size and received > self.max_size:
+                    raise PayloadTooLarge(
+                        f"the body is larger than this archive accepts ({self.max_size} bytes)",
+                        detail="body over max_body_size",
+                    )
+                writer.write(data)
+                if remaining is not None:
+                    remaining -= len(data)
+        return received
+
+
+class _socket_timeout:
+    """Bound each blocking read on gunicorn's socket, restoring its previous timeout after."""
+
+    def __init__(self, sock, timeout):
+        self.sock = sock if isinstance(sock, socket.socket) and timeout else None
+        self.timeout = timeout
+
+    def __enter__(self):
+        if self.sock is not None:
+            self.previous = self.sock.gettimeout()
+            self.sock.settimeout(self.timeout)
+
+    def __exit__(self, *exc_info):
+        if self.sock is not None:
+            self.sock.settimeout(self.previous)

@@ -1,0 +1,57 @@
+"""Serving pyai with gunicorn from our own command line (``gunicorn.app.base``)."""
+
+import os
+import runpy
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from .backends import create_backend
+from .config import load as load_config
+from .errors import ConfigError
+
+PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
+
+
+def prepare_archive(log=None):
+    """Check the configuration and sweep stale temporary files; one line and exit 2 on a bad config."""
+    try:
+        config = load_config()
+        backend = create_backend(config)
+    except ConfigError as exc:
+        sys.stderr.write(f"pyai: error: {exc}\n")
+        sys.stderr.flush()
+        os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
+    if config.sweep_on_start:
+        removed = backend.sweep()
+        if log is not None and removed:
+            log.info("removed %d stale temporary file(s) under %s", removed, config.prefix)
+    return config
+
+
+class ArchiveServer(BaseApplication):
+    """gunicorn with the settings of a gunicorn config file plus our command-line options."""
+
+    def __init__(self, options, conf_file=None):
+        self.options = options
+        self.conf_file = conf_file or _default_conf_file()
+        super().__init__()
+
+    def load_config(self):
+        namespace = runpy.run_path(self.conf_file)
+        for name, value in namespace.items():
+            if name in self.cfg.settings and value is not None:
+                self.cfg.set(name, value)
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from .app import create_app
+
+        return create_app()
+
+
+def _default_conf_file():
+    """./gunicorn.conf.py when there is one (gunicorn's own convention), else ours."""
+    local = os.path.abspath("gunicorn.conf.py")
+    return local if os.path.exists(local) else PACKAGED_GUNICORN_CONF
