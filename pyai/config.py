@@ -16,7 +16,7 @@ import re
 from .errors import ConfigError
 
 BACKENDS = ("posix", "hpss", "hsmsideband")
-DEFAULT_CONFIG = os.path.join("~", ".pacifica-archiveinterface", "config.ini")
+DEFAULT_CONFIG_IN_HOME = os.path.join(".pacifica-archiveinterface", "config.ini")
 
 
 def _bool(text):
@@ -123,7 +123,8 @@ def config_path(explicit=None, environ=os.environ):
         return explicit
     if environ.get("ARCHIVEINTERFACE_CONFIG"):
         return environ["ARCHIVEINTERFACE_CONFIG"]
-    default = os.path.expanduser(DEFAULT_CONFIG)
+    home = environ.get("HOME") or os.path.expanduser("~")
+    default = os.path.join(home, DEFAULT_CONFIG_IN_HOME)
     return default if os.path.exists(default) else ""
 
 

@@ -28,6 +28,10 @@ limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 
+# gunicorn >= 25 opens a control socket at one per-user default path; several
+# archive instances on one host would fight over it, and pyai does not need it.
+control_socket_disable = True
+
 accesslog = os.environ.get("PAI_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("PAI_LOG_LEVEL", "info")
