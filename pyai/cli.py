@@ -30,14 +30,17 @@ def _serve_options(parser):
     parser.add_argument("--gunicorn-config", help="gunicorn settings file (default ./gunicorn.conf.py or pyai's)")
 
 
-def _export(args):
-    """Make the flags the configuration every process will read."""
+def _load(args):
+    """Validate the configuration with the flags applied, then export the flags as the
+    environment every process (gunicorn's workers included) will read."""
+    config = load_config({"backend": args.backend, "prefix": args.prefix}, config_file=args.config)
     if args.backend:
         os.environ["PAI_BACKEND_TYPE"] = args.backend
     if args.prefix:
         os.environ["PAI_PREFIX"] = args.prefix
     if args.config:
         os.environ["ARCHIVEINTERFACE_CONFIG"] = os.path.abspath(args.config)
+    return config
 
 
 def _fail(prog, message):
@@ -46,9 +49,8 @@ def _fail(prog, message):
 
 
 def serve(args, prog):
-    _export(args)
     try:
-        load_config()
+        _load(args)
     except ConfigError as exc:
         return _fail(prog, exc)
     from .server import ArchiveServer
@@ -63,12 +65,11 @@ def serve(args, prog):
 
 
 def delete(args, prog):
-    _export(args)
     from .archive import Archive
     from .backends import create_backend
 
     try:
-        config = load_config()
+        config = _load(args)
         archive = Archive(config, create_backend(config))
     except ConfigError as exc:
         return _fail(prog, exc)
@@ -84,11 +85,10 @@ def delete(args, prog):
 
 
 def sweep(args, prog):
-    _export(args)
     from .backends import create_backend
 
     try:
-        config = load_config()
+        config = _load(args)
         removed = create_backend(config).sweep()
     except ConfigError as exc:
         return _fail(prog, exc)

@@ -156,7 +156,7 @@ def load(overrides=None, config_file=None, environ=os.environ, prepare=True):
         if setting.env in environ:
             raw, origin = environ[setting.env], setting.env
         if setting.name in overrides:
-            raw, origin = str(overrides[setting.name]), f"--{setting.name.replace('_', '-')}"
+            raw, origin = str(overrides[setting.name]), f"the {setting.name} given on the command line"
         try:
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
