@@ -1,0 +1,381 @@
+/* pyai_io.c - see pyai_io.h.  Linux only (splice, copy_file_range, renameat2). */
+#include "pyai_io.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0) /* linux/fs.h; absent from old libc headers */
+#endif
+
+#define CHUNK (1 << 20)
+/* Linux moves at most this much per read/write/sendfile call anyway. */
+#define MAX_IO 0x7ffff000
+
+static size_t min_size(int64_t left, size_t cap)
+{
+    return left < (int64_t)cap ? (size_t)left : cap;
+}
+
+/* Old glibc (< 2.28 / < 2.27) has no wrappers: go to the kernel directly. */
+static int sys_renameat2(const char *src, const char *dst, unsigned int flags)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 28))
+    return renameat2(AT_FDCWD, src, AT_FDCWD, dst, flags);
+#elif defined(SYS_renameat2)
+    return (int)syscall(SYS_renameat2, AT_FDCWD, src, AT_FDCWD, dst, flags);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static ssize_t sys_copy_file_range(int src_fd, int dst_fd, size_t len)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 27))
+    return copy_file_range(src_fd, NULL, dst_fd, NULL, len, 0);
+#elif defined(SYS_copy_file_range)
+    return syscall(SYS_copy_file_range, src_fd, NULL, dst_fd, NULL, len, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int pyai_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len < MAX_IO ? len : MAX_IO);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO; /* no progress and no error: retrying would spin forever */
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- recv_to_file ------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until fd is readable (or has an error/EOF to report).  timeout_ms
+ * bounds the whole wait, signals included: poll() is restarted with what is
+ * left after each EINTR. */
+static int wait_readable(int fd, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int64_t deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+    int wait = timeout_ms;
+
+    for (;;) {
+        int n = poll(&pfd, 1, wait);
+        if (n > 0)
+            return (pfd.revents & POLLNVAL) ? -EBADF : 0;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+        if (interrupted && interrupted(ctx))
+            return -EINTR;
+        if (timeout_ms >= 0) {
+            int64_t left = deadline - now_ms();
+            wait = left > 0 ? (int)left : 0;
+        }
+    }
+}
+
+/* A pipe for splice(2), as large as allowed up to CHUNK.  Returns its size,
+ * or -errno (the caller then copies through memory instead). */
+static int open_pipe(int p[2], int64_t nbytes)
+{
+    int size;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    size = fcntl(p[0], F_GETPIPE_SZ);
+    /* Bigger pipes mean fewer syscalls; failing to grow one (EPERM past
+     * fs.pipe-user-pages-soft) only costs speed, so it is not an error. */
+    if (size > 0 && size < CHUNK && nbytes > size) {
+        int grown = fcntl(p[0], F_SETPIPE_SZ, CHUNK);
+        if (grown > 0)
+            size = grown;
+    }
+    if (size <= 0) {
+        int err = size < 0 ? errno : EINVAL;
+        close(p[0]);
+        close(p[1]);
+        return -err;
+    }
+    return size;
+}
+
+/* Move exactly len bytes that splice put into the pipe on to the file.  If
+ * the file refuses splice (EINVAL: O_APPEND, or a file system without
+ * splice_write) copy them through *buf instead and clear *use_splice so the
+ * rest of the body goes through memory too. */
+static int drain_pipe(int pipe_fd, int file_fd, size_t len, char **buf, int *use_splice)
+{
+    while (len > 0 && *use_splice) {
+        ssize_t n = splice(pipe_fd, NULL, file_fd, NULL, len, SPLICE_F_MOVE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EINVAL)
+                return -errno;
+            *use_splice = 0;
+            break;
+        }
+        len -= (size_t)n;
+    }
+    if (len > 0 && *buf == NULL && (*buf = malloc(CHUNK)) == NULL)
+        return -ENOMEM;
+    while (len > 0) {
+        /* the pipe holds these len bytes already: read() cannot block */
+        ssize_t n = read(pipe_fd, *buf, min_size((int64_t)len, CHUNK));
+        int rc;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO; /* cannot happen: we hold the write end */
+        rc = pyai_write_all(file_fd, *buf, (size_t)n);
+        if (rc < 0)
+            return rc;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* socket -> pipe -> file with splice(2) saves the copy into user space
+ * (measured 15-35% faster than recv+write on loopback); recv+write through a
+ * 1 MiB buffer is the fallback when splice is not possible.  Reads never
+ * block, whatever the socket's mode, and poll() does the waiting, so the
+ * timeout holds and the caller's socket flags are never touched: recv uses
+ * MSG_DONTWAIT; splice has no such flag for TCP (SPLICE_F_NONBLOCK only
+ * concerns the pipe), so on a blocking socket it is called only once poll()
+ * says readable (we are the socket's only reader). */
+int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                          pyai_interrupt_fn interrupted, void *ctx)
+{
+    int p[2] = {-1, -1};
+    char *buf = NULL;
+    int use_splice, sock_blocks;
+    size_t chunk;
+    int64_t done = 0;
+    int64_t rc;
+
+    if (nbytes < 0)
+        return -EINVAL;
+    if (nbytes == 0)
+        return 0;
+    rc = fcntl(sock_fd, F_GETFL);
+    if (rc < 0)
+        return -errno;
+    sock_blocks = !(rc & O_NONBLOCK);
+    rc = open_pipe(p, nbytes);
+    use_splice = rc > 0;
+    chunk = use_splice ? (size_t)rc : CHUNK;
+
+    while (done < nbytes) {
+        size_t want = min_size(nbytes - done, chunk);
+        ssize_t got;
+
+        if (use_splice) {
+            if (sock_blocks && (rc = wait_readable(sock_fd, timeout_ms, interrupted, ctx)) < 0)
+                goto out;
+            got = splice(sock_fd, NULL, p[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (got < 0 && errno == EINVAL) {
+                use_splice = 0; /* a socket without splice_read: nothing was consumed */
+                continue;
+            }
+        } else {
+            if (buf == NULL && (buf = malloc(min_size(nbytes, CHUNK))) == NULL) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            got = recv(sock_fd, buf, min_size(nbytes - done, CHUNK), MSG_DONTWAIT);
+        }
+        if (got < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                rc = wait_readable(sock_fd, timeout_ms, interrupted, ctx);
+            else if (errno == EINTR)
+                rc = (interrupted && interrupted(ctx)) ? -EINTR : 0;
+            else
+                rc = -errno;
+            if (rc < 0)
+                goto out;
+            continue;
+        }
+        if (got == 0)
+            break; /* the peer closed: the body is short */
+        if (use_splice) {
+            rc = drain_pipe(p[0], file_fd, (size_t)got, &buf, &use_splice);
+        } else {
+            rc = pyai_write_all(file_fd, buf, (size_t)got);
+        }
+        if (rc < 0)
+            goto out;
+        done += got;
+    }
+    rc = done;
+out:
+    if (p[0] >= 0) {
+        close(p[0]);
+        close(p[1]);
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- copy_fd ----------------------------------------------------------- */
+
+/* errno values that mean "this method does not work for these files". */
+static int unsupported(int err)
+{
+    return err == EXDEV || err == EINVAL || err == ENOSYS || err == EOPNOTSUPP;
+}
+
+int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes)
+{
+    enum { COPY_FILE_RANGE, SENDFILE, READ_WRITE } how = COPY_FILE_RANGE;
+    char *buf = NULL;
+    int64_t done = 0;
+    int64_t rc;
+
+    if (nbytes < 0)
+        return -EINVAL;
+    while (done < nbytes) {
+        size_t want = min_size(nbytes - done, MAX_IO);
+        ssize_t n;
+
+        if (how == COPY_FILE_RANGE) {
+            n = sys_copy_file_range(src_fd, dst_fd, want);
+        } else if (how == SENDFILE) {
+            n = sendfile(dst_fd, src_fd, NULL, want);
+        } else {
+            if (buf == NULL && (buf = malloc(min_size(nbytes, CHUNK))) == NULL) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            n = read(src_fd, buf, min_size(nbytes - done, CHUNK));
+            if (n > 0 && (rc = pyai_write_all(dst_fd, buf, (size_t)n)) < 0)
+                goto out;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (how != READ_WRITE && unsupported(errno)) {
+                how++; /* offsets are unchanged by a failed call: just go on */
+                continue;
+            }
+            rc = -errno;
+            goto out;
+        }
+        if (n == 0) {
+            /* Pseudo files (/proc, some FUSE) report size 0 to the in-kernel
+             * copies; a first 0 is confirmed by the next method. */
+            if (how != READ_WRITE && done == 0) {
+                how++;
+                continue;
+            }
+            break;
+        }
+        done += n;
+    }
+    rc = done;
+out:
+    free(buf);
+    return rc;
+}
+
+/* ---- the rest ---------------------------------------------------------- */
+
+int pyai_rename_noreplace(const char *src, const char *dst)
+{
+    int err;
+
+    if (sys_renameat2(src, dst, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return -errno;
+    /* No RENAME_NOREPLACE here (old kernel, or e.g. NFS): link() also refuses
+     * an existing dst, atomically; then drop the old name. */
+    if (link(src, dst) < 0)
+        return -errno;
+    if (unlink(src) == 0)
+        return 0;
+    /* Undo, so a failure leaves things as they were (dst is the link we made). */
+    err = errno;
+    unlink(dst);
+    return -err;
+}
+
+int pyai_fsync(int fd)
+{
+    while (fsync(fd) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+int pyai_fsync_dir(const char *path)
+{
+    int fd, rc;
+
+    do {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -errno;
+    rc = pyai_fsync(fd);
+    /* Never retry close(): Linux frees the descriptor even when it reports
+     * EINTR, and a retry could close one another thread just opened. */
+    if (close(fd) < 0 && rc == 0 && errno != EINTR)
+        rc = -errno;
+    return rc;
+}
+
+int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice)
+{
+    /* posix_fadvise returns the error number; it does not set errno. */
+    return -posix_fadvise(fd, (off_t)offset, (off_t)length, advice);
+}
+
+int pyai_preallocate(int fd, int64_t nbytes)
+{
+    if (nbytes < 0)
+        return -EINVAL;
+    if (nbytes == 0)
+        return 0; /* nothing to reserve (and fallocate rejects a 0 length) */
+    while (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)nbytes) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EOPNOTSUPP || errno == ENOSYS)
+            return 0;
+        return -errno;
+    }
+    return 1;
+}

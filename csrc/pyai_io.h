@@ -1,0 +1,61 @@
+/* pyai_io.h - the blocking file and socket primitives of pyai, in plain C.
+ *
+ * No Python here: every function returns >= 0 on success and -errno on
+ * failure, and the caller (pyai/_io.pyx) decides what an error means.  The
+ * functions retry EINTR themselves and complete short writes, so one call
+ * does the whole job and can run without the GIL.
+ */
+#ifndef PYAI_IO_H
+#define PYAI_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <fcntl.h>
+
+/* posix_fadvise advice values, re-exported as fileio.FADV_* */
+#define PYAI_FADV_NORMAL     POSIX_FADV_NORMAL
+#define PYAI_FADV_SEQUENTIAL POSIX_FADV_SEQUENTIAL
+#define PYAI_FADV_RANDOM     POSIX_FADV_RANDOM
+#define PYAI_FADV_WILLNEED   POSIX_FADV_WILLNEED
+#define PYAI_FADV_DONTNEED   POSIX_FADV_DONTNEED
+#define PYAI_FADV_NOREUSE    POSIX_FADV_NOREUSE
+
+/* Called when a wait is interrupted by a signal (EINTR).  Return 0 to carry
+ * on, non-zero to give up with -EINTR: the Python binding runs the signal
+ * handlers here, so Ctrl-C or a worker's exit handler still work while a
+ * slow client keeps us waiting.  NULL means always carry on. */
+typedef int (*pyai_interrupt_fn)(void *ctx);
+
+/* Move up to nbytes from the stream socket sock_fd to file_fd (at its
+ * offset), never reading past nbytes.  Works on blocking and non-blocking
+ * sockets alike; waits at most timeout_ms for each next byte (< 0: forever)
+ * and fails with -ETIMEDOUT when none comes.  Returns the bytes moved, fewer
+ * than nbytes only if the peer closed the connection.  The caller must be the
+ * socket's only reader while this runs. */
+int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                          pyai_interrupt_fn interrupted, void *ctx);
+
+/* Write all len bytes of buf to fd (retrying short writes).  Returns 0. */
+int pyai_write_all(int fd, const void *buf, size_t len);
+
+/* Copy nbytes from src_fd to dst_fd, both at their current offsets, in the
+ * kernel when it can (copy_file_range, then sendfile, then read/write).
+ * Returns the bytes copied, fewer than nbytes only at the end of src_fd. */
+int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes);
+
+/* Rename src to dst unless dst exists (-EEXIST).  Atomic with renameat2;
+ * link + unlink where the kernel or file system lacks RENAME_NOREPLACE. */
+int pyai_rename_noreplace(const char *src, const char *dst);
+
+int pyai_fsync(int fd);
+
+/* fsync a directory, so the entries added to or removed from it are durable. */
+int pyai_fsync_dir(const char *path);
+
+int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice);
+
+/* Reserve nbytes for fd without changing its size.  Returns 1 when reserved,
+ * 0 when the file system cannot (or nbytes is 0); -ENOSPC when it is full. */
+int pyai_preallocate(int fd, int64_t nbytes);
+
+#endif /* PYAI_IO_H */

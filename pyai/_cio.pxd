@@ -1,0 +1,23 @@
+# Declarations of csrc/pyai_io.h for Cython (see that header for the contracts).
+from libc.stdint cimport int64_t
+
+cdef extern from "pyai_io.h" nogil:
+    enum:
+        PYAI_FADV_NORMAL
+        PYAI_FADV_SEQUENTIAL
+        PYAI_FADV_RANDOM
+        PYAI_FADV_WILLNEED
+        PYAI_FADV_DONTNEED
+        PYAI_FADV_NOREUSE
+
+    ctypedef int (*pyai_interrupt_fn)(void *ctx) noexcept nogil
+
+    int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                              pyai_interrupt_fn interrupted, void *ctx)
+    int pyai_write_all(int fd, const void *buf, size_t len)
+    int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes)
+    int pyai_rename_noreplace(const char *src, const char *dst)
+    int pyai_fsync(int fd)
+    int pyai_fsync_dir(const char *path)
+    int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice)
+    int pyai_preallocate(int fd, int64_t nbytes)

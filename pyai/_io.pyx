@@ -1,0 +1,155 @@
+"""The I/O primitives of pyai in C (csrc/pyai_io.c), with the GIL released.
+
+Same names, signatures and behaviour as the pure-Python twin ``pyai._pyio``;
+import them from ``pyai.fileio``, which picks one.  Every OS failure is raised
+by ``pyai.errors.os_error`` with the operation's name.
+"""
+
+import os
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport EEXIST, EINTR
+from libc.limits cimport INT_MAX
+from libc.math cimport ceil
+from libc.stdint cimport int64_t
+
+from pyai._cio cimport *
+
+from pyai.errors import os_error
+
+FADV_NORMAL = PYAI_FADV_NORMAL
+FADV_SEQUENTIAL = PYAI_FADV_SEQUENTIAL
+FADV_RANDOM = PYAI_FADV_RANDOM
+FADV_WILLNEED = PYAI_FADV_WILLNEED
+FADV_DONTNEED = PYAI_FADV_DONTNEED
+FADV_NOREUSE = PYAI_FADV_NOREUSE
+
+
+cdef int _timeout_ms(timeout) except? -2:
+    """poll() milliseconds: rounded up (a short timeout must not become 0), -1 = forever."""
+    cdef double ms
+    if timeout is None or timeout <= 0:
+        return -1
+    ms = ceil(timeout * 1000.0)
+    if ms != ms:
+        raise ValueError("timeout is NaN")
+    return <int>ms if ms < INT_MAX else INT_MAX
+
+
+cdef int _run_signal_handlers(void *box) noexcept nogil:
+    # Called by C on EINTR: run Python's signal handlers as any blocking call
+    # does (PEP 475); if one raises, keep its exception and stop the call.
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            (<list>box).append(exc)
+            return 1
+    return 0
+
+
+cdef bytes _path(path):
+    cdef bytes b = os.fsencode(path)
+    if b"\0" in b:
+        raise ValueError("embedded null byte")
+    return b
+
+
+def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout):
+    """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
+
+    ``timeout`` bounds the wait for each next byte (seconds; None or <= 0:
+    forever) and raises TimeoutError when it runs out.
+    """
+    cdef int ms = _timeout_ms(timeout)
+    cdef int64_t rc
+    cdef list interrupted = []
+    if nbytes < 0:
+        raise ValueError("nbytes must be >= 0")
+    with nogil:
+        rc = pyai_recv_to_file(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted)
+    if rc < 0:
+        if rc == -EINTR and interrupted:
+            raise interrupted[0]
+        raise os_error(rc, "receive")
+    return rc
+
+
+def write_all(int fd, data):
+    """Write every byte of the bytes-like ``data`` to ``fd``."""
+    cdef Py_buffer view
+    cdef int rc
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        with nogil:
+            rc = pyai_write_all(fd, view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    if rc < 0:
+        raise os_error(rc, "write")
+
+
+def copy_fd(int src_fd, int dst_fd, int64_t nbytes):
+    """Copy ``nbytes`` between the current offsets in the kernel; fewer only at source EOF."""
+    cdef int64_t rc
+    if nbytes < 0:
+        raise ValueError("nbytes must be >= 0")
+    with nogil:
+        rc = pyai_copy_fd(src_fd, dst_fd, nbytes)
+    if rc < 0:
+        raise os_error(rc, "copy")
+    return rc
+
+
+def rename_noreplace(src, dst):
+    """Publish ``src`` as ``dst``; FileExistsError (naming dst) if dst exists."""
+    cdef bytes bsrc = _path(src), bdst = _path(dst)
+    cdef const char *csrc = bsrc
+    cdef const char *cdst = bdst
+    cdef int rc
+    with nogil:
+        rc = pyai_rename_noreplace(csrc, cdst)
+    if rc < 0:
+        raise os_error(rc, "publish", dst if rc == -EEXIST else src)
+
+
+def fsync(int fd):
+    """Flush ``fd``'s data and metadata to stable storage."""
+    cdef int rc
+    with nogil:
+        rc = pyai_fsync(fd)
+    if rc < 0:
+        raise os_error(rc, "fsync")
+
+
+def fsync_dir(path):
+    """fsync the directory ``path`` so entries added or removed in it survive a crash."""
+    cdef bytes b = _path(path)
+    cdef const char *c = b
+    cdef int rc
+    with nogil:
+        rc = pyai_fsync_dir(c)
+    if rc < 0:
+        raise os_error(rc, "fsync", path)
+
+
+def fadvise(int fd, int64_t offset, int64_t length, int advice):
+    """posix_fadvise (``length`` 0 means to the end of the file)."""
+    cdef int rc
+    with nogil:
+        rc = pyai_fadvise(fd, offset, length, advice)
+    if rc < 0:
+        raise os_error(rc, "fadvise")
+
+
+def preallocate(int fd, int64_t nbytes):
+    """Reserve ``nbytes`` without changing the size; False if the file system cannot."""
+    cdef int rc
+    if nbytes < 0:
+        raise ValueError("nbytes must be >= 0")
+    with nogil:
+        rc = pyai_preallocate(fd, nbytes)
+    if rc < 0:
+        raise os_error(rc, "preallocate")
+    return rc == 1

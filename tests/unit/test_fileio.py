@@ -1,0 +1,552 @@
+"""Tests of the I/O primitives, run against both pyai._io (C) and pyai._pyio (Python).
+
+The C extension must be built (``setup.py build_ext --inplace``): its tests
+fail, not skip, when it is missing.
+"""
+
+import contextlib
+import errno
+import importlib
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+
+
+@pytest.fixture(params=["c", "python"])
+def fio(request):
+    """The implementation under test (ImportError, hence failure, if C is not built)."""
+    return importlib.import_module({"c": "pyai._io", "python": "pyai._pyio"}[request.param])
+
+
+@pytest.fixture(params=["socketpair", "tcp"])
+def conn(request):
+    """(receiving socket, sending socket), connected."""
+    if request.param == "socketpair":
+        rx, tx = socket.socketpair()
+    else:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            tx = socket.create_connection(listener.getsockname())
+            rx, _ = listener.accept()
+    with rx, tx:
+        yield rx, tx
+
+
+@pytest.fixture
+def out(tmp_path):
+    """A descriptor of an empty file open for writing, and a function reading the file back."""
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        yield fd, path.read_bytes
+    finally:
+        os.close(fd)
+
+
+class Sender(threading.Thread):
+    """Sends ``parts`` (pausing ``pause`` s before each), then optionally shuts down writing."""
+
+    def __init__(self, sock, *parts, pause=0.0, eof=False):
+        super().__init__(daemon=True)
+        self.sock, self.parts, self.pause, self.eof = sock, parts, pause, eof
+        self.error = None
+        self.start()
+
+    def run(self):
+        try:
+            for part in self.parts:
+                time.sleep(self.pause)
+                self.sock.sendall(part)
+            if self.eof:
+                self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:  # reported by finish(), not as a thread exception
+            self.error = exc
+
+    def finish(self):
+        self.join(10)
+        assert not self.is_alive() and self.error is None
+
+
+@contextlib.contextmanager
+def watchdog(tx, seconds=10):
+    """Ends the stream after ``seconds``, so a receive that ignores its deadline fails, not hangs."""
+    timer = threading.Timer(seconds, tx.shutdown, (socket.SHUT_WR,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+# ---- recv_to_file ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024 + 1, 5 * MiB])
+def test_recv_exact_and_stops_at_nbytes(fio, conn, out, size):
+    rx, tx = conn
+    fd, read_back = out
+    body = os.urandom(size)
+    sender = Sender(tx, body + b"NEXT REQUEST")
+    if size < 100_000:
+        sender.join()  # all queued on the socket: reading too much would take the next request
+    assert fio.recv_to_file(rx.fileno(), fd, size, 10) == size
+    sender.finish()
+    assert read_back() == body
+    # what follows the body is still on the socket, for the next request
+    rx.settimeout(5)
+    assert rx.recv(100) == b"NEXT REQUEST"
+
+
+def test_recv_eof_returns_short_count(fio, conn, out):
+    rx, tx = conn
+    fd, read_back = out
+    body = os.urandom(100_000)
+    sender = Sender(tx, body, eof=True)
+    assert fio.recv_to_file(rx.fileno(), fd, 300_000, 10) == len(body)
+    sender.finish()
+    assert read_back() == body
+
+
+def test_recv_timeout(fio, conn, out):
+    rx, tx = conn
+    fd, read_back = out
+    tx.sendall(b"abc")
+    start = time.monotonic()
+    with watchdog(tx), pytest.raises(TimeoutError) as info:
+        fio.recv_to_file(rx.fileno(), fd, 10, 0.3)
+    elapsed = time.monotonic() - start
+    assert 0.25 <= elapsed < 5
+    assert info.value.errno == errno.ETIMEDOUT and info.value.op == "receive"
+    assert read_back() == b"abc"  # what came before the timeout was written
+
+
+def test_recv_timeout_is_per_wait_not_total(fio, conn, out):
+    rx, tx = conn
+    fd, read_back = out
+    parts = [os.urandom(1000) for _ in range(8)]
+    sender = Sender(tx, *parts, pause=0.1)  # 0.8 s in all, never 0.5 s of silence
+    assert fio.recv_to_file(rx.fileno(), fd, 8000, 0.5) == 8000
+    sender.finish()
+    assert read_back() == b"".join(parts)
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+def test_recv_keeps_socket_mode(fio, conn, out, blocking):
+    rx, tx = conn
+    fd, read_back = out
+    rx.setblocking(blocking)
+    body = os.urandom(2 * MiB + 3)
+    sender = Sender(tx, body[:1000], body[1000:], pause=0.05)  # so the socket runs dry
+    assert fio.recv_to_file(rx.fileno(), fd, len(body), 10) == len(body)
+    sender.finish()
+    assert read_back() == body
+    assert rx.getblocking() is blocking
+
+
+def test_recv_at_file_offset(fio, conn, out):
+    rx, tx = conn
+    fd, read_back = out
+    os.write(fd, b"HEAD")
+    body = os.urandom(70_000)
+    sender = Sender(tx, body)
+    assert fio.recv_to_file(rx.fileno(), fd, len(body), 10) == len(body)
+    sender.finish()
+    assert read_back() == b"HEAD" + body
+    assert os.lseek(fd, 0, os.SEEK_CUR) == 4 + len(body)
+
+
+def test_recv_into_append_only_file(fio, conn, tmp_path):
+    # splice(2) refuses O_APPEND files: the C version must fall back mid-call
+    path = tmp_path / "append"
+    path.write_bytes(b"HEAD")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    rx, tx = conn
+    body = os.urandom(3 * MiB)
+    try:
+        sender = Sender(tx, body)
+        assert fio.recv_to_file(rx.fileno(), fd, len(body), 10) == len(body)
+        sender.finish()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"HEAD" + body
+
+
+def test_recv_connection_reset(fio, out):
+    fd, _ = out
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        tx = socket.create_connection(listener.getsockname())
+        rx, _ = listener.accept()
+    with rx:
+        tx.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        tx.close()  # linger 0: close sends RST
+        with pytest.raises(ConnectionResetError) as info:
+            fio.recv_to_file(rx.fileno(), fd, 10, 5)
+    assert info.value.op == "receive"
+
+
+def test_recv_bad_arguments(fio, conn, out, tmp_path):
+    rx, _ = conn
+    fd, _ = out
+    with pytest.raises(ValueError):
+        fio.recv_to_file(rx.fileno(), fd, -1, 1)
+    with pytest.raises(ValueError):
+        fio.recv_to_file(rx.fileno(), fd, 1, float("nan"))
+    dead = os.dup(fd)
+    os.close(dead)
+    with pytest.raises(OSError) as info:
+        fio.recv_to_file(dead, fd, 1, 1)
+    assert info.value.errno == errno.EBADF
+
+
+def test_recv_waits_without_the_gil(fio, conn, out):
+    rx, tx = conn
+    fd, _ = out
+    ticks = 0
+    stop = threading.Event()
+
+    def spin():
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        with watchdog(tx), pytest.raises(TimeoutError):
+            fio.recv_to_file(rx.fileno(), fd, 10, 0.5)
+    finally:
+        stop.set()
+        spinner.join()
+    assert ticks > 100_000  # the other thread ran while we waited
+
+
+@pytest.fixture
+def alarm():
+    """alarm(handler, seconds): a one-shot SIGALRM; restored afterwards."""
+    previous = signal.getsignal(signal.SIGALRM)
+
+    def arm(handler, seconds):
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    yield arm
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_recv_signal_handler_exception_stops_the_wait(fio, conn, out, alarm):
+    rx, tx = conn
+    fd, _ = out
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    alarm(handler, 0.2)
+    start = time.monotonic()
+    with watchdog(tx), pytest.raises(Interrupted):
+        fio.recv_to_file(rx.fileno(), fd, 10, None)
+    assert time.monotonic() - start < 5
+
+
+def test_recv_signal_without_exception_is_retried(fio, conn, out, alarm):
+    rx, tx = conn
+    fd, read_back = out
+    seen = []
+    alarm(lambda signum, frame: seen.append(signum), 0.1)
+    sender = Sender(tx, b"late", pause=0.4)
+    assert fio.recv_to_file(rx.fileno(), fd, 4, 5) == 4
+    sender.finish()
+    assert seen == [signal.SIGALRM] and read_back() == b"late"
+
+
+# ---- write_all -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_write_all_large(fio, out, kind):
+    fd, read_back = out
+    data = os.urandom(20 * MiB + 1)
+    fio.write_all(fd, kind(data))
+    fio.write_all(fd, kind(b""))
+    assert read_back() == data
+
+
+def test_write_all_short_writes(fio, alarm):
+    # A signal during a blocked pipe write makes write() return short.
+    data = os.urandom(16 * MiB)
+    received = bytearray()
+    r, w = os.pipe()
+
+    def drain():
+        while chunk := os.read(r, 65536):
+            received.extend(chunk)
+            time.sleep(0.0005)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+    try:
+        fio.write_all(w, data)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        os.close(w)
+        reader.join()
+        os.close(r)
+    assert bytes(received) == data
+
+
+def test_write_all_error(fio, tmp_path):
+    fd = os.open(tmp_path / "ro", os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(OSError) as info:
+            fio.write_all(fd, b"x")
+    finally:
+        os.close(fd)
+    assert info.value.errno == errno.EBADF and info.value.op == "write"
+
+
+# ---- copy_fd -----------------------------------------------------------------
+
+
+@pytest.fixture
+def source(tmp_path):
+    data = os.urandom(3 * MiB + 7)
+    path = tmp_path / "src"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd, data
+    finally:
+        os.close(fd)
+
+
+def test_copy_fd_exact(fio, source, out):
+    src, data = source
+    dst, read_back = out
+    assert fio.copy_fd(src, dst, len(data)) == len(data)
+    assert read_back() == data
+
+
+def test_copy_fd_from_offsets_and_short_at_eof(fio, source, out):
+    src, data = source
+    dst, read_back = out
+    os.lseek(src, 100, os.SEEK_SET)
+    os.write(dst, b"HEAD")
+    assert fio.copy_fd(src, dst, 1000) == 1000
+    assert fio.copy_fd(src, dst, len(data)) == len(data) - 1100  # source EOF
+    assert fio.copy_fd(src, dst, 10) == 0
+    assert read_back() == b"HEAD" + data[100:]
+    assert fio.copy_fd(src, dst, 0) == 0
+
+
+@pytest.mark.parametrize("direction", ["file-to-pipe", "pipe-to-file"])
+def test_copy_fd_falls_back(fio, source, out, direction):
+    # copy_file_range cannot use a pipe, and sendfile cannot read one
+    src, data = source
+    dst, read_back = out
+    r, w = os.pipe()
+    got = bytearray()
+    try:
+        if direction == "file-to-pipe":
+            worker = threading.Thread(target=lambda: got.extend(_read_all(r)))
+            worker.start()
+            copied = fio.copy_fd(src, w, len(data))
+            os.close(w)
+            w = -1
+            worker.join()
+        else:
+            worker = threading.Thread(target=_write_and_close, args=(w, data))
+            worker.start()
+            copied = fio.copy_fd(r, dst, len(data) + 10)  # stops at the pipe's EOF
+            worker.join()
+            w = -1
+            got = read_back()
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    assert copied == len(data) and bytes(got) == data
+
+
+def _read_all(fd):
+    chunks = []
+    while chunk := os.read(fd, MiB):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_and_close(fd, data):
+    try:
+        with memoryview(data) as view:
+            while view:
+                view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def test_copy_fd_error(fio, source):
+    src, _ = source
+    with pytest.raises(OSError) as info:
+        fio.copy_fd(src, src, 10)  # not open for writing
+    assert info.value.errno == errno.EBADF and info.value.op == "copy"
+
+
+# ---- rename_noreplace ----------------------------------------------------------
+
+
+def test_rename_noreplace_publishes(fio, tmp_path):
+    src, dst = tmp_path / "tmp", tmp_path / "final"
+    src.write_bytes(b"data")
+    fio.rename_noreplace(str(src), str(dst))
+    assert not src.exists() and dst.read_bytes() == b"data"
+
+
+def test_rename_noreplace_refuses_to_replace(fio, tmp_path):
+    src, dst = tmp_path / "tmp", tmp_path / "final"
+    src.write_bytes(b"new")
+    dst.write_bytes(b"old")
+    with pytest.raises(FileExistsError) as info:
+        fio.rename_noreplace(str(src), str(dst))
+    assert info.value.filename == str(dst) and info.value.op == "publish"
+    assert src.read_bytes() == b"new" and dst.read_bytes() == b"old"
+
+
+def test_rename_noreplace_missing_source(fio, tmp_path):
+    src, dst = tmp_path / "missing", tmp_path / "final"
+    with pytest.raises(FileNotFoundError) as info:
+        fio.rename_noreplace(str(src), str(dst))
+    assert info.value.filename == str(src)
+    assert not dst.exists()
+
+
+def test_rename_noreplace_rejects_nul(fio, tmp_path):
+    (tmp_path / "a").write_bytes(b"")
+    with pytest.raises(ValueError):
+        fio.rename_noreplace(str(tmp_path / "a"), str(tmp_path / "b\0c"))
+    assert not (tmp_path / "b").exists()
+
+
+# ---- fsync, fsync_dir ------------------------------------------------------------
+
+
+def test_fsync(fio, out):
+    fd, _ = out
+    os.write(fd, b"x")
+    fio.fsync(fd)
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as info:
+        fio.fsync(w)
+    assert info.value.errno == errno.EBADF and info.value.op == "fsync"
+
+
+def test_fsync_dir(fio, tmp_path):
+    fio.fsync_dir(str(tmp_path))
+    fio.fsync_dir(tmp_path)  # path-like
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError) as info:
+        fio.fsync_dir(missing)
+    assert info.value.filename == missing and info.value.op == "fsync"
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        fio.fsync_dir(str(tmp_path / "file"))
+
+
+# ---- fadvise, preallocate -----------------------------------------------------------
+
+
+def test_fadvise_constants(fio):
+    for name in ("NORMAL", "SEQUENTIAL", "RANDOM", "WILLNEED", "DONTNEED", "NOREUSE"):
+        assert getattr(fio, "FADV_" + name) == getattr(os, "POSIX_FADV_" + name)
+
+
+def test_fadvise(fio, source):
+    src, _ = source
+    fio.fadvise(src, 0, 0, fio.FADV_SEQUENTIAL)
+    fio.fadvise(src, 4096, 8192, fio.FADV_DONTNEED)
+    with pytest.raises(OSError) as info:
+        fio.fadvise(src, 0, 0, 12345)  # no such advice
+    assert info.value.errno == errno.EINVAL and info.value.op == "fadvise"
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as info:
+        fio.fadvise(r, 0, 0, fio.FADV_NORMAL)
+    assert info.value.errno == errno.EBADF
+
+
+def test_preallocate(fio, out):
+    fd, _ = out
+    os.write(fd, b"abc")
+    reserved = fio.preallocate(fd, 4 * MiB)
+    assert type(reserved) is bool
+    st = os.fstat(fd)
+    assert st.st_size == 3
+    if reserved:
+        assert st.st_blocks * 512 >= 4 * MiB
+    assert fio.preallocate(fd, 0) is False
+    with pytest.raises(ValueError):
+        fio.preallocate(fd, -1)
+
+
+# ---- the fileio selector ---------------------------------------------------------------
+
+
+def _run(impl, code):
+    """Run ``code`` in a fresh interpreter with PYAI_IMPL=impl (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYAI_IMPL"}
+    env["PYTHONPATH"] = str(ROOT)
+    if impl is not None:
+        env["PYAI_IMPL"] = impl
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+_CHECK = (
+    "import pyai._io, pyai._pyio\n"
+    "from pyai import fileio\n"
+    "mod = {'c': pyai._io, 'python': pyai._pyio}[fileio.__impl__]\n"
+    "assert all(getattr(fileio, n) is getattr(mod, n) for n in fileio.__all__)\n"
+    "print(fileio.__impl__)\n"
+)
+_NO_C = "import sys; sys.modules['pyai._io'] = None\n"  # makes importing it fail
+
+
+@pytest.mark.parametrize(("impl", "expected"), [(None, "c"), ("auto", "c"), ("c", "c"), ("python", "python"), (" C ", "c")])
+def test_selector(impl, expected):
+    result = _run(impl, _CHECK)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_selector_auto_without_c():
+    result = _run("auto", _NO_C + "from pyai import fileio; print(fileio.__impl__, fileio._c_unavailable is not None)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["python", "True"]
+
+
+@pytest.mark.parametrize(("impl", "message"), [("c", "pyai._io cannot be imported"), ("fast", "is not valid")])
+def test_selector_refuses(impl, message):
+    result = _run(impl, _NO_C + "from pyai import fileio")
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and message in result.stderr
+
+
+def test_c_extension_is_built():
+    mod = importlib.import_module("pyai._io")
+    assert stat.S_ISREG(os.stat(mod.__file__).st_mode) and mod.__file__.endswith(".so")
