@@ -171,17 +171,18 @@ static int drain_pipe(int pipe_fd, int file_fd, size_t len, char **buf, int *use
 /* socket -> pipe -> file with splice(2) saves the copy into user space
  * (measured 15-35% faster than recv+write on loopback); recv+write through a
  * 1 MiB buffer is the fallback when splice is not possible.  Reads never
- * block, whatever the socket's mode, and poll() does the waiting, so the
- * timeout holds and the caller's socket flags are never touched: recv uses
- * MSG_DONTWAIT; splice has no such flag for TCP (SPLICE_F_NONBLOCK only
- * concerns the pipe), so on a blocking socket it is called only once poll()
- * says readable (we are the socket's only reader). */
+ * block and poll() does the waiting, so the timeout holds.  splice has no
+ * per-call "don't wait" for TCP (SPLICE_F_NONBLOCK only concerns the pipe),
+ * and on a blocking socket it was seen to sleep in sk_wait_data although
+ * poll() had reported data: so a blocking socket is switched to O_NONBLOCK
+ * for the duration of the call (we are its only user meanwhile) and
+ * switched back before returning. */
 int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
                           pyai_interrupt_fn interrupted, void *ctx)
 {
     int p[2] = {-1, -1};
     char *buf = NULL;
-    int use_splice, sock_blocks;
+    int use_splice, sock_flags;
     size_t chunk;
     int64_t done = 0;
     int64_t rc;
@@ -190,10 +191,11 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_
         return -EINVAL;
     if (nbytes == 0)
         return 0;
-    rc = fcntl(sock_fd, F_GETFL);
-    if (rc < 0)
+    sock_flags = fcntl(sock_fd, F_GETFL);
+    if (sock_flags < 0)
         return -errno;
-    sock_blocks = !(rc & O_NONBLOCK);
+    if (!(sock_flags & O_NONBLOCK) && fcntl(sock_fd, F_SETFL, sock_flags | O_NONBLOCK) < 0)
+        return -errno;
     rc = open_pipe(p, nbytes);
     use_splice = rc > 0;
     chunk = use_splice ? (size_t)rc : CHUNK;
@@ -203,8 +205,6 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_
         ssize_t got;
 
         if (use_splice) {
-            if (sock_blocks && (rc = wait_readable(sock_fd, timeout_ms, interrupted, ctx)) < 0)
-                goto out;
             got = splice(sock_fd, NULL, p[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (got < 0 && errno == EINVAL) {
                 use_splice = 0; /* a socket without splice_read: nothing was consumed */
@@ -215,7 +215,7 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_
                 rc = -ENOMEM;
                 goto out;
             }
-            got = recv(sock_fd, buf, min_size(nbytes - done, CHUNK), MSG_DONTWAIT);
+            got = recv(sock_fd, buf, min_size(nbytes - done, CHUNK), 0);
         }
         if (got < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -241,6 +241,8 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_
     }
     rc = done;
 out:
+    if (!(sock_flags & O_NONBLOCK))
+        fcntl(sock_fd, F_SETFL, sock_flags);
     if (p[0] >= 0) {
         close(p[0]);
         close(p[1]);
