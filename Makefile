@@ -53,11 +53,11 @@ system-deps:
 test: compile system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-c: compile
-	$(PY) -m pytest -k "not python" $(PYTEST_ARGS)
+test-c: compile system-deps
+	PYAI_TEST_IMPLS=c $(PY) -m pytest $(PYTEST_ARGS)
 
-test-python: compile
-	$(PY) -m pytest -k "not -c]" $(PYTEST_ARGS)
+test-python: compile system-deps
+	PYAI_TEST_IMPLS=python $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf build pyai/_io.c pyai/*.so pyai/*.html .pytest_cache .benchmarks

@@ -121,11 +121,9 @@ def test_recv_timeout(fio, conn, out):
     rx, tx = conn
     fd, read_back = out
     tx.sendall(b"abc")
-    start = time.monotonic()
+    # The watchdog would end the stream (EOF, a short count) if the deadline were ignored.
     with watchdog(tx), pytest.raises(TimeoutError) as info:
         fio.recv_to_file(rx.fileno(), fd, 10, 0.3)
-    elapsed = time.monotonic() - start
-    assert 0.25 <= elapsed < 5
     assert info.value.errno == errno.ETIMEDOUT and info.value.op == "receive"
     assert read_back() == b"abc"  # what came before the timeout was written
 
@@ -256,10 +254,8 @@ def test_recv_signal_handler_exception_stops_the_wait(fio, conn, out, alarm):
         raise Interrupted
 
     alarm(handler, 0.2)
-    start = time.monotonic()
     with watchdog(tx), pytest.raises(Interrupted):
         fio.recv_to_file(rx.fileno(), fd, 10, None)
-    assert time.monotonic() - start < 5
 
 
 def test_recv_signal_without_exception_is_retried(fio, conn, out, alarm):
