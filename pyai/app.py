@@ -45,6 +45,7 @@ def create_app(config=None):
 
     def by_id(rest):
         ident = id_from_uri(request.environ)
+        archive.backend.check()
         method = request.method
         if method == "GET":
             return get_file(archive, ident)

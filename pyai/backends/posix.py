@@ -139,6 +139,9 @@ class PosixBackend:
         # PATCH may take files from these trees only (all resolved at start-up).
         self.move_roots = (config.prefix,) + tuple(config.patch_roots)
 
+    def check(self):
+        """A local file system has no server to be down; failures surface per operation."""
+
     def path_for(self, ident):
         if self.use_id2filename:
             return self.prefix + id2filename(parse_integer(ident))
