@@ -105,7 +105,8 @@ def get_file(archive, ident):
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
         headers["Content-Length"] = str(stop - start)
-        reader.seek(start)
+        if start:
+            reader.seek(start)
         body = file_body(request.environ, reader, stop - start)
     except BaseException:
         reader.close()

@@ -11,16 +11,31 @@ import errno
 import fcntl
 import io
 import os
+import itertools
 import secrets
 import stat
 
 from .. import fileio
+from ..dirsync import DirectorySyncer
 from ..errors import Conflict, Forbidden
 from ..ids import id2filename, parse_integer, parse_safe_name
 from .base import FileStatus
 
 TEMP_PREFIX = ".pyai-tmp-"
 FILE_MODE = 0o444
+# Below this size reserving space first costs a syscall and gains nothing.
+PREALLOCATE_FROM = 1 << 20
+# Hints to the page cache only pay off for files that take more than a few reads.
+ADVISE_FROM = 1 << 20
+
+# Temporary names: unique per host (random part), process (pid) and upload
+# (counter) without asking the kernel for randomness on every PUT.
+_HOST_TOKEN = secrets.token_hex(4)
+_uploads = itertools.count()
+
+
+def _temp_name():
+    return f"{TEMP_PREFIX}{_HOST_TOKEN}-{os.getpid()}-{next(_uploads)}"
 
 
 class PosixReader(io.FileIO):
@@ -41,17 +56,18 @@ class PosixReader(io.FileIO):
 class PosixWriter:
     """A file being received into ``<dir>/.pyai-tmp-<random>``; see ``commit``."""
 
-    def __init__(self, path, size_hint, replace):
+    def __init__(self, path, size_hint, replace, syncer):
         self.path = path
+        self.syncer = syncer
         self.directory = os.path.dirname(path)
         self.replace = replace
-        self.temp = os.path.join(self.directory, TEMP_PREFIX + secrets.token_hex(8))
+        self.temp = os.path.join(self.directory, _temp_name())
         self.fd = _open_temp(self.temp, self.directory)
         try:
             # The lock tells a start-up sweep (perhaps of another instance) that
             # this file is alive; the kernel drops it if the process dies.
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-            if size_hint:
+            if size_hint and size_hint >= PREALLOCATE_FROM:
                 fileio.preallocate(self.fd, size_hint)
         except BaseException:
             self.abort()
@@ -83,7 +99,7 @@ class PosixWriter:
         self.temp = None
         os.close(self.fd)
         self.fd = -1
-        fileio.fsync_dir(self.directory)
+        self.syncer.synced(self.directory)
 
     def abort(self):
         """Forget everything written (safe to call more than once)."""
@@ -138,6 +154,7 @@ class PosixBackend:
         self.use_id2filename = config.use_id2filename
         # PATCH may take files from these trees only (all resolved at start-up).
         self.move_roots = (config.prefix,) + tuple(config.patch_roots)
+        self.syncer = DirectorySyncer()
 
     def check(self):
         """A local file system has no server to be down; failures surface per operation."""
@@ -161,11 +178,12 @@ class PosixBackend:
 
     def open_read(self, path):
         reader = PosixReader(path)
-        fileio.fadvise(reader.fileno(), 0, 0, fileio.FADV_SEQUENTIAL)
+        if reader.size >= ADVISE_FROM:
+            fileio.fadvise(reader.fileno(), 0, 0, fileio.FADV_SEQUENTIAL)
         return reader
 
     def create(self, path, *, size_hint=None, replace=False):
-        return PosixWriter(path, size_hint, replace)
+        return PosixWriter(path, size_hint, replace, self.syncer)
 
     def stage(self, path):
         """Everything on a posix file system is on disk already."""
