@@ -45,7 +45,7 @@ def create_app(config=None):
 
     def by_id(rest):
         ident = id_from_uri(request.environ)
-        archive.backend.check()
+        archive.check()
         method = request.method
         if method == "GET":
             return get_file(archive, ident)
@@ -82,7 +82,8 @@ def id_from_uri(environ):
         segment = path[1:]
     if "/" in segment:
         raise NotFound("the archive has no nested paths: a URL is /<id>", detail="path has extra segments")
-    return unquote(segment, errors="strict") if "%" in segment else segment
+    # undecodable bytes become U+FFFD, which no id contains: a 400, not a 500
+    return unquote(segment, errors="replace") if "%" in segment else segment
 
 
 def get_file(archive, ident):

@@ -19,6 +19,10 @@ class Archive:
         self.config = config
         self.backend = backend
 
+    def check(self):
+        """Raise BackendUnavailable when the storage cannot serve requests now."""
+        self.backend.check()
+
     def path(self, ident):
         try:
             return self.backend.path_for(ident)

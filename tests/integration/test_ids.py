@@ -20,6 +20,8 @@ INVALID = [
     ("a" * 256, "256 chars"),
     ("-abc", "dash-leading"),
     ("a%20b", "space"),
+    ("a%FFb", "not utf-8"),
+    ("%C0%AE%C0%AE", "overlong utf-8 dots"),
 ]
 
 
