@@ -5,10 +5,11 @@ drives an upload from request body to published file, and answers the
 questions HEAD asks.  It knows nothing about HTTP framing; ``pyai.app`` does.
 """
 
+import errno
 import time
 
 from .dates import parse_http_date
-from .errors import Conflict, NotFound, BadRequest
+from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .ids import InvalidId
 
 NOT_FOUND = "File Not Found"
@@ -67,6 +68,12 @@ class Archive:
             self.backend.move(source, path)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound("the source file does not exist", detail="source not found") from None
+        except PermissionError:
+            raise Forbidden("the archive may not move the source file", detail="source not movable") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+                raise BadRequest("the source path cannot be resolved", detail="bad source path") from None
+            raise
 
     def delete(self, ident):
         try:

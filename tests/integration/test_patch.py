@@ -166,3 +166,14 @@ def test_patch_default_server_only_prefix(server, uid, tmp_path):
     resp = patch(server, uid, {"path": str(src)})
     assert_error(resp, 403, server.prefix)
     assert src.exists()
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["/" + "x" * 5000, "/tmp/" + "/".join(["d" * 200] * 30), "/proc/self/root/" * 200 + "etc/passwd"],
+    ids=["long-name", "long-path", "deep-proc-loop"],
+)
+def test_unresolvable_sources_are_client_errors(server, uid, source):
+    resp = requests.patch(server.id_url(uid), json={"path": source}, timeout=10)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert "Traceback" not in resp.text
