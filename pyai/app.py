@@ -126,27 +126,41 @@ def if_range_holds(reader):
 
 
 def file_body(environ, reader, length):
-    """The response iterable: gunicorn's file wrapper (sendfile from the current offset)
-    when it will stop at Content-Length, else a bounded read loop."""
+    """The response body: ``length`` bytes from the reader's offset, in the server's
+    file wrapper when it has one (gunicorn then sends them with sendfile)."""
+    body = FileRange(reader, length)
     wrapper = environ.get("wsgi.file_wrapper")
-    if wrapper is not None and ("gunicorn.socket" in environ or reader.tell() + length == reader.size):
-        return wrapper(reader, SEND_BLOCK)
-    return BoundedFile(reader, length)
+    return wrapper(body, SEND_BLOCK) if wrapper is not None else body
 
 
-class BoundedFile:
-    """Iterate ``length`` bytes of an open file in blocks, closing it at the end."""
+class FileRange:
+    """``length`` bytes of an open file from its current offset.
+
+    A file-like object for ``wsgi.file_wrapper``: gunicorn sends from
+    ``fileno()`` at the current offset for Content-Length bytes, and when it
+    cannot (no sendfile, TLS) it iterates ``read`` -- which stops at the end of
+    the range instead of reading the rest of a large file.  Also its own
+    iterable, for servers without a file wrapper.
+    """
 
     def __init__(self, reader, length):
         self.reader = reader
         self.left = length
 
+    def fileno(self):
+        return self.reader.fileno()
+
+    def read(self, size=-1):
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.reader.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
     def __iter__(self):
-        while self.left > 0:
-            data = self.reader.read(min(SEND_BLOCK, self.left))
+        while True:
+            data = self.read(SEND_BLOCK)
             if not data:
                 return
-            self.left -= len(data)
             yield data
 
     def close(self):

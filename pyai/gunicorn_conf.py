@@ -15,8 +15,10 @@ worker_class = "gthread"
 workers = int(os.environ.get("PAI_WORKERS", os.cpu_count() or 2))
 threads = int(os.environ.get("PAI_THREADS", "16"))
 
-# GET of a plain file goes out with sendfile(2) (pyai hands gunicorn a real fd).
-sendfile = True
+# GET of a plain file goes out with sendfile(2): pyai hands gunicorn a real fd.
+# Do not write `sendfile = True` here: gunicorn reads any value of this setting
+# as "disabled" (only None, the default, enables it); SENDFILE=0 in the
+# environment turns it off.
 
 keepalive = 75
 # A worker that stops answering the arbiter for this long is restarted; uploads
