@@ -67,6 +67,31 @@ def create_app(config=None):
     app.add_url_rule("/", "root", root, methods=["GET", "HEAD"])
     app.add_url_rule("/<path:rest>", "by_id", by_id, methods=METHODS, strict_slashes=False)
     app.register_error_handler(Exception, error_response)
+    app.wsgi_app = closing_when_asked(app.wsgi_app)
+    return app
+
+
+CLOSE_CONNECTION = "pyai.close_connection"
+
+
+def closing_when_asked(wsgi_app):
+    """Let a view end the connection after its response (``environ[CLOSE_CONNECTION]``).
+
+    After a refused upload the rest of its body is still on the socket; the
+    connection must close, and the client must be told so in the response.
+    gunicorn's response object (behind ``start_response``) can do both.
+    """
+
+    def app(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if environ.get(CLOSE_CONNECTION):
+                force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+                if force_close is not None:
+                    force_close()
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, start)
+
     return app
 
 
@@ -173,6 +198,7 @@ def put_file(archive, ident, config):
         size, warning = archive.put(ident, body, request.headers.get("Last-Modified"))
     except BaseException:
         # The rest of the body is unread or its end unknown: the connection must not be reused.
+        request.environ[CLOSE_CONNECTION] = True
         stream = request.environ.get("wsgi.input")
         if hasattr(stream, "failed"):
             stream.failed = True
