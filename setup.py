@@ -1,12 +1,16 @@
-"""Build the native parts of pyai: the Cython I/O extension ``pyai._io``.
+"""Build the native parts of pyai: the Cython I/O extension ``pyai._io`` and the
+cffi binding to HPSS ``pyai._hpss`` (against ``$HPSS_ROOT`` when it has the
+headers, else against the emulator ``libhpss_emu.so`` built here into the package).
 
 ``PYAI_NO_EXTENSIONS=1`` builds a pure-Python package (``pyai._pyio`` then does
 all the work).  ``PYAI_DEBUG=1`` keeps asserts and debug symbols.
 """
 
 import os
+import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
 if os.environ.get("PYAI_DEBUG"):
@@ -30,7 +34,65 @@ def extensions():
         [io_ext],
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False},
+    ) + [hpss_extension()]
+
+
+def hpss_extension():
+    """pyai._hpss from the C that the cffi builder (csrc/hpss_build.py) emits."""
+    sys.path.insert(0, "csrc")
+    import hpss_build
+
+    source = os.path.join("build", "cffi", "_hpss.c")
+    os.makedirs(os.path.dirname(source), exist_ok=True)
+    hpss_build.ffibuilder.emit_c_code(source)
+    options = hpss_build.build_options()
+    options["extra_compile_args"] = CFLAGS + options.get("extra_compile_args", [])
+    return Extension(
+        "pyai._hpss",
+        sources=[source],
+        depends=[os.path.join("csrc", "hpss_build.py")] + [f for f in hpss_build.EMULATOR_SOURCES],
+        **options,
     )
 
 
-setup(ext_modules=extensions())
+class BuildExt(build_ext):
+    """build_ext that first builds the HPSS emulator library when the binding links it."""
+
+    def run(self):
+        super().run()
+        if self.inplace and self._emulator:
+            # setuptools builds in build/ and copies the extensions back; the library goes along
+            target = os.path.join(self.get_finalized_command("build_py").get_package_dir("pyai"), "libhpss_emu.so")
+            self.copy_file(self._emulator, target)
+
+    _emulator = None
+
+    def build_extensions(self):
+        for ext in self.extensions:
+            if ext.name == "pyai._hpss" and "hpss_emu" in ext.libraries:
+                ext.library_dirs = list(ext.library_dirs) + [self._build_emulator(ext)]
+        super().build_extensions()
+
+    def _build_emulator(self, ext):
+        sys.path.insert(0, "csrc")
+        import hpss_build
+
+        target_dir = os.path.dirname(self.get_ext_fullpath(ext.name))
+        os.makedirs(target_dir, exist_ok=True)
+        objects = self.compiler.compile(
+            hpss_build.EMULATOR_SOURCES,
+            output_dir=self.build_temp,
+            include_dirs=[hpss_build.EMULATOR_DIR],
+            extra_postargs=CFLAGS + ["-fPIC", "-pthread"],
+            depends=[os.path.join(hpss_build.EMULATOR_DIR, "emu.h"), os.path.join(hpss_build.EMULATOR_DIR, "hpss_api.h")],
+        )
+        self.compiler.link_shared_object(
+            objects,
+            os.path.join(target_dir, "libhpss_emu.so"),
+            extra_postargs=["-pthread", "-Wl,-soname,libhpss_emu.so"],
+        )
+        self._emulator = os.path.join(target_dir, "libhpss_emu.so")
+        return target_dir
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -83,6 +83,11 @@ SETTINGS = (
     Setting("hpss_auth", "hpss", "auth", "PAI_HPSS_AUTH", str, "/var/hpss/etc/hpss.keytab"),
     Setting("hpss_sitename", "hpss", "sitename", "PAI_HPSS_SITENAME", str, "example.com"),
     Setting("hpss_accept_latency", "hpss", "accept_latency", "PAI_HPSS_ACCEPT_LATENCY", _seconds, "5"),
+    # GET of a file on tape only waits this long for its stage, then answers 503 (0: at once).
+    Setting("hpss_stage_timeout", "hpss", "stage_timeout", "PAI_HPSS_STAGE_TIMEOUT", _seconds, "60"),
+    Setting("hpss_retry_after", "hpss", "retry_after", "PAI_HPSS_RETRY_AFTER", _seconds, "30"),
+    # how long one core-server ping answers for the requests of a worker
+    Setting("hpss_ping_interval", "hpss", "ping_interval", "PAI_HPSS_PING_INTERVAL", _seconds, "1"),
     Setting("sideband_prefix", "hsm_sideband", "sam_qfs_prefix", "PAI_SAM_QFS_PREFIX", str, "/tmp"),
     Setting("sideband_schema", "hsm_sideband", "schema", "PAI_SIDEBAND_SCHEMA", str, "samdb"),
     Setting("sideband_host", "hsm_sideband", "host", "PAI_SIDEBAND_HOST", str, "127.0.0.1"),
@@ -108,6 +113,9 @@ class Config:
     hpss_auth: str
     hpss_sitename: str
     hpss_accept_latency: float
+    hpss_stage_timeout: float
+    hpss_retry_after: float
+    hpss_ping_interval: float
     sideband_prefix: str
     sideband_schema: str
     sideband_host: str

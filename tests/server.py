@@ -305,21 +305,25 @@ COUNTER = itertools.count()
 class ServerPool:
     """Starts servers under one base directory and stops them all at the end."""
 
-    def __init__(self, base, impl):
+    def __init__(self, base, impl, backend="posix"):
         self.base = Path(base)
         self.impl = impl
+        self.backend = backend
         self.servers = []
 
     def start(self, name="srv", *, command=None, port=None, prefix=None, impl=True, **settings):
         """A started Server; ``settings`` are environment variables (None removes one).
 
-        By default: posix backend, a fresh ``<workdir>/prefix``, PYAI_IMPL=impl.
+        By default: the pool's backend, a fresh ``<workdir>/prefix``, PYAI_IMPL=impl.
         """
         workdir = self.base / f"{name}-{next(COUNTER)}"
         workdir.mkdir(parents=True)
         home = workdir / "home"
         home.mkdir()
-        defaults = {"PAI_BACKEND_TYPE": "posix", "PAI_PREFIX": str(workdir / "prefix")}
+        defaults = {"PAI_BACKEND_TYPE": self.backend, "PAI_PREFIX": str(workdir / "prefix")}
+        if self.backend == "hpss":
+            # The emulator keeps the namespace under the prefix, files at id2filename.
+            defaults["PAI_USE_ID2FILENAME"] = "true"
         if impl:
             defaults["PYAI_IMPL"] = self.impl
         defaults.update(settings)

@@ -9,4 +9,8 @@ def create_backend(config):
         from .posix import PosixBackend
 
         return PosixBackend(config)
-    raise ConfigError(f"the {config.backend} backend is not available in this version of pyai (use posix)")
+    if config.backend == "hpss":
+        from .hpss import HpssBackend
+
+        return HpssBackend(config)
+    raise ConfigError(f"the {config.backend} backend is not available in this version of pyai (use posix or hpss)")

@@ -1,0 +1,412 @@
+"""The HPSS backend: ids in HPSS's namespace, disk cache in front of tape.
+
+A file is ``<prefix><id2filename(id)>`` in HPSS.  HEAD asks
+FileGetXAttributes (never blocking, never staging) how many bytes each of the
+five storage levels holds.  POST starts an asynchronous stage and returns at
+once; GET of a file on tape only waits for the stage up to
+``[hpss] stage_timeout`` seconds, then answers 503 with Retry-After.  PUT
+writes a temporary name with hpss_Write, then stamps it, makes it read-only
+and publishes it without ever replacing a file.  Before each request the core
+server is pinged (at most every ``[hpss] ping_interval`` seconds per process):
+down, or slower than ``accept_latency``, is 503.
+
+With pyai's emulator as the library, the HPSS namespace is the local
+directory tree under the prefix (state in ``<prefix>/.hpss-emu``).
+"""
+
+import errno
+import logging
+import os
+import posixpath
+import secrets
+import stat
+import threading
+import time
+
+from ..errors import BackendUnavailable, ConfigError, Conflict, Forbidden
+from ..ids import id2filename, parse_integer
+from .base import FileStatus
+
+TEMP_PREFIX = ".pyai-tmp-"
+FILE_MODE = 0o444
+# What each storage level is, as the original reported it.
+LEVEL_MEDIA = ("disk", "tape", "tape", "error", "error")
+WRITE_BLOCK = 8 * 1024 * 1024
+READ_BLOCK = 1024 * 1024
+log = logging.getLogger("pyai")
+
+
+def media_of(size, per_level):
+    """The medium of the first level that holds the whole file ("error" when none does)."""
+    for level, count in enumerate(per_level):
+        if count == size:
+            return LEVEL_MEDIA[level] if level < len(LEVEL_MEDIA) else "error"
+    return "error"
+
+
+def _load_binding():
+    try:
+        from .. import hpss
+    except ImportError as exc:
+        raise ConfigError(
+            f"the hpss backend needs the compiled binding pyai._hpss ({exc}); build it with `make compile`"
+        ) from None
+    return hpss
+
+
+class HpssReader:
+    """A stored file open for reading through hpss_Read (there is no local descriptor)."""
+
+    def __init__(self, hpss, fd, st):
+        self.hpss = hpss
+        self.fd = fd
+        self.size = st.size
+        self.mtime = st.mtime
+        self.etag = f'"{st.ino:x}-{st.size:x}-{int(st.mtime):x}"'
+        self.offset = 0
+        self.buffer = None
+
+    def fileno(self):
+        import io
+
+        raise io.UnsupportedOperation("an HPSS file has no local descriptor")
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        self.offset = self.hpss.seek(self.fd, offset, whence)
+        return self.offset
+
+    def tell(self):
+        return self.offset
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = max(self.size - self.offset, 0)
+        size = min(size, READ_BLOCK)
+        if size == 0:
+            return b""
+        if self.buffer is None:
+            self.buffer = self.hpss.ffi.new("char[]", READ_BLOCK)
+        count = self.hpss.read_into(self.fd, self.buffer, size)
+        self.offset += count
+        return self.hpss.ffi.buffer(self.buffer, count)[:]
+
+    def close(self):
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            self.hpss.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class HpssWriter:
+    """A file being received into ``<dir>/.pyai-tmp-<random>`` in HPSS; see ``commit``."""
+
+    def __init__(self, backend, path, replace):
+        self.backend = backend
+        self.hpss = backend.hpss
+        self.path = path
+        self.replace = replace
+        directory = posixpath.dirname(path)
+        self.temp = posixpath.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            self.fd = self.hpss.open(self.temp, flags, 0o600)
+        except FileNotFoundError:
+            backend.make_dirs(directory)
+            self.fd = self.hpss.open(self.temp, flags, 0o600)
+        # HPSS moves data best in large transfers: small writes are gathered.
+        self.pending = bytearray()
+
+    def fileno(self):
+        return None  # the body comes through write()
+
+    def write(self, data):
+        if not self.pending and len(data) >= WRITE_BLOCK:
+            self.hpss.write_all(self.fd, data)
+            return
+        self.pending += data
+        if len(self.pending) >= WRITE_BLOCK:
+            self._flush()
+
+    def _flush(self):
+        if self.pending:
+            self.hpss.write_all(self.fd, self.pending)
+            self.pending = bytearray()
+
+    def commit(self, mtime):
+        """Close, stamp, make read-only, then publish under the id without replacing anything."""
+        try:
+            self._flush()
+            fd, self.fd = self.fd, -1
+            self.hpss.close(fd)
+            self.hpss.utime(self.temp, mtime)
+            self.hpss.chmod(self.temp, FILE_MODE)
+            if self.replace:
+                self.hpss.rename(self.temp, self.path)
+            else:
+                self.backend.publish(self.temp, self.path)
+        except FileExistsError:
+            self.abort()
+            raise Conflict("the id already holds a file", detail="publish: id already holds a file") from None
+        except BaseException:
+            self.abort()
+            raise
+        self.temp = None
+
+    def abort(self):
+        """Forget everything written (safe to call more than once)."""
+        self.pending = bytearray()
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            try:
+                self.hpss.close(fd)
+            except OSError:
+                pass
+        if self.temp:
+            temp, self.temp = self.temp, None
+            try:
+                self.hpss.unlink(temp)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    log.warning("could not remove the temporary HPSS file of an upload: %s", exc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.abort()
+
+
+class HpssBackend:
+    """Files in HPSS under ``config.prefix``, by the id2filename layout."""
+
+    name = "hpss"
+
+    def __init__(self, config):
+        self.hpss = _load_binding()
+        self.config = config
+        self.prefix = config.prefix.rstrip("/")
+        self.move_roots = tuple(root.rstrip("/") for root in (config.prefix,) + tuple(config.patch_roots))
+        if self.hpss.EMULATOR:
+            # The emulated namespace: the prefix (which also keeps the level
+            # records) and the PATCH roots, where files come from.
+            os.environ[self.hpss.EMULATOR_ROOT_ENV] = ":".join((config.prefix,) + tuple(config.patch_roots))
+        self.session = self.hpss.Session(config.hpss_user, config.hpss_auth, config.hpss_sitename)
+        try:
+            self.session.ensure()
+        except OSError as exc:
+            raise ConfigError(
+                f"HPSS login as {config.hpss_user!r} with the keytab {config.hpss_auth} failed: "
+                f"{exc.strerror.split(': ')[-1]}"
+            ) from None
+        self._checked = (float("-inf"), None)  # (monotonic time, failure message or None)
+        self._staging = {}  # path -> thread waiting for an asynchronous stage to end
+        self._lock = threading.Lock()
+
+    # -- liveness --------------------------------------------------------------
+
+    def check(self):
+        """503 when the core server is down or answers slower than accept_latency."""
+        checked_at, failure = self._checked
+        if time.monotonic() - checked_at >= self.config.hpss_ping_interval:
+            failure = self._ping()
+            self._checked = (time.monotonic(), failure)
+        if failure:
+            raise BackendUnavailable(failure, retry_after=self.config.hpss_retry_after, detail="HPSS unavailable")
+
+    def _ping(self):
+        try:
+            latency = self.session.ping()
+        except OSError as exc:
+            return f"HPSS is unavailable: the core server does not answer ({exc.strerror.split(': ')[-1]})"
+        if latency > self.config.hpss_accept_latency:
+            return (
+                f"HPSS is too slow: the core server answered in {latency:.2f} s "
+                f"(accept_latency is {self.config.hpss_accept_latency:g} s)"
+            )
+        return None
+
+    # -- reading ---------------------------------------------------------------
+
+    def path_for(self, ident):
+        return self.prefix + id2filename(parse_integer(ident))
+
+    def _regular(self, path):
+        st = self.hpss.stat(path)
+        if not stat.S_ISREG(st.mode):
+            raise FileNotFoundError(errno.ENOENT, "not a regular file")
+        return st
+
+    def status(self, path):
+        try:
+            st = self._regular(path)
+            size, per_level = self.hpss.levels(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return FileStatus(path, st.size, st.mtime, st.ctime, per_level, media_of(size, per_level))
+
+    def exists(self, path):
+        try:
+            self._regular(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def _on_disk(self, path):
+        size, per_level = self.hpss.levels(path)
+        return size == 0 or per_level[0] == size
+
+    def open_read(self, path):
+        st = self._regular(path)
+        if not self._on_disk(path):
+            self._wait_for_disk(path)
+        fd = self.hpss.open(path, os.O_RDONLY)
+        return HpssReader(self.hpss, fd, st)
+
+    def _wait_for_disk(self, path):
+        """Stage and wait up to stage_timeout; past it, 503 with Retry-After (the stage goes on)."""
+        deadline = time.monotonic() + self.config.hpss_stage_timeout
+        if self.stage(path):
+            return
+        pause = 0.05
+        while time.monotonic() < deadline:
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            if self._on_disk(path):
+                return
+            pause = min(pause * 2, 1.0)
+        raise BackendUnavailable(
+            "the file is on tape and is being staged to disk; ask again later",
+            retry_after=self.config.hpss_retry_after,
+            detail="file is on tape, staging",
+        )
+
+    def stage(self, path):
+        """True when the file is on disk; else start one asynchronous stage (per process) and return False."""
+        st = self._regular(path)
+        if self._on_disk(path):
+            return True
+        with self._lock:
+            running = self._staging.get(path)
+            if running is not None and running.is_alive():
+                return False
+            # O_NONBLOCK: a descriptor for the stage call only, opening must not stage.
+            fd = self.hpss.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                self.hpss.stage(fd, st.size, asynchronous=True)
+            except BaseException:
+                self.hpss.close(fd)
+                raise
+            # Closing a descriptor waits for the stage started on it: a thread does that.
+            waiter = threading.Thread(target=self._end_stage, args=(path, fd), name="hpss-stage", daemon=True)
+            self._staging[path] = waiter
+            waiter.start()
+        return False
+
+    def _end_stage(self, path, fd):
+        try:
+            self.hpss.close(fd)
+        except OSError as exc:
+            log.warning("a stage from tape failed: %s", exc)
+        finally:
+            with self._lock:
+                if self._staging.get(path) is threading.current_thread():
+                    del self._staging[path]
+
+    # -- writing ---------------------------------------------------------------
+
+    def create(self, path, *, size_hint=None, replace=False):
+        return HpssWriter(self, path, replace)
+
+    def publish(self, source, path):
+        """Give ``source`` the name ``path`` unless that exists (HPSS's rename would replace it).
+
+        A hard link fails atomically when the name is taken, so two racing
+        uploads give exactly one winner; the old name is removed after.
+        """
+        try:
+            self.hpss.link(source, path)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EPERM, errno.ENOSYS):
+                raise
+            if self.exists(path):  # links not allowed here: check, then rename
+                raise FileExistsError(errno.EEXIST, "exists") from None
+            self.hpss.rename(source, path)
+            return
+        self.hpss.unlink(source)
+
+    def make_dirs(self, directory):
+        """mkdir -p in HPSS (its Mkdir makes one level)."""
+        try:
+            self.hpss.mkdir(directory)
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            self.make_dirs(posixpath.dirname(directory))
+            try:
+                self.hpss.mkdir(directory)
+            except FileExistsError:
+                pass
+
+    def move(self, source, path):
+        """PATCH: rename a file already in HPSS under the prefix (or a patch root) to the id."""
+        source = posixpath.normpath(source)
+        if not source.startswith("/") or not self._movable(source):
+            raise Forbidden(
+                "the source is not under the archive prefix or a configured patch root",
+                detail="move: source outside the allowed roots",
+            )
+        # lstat: a link would move as a link, pointing who knows where
+        st = self.hpss.lstat(source)
+        if not stat.S_ISREG(st.mode):
+            raise Forbidden("the source is not a regular file", detail="move: source is not a regular file")
+        self.make_dirs(posixpath.dirname(path))
+        try:
+            self.publish(source, path)
+        except FileExistsError:
+            raise Conflict("the id already holds a file", detail="move: id already holds a file") from None
+        self.hpss.chmod(path, FILE_MODE)
+
+    def _movable(self, source):
+        if posixpath.basename(source).startswith(TEMP_PREFIX):
+            return False
+        return any(source.startswith(root + "/") for root in self.move_roots)
+
+    def delete(self, path):
+        self._regular(path)
+        self.hpss.chmod(path, 0o644)  # as the original: never unlink a read-only file
+        self.hpss.unlink(path)
+
+    def sweep(self):
+        """Remove temporary files of uploads that stopped long ago; return how many.
+
+        HPSS has no lock a dead process drops, so age tells: a live upload
+        writes at least every receive_timeout seconds.
+        """
+        horizon = time.time() - max(2 * (self.config.receive_timeout or 60), 120)
+        removed = 0
+        pending = [self.prefix or "/"]
+        while pending:
+            directory = pending.pop()
+            try:
+                names = self.hpss.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                path = posixpath.join(directory, name)
+                try:
+                    st = self.hpss.stat(path)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.mode):
+                    pending.append(path)
+                elif name.startswith(TEMP_PREFIX) and st.mtime < horizon:
+                    try:
+                        self.hpss.unlink(path)
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed

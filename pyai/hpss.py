@@ -1,0 +1,237 @@
+"""The HPSS client API for Python, over the compiled cffi module ``pyai._hpss``.
+
+This module is the only importer of ``pyai._hpss``.  Every call returns what
+the C call returned or raises the OSError that ``error`` builds from its
+negative return code (HPSS does not report through ``errno``).  cffi releases
+the GIL around each call, so a stage, a tape mount or a slow core server
+never blocks the other threads.
+
+Logging in is per process (``Session.ensure``): the client library's threads
+do not survive ``fork``, so a session is forgotten in a forked child (and the
+parent logs out before forking) and each gunicorn worker logs in afresh.
+Nothing logs in at import.
+"""
+
+import errno
+import os
+import sys
+import threading
+import time
+from collections import namedtuple
+
+from .errors import os_error
+
+
+def _load():
+    # libhpss links libtirpc, whose RPC symbols glibc also exports; deep binding
+    # makes the library use its own (hpss-api.md 4.6).  Harmless for the emulator.
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(os.RTLD_NOW | getattr(os, "RTLD_DEEPBIND", 0))
+    try:
+        from . import _hpss
+    finally:
+        sys.setdlopenflags(flags)
+    return _hpss.ffi, _hpss.lib
+
+
+ffi, lib = _load()
+
+EMULATOR = bool(lib.PYAI_HPSS_EMULATOR)
+LEVELS = lib.HPSS_MAX_STORAGE_LEVELS
+EMULATOR_ROOT_ENV = "PYAI_HPSS_EMU_ROOT"
+
+# HPSS return codes that are not the Linux errno of the same name (HPSS numbers
+# them as the old UNIX tables did: ENAMETOOLONG is 86 there, 36 on Linux).
+_HPSS_ERRNO = {
+    abs(code): value
+    for code, value in (
+        (lib.PYAI_HPSS_EDEADLK, errno.EDEADLK),
+        (lib.PYAI_HPSS_ENOLCK, errno.ENOLCK),
+        (lib.PYAI_HPSS_EWRPROTECT, errno.EROFS),
+        (lib.PYAI_HPSS_ECONN, errno.ECONNREFUSED),
+        (lib.PYAI_HPSS_ESTALE, errno.ESTALE),
+        (lib.PYAI_HPSS_EMSGSIZE, errno.EMSGSIZE),
+        (lib.PYAI_HPSS_EOPNOTSUPP, errno.EOPNOTSUPP),
+        (lib.PYAI_HPSS_EBADMSG, errno.EBADMSG),
+        (lib.PYAI_HPSS_ETIMEDOUT, errno.ETIMEDOUT),
+        (lib.PYAI_HPSS_ENAMETOOLONG, errno.ENAMETOOLONG),
+        (lib.PYAI_HPSS_ENOTEMPTY, errno.ENOTEMPTY),
+        (lib.PYAI_HPSS_EDQUOT, errno.EDQUOT),
+    )
+    if code
+}
+
+
+def error(rc, op, path=None):
+    """The OSError for the HPSS return code ``rc`` of ``hpss_<op>``: the one place codes become exceptions."""
+    code = abs(rc)
+    return os_error(_HPSS_ERRNO.get(code, code), f"hpss_{op}", path)
+
+
+def _check(rc, op, path=None):
+    if rc < 0:
+        raise error(rc, op, path)
+    return rc
+
+
+Stat = namedtuple("Stat", "size mode mtime ctime ino")
+
+
+def stat(path):
+    buf = ffi.new("hpss_stat_t *")
+    _check(lib.pyai_stat(path.encode(), buf), "Stat", path)
+    return Stat(buf.st_size, buf.st_mode, float(buf.hpss_st_mtime), float(buf.hpss_st_ctime), buf.st_ino)
+
+
+def lstat(path):
+    """As ``stat``, of a symbolic link itself."""
+    buf = ffi.new("hpss_stat_t *")
+    _check(lib.pyai_lstat(path.encode(), buf), "Lstat", path)
+    return Stat(buf.st_size, buf.st_mode, float(buf.hpss_st_mtime), float(buf.hpss_st_ctime), buf.st_ino)
+
+
+def levels(path):
+    """``(size, bytes at each storage level)`` from FileGetXAttributes, never blocking on a stage."""
+    attrs = ffi.new("hpss_xfileattr_t *")
+    _check(lib.pyai_xattrs(path.encode(), attrs), "FileGetXAttributes", path)
+    return attrs.Attrs.DataLength, tuple(attrs.SCAttrib[i].BytesAtLevel for i in range(LEVELS))
+
+
+def open(path, flags, mode=0o600):  # noqa: A001 - the HPSS call's name
+    return _check(lib.pyai_open(path.encode(), flags, mode), "Open", path)
+
+
+def close(fd):
+    _check(lib.hpss_Close(fd), "Close")
+
+
+def read_into(fd, buf, size):
+    """Read up to ``size`` bytes into the cffi buffer ``buf``; return the count (0 at the end)."""
+    return _check(lib.hpss_Read(fd, buf, size), "Read")
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = _check(lib.hpss_Write(fd, ffi.from_buffer(view), len(view)), "Write")
+        if written == 0:
+            raise error(-errno.EIO, "Write")
+        view = view[written:]
+
+
+def seek(fd, offset, whence=os.SEEK_SET):
+    return _check(lib.hpss_Lseek(fd, offset, whence), "Lseek")
+
+
+def stage(fd, length, asynchronous):
+    """Copy the file of ``fd`` up to the disk level; with ``asynchronous`` only start it."""
+    flags = lib.BFS_STAGE_ALL | (lib.BFS_ASYNCH_CALL if asynchronous else 0)
+    _check(lib.hpss_Stage(fd, 0, length, 0, flags), "Stage")
+
+
+def purge(fd):
+    """Drop the disk copy of the file of ``fd`` (it stays on tape); return the bytes purged."""
+    purged = ffi.new("u_signed64 *")
+    _check(lib.hpss_Purge(fd, 0, 0, 0, lib.BFS_PURGE_ALL, purged), "Purge")
+    return purged[0]
+
+
+def utime(path, mtime):
+    _check(lib.pyai_utime(path.encode(), mtime), "Utime", path)
+
+
+def chmod(path, mode):
+    _check(lib.pyai_chmod(path.encode(), mode), "Chmod", path)
+
+
+def mkdir(path, mode=0o755):
+    _check(lib.pyai_mkdir(path.encode(), mode), "Mkdir", path)
+
+
+def rmdir(path):
+    _check(lib.pyai_rmdir(path.encode()), "Rmdir", path)
+
+
+def rename(old, new):
+    _check(lib.pyai_rename(old.encode(), new.encode()), "Rename", new)
+
+
+def link(existing, new):
+    _check(lib.pyai_link(existing.encode(), new.encode()), "Link", new)
+
+
+def unlink(path):
+    _check(lib.pyai_unlink(path.encode()), "Unlink", path)
+
+
+def listdir(path):
+    """The names in the directory ``path``, without ``.`` and ``..``."""
+    dirdes = _check(lib.pyai_opendir(path.encode()), "Opendir", path)
+    name = ffi.new("char[]", 4096)
+    names = []
+    try:
+        while True:
+            length = _check(lib.pyai_readdir(dirdes, name, 4096), "Readdir", path)
+            if length == 0:
+                return names
+            entry = ffi.string(name, length).decode(errors="surrogateescape")
+            if entry not in (".", ".."):
+                names.append(entry)
+    finally:
+        lib.pyai_closedir(dirdes)
+
+
+class Session:
+    """A login as ``user`` with a keytab, made at most once in each process."""
+
+    def __init__(self, user, keytab, sitename):
+        self.user = user
+        self.keytab = keytab
+        self.sitename = sitename
+        self._pid = None
+        self._lock = threading.Lock()
+        _SESSIONS.append(self)
+
+    def ensure(self):
+        """Log in unless this process already has; raise the login's OSError when it fails."""
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            _check(lib.pyai_login(self.user.encode(), self.keytab.encode()), "SetLoginCred")
+            self._pid = os.getpid()
+
+    def logout(self):
+        if self._pid == os.getpid():
+            lib.hpss_PurgeLoginCred()
+            lib.hpss_ClientAPIReset()
+        self._pid = None
+
+    def ping(self):
+        """Seconds the core server took to answer (LookupRootCS + PingCore), after logging in if needed."""
+        self.ensure()
+        secs = ffi.new("uint32_t *")
+        usecs = ffi.new("uint32_t *")
+        started = time.monotonic()
+        _check(lib.pyai_ping(self.sitename.encode(), secs, usecs), "PingCore")
+        return time.monotonic() - started
+
+
+_SESSIONS = []
+
+
+def _before_fork():
+    # A child cannot use the parent's client threads; log out so neither side
+    # is left with a half-shared session (each logs in again when it needs to).
+    for session in _SESSIONS:
+        session.logout()
+
+
+def _in_child():
+    for session in _SESSIONS:
+        session._pid = None
+        session._lock = threading.Lock()
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_in_child)
