@@ -12,11 +12,21 @@ BACKEND ?= posix
 CONFIG ?=
 PYTEST_ARGS ?=
 
-NATIVE_SOURCES := $(wildcard csrc/*.c csrc/*.h) pyai/_io.pyx $(wildcard pyai/*.pxd)
-IO_EXT := pyai/_io$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+# The HPSS binding is compiled against $(HPSS_ROOT)/include/hpss_api.h when it
+# exists, else against the emulator in csrc/hpss_emu (see README, "HPSS").
+HPSS_ROOT ?= /opt/hpss
+export HPSS_ROOT
+
+NATIVE_SOURCES := $(wildcard csrc/*.c csrc/*.h) pyai/_io.pyx $(wildcard pyai/*.pxd) \
+	$(wildcard csrc/hpss_emu/*.c csrc/hpss_emu/*.h) csrc/hpss_build.py
+EXT_SUFFIX := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+IO_EXT := pyai/_io$(EXT_SUFFIX)
+HPSS_EXT := pyai/_hpss$(EXT_SUFFIX)
+# Rebuild the binding when HPSS_ROOT, or whether it holds the headers, changes.
+HPSS_STAMP := build/hpss-root.stamp
 SYSTEM_TOOLS := curl wget
 
-.PHONY: all venv compile debug run test test-c test-python system-deps clean distclean
+.PHONY: FORCE all venv compile debug run test test-c test-python bench system-deps clean distclean
 
 all: compile
 
@@ -29,10 +39,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml setup.py
 
 venv: $(VENV)/.installed
 
-$(IO_EXT): $(VENV)/.installed $(NATIVE_SOURCES) setup.py
-	$(PY) setup.py -q build_ext --inplace
+$(HPSS_STAMP): FORCE
+	@mkdir -p build
+	@echo "$(HPSS_ROOT) $$(test -f $(HPSS_ROOT)/include/hpss_api.h && echo vendor || echo emulator)" > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
 
-compile: $(IO_EXT)
+$(IO_EXT) $(HPSS_EXT) &: $(VENV)/.installed $(NATIVE_SOURCES) setup.py $(HPSS_STAMP)
+	$(PY) setup.py -q build_ext --inplace --force
+
+compile: $(IO_EXT) $(HPSS_EXT)
 
 # Unoptimised, with debug symbols and Cython line tracing off: for gdb/valgrind.
 debug: $(VENV)/.installed
@@ -58,6 +73,23 @@ test-c: compile system-deps
 
 test-python: compile system-deps
 	PYAI_TEST_IMPLS=python $(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (bench/): pyai against nginx on the same files, its pure-Python path and
+# the raw storage (dd); prints one table and writes bench/results/*.json.
+# QUICK=1 is the smoke run CI does (small sizes, one repetition, < 3 minutes).
+# BENCH_ARGS are extra pytest arguments; BENCH_LARGE_SIZE etc. are read from the environment.
+BENCH_ARGS ?=
+bench: compile system-deps
+	@missing=""; for pair in nginx:nginx-light wrk:wrk hey:hey curl:curl; do \
+	  tool=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$tool >/dev/null || test -x /usr/sbin/$$tool || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "bench needs the packages:$$missing (install them, e.g. apt-get install$$missing)"; exit 1; fi; \
+	fi
+	BENCH_QUICK=$(if $(filter 1 yes true,$(QUICK)),1,0) $(PY) -m pytest -c bench/pytest.ini bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build pyai/_io.c pyai/*.so pyai/*.html .pytest_cache .benchmarks

@@ -1,0 +1,778 @@
+"""Machinery of the benchmark suite: settings, services, load generators, results.
+
+Everything here drives real processes: pyai under gunicorn (both I/O paths), a
+private nginx on the same files, ``dd`` for the raw storage speed, ``curl`` for
+large transfers, ``wrk`` and ``hey`` for many small requests.  Figures are
+collected in ``RESULTS`` and printed as one table by ``conftest.py``.
+"""
+
+import http.client
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LUA = BENCH / "lua"
+RESULTS_DIR = BENCH / "results"
+MiB = 1 << 20
+GiB = 1 << 30
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_SCRUB_PREFIXES = ("PAI_", "PYAI_")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_size(text):
+    """``1G``, ``64M``, ``512K`` or a byte count."""
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = {"K": 1 << 10, "M": MiB, "G": GiB, "T": 1 << 40}.get(text[-1:], 1)
+    return int(float(text.rstrip("KMGT")) * factor)
+
+
+class Settings:
+    def __init__(self):
+        self.quick = _flag("BENCH_QUICK")
+        q = self.quick
+        self.large_size = parse_size(os.environ.get("BENCH_LARGE_SIZE") or ("64M" if q else "1G"))
+        self.large_rounds = int(os.environ.get("BENCH_LARGE_ROUNDS") or (1 if q else 3))
+        self.small_seconds = int(os.environ.get("BENCH_SMALL_SECONDS") or (2 if q else 5))
+        self.small_rounds = int(os.environ.get("BENCH_SMALL_ROUNDS") or (1 if q else 3))
+        self.mixed_rounds = int(os.environ.get("BENCH_MIXED_ROUNDS") or (1 if q else 3))
+        self.range_requests = int(os.environ.get("BENCH_RANGE_REQUESTS") or (10 if q else 30))
+        self.small_files = 50 if q else 200  # distinct ids the small GETs cycle through
+        self.connections = int(os.environ.get("BENCH_CONNECTIONS") or 8)
+        self.workers = int(os.environ.get("BENCH_WORKERS") or os.cpu_count() or 2)
+        self.threads = int(os.environ.get("BENCH_THREADS") or 16)
+        self.keep = _flag("BENCH_KEEP")
+
+    def as_dict(self):
+        return dict(vars(self))
+
+
+SETTINGS = Settings()
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def fs_type(path):
+    """The file system type of the mount holding ``path`` (longest mount point match)."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            mnt = fields[1].replace("\\040", " ")
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, fields[2]
+    return kind
+
+
+MEMORY_FS = ("tmpfs", "ramfs")
+
+
+def pick_disk_dir():
+    """A directory on a real disk (never tmpfs): $BENCH_DISK_DIR, /var/tmp, else bench/.work."""
+    wanted = os.environ.get("BENCH_DISK_DIR")
+    candidates = [wanted] if wanted else ["/var/tmp", str(BENCH / ".work")]
+    for cand in candidates:
+        try:
+            os.makedirs(cand, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(cand, os.W_OK) and fs_type(cand) not in MEMORY_FS:
+            return tempfile.mkdtemp(prefix="pyai-bench-", dir=cand)
+    raise RuntimeError(f"no disk-backed directory among {candidates} (all tmpfs or not writable)")
+
+
+def pick_tmpfs_dir():
+    wanted = os.environ.get("BENCH_TMPFS_DIR", "/dev/shm")
+    if os.path.isdir(wanted) and os.access(wanted, os.W_OK) and fs_type(wanted) in MEMORY_FS:
+        return tempfile.mkdtemp(prefix="pyai-bench-", dir=wanted)
+    return None
+
+
+def drop_caches():
+    """Write back and drop the page cache; True if it was dropped (needs root)."""
+    subprocess.run(["sync"], check=False)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def which(tool):
+    found = shutil.which(tool)
+    if not found:
+        for d in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
+            if os.access(os.path.join(d, tool), os.X_OK):
+                return os.path.join(d, tool)
+    return found
+
+
+def _first_line(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (r.stdout + r.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def machine_info():
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import gunicorn
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_bytes": mem,
+        "memory_gib": round(mem / GiB, 1) if mem else None,
+        "kernel": platform.release(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "gunicorn": gunicorn.__version__,
+        "tools": {
+            "nginx": _first_line([which("nginx") or "nginx", "-v"]),
+            "wrk": _first_line(["wrk", "-v"]),
+            "curl": _first_line(["curl", "--version"]),
+            "hey": which("hey"),
+        },
+    }
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent():
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    return text[text.rindex(")") + 2 :].split()  # [0] is field 3 (state)
+
+
+def child_pids(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(_stat_fields(entry)[1]) == pid:
+                kids.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
+def cpu_seconds(pid):
+    """utime+stime of ``pid`` plus those of its reaped children."""
+    try:
+        f = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in f[11:15]) / CLK_TCK
+
+
+def vm_hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_hwm(pid):
+    """Reset the peak RSS (VmHWM) of ``pid`` to its current RSS; ignore failure."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5\n")
+        return True
+    except OSError:
+        return False
+
+
+class Service:
+    """A server process group we started: pyai under gunicorn, or nginx."""
+
+    kind = "?"
+
+    def __init__(self, name, workdir, prefix):
+        self.name = name
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.prefix = Path(prefix)
+        self.port = free_port()
+        self.proc = None
+        self.log_path = self.workdir / f"{name}.log"
+        self._log = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, cmd, env=None, cwd=None):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def _wait_ready(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/")
+                status = conn.getresponse().status
+                conn.close()
+                if status < 500 and self._workers_ready():
+                    return
+                last = f"GET / -> {status}"
+            except OSError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready after {timeout}s ({last}):\n{self.log()}")
+
+    def _workers_ready(self):
+        return True
+
+    def log(self, tail=4000):
+        try:
+            return self.log_path.read_text(errors="replace")[-tail:]
+        except OSError:
+            return "<no log>"
+
+    def pids(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return [self.proc.pid, *child_pids(self.proc.pid)]
+
+    def worker_pids(self):
+        return child_pids(self.proc.pid) if self.proc else []
+
+    def cpu(self):
+        return sum(cpu_seconds(p) for p in self.pids())
+
+    def reset_peak(self):
+        for pid in self.worker_pids():
+            reset_hwm(pid)
+
+    def peak_rss_mib(self):
+        """The largest VmHWM among the workers, in MiB."""
+        return max((vm_hwm_kib(p) for p in self.worker_pids()), default=0) / 1024
+
+    def stop(self, grace=10.0):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class PyaiService(Service):
+    kind = "pyai"
+
+    def __init__(self, name, workdir, prefix, impl):
+        super().__init__(name, workdir, prefix)
+        self.impl = impl
+        self.settings = {
+            "PAI_BACKEND_TYPE": "posix",
+            "PAI_PREFIX": str(prefix),
+            "PAI_BIND": f"127.0.0.1:{self.port}",
+            "PAI_WORKERS": str(SETTINGS.workers),
+            "PAI_THREADS": str(SETTINGS.threads),
+            "PAI_SWEEP_ON_START": "false",  # several servers share one prefix
+            "PAI_LOG_LEVEL": "warning",
+            "PYAI_IMPL": impl,
+        }
+
+    def start(self):
+        home = self.workdir / f"home-{self.name}"
+        home.mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
+        env.pop("ARCHIVEINTERFACE_CONFIG", None)
+        env.update(self.settings, HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
+        cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
+        self._spawn(cmd, env=env, cwd=ROOT)
+        self._wait_ready()
+        return self
+
+    def _workers_ready(self):
+        return len(self.worker_pids()) >= SETTINGS.workers
+
+
+NGINX_CONF = """\
+{user}
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path {body_tmp};
+    proxy_temp_path {work}/proxy-tmp;
+    fastcgi_temp_path {work}/fastcgi-tmp;
+    uwsgi_temp_path {work}/uwsgi-tmp;
+    scgi_temp_path {work}/scgi-tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{
+            dav_methods PUT;
+            create_full_put_path on;
+            client_max_body_size 0;
+        }}
+    }}
+}}
+"""
+
+
+class NginxService(Service):
+    """nginx serving (GET, sendfile) and storing (DAV PUT) the same directory as pyai."""
+
+    kind = "nginx"
+
+    def __init__(self, name, workdir, prefix, body_tmp):
+        super().__init__(name, workdir, prefix)
+        self.body_tmp = Path(body_tmp)  # on the same file system as the prefix
+
+    def start(self):
+        binary = which("nginx")
+        if not binary:
+            raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
+        work = self.workdir / f"nginx-{self.name}"
+        work.mkdir(exist_ok=True)
+        self.body_tmp.mkdir(parents=True, exist_ok=True)
+        conf = work / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(
+                user="user root;" if os.geteuid() == 0 else "",
+                workers=SETTINGS.workers,
+                work=work,
+                body_tmp=self.body_tmp,
+                port=self.port,
+                root=self.prefix,
+            )
+        )
+        self._spawn([binary, "-p", str(work), "-e", str(work / "nginx-error.log"), "-c", str(conf)])
+        self._wait_ready()
+        return self
+
+    def _workers_ready(self):
+        return len(self.worker_pids()) >= SETTINGS.workers
+
+
+@contextmanager
+def measure(service):
+    """Server CPU seconds and worker peak RSS around a block: yields a dict filled at exit."""
+    out = {"cpu_s": None, "rss_mib": None}
+    if service is None:
+        yield out
+        return
+    service.reset_peak()
+    before = service.cpu()
+    try:
+        yield out
+    finally:
+        out["cpu_s"] = service.cpu() - before
+        out["rss_mib"] = service.peak_rss_mib()
+
+
+# --------------------------------------------------------------------------- clients
+
+CURL_FORMAT = "%{http_code} %{size_upload} %{size_download} %{time_total}\\n"
+
+
+def _curl(args, timeout):
+    cmd = ["curl", "-sS", "-H", "Expect:", "-w", CURL_FORMAT.replace("\\n", "\n"), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    rows = []
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0].isdigit():
+            rows.append(
+                {"status": int(parts[0]), "up": float(parts[1]), "down": float(parts[2]), "seconds": float(parts[3])}
+            )
+    if not rows:
+        rows.append({"status": 0, "up": 0.0, "down": 0.0, "seconds": 0.0, "error": r.stderr.strip()[:300]})
+    return rows
+
+
+def curl_put(url, path, timeout=900):
+    return _curl(["-T", str(path), "-o", "/dev/null", url], timeout)[0]
+
+
+def curl_get(url, timeout=900, extra=()):
+    return _curl([*extra, "-o", "/dev/null", url], timeout)[0]
+
+
+def curl_get_many(url, count, byte_range, timeout=300):
+    """``count`` GETs of one range over one keep-alive connection (one curl process)."""
+    args = ["-r", byte_range]
+    for _ in range(count):
+        args += ["-o", "/dev/null", url]
+    return _curl(args, timeout)
+
+
+def dd(args, timeout=900):
+    """Run dd; return (bytes, seconds) from its own report."""
+    r = subprocess.run(["dd", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "LC_ALL": "C"})
+    if r.returncode != 0:
+        raise RuntimeError(f"dd {' '.join(args)}: {r.stderr.strip()}")
+    m = re.search(r"^(\d+) bytes.*copied, ([0-9.e+-]+) s", r.stderr, re.M)
+    return int(m.group(1)), float(m.group(2))
+
+
+def wrk(url, script, args, seconds, connections=None):
+    """Run wrk with one of bench/lua/*.lua; return its done() report (dict)."""
+    connections = connections or SETTINGS.connections
+    threads = max(1, min(os.cpu_count() or 2, connections))
+    cmd = [
+        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s",
+        "--timeout", "10s", "-s", str(LUA / script), url, "--", *[str(a) for a in args],
+    ]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            rep = json.loads(line[len("BENCHJSON ") :])
+            rep["rps"] = rep["requests"] / (rep["duration_us"] / 1e6) if rep["duration_us"] else 0.0
+            rep["errors"] = sum(rep[k] for k in ("connect", "read", "write", "status", "timeout"))
+            return rep
+    raise RuntimeError(f"wrk gave no report (rc {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+
+
+def hey(url, method, seconds, connections=None):
+    """Run hey for ``seconds``; return requests/s, status counts and errors."""
+    connections = connections or SETTINGS.connections
+    cmd = ["hey", "-z", f"{int(seconds)}s", "-c", str(connections), "-m", method, url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    out = r.stdout
+    m = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    statuses = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
+    err_block = out.split("Error distribution:", 1)[1] if "Error distribution:" in out else ""
+    errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]", err_block, re.M))
+    non2xx = sum(n for c, n in statuses.items() if not 200 <= c < 300)
+    requests = sum(statuses.values())
+    return {
+        "rps": float(m.group(1)) if m else 0.0,
+        "requests": requests,
+        "statuses": statuses,
+        "transport_errors": errors,
+        "non2xx": non2xx,
+        "errors": errors + non2xx,
+        "error_text": err_block.strip()[:500],
+    }
+
+
+def put_files(service, names, body):
+    """PUT ``body`` under each name over one keep-alive connection; return the statuses."""
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    statuses = []
+    for name in names:
+        conn.request("PUT", f"/{name}", body=body, headers={"Content-Length": str(len(body))})
+        resp = conn.getresponse()
+        resp.read()
+        statuses.append(resp.status)
+    conn.close()
+    return statuses
+
+
+def make_source(path, size):
+    """A file of ``size`` incompressible-looking bytes (a random 1 MiB block repeated)."""
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+    return Path(path)
+
+
+def unlink_quiet(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+_ids = itertools.count()
+
+
+def new_token(tag):
+    """A fresh id prefix: every PUT must use a new id (the archive is write-once)."""
+    return f"{tag}{os.getpid()}x{next(_ids)}"
+
+
+class LargeLoad:
+    """Keeps one large GET and one large PUT running against a service until stopped."""
+
+    def __init__(self, service, get_url, source, put_dir):
+        self.service = service
+        self.get_url = get_url
+        self.source = source
+        self.put_dir = Path(put_dir)
+        self.stop_event = threading.Event()
+        self.procs = {}
+        self.lock = threading.Lock()
+        self.done = {"GET": [], "PUT": []}
+        self.threads = [threading.Thread(target=self._loop, args=(m,), daemon=True) for m in ("GET", "PUT")]
+
+    def _loop(self, method):
+        while not self.stop_event.is_set():
+            ident = new_token("mixput")
+            if method == "GET":
+                cmd = ["curl", "-sS", "-o", "/dev/null", "-w", CURL_FORMAT.replace("\\n", "\n"), self.get_url]
+            else:
+                cmd = ["curl", "-sS", "-H", "Expect:", "-T", str(self.source), "-o", "/dev/null",
+                       "-w", CURL_FORMAT.replace("\\n", "\n"), f"{self.service.url}/{ident}"]  # fmt: skip
+            with self.lock:
+                if self.stop_event.is_set():
+                    return
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                self.procs[method] = proc
+            out, _ = proc.communicate()
+            stopped = self.stop_event.is_set()
+            if method == "PUT":
+                unlink_quiet(self.put_dir / ident)
+            parts = out.split()
+            if len(parts) == 4 and not stopped:
+                self.done[method].append(
+                    {"status": int(parts[0]), "seconds": float(parts[3]),
+                     "bytes": float(parts[1] if method == "PUT" else parts[2])}  # fmt: skip
+                )
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def stop(self):
+        with self.lock:
+            self.stop_event.set()
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+        for t in self.threads:
+            t.join(60)
+
+    def summary(self):
+        out = {}
+        for method, rows in self.done.items():
+            ok = [r for r in rows if 200 <= r["status"] < 300]
+            out[method] = {
+                "completed": len(rows),
+                "failed": len(rows) - len(ok),
+                "median_MBps": statistics.median(r["bytes"] / r["seconds"] / 1e6 for r in ok if r["seconds"]) if ok else None,
+            }
+        return out
+
+
+# --------------------------------------------------------------------------- results
+
+SCENARIOS = [
+    "large PUT disk",
+    "large GET disk",
+    "large PUT tmpfs",
+    "large GET tmpfs",
+    "range GET 1MiB",
+    "small PUT 30B",
+    "small PUT 64KiB",
+    "small PUT 30B tmpfs",
+    "small GET 30B",
+    "small GET 64KiB",
+    "HEAD",
+    "mixed small alone",
+    "mixed small during large",
+]
+TARGETS = ["pyai", "nginx", "pyai-python", "raw"]
+
+
+class Results:
+    def __init__(self):
+        self.samples = {}  # scenario -> target -> [sample]
+        self.meta = {}  # scenario -> {"unit":..., "cache":..., "cpu_unit":...}
+
+    def add(self, scenario, target, value, unit, *, errors=0, cpu_s=None, moved=None, requests=None,
+            rss_mib=None, cache=None, **extra):  # fmt: skip
+        sample = {"value": value, "errors": errors, "cpu_s": cpu_s, "moved_bytes": moved,
+                  "requests": requests, "rss_mib": rss_mib, "cache": cache, **extra}  # fmt: skip
+        if cpu_s is not None:
+            if unit == "MB/s" and moved:
+                sample["cpu_per"] = cpu_s / (moved / GiB)
+                sample["cpu_unit"] = "s/GiB"
+            elif requests:
+                sample["cpu_per"] = cpu_s / requests * 1e6
+                sample["cpu_unit"] = "us/req"
+        self.samples.setdefault(scenario, {}).setdefault(target, []).append(sample)
+        self.meta.setdefault(scenario, {})["unit"] = unit
+        return sample
+
+    def summary(self, scenario, target):
+        rows = self.samples.get(scenario, {}).get(target)
+        if not rows:
+            return None
+        cpus = [r["cpu_per"] for r in rows if r.get("cpu_per") is not None]
+        rss = [r["rss_mib"] for r in rows if r.get("rss_mib")]
+        caches = sorted({str(r["cache"]) for r in rows if r.get("cache") is not None})
+        return {
+            "median": statistics.median(r["value"] for r in rows),
+            "min": min(r["value"] for r in rows),
+            "max": max(r["value"] for r in rows),
+            "n": len(rows),
+            "unit": self.meta[scenario]["unit"],
+            "errors": sum(r["errors"] for r in rows),
+            "cpu_per": statistics.median(cpus) if cpus else None,
+            "cpu_unit": next((r["cpu_unit"] for r in rows if r.get("cpu_unit")), None),
+            "peak_rss_mib": max(rss) if rss else None,
+            "cache": "/".join(caches) if caches else None,
+        }
+
+    def to_json(self):
+        out = {}
+        for scenario in self.ordered():
+            out[scenario] = {
+                "unit": self.meta[scenario]["unit"],
+                "targets": {t: {"summary": self.summary(scenario, t), "samples": self.samples[scenario][t]}
+                            for t in self.samples[scenario]},  # fmt: skip
+            }
+        return out
+
+    def ordered(self):
+        known = [s for s in SCENARIOS if s in self.samples]
+        return known + [s for s in self.samples if s not in SCENARIOS]
+
+
+RESULTS = Results()
+
+
+def _num(v):
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _ratio(a, b):
+    if a is None or not b:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def render_table(results):
+    head = ["scenario", "unit", "pyai", "nginx", "ratio", "pyai-py", "ratio", "raw dd", "ratio",
+            "errors p/n/py", "CPU pyai (nginx)", "RSS MiB", "cache"]  # fmt: skip
+    rows = []
+    for scenario in results.ordered():
+        s = {t: results.summary(scenario, t) for t in TARGETS}
+        med = {t: (s[t]["median"] if s[t] else None) for t in TARGETS}
+        pyai = med["pyai"]
+        errs = "/".join(str(s[t]["errors"]) if s[t] else "-" for t in ("pyai", "nginx", "pyai-python"))
+        cpu = "-"
+        if s["pyai"] and s["pyai"]["cpu_per"] is not None:
+            cpu = _num(s["pyai"]["cpu_per"])
+            if s["nginx"] and s["nginx"]["cpu_per"] is not None:
+                cpu += f" ({_num(s['nginx']['cpu_per'])})"
+            cpu += " " + s["pyai"]["cpu_unit"].replace("us/", "µs/")
+        rss = _num(s["pyai"]["peak_rss_mib"]) if s["pyai"] and s["pyai"]["peak_rss_mib"] else "-"
+        cache = next((s[t]["cache"] for t in TARGETS if s[t] and s[t]["cache"]), "-")
+        rows.append([
+            scenario, results.meta[scenario]["unit"], _num(pyai), _num(med["nginx"]), _ratio(pyai, med["nginx"]),
+            _num(med["pyai-python"]), _ratio(pyai, med["pyai-python"]), _num(med["raw"]), _ratio(pyai, med["raw"]),
+            errs, cpu, rss, cache,
+        ])  # fmt: skip
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    left = {0, 1, 12}
+
+    def fmt(r):
+        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    lines = [fmt(head), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in rows]
+    return "\n".join(lines)

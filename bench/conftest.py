@@ -1,0 +1,177 @@
+"""The benchmark session: start the services once, print one table at the end.
+
+Every figure is measured in this run beside its references: nginx on the same
+files, pyai's pure-Python I/O path, and the raw storage speed (dd).  Large-file
+figures swing a lot on a shared VM: only the same-run ratios mean anything.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import benchlib as bl
+from benchlib import RESULTS, SETTINGS
+
+_STARTED = time.monotonic()
+_ENV = None
+
+
+class BenchEnv:
+    """The file systems, the services on each and the files the scenarios read."""
+
+    def __init__(self):
+        self.base = {}  # fs -> base dir
+        self.services = {}  # (fs, target) -> Service
+        self.large = {}  # fs -> path of the large file every GET reads
+        self.source = None
+        self.can_drop = False
+
+    def setup(self):
+        self.base["disk"] = bl.pick_disk_dir()
+        tmpfs = bl.pick_tmpfs_dir()
+        if tmpfs:
+            self.base["tmpfs"] = tmpfs
+        self.can_drop = bl.drop_caches()
+        # the upload source lives in memory so the client never waits on a disk
+        src_dir = self.base.get("tmpfs", self.base["disk"])
+        self.source = bl.make_source(Path(src_dir) / "source.bin", SETTINGS.large_size)
+        for fs, base in self.base.items():
+            prefix = Path(base) / "archive"
+            prefix.mkdir()
+            work = Path(base) / "work"
+            self.services[(fs, "pyai")] = bl.PyaiService(f"pyai-c-{fs}", work, prefix, "c").start()
+            self.services[(fs, "pyai-python")] = bl.PyaiService(f"pyai-py-{fs}", work, prefix, "python").start()
+            # nginx's upload temp files on the same file system as the target, like pyai's
+            self.services[(fs, "nginx")] = bl.NginxService(f"nginx-{fs}", work, prefix, Path(base) / "nginx-body").start()
+            # the large file all GETs read: stored by pyai, served by everyone from the same directory
+            row = bl.curl_put(f"{self.services[(fs, 'pyai')].url}/large-get", self.source)
+            if row["status"] != 201:
+                raise RuntimeError(f"storing the large file on {fs} failed: {row}")
+            self.large[fs] = prefix / "large-get"
+        # small files the GET scenarios cycle through (disk)
+        pyai = self.services[("disk", "pyai")]
+        for name, size in (("s30", 30), ("s64k", 65536)):
+            statuses = bl.put_files(pyai, [f"{name}-{i}" for i in range(SETTINGS.small_files)], b"y" * size)
+            if set(statuses) != {201}:
+                raise RuntimeError(f"storing small files failed: {sorted(set(statuses))}")
+
+    def service(self, fs, target):
+        if fs not in self.base:
+            pytest.skip(f"no {fs} file system available")
+        return self.services.get((fs, target))
+
+    def prefix(self, fs):
+        if fs not in self.base:
+            pytest.skip(f"no {fs} file system available")
+        return Path(self.base[fs]) / "archive"
+
+    def info(self):
+        return {
+            "dirs": {fs: {"path": b, "fs_type": bl.fs_type(b)} for fs, b in self.base.items()},
+            "page_cache_drop": self.can_drop,
+            "servers": {
+                f"{fs}/{t}": {"url": s.url, **({"env": s.settings} if isinstance(s, bl.PyaiService) else {})}
+                for (fs, t), s in self.services.items()
+            },
+        }
+
+    def teardown(self):
+        for svc in self.services.values():
+            svc.stop()
+        if not SETTINGS.keep:
+            for base in self.base.values():
+                shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bench_env():
+    global _ENV
+    env = BenchEnv()
+    _ENV = env
+    try:
+        env.setup()
+        yield env
+    finally:
+        env.teardown()
+
+
+def pytest_report_header(config):
+    s = SETTINGS
+    return (
+        f"pyai bench: {'QUICK' if s.quick else 'full'}; large file {s.large_size / bl.MiB:.0f} MiB x"
+        f" {s.large_rounds}; small {s.small_seconds}s x {s.small_rounds}, {s.connections} connections;"
+        f" gunicorn {s.workers} workers x {s.threads} threads"
+    )
+
+
+def _gunicorn_settings():
+    try:
+        from pyai import gunicorn_conf as g
+
+        return {
+            "worker_class": g.worker_class,
+            "workers": SETTINGS.workers,
+            "threads": SETTINGS.threads,
+            "sendfile": g.sendfile,
+            "keepalive": g.keepalive,
+            "config": "gunicorn.conf.py (pyai/gunicorn_conf.py) with PAI_WORKERS/PAI_THREADS",
+        }
+    except Exception as exc:  # the table matters more than this detail
+        return {"error": repr(exc)}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not RESULTS.samples:
+        return
+    wall = time.monotonic() - _STARTED
+    tr = terminalreporter
+    table = bl.render_table(RESULTS)
+    tr.write_sep("=", "pyai benchmark (medians; ratio = pyai / reference)")
+    tr.write_line(table)
+    notes = [
+        f"mode: {'QUICK (smoke test)' if SETTINGS.quick else 'full'}; large file {SETTINGS.large_size / bl.MiB:.0f} MiB,"
+        f" {SETTINGS.large_rounds} round(s); small: {SETTINGS.connections} keep-alive connections,"
+        f" {SETTINGS.small_seconds} s x {SETTINGS.small_rounds} round(s); wall {wall:.0f} s",
+        "pyai = PYAI_IMPL=c, pyai-py = PYAI_IMPL=python, both gunicorn"
+        f" {SETTINGS.workers}x{SETTINGS.threads} gthread; nginx = private nginx on the same directory"
+        " (sendfile GET, DAV PUT, no fsync); raw dd = dd write conv=fdatasync / dd read.",
+        "pyai PUT fsyncs the file and the directory before 201 (nginx does not): small PUT on disk is an fsync benchmark.",
+        "CPU = server CPU (master + workers, utime+stime) per GiB moved or per request; RSS = worker peak VmHWM.",
+        "small PUT/GET and mixed via wrk (non-2xx and socket errors counted), HEAD via hey; errors p/n/py = pyai/nginx/pyai-py.",
+        "cache: 'dropped' = page cache dropped before each GET round (read from the device); 'cached' = page cache;"
+        " 'memory' = tmpfs.",
+        "Large-file figures swing a lot on a VM: compare the ratios of one run, not absolute numbers across runs.",
+    ]
+    for n in notes:
+        tr.write_line("  " + n)
+    bl.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    doc = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "mode": "quick" if SETTINGS.quick else "full",
+        "wall_seconds": round(wall, 1),
+        "settings": SETTINGS.as_dict(),
+        "machine": bl.machine_info(),
+        "gunicorn": _gunicorn_settings(),
+        "environment": _ENV.info() if _ENV else None,
+        "table": table.splitlines(),
+        "notes": notes,
+        "scenarios": RESULTS.to_json(),
+    }
+    try:
+        doc["git"] = subprocess.run(
+            ["git", "-C", str(bl.ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        pass
+    path = bl.RESULTS_DIR / f"bench-{stamp}.json"
+    text = json.dumps(doc, indent=2, default=str)
+    path.write_text(text)
+    (bl.RESULTS_DIR / "latest.json").write_text(text)
+    tr.write_line(f"  results: {os.path.relpath(path, os.getcwd())} (and bench/results/latest.json)")

@@ -1,0 +1,112 @@
+"""Large files: PUT and GET on disk and on tmpfs, and a 1 MiB Range GET from the middle.
+
+One curl per transfer (the client must not be the bottleneck); throughput is the
+bytes moved over curl's total time.  References in the same run: nginx on the
+same directory, pyai's Python path, and dd (write with conv=fdatasync, read).
+"""
+
+import os
+
+import pytest
+
+import benchlib as bl
+from benchlib import RESULTS, SETTINGS
+
+FILESYSTEMS = ["disk", "tmpfs"]
+TARGETS = ["pyai", "nginx", "pyai-python", "raw"]
+
+
+def _finish(benchmark, scenario, target):
+    benchmark.extra_info.update({"scenario": scenario, "target": target, **(RESULTS.summary(scenario, target) or {})})
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("fs", FILESYSTEMS)
+def test_large_put(benchmark, bench_env, fs, target):
+    scenario = f"large PUT {fs}"
+    svc = bench_env.service(fs, target)
+    prefix = bench_env.prefix(fs)
+    stored = []
+
+    def setup():
+        for path in stored:  # keep the file system as it was: one large file at a time
+            bl.unlink_quiet(path)
+        stored.clear()
+        os.sync()  # no earlier dirty pages written back during this round
+        ident = bl.new_token("lput")
+        stored.append(prefix / ident)
+        return (ident,), {}
+
+    def run(ident):
+        if svc is None:
+            nbytes, seconds = bl.dd([f"if={bench_env.source}", f"of={prefix / ident}", "bs=4M", "conv=fdatasync"])
+            RESULTS.add(scenario, target, nbytes / seconds / 1e6, "MB/s", moved=nbytes)
+            return
+        with bl.measure(svc) as m:
+            row = bl.curl_put(f"{svc.url}/{ident}", bench_env.source)
+        ok = row["status"] == 201 and row["up"] == SETTINGS.large_size
+        RESULTS.add(
+            scenario, target, row["up"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
+            errors=0 if ok else 1, moved=row["up"], **m, curl=row,
+        )  # fmt: skip
+
+    benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
+    for path in stored:
+        bl.unlink_quiet(path)
+    _finish(benchmark, scenario, target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("fs", FILESYSTEMS)
+def test_large_get(benchmark, bench_env, fs, target):
+    scenario = f"large GET {fs}"
+    svc = bench_env.service(fs, target)
+    path = bench_env.large[fs]
+    state = {}
+
+    def setup():
+        if fs == "disk":
+            state["cache"] = "dropped" if bl.drop_caches() else "cached"
+        else:
+            state["cache"] = "memory"
+
+    def run():
+        if svc is None:
+            nbytes, seconds = bl.dd([f"if={path}", "of=/dev/null", "bs=4M"])
+            RESULTS.add(scenario, target, nbytes / seconds / 1e6, "MB/s", moved=nbytes, cache=state["cache"])
+            return
+        with bl.measure(svc) as m:
+            row = bl.curl_get(f"{svc.url}/large-get")
+        ok = row["status"] == 200 and row["down"] == SETTINGS.large_size
+        RESULTS.add(
+            scenario, target, row["down"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
+            errors=0 if ok else 1, moved=row["down"], cache=state["cache"], **m, curl=row,
+        )  # fmt: skip
+
+    benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
+    _finish(benchmark, scenario, target)
+
+
+@pytest.mark.parametrize("target", ["pyai", "nginx", "pyai-python"])
+def test_range_get(benchmark, bench_env, target):
+    """N GETs of the 1 MiB in the middle of the large file, over one keep-alive connection."""
+    scenario = "range GET 1MiB"
+    svc = bench_env.service("disk", target)
+    start = (SETTINGS.large_size - bl.MiB) // 2
+    byte_range = f"{start}-{start + bl.MiB - 1}"
+    n = SETTINGS.range_requests
+
+    def run():
+        with bl.measure(svc) as m:
+            rows = bl.curl_get_many(f"{svc.url}/large-get", n, byte_range)
+        good = [r for r in rows if r["status"] == 206 and r["down"] == bl.MiB]
+        seconds = sum(r["seconds"] for r in rows)
+        moved = sum(r["down"] for r in rows)
+        RESULTS.add(
+            scenario, target, moved / seconds / 1e6 if seconds else 0.0, "MB/s",
+            errors=n - len(good), moved=moved, requests=len(rows), cache="cached", **m,
+            requests_per_s=len(rows) / seconds if seconds else 0.0,
+        )  # fmt: skip
+
+    benchmark.pedantic(run, rounds=SETTINGS.large_rounds, iterations=1)
+    _finish(benchmark, scenario, target)
