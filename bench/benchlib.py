@@ -691,6 +691,10 @@ class Results:
         self.meta.setdefault(scenario, {})["unit"] = unit
         return sample
 
+    def set_columns(self, scenario, **columns):
+        """Show other targets in the table's columns for ``scenario``, e.g. ``pyai="hpss", nginx="posix"``."""
+        self.meta.setdefault(scenario, {})["columns"] = dict(columns)
+
     def summary(self, scenario, target):
         rows = self.samples.get(scenario, {}).get(target)
         if not rows:
@@ -716,6 +720,7 @@ class Results:
         for scenario in self.ordered():
             out[scenario] = {
                 "unit": self.meta[scenario]["unit"],
+                **({"columns": self.meta[scenario]["columns"]} if "columns" in self.meta[scenario] else {}),
                 "targets": {t: {"summary": self.summary(scenario, t), "samples": self.samples[scenario][t]}
                             for t in self.samples[scenario]},  # fmt: skip
             }
@@ -750,7 +755,9 @@ def render_table(results):
             "errors p/n/py", "CPU pyai (nginx)", "RSS MiB", "cache"]  # fmt: skip
     rows = []
     for scenario in results.ordered():
-        s = {t: results.summary(scenario, t) for t in TARGETS}
+        # a scenario may show other targets in the columns (see Results.set_columns)
+        columns = results.meta[scenario].get("columns", {})
+        s = {t: results.summary(scenario, columns.get(t, t)) for t in TARGETS}
         med = {t: (s[t]["median"] if s[t] else None) for t in TARGETS}
         pyai = med["pyai"]
         errs = "/".join(str(s[t]["errors"]) if s[t] else "-" for t in ("pyai", "nginx", "pyai-python"))

@@ -148,6 +148,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         " 'memory' = tmpfs.",
         "Large-file figures swing a lot on a VM: compare the ratios of one run, not absolute numbers across runs.",
     ]
+    if any(scenario.startswith("hpss ") for scenario in RESULTS.samples):
+        notes.append(
+            "hpss rows: the pyai column is pyai -t hpss on the HPSS emulator, the nginx column is NOT nginx but the"
+            " reference pyai -t posix with use_id2filename (both PYAI_IMPL=c, integer ids, own prefixes on the same"
+            " disk); ratio = hpss / posix (aim: >= 0.80), errors p/n = hpss/posix, CPU = hpss (posix)."
+        )
     for n in notes:
         tr.write_line("  " + n)
     bl.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
