@@ -124,14 +124,23 @@ static int stage(int fd, int wait)
     return emu_meta_wait_disk(&st);
 }
 
-ssize_t hpss_Read(int Fildes, void *Buf, size_t Nbyte)
+/* The common start of a call on a descriptor: emu_enter's checks (login, and
+ * the core server when check_down), then the slot.  0 or an HPSS code. */
+static int enter_file(int fildes, int check_down, struct emu_file **file)
 {
-    int rc = emu_enter(0);
+    int rc = emu_enter(check_down);
     if (rc < 0)
         return rc;
-    struct emu_file *file = slot_get(Fildes);
-    if (!file)
-        return HPSS_EBADF;
+    *file = slot_get(fildes);
+    return *file ? 0 : HPSS_EBADF;
+}
+
+ssize_t hpss_Read(int Fildes, void *Buf, size_t Nbyte)
+{
+    struct emu_file *file;
+    int rc = enter_file(Fildes, 0, &file);
+    if (rc < 0)
+        return rc;
     if (!file->resident) {
         if (file->no_stage)
             return HPSS_EAGAIN; /* on tape only, and the caller asked not to stage */
@@ -145,12 +154,10 @@ ssize_t hpss_Read(int Fildes, void *Buf, size_t Nbyte)
 
 ssize_t hpss_Write(int Fildes, const void *Buf, size_t Nbyte)
 {
-    int rc = emu_enter(0);
+    struct emu_file *file;
+    int rc = enter_file(Fildes, 0, &file);
     if (rc < 0)
         return rc;
-    struct emu_file *file = slot_get(Fildes);
-    if (!file)
-        return HPSS_EBADF;
     if (!file->written) {
         /* New data lands on the disk level; any tape copy is stale now. */
         struct stat st;
@@ -167,12 +174,10 @@ ssize_t hpss_Write(int Fildes, const void *Buf, size_t Nbyte)
 
 hpss_off_t hpss_Lseek(int Fildes, hpss_off_t Offset, int Whence)
 {
-    int rc = emu_enter(0);
+    struct emu_file *file;
+    int rc = enter_file(Fildes, 0, &file);
     if (rc < 0)
         return rc;
-    struct emu_file *file = slot_get(Fildes);
-    if (!file)
-        return HPSS_EBADF;
     off_t at = lseek(file->fd, Offset, Whence);
     return at < 0 ? emu_rc(errno) : at;
 }
@@ -198,12 +203,10 @@ int hpss_Close(int Fildes)
 
 int hpss_Stage(int Fildes, u_signed64 Offset, u_signed64 Length, unsigned32 StorageLevel, unsigned32 Flags)
 {
-    int rc = emu_enter(1);
+    struct emu_file *file;
+    int rc = enter_file(Fildes, 1, &file);
     if (rc < 0)
         return rc;
-    struct emu_file *file = slot_get(Fildes);
-    if (!file)
-        return HPSS_EBADF;
     if (StorageLevel != 0)
         return HPSS_EINVAL; /* only the disk level is a stage target here */
     int async = (Flags & BFS_ASYNCH_CALL) != 0;
@@ -236,12 +239,10 @@ static int purge_disk(struct emu_meta *meta, void *arg)
 int hpss_Purge(int Fildes, u_signed64 Offset, u_signed64 Length, unsigned32 StorageLevel, unsigned32 Flags,
                u_signed64 *BytesPurged)
 {
-    int rc = emu_enter(1);
+    struct emu_file *file;
+    int rc = enter_file(Fildes, 1, &file);
     if (rc < 0)
         return rc;
-    struct emu_file *file = slot_get(Fildes);
-    if (!file)
-        return HPSS_EBADF;
     if (StorageLevel != 0)
         return HPSS_EINVAL;
     struct stat st;
