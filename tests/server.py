@@ -16,6 +16,8 @@ from pathlib import Path
 
 import requests
 
+from pyai.ids import id2filename  # the layout itself is pinned to the contract in tests/unit/test_ids.py
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 20.0
@@ -70,19 +72,6 @@ def gunicorn_command(port):
         f"127.0.0.1:{port}",
         "wsgi:app",
     ]
-
-
-def id2filename(fileid):
-    """Reference layout from the contract (API.md): used to find files on disk."""
-    hexid = format(fileid, "x")
-    if len(hexid) <= 2:
-        return "/file." + hexid
-    levels = []
-    rest = hexid
-    while len(rest) > 2:
-        levels.append(rest[-2:])
-        rest = rest[:-2]
-    return "/" + "/".join(levels) + "/" + hexid
 
 
 class Server:
@@ -200,7 +189,8 @@ class RawResponse:
         return f"<RawResponse {self.status} {self.reason} {self.headers} {self.body[:200]!r}>"
 
 
-def _recv_all(sock):
+def recv_all(sock):
+    """Everything the peer sends until it closes (or resets, or the socket times out)."""
     chunks = []
     while True:
         try:
@@ -261,7 +251,7 @@ def raw_request(port, request_bytes, head=False, timeout=15.0):
     """Send ``request_bytes`` as is (it should say Connection: close) and parse the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request_bytes)
-        data = _recv_all(sock)
+        data = recv_all(sock)
     return parse_response(data, head=head)
 
 

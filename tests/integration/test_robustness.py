@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from server import assert_error, parse_response, raw, wait_until
+from server import assert_error, parse_response, raw, recv_all, wait_until
 
 
 def split_responses(data, methods):
@@ -95,15 +95,7 @@ def test_truncated_chunked_body(make_server, uid):
     with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
         sock.sendall(head + body)
         sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                answer += data
-        except (socket.timeout, ConnectionResetError):
-            pass
+        answer = recv_all(sock)
     if answer:
         assert not answer.startswith(b"HTTP/1.1 2"), answer
         assert b"total_bytes" not in answer

@@ -8,7 +8,7 @@ import struct
 import pytest
 import requests
 
-from server import assert_error, raw, raw_request, wait_until
+from server import assert_error, raw, raw_request, recv_all, wait_until
 
 
 # --- write-once and overwrite -------------------------------------------------------
@@ -139,15 +139,7 @@ def test_short_body_then_close(atomic_server, uid):
     with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
         sock.sendall(head + b"y" * 500)
         sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                answer += data
-        except (socket.timeout, ConnectionResetError):
-            pass
+        answer = recv_all(sock)
     if answer:
         status = int(answer.split(b" ", 2)[1])
         assert not 200 <= status < 300, answer
