@@ -153,6 +153,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             "hpss rows: the pyai column is pyai -t hpss on the HPSS emulator, the nginx column is NOT nginx but the"
             " reference pyai -t posix with use_id2filename (both PYAI_IMPL=c, integer ids, own prefixes on the same"
             " disk); ratio = hpss / posix (aim: >= 0.80), errors p/n = hpss/posix, CPU = hpss (posix)."
+            " The emulator never fsyncs: hpss PUT answers before the data is on disk, posix PUT after (fsync)."
         )
     for n in notes:
         tr.write_line("  " + n)
