@@ -56,8 +56,11 @@ debug: $(VENV)/.installed
 run: compile
 	$(VENV)/bin/pacifica-archiveinterface -t $(BACKEND) -a $(ADDRESS) -p $(PORT) --prefix $(PREFIX) $(if $(CONFIG),-c $(CONFIG))
 
+# mariadb-server: the hsmsideband tests run a private MariaDB (unless PYAI_TEST_BACKENDS leaves hsmsideband out).
 system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	case " $${PYAI_TEST_BACKENDS-hsmsideband} " in *" hsmsideband "*) \
+	  test -x /usr/sbin/mariadbd || command -v mariadbd >/dev/null || missing="$$missing mariadb-server";; esac; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -94,6 +94,11 @@ SETTINGS = (
     Setting("sideband_port", "hsm_sideband", "port", "PAI_SIDEBAND_PORT", int, "3306"),
     Setting("sideband_user", "hsm_sideband", "user", "PAI_SIDEBAND_USER", str, "root"),
     Setting("sideband_password", "hsm_sideband", "password", "PAI_SIDEBAND_PASSWORD", str, ""),
+    # a sideband database that does not accept a connection this fast is down (HEAD/POST answer 503)
+    Setting("sideband_connect_timeout", "hsm_sideband", "connect_timeout", "PAI_SIDEBAND_CONNECT_TIMEOUT", _seconds, "2"),
+    # longest wait for the answer to one query before HEAD/POST answer 503
+    Setting("sideband_query_timeout", "hsm_sideband", "query_timeout", "PAI_SIDEBAND_QUERY_TIMEOUT", _seconds, "5"),
+    Setting("sideband_retry_after", "hsm_sideband", "retry_after", "PAI_SIDEBAND_RETRY_AFTER", _seconds, "10"),
 )
 
 
@@ -122,6 +127,9 @@ class Config:
     sideband_port: int
     sideband_user: str
     sideband_password: str
+    sideband_connect_timeout: float
+    sideband_query_timeout: float
+    sideband_retry_after: float
     config_file: str = ""
 
 

@@ -22,7 +22,8 @@ from server import LIVE, COUNTER, ServerPool  # noqa: E402
 IMPLS = tuple(os.environ.get("PYAI_TEST_IMPLS", "c python").split())
 # PYAI_TEST_BACKENDS narrows it to some backends.  hpss runs on the emulator,
 # with one I/O path only: its uploads go through hpss_Write, never the C receive.
-BACKENDS = tuple(os.environ.get("PYAI_TEST_BACKENDS", "posix hpss").split())
+# hsmsideband has its own tests (tests/sideband, on a private MariaDB).
+BACKENDS = tuple(os.environ.get("PYAI_TEST_BACKENDS", "posix hpss hsmsideband").split())
 if "hpss" in BACKENDS and importlib.util.find_spec("pyai._hpss") is None:
     BACKENDS = tuple(b for b in BACKENDS if b != "hpss")  # a pure-Python build has no binding
 FLAVORS = [("posix", impl) for impl in IMPLS if "posix" in BACKENDS]

@@ -13,4 +13,8 @@ def create_backend(config):
         from .hpss import HpssBackend
 
         return HpssBackend(config)
-    raise ConfigError(f"the {config.backend} backend is not available in this version of pyai (use posix or hpss)")
+    if config.backend == "hsmsideband":
+        from .sideband import SidebandBackend
+
+        return SidebandBackend(config)
+    raise ConfigError(f"the {config.backend} backend is not available in this version of pyai (use posix, hpss or hsmsideband)")

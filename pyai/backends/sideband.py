@@ -1,0 +1,371 @@
+"""The Oracle HSM / SAM-QFS "sideband" backend: posix file I/O, HEAD from the sideband database.
+
+Files live on the mounted HSM file system at ``<prefix><id2filename(id)>`` and
+every byte moves exactly as in the posix backend (sendfile, the C receive,
+atomic publish): this class is a PosixBackend.  What the file system cannot
+tell -- whether a file's data is online (on disk) or only on tape -- comes
+from the MySQL/MariaDB "sideband" database the HSM keeps (see
+``sideband_models``), read with peewee over PyMySQL.
+
+The database location of a file: ``[hsm_sideband] sam_qfs_prefix`` is the
+mount point of the SAM-QFS file system; the file's path relative to it is
+split into ``sam_path.path`` (its directory, with a trailing ``/``; the root
+directory is the empty path) and ``sam_file.name``.  With the mount point
+``/sam1`` and the prefix ``/sam1/archive``, id 12345 (``/sam1/archive/39/3039``)
+is looked up as path ``archive/39/``, name ``3039``.
+
+- HEAD: a file missing from the file system is 404 (the database is not asked);
+  otherwise one joined query (sam_path -> sam_file -> sam_inode) gives size,
+  times and ``online``: ``disk`` with ``(size,)`` or ``tape`` with
+  ``(0, size)``.  A file the database does not know yet is reported from the
+  file system as ``disk``.
+- POST: ``online`` answers 200; a file on tape gets a recall -- a thread of the
+  worker reads the file, which makes the HSM stage it -- and 202 until the
+  database says online.
+- GET, PUT, PATCH, DELETE only touch the file system and work while the
+  database is down (a GET of a file on tape waits in the read, as on any
+  SAM-QFS file system).
+- HEAD and POST answer 503 naming the sideband database when it is down; each
+  worker keeps its own pool of connections (opened lazily after the fork) and
+  reconnects by itself when the database is back.
+"""
+
+import datetime
+import logging
+import os
+import stat
+import threading
+import time
+
+import peewee
+from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
+
+from ..errors import BackendUnavailable, ConfigError
+from .base import FileStatus
+from .posix import PosixBackend
+from .sideband_models import SamFile, SamInode, SamPath
+
+log = logging.getLogger("pyai")
+RECALL_BLOCK = 1 << 20
+# After a failed connection attempt, requests answer 503 at once for this long
+# instead of each waiting connect_timeout for a database that is not there.
+RETRY_CONNECT_AFTER = 1.0
+# Idle pooled connections older than this are replaced (servers drop idle ones).
+STALE_AFTER = 600
+# MySQL/MariaDB error numbers that mean "these credentials or this schema do not work".
+REFUSED = {
+    1044: "user has no access to the database",
+    1045: "access denied",
+    1049: "unknown database",
+    1142: "user may not read the sideband tables",
+    1143: "user may not read the sideband columns",
+    1146: "the sideband tables are missing",
+    1054: "the sideband tables lack a column",
+    1698: "access denied",
+}
+# Client-side error numbers (and what to tell an HTTP client).
+CLIENT_ERRORS = {
+    2002: "no server at the configured socket",
+    2003: "it does not accept connections",
+    2005: "its host name does not resolve",
+    2006: "the server has gone away",
+    2013: "the connection was lost",
+}
+SERVER_STATUS_IN_TRANS = 1
+
+# Connection settings validated at start-up in this process or in the process it
+# was forked from (gunicorn's master validates before forking its workers).
+_validated = set()
+
+
+class SidebandDown(Exception):
+    """Raised instead of connecting while a recent attempt failed (see RETRY_CONNECT_AFTER)."""
+
+
+def _head_query():
+    """The HEAD query as (SQL, a function of (directory, name) giving its parameters).
+
+    Built once with peewee from the models; the SQL is then run as is on
+    every HEAD (sam_path by its path index, sam_file by its name index joined
+    on (p_ino, p_gen), sam_inode by its primary key).
+    """
+    directory, name = "\0directory", "\0name"
+    query = (
+        SamPath.select(SamInode.size, SamInode.online, SamInode.modify_time, SamInode.create_time)
+        .join(SamFile, on=((SamFile.p_ino == SamPath.ino) & (SamFile.p_gen == SamPath.gen)))
+        .join(SamInode, on=((SamInode.ino == SamFile.ino) & (SamInode.gen == SamFile.gen)))
+        .where((SamPath.path == directory) & (SamFile.name == name))
+        .limit(1)
+    )
+    sql, params = peewee.MySQLDatabase(None).get_sql_context().sql(query).query()
+
+    def parameters(path, entry):
+        return tuple(path if p == directory else entry if p == name else p for p in params)
+
+    return sql, parameters
+
+
+HEAD_SQL, _head_parameters = _head_query()
+
+
+def error_code(exc):
+    """The MySQL error number of a (peewee-wrapped) driver exception, or None."""
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        args = getattr(candidate, "args", ())
+        if args and isinstance(args[0], int):
+            return args[0]
+    return None
+
+
+def error_text(exc):
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        args = getattr(candidate, "args", ())
+        if len(args) > 1 and isinstance(args[1], str):
+            return args[1]
+    return str(exc) or type(exc).__name__
+
+
+def _connection_level(exc):
+    code = error_code(exc)
+    return code is None or code == 0 or code >= 2000
+
+
+def _epoch(value):
+    """Epoch seconds of a time column (an integer; a DATETIME is read as UTC)."""
+    if hasattr(value, "timestamp"):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value.timestamp()
+    return float(value or 0)
+
+
+class _Pool(PooledMySQLDatabase):
+    """The worker's connection pool.
+
+    Checking a connection out costs no round trip (no ping): a connection
+    that died since its last use fails its query, is discarded, and the query
+    is retried once on a new connection.  New connections are not attempted
+    for RETRY_CONNECT_AFTER seconds after one failed.
+    """
+
+    def __init__(self, *args, gate, **kwargs):
+        self.gate = gate
+        super().__init__(*args, **kwargs)
+
+    def _connect(self):
+        self.gate.before_connect()
+        try:
+            return super()._connect()
+        except Exception as exc:
+            self.gate.connect_failed(exc)
+            raise
+
+    def _is_closed(self, conn):
+        return not conn.open
+
+    def _can_reuse(self, conn):
+        return conn.open and not (conn.server_status or 0) & SERVER_STATUS_IN_TRANS
+
+
+class SidebandBackend(PosixBackend):
+    """Files on a SAM-QFS file system under ``config.prefix``; their state in the sideband database."""
+
+    name = "hsmsideband"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.use_id2filename = True  # ids are integers, always in the nested layout
+        self.config = config
+        self.mount = os.path.realpath(os.path.expanduser(config.sideband_prefix))
+        if not (self.prefix == self.mount or self.prefix.startswith(self.mount.rstrip("/") + "/")):
+            raise ConfigError(
+                f"the archive prefix {self.prefix} is not on the SAM-QFS file system mounted at {self.mount} "
+                "([hsm_sideband] sam_qfs_prefix / PAI_SAM_QFS_PREFIX must be the mount point above the prefix)"
+            )
+        for name in ("sideband_connect_timeout", "sideband_query_timeout"):
+            if getattr(config, name) <= 0:
+                raise ConfigError(f"[hsm_sideband] {name.split('_', 1)[1]} must be more than 0 seconds")
+        self.where = f"{config.sideband_schema} on {config.sideband_host}:{config.sideband_port}"
+        self.connect_params = {
+            "host": config.sideband_host,
+            "port": config.sideband_port,
+            "user": config.sideband_user,
+            "password": config.sideband_password,
+            "connect_timeout": config.sideband_connect_timeout,
+            "read_timeout": config.sideband_query_timeout,
+            "write_timeout": config.sideband_query_timeout,
+        }
+        self._pool = None
+        self._pool_pid = None
+        self._lock = threading.Lock()
+        self._down = (float("-inf"), None)  # (monotonic time of the failed connect, reason)
+        self._healthy = True  # for logging changes of state only
+        self._recalls = {}  # path -> thread reading the file back from tape
+        key = (config.sideband_host, config.sideband_port, config.sideband_user, config.sideband_password,
+               config.sideband_schema)
+        if key not in _validated:
+            self._validate()
+            _validated.add(key)
+
+    # -- the database ----------------------------------------------------------
+
+    def _validate(self):
+        """At start-up: wrong credentials, schema or tables stop the program with one line;
+        an unreachable database is only a warning (HEAD and POST answer 503 until it is back)."""
+        db = peewee.MySQLDatabase(self.config.sideband_schema, autoconnect=False, **self.connect_params)
+        try:
+            db.connect()
+            try:
+                db.execute_sql(HEAD_SQL, _head_parameters("", "")).fetchall()
+            finally:
+                db.close()
+        except peewee.PeeweeException as exc:
+            code = error_code(exc)
+            if code in REFUSED:
+                raise ConfigError(
+                    f"the sideband database {self.where} refused user {self.config.sideband_user!r} "
+                    f"({REFUSED[code]}): {error_text(exc)}"
+                ) from None
+            log.warning(
+                "the sideband database %s is unavailable at start-up (%s); HEAD and POST answer 503 until it answers",
+                self.where, error_text(exc),
+            )
+        except peewee.ImproperlyConfigured as exc:  # pragma: no cover - PyMySQL is a dependency
+            raise ConfigError(f"the hsmsideband backend needs PyMySQL: {exc}") from None
+
+    def _database(self):
+        """This process's pool, made on first use after a fork (never shared with a parent)."""
+        pid = os.getpid()
+        pool = self._pool
+        if pool is None or self._pool_pid != pid:
+            with self._lock:
+                if self._pool is None or self._pool_pid != pid:
+                    self._pool = _Pool(
+                        self.config.sideband_schema,
+                        gate=self,
+                        max_connections=None,  # as many as the worker has threads
+                        stale_timeout=STALE_AFTER,
+                        autoconnect=False,
+                        **self.connect_params,
+                    )
+                    self._pool_pid = pid
+                pool = self._pool
+        return pool
+
+    def before_connect(self):
+        failed_at, reason = self._down
+        if time.monotonic() - failed_at < RETRY_CONNECT_AFTER:
+            raise SidebandDown(reason)
+
+    def connect_failed(self, exc):
+        if _connection_level(exc):
+            self._down = (time.monotonic(), error_text(exc))
+
+    def _fetch_one(self, sql, params):
+        """One row (or None); BackendUnavailable when the database cannot answer."""
+        for attempt in (1, 2):
+            db = self._database()
+            try:
+                db.connect()
+            except (peewee.PeeweeException, SidebandDown, MaxConnectionsExceeded) as exc:
+                raise self._unavailable(exc) from None
+            try:
+                row = db.execute_sql(sql, params).fetchone()
+            except peewee.PeeweeException as exc:
+                db.manual_close()  # never give a connection that failed back to the pool
+                if attempt == 1 and _connection_level(exc):
+                    # The server dropped it (restarted?): the idle ones are gone too.
+                    # Once more, on a new connection.
+                    db.close_idle()
+                    continue
+                raise self._unavailable(exc) from None
+            except BaseException:
+                db.manual_close()
+                raise
+            db.close()
+            if not self._healthy:
+                self._healthy = True
+                log.warning("the sideband database %s answers again", self.where)
+            return row
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unavailable(self, exc):
+        code = None if isinstance(exc, (SidebandDown, MaxConnectionsExceeded)) else error_code(exc)
+        if isinstance(exc, MaxConnectionsExceeded):
+            reason = "no free connection"
+        elif code in REFUSED:
+            reason = f"it refuses the configured user ({REFUSED[code]})"
+        elif isinstance(exc, SidebandDown) or code in CLIENT_ERRORS or code is None:
+            reason = CLIENT_ERRORS.get(code, "it does not answer")
+        else:
+            reason = f"error {code}"
+        if self._healthy:
+            self._healthy = False
+            log.warning("the sideband database %s is unavailable: %s", self.where, error_text(exc))
+        return BackendUnavailable(
+            f"the sideband database is unavailable ({reason}); ask again later",
+            retry_after=self.config.sideband_retry_after,
+            detail="sideband database unavailable",
+        )
+
+    def sam_location(self, path):
+        """``(sam_path.path, sam_file.name)`` of a file under the mount point."""
+        directory, _, name = path.rpartition("/")
+        relative = directory[len(self.mount):].strip("/")
+        return (relative + "/" if relative else ""), name
+
+    def _record(self, path):
+        """The database's (size, online, modify_time, create_time) of the file, or None."""
+        return self._fetch_one(HEAD_SQL, _head_parameters(*self.sam_location(path)))
+
+    # -- HEAD and POST -----------------------------------------------------------
+
+    def _regular(self, path):
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(2, "not a regular file")
+        return st
+
+    def status(self, path):
+        try:
+            st = self._regular(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        row = self._record(path)
+        if row is None:  # the HSM has not recorded it yet: it is on disk
+            return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk")
+        size, online, mtime, ctime = row
+        size, mtime, ctime = int(size or 0), _epoch(mtime), _epoch(ctime)
+        if online:
+            return FileStatus(path, size, mtime, ctime, (size,), "disk")
+        return FileStatus(path, size, mtime, ctime, (0, size), "tape")
+
+    def stage(self, path):
+        """True when the data is online; else start one recall (per process) and return False."""
+        self._regular(path)
+        row = self._record(path)
+        if row is None or row[1]:
+            return True
+        with self._lock:
+            running = self._recalls.get(path)
+            if running is None or not running.is_alive():
+                thread = threading.Thread(target=self._recall, args=(path,), name="sideband-recall", daemon=True)
+                self._recalls[path] = thread
+                thread.start()
+        return False
+
+    def _recall(self, path):
+        """Read the whole file: on SAM-QFS the reads stage it from tape (and wait for it)."""
+        started = time.monotonic()
+        try:
+            buffer = bytearray(RECALL_BLOCK)
+            with open(path, "rb", buffering=0) as handle:
+                while handle.readinto(buffer):
+                    pass
+            log.info("recalled %s in %.1f s", path, time.monotonic() - started)
+        except OSError as exc:
+            log.warning("the recall of a file from tape failed: %s", exc)
+        finally:
+            with self._lock:
+                if self._recalls.get(path) is threading.current_thread():
+                    del self._recalls[path]

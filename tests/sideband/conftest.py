@@ -1,0 +1,100 @@
+"""Fixtures of the sideband tests: a private MariaDB server and archives served with -t hsmsideband.
+
+The tests need Debian's ``mariadb-server`` (``make test`` installs it when run
+as root).  Without it they fail with a message saying so, unless
+``PYAI_TEST_BACKENDS`` leaves ``hsmsideband`` out (then they are skipped).
+"""
+
+import os
+
+import pytest
+
+from server import ServerPool
+
+from .mariadb import MariaDB, MariaDBMissing, SamDB
+
+SELECTED = "hsmsideband" in os.environ.get("PYAI_TEST_BACKENDS", "posix hpss hsmsideband").split()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hsmsideband_selected():
+    """Skip these tests (before any server starts) when PYAI_TEST_BACKENDS leaves hsmsideband out."""
+    if not SELECTED:
+        pytest.skip("PYAI_TEST_BACKENDS leaves hsmsideband out")
+
+
+def start_mariadb(base):
+    """An installed, started MariaDB with the sideband schema (fails the test when there is none)."""
+    missing = None
+    try:
+        db = MariaDB(base)
+    except MariaDBMissing as exc:
+        missing = str(exc)
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    db.install()
+    try:
+        db.start().create_schema()
+    except BaseException:
+        db.stop()
+        raise
+    return db
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """The MariaDB server the sideband tests share (schema ``samdb``, user ``pyai``)."""
+    db = start_mariadb(tmp_path_factory.mktemp("mariadb"))
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+class SidebandPool(ServerPool):
+    """Servers with -t hsmsideband whose prefixes all lie under one mount point (``base``)."""
+
+    def __init__(self, base, mariadb, impl="c"):
+        super().__init__(base, impl, "hsmsideband")
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.mount = os.path.realpath(self.base)
+        self.mariadb = mariadb
+
+    def start(self, name="sb", **settings):
+        defaults = {
+            "PAI_SAM_QFS_PREFIX": self.mount,
+            "PAI_USE_ID2FILENAME": "true",  # where Server.stored_path looks (the backend always uses it)
+            **self.mariadb.settings(),
+        }
+        defaults.update(settings)
+        return super().start(name, **defaults)
+
+
+@pytest.fixture(scope="module")
+def sideband_pool(mariadb, tmp_path_factory):
+    pool = SidebandPool(tmp_path_factory.mktemp("sideband"), mariadb)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def fresh_sideband(mariadb, tmp_path):
+    pool = SidebandPool(tmp_path / "servers", mariadb)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="module")
+def sideband(sideband_pool):
+    """A server with -t hsmsideband over the shared database."""
+    return sideband_pool.start("sideband")
+
+
+@pytest.fixture(scope="module")
+def samdb(mariadb, sideband_pool):
+    """Writes sideband rows for files under the pool's mount point."""
+    return SamDB(mariadb, sideband_pool.mount)

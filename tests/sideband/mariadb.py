@@ -1,0 +1,255 @@
+"""A private MariaDB server for the sideband tests, and a writer of sideband rows.
+
+``MariaDB`` runs Debian's ``mariadbd`` (package ``mariadb-server``) over a
+fresh data directory on a free loopback port, as the current user, with real
+accounts: ``root`` (no password, unix socket only: the tests write fixture
+rows with it) and a read-only service account with a password, which pyai
+uses.  Nothing is mocked.
+
+``SamDB`` writes what Oracle HSM would record about files on its file
+system: a ``sam_path`` row per directory, a ``sam_file`` row per entry, a
+``sam_inode`` row per inode, by local path under the mount point.
+"""
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import peewee
+
+from pyai.backends.sideband_models import (
+    MODELS, OFFLINE, ONLINE, TYPE_DIRECTORY, TYPE_FILE, SamFile, SamInode, SamPath, SamVersion,
+)
+from server import _die_with_parent, free_port
+
+SCHEMA = "samdb"
+SERVICE_USER = "pyai"
+SERVICE_PASSWORD = "s1deband-Secret"
+START_TIMEOUT = 60.0
+INSTALL_HINT = (
+    "the hsmsideband tests need a MariaDB server: install Debian's mariadb-server "
+    "(`make test` does it when run as root; else `apt-get install mariadb-server`), "
+    "or leave hsmsideband out of PYAI_TEST_BACKENDS"
+)
+
+
+def find_program(*names):
+    for name in names:
+        found = shutil.which(name) or next(
+            (str(Path(d) / name) for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin") if (Path(d) / name).is_file()),
+            None,
+        )
+        if found:
+            return found
+    return None
+
+
+class MariaDBMissing(RuntimeError):
+    pass
+
+
+class MariaDB:
+    """One mariadbd over ``base``/data, listening on 127.0.0.1:``port`` and ``base``/sock."""
+
+    def __init__(self, base):
+        self.server = os.environ.get("PYAI_TEST_MARIADBD") or find_program("mariadbd", "mysqld")
+        if self.server and not os.access(self.server, os.X_OK):
+            self.server = None
+        self.installer = find_program("mariadb-install-db", "mysql_install_db")
+        if not self.server or not self.installer:
+            raise MariaDBMissing(INSTALL_HINT)
+        self.base = Path(base)
+        self.datadir = self.base / "data"
+        self.socket = self.base / "sock"
+        self.log_path = self.base / "mariadb.log"
+        self.port = free_port()
+        self.proc = None
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def install(self):
+        self.base.mkdir(parents=True, exist_ok=True)
+        command = [
+            self.installer, "--no-defaults", f"--datadir={self.datadir}",
+            "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+        ]
+        if os.geteuid() == 0:
+            command.append("--user=root")
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        return self
+
+    def start(self):
+        command = [
+            self.server, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
+            f"--port={self.port}", "--bind-address=127.0.0.1", f"--pid-file={self.base / 'mariadbd.pid'}",
+            f"--log-error={self.log_path}", "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M", "--skip-log-bin", "--max-connections=500",
+        ]
+        if os.geteuid() == 0:
+            command.append("--user=root")
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mariadbd exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                self.root().close()
+                return self
+            except peewee.OperationalError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"mariadbd did not answer within {START_TIMEOUT:g} s:\n{self.log()}")
+
+    def stop(self):
+        """Shut the server down (SIGTERM: a clean shutdown; SIGKILL if it takes too long)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self, tail=4000):
+        try:
+            return self.log_path.read_text(errors="replace")[-tail:]
+        except OSError:
+            return "<no log>"
+
+    # -- accounts and schema ---------------------------------------------------------
+
+    def root(self, schema=None):
+        """A connection as root over the unix socket (the tests' writer)."""
+        db = peewee.MySQLDatabase(schema or "mysql", unix_socket=str(self.socket), user="root", password="", autoconnect=False)
+        db.connect()
+        return db
+
+    def create_schema(self, schema=SCHEMA, user=SERVICE_USER, password=SERVICE_PASSWORD):
+        """The sideband tables in ``schema``, readable (only) by ``user`` from anywhere."""
+        db = self.root()
+        try:
+            db.execute_sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
+            for host in ("127.0.0.1", "localhost", "%%"):  # %% is '%' (any host) in a query with parameters
+                db.execute_sql(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+                db.execute_sql(f"GRANT SELECT ON `{schema}`.* TO '{user}'@'{host}'", ())
+        finally:
+            db.close()
+        db = self.root(schema)
+        try:
+            with db.bind_ctx(MODELS):
+                db.create_tables(MODELS)
+                SamVersion.insert(version="1.0").on_conflict_ignore().execute()
+        finally:
+            db.close()
+        return self
+
+    def settings(self, schema=SCHEMA, user=SERVICE_USER, password=SERVICE_PASSWORD):
+        """The service's environment for this database."""
+        return {
+            "PAI_SIDEBAND_HOST": "127.0.0.1",
+            "PAI_SIDEBAND_PORT": str(self.port),
+            "PAI_SIDEBAND_USER": user,
+            "PAI_SIDEBAND_PASSWORD": password,
+            "PAI_SIDEBAND_SCHEMA": schema,
+        }
+
+
+_inodes = itertools.count(1000)
+
+
+class SamDB:
+    """Writes sideband rows, as the HSM would, for files under the mount point ``mount``."""
+
+    def __init__(self, mariadb, mount, schema=SCHEMA):
+        self.mariadb = mariadb
+        self.mount = os.path.realpath(mount)
+        self.schema = schema
+
+    def _relative(self, path):
+        path = os.path.realpath(path)
+        assert path.startswith(self.mount.rstrip("/") + "/"), (path, self.mount)
+        return path[len(self.mount.rstrip("/")) + 1:]
+
+    def _run(self, work):
+        db = self.mariadb.root(self.schema)
+        try:
+            with db.bind_ctx(MODELS):
+                with db.atomic():
+                    return work()
+        finally:
+            db.close()
+
+    @staticmethod
+    def _new_inode():
+        ino = SamInode.select(peewee.fn.COALESCE(peewee.fn.MAX(SamInode.ino), 0)).scalar() + 1
+        return max(ino, next(_inodes)), 1
+
+    def _directory(self, relative_dir):
+        """(ino, gen) of the directory ``relative_dir`` ("" or "a/b/"), with its parents."""
+        row = SamPath.get_or_none(SamPath.path == relative_dir)
+        if row is not None:
+            return row.ino, row.gen
+        ino, gen = self._new_inode()
+        SamInode.create(ino=ino, gen=gen, type=TYPE_DIRECTORY, size=4096, online=ONLINE,
+                        create_time=int(time.time()), modify_time=int(time.time()))
+        SamPath.create(ino=ino, gen=gen, path=relative_dir)
+        if relative_dir:
+            parent, _, name = relative_dir.rstrip("/").rpartition("/")
+            p_ino, p_gen = self._directory(parent + "/" if parent else "")
+            SamFile.create(ino=ino, gen=gen, p_ino=p_ino, p_gen=p_gen, name=name, name_hash=zlib.crc32(name.encode()))
+        return ino, gen
+
+    def _entry(self, path):
+        directory, _, name = self._relative(path).rpartition("/")
+        p_ino, p_gen = self._directory(directory + "/" if directory else "")
+        return SamFile.get_or_none((SamFile.p_ino == p_ino) & (SamFile.p_gen == p_gen) & (SamFile.name == name)), (
+            p_ino, p_gen, name)
+
+    def record(self, path, *, online=True, size=None, mtime=None, ctime=None):
+        """Record the file ``path`` (its size and times from the file system unless given)."""
+        st = os.stat(path)
+        size = st.st_size if size is None else size
+        mtime = int(st.st_mtime) if mtime is None else mtime
+        ctime = int(st.st_ctime) if ctime is None else ctime
+
+        def work():
+            entry, (p_ino, p_gen, name) = self._entry(path)
+            if entry is not None:
+                SamInode.delete().where((SamInode.ino == entry.ino) & (SamInode.gen == entry.gen)).execute()
+                SamFile.delete().where((SamFile.ino == entry.ino) & (SamFile.gen == entry.gen)).execute()
+            ino, gen = self._new_inode()
+            SamInode.create(ino=ino, gen=gen, type=TYPE_FILE, size=size, online=ONLINE if online else OFFLINE,
+                            create_time=ctime, modify_time=mtime, uid=os.getuid(), gid=os.getgid())
+            SamFile.create(ino=ino, gen=gen, p_ino=p_ino, p_gen=p_gen, name=name, name_hash=zlib.crc32(name.encode()))
+            return ino, gen
+
+        return self._run(work)
+
+    def set_online(self, path, online):
+        def work():
+            entry, _ = self._entry(path)
+            assert entry is not None, f"{path} is not recorded"
+            SamInode.update(online=ONLINE if online else OFFLINE).where(
+                (SamInode.ino == entry.ino) & (SamInode.gen == entry.gen)).execute()
+
+        self._run(work)
+
+    def forget(self, path):
+        def work():
+            entry, _ = self._entry(path)
+            if entry is not None:
+                SamInode.delete().where((SamInode.ino == entry.ino) & (SamInode.gen == entry.gen)).execute()
+                SamFile.delete().where((SamFile.ino == entry.ino) & (SamFile.gen == entry.gen)).execute()
+
+        self._run(work)

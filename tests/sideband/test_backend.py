@@ -1,0 +1,129 @@
+"""The hsmsideband backend in this process: the database path rule, the HEAD query plan, failing fast."""
+
+import os
+import time
+
+import pytest
+
+from pyai.backends.sideband import HEAD_SQL, SidebandBackend, _head_parameters
+from pyai.config import load
+from pyai.errors import BackendUnavailable, ConfigError
+from pyai.ids import id2filename
+from server import free_port
+
+from .mariadb import SamDB
+
+
+def make_backend(mariadb, mount, prefix, **env):
+    environ = {
+        "PAI_BACKEND_TYPE": "hsmsideband",
+        "PAI_PREFIX": str(prefix),
+        "PAI_SAM_QFS_PREFIX": str(mount),
+        "HOME": str(mount),
+        **mariadb.settings(),
+        **env,
+    }
+    return SidebandBackend(load(environ=environ))
+
+
+@pytest.fixture
+def mount(tmp_path):
+    path = tmp_path / "sam1"
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(
+    "relative_prefix, ident, expected",
+    [
+        ("", "12345", ("39/", "3039")),
+        ("", "255", ("", "file.ff")),
+        ("archive", "12345", ("archive/39/", "3039")),
+        ("archive", "1", ("archive/", "file.1")),
+        ("a/b", "305419896", ("a/b/78/56/34/", "12345678")),
+        ("a/b", "32768", ("a/b/00/", "8000")),
+    ],
+)
+def test_database_path_rule(mariadb, mount, relative_prefix, ident, expected):
+    backend = make_backend(mariadb, mount, mount / relative_prefix)
+    path = backend.path_for(ident)
+    assert path == os.path.realpath(mount / relative_prefix) + id2filename(int(ident))
+    assert backend.sam_location(path) == expected
+
+
+def test_mount_point_root(mariadb, tmp_path):
+    """sam_qfs_prefix = / : the path is the whole directory path without its leading '/'."""
+    backend = make_backend(mariadb, "/", tmp_path / "arch")
+    directory, name = backend.sam_location(backend.path_for("12345"))
+    assert directory == str(tmp_path / "arch").lstrip("/") + "/39/" and name == "3039"
+
+
+def test_ids_are_integers(mariadb, mount):
+    backend = make_backend(mariadb, mount, mount / "archive", PAI_USE_ID2FILENAME="false")
+    assert backend.path_for("4660").endswith("/archive/34/1234")
+    with pytest.raises(Exception):
+        backend.path_for("name.txt")
+
+
+def test_head_query_uses_the_indexes(mariadb, mount):
+    """One joined query per HEAD, every table read through an index (never a full scan)."""
+    prefix = mount / "archive"
+    samdb = SamDB(mariadb, mount)
+    backend = make_backend(mariadb, mount, prefix)
+    paths = []
+    for ident in range(4096, 4096 + 300, 7):
+        path = backend.path_for(str(ident))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"x" * (ident % 50))
+        samdb.record(path, online=bool(ident % 2))
+        paths.append(path)
+    db = mariadb.root("samdb")
+    try:
+        db.execute_sql("ANALYZE TABLE sam_path, sam_file, sam_inode").fetchall()
+        cursor = db.execute_sql("EXPLAIN " + HEAD_SQL, _head_parameters(*backend.sam_location(paths[5])))
+        columns = [c[0] for c in cursor.description]
+        plan = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    finally:
+        db.close()
+    assert {row["table"] for row in plan} == {"t1", "t2", "t3"}, plan
+    for row in plan:
+        assert row["type"] not in ("ALL", "index"), plan
+        assert row["key"], plan
+    # and the answers are right
+    for path in paths:
+        status = backend.status(path)
+        size = os.path.getsize(path)
+        ident = int(os.path.basename(path), 16)
+        assert (status.size, status.media) == (size, "disk" if ident % 2 else "tape")
+
+
+def test_unreachable_database_fails_fast(mariadb, mount):
+    """Nothing listens on the port: start-up goes on, HEAD is 503 at once, and again without a new try."""
+    prefix = mount / "archive"
+    backend = make_backend(mariadb, mount, prefix, PAI_SIDEBAND_PORT=str(free_port()), PAI_SIDEBAND_RETRY_AFTER="3")
+    path = backend.path_for("12345")
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as handle:
+        handle.write(b"data")
+    for _ in range(3):
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable) as info:
+            backend.status(path)
+        assert time.monotonic() - started < 1.5
+        assert "the sideband database is unavailable" in info.value.message
+        assert info.value.retry_after == 3
+    # what needs no database still works
+    assert backend.exists(path) and backend.status(backend.path_for("99999")) is None
+
+
+@pytest.mark.parametrize("setting", ["PAI_SIDEBAND_CONNECT_TIMEOUT", "PAI_SIDEBAND_QUERY_TIMEOUT"])
+def test_zero_timeouts_are_refused(mariadb, mount, setting):
+    with pytest.raises(ConfigError, match="must be more than 0"):
+        make_backend(mariadb, mount, mount / "archive", **{setting: "0"})
+
+
+def test_wrong_password_in_process(mariadb, mount):
+    with pytest.raises(ConfigError) as info:
+        make_backend(mariadb, mount, mount / "archive", PAI_SIDEBAND_PASSWORD="nope")
+    assert "refused user 'pyai' (access denied)" in str(info.value)

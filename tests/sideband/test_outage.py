@@ -1,0 +1,154 @@
+"""The sideband database going away and coming back, and credentials it refuses."""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from pyai.backends.sideband import RETRY_CONNECT_AFTER
+from server import assert_error, free_port, wait_until
+
+from .conftest import SidebandPool, start_mariadb
+from .mariadb import SERVICE_PASSWORD, SERVICE_USER, SamDB
+
+SERVE = str(Path(sys.executable).parent / "pacifica-archiveinterface")
+
+
+def new_id():
+    return str(secrets.randbits(40) | (1 << 41))
+
+
+@pytest.fixture
+def own_mariadb(tmp_path):
+    """A MariaDB of this test alone, so it can be stopped and restarted."""
+    db = start_mariadb(tmp_path / "mariadb")
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+def head(srv, ident):
+    return requests.head(srv.id_url(ident), timeout=20)
+
+
+def answers(srv, ident, span=RETRY_CONNECT_AFTER + 0.5):
+    """True when HEAD answers 204 again and again for ``span`` seconds.
+
+    A worker whose connection attempt failed less than RETRY_CONNECT_AFTER
+    seconds ago still answers 503 without trying; HEADs for longer than that
+    reach every worker after its window.
+    """
+    until = time.monotonic() + span
+    while time.monotonic() < until:
+        if head(srv, ident).status_code != 204:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_database_stopped_mid_run_gives_503_and_recovers(own_mariadb, tmp_path):
+    pool = SidebandPool(tmp_path / "servers", own_mariadb)
+    samdb = SamDB(own_mariadb, pool.mount)
+    try:
+        srv = pool.start("outage", PAI_SIDEBAND_RETRY_AFTER="7", PAI_WORKERS="2")
+        ident, data = new_id(), os.urandom(5000)
+        assert requests.put(srv.id_url(ident), data=data, timeout=10).status_code == 201
+        samdb.record(srv.stored_path(ident), online=False)
+        assert head(srv, ident).headers["X-Pacifica-File-Storage-Media"] == "tape"
+
+        own_mariadb.stop()
+        started = time.monotonic()
+        resp = head(srv, ident)
+        assert time.monotonic() - started < 5, "HEAD waited for the dead database"
+        assert resp.status_code == 503
+        assert resp.headers["Retry-After"] == "7"
+        body = assert_error(requests.post(srv.id_url(ident), timeout=20), 503, srv.prefix)
+        assert "sideband database" in body["message"], body
+        assert str(own_mariadb.port) not in body["message"]  # no server details for clients
+        # the file system is up: reads, writes, deletes and a HEAD of a missing id still work
+        assert requests.get(srv.id_url(ident), timeout=10).content == data
+        other = new_id()
+        assert requests.put(srv.id_url(other), data=b"while down", timeout=10).status_code == 201
+        assert requests.delete(srv.id_url(other), timeout=10).status_code == 200
+        assert head(srv, new_id()).status_code == 404
+        assert requests.get(srv.url + "/", timeout=10).status_code == 200
+
+        # a service started while the database is down starts, and answers 503 meanwhile
+        late = pool.start("late")
+        assert "unavailable at start-up" in late.log()
+        late_id = new_id()
+        assert requests.put(late.id_url(late_id), data=b"late", timeout=10).status_code == 201
+        assert head(late, late_id).status_code == 503
+
+        own_mariadb.start()
+        assert wait_until(lambda: answers(srv, ident), timeout=20)
+        assert head(srv, ident).headers["X-Pacifica-File-Storage-Media"] == "tape"
+        assert requests.post(srv.id_url(ident), timeout=10).status_code == 202
+        samdb.set_online(srv.stored_path(ident), True)
+        assert requests.post(srv.id_url(ident), timeout=10).status_code == 200
+        assert wait_until(lambda: answers(late, late_id), timeout=20)
+        assert "the sideband database" in srv.log() and "answers again" in srv.log()
+        assert "Traceback" not in srv.log() + late.log()
+
+        # the password changes under a running service: 503 saying so, never a traceback
+        root = own_mariadb.root()
+        try:
+            root.execute_sql(f"ALTER USER '{SERVICE_USER}'@'127.0.0.1' IDENTIFIED BY 'changed-elsewhere'")
+            for (conn,) in root.execute_sql(
+                "SELECT id FROM information_schema.processlist WHERE user = %s", (SERVICE_USER,)
+            ).fetchall():
+                root.execute_sql(f"KILL {int(conn)}")
+            resp = head(srv, ident)
+            body = assert_error(requests.post(srv.id_url(ident), timeout=20), 503)
+            assert resp.status_code == 503
+            assert "refuses the configured user" in body["message"], body
+            root.execute_sql(f"ALTER USER '{SERVICE_USER}'@'127.0.0.1' IDENTIFIED BY %s", (SERVICE_PASSWORD,))
+        finally:
+            root.close()
+        assert wait_until(lambda: answers(srv, ident), timeout=20)
+        assert "Traceback" not in srv.log()
+    finally:
+        pool.close()
+
+
+def test_wrong_password_is_a_clear_start_up_error(fresh_sideband, mariadb):
+    with pytest.raises(RuntimeError) as info:
+        fresh_sideband.start("denied", PAI_SIDEBAND_PASSWORD="not-the-password")
+    message = str(info.value)
+    assert "pyai: error: the sideband database samdb on 127.0.0.1:" in message, message
+    assert f"refused user '{SERVICE_USER}'" in message and "Access denied" in message, message
+    assert "Traceback" not in message
+
+
+def test_unknown_schema_is_a_clear_start_up_error(fresh_sideband):
+    with pytest.raises(RuntimeError) as info:
+        fresh_sideband.start("noschema", PAI_SIDEBAND_SCHEMA="nosuchdb")
+    message = str(info.value)
+    assert "pyai: error: the sideband database nosuchdb" in message, message
+    assert "Traceback" not in message
+
+
+def test_cli_wrong_password_one_line_exit_2(mariadb, tmp_path):
+    mount = tmp_path / "mnt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAI_", "PYAI_"))}
+    env.update(mariadb.settings(), PAI_SIDEBAND_PASSWORD="wrong", PAI_SAM_QFS_PREFIX=str(mount), HOME=str(tmp_path))
+    command = [SERVE, "-t", "hsmsideband", "-p", str(free_port()), "--prefix", str(mount / "archive")]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("pyai: error: the sideband database"), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_prefix_outside_the_mount_point_is_refused(fresh_sideband, tmp_path):
+    with pytest.raises(RuntimeError) as info:
+        fresh_sideband.start("outside", PAI_SAM_QFS_PREFIX=str(tmp_path / "elsewhere"))
+    message = str(info.value)
+    assert "is not on the SAM-QFS file system mounted at" in message and "Traceback" not in message
