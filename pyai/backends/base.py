@@ -5,8 +5,31 @@ what it needs as arguments and every open file belongs to one request.  Paths
 are strings in the backend's own namespace (a local path for posix).
 """
 
+import contextlib
 import dataclasses
 from typing import Optional, Protocol
+
+from ..errors import Conflict
+
+# Uploads in progress are written under this name prefix, which no id can
+# produce (ids never start with "."), so nothing half-written is addressable.
+TEMP_PREFIX = ".pyai-tmp-"
+# Archived files are read-only: write-once is also what the file system says.
+FILE_MODE = 0o444
+
+
+@contextlib.contextmanager
+def publishing(writer):
+    """The end of an upload: any failure inside forgets it (``writer.abort()``);
+    an id that got a file meanwhile is 409."""
+    try:
+        yield
+    except FileExistsError:
+        writer.abort()
+        raise Conflict("the id already holds a file", detail="publish: id already holds a file") from None
+    except BaseException:
+        writer.abort()
+        raise
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,10 +25,8 @@ import time
 
 from ..errors import BackendUnavailable, ConfigError, Conflict, Forbidden
 from ..ids import id2filename, parse_integer
-from .base import FileStatus
+from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
 
-TEMP_PREFIX = ".pyai-tmp-"
-FILE_MODE = 0o444
 # What each storage level is, as the original reported it.
 LEVEL_MEDIA = ("disk", "tape", "tape", "error", "error")
 WRITE_BLOCK = 8 * 1024 * 1024
@@ -139,7 +137,7 @@ class HpssWriter:
 
     def commit(self, mtime):
         """Close, stamp, make read-only, then publish under the id without replacing anything."""
-        try:
+        with publishing(self):
             self._flush()
             fd, self.fd = self.fd, -1
             self.hpss.close(fd)
@@ -149,12 +147,6 @@ class HpssWriter:
                 self.hpss.rename(self.temp, self.path)
             else:
                 self.backend.publish(self.temp, self.path)
-        except FileExistsError:
-            self.abort()
-            raise Conflict("the id already holds a file", detail="publish: id already holds a file") from None
-        except BaseException:
-            self.abort()
-            raise
         self.temp = None
 
     def abort(self):

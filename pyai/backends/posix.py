@@ -10,8 +10,8 @@ kernel sends the bytes (sendfile).
 import errno
 import fcntl
 import io
-import os
 import itertools
+import os
 import secrets
 import stat
 
@@ -19,10 +19,8 @@ from .. import fileio
 from ..dirsync import DirectorySyncer
 from ..errors import Conflict, Forbidden
 from ..ids import id2filename, parse_integer, parse_safe_name
-from .base import FileStatus
+from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
 
-TEMP_PREFIX = ".pyai-tmp-"
-FILE_MODE = 0o444
 # Below this size reserving space first costs a syscall and gains nothing.
 PREALLOCATE_FROM = 1 << 20
 # Hints to the page cache only pay off for files that take more than a few reads.
@@ -81,7 +79,7 @@ class PosixWriter:
 
     def commit(self, mtime):
         """Make the bytes durable and read-only, then publish them under the id."""
-        try:
+        with publishing(self):
             os.utime(self.fd, (mtime, mtime))
             os.fchmod(self.fd, FILE_MODE)
             fileio.fsync(self.fd)
@@ -90,12 +88,6 @@ class PosixWriter:
                 os.replace(self.temp, self.path)
             else:
                 fileio.rename_noreplace(self.temp, self.path)
-        except FileExistsError:
-            self.abort()
-            raise Conflict("the id already holds a file", detail="publish: id already holds a file") from None
-        except BaseException:
-            self.abort()
-            raise
         self.temp = None
         os.close(self.fd)
         self.fd = -1
