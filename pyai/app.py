@@ -9,7 +9,7 @@ import json
 import logging
 from urllib.parse import unquote
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
@@ -17,7 +17,7 @@ from .archive import Archive, status_headers
 from .backends import create_backend
 from .config import load as load_config
 from .dates import http_date
-from .errors import NO_SPACE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
+from .errors import NO_SPACE, STORAGE_UNREACHABLE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .ranges import parse_byte_range, parse_range_header
 from .receive import RequestBody
 
@@ -234,6 +234,12 @@ def json_response(status, document, headers=None):
     return Response(json.dumps(document), status=status, headers=headers, content_type="application/json")
 
 
+# What to call each backend's storage in a 503, and its Retry-After setting.
+STORAGES = {
+    "posix": ("the file system", None),
+    "hpss": ("HPSS", "hpss_retry_after"),
+    "hsmsideband": ("the HSM file system", "sideband_retry_after"),
+}
 REASONS = {
     400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     409: "Conflict", 411: "Length Required", 413: "Payload Too Large", 416: "Range Not Satisfiable",
@@ -267,6 +273,13 @@ def error_response(exc):
         op = getattr(exc, "op", None) or method
         if exc.errno in NO_SPACE:
             status, message = 507, "the archive has no space left for this file"
+        elif exc.errno in STORAGE_UNREACHABLE:
+            config = current_app.config["pyai"]
+            storage, retry_setting = STORAGES.get(config.backend, ("the storage", None))
+            status, message = 503, f"{storage} is unavailable ({op}: {reason})"
+            if retry_setting:
+                headers["Retry-After"] = str(int(getattr(config, retry_setting)))
+            log.warning("%s: storage unavailable: %s", what, exc)
         else:
             status, message = 500, f"the storage failed during {op}: {reason}"
             log.error("%s failed: %s", what, exc)

@@ -84,6 +84,10 @@ class IncompleteBody(Exception):
 
 # errno values that mean "the storage is full" (HTTP 507)
 NO_SPACE = frozenset({_errno.ENOSPC, _errno.EDQUOT})
+# errno values a storage call gets when its server is gone (HTTP 503): HPSS's
+# core server going down between two pings, for one.  No client socket and no
+# local file gives these.
+STORAGE_UNREACHABLE = frozenset({_errno.ECONNREFUSED, _errno.EHOSTUNREACH, _errno.ENETUNREACH, _errno.EHOSTDOWN})
 
 
 def os_error(err, op, path=None):
