@@ -31,7 +31,6 @@ class RequestBody:
         self.environ = environ
         self.max_size = max_size
         self.timeout = timeout
-        self.consumed = False
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         length = environ.get("CONTENT_LENGTH", "")
         if chunked:
@@ -41,9 +40,7 @@ class RequestBody:
         else:
             raise LengthRequired("PUT needs a Content-Length or a chunked body", detail="no Content-Length, not chunked")
         if max_size and self.length is not None and self.length > max_size:
-            raise PayloadTooLarge(
-                f"the body is larger than this archive accepts ({max_size} bytes)", detail="body over max_body_size"
-            )
+            raise _too_large(max_size)
 
     def copy_to(self, writer):
         """Write the whole body into ``writer`` and return its size; raise IncompleteBody if short."""
@@ -55,13 +52,7 @@ class RequestBody:
             received = self._receive_portable(writer)
         if self.length is not None and received != self.length:
             raise IncompleteBody(received, self.length)
-        self.consumed = True
         return received
-
-    def abandon(self):
-        """Tell gunicorn not to reuse the connection: the rest of the body is unread or unknown."""
-        if not self.consumed and hasattr(self.environ.get("wsgi.input"), "failed"):
-            self.environ["wsgi.input"].failed = True
 
     def _gunicorn_parts(self):
         body = self.environ.get("wsgi.input")
@@ -109,14 +100,15 @@ class RequestBody:
                     break
                 received += len(data)
                 if self.max_size and received > self.max_size:
-                    raise PayloadTooLarge(
-                        f"the body is larger than this archive accepts ({self.max_size} bytes)",
-                        detail="body over max_body_size",
-                    )
+                    raise _too_large(self.max_size)
                 writer.write(data)
                 if remaining is not None:
                     remaining -= len(data)
         return received
+
+
+def _too_large(max_size):
+    return PayloadTooLarge(f"the body is larger than this archive accepts ({max_size} bytes)", detail="body over max_body_size")
 
 
 class _socket_timeout:
