@@ -734,6 +734,34 @@ class Results:
 RESULTS = Results()
 
 
+def finish(benchmark, scenario, target):
+    """Copy a scenario's summary into pytest-benchmark's record of the test."""
+    benchmark.extra_info.update({"scenario": scenario, "target": target, **(RESULTS.summary(scenario, target) or {})})
+
+
+def record_put(scenario, target, svc, url, source, stored=None, **extra):
+    """One large PUT with curl, measured on ``svc``, added to RESULTS (an error unless
+    201 with every byte, and ``stored`` -- the file's path, when given -- exists)."""
+    with measure(svc) as m:
+        row = curl_put(url, source)
+    ok = row["status"] == 201 and row["up"] == SETTINGS.large_size and (stored is None or stored.is_file())
+    RESULTS.add(
+        scenario, target, row["up"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
+        errors=0 if ok else 1, moved=row["up"], **m, curl=row, **extra,
+    )  # fmt: skip
+
+
+def record_get(scenario, target, svc, url, **extra):
+    """One large GET with curl, measured on ``svc``, added to RESULTS."""
+    with measure(svc) as m:
+        row = curl_get(url)
+    ok = row["status"] == 200 and row["down"] == SETTINGS.large_size
+    RESULTS.add(
+        scenario, target, row["down"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
+        errors=0 if ok else 1, moved=row["down"], **m, curl=row, **extra,
+    )  # fmt: skip
+
+
 def _num(v):
     if v is None:
         return "-"

@@ -32,10 +32,6 @@ GET_ID = 4096  # -> <prefix>/00/10/1000: the large file every GET reads
 _put_ids = itertools.count(0x100000)  # fresh ids for the PUTs (the archive is write-once)
 
 
-def _finish(benchmark, scenario, target):
-    benchmark.extra_info.update({"scenario": scenario, "target": target, **(RESULTS.summary(scenario, target) or {})})
-
-
 def _delete(svc, ident):
     """DELETE an id through the server (so the emulator's bookkeeping goes too); the status."""
     conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=120)
@@ -96,19 +92,13 @@ def test_hpss_large_put(benchmark, bench_env, pair, target):
         return (ident,), {}
 
     def run(ident):
-        with bl.measure(svc) as m:
-            row = bl.curl_put(f"{svc.url}/{ident}", bench_env.source)
-        path = Path(str(svc.prefix) + id2filename(ident))
-        ok = row["status"] == 201 and row["up"] == SETTINGS.large_size and path.is_file()
-        RESULTS.add(
-            scenario, target, row["up"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
-            errors=0 if ok else 1, moved=row["up"], **m, curl=row, id=ident,
-        )  # fmt: skip
+        stored_at = Path(str(svc.prefix) + id2filename(ident))
+        bl.record_put(scenario, target, svc, f"{svc.url}/{ident}", bench_env.source, stored=stored_at, id=ident)
 
     benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
     for ident in stored:
         _delete(svc, ident)
-    _finish(benchmark, scenario, target)
+    bl.finish(benchmark, scenario, target)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -122,13 +112,7 @@ def test_hpss_large_get(benchmark, bench_env, pair, target):
         state["cache"] = "dropped" if bl.drop_caches() else "cached"
 
     def run():
-        with bl.measure(svc) as m:
-            row = bl.curl_get(f"{svc.url}/{GET_ID}")
-        ok = row["status"] == 200 and row["down"] == SETTINGS.large_size
-        RESULTS.add(
-            scenario, target, row["down"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
-            errors=0 if ok else 1, moved=row["down"], cache=state["cache"], **m, curl=row,
-        )  # fmt: skip
+        bl.record_get(scenario, target, svc, f"{svc.url}/{GET_ID}", cache=state["cache"])
 
     benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
-    _finish(benchmark, scenario, target)
+    bl.finish(benchmark, scenario, target)

@@ -16,10 +16,6 @@ FILESYSTEMS = ["disk", "tmpfs"]
 TARGETS = ["pyai", "nginx", "pyai-python", "raw"]
 
 
-def _finish(benchmark, scenario, target):
-    benchmark.extra_info.update({"scenario": scenario, "target": target, **(RESULTS.summary(scenario, target) or {})})
-
-
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("fs", FILESYSTEMS)
 def test_large_put(benchmark, bench_env, fs, target):
@@ -42,18 +38,12 @@ def test_large_put(benchmark, bench_env, fs, target):
             nbytes, seconds = bl.dd([f"if={bench_env.source}", f"of={prefix / ident}", "bs=4M", "conv=fdatasync"])
             RESULTS.add(scenario, target, nbytes / seconds / 1e6, "MB/s", moved=nbytes)
             return
-        with bl.measure(svc) as m:
-            row = bl.curl_put(f"{svc.url}/{ident}", bench_env.source)
-        ok = row["status"] == 201 and row["up"] == SETTINGS.large_size
-        RESULTS.add(
-            scenario, target, row["up"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
-            errors=0 if ok else 1, moved=row["up"], **m, curl=row,
-        )  # fmt: skip
+        bl.record_put(scenario, target, svc, f"{svc.url}/{ident}", bench_env.source)
 
     benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
     for path in stored:
         bl.unlink_quiet(path)
-    _finish(benchmark, scenario, target)
+    bl.finish(benchmark, scenario, target)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -75,16 +65,10 @@ def test_large_get(benchmark, bench_env, fs, target):
             nbytes, seconds = bl.dd([f"if={path}", "of=/dev/null", "bs=4M"])
             RESULTS.add(scenario, target, nbytes / seconds / 1e6, "MB/s", moved=nbytes, cache=state["cache"])
             return
-        with bl.measure(svc) as m:
-            row = bl.curl_get(f"{svc.url}/large-get")
-        ok = row["status"] == 200 and row["down"] == SETTINGS.large_size
-        RESULTS.add(
-            scenario, target, row["down"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
-            errors=0 if ok else 1, moved=row["down"], cache=state["cache"], **m, curl=row,
-        )  # fmt: skip
+        bl.record_get(scenario, target, svc, f"{svc.url}/large-get", cache=state["cache"])
 
     benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
-    _finish(benchmark, scenario, target)
+    bl.finish(benchmark, scenario, target)
 
 
 @pytest.mark.parametrize("target", ["pyai", "nginx", "pyai-python"])
@@ -109,4 +93,4 @@ def test_range_get(benchmark, bench_env, target):
         )  # fmt: skip
 
     benchmark.pedantic(run, rounds=SETTINGS.large_rounds, iterations=1)
-    _finish(benchmark, scenario, target)
+    bl.finish(benchmark, scenario, target)
