@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from server import assert_error, parse_response, raw
+from server import assert_error, parse_response, raw, recv_all
 
 
 def put(srv, ident, data, **kw):
@@ -107,12 +107,7 @@ def test_put_expect_100_continue(server, uid):
             first = b""
         sock.settimeout(15)
         sock.sendall(data)
-        rest = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
+        rest = recv_all(sock)
     resp = parse_response(first + rest)
     assert first.startswith(b"HTTP/1.1 100"), first[:100]
     assert 100 in resp.interim

@@ -43,12 +43,7 @@ def test_pipelined_requests(server, uid):
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
         sock.sendall(stream)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(sock)
     (put_a, put_b, get_a, get_b), rest = split_responses(data, ["PUT", "PUT", "GET", "GET"])
     assert put_a.status == 201 and json.loads(put_a.body)["total_bytes"] == len(body_a)
     assert put_b.status == 201 and json.loads(put_b.body)["total_bytes"] == len(body_b)
