@@ -1,0 +1,52 @@
+"""The gunicorn worker pyai runs: gthread, minus a round trip per request.
+
+gunicorn's threaded worker hands a kept-alive connection back to its main
+thread after every response; the main thread polls it and, when the next
+request arrives, submits it to the pool again.  For small requests that
+hand-off (a future, a wake-up pipe, two epoll_ctl calls and two GIL hand-overs
+between threads) costs more than the request itself.  Here the thread that
+answered keeps the connection while the client keeps it busy: it waits up to
+``LINGER`` seconds for the next request and serves it directly, and only an
+idle connection goes back to the poller.  A thread lingers only while no other
+connection is waiting for a thread, so busy connections never starve new ones
+for longer than one linger.
+"""
+
+import select
+from collections import deque
+
+from gunicorn.workers.gthread import ThreadWorker
+
+# Long enough to cover a client's turn-around between keep-alive requests under
+# load (tens to hundreds of microseconds), short enough that an idle
+# connection returns its thread almost at once.
+LINGER = 0.005
+
+
+class PyaiWorker(ThreadWorker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One entry per connection submitted to the pool and not yet picked up
+        # (deque append/pop are atomic: the main thread adds, pool threads take).
+        self.waiting = deque()
+
+    def enqueue_req(self, conn):
+        self.waiting.append(None)
+        super().enqueue_req(conn)
+
+    def handle(self, conn):
+        self.waiting.pop()
+        while True:
+            result = super().handle(conn)
+            if result is not True or not self.alive or conn.is_http2:
+                return result
+            if not conn.parser.unreader.buf.getvalue() and not self._next_request_soon(conn):
+                return result
+
+    def _next_request_soon(self, conn):
+        """True when the client sends its next request within LINGER and no one waits for a thread."""
+        if self.waiting:
+            return False
+        poller = select.poll()
+        poller.register(conn.sock, select.POLLIN)
+        return bool(poller.poll(LINGER * 1000))

@@ -1,0 +1,78 @@
+"""pyai's gunicorn worker: a thread keeps a busy connection, but never hoards it.
+
+The worker serves the next request of a kept-alive connection on the thread
+that answered the last one when it arrives quickly; these tests pin down that
+an idle connection gives its thread back, so connections beyond the thread
+count are still served.
+"""
+
+import http.client
+
+import pytest
+
+# Requests that wait for a hoarded thread would hang: a bounded wait turns that into a failure.
+TIMEOUT = 15
+
+
+def _get_root(conn):
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    body = resp.read()
+    assert resp.status == 200, body
+    assert resp.getheader("Connection", "").lower() != "close"
+
+
+@pytest.fixture(scope="module")
+def one_thread(make_server):
+    return make_server("one-thread", PAI_WORKERS="1", PAI_THREADS="1")
+
+
+@pytest.fixture(scope="module")
+def two_threads(make_server):
+    return make_server("two-threads", PAI_WORKERS="1", PAI_THREADS="2")
+
+
+def test_idle_connection_gives_its_thread_back(one_thread):
+    idle = http.client.HTTPConnection("127.0.0.1", one_thread.port, timeout=TIMEOUT)
+    busy = http.client.HTTPConnection("127.0.0.1", one_thread.port, timeout=TIMEOUT)
+    try:
+        _get_root(idle)  # ...and then stays open, saying nothing
+        for _ in range(20):
+            _get_root(busy)
+        _get_root(idle)  # still alive after waiting in the poller
+    finally:
+        idle.close()
+        busy.close()
+
+
+def test_more_kept_alive_connections_than_threads(two_threads, uid):
+    conns = [http.client.HTTPConnection("127.0.0.1", two_threads.port, timeout=TIMEOUT) for _ in range(6)]
+    try:
+        conns[0].request("PUT", f"/{uid}", body=b"shared", headers={"Content-Length": "6"})
+        resp = conns[0].getresponse()
+        assert resp.status == 201, resp.read()
+        resp.read()
+        for _ in range(10):
+            for conn in conns:
+                conn.request("GET", f"/{uid}")
+                resp = conn.getresponse()
+                assert (resp.status, resp.read()) == (200, b"shared")
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_every_connection_is_served_when_requests_interleave(two_threads):
+    """Requests sent on all connections before any answer is read: each gets its answer."""
+    conns = [http.client.HTTPConnection("127.0.0.1", two_threads.port, timeout=TIMEOUT) for _ in range(5)]
+    try:
+        for _ in range(5):
+            for conn in conns:
+                conn.request("HEAD", "/")
+            for conn in conns:
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 200
+    finally:
+        for conn in conns:
+            conn.close()
