@@ -46,12 +46,10 @@ def create_app(config=None):
         return json_response(200, {"message": "Pacifica Archive Interface Up and Running"})
 
     def by_id(rest):
-        # GET and HEAD of an id never get here: ``reads_first`` answers them.
+        # GET, HEAD and PUT of an id never get here: ``data_first`` answers them.
         ident = id_from_uri(request.environ)
         archive.check()
         method = request.method
-        if method == "PUT":
-            return put_file(archive, ident, config)
         if method == "POST":
             on_disk = archive.stage(ident)
             message = "File was staged" if on_disk else "File is being staged"
@@ -65,68 +63,55 @@ def create_app(config=None):
     app.add_url_rule("/", "root", root, methods=["GET", "HEAD"])
     app.add_url_rule("/<path:rest>", "by_id", by_id, methods=METHODS, strict_slashes=False)
     app.register_error_handler(Exception, error_response)
-    app.wsgi_app = reads_first(archive, config, closing_when_asked(app.wsgi_app), fixed_paths(app))
+    app.wsgi_app = data_first(archive, config, app.wsgi_app, fixed_paths(app))
     return app
 
 
 def fixed_paths(app):
-    """The paths Flask routes itself (``/``...): never read as ids."""
+    """The paths Flask routes itself (``/``...): never taken for ids."""
     return frozenset(rule.rule for rule in app.url_map.iter_rules() if "<" not in rule.rule)
 
 
-def reads_first(archive, config, flask_app, reserved):
-    """Answer GET and HEAD of an id as plain WSGI, before Flask.
+def data_first(archive, config, flask_app, reserved):
+    """Answer GET, HEAD and PUT of an id as plain WSGI, before Flask.
 
-    Reads are most of an archive's requests, and for a small file Flask's
-    request context and response objects cost more than everything pyai does
-    for it (measured in-process: a HEAD 105 us through Flask, 31 us here).
-    Everything else goes on to Flask.
+    They move the data and make up nearly all of an archive's requests, and
+    for a small file Flask's request context and response objects cost more
+    than everything pyai does for it (measured in-process: a HEAD 105 us
+    through Flask, 31 us here).  POST, PATCH, DELETE and ``/`` go on to Flask.
     """
+    handlers = {"GET": get_file, "HEAD": head_file, "PUT": put_file}
 
     def app(environ, start_response):
-        method = environ["REQUEST_METHOD"]
-        if method not in ("GET", "HEAD") or environ.get("PATH_INFO", "/") in reserved:
+        handler = handlers.get(environ["REQUEST_METHOD"])
+        if handler is None or environ.get("PATH_INFO", "/") in reserved:
             return flask_app(environ, start_response)
         try:
             ident = id_from_uri(environ)
             archive.check()
-            if method == "HEAD":
-                status, headers, body = head_file(archive, ident)
-            else:
-                status, headers, body = get_file(archive, ident, environ)
+            status, headers, body = handler(archive, ident, environ, config)
         except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
+            method = environ["REQUEST_METHOD"]
             status, document, headers = error_answer(exc, method, request_path(environ), config)
-            body = [json.dumps(document).encode()]
-            headers["Content-Type"] = "application/json"
-            headers["Content-Length"] = str(len(body[0]))
+            status, headers, body = json_parts(status, document, headers)
+        if environ.get(CLOSE_CONNECTION):
+            close_after_response(start_response)
         start_response(STATUS_LINES[status], list(headers.items()))
         return body
 
     return app
 
 
+# Set by a handler when the connection must not carry another request: after a
+# refused upload the rest of its body is still on the socket.
 CLOSE_CONNECTION = "pyai.close_connection"
 
 
-def closing_when_asked(wsgi_app):
-    """Let a view end the connection after its response (``environ[CLOSE_CONNECTION]``).
-
-    After a refused upload the rest of its body is still on the socket; the
-    connection must close, and the client must be told so in the response.
-    gunicorn's response object (behind ``start_response``) can do both.
-    """
-
-    def app(environ, start_response):
-        def start(status, headers, exc_info=None):
-            if environ.get(CLOSE_CONNECTION):
-                force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
-                if force_close is not None:
-                    force_close()
-            return start_response(status, headers, exc_info)
-
-        return wsgi_app(environ, start)
-
-    return app
+def close_after_response(start_response):
+    """Have gunicorn close the connection after this response and say so in it."""
+    force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+    if force_close is not None:
+        force_close()
 
 
 def id_from_uri(environ):
@@ -150,7 +135,7 @@ def request_path(environ):
     return environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace")
 
 
-def head_file(archive, ident):
+def head_file(archive, ident, environ, config):
     """HEAD: 204 with the status headers cartd reads, or 404 with the same headers saying so."""
     status = archive.status(ident)
     headers = status_headers(status)
@@ -160,7 +145,7 @@ def head_file(archive, ident):
     return (204 if status else 404), headers, []
 
 
-def get_file(archive, ident, environ):
+def get_file(archive, ident, environ, config):
     """GET: the whole file, a ``byte_range`` of it, or the part a Range header asks for."""
     reader = archive.open(ident)
     try:
@@ -258,21 +243,22 @@ class FileRange:
         self.reader.close()
 
 
-def put_file(archive, ident, config):
+def put_file(archive, ident, environ, config):
+    """PUT: store the body under the id (201), or refuse it and close the connection."""
     try:
-        body = RequestBody(request.environ, config.max_body_size, config.receive_timeout or None)
-        size, warning = archive.put(ident, body, request.headers.get("Last-Modified"))
+        body = RequestBody(environ, config.max_body_size, config.receive_timeout or None)
+        size, warning = archive.put(ident, body, environ.get("HTTP_LAST_MODIFIED"))
     except BaseException:
         # The rest of the body is unread or its end unknown: the connection must not be reused.
-        request.environ[CLOSE_CONNECTION] = True
-        stream = request.environ.get("wsgi.input")
+        environ[CLOSE_CONNECTION] = True
+        stream = environ.get("wsgi.input")
         if hasattr(stream, "failed"):
             stream.failed = True
         raise
     answer = {"message": "File added to archive", "total_bytes": size}
     if warning:
         answer["warning"] = warning
-    return json_response(201, answer)
+    return json_parts(201, answer)
 
 
 def patch_source():
@@ -291,6 +277,15 @@ def patch_source():
 
 def json_response(status, document, headers=None):
     return Response(json.dumps(document), status=status, headers=headers, content_type="application/json")
+
+
+def json_parts(status, document, headers=None):
+    """``(status, headers, body)`` of a JSON answer, for the handlers that run before Flask."""
+    body = json.dumps(document).encode()
+    headers = headers or {}
+    headers["Content-Type"] = "application/json"
+    headers["Content-Length"] = str(len(body))
+    return status, headers, [body]
 
 
 # What to call each backend's storage in a 503, and its Retry-After setting.
