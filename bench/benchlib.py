@@ -548,6 +548,46 @@ def hey(url, method, seconds, connections=None):
     }
 
 
+def durable_creates(directory, size, seconds, threads):
+    """Small files/s the file system stores durably, the way pyai does, with no HTTP.
+
+    Each thread repeats what a pyai PUT asks of the storage: create a temporary
+    file, write ``size`` bytes, fsync, rename it into place, fsync the directory.
+    The raw reference for small PUTs (dd says nothing about per-file costs).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    body = b"r" * size
+    deadline = time.monotonic() + seconds
+    counts = [0] * threads
+
+    def loop(tid):
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            while time.monotonic() < deadline:
+                n = counts[tid]
+                temp, final = directory / f".tmp-{tid}-{n}", directory / f"raw-{tid}-{n}"
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, body)
+                os.fsync(fd)
+                os.close(fd)
+                os.rename(temp, final)
+                os.fsync(dir_fd)
+                counts[tid] = n + 1
+        finally:
+            os.close(dir_fd)
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.monotonic() - started
+    shutil.rmtree(directory, ignore_errors=True)
+    return sum(counts) / elapsed
+
+
 def put_files(service, names, body):
     """PUT ``body`` under each name over one keep-alive connection; return the statuses."""
     conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
@@ -779,7 +819,7 @@ def _ratio(a, b):
 
 
 def render_table(results):
-    head = ["scenario", "unit", "pyai", "nginx", "ratio", "pyai-py", "ratio", "raw dd", "ratio",
+    head = ["scenario", "unit", "pyai", "nginx", "ratio", "pyai-py", "ratio", "raw", "ratio",
             "errors p/n/py", "CPU pyai (nginx)", "RSS MiB", "cache"]  # fmt: skip
     rows = []
     for scenario in results.ordered():

@@ -117,7 +117,7 @@ def _gunicorn_settings():
             "worker_class": g.worker_class,
             "workers": SETTINGS.workers,
             "threads": SETTINGS.threads,
-            "sendfile": g.sendfile,
+            "sendfile": getattr(g, "sendfile", "gunicorn's default: on"),
             "keepalive": g.keepalive,
             "config": "gunicorn.conf.py (pyai/gunicorn_conf.py) with PAI_WORKERS/PAI_THREADS",
         }
@@ -139,8 +139,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         f" {SETTINGS.large_rounds} round(s); small: {SETTINGS.connections} keep-alive connections,"
         f" {SETTINGS.small_seconds} s x {SETTINGS.small_rounds} round(s); wall {wall:.0f} s",
         "pyai = PYAI_IMPL=c, pyai-py = PYAI_IMPL=python, both gunicorn"
-        f" {SETTINGS.workers}x{SETTINGS.threads} gthread; nginx = private nginx on the same directory"
-        " (sendfile GET, DAV PUT, no fsync); raw dd = dd write conv=fdatasync / dd read.",
+        f" {SETTINGS.workers}x{SETTINGS.threads} threads (pyai.worker.PyaiWorker); nginx = private nginx on the same directory"
+        " (sendfile GET, DAV PUT, no fsync); raw = dd write conv=fdatasync / dd read for large files,"
+        " the file system alone storing small files durably like pyai (8 threads) for small PUTs.",
         "pyai PUT fsyncs the file and the directory before 201 (nginx does not): small PUT on disk is an fsync benchmark.",
         "CPU = server CPU (master + workers, utime+stime) per GiB moved or per request; RSS = worker peak VmHWM.",
         "small PUT/GET and mixed via wrk (non-2xx and socket errors counted), HEAD via hey; errors p/n/py = pyai/nginx/pyai-py.",
