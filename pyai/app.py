@@ -12,14 +12,14 @@ from urllib.parse import unquote
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import __version__
+from . import __version__, auth
 from .archive import Archive, status_headers
 from .backends import create_backend
 from .config import load as load_config
 from .dates import http_date
 from .errors import NO_SPACE, STORAGE_UNREACHABLE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .ranges import parse_byte_range, parse_range_header
-from .receive import RequestBody
+from .receive import CLOSE_CONNECTION, RequestBody, abandon_body
 
 try:
     from gunicorn.http.errors import ParseException as _BodyFramingError
@@ -68,11 +68,9 @@ def create_app(config=None):
     app.add_url_rule("/", "root", root, methods=["GET", "HEAD"])
     app.add_url_rule("/<path:rest>", "by_id", by_id, methods=METHODS, strict_slashes=False)
     app.register_error_handler(Exception, error_response)
+    auth.install(app, config)
     app.wsgi_app = closing_when_asked(app.wsgi_app)
     return app
-
-
-CLOSE_CONNECTION = "pyai.close_connection"
 
 
 def closing_when_asked(wsgi_app):
@@ -204,11 +202,7 @@ def put_file(archive, ident, config):
         body = RequestBody(request.environ, config.max_body_size, config.receive_timeout or None)
         size, warning = archive.put(ident, body, request.headers.get("Last-Modified"))
     except BaseException:
-        # The rest of the body is unread or its end unknown: the connection must not be reused.
-        request.environ[CLOSE_CONNECTION] = True
-        stream = request.environ.get("wsgi.input")
-        if hasattr(stream, "failed"):
-            stream.failed = True
+        abandon_body(request.environ)
         raise
     answer = {"message": "File added to archive", "total_bytes": size}
     if warning:
@@ -241,7 +235,7 @@ STORAGES = {
     "hsmsideband": ("the HSM file system", "sideband_retry_after"),
 }
 REASONS = {
-    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     409: "Conflict", 411: "Length Required", 413: "Payload Too Large", 416: "Range Not Satisfiable",
     500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage",
 }
@@ -258,6 +252,7 @@ def error_response(exc):
             headers["Content-Range"] = f"bytes */{exc.size}"
         if getattr(exc, "retry_after", None):
             headers["Retry-After"] = str(int(exc.retry_after))
+        headers.update(getattr(exc, "headers", None) or {})
     elif isinstance(exc, HTTPException):
         status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
         if exc.code == 405:
