@@ -127,6 +127,12 @@ def read_tokens_file(path):
         raise ConfigError(f"bad tokens file {path}: {exc}") from None
 
 
+def check_config(config):
+    """Read the tokens file once at start-up so a bad one stops the service with one line."""
+    if config.auth_tokens_file:
+        read_tokens_file(config.auth_tokens_file)
+
+
 def install(app, config):
     """Make ``app`` check tokens before every request when ``config`` names a tokens file."""
     if not config.auth_tokens_file:

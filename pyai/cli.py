@@ -53,8 +53,10 @@ def _fail(prog, message):
 
 
 def serve(args, prog):
+    from .auth import check_config as check_auth
+
     try:
-        _load(args)
+        check_auth(_load(args))
     except ConfigError as exc:
         return _fail(prog, exc)
     from .server import ArchiveServer

@@ -20,8 +20,7 @@ def prepare_archive(log=None, addresses=()):
     reach beyond this host and no token is asked for."""
     try:
         config = load_config()
-        if config.auth_tokens_file:
-            auth.read_tokens_file(config.auth_tokens_file)
+        auth.check_config(config)
         backend = create_backend(config)
     except ConfigError as exc:
         sys.stderr.write(f"pyai: error: {exc}\n")
