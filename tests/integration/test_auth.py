@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from server import BIN, ROOT, assert_error, free_port, parse_response, service_env
+from server import BIN, ROOT, assert_error, free_port, parse_response, service_env, wait_until
 
 RO = "ro-token-for-the-auth-tests-0001"
 RW = "rw-token-for-the-auth-tests-0002"
@@ -344,3 +345,23 @@ def test_auth_is_off_by_default(server, uid):
     resp = requests.get(server.id_url(uid), timeout=10)
     assert resp.status_code == 200 and "WWW-Authenticate" not in resp.headers
     assert requests.delete(server.id_url(uid), timeout=10).status_code == 200
+
+
+def test_tokens_rotate_on_sighup(fresh_server, tmp_path, uid):
+    """gunicorn's HUP starts new workers, which read the tokens file again: no restart needed."""
+    tokens = write_tokens(tmp_path / "tokens", f"rw {RW}\n")
+    srv = fresh_server.start("rotate", PAI_AUTH_TOKENS_FILE=str(tokens))
+    url = srv.id_url(uid)
+    assert requests.put(url, data=b"x", headers={"Authorization": f"Bearer {RW}"}, timeout=10).status_code == 201
+    fresh = "a-fresh-token-after-rotation-0003"
+    write_tokens(tokens, f"ro {fresh}\n")
+    os.kill(srv.proc.pid, signal.SIGHUP)
+
+    def rotated():
+        # new connections each time: a kept-alive one may still reach an old worker
+        old = requests.head(url, headers={"Authorization": f"Bearer {RW}", "Connection": "close"}, timeout=10)
+        new = requests.head(url, headers={"Authorization": f"Bearer {fresh}", "Connection": "close"}, timeout=10)
+        return old.status_code == 401 and new.status_code == 204
+
+    assert wait_until(rotated, timeout=30), srv.log()
+    assert requests.delete(url, headers={"Authorization": f"Bearer {fresh}"}, timeout=10).status_code == 403
