@@ -8,6 +8,8 @@ Settings (environment):
     ARCHIVE_URL            base URL of the service (default http://127.0.0.1:8080)
     LARGE_FILE_SIZE        bytes of the large-file test (default 1 GiB); streamed, never held in memory
     MANY_FILES_TEST_COUNT  number of small files stored from 8 threads (default 1000)
+    ARCHIVE_TOKEN          bearer token sent with every request when set (a read-write
+                           token of a pyai with [auth]); unset: no Authorization header
 
 Ids are random 40-bit integers (valid in both id modes), so reruns do not collide;
 every file the tests store is deleted again.
@@ -28,6 +30,21 @@ MANY_FILES_TEST_COUNT = int(os.environ.get("MANY_FILES_TEST_COUNT", "1000"))
 THREADS = 8
 CHUNK = 1024 * 1024
 TIMEOUT = (10, 600)  # connect, read
+
+
+class BearerToken(requests.auth.AuthBase):
+    """Adds ``Authorization: Bearer <token>`` to each request."""
+
+    def __init__(self, token):
+        self.token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+# None (requests' default) when ARCHIVE_TOKEN is unset: the requests are as they always were
+AUTH = BearerToken(os.environ["ARCHIVE_TOKEN"]) if os.environ.get("ARCHIVE_TOKEN") else None
 
 _lock = threading.Lock()
 _used = set()
@@ -53,20 +70,20 @@ def cleanup():
     yield
     for ident in list(_stored):
         try:
-            requests.delete(url(ident), timeout=30)
+            requests.delete(url(ident), timeout=30, auth=AUTH)
         except requests.RequestException:
             pass
 
 
 def put(ident, data, session=requests, **kw):
-    resp = session.put(url(ident), data=data, timeout=TIMEOUT, **kw)
+    resp = session.put(url(ident), data=data, timeout=TIMEOUT, auth=AUTH, **kw)
     with _lock:
         _stored.add(ident)
     return resp
 
 
 def test_up():
-    resp = requests.get(ARCHIVE_URL + "/", timeout=30)
+    resp = requests.get(ARCHIVE_URL + "/", timeout=30)  # the health check needs no token
     assert resp.status_code == 200
     assert resp.json()["message"] == "Pacifica Archive Interface Up and Running"
 
@@ -87,7 +104,7 @@ def test_put():
 
 def test_stage():
     ident = STATE["ident"]
-    resp = requests.post(url(ident), timeout=TIMEOUT)
+    resp = requests.post(url(ident), timeout=TIMEOUT, auth=AUTH)
     assert resp.status_code in (200, 202), resp.text
     body = resp.json()
     assert body["file"] == ident
@@ -96,7 +113,7 @@ def test_stage():
 
 def test_status():
     ident, data = STATE["ident"], STATE["data"]
-    resp = requests.head(url(ident), timeout=TIMEOUT)
+    resp = requests.head(url(ident), timeout=TIMEOUT, auth=AUTH)
     assert resp.status_code in (200, 204)
     h = resp.headers
     assert h["X-Pacifica-Messsage"] == "File was found"
@@ -109,21 +126,21 @@ def test_status():
 
 def test_get():
     ident, data = STATE["ident"], STATE["data"]
-    resp = requests.get(url(ident), timeout=TIMEOUT)
+    resp = requests.get(url(ident), timeout=TIMEOUT, auth=AUTH)
     assert resp.status_code == 200
     assert "Content-Encoding" not in resp.headers
     assert resp.content == data
-    part = requests.get(url(ident), params={"byte_range": "10-30"}, timeout=TIMEOUT)
+    part = requests.get(url(ident), params={"byte_range": "10-30"}, timeout=TIMEOUT, auth=AUTH)
     assert part.status_code == 200
     assert part.content == data[10:30]
 
 
 def test_delete():
     ident = STATE["ident"]
-    resp = requests.delete(url(ident), timeout=TIMEOUT)
+    resp = requests.delete(url(ident), timeout=TIMEOUT, auth=AUTH)
     assert resp.status_code == 200
     _stored.discard(ident)
-    head = requests.head(url(ident), timeout=TIMEOUT)
+    head = requests.head(url(ident), timeout=TIMEOUT, auth=AUTH)
     assert head.status_code == 404
     assert head.headers["X-Pacifica-Messsage"] == "File Not found"
 
@@ -173,11 +190,11 @@ def test_large_file():
     assert resp.status_code == 201, resp.text
     assert resp.json()["total_bytes"] == LARGE_FILE_SIZE
     assert body.left == 0
-    head = requests.head(url(ident), timeout=TIMEOUT)
+    head = requests.head(url(ident), timeout=TIMEOUT, auth=AUTH)
     assert int(head.headers["X-Content-Length"]) == LARGE_FILE_SIZE
     sha = hashlib.sha256()
     received = 0
-    with requests.get(url(ident), stream=True, timeout=TIMEOUT) as got:
+    with requests.get(url(ident), stream=True, timeout=TIMEOUT, auth=AUTH) as got:
         assert got.status_code == 200
         assert "Content-Encoding" not in got.headers
         for chunk in got.iter_content(CHUNK):
@@ -187,10 +204,10 @@ def test_large_file():
     assert sha.hexdigest() == body.sha.hexdigest()
     # the last bytes, by byte_range, equal the end of what was sent
     end = f"{max(LARGE_FILE_SIZE - 16, 0)}-{LARGE_FILE_SIZE}"
-    tail = requests.get(url(ident), params={"byte_range": end}, timeout=TIMEOUT)
+    tail = requests.get(url(ident), params={"byte_range": end}, timeout=TIMEOUT, auth=AUTH)
     assert tail.status_code == 200
     assert tail.content == body.tail
-    assert requests.delete(url(ident), timeout=TIMEOUT).status_code == 200
+    assert requests.delete(url(ident), timeout=TIMEOUT, auth=AUTH).status_code == 200
     _stored.discard(ident)
 
 
@@ -209,10 +226,10 @@ def test_many_files():
                 resp = put(ident, data, session=session)
                 assert resp.status_code == 201, (ident, resp.status_code, resp.text)
                 assert resp.json()["total_bytes"] == len(data)
-                got = session.get(url(ident), timeout=TIMEOUT)
+                got = session.get(url(ident), timeout=TIMEOUT, auth=AUTH)
                 assert got.status_code == 200, (ident, got.status_code)
                 assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest(), ident
-                gone = session.delete(url(ident), timeout=TIMEOUT)
+                gone = session.delete(url(ident), timeout=TIMEOUT, auth=AUTH)
                 assert gone.status_code == 200, (ident, gone.status_code)
                 with _lock:
                     _stored.discard(ident)

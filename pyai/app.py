@@ -13,14 +13,14 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from . import __version__
+from . import __version__, auth
 from .archive import Archive, status_headers
 from .backends import create_backend
 from .config import load as load_config
 from .dates import http_date
 from .errors import NO_SPACE, STORAGE_UNREACHABLE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .ranges import parse_byte_range, parse_range_header
-from .receive import RequestBody
+from .receive import CLOSE_CONNECTION, RequestBody, abandon_body
 
 try:
     from gunicorn.http.errors import ParseException as _BodyFramingError
@@ -63,7 +63,8 @@ def create_app(config=None):
     app.add_url_rule("/", "root", root, methods=["GET", "HEAD"])
     app.add_url_rule("/<path:rest>", "by_id", by_id, methods=METHODS, strict_slashes=False)
     app.register_error_handler(Exception, error_response)
-    app.wsgi_app = data_first(archive, config, app.wsgi_app, fixed_paths(app))
+    tokens = auth.install(app, config)
+    app.wsgi_app = data_first(archive, config, closing_when_asked(app.wsgi_app), fixed_paths(app), tokens)
     return app
 
 
@@ -72,13 +73,15 @@ def fixed_paths(app):
     return frozenset(rule.rule for rule in app.url_map.iter_rules() if "<" not in rule.rule)
 
 
-def data_first(archive, config, flask_app, reserved):
+def data_first(archive, config, flask_app, reserved, tokens=None):
     """Answer GET, HEAD and PUT of an id as plain WSGI, before Flask.
 
     They move the data and make up nearly all of an archive's requests, and
     for a small file Flask's request context and response objects cost more
     than everything pyai does for it (measured in-process: a HEAD 105 us
     through Flask, 31 us here).  POST, PATCH, DELETE and ``/`` go on to Flask.
+    With authentication on (``tokens``), they check the token first, as
+    Flask's ``before_request`` does for the rest.
     """
     handlers = {"GET": get_file, "HEAD": head_file, "PUT": put_file}
 
@@ -87,6 +90,8 @@ def data_first(archive, config, flask_app, reserved):
         if handler is None or environ.get("PATH_INFO", "/") in reserved:
             return flask_app(environ, start_response)
         try:
+            if tokens is not None:
+                auth.check(tokens, environ["REQUEST_METHOD"], request_path(environ), environ)
             ident = id_from_uri(environ)
             archive.check()
             status, headers, body = handler(archive, ident, environ, config)
@@ -102,16 +107,25 @@ def data_first(archive, config, flask_app, reserved):
     return app
 
 
-# Set by a handler when the connection must not carry another request: after a
-# refused upload the rest of its body is still on the socket.
-CLOSE_CONNECTION = "pyai.close_connection"
-
-
 def close_after_response(start_response):
     """Have gunicorn close the connection after this response and say so in it."""
     force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
     if force_close is not None:
         force_close()
+
+
+def closing_when_asked(wsgi_app):
+    """Close the connection after a Flask answer too when a check asked for it (``environ[CLOSE_CONNECTION]``)."""
+
+    def app(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if environ.get(CLOSE_CONNECTION):
+                close_after_response(start_response)
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, start)
+
+    return app
 
 
 def id_from_uri(environ):
@@ -249,11 +263,7 @@ def put_file(archive, ident, environ, config):
         body = RequestBody(environ, config.max_body_size, config.receive_timeout or None)
         size, warning = archive.put(ident, body, environ.get("HTTP_LAST_MODIFIED"))
     except BaseException:
-        # The rest of the body is unread or its end unknown: the connection must not be reused.
-        environ[CLOSE_CONNECTION] = True
-        stream = environ.get("wsgi.input")
-        if hasattr(stream, "failed"):
-            stream.failed = True
+        abandon_body(environ)
         raise
     answer = {"message": "File added to archive", "total_bytes": size}
     if warning:
@@ -295,7 +305,7 @@ STORAGES = {
     "hsmsideband": ("the HSM file system", "sideband_retry_after"),
 }
 REASONS = {
-    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     409: "Conflict", 411: "Length Required", 413: "Payload Too Large", 416: "Range Not Satisfiable",
     500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage",
 }
@@ -324,6 +334,7 @@ def error_answer(exc, method, path, config):
             headers["Content-Range"] = f"bytes */{exc.size}"
         if getattr(exc, "retry_after", None):
             headers["Retry-After"] = str(int(exc.retry_after))
+        headers.update(getattr(exc, "headers", None) or {})
     elif isinstance(exc, HTTPException):
         status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
         if exc.code == 405:

@@ -27,13 +27,17 @@ def _serve_options(parser):
     parser.add_argument("-a", "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, help="threads per worker")
+    parser.add_argument("--tokens-file", help="bearer tokens (ro/rw <token> lines): turns authentication on")
     parser.add_argument("--gunicorn-config", help="gunicorn settings file (default ./gunicorn.conf.py or pyai's)")
 
 
 def _load(args):
     """Validate the configuration with the flags applied, then export the flags as the
     environment every process (gunicorn's workers included) will read."""
-    config = load_config({"backend": args.backend, "prefix": args.prefix}, config_file=args.config)
+    tokens_file = getattr(args, "tokens_file", None)  # a serve flag only
+    config = load_config({"backend": args.backend, "prefix": args.prefix, "auth_tokens_file": tokens_file}, config_file=args.config)
+    if tokens_file:
+        os.environ["PAI_AUTH_TOKENS_FILE"] = config.auth_tokens_file
     if args.backend:
         os.environ["PAI_BACKEND_TYPE"] = args.backend
     if args.prefix:
@@ -49,8 +53,10 @@ def _fail(prog, message):
 
 
 def serve(args, prog):
+    from .auth import check_config as check_auth
+
     try:
-        _load(args)
+        check_auth(_load(args))
     except ConfigError as exc:
         return _fail(prog, exc)
     from .server import ArchiveServer

@@ -3,7 +3,7 @@
 The file is ``-c/--config``, else ``$ARCHIVEINTERFACE_CONFIG``, else
 ``~/.pacifica-archiveinterface/config.ini`` (when it exists).  It keeps the
 original sections (``[posix]``, ``[hpss]``, ``[hsm_sideband]``) and adds
-``[archive]``.  Every setting is declared once in ``SETTINGS`` with its
+``[archive]`` and ``[auth]``.  Every setting is declared once in ``SETTINGS`` with its
 section, environment variable, type and default; ``load()`` validates them all
 and raises ConfigError with one line an operator can act on.
 """
@@ -53,6 +53,12 @@ def _paths(text):
     return tuple(os.path.realpath(os.path.expanduser(p)) for p in parts)
 
 
+def _optional_path(text):
+    """A file name made absolute (workers may not share the start-up directory); "" for none."""
+    text = text.strip()
+    return os.path.abspath(os.path.expanduser(text)) if text else ""
+
+
 def _backend(text):
     name = text.strip().lower()
     if name not in BACKENDS:
@@ -78,6 +84,8 @@ SETTINGS = (
     Setting("max_body_size", "archive", "max_body_size", "PAI_MAX_BODY_SIZE", _size, "0"),
     Setting("receive_timeout", "archive", "receive_timeout", "PAI_RECEIVE_TIMEOUT", _seconds, "60"),
     Setting("sweep_on_start", "archive", "sweep_on_start", "PAI_SWEEP_ON_START", _bool, "true"),
+    # bearer tokens, one "ro <token>" / "rw <token>" a line (pyai/auth.py); "" leaves the archive open
+    Setting("auth_tokens_file", "auth", "tokens_file", "PAI_AUTH_TOKENS_FILE", _optional_path, ""),
     Setting("use_id2filename", "posix", "use_id2filename", "PAI_USE_ID2FILENAME", _bool, "false"),
     Setting("hpss_user", "hpss", "user", "PAI_HPSS_USER", str, "hpss"),
     Setting("hpss_auth", "hpss", "auth", "PAI_HPSS_AUTH", str, "/var/hpss/etc/hpss.keytab"),
@@ -113,6 +121,7 @@ class Config:
     max_body_size: int
     receive_timeout: float
     sweep_on_start: bool
+    auth_tokens_file: str
     use_id2filename: bool
     hpss_user: str
     hpss_auth: str

@@ -46,4 +46,4 @@ def on_starting(server):
     """Validate the configuration once and sweep stale temporary files, before any worker starts."""
     from pyai.server import prepare_archive
 
-    prepare_archive(server.log)
+    prepare_archive(server.log, server.cfg.address)

@@ -15,6 +15,8 @@ from . import fileio
 from .errors import IncompleteBody, LengthRequired, PayloadTooLarge
 
 CHUNK = 1024 * 1024
+# environ key: the app closes the connection after this response (see app.closing_when_asked)
+CLOSE_CONNECTION = "pyai.close_connection"
 
 try:  # the read-ahead we must take over lives in these gunicorn objects
     from gunicorn.http.body import Body as _GunicornBody
@@ -105,6 +107,15 @@ class RequestBody:
                 if remaining is not None:
                     remaining -= len(data)
         return received
+
+
+def abandon_body(environ):
+    """The rest of this request's body stays unread (or its end is unknown): the
+    connection must close after the response instead of serving another request."""
+    environ[CLOSE_CONNECTION] = True
+    stream = environ.get("wsgi.input")
+    if hasattr(stream, "failed"):
+        stream.failed = True  # gunicorn then never drains it for a next request
 
 
 def _too_large(max_size):

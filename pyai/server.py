@@ -6,6 +6,7 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
+from . import auth
 from .backends import create_backend
 from .config import load as load_config
 from .errors import ConfigError
@@ -13,15 +14,20 @@ from .errors import ConfigError
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 
 
-def prepare_archive(log=None):
-    """Check the configuration and sweep stale temporary files; one line and exit 2 on a bad config."""
+def prepare_archive(log=None, addresses=()):
+    """Check the configuration (tokens file included) and sweep stale temporary files;
+    one line and exit 2 on a bad config.  Warn when ``addresses`` (gunicorn's binds)
+    reach beyond this host and no token is asked for."""
     try:
         config = load_config()
+        auth.check_config(config)
         backend = create_backend(config)
     except ConfigError as exc:
         sys.stderr.write(f"pyai: error: {exc}\n")
         sys.stderr.flush()
         os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
+    if log is not None:
+        auth.warn_if_open(config, addresses, log)
     if config.sweep_on_start:
         removed = backend.sweep()
         if log is not None and removed:

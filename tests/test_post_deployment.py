@@ -9,16 +9,27 @@ from server import ROOT, ServerPool, service_env
 
 
 @pytest.mark.slow
-def test_post_deployment_suite(tmp_path):
+@pytest.mark.parametrize("with_token", [False, True], ids=["open", "token"])
+def test_post_deployment_suite(tmp_path, with_token):
     pool = ServerPool(tmp_path / "servers", impl=None)
+    settings, client = {}, {}
+    if with_token:
+        # the service asks for tokens; the suite sends its read-write one from ARCHIVE_TOKEN
+        token = "post-deployment-rw-token-0123456789"
+        tokens = tmp_path / "tokens"
+        tokens.write_text(f"rw {token}\n")
+        tokens.chmod(0o600)
+        settings["PAI_AUTH_TOKENS_FILE"] = str(tokens)
+        client["ARCHIVE_TOKEN"] = token
     try:
         # PYAI_IMPL unset: the implementation the service picks by default
-        srv = pool.start("postdeploy", impl=False)
+        srv = pool.start("postdeploy", impl=False, **settings)
         env = service_env(
             tmp_path,
             ARCHIVE_URL=srv.url,
             LARGE_FILE_SIZE=str(8 * 1024 * 1024),
             MANY_FILES_TEST_COUNT="100",
+            **client,
         )
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "post_deployment_tests/deployment_test.py"],

@@ -1,0 +1,293 @@
+"""Token files, token comparison, the request check and the exposure warning (pyai/auth.py)."""
+
+import logging
+import os
+
+import pytest
+
+from pyai import auth
+from pyai.config import load
+from pyai.errors import ConfigError
+from pyai.receive import CLOSE_CONNECTION
+
+RO = "read-only-token-000000000001"
+RW = "read+write/token_0000000002=="
+
+
+def write_tokens(path, text, mode=0o600):
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+# --- parsing ------------------------------------------------------------------------
+
+
+def test_scopes_comments_and_blank_lines():
+    lines = ["# tokens of the archive", "", f"ro {RO}", f"  rw   {RW}   # cartd on host x", "\t", "# end"]
+    assert auth.parse_tokens(lines) == [("ro", RO), ("rw", RW)]
+
+
+def test_crlf_line_endings(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_bytes(f"ro {RO}\r\nrw {RW}\r\n".encode())
+    path.chmod(0o600)
+    tokens = auth.read_tokens_file(str(path))
+    assert (tokens.scope_of(RO), tokens.scope_of(RW)) == ("ro", "rw")
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        (f"rx {RO}", "'ro <token>' or 'rw <token>'"),
+        (f"RW {RO}", "'ro <token>' or 'rw <token>'"),
+        ("rw", "'ro <token>' or 'rw <token>'"),
+        (RO, "'ro <token>' or 'rw <token>'"),
+        (f"rw {RO} cartd", "'ro <token>' or 'rw <token>'"),
+        ("rw short-token", "at least 16 characters"),
+        ('rw quoted"token-0000000000', "may only hold"),
+        ("rw token-with-ä-0000000000", "may only hold"),
+        ("rw ==leading-equals-0000000", "may only hold"),
+    ],
+)
+def test_bad_line_is_named_without_its_token(line, words):
+    with pytest.raises(ValueError) as caught:
+        auth.parse_tokens(["# first", line])
+    message = str(caught.value)
+    assert message.startswith("line 2: ") and words in message, message
+    for field in line.split()[1:]:
+        assert field not in message  # a token never appears in a message
+
+
+def test_a_token_twice_is_refused():
+    with pytest.raises(ValueError, match="line 2: the token appears twice") as caught:
+        auth.parse_tokens([f"ro {RO}", f"rw {RO}"])
+    assert RO not in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_a_file_without_tokens_is_refused(tmp_path, text):
+    path = write_tokens(tmp_path / "tokens", text)
+    with pytest.raises(ConfigError, match="holds no token"):
+        auth.read_tokens_file(str(path))
+
+
+# --- the file ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o660])
+def test_private_modes_are_accepted(tmp_path, mode):
+    path = write_tokens(tmp_path / "tokens", f"rw {RW}\n", mode)
+    assert len(auth.read_tokens_file(str(path))) == 1
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602, 0o666, 0o777])
+def test_modes_open_to_everyone_are_refused(tmp_path, mode):
+    path = write_tokens(tmp_path / "tokens", f"rw {RW}\n", mode)
+    with pytest.raises(ConfigError) as caught:
+        auth.read_tokens_file(str(path))
+    message = str(caught.value)
+    assert str(path) in message and f"{mode:04o}" in message and "chmod o-rwx" in message
+    assert "\n" not in message and RW not in message
+
+
+def test_a_symlink_is_judged_by_the_file_it_names(tmp_path):
+    target = write_tokens(tmp_path / "real", f"rw {RW}\n", 0o644)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="readable or writable by everyone"):
+        auth.read_tokens_file(str(link))
+    target.chmod(0o600)
+    assert auth.read_tokens_file(str(link)).scope_of(RW) == "rw"
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the tokens file .*missing"):
+        auth.read_tokens_file(str(tmp_path / "missing"))
+    folder = tmp_path / "dir"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(ConfigError):
+        auth.read_tokens_file(str(folder))
+
+
+def test_bad_line_message_names_file_and_line(tmp_path):
+    path = write_tokens(tmp_path / "tokens", f"ro {RO}\nwrite {RW}\n")
+    with pytest.raises(ConfigError) as caught:
+        auth.read_tokens_file(str(path))
+    assert str(caught.value) == f"bad tokens file {path}: line 2: expected 'ro <token>' or 'rw <token>'"
+
+
+# --- comparison ----------------------------------------------------------------------
+
+
+def test_scope_of():
+    tokens = auth.Tokens([("ro", RO), ("rw", RW)])
+    assert tokens.scope_of(RO) == "ro"
+    assert tokens.scope_of(RW) == "rw"
+    for other in ["", RO[:-1], RO + "x", RO.upper(), RW[1:], "x" * 10_000]:
+        assert tokens.scope_of(other) is None, other
+
+
+def test_tokens_are_kept_only_as_digests():
+    tokens = auth.Tokens([("ro", RO), ("rw", RW)])
+    kept = repr(vars(tokens))
+    assert RO not in kept and RW not in kept
+    assert all(len(digest) == 32 for digest, _ in tokens._digests)
+
+
+def test_every_digest_is_compared_even_after_a_match(monkeypatch):
+    tokens = auth.Tokens([("rw", RW)] + [("ro", f"{RO}{n:04d}") for n in range(9)])
+    compared = []
+    real = auth.hmac.compare_digest
+
+    def counting(a, b):
+        compared.append(b)
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    assert tokens.scope_of(RW) == "rw"  # the first one matches
+    assert len(compared) == 10
+    compared.clear()
+    assert tokens.scope_of("no-such-token-at-all") is None
+    assert len(compared) == 10
+
+
+# --- the request check ----------------------------------------------------------------
+
+TOKENS = auth.Tokens([("ro", RO), ("rw", RW)])
+
+
+def refusal(method, path="/x", **environ):
+    try:
+        auth.check(TOKENS, method, path, environ)
+    except auth.ArchiveError as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize(
+    "header, challenge",
+    [
+        (None, 'Bearer realm="pyai"'),
+        ("Basic dXNlcjpwYXNz", 'Bearer realm="pyai"'),  # another scheme: no error code
+        ("Bearer", 'Bearer realm="pyai", error="invalid_token"'),
+        (f"Bearer {RW} extra", 'Bearer realm="pyai", error="invalid_token"'),
+        (f"Bearer{RW}", 'Bearer realm="pyai", error="invalid_token"'),
+        ("Bearer not-a-configured-token", 'Bearer realm="pyai", error="invalid_token"'),
+    ],
+)
+def test_unauthorized(header, challenge):
+    environ = {} if header is None else {"HTTP_AUTHORIZATION": header}
+    exc = refusal("GET", **environ)
+    assert isinstance(exc, auth.Unauthorized) and exc.status == 401
+    assert exc.headers == {"WWW-Authenticate": challenge}
+    assert RW not in exc.message and RW not in exc.detail
+
+
+@pytest.mark.parametrize("header", [f"Bearer {RW}", f"bearer {RW}", f"BEARER   {RW}"])
+def test_scheme_is_case_insensitive(header):
+    assert refusal("PUT", HTTP_AUTHORIZATION=header) is None
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "OPTIONS"])
+def test_read_only_token_reads_and_stages(method):
+    assert refusal(method, HTTP_AUTHORIZATION=f"Bearer {RO}") is None
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_read_only_token_cannot_write(method):
+    exc = refusal(method, HTTP_AUTHORIZATION=f"Bearer {RO}")
+    assert isinstance(exc, auth.InsufficientScope) and exc.status == 403
+    assert exc.headers["WWW-Authenticate"] == 'Bearer realm="pyai", error="insufficient_scope"'
+
+
+def test_only_the_health_check_is_open():
+    assert refusal("GET", "/") is None
+    assert refusal("HEAD", "/") is None
+    for method, path in [("POST", "/"), ("PUT", "/"), ("DELETE", "/"), ("GET", "//"), ("GET", "/a/b")]:
+        assert isinstance(refusal(method, path), auth.Unauthorized), (method, path)
+
+
+class GunicornLikeBody:
+    failed = False
+
+
+@pytest.mark.parametrize(
+    "body_headers, closes",
+    [
+        ({"CONTENT_LENGTH": "5"}, True),
+        ({"HTTP_TRANSFER_ENCODING": "chunked"}, True),
+        ({"CONTENT_LENGTH": "0"}, False),
+        ({}, False),
+    ],
+)
+def test_a_refused_body_closes_the_connection(body_headers, closes):
+    stream = GunicornLikeBody()
+    environ = {"wsgi.input": stream, **body_headers}
+    with pytest.raises(auth.Unauthorized):
+        auth.check(TOKENS, "PUT", "/x", environ)
+    assert bool(environ.get(CLOSE_CONNECTION)) is closes
+    assert stream.failed is closes
+
+
+# --- configuration and the exposure warning ---------------------------------------------
+
+
+def test_off_by_default(tmp_path):
+    config = load(environ={"HOME": str(tmp_path)}, prepare=False)
+    assert config.auth_tokens_file == ""
+
+
+def test_tokens_file_from_ini_env_and_flag(tmp_path, monkeypatch):
+    ini = tmp_path / "a.ini"
+    ini.write_text("[auth]\ntokens_file = ~/from-ini\n")
+    monkeypatch.setenv("HOME", str(tmp_path))  # expanduser reads the process environment
+    env = {"HOME": str(tmp_path)}
+    assert load(config_file=str(ini), environ=env, prepare=False).auth_tokens_file == str(tmp_path / "from-ini")
+    env["PAI_AUTH_TOKENS_FILE"] = "/etc/pyai/tokens"
+    assert load(config_file=str(ini), environ=env, prepare=False).auth_tokens_file == "/etc/pyai/tokens"
+    monkeypatch.chdir(tmp_path)
+    flag = load({"auth_tokens_file": "rel/tokens"}, config_file=str(ini), environ=env, prepare=False)
+    assert flag.auth_tokens_file == os.path.join(str(tmp_path), "rel", "tokens")
+
+
+@pytest.mark.parametrize(
+    "addresses, exposed",
+    [
+        ([("127.0.0.1", 8080)], []),
+        ([("127.0.0.2", 8080)], []),
+        ([("::1", 8080)], []),
+        ([("localhost", 8080)], []),
+        (["/run/pyai.sock"], []),
+        ([("0.0.0.0", 8080)], ["0.0.0.0:8080"]),
+        ([("::", 9000)], ["[::]:9000"]),
+        ([("127.0.0.1", 1), ("192.0.2.7", 2)], ["192.0.2.7:2"]),
+    ],
+)
+def test_non_loopback(addresses, exposed):
+    assert auth.non_loopback(addresses) == exposed
+
+
+class Recorder(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.mark.parametrize(
+    "tokens_file, addresses, warned",
+    [("", [("0.0.0.0", 80)], True), ("/etc/t", [("0.0.0.0", 80)], False), ("", [("127.0.0.1", 80)], False)],
+)
+def test_warn_if_open(tmp_path, tokens_file, addresses, warned):
+    config = load({"auth_tokens_file": tokens_file}, environ={"HOME": str(tmp_path)}, prepare=False)
+    log = logging.getLogger(f"test-auth-warning-{tmp_path.name}")
+    recorder = Recorder()
+    log.addHandler(recorder)
+    auth.warn_if_open(config, addresses, log)
+    assert len(recorder.records) == (1 if warned else 0)
+    if warned:
+        assert recorder.records[0].levelno == logging.WARNING
+        assert "0.0.0.0:80 without authentication" in recorder.records[0].getMessage()
