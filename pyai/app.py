@@ -17,6 +17,8 @@ from .archive import Archive, status_headers
 from .backends import create_backend
 from .config import load as load_config
 from .dates import http_date
+from .digests import expected_digests
+from .digests import response_headers as digest_headers
 from .errors import NO_SPACE, STORAGE_UNREACHABLE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .ranges import parse_byte_range, parse_range_header
 from .receive import RequestBody
@@ -52,7 +54,10 @@ def create_app(config=None):
             return get_file(archive, ident)
         if method == "HEAD":
             status = archive.status(ident)
-            return Response(status=204 if status else 404, headers=status_headers(status), content_type="application/json")
+            headers = status_headers(status)
+            if status:
+                headers.update(digest_headers(archive.checksum(status.path)))
+            return Response(status=204 if status else 404, headers=headers, content_type="application/json")
         if method == "PUT":
             return put_file(archive, ident, config)
         if method == "POST":
@@ -131,6 +136,7 @@ def get_file(archive, ident):
                 start, stop = chosen
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        headers.update(digest_headers(reader.checksum(), partial=status == 206 or (start, stop) != (0, size)))
         if start:
             reader.seek(start)
         if stop - start <= INLINE_MAX:
@@ -201,8 +207,11 @@ class FileRange:
 
 def put_file(archive, ident, config):
     try:
-        body = RequestBody(request.environ, config.max_body_size, config.receive_timeout or None)
-        size, warning = archive.put(ident, body, request.headers.get("Last-Modified"))
+        expected = expected_digests(request.headers)
+        body = RequestBody(
+            request.environ, config.max_body_size, config.receive_timeout or None, archive.wanted_algorithms(expected)
+        )
+        size, warning = archive.put(ident, body, request.headers.get("Last-Modified"), expected)
     except BaseException:
         # The rest of the body is unread or its end unknown: the connection must not be reused.
         request.environ[CLOSE_CONNECTION] = True

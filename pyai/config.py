@@ -12,7 +12,9 @@ import configparser
 import dataclasses
 import os
 import re
+from typing import Optional
 
+from .digests import parse_config_algorithm
 from .errors import ConfigError
 
 BACKENDS = ("posix", "hpss", "hsmsideband")
@@ -78,6 +80,8 @@ SETTINGS = (
     Setting("max_body_size", "archive", "max_body_size", "PAI_MAX_BODY_SIZE", _size, "0"),
     Setting("receive_timeout", "archive", "receive_timeout", "PAI_RECEIVE_TIMEOUT", _seconds, "60"),
     Setting("sweep_on_start", "archive", "sweep_on_start", "PAI_SWEEP_ON_START", _bool, "true"),
+    # the digest computed while a PUT is received and stored beside the file (none: no checksums)
+    Setting("checksum", "archive", "checksum", "PAI_CHECKSUM", parse_config_algorithm, "sha256"),
     Setting("use_id2filename", "posix", "use_id2filename", "PAI_USE_ID2FILENAME", _bool, "false"),
     Setting("hpss_user", "hpss", "user", "PAI_HPSS_USER", str, "hpss"),
     Setting("hpss_auth", "hpss", "auth", "PAI_HPSS_AUTH", str, "/var/hpss/etc/hpss.keytab"),
@@ -113,6 +117,7 @@ class Config:
     max_body_size: int
     receive_timeout: float
     sweep_on_start: bool
+    checksum: Optional[str]
     use_id2filename: bool
     hpss_user: str
     hpss_auth: str
