@@ -307,3 +307,14 @@ def test_verify_finds_a_file_corrupted_behind_the_service(make_server, impl, tmp
     assert rc != 0 and f"MISMATCH {bad}" in out, (out, err)
     rc, out, err = run_cli(cmd, env)
     assert rc == 2 and "ids or --all" in err
+
+
+def test_verify_on_hpss_lists_files_without_checksum(server, backend, tmp_path, uid):
+    if backend != "hpss":
+        pytest.skip("hpss only: the posix backend keeps checksums (see the tests above)")
+    assert put(server, uid, b"on the emulator").status_code == 201
+    env = service_env(tmp_path, PAI_BACKEND_TYPE="hpss", PAI_USE_ID2FILENAME="true")
+    rc, out, err = run_cli([CMD, "--prefix", str(server.prefix), "verify", "--all"], env)
+    assert rc == 0, (out, err)
+    assert f"NO CHECKSUM {server.stored_path(uid)}" in out and "MISMATCH" not in out
+    assert ".pyai" not in out and ".hpss-emu" not in out
