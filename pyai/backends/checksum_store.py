@@ -11,6 +11,7 @@ sidecar left over from a replaced or moved file is ignored, never believed.
 
 import errno
 import fcntl
+import hashlib
 import os
 
 from .. import digests
@@ -18,13 +19,17 @@ from .base import TEMP_PREFIX
 
 XATTR = "user.pyai.checksum"
 SIDECAR_PREFIX = ".pyai-sum-"
+NAME_MAX = 255  # bytes in one file name (Linux file systems)
 # errno values of a file system (or kernel) without user xattrs
 _NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def sidecar_path(path):
     directory, name = os.path.split(path)
-    return os.path.join(directory, SIDECAR_PREFIX + name)
+    sidecar = SIDECAR_PREFIX + name
+    if len(os.fsencode(sidecar)) > NAME_MAX:  # a long id: name the sidecar by a hash of it
+        sidecar = SIDECAR_PREFIX + "~" + hashlib.sha256(os.fsencode(name)).hexdigest()
+    return os.path.join(directory, sidecar)
 
 
 def sidecar_text(checksum, st):

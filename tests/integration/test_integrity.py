@@ -271,6 +271,10 @@ def test_sidecar_where_xattrs_are_unsupported(fresh_server, uid, tmp_path):
         assert sidecar.exists()
         assert requests.delete(srv.id_url(uid), timeout=10).status_code == 200
         assert not sidecar.exists()
+        longest = "L" * 255  # its sidecar's name is a hash: ".pyai-sum-" + 255 bytes is too long a name
+        assert put(srv, longest, data).status_code == 201
+        assert_digest_headers(requests.head(srv.id_url(longest), timeout=10).headers, data)
+        assert requests.delete(srv.id_url(longest), timeout=10).status_code == 200
         assert sorted(p.name for p in srv.prefix.iterdir()) == [other]
         fresh_server.close()
 
