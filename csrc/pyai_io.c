@@ -17,6 +17,11 @@
 #endif
 
 #define CHUNK (1 << 20)
+/* Bytes that are hashed on the way: a piece small enough to stay in the CPU
+ * cache between recv, the digest and write (measured: see SEEN_CHUNK below). */
+#ifndef SEEN_CHUNK
+#define SEEN_CHUNK (256 << 10)
+#endif
 /* Linux moves at most this much per read/write/sendfile call anyway. */
 #define MAX_IO 0x7ffff000
 
@@ -177,8 +182,8 @@ static int drain_pipe(int pipe_fd, int file_fd, size_t len, char **buf, int *use
  * poll() had reported data: so a blocking socket is switched to O_NONBLOCK
  * for the duration of the call (we are its only user meanwhile) and
  * switched back before returning. */
-int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
-                          pyai_interrupt_fn interrupted, void *ctx)
+static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                       pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx)
 {
     int p[2] = {-1, -1};
     char *buf = NULL;
@@ -196,9 +201,10 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_
         return -errno;
     if (!(sock_flags & O_NONBLOCK) && fcntl(sock_fd, F_SETFL, sock_flags | O_NONBLOCK) < 0)
         return -errno;
-    rc = open_pipe(p, nbytes);
+    /* Bytes that must be seen (hashed) go through memory anyway: no pipe. */
+    rc = on_data ? -EINVAL : open_pipe(p, nbytes);
     use_splice = rc > 0;
-    chunk = use_splice ? (size_t)rc : CHUNK;
+    chunk = use_splice ? (size_t)rc : (on_data ? SEEN_CHUNK : CHUNK);
 
     while (done < nbytes) {
         size_t want = min_size(nbytes - done, chunk);
@@ -215,7 +221,7 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_
                 rc = -ENOMEM;
                 goto out;
             }
-            got = recv(sock_fd, buf, min_size(nbytes - done, CHUNK), 0);
+            got = recv(sock_fd, buf, min_size(nbytes - done, chunk), 0);
         }
         if (got < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -233,7 +239,9 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_
         if (use_splice) {
             rc = drain_pipe(p[0], file_fd, (size_t)got, &buf, &use_splice);
         } else {
-            rc = pyai_write_all(file_fd, buf, (size_t)got);
+            rc = on_data ? on_data(data_ctx, buf, (size_t)got) : 0;
+            if (rc == 0)
+                rc = pyai_write_all(file_fd, buf, (size_t)got);
         }
         if (rc < 0)
             goto out;
@@ -249,6 +257,21 @@ out:
     }
     free(buf);
     return rc;
+}
+
+int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                          pyai_interrupt_fn interrupted, void *ctx)
+{
+    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, NULL, NULL);
+}
+
+int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                               pyai_interrupt_fn interrupted, void *ctx,
+                               pyai_data_fn on_data, void *data_ctx)
+{
+    if (on_data == NULL)
+        return -EINVAL;
+    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, on_data, data_ctx);
 }
 
 /* ---- copy_fd ----------------------------------------------------------- */

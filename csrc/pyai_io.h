@@ -26,6 +26,11 @@
  * slow client keeps us waiting.  NULL means always carry on. */
 typedef int (*pyai_interrupt_fn)(void *ctx);
 
+/* Called with every piece of a body as it passes through memory, before it
+ * is written (the Python binding feeds it to the digests a PUT computes).
+ * Return 0 to carry on, or -errno to stop the receive with that error. */
+typedef int (*pyai_data_fn)(void *ctx, const char *buf, size_t len);
+
 /* Move up to nbytes from the stream socket sock_fd to file_fd (at its
  * offset), never reading past nbytes.  Works on blocking and non-blocking
  * sockets alike; waits at most timeout_ms for each next byte (< 0: forever)
@@ -34,6 +39,13 @@ typedef int (*pyai_interrupt_fn)(void *ctx);
  * socket's only reader while this runs. */
 int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
                           pyai_interrupt_fn interrupted, void *ctx);
+
+/* The same, except that every byte passes through one buffer in user space
+ * (recv + write, never splice) and is shown to on_data(data_ctx, ...) before
+ * it is written: the way to compute a digest while receiving. */
+int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                               pyai_interrupt_fn interrupted, void *ctx,
+                               pyai_data_fn on_data, void *data_ctx);
 
 /* Write all len bytes of buf to fd (retrying short writes).  Returns 0. */
 int pyai_write_all(int fd, const void *buf, size_t len);

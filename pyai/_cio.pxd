@@ -11,9 +11,13 @@ cdef extern from "pyai_io.h" nogil:
         PYAI_FADV_NOREUSE
 
     ctypedef int (*pyai_interrupt_fn)(void *ctx) noexcept nogil
+    ctypedef int (*pyai_data_fn)(void *ctx, const char *buf, size_t len) noexcept nogil
 
     int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
                               pyai_interrupt_fn interrupted, void *ctx)
+    int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                                   pyai_interrupt_fn interrupted, void *ctx,
+                                   pyai_data_fn on_data, void *data_ctx)
     int pyai_write_all(int fd, const void *buf, size_t len)
     int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes)
     int pyai_rename_noreplace(const char *src, const char *dst)

@@ -1,5 +1,8 @@
 """Type stub of the C extension pyai._io (the pure-Python twin is pyai._pyio)."""
 
+from collections.abc import Iterable
+from typing import Any
+
 from _typeshed import ReadableBuffer, StrOrBytesPath
 
 FADV_NORMAL: int
@@ -9,7 +12,7 @@ FADV_WILLNEED: int
 FADV_DONTNEED: int
 FADV_NOREUSE: int
 
-def recv_to_file(sock_fd: int, file_fd: int, nbytes: int, timeout: float | None) -> int: ...
+def recv_to_file(sock_fd: int, file_fd: int, nbytes: int, timeout: float | None, hashers: Iterable[Any] = ()) -> int: ...
 def write_all(fd: int, data: ReadableBuffer) -> None: ...
 def copy_fd(src_fd: int, dst_fd: int, nbytes: int) -> int: ...
 def rename_noreplace(src: StrOrBytesPath, dst: StrOrBytesPath) -> None: ...

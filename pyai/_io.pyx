@@ -7,14 +7,19 @@ by ``pyai.errors.os_error`` with the operation's name.
 
 import os
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.errno cimport EEXIST, EINTR
 from libc.limits cimport INT_MAX
 from libc.math cimport ceil
 from libc.stdint cimport int64_t
 
 from pyai._cio cimport *
+
+cdef extern from "errno.h":
+    enum:
+        ECANCELED  # not in Cython's libc.errno
 
 from pyai.errors import os_error
 
@@ -56,21 +61,47 @@ cdef bytes _path(path):
     return b
 
 
-def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout):
+cdef int _feed_hashers(void *box, const char *buf, size_t length) noexcept nogil:
+    # Called by C with each received piece: update every hasher (hashlib
+    # releases the GIL itself while it digests pieces this large).
+    with gil:
+        try:
+            view = PyMemoryView_FromMemory(<char *>buf, <Py_ssize_t>length, PyBUF_READ)
+            try:
+                for hasher in (<tuple>box)[0]:
+                    hasher.update(view)
+            finally:
+                view.release()
+        except BaseException as exc:
+            (<tuple>box)[1].append(exc)
+            return -ECANCELED
+    return 0
+
+
+def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=()):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
     ``timeout`` bounds the wait for each next byte (seconds; None or <= 0:
-    forever) and raises TimeoutError when it runs out.
+    forever) and raises TimeoutError when it runs out.  Every byte written is
+    also given to ``update`` of each of ``hashers`` (hashlib objects); with
+    none the bytes go socket -> pipe -> file without entering user space.
     """
     cdef int ms = _timeout_ms(timeout)
     cdef int64_t rc
     cdef list interrupted = []
+    cdef tuple box
     if nbytes < 0:
         raise ValueError("nbytes must be >= 0")
-    with nogil:
-        rc = pyai_recv_to_file(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted)
+    if not hashers:
+        with nogil:
+            rc = pyai_recv_to_file(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted)
+    else:
+        box = (tuple(hashers), interrupted)
+        with nogil:
+            rc = pyai_recv_to_file_seen(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted,
+                                        _feed_hashers, <void *>box)
     if rc < 0:
-        if rc == -EINTR and interrupted:
+        if (rc == -EINTR or rc == -ECANCELED) and interrupted:
             raise interrupted[0]
         raise os_error(rc, "receive")
     return rc

@@ -58,11 +58,12 @@ def _timeout_ms(timeout):
     return math.ceil(ms) if ms < _INT_MAX else _INT_MAX
 
 
-def recv_to_file(sock_fd, file_fd, nbytes, timeout):
+def recv_to_file(sock_fd, file_fd, nbytes, timeout, hashers=()):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
     ``timeout`` bounds the wait for each next byte (seconds; None or <= 0:
-    forever) and raises TimeoutError when it runs out.
+    forever) and raises TimeoutError when it runs out.  Every byte written is
+    also given to ``update`` of each of ``hashers`` (hashlib objects).
     """
     ms = _timeout_ms(timeout)
     nbytes = _count(nbytes)
@@ -81,7 +82,10 @@ def recv_to_file(sock_fd, file_fd, nbytes, timeout):
             got = os.readv(sock_fd, [buf[: min(CHUNK, nbytes - done)]])
             if got == 0:
                 break  # the peer closed: the body is short
-            _write_all(file_fd, buf[:got])
+            piece = buf[:got]
+            for hasher in hashers:
+                hasher.update(piece)
+            _write_all(file_fd, piece)
             done += got
     return done
 

@@ -10,6 +10,7 @@ import logging
 from urllib.parse import parse_qsl, unquote
 
 from flask import Flask, Response, current_app, request
+from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -18,6 +19,8 @@ from .archive import Archive, status_headers
 from .backends import create_backend
 from .config import load as load_config
 from .dates import http_date
+from .digests import expected_digests
+from .digests import response_headers as digest_headers
 from .errors import NO_SPACE, STORAGE_UNREACHABLE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .ranges import parse_byte_range, parse_range_header
 from .receive import CLOSE_CONNECTION, RequestBody, abandon_body
@@ -153,6 +156,8 @@ def head_file(archive, ident, environ, config):
     """HEAD: 204 with the status headers cartd reads, or 404 with the same headers saying so."""
     status = archive.status(ident)
     headers = status_headers(status)
+    if status:
+        headers.update(digest_headers(archive.checksum(status.path)))
     headers["Content-Type"] = "application/json"
     if status is None:
         headers["Content-Length"] = "0"
@@ -179,6 +184,7 @@ def get_file(archive, ident, environ, config):
                 start, stop = chosen
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        headers.update(digest_headers(reader.checksum(), partial=status == 206 or (start, stop) != (0, size)))
         if start:
             reader.seek(start)
         headers["Content-Length"] = str(stop - start)
@@ -260,8 +266,9 @@ class FileRange:
 def put_file(archive, ident, environ, config):
     """PUT: store the body under the id (201), or refuse it and close the connection."""
     try:
-        body = RequestBody(environ, config.max_body_size, config.receive_timeout or None)
-        size, warning = archive.put(ident, body, environ.get("HTTP_LAST_MODIFIED"))
+        expected = expected_digests(EnvironHeaders(environ))
+        body = RequestBody(environ, config.max_body_size, config.receive_timeout or None, archive.wanted_algorithms(expected))
+        size, warning = archive.put(ident, body, environ.get("HTTP_LAST_MODIFIED"), expected)
     except BaseException:
         abandon_body(environ)
         raise

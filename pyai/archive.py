@@ -8,6 +8,7 @@ questions HEAD asks.  It knows nothing about HTTP framing; ``pyai.app`` does.
 import errno
 import time
 
+from . import digests
 from .dates import parse_http_date
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .ids import InvalidId
@@ -40,8 +41,13 @@ class Archive:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no file is stored under this id", detail="not found") from None
 
-    def put(self, ident, body, last_modified=None):
-        """Store the body under the id; return ``(bytes stored, warning or None)``."""
+    def put(self, ident, body, last_modified=None, expected=None):
+        """Store the body under the id; return ``(bytes stored, warning or None)``.
+
+        ``body`` computes the configured checksum and every algorithm of
+        ``expected`` (the client's ``{algorithm: digest}``); a body that does
+        not match is refused (400) and nothing is stored.
+        """
         path = self.path(ident)
         replace = self.config.allow_overwrite
         if not replace and self.backend.exists(path):
@@ -49,8 +55,27 @@ class Archive:
         mtime, warning = _mtime_from(last_modified)
         with self.backend.create(path, size_hint=body.length, replace=replace) as writer:
             size = body.copy_to(writer)
-            writer.commit(mtime)
+            computed = body.digests()
+            wrong = digests.mismatch(expected or {}, computed)
+            if wrong:
+                raise BadRequest(
+                    f"the body does not match the {digests.RFC9530_NAMES[wrong]} digest the client sent; nothing was stored",
+                    detail=f"{wrong} digest mismatch",
+                )
+            algorithm = self.config.checksum
+            writer.commit(mtime, (algorithm, computed[algorithm]) if algorithm else None)
         return size, warning
+
+    def wanted_algorithms(self, expected):
+        """The digests to compute while receiving: the configured one and the client's."""
+        names = set(expected)
+        if self.config.checksum:
+            names.add(self.config.checksum)
+        return sorted(names)
+
+    def checksum(self, path, reader=None):
+        """The stored ``(algorithm, digest)`` of the file at ``path`` (open as ``reader``), or None."""
+        return reader.checksum() if reader is not None else self.backend.checksum(path)
 
     def stage(self, ident):
         """Ask for the file on disk; True when it is there now, False while it is staging."""

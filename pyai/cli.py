@@ -102,6 +102,21 @@ def sweep(args, prog):
     return 0
 
 
+def verify(args, prog):
+    from . import verify as verifier
+    from .archive import Archive
+    from .backends import create_backend
+
+    if bool(args.ids) == args.all:
+        return _fail(prog, "verify needs ids or --all (not both)")
+    try:
+        config = _load(args)
+        archive = Archive(config, create_backend(config))
+    except ConfigError as exc:
+        return _fail(prog, exc)
+    return verifier.run(archive, args.ids, args.all)
+
+
 def _cmd_parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description="Administer a pyai archive.")
     _archive_options(parser)
@@ -113,6 +128,11 @@ def _cmd_parser(prog):
     clean = commands.add_parser("sweep", help="remove temporary files left by interrupted uploads")
     clean.set_defaults(run=sweep)
     _archive_options(clean, default=argparse.SUPPRESS)
+    check = commands.add_parser("verify", help="re-read files and compare them with their stored checksums")
+    check.add_argument("ids", nargs="*", metavar="ID")
+    check.add_argument("--all", action="store_true", help="every file of the archive")
+    check.set_defaults(run=verify)
+    _archive_options(check, default=argparse.SUPPRESS)
     return parser
 
 
@@ -133,11 +153,11 @@ def cmd_main(argv=None):
 
 
 def main(argv=None):
-    """pyai serve | delete | sweep."""
+    """pyai serve | delete | sweep | verify."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
-    if argv and argv[0] in ("delete", "sweep"):
+    if argv and argv[0] in ("delete", "sweep", "verify"):
         return cmd_main(argv)
-    sys.stderr.write("usage: pyai serve [options] | pyai delete ID... | pyai sweep   (--help on each)\n")
+    sys.stderr.write("usage: pyai serve [options] | pyai delete ID... | pyai sweep | pyai verify ID...|--all   (--help on each)\n")
     return 2

@@ -12,7 +12,9 @@ import configparser
 import dataclasses
 import os
 import re
+from typing import Optional
 
+from .digests import parse_config_algorithm
 from .errors import ConfigError
 
 BACKENDS = ("posix", "hpss", "hsmsideband")
@@ -84,6 +86,8 @@ SETTINGS = (
     Setting("max_body_size", "archive", "max_body_size", "PAI_MAX_BODY_SIZE", _size, "0"),
     Setting("receive_timeout", "archive", "receive_timeout", "PAI_RECEIVE_TIMEOUT", _seconds, "60"),
     Setting("sweep_on_start", "archive", "sweep_on_start", "PAI_SWEEP_ON_START", _bool, "true"),
+    # the digest computed while a PUT is received and stored beside the file (none: no checksums)
+    Setting("checksum", "archive", "checksum", "PAI_CHECKSUM", parse_config_algorithm, "sha256"),
     # bearer tokens, one "ro <token>" / "rw <token>" a line (pyai/auth.py); "" leaves the archive open
     Setting("auth_tokens_file", "auth", "tokens_file", "PAI_AUTH_TOKENS_FILE", _optional_path, ""),
     Setting("use_id2filename", "posix", "use_id2filename", "PAI_USE_ID2FILENAME", _bool, "false"),
@@ -121,6 +125,7 @@ class Config:
     max_body_size: int
     receive_timeout: float
     sweep_on_start: bool
+    checksum: Optional[str]
     auth_tokens_file: str
     use_id2filename: bool
     hpss_user: str

@@ -4,14 +4,17 @@ Under gunicorn, a body with a Content-Length is received straight from the
 client's socket into the file by ``fileio.recv_to_file`` (C, GIL released),
 after taking the bytes gunicorn already read ahead.  Everything else (chunked
 bodies, TLS, other WSGI servers, writers without a descriptor) goes through the
-portable ``wsgi.input`` loop.
+portable ``wsgi.input`` loop.  Either way the digests asked for
+(``algorithms``) are computed on the bytes as they pass: in the direct path C
+hands each piece to hashlib before writing it (no splice then, see
+``fileio.recv_to_file``), in the portable loop each chunk is hashed here.
 """
 
 import io
 import socket
 import ssl
 
-from . import fileio
+from . import digests, fileio
 from .errors import IncompleteBody, LengthRequired, PayloadTooLarge
 
 CHUNK = 1024 * 1024
@@ -29,10 +32,11 @@ except ImportError:  # pragma: no cover - another WSGI server
 class RequestBody:
     """The body of one PUT: its announced length (None when chunked) and where it comes from."""
 
-    def __init__(self, environ, max_size=0, timeout=None):
+    def __init__(self, environ, max_size=0, timeout=None, algorithms=()):
         self.environ = environ
         self.max_size = max_size
         self.timeout = timeout
+        self._hashers = digests.hashers(algorithms)
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         length = environ.get("CONTENT_LENGTH", "")
         if chunked:
@@ -43,6 +47,15 @@ class RequestBody:
             raise LengthRequired("PUT needs a Content-Length or a chunked body", detail="no Content-Length, not chunked")
         if max_size and self.length is not None and self.length > max_size:
             raise _too_large(max_size)
+
+    def digests(self):
+        """``{algorithm: digest bytes}`` of the bytes received so far."""
+        return {name: hasher.digest() for name, hasher in self._hashers.items()}
+
+    def _write(self, write, data):
+        for hasher in self._hashers.values():
+            hasher.update(data)
+        write(data)
 
     def copy_to(self, writer):
         """Write the whole body into ``writer`` and return its size; raise IncompleteBody if short."""
@@ -83,10 +96,10 @@ class RequestBody:
         received = 0
         for data in (held, mine):
             if data:
-                fileio.write_all(fd, data)
+                self._write(lambda piece: fileio.write_all(fd, piece), data)
                 received += len(data)
         if reader.length:
-            moved = fileio.recv_to_file(sock.fileno(), fd, reader.length, self.timeout)
+            moved = fileio.recv_to_file(sock.fileno(), fd, reader.length, self.timeout, tuple(self._hashers.values()))
             reader.length -= moved
             received += moved
         return received
@@ -103,7 +116,7 @@ class RequestBody:
                 received += len(data)
                 if self.max_size and received > self.max_size:
                     raise _too_large(self.max_size)
-                writer.write(data)
+                self._write(writer.write, data)
                 if remaining is not None:
                     remaining -= len(data)
         return received

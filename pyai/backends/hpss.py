@@ -64,6 +64,9 @@ class HpssReader:
         self.offset = 0
         self.buffer = None
 
+    def checksum(self):
+        return None  # HPSS files keep no checksum (see HpssBackend.checksum)
+
     def fileno(self):
         import io
 
@@ -135,8 +138,10 @@ class HpssWriter:
             self.hpss.write_all(self.fd, self.pending)
             self.pending = bytearray()
 
-    def commit(self, mtime):
-        """Close, stamp, make read-only, then publish under the id without replacing anything."""
+    def commit(self, mtime, checksum=None):
+        """Close, stamp, make read-only, then publish under the id without replacing anything.
+
+        ``checksum`` is not stored (see HpssBackend.checksum)."""
         with publishing(self):
             self._flush()
             fd, self.fd = self.fd, -1
@@ -366,6 +371,33 @@ class HpssBackend:
         if posixpath.basename(source).startswith(TEMP_PREFIX):
             return False
         return any(source.startswith(root + "/") for root in self.move_roots)
+
+    def checksum(self, path):
+        """None: the binding has no user-defined attributes to keep one in, and a
+        sidecar file per file would be one more HPSS file (and tape object) per PUT."""
+        return None
+
+    def stored_paths(self):
+        """Every stored file under the prefix (never temporary files or other dot names)."""
+        pending = [self.prefix or "/"]
+        while pending:
+            directory = pending.pop()
+            try:
+                names = sorted(self.hpss.listdir(directory), reverse=True)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith("."):
+                    continue
+                path = posixpath.join(directory, name)
+                try:
+                    mode = self.hpss.lstat(path).mode
+                except OSError:
+                    continue
+                if stat.S_ISDIR(mode):
+                    pending.append(path)
+                elif stat.S_ISREG(mode):
+                    yield path
 
     def delete(self, path):
         self._regular(path)

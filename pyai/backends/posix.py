@@ -11,6 +11,7 @@ import errno
 import fcntl
 import io
 import itertools
+import logging
 import os
 import secrets
 import stat
@@ -19,6 +20,7 @@ from .. import fileio
 from ..dirsync import DirectorySyncer
 from ..errors import Conflict, Forbidden
 from ..ids import id2filename, parse_integer, parse_safe_name
+from . import checksum_store
 from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
 
 # Below this size reserving space first costs a syscall and gains nothing.
@@ -29,6 +31,7 @@ ADVISE_FROM = 1 << 20
 # Temporary names: unique per host (random part), process (pid) and upload
 # (counter) without asking the kernel for randomness on every PUT.
 _HOST_TOKEN = secrets.token_hex(4)
+log = logging.getLogger("pyai")
 _uploads = itertools.count()
 
 
@@ -49,6 +52,11 @@ class PosixReader(io.FileIO):
         self.mtime = st.st_mtime
         # Files are write-once, so inode, size and mtime identify the bytes.
         self.etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+        self.path = path
+
+    def checksum(self):
+        """The stored ``(algorithm, digest)`` of this file, or None."""
+        return checksum_store.read(self.path, self.fileno())
 
 
 class PosixWriter:
@@ -77,9 +85,12 @@ class PosixWriter:
     def write(self, data):
         fileio.write_all(self.fd, data)
 
-    def commit(self, mtime):
-        """Make the bytes durable and read-only, then publish them under the id."""
+    def commit(self, mtime, checksum=None):
+        """Make the bytes durable and read-only, then publish them under the id,
+        with their ``(algorithm, digest)`` when given (see checksum_store)."""
         with publishing(self):
+            # before fchmod: user xattrs need a writable file
+            in_xattr = checksum is None or checksum_store.set_on_temp(self.fd, checksum)
             os.utime(self.fd, (mtime, mtime))
             os.fchmod(self.fd, FILE_MODE)
             fileio.fsync(self.fd)
@@ -89,8 +100,14 @@ class PosixWriter:
             else:
                 fileio.rename_noreplace(self.temp, self.path)
         self.temp = None
-        os.close(self.fd)
-        self.fd = -1
+        try:
+            if not in_xattr:  # only once the file is the id's: a 409 must not touch the old sidecar
+                checksum_store.write_sidecar(self.path, self.fd, checksum, _temp_name())
+        except OSError as exc:  # the file is stored: its checksum is unknown, not wrong
+            log.warning("could not write the checksum sidecar of a stored file: %s", exc)
+        finally:
+            os.close(self.fd)
+            self.fd = -1
         self.syncer.synced(self.directory)
 
     def abort(self):
@@ -203,8 +220,12 @@ class PosixBackend:
                 raise
             self._copy_then_remove(real, path, st.st_mtime)
         else:
+            # its bytes were never hashed here: whatever checksum it carries is not ours
+            checksum_store.forget(path)
             os.chmod(path, FILE_MODE)
             fileio.fsync_dir(os.path.dirname(path))
+        if real.startswith(self.prefix.rstrip("/") + "/"):  # an archived file's sidecar goes with it
+            checksum_store.remove_sidecar(real)
         fileio.fsync_dir(os.path.dirname(real))
 
     def _movable(self, real):
@@ -221,7 +242,31 @@ class PosixBackend:
 
     def delete(self, path):
         os.unlink(path)
+        checksum_store.remove_sidecar(path)
         fileio.fsync_dir(os.path.dirname(path))
+
+    def checksum(self, path):
+        """The stored ``(algorithm, digest)`` of the file at ``path``, or None."""
+        try:
+            return checksum_store.read(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def stored_paths(self):
+        """Every stored file under the prefix (never temporary files, sidecars or other dot names)."""
+        pending = [self.prefix]
+        while pending:
+            try:
+                entries = sorted(os.scandir(pending.pop()), key=lambda entry: entry.name, reverse=True)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    yield entry.path
 
     def sweep(self):
         """Remove temporary files that no live upload holds; return how many."""

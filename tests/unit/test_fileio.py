@@ -107,6 +107,41 @@ def test_recv_exact_and_stops_at_nbytes(fio, conn, out, size):
     assert rx.recv(100) == b"NEXT REQUEST"
 
 
+
+# Sizes around the pieces the C path hashes (256 KiB), its buffer (1 MiB) and odd ones.
+HASHED_SIZES = [0, 1, 4095, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, MiB + 7, 3 * MiB + 12345]
+
+
+@pytest.mark.parametrize("size", HASHED_SIZES)
+def test_recv_hashes_what_it_writes(fio, conn, out, size):
+    import hashlib
+
+    rx, tx = conn
+    fd, read_back = out
+    body = os.urandom(size)
+    sender = Sender(tx, body[: size // 3], body[size // 3 :], b"NEXT REQUEST")
+    hashers = [hashlib.sha256(), hashlib.md5(), hashlib.sha512()]
+    assert fio.recv_to_file(rx.fileno(), fd, size, 10, hashers) == size
+    sender.finish()
+    assert read_back() == body
+    assert [h.digest() for h in hashers] == [hashlib.new(h.name, body).digest() for h in hashers]
+    rx.settimeout(5)
+    assert rx.recv(100) == b"NEXT REQUEST"  # hashing does not read past the body either
+
+
+def test_recv_hasher_failure_stops_the_receive(fio, conn, out):
+    class Broken:
+        def update(self, data):
+            raise MemoryError("hasher broke")
+
+    rx, tx = conn
+    fd, _ = out
+    sender = Sender(tx, os.urandom(100_000))
+    with pytest.raises(MemoryError, match="hasher broke"):
+        fio.recv_to_file(rx.fileno(), fd, 100_000, 10, [Broken()])
+    sender.finish()
+
+
 def test_recv_eof_returns_short_count(fio, conn, out):
     rx, tx = conn
     fd, read_back = out
