@@ -17,7 +17,7 @@ from .archive import Archive, status_headers
 from .backends import create_backend
 from .config import load as load_config
 from .dates import http_date
-from .errors import NO_SPACE, STORAGE_UNREACHABLE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
+from .errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .ranges import parse_byte_range, parse_range_header
 from .receive import RequestBody
 
@@ -273,6 +273,8 @@ def error_response(exc):
         op = getattr(exc, "op", None) or method
         if exc.errno in NO_SPACE:
             status, message = 507, "the archive has no space left for this file"
+        elif exc.errno in TOO_LARGE:
+            status, message = 413, "the file is larger than the storage can hold"
         elif exc.errno in STORAGE_UNREACHABLE:
             config = current_app.config["pyai"]
             storage, retry_setting = STORAGES.get(config.backend, ("the storage", None))

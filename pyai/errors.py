@@ -84,6 +84,8 @@ class IncompleteBody(Exception):
 
 # errno values that mean "the storage is full" (HTTP 507)
 NO_SPACE = frozenset({_errno.ENOSPC, _errno.EDQUOT})
+# errno values that mean "the file is larger than the storage can hold" (HTTP 413)
+TOO_LARGE = frozenset({_errno.EFBIG})
 # errno values a storage call gets when its server is gone (HTTP 503): HPSS's
 # core server going down between two pings, for one.  No client socket and no
 # local file gives these.

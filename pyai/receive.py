@@ -15,6 +15,8 @@ from . import fileio
 from .errors import IncompleteBody, LengthRequired, PayloadTooLarge
 
 CHUNK = 1024 * 1024
+# The largest file offset (off_t): a longer body cannot be a file, whatever max_body_size says.
+MAX_FILE_SIZE = 2**63 - 1
 
 try:  # the read-ahead we must take over lives in these gunicorn objects
     from gunicorn.http.body import Body as _GunicornBody
@@ -39,8 +41,8 @@ class RequestBody:
             self.length = int(length)  # the server has validated it
         else:
             raise LengthRequired("PUT needs a Content-Length or a chunked body", detail="no Content-Length, not chunked")
-        if max_size and self.length is not None and self.length > max_size:
-            raise _too_large(max_size)
+        if self.length is not None and self.length > (max_size or MAX_FILE_SIZE):
+            raise _too_large(max_size or MAX_FILE_SIZE)
 
     def copy_to(self, writer):
         """Write the whole body into ``writer`` and return its size; raise IncompleteBody if short."""

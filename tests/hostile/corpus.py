@@ -155,6 +155,11 @@ CONTENT_LENGTHS = {
     "empty": "",
     "non-numeric": "five",
     "unicode-digits": "\u0665",
+    "huge-overflow": "9" * 40,
+    "uint64-overflow": "18446744073709551616",
+    "int64-overflow": "9223372036854775808",
+    "int64-max": "9223372036854775807",
+    "one-exabyte": "1152921504606846976",
     "one-terabyte": "1099511627776",
     "longer-than-body": "50",
 }
