@@ -22,9 +22,10 @@ from .ranges import parse_byte_range, parse_range_header
 from .receive import RequestBody
 
 try:
+    from gunicorn.http.errors import NoMoreData as _BodyEnded
     from gunicorn.http.errors import ParseException as _BodyFramingError
 except ImportError:  # pragma: no cover - another WSGI server
-    _BodyFramingError = ()
+    _BodyFramingError = _BodyEnded = ()
 
 log = logging.getLogger("pyai")
 METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
@@ -264,6 +265,8 @@ def error_response(exc):
             headers["Allow"] = ", ".join(METHODS)
     elif isinstance(exc, IncompleteBody):
         status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
+    elif isinstance(exc, _BodyEnded):  # an OSError to Python, but the client's doing: checked before OSError
+        status, message, detail = 400, "the body ended early (the connection closed inside it)", f"{what}: incomplete body"
     elif isinstance(exc, _BodyFramingError):
         status, message, detail = 400, "the request body is not valid chunked encoding", f"{what}: bad body framing"
     elif isinstance(exc, TimeoutError):

@@ -190,7 +190,12 @@ CHUNKED = {
     "size-with-space": b"5 \r\nhello\r\n0\r\n\r\n",
     "missing-crlf-after-data": b"5\r\nhelloXX0\r\n\r\n",
     "data-longer-than-size": b"3\r\nhello\r\n0\r\n\r\n",
+    "huge-size": b"ffffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    "int64-size": b"7fffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    "no-last-chunk": b"5\r\nhello\r\n",
+    "truncated-in-chunk": b"400\r\nhello",
     "bad-extension": b"5;\x00=\r\nhello\r\n0\r\n\r\n",
+    "bare-lf": b"5\nhello\n0\n\n",
     "bad-trailer": b"5\r\nhello\r\n0\r\nnot a header\r\n\r\n",
     "empty-size-line": b"\r\nhello\r\n0\r\n\r\n",
 }
