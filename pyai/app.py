@@ -219,9 +219,16 @@ def put_file(archive, ident, config):
 
 def patch_source():
     """The server-side path named by a PATCH body ``{"path": "..."}``."""
-    data = request.get_data(cache=False)
-    if len(data) > MAX_PATCH_BODY:
+    announced = request.content_length
+    if announced is not None and announced > MAX_PATCH_BODY:
+        request.environ[CLOSE_CONNECTION] = True  # its body stays unread on the socket
         raise BadRequest("the PATCH body is too large", detail="body too large")
+    data = request.stream.read(MAX_PATCH_BODY + 1)  # never more than that into memory, chunked or not
+    if len(data) > MAX_PATCH_BODY:
+        request.environ[CLOSE_CONNECTION] = True
+        raise BadRequest("the PATCH body is too large", detail="body too large")
+    if announced is not None and len(data) < announced:
+        raise IncompleteBody(len(data), announced)
     try:
         doc = json.loads(data)
     except ValueError:

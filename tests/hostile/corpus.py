@@ -181,6 +181,8 @@ case("content-length-with-chunked", Req("PUT", "/h-cl-te", headers=("Content-Len
                                         body=b"5\r\nhello\r\n0\r\n\r\n"), expect=(400,))
 case("chunked-then-content-length", Req("PUT", "/h-te-cl", headers=("Transfer-Encoding: chunked", "Content-Length: 100"),
                                         body=b"5\r\nhello\r\n0\r\n\r\n"), expect=(400,))
+case("patch-content-length-huge", Req("PATCH", "/h-patch-cl", headers=("Content-Length: 1099511627776",),
+                                      body=_patch("{INCOMING}/keep"), length=False), expect=(400, 413))
 
 # --- Transfer-Encoding and chunked framing ------------------------------------
 CHUNKED = {
