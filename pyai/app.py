@@ -231,7 +231,7 @@ def patch_source():
         raise IncompleteBody(len(data), announced)
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise BadRequest('the PATCH body must be JSON: {"path": "<file on the server>"}', detail="body is not JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("path"), str) or not doc["path"] or "\0" in doc["path"]:
         raise BadRequest('the PATCH body must be {"path": "<file on the server>"}', detail="body has no path")

@@ -324,6 +324,8 @@ PATCH_BODIES = {
     "number": json.dumps({"path": 5}).encode(),
     "list": json.dumps(["{CANARY}"]).encode(),
     # (under the 64 KiB limit, so they reach the JSON parser)
+    "nested-deep": b"[" * 30000 + b"]" * 30000,
+    "nested-deep-object": b'{"path": ' + b"[" * 30000 + b"]" * 30000 + b"}",
     "not-json": b"path={CANARY}",
     "not-utf8": b'{"path": "\xff\xfe"}',
     "too-large": b'{"path": "' + b"a" * 70000 + b'"}',
