@@ -251,7 +251,7 @@ STORAGES = {
 REASONS = {
     400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     409: "Conflict", 411: "Length Required", 413: "Payload Too Large", 416: "Range Not Satisfiable",
-    500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 507: "Insufficient Storage",
 }
 
 

@@ -51,6 +51,12 @@ class PayloadTooLarge(ArchiveError):
     status = 413
 
 
+class UnsupportedTransferCoding(ArchiveError):
+    """A body in a transfer coding the archive cannot decode (gzip, ...): RFC 9112 says 501."""
+
+    status = 501
+
+
 class RangeNotSatisfiable(ArchiveError):
     status = 416
 

@@ -12,7 +12,7 @@ import socket
 import ssl
 
 from . import fileio
-from .errors import IncompleteBody, LengthRequired, PayloadTooLarge
+from .errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding
 
 CHUNK = 1024 * 1024
 # The largest file offset (off_t): a longer body cannot be a file, whatever max_body_size says.
@@ -33,7 +33,14 @@ class RequestBody:
         self.environ = environ
         self.max_size = max_size
         self.timeout = timeout
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        codings = [c.strip().lower() for c in environ.get("HTTP_TRANSFER_ENCODING", "").split(",") if c.strip()]
+        if codings and codings != ["chunked"]:
+            # The server takes the chunked framing off and hands the rest over still encoded:
+            # storing those bytes would store something other than the file.
+            raise UnsupportedTransferCoding(
+                "the only transfer coding accepted is chunked", detail=f"transfer coding {', '.join(codings)[:40]}"
+            )
+        chunked = bool(codings)
         length = environ.get("CONTENT_LENGTH", "")
         if chunked:
             self.length = None
