@@ -10,7 +10,7 @@ import logging
 from urllib.parse import unquote
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import __version__
 from .archive import Archive, status_headers
@@ -18,6 +18,7 @@ from .backends import create_backend
 from .config import load as load_config
 from .dates import http_date
 from .errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
+from .openapi import RESERVED_ID, load_description
 from .ranges import parse_byte_range, parse_range_header
 from .receive import RequestBody
 
@@ -66,7 +67,16 @@ def create_app(config=None):
         archive.delete(ident)  # DELETE
         return json_response(200, {"message": "File Removed", "file": ident})
 
+    description = load_description()
+
+    def openapi():
+        # The name is reserved whatever the method: a file PUT under it could never be read back.
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(valid_methods=["GET", "HEAD"])
+        return Response(description, content_type="application/json")
+
     app.add_url_rule("/", "root", root, methods=["GET", "HEAD"])
+    app.add_url_rule("/" + RESERVED_ID, "openapi", openapi, methods=METHODS)
     app.add_url_rule("/<path:rest>", "by_id", by_id, methods=METHODS, strict_slashes=False)
     app.register_error_handler(Exception, error_response)
     app.wsgi_app = closing_when_asked(app.wsgi_app)
@@ -269,7 +279,7 @@ def error_response(exc):
     elif isinstance(exc, HTTPException):
         status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
         if exc.code == 405:
-            headers["Allow"] = ", ".join(METHODS)
+            headers["Allow"] = ", ".join(getattr(exc, "valid_methods", None) or METHODS)
     elif isinstance(exc, IncompleteBody):
         status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
     elif isinstance(exc, _BodyEnded):  # an OSError to Python, but the client's doing: checked before OSError
