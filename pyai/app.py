@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote
 
 from flask import Flask, Response, current_app, request
 from werkzeug.datastructures import EnvironHeaders
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
 from . import __version__, auth
@@ -21,14 +21,16 @@ from .config import load as load_config
 from .dates import http_date
 from .digests import expected_digests
 from .digests import response_headers as digest_headers
-from .errors import NO_SPACE, STORAGE_UNREACHABLE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
+from .errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
+from .openapi import RESERVED_ID, load_description
 from .ranges import parse_byte_range, parse_range_header
 from .receive import CLOSE_CONNECTION, RequestBody, abandon_body
 
 try:
+    from gunicorn.http.errors import NoMoreData as _BodyEnded
     from gunicorn.http.errors import ParseException as _BodyFramingError
 except ImportError:  # pragma: no cover - another WSGI server
-    _BodyFramingError = ()
+    _BodyFramingError = _BodyEnded = ()
 
 log = logging.getLogger("pyai")
 METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
@@ -63,7 +65,16 @@ def create_app(config=None):
         archive.delete(ident)  # DELETE
         return json_response(200, {"message": "File Removed", "file": ident})
 
+    description = load_description()
+
+    def openapi():
+        # The name is reserved whatever the method: a file PUT under it could never be read back.
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(valid_methods=["GET", "HEAD"])
+        return Response(description, content_type="application/json")
+
     app.add_url_rule("/", "root", root, methods=["GET", "HEAD"])
+    app.add_url_rule("/" + RESERVED_ID, "openapi", openapi, methods=METHODS)
     app.add_url_rule("/<path:rest>", "by_id", by_id, methods=METHODS, strict_slashes=False)
     app.register_error_handler(Exception, error_response)
     tokens = auth.install(app, config)
@@ -280,12 +291,19 @@ def put_file(archive, ident, environ, config):
 
 def patch_source():
     """The server-side path named by a PATCH body ``{"path": "..."}``."""
-    data = request.get_data(cache=False)
-    if len(data) > MAX_PATCH_BODY:
+    announced = request.content_length
+    if announced is not None and announced > MAX_PATCH_BODY:
+        request.environ[CLOSE_CONNECTION] = True  # its body stays unread on the socket
         raise BadRequest("the PATCH body is too large", detail="body too large")
+    data = request.stream.read(MAX_PATCH_BODY + 1)  # never more than that into memory, chunked or not
+    if len(data) > MAX_PATCH_BODY:
+        request.environ[CLOSE_CONNECTION] = True
+        raise BadRequest("the PATCH body is too large", detail="body too large")
+    if announced is not None and len(data) < announced:
+        raise IncompleteBody(len(data), announced)
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise BadRequest('the PATCH body must be JSON: {"path": "<file on the server>"}', detail="body is not JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("path"), str) or not doc["path"] or "\0" in doc["path"]:
         raise BadRequest('the PATCH body must be {"path": "<file on the server>"}', detail="body has no path")
@@ -314,7 +332,7 @@ STORAGES = {
 REASONS = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     409: "Conflict", 411: "Length Required", 413: "Payload Too Large", 416: "Range Not Satisfiable",
-    500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 507: "Insufficient Storage",
 }
 
 
@@ -345,9 +363,11 @@ def error_answer(exc, method, path, config):
     elif isinstance(exc, HTTPException):
         status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
         if exc.code == 405:
-            headers["Allow"] = ", ".join(METHODS)
+            headers["Allow"] = ", ".join(getattr(exc, "valid_methods", None) or METHODS)
     elif isinstance(exc, IncompleteBody):
         status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
+    elif isinstance(exc, _BodyEnded):  # an OSError to Python, but the client's doing: checked before OSError
+        status, message, detail = 400, "the body ended early (the connection closed inside it)", f"{what}: incomplete body"
     elif isinstance(exc, _BodyFramingError):
         status, message, detail = 400, "the request body is not valid chunked encoding", f"{what}: bad body framing"
     elif isinstance(exc, TimeoutError):
@@ -357,6 +377,8 @@ def error_answer(exc, method, path, config):
         op = getattr(exc, "op", None) or method
         if exc.errno in NO_SPACE:
             status, message = 507, "the archive has no space left for this file"
+        elif exc.errno in TOO_LARGE:
+            status, message = 413, "the file is larger than the storage can hold"
         elif exc.errno in STORAGE_UNREACHABLE:
             storage, retry_setting = STORAGES.get(config.backend, ("the storage", None))
             status, message = 503, f"{storage} is unavailable ({op}: {reason})"

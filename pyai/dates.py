@@ -19,6 +19,10 @@ _FORMATS = (
     "%a %b %d %H:%M:%S %Y",  # asctime
     "%d %b %Y %H:%M:%S",  # RFC 1123 without the weekday
 )
+# The instants an HTTP date can name (0001-01-01 to 9999-12-31 UTC): GET writes
+# the stored time back as one, so a Last-Modified outside them is no date to keep.
+EARLIEST = -62135596800.0
+LATEST = 253402300800.0  # exclusive
 
 
 def parse_http_date(text):
@@ -27,10 +31,13 @@ def parse_http_date(text):
     if not text:
         return None
     if _EPOCH.fullmatch(text):
-        return float(text)
-    stamp = _parse_formats(text)
-    if stamp is None:
-        stamp = _parse_iso(text)
+        stamp = float(text)
+    else:
+        stamp = _parse_formats(text)
+        if stamp is None:
+            stamp = _parse_iso(text)
+    if stamp is None or not EARLIEST <= stamp < LATEST:
+        return None
     return stamp
 
 

@@ -51,6 +51,12 @@ class PayloadTooLarge(ArchiveError):
     status = 413
 
 
+class UnsupportedTransferCoding(ArchiveError):
+    """A body in a transfer coding the archive cannot decode (gzip, ...): RFC 9112 says 501."""
+
+    status = 501
+
+
 class RangeNotSatisfiable(ArchiveError):
     status = 416
 
@@ -84,6 +90,8 @@ class IncompleteBody(Exception):
 
 # errno values that mean "the storage is full" (HTTP 507)
 NO_SPACE = frozenset({_errno.ENOSPC, _errno.EDQUOT})
+# errno values that mean "the file is larger than the storage can hold" (HTTP 413)
+TOO_LARGE = frozenset({_errno.EFBIG})
 # errno values a storage call gets when its server is gone (HTTP 503): HPSS's
 # core server going down between two pings, for one.  No client socket and no
 # local file gives these.

@@ -15,11 +15,13 @@ import socket
 import ssl
 
 from . import digests, fileio
-from .errors import IncompleteBody, LengthRequired, PayloadTooLarge
+from .errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding
 
 CHUNK = 1024 * 1024
 # environ key: the app closes the connection after this response (see app.closing_when_asked)
 CLOSE_CONNECTION = "pyai.close_connection"
+# The largest file offset (off_t): a longer body cannot be a file, whatever max_body_size says.
+MAX_FILE_SIZE = 2**63 - 1
 
 try:  # the read-ahead we must take over lives in these gunicorn objects
     from gunicorn.http.body import Body as _GunicornBody
@@ -37,7 +39,14 @@ class RequestBody:
         self.max_size = max_size
         self.timeout = timeout
         self._hashers = digests.hashers(algorithms)
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        codings = [c.strip().lower() for c in environ.get("HTTP_TRANSFER_ENCODING", "").split(",") if c.strip()]
+        if codings and codings != ["chunked"]:
+            # The server takes the chunked framing off and hands the rest over still encoded:
+            # storing those bytes would store something other than the file.
+            raise UnsupportedTransferCoding(
+                "the only transfer coding accepted is chunked", detail=f"transfer coding {', '.join(codings)[:40]}"
+            )
+        chunked = bool(codings)
         length = environ.get("CONTENT_LENGTH", "")
         if chunked:
             self.length = None
@@ -45,8 +54,8 @@ class RequestBody:
             self.length = int(length)  # the server has validated it
         else:
             raise LengthRequired("PUT needs a Content-Length or a chunked body", detail="no Content-Length, not chunked")
-        if max_size and self.length is not None and self.length > max_size:
-            raise _too_large(max_size)
+        if self.length is not None and self.length > (max_size or MAX_FILE_SIZE):
+            raise _too_large(max_size or MAX_FILE_SIZE)
 
     def digests(self):
         """``{algorithm: digest bytes}`` of the bytes received so far."""

@@ -61,3 +61,39 @@ def test_a_satisfiable_range_stays_inside_the_file(first, last, size):
         assert first >= size
         return
     assert 0 <= start < stop <= size and stop - start == min(last, size - 1) - first + 1
+
+
+# --- properties: any header text is a valid range, a documented refusal, or "send all" ---
+
+SIZES = st.one_of(st.integers(0, 2**63 - 1), st.integers(0, 1000))
+NUMBERS = st.one_of(st.integers(0, 2000), st.integers(0, 10**25)).map(str)
+RANGE_TEXT = st.one_of(
+    st.text(max_size=60),
+    st.builds("{}={}".format, st.sampled_from(["bytes", "BYTES", " bytes ", "items", ""]),
+              st.lists(st.builds("{}-{}".format, st.one_of(NUMBERS, st.just("")), st.one_of(NUMBERS, st.just(""))), max_size=4).map(",".join)),
+    st.text(alphabet="bytes=0123456789-, \t", max_size=40),
+)
+
+
+@given(RANGE_TEXT, SIZES)
+def test_any_range_header_is_valid_or_a_documented_refusal(text, size):
+    try:
+        chosen = parse_range_header(text, size)
+    except RangeNotSatisfiable as exc:
+        assert exc.size == size
+        return
+    except BadRequest:
+        return
+    if chosen is not None:
+        start, stop = chosen
+        assert 0 <= start < stop <= size
+
+
+@given(st.one_of(st.text(max_size=50), st.builds("{}-{}".format, NUMBERS, NUMBERS), st.text(alphabet="0123456789-", max_size=45)), SIZES)
+def test_any_byte_range_is_inside_the_file_or_bad_request(text, size):
+    try:
+        start, stop = parse_byte_range(text, size)
+    except BadRequest:
+        return
+    # the original's semantics: clamped to the file, possibly empty (e.g. 30-40 of 20 bytes)
+    assert 0 <= start <= stop <= size

@@ -1,0 +1,22 @@
+"""The OpenAPI description of the service: ``openapi.yaml`` (package data), as JSON.
+
+Read and converted once, when the app is created; ``GET /openapi.json`` then
+sends the same bytes every time.  The id ``openapi.json`` is reserved for it.
+"""
+
+import json
+from importlib import resources
+
+import yaml
+
+from . import __version__
+
+RESERVED_ID = "openapi.json"
+
+
+def load_description():
+    """The description as JSON bytes, with this release's version in ``info.version``."""
+    text = resources.files(__package__).joinpath("openapi.yaml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    document["info"]["version"] = __version__
+    return json.dumps(document).encode()
