@@ -116,6 +116,8 @@ def data_first(archive, config, flask_app, reserved, tokens=None):
         if environ.get(CLOSE_CONNECTION):
             close_after_response(start_response)
         start_response(STATUS_LINES[status], list(headers.items()))
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return []  # the headers, Content-Length included, are GET's; the body is not sent
         return body
 
     return app
