@@ -30,3 +30,12 @@ def start(fresh_server):
 
     return start_server
 
+
+
+@pytest.fixture(scope="module")
+def shared(make_server):
+    """One server per module and flavor, for tests that leave it as they found it.
+
+    A short receive_timeout, so clients that stall are dropped soon.
+    """
+    return make_server("shared", PAI_WORKERS=str(WORKERS), PAI_RECEIVE_TIMEOUT="3")
