@@ -1,8 +1,11 @@
 """Raw-socket clients that misbehave on purpose: half-sent uploads, answers read while still sending."""
 
+import json
 import socket
 import struct
 import threading
+
+from requests.structures import CaseInsensitiveDict
 
 from server import parse_response, recv_all
 
@@ -35,7 +38,7 @@ def put_while_reading(port, ident, body, *, chunked=False, timeout=60.0):
 
     A server may answer (507, 413) before the body is all sent and close; a
     client that only reads after sending would see a broken pipe instead.
-    Returns the parsed answer, or None when the server closed without one.
+    Returns the answer (see ``Answer``), or None when the server closed without one.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
 
@@ -55,4 +58,17 @@ def put_while_reading(port, ident, body, *, chunked=False, timeout=60.0):
         sender.start()
         data = recv_all(sock)
         sender.join(timeout)
-    return parse_response(data) if data else None
+    return Answer(parse_response(data)) if data else None
+
+
+class Answer:
+    """A raw answer with the face of a requests response, for ``server.assert_error``."""
+
+    def __init__(self, raw):
+        self.status_code = raw.status
+        self.headers = CaseInsensitiveDict(raw.headers)
+        self.content = raw.body
+        self.text = raw.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
