@@ -2,8 +2,7 @@
 
 import os
 import socket
-
-from server import wait_until
+import time
 
 
 def children(pid):
@@ -25,10 +24,30 @@ def children(pid):
 
 
 def workers(srv, count, timeout=60.0):
-    """The worker pids of ``srv`` once it has ``count`` of them (the master respawns dead ones)."""
-    found = wait_until(lambda: len(children(srv.proc.pid)) == count, timeout=timeout)
-    assert found, f"master {srv.proc.pid} has workers {children(srv.proc.pid)}, expected {count}"
-    return children(srv.proc.pid)
+    """The pids of the ``count`` workers of ``srv`` once every one of them serves.
+
+    A forked worker still has to load the app; it accepts connections only
+    after that, so a worker seen holding an answered connection has booted.
+    """
+    deadline = time.monotonic() + timeout
+    serving = set()
+    while True:
+        pids = children(srv.proc.pid)
+        serving &= set(pids)
+        if len(pids) == count and serving == set(pids):
+            return pids
+        assert time.monotonic() < deadline, f"master {srv.proc.pid} has workers {pids} ({serving} serving), expected {count}"
+        socks = [connect(srv.port) for _ in range(2 * count)]
+        try:
+            for sock in socks:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for sock in socks:
+                sock.recv(65536)  # answered: the connection is kept alive by the worker that answered
+                serving.add(holder_of(sock, pids))
+        finally:
+            for sock in socks:
+                sock.close()
+        time.sleep(0.05)
 
 
 def rss_kib(pid):
