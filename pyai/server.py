@@ -8,6 +8,7 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
+from . import config as config_module
 from .backends import create_backend
 from .config import load as load_config
 from .errors import ConfigError
@@ -24,6 +25,7 @@ def prepare_archive(log=None):
         sys.stderr.write(f"pyai: error: {exc}\n")
         sys.stderr.flush()
         os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
+    config_module.checked_prefix = config.prefix  # the workers forked from here need not check it again
     if config.sweep_on_start:
         removed = backend.sweep()
         if log is not None and removed:
