@@ -147,6 +147,14 @@ class Config:
     config_file: str = ""
 
 
+# The prefix the gunicorn master checked at start-up (pyai.server.prepare_archive).
+# Its workers inherit this at the fork and do not check again: a prefix that has
+# turned read-only or gone away since then fails requests (5xx), not the boot of
+# a replacement worker, which would stop the whole service; nor is a missing
+# prefix re-created empty.
+checked_prefix = None
+
+
 def config_path(explicit=None, environ=os.environ):
     """The INI file to read, or "" when none is configured and the default is absent."""
     if explicit:
@@ -193,7 +201,7 @@ def load(overrides=None, config_file=None, environ=os.environ, prepare=True):
             raise ConfigError(f"bad value {raw!r} for {origin}: {exc}") from None
     values["prefix"] = os.path.realpath(os.path.expanduser(values["prefix"]))
     config = Config(config_file=path, **values)
-    if prepare:
+    if prepare and config.prefix != checked_prefix:
         prepare_prefix(config.prefix)
     return config
 

@@ -47,3 +47,11 @@ def on_starting(server):
     from pyai.server import prepare_archive
 
     prepare_archive(server.log, server.cfg.address)
+
+
+def when_ready(server):
+    """Bound the time a client may stall inside a request head by receive_timeout."""
+    from pyai.config import load
+    from pyai.server import limit_request_reads
+
+    limit_request_reads(server.LISTENERS, load(prepare=False).receive_timeout)

@@ -2,11 +2,14 @@
 
 import os
 import runpy
+import socket
+import struct
 import sys
 
 from gunicorn.app.base import BaseApplication
 
 from . import auth
+from . import config as config_module
 from .backends import create_backend
 from .config import load as load_config
 from .errors import ConfigError
@@ -28,11 +31,31 @@ def prepare_archive(log=None, addresses=()):
         os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
     if log is not None:
         auth.warn_if_open(config, addresses, log)
+    config_module.checked_prefix = config.prefix  # the workers forked from here need not check it again
     if config.sweep_on_start:
         removed = backend.sweep()
         if log is not None and removed:
             log.info("removed %d stale temporary file(s) under %s", removed, config.prefix)
     return config
+
+
+def limit_request_reads(listeners, receive_timeout):
+    """Drop a client that stalls for ``receive_timeout`` seconds inside a request head.
+
+    gunicorn reads request heads with a blocking recv() and no timeout, so a
+    client that sends half a head and waits (slowloris) holds a worker thread
+    for ever.  Linux copies a listening socket's receive timeout (SO_RCVTIMEO)
+    to every connection it accepts, where it bounds each blocking recv(); the
+    stalled read then fails and gunicorn closes that connection.  Nothing else
+    changes: bodies are read with their own timeouts (``pyai.receive``), and
+    kept-alive connections wait in gunicorn's poller, not in recv().
+    """
+    if not receive_timeout:
+        return  # 0: wait for ever, as configured
+    seconds = int(receive_timeout)
+    value = struct.pack("ll", seconds, int((receive_timeout - seconds) * 1_000_000))
+    for listener in listeners:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
 
 
 class ArchiveServer(BaseApplication):

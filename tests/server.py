@@ -123,9 +123,16 @@ class Server:
                 raise RuntimeError(
                     f"service exited with {self.proc.returncode} during start-up:\n{self.log()}"
                 )
+            log = self.log()
+            if "Connection in use" in log:
+                # another process (another test run on this machine) has the port: whoever
+                # answers there is not us
+                self.stop()
+                raise RuntimeError(f"port {self.port} in use by another process:\n{log}")
             try:
                 resp = requests.get(self.url + "/", timeout=2)
-                if resp.status_code == 200:
+                # only once gunicorn says it listens is the answer ours
+                if resp.status_code == 200 and f"Listening at: {self.url} " in self.log():
                     return self
                 last = f"GET / answered {resp.status_code}"
             except requests.RequestException as exc:

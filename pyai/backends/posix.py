@@ -18,7 +18,7 @@ import stat
 
 from .. import fileio
 from ..dirsync import DirectorySyncer
-from ..errors import Conflict, Forbidden
+from ..errors import BackendUnavailable, Conflict, Forbidden
 from ..ids import id2filename, parse_integer, parse_safe_name
 from . import checksum_store
 from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
@@ -62,13 +62,13 @@ class PosixReader(io.FileIO):
 class PosixWriter:
     """A file being received into ``<dir>/.pyai-tmp-<random>``; see ``commit``."""
 
-    def __init__(self, path, size_hint, replace, syncer):
+    def __init__(self, path, size_hint, replace, syncer, root):
         self.path = path
         self.syncer = syncer
         self.directory = os.path.dirname(path)
         self.replace = replace
         self.temp = os.path.join(self.directory, _temp_name())
-        self.fd = _open_temp(self.temp, self.directory)
+        self.fd = _open_temp(self.temp, self.directory, root)
         try:
             # The lock tells a start-up sweep (perhaps of another instance) that
             # this file is alive; the kernel drops it if the process dies.
@@ -129,23 +129,32 @@ class PosixWriter:
         self.abort()
 
 
-def _open_temp(temp, directory):
+def _open_temp(temp, directory, root):
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         return os.open(temp, flags, 0o600)
     except FileNotFoundError:
-        make_dirs(directory)
+        make_dirs(directory, root)
         return os.open(temp, flags, 0o600)
 
 
-def make_dirs(directory):
-    """mkdir -p that fsyncs each parent it adds an entry to, so new levels survive a crash."""
+def make_dirs(directory, root):
+    """mkdir -p below ``root``, fsyncing each parent it adds an entry to, so new levels survive a crash.
+
+    ``root`` itself is never created: when it is missing (a volume not mounted,
+    a directory moved away) FileNotFoundError says so, instead of a fresh empty
+    archive appearing in its place.
+    """
+    if len(directory) <= len(root):
+        if os.path.isdir(directory):
+            return
+        raise FileNotFoundError(errno.ENOENT, "the archive directory is missing")
     try:
         os.mkdir(directory)
     except FileExistsError:
         return
     except FileNotFoundError:
-        make_dirs(os.path.dirname(directory))
+        make_dirs(os.path.dirname(directory), root)
         try:
             os.mkdir(directory)
         except FileExistsError:
@@ -168,6 +177,15 @@ class PosixBackend:
     def check(self):
         """A local file system has no server to be down; failures surface per operation."""
 
+    def fail_if_prefix_missing(self, op):
+        """Called when ``op`` found no file: if the prefix itself is gone, that is
+        the storage failing (503), not an id without a file (404)."""
+        if not os.path.isdir(self.prefix):
+            raise BackendUnavailable(
+                f"the file system is unavailable ({op}: the archive directory is missing)",
+                detail=f"{op} failed: archive directory missing",
+            )
+
     def path_for(self, ident):
         if self.use_id2filename:
             return self.prefix + id2filename(parse_integer(ident))
@@ -177,6 +195,7 @@ class PosixBackend:
         try:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
+            self.fail_if_prefix_missing("stat")
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
@@ -186,17 +205,26 @@ class PosixBackend:
         return os.path.isfile(path)
 
     def open_read(self, path):
-        reader = PosixReader(path)
+        try:
+            reader = PosixReader(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self.fail_if_prefix_missing("open")
+            raise
         if reader.size >= ADVISE_FROM:
             fileio.fadvise(reader.fileno(), 0, 0, fileio.FADV_SEQUENTIAL)
         return reader
 
     def create(self, path, *, size_hint=None, replace=False):
-        return PosixWriter(path, size_hint, replace, self.syncer)
+        try:
+            return PosixWriter(path, size_hint, replace, self.syncer, self.prefix)
+        except FileNotFoundError:
+            self.fail_if_prefix_missing("create")
+            raise
 
     def stage(self, path):
         """Everything on a posix file system is on disk already."""
         if not self.exists(path):
+            self.fail_if_prefix_missing("stage")
             raise FileNotFoundError(errno.ENOENT, "no such file")
         return True
 
@@ -210,7 +238,11 @@ class PosixBackend:
         st = os.stat(real)
         if not stat.S_ISREG(st.st_mode):
             raise Forbidden("the source is not a regular file", detail="move: source is not a regular file")
-        make_dirs(os.path.dirname(path))
+        try:
+            make_dirs(os.path.dirname(path), self.prefix)
+        except FileNotFoundError:
+            self.fail_if_prefix_missing("move")
+            raise
         try:
             fileio.rename_noreplace(real, path)
         except FileExistsError:
@@ -241,7 +273,11 @@ class PosixBackend:
         os.unlink(real)
 
     def delete(self, path):
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self.fail_if_prefix_missing("delete")
+            raise
         checksum_store.remove_sidecar(path)
         fileio.fsync_dir(os.path.dirname(path))
 

@@ -330,6 +330,7 @@ class SidebandBackend(PosixBackend):
         try:
             st = self._regular(path)
         except (FileNotFoundError, NotADirectoryError):
+            self.fail_if_prefix_missing("stat")
             return None
         row = self._record(path)
         if row is None:  # the HSM has not recorded it yet: it is on disk
@@ -342,7 +343,11 @@ class SidebandBackend(PosixBackend):
 
     def stage(self, path):
         """True when the data is online; else start one recall (per process) and return False."""
-        self._regular(path)
+        try:
+            self._regular(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self.fail_if_prefix_missing("stage")
+            raise
         row = self._record(path)
         if row is None or row[1]:
             return True
