@@ -83,12 +83,12 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait until fd is readable (or has an error/EOF to report).  timeout_ms
- * bounds the whole wait, signals included: poll() is restarted with what is
- * left after each EINTR. */
-static int wait_readable(int fd, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
+/* Wait until fd is ready for events (or has an error/EOF to report).
+ * timeout_ms bounds the whole wait, signals included: poll() is restarted
+ * with what is left after each EINTR. */
+static int wait_for(int fd, short events, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
 {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    struct pollfd pfd = {.fd = fd, .events = events};
     int64_t deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
     int wait = timeout_ms;
 
@@ -173,6 +173,37 @@ static int drain_pipe(int pipe_fd, int file_fd, size_t len, char **buf, int *use
     return 0;
 }
 
+/* Move the len bytes splice put into pipe_fd on to the file, first
+ * duplicating them into tee_fd with tee(2) (the pipes share the pages; the
+ * reader of tee_fd sees every byte the file gets).  tee copies from the
+ * front of the pipe without consuming it, so each part teed is drained to
+ * the file before the next is teed.  A full tee_fd is waited for (at most
+ * timeout_ms); a tee_fd whose reader has gone fails with -EPIPE. */
+static int tee_then_drain(int pipe_fd, int tee_fd, int file_fd, size_t len, int timeout_ms,
+                          pyai_interrupt_fn interrupted, void *ctx, char **buf, int *use_splice)
+{
+    while (len > 0) {
+        ssize_t n = tee(pipe_fd, tee_fd, len, SPLICE_F_NONBLOCK);
+        int rc;
+        if (n < 0) {
+            if (errno == EAGAIN)
+                rc = wait_for(tee_fd, POLLOUT, timeout_ms, interrupted, ctx);
+            else if (errno == EINTR)
+                rc = (interrupted && interrupted(ctx)) ? -EINTR : 0;
+            else
+                rc = -errno;
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        rc = drain_pipe(pipe_fd, file_fd, (size_t)n, buf, use_splice);
+        if (rc < 0)
+            return rc;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 /* socket -> pipe -> file with splice(2) saves the copy into user space
  * (measured 15-35% faster than recv+write on loopback); recv+write through a
  * 1 MiB buffer is the fallback when splice is not possible.  Reads never
@@ -183,7 +214,8 @@ static int drain_pipe(int pipe_fd, int file_fd, size_t len, char **buf, int *use
  * for the duration of the call (we are its only user meanwhile) and
  * switched back before returning. */
 static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
-                       pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx)
+                       pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx,
+                       int tee_fd)
 {
     int p[2] = {-1, -1};
     char *buf = NULL;
@@ -225,7 +257,7 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
         }
         if (got < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                rc = wait_readable(sock_fd, timeout_ms, interrupted, ctx);
+                rc = wait_for(sock_fd, POLLIN, timeout_ms, interrupted, ctx);
             else if (errno == EINTR)
                 rc = (interrupted && interrupted(ctx)) ? -EINTR : 0;
             else
@@ -236,10 +268,14 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
         }
         if (got == 0)
             break; /* the peer closed: the body is short */
-        if (use_splice) {
+        if (use_splice && tee_fd >= 0) {
+            rc = tee_then_drain(p[0], tee_fd, file_fd, (size_t)got, timeout_ms, interrupted, ctx, &buf, &use_splice);
+        } else if (use_splice) {
             rc = drain_pipe(p[0], file_fd, (size_t)got, &buf, &use_splice);
         } else {
             rc = on_data ? on_data(data_ctx, buf, (size_t)got) : 0;
+            if (rc == 0 && tee_fd >= 0)
+                rc = pyai_write_all(tee_fd, buf, (size_t)got); /* no splice: the reader gets a copy */
             if (rc == 0)
                 rc = pyai_write_all(file_fd, buf, (size_t)got);
         }
@@ -262,7 +298,15 @@ out:
 int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
                           pyai_interrupt_fn interrupted, void *ctx)
 {
-    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, NULL, NULL);
+    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, NULL, NULL, -1);
+}
+
+int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                              pyai_interrupt_fn interrupted, void *ctx, int tee_fd)
+{
+    if (tee_fd < 0)
+        return -EBADF;
+    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, NULL, NULL, tee_fd);
 }
 
 int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
@@ -271,7 +315,7 @@ int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int tim
 {
     if (on_data == NULL)
         return -EINVAL;
-    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, on_data, data_ctx);
+    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, on_data, data_ctx, -1);
 }
 
 /* ---- copy_fd ----------------------------------------------------------- */

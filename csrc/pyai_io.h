@@ -47,6 +47,14 @@ int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int tim
                                pyai_interrupt_fn interrupted, void *ctx,
                                pyai_data_fn on_data, void *data_ctx);
 
+/* The same as pyai_recv_to_file (splice when it can), and every byte is also
+ * put into the pipe tee_fd for a reader in another thread: with tee(2) the
+ * pipes share the pages, so no copy is made here.  The way to compute a
+ * digest beside the receive instead of in its way.  Waits (at most
+ * timeout_ms at a time) while tee_fd is full; -EPIPE when its reader has gone. */
+int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                              pyai_interrupt_fn interrupted, void *ctx, int tee_fd);
+
 /* Write all len bytes of buf to fd (retrying short writes).  Returns 0. */
 int pyai_write_all(int fd, const void *buf, size_t len);
 

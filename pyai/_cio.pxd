@@ -18,6 +18,8 @@ cdef extern from "pyai_io.h" nogil:
     int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
                                    pyai_interrupt_fn interrupted, void *ctx,
                                    pyai_data_fn on_data, void *data_ctx)
+    int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+                                  pyai_interrupt_fn interrupted, void *ctx, int tee_fd)
     int pyai_write_all(int fd, const void *buf, size_t len)
     int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes)
     int pyai_rename_noreplace(const char *src, const char *dst)

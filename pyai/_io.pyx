@@ -5,7 +5,9 @@ import them from ``pyai.fileio``, which picks one.  Every OS failure is raised
 by ``pyai.errors.os_error`` with the operation's name.
 """
 
+import fcntl
 import os
+import threading
 
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
@@ -78,6 +80,43 @@ cdef int _feed_hashers(void *box, const char *buf, size_t length) noexcept nogil
     return 0
 
 
+# Bodies at least this large are hashed by a second thread beside the
+# receive (socket -> pipe -> file with splice, the pipe teed to the hashing
+# thread): the digest then costs the other core, not the receive's time.
+# Smaller ones are hashed in line; a thread would cost more than it overlaps.
+HASH_BESIDE_FROM = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+class _PipeHasher(threading.Thread):
+    """Reads a pipe to its end and gives every byte to the hashers.
+
+    readv and hashlib both release the GIL, so this runs beside the receive.
+    The read end is closed when it stops, so a receive still teeing into a
+    pipe nobody reads gets EPIPE instead of waiting."""
+
+    def __init__(self, fd, hashers):
+        super().__init__(name="pyai-digest", daemon=True)
+        self.fd = fd
+        self.hashers = tuple(hashers)
+        self.error = None
+
+    def run(self):
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        try:
+            while True:
+                n = os.readv(self.fd, [buf])
+                if n == 0:
+                    return
+                for hasher in self.hashers:
+                    hasher.update(view[:n])
+        except BaseException as exc:  # handed to the receiving thread
+            self.error = exc
+        finally:
+            os.close(self.fd)
+
+
 def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=()):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
@@ -92,6 +131,8 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=()):
     cdef tuple box
     if nbytes < 0:
         raise ValueError("nbytes must be >= 0")
+    if hashers and nbytes >= HASH_BESIDE_FROM:
+        return _recv_hashing_beside(sock_fd, file_fd, nbytes, ms, hashers)
     if not hashers:
         with nogil:
             rc = pyai_recv_to_file(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted)
@@ -102,6 +143,38 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=()):
                                         _feed_hashers, <void *>box)
     if rc < 0:
         if (rc == -EINTR or rc == -ECANCELED) and interrupted:
+            raise interrupted[0]
+        raise os_error(rc, "receive")
+    return rc
+
+
+cdef int64_t _recv_hashing_beside(int sock_fd, int file_fd, int64_t nbytes, int ms, hashers) except -1:
+    cdef int64_t rc
+    cdef int tee_fd
+    cdef list interrupted = []
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(write_fd, _F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass  # a smaller pipe only means more, shorter tees
+    hasher = _PipeHasher(read_fd, hashers)
+    try:
+        hasher.start()
+    except BaseException:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    tee_fd = write_fd
+    try:
+        with nogil:
+            rc = pyai_recv_to_file_tee(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted, tee_fd)
+    finally:
+        os.close(write_fd)  # the hasher sees the end of the pipe
+        hasher.join()
+    if hasher.error is not None:
+        raise hasher.error
+    if rc < 0:
+        if rc == -EINTR and interrupted:
             raise interrupted[0]
         raise os_error(rc, "receive")
     return rc

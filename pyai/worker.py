@@ -9,13 +9,14 @@ answered keeps the connection while the client keeps it busy: it waits up to
 ``LINGER`` seconds for the next request and serves it directly, and only an
 idle connection goes back to the poller.  A thread lingers only while no other
 connection is waiting for a thread, so busy connections never starve new ones
-for longer than one linger.
+for longer than one linger.  A connection that ends is closed by its thread
+too, never by the main loop (see ``handle``).
 """
 
 import select
 from collections import deque
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 # Long enough to cover a client's turn-around between keep-alive requests under
 # load (tens to hundreds of microseconds), short enough that an idle
@@ -38,7 +39,13 @@ class PyaiWorker(ThreadWorker):
         self.waiting.pop()
         while True:
             result = super().handle(conn)
-            if result is not True or not self.alive or conn.is_http2:
+            if not result:
+                # Ending a connection waits up to 2 s for the client to close its
+                # side (gunicorn's graceful close).  Done here it holds this thread;
+                # left to the main loop it would hold every connection of the worker.
+                conn.close(graceful=True)
+                return result
+            if result is _DEFER or not self.alive or conn.is_http2:
                 return result
             if not conn.parser.unreader.buf.getvalue() and not self._next_request_soon(conn):
                 return result

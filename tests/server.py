@@ -131,8 +131,8 @@ class Server:
                 raise RuntimeError(f"port {self.port} in use by another process:\n{log}")
             try:
                 resp = requests.get(self.url + "/", timeout=2)
-                # only once gunicorn says it listens is the answer ours
-                if resp.status_code == 200 and f"Listening at: {self.url} " in self.log():
+                # only once gunicorn says it listens (on loopback or on every address) is the answer ours
+                if resp.status_code == 200 and self._listening_line_logged():
                     return self
                 last = f"GET / answered {resp.status_code}"
             except requests.RequestException as exc:
@@ -140,6 +140,10 @@ class Server:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"service not ready after {START_TIMEOUT}s ({last}):\n{self.log()}")
+
+    def _listening_line_logged(self):
+        log = self.log()
+        return any(f"Listening at: http://{host}:{self.port} " in log for host in ("127.0.0.1", "0.0.0.0", "[::]"))
 
     def stop(self, grace=5.0):
         """SIGTERM the process group, SIGKILL it if it lingers; return the exit code."""

@@ -129,17 +129,35 @@ def test_recv_hashes_what_it_writes(fio, conn, out, size):
     assert rx.recv(100) == b"NEXT REQUEST"  # hashing does not read past the body either
 
 
-def test_recv_hasher_failure_stops_the_receive(fio, conn, out):
+# 100 kB is hashed in line; 3 MiB by a second thread (C: HASH_BESIDE_FROM), which must stop the receive too.
+@pytest.mark.parametrize("size", [100_000, 3 * MiB])
+def test_recv_hasher_failure_stops_the_receive(fio, conn, out, size):
     class Broken:
         def update(self, data):
             raise MemoryError("hasher broke")
 
     rx, tx = conn
     fd, _ = out
-    sender = Sender(tx, os.urandom(100_000))
+    sender = Sender(tx, os.urandom(size))
     with pytest.raises(MemoryError, match="hasher broke"):
-        fio.recv_to_file(rx.fileno(), fd, 100_000, 10, [Broken()])
+        fio.recv_to_file(rx.fileno(), fd, size, 10, [Broken()])
+    rx.close()  # the rest of the body is not wanted: the sender gets an error instead of waiting
+    sender.join(10)
+    assert not sender.is_alive()
+
+
+def test_recv_hashes_a_short_body_up_to_its_end(fio, conn, out):
+    import hashlib
+
+    rx, tx = conn
+    fd, read_back = out
+    body = os.urandom(2 * MiB + 3)
+    sender = Sender(tx, body, eof=True)
+    hasher = hashlib.sha256()
+    assert fio.recv_to_file(rx.fileno(), fd, 5 * MiB, 10, [hasher]) == len(body)
     sender.finish()
+    assert read_back() == body
+    assert hasher.digest() == hashlib.sha256(body).digest()
 
 
 def test_recv_eof_returns_short_count(fio, conn, out):
