@@ -349,7 +349,7 @@ class Service:
 class PyaiService(Service):
     kind = "pyai"
 
-    def __init__(self, name, workdir, prefix, impl):
+    def __init__(self, name, workdir, prefix, impl, **settings):
         super().__init__(name, workdir, prefix)
         self.impl = impl
         self.settings = {
@@ -361,6 +361,7 @@ class PyaiService(Service):
             "PAI_SWEEP_ON_START": "false",  # several servers share one prefix
             "PAI_LOG_LEVEL": "warning",
             "PYAI_IMPL": impl,
+            **settings,
         }
 
     def start(self):
@@ -697,6 +698,8 @@ SCENARIOS = [
     "large PUT disk",
     "large GET disk",
     "large PUT tmpfs",
+    "large PUT disk, no checksum",
+    "large PUT tmpfs, no checksum",
     "large GET tmpfs",
     "range GET 1MiB",
     "small PUT 30B",

@@ -46,6 +46,8 @@ class BenchEnv:
             work = Path(base) / "work"
             self.services[(fs, "pyai")] = bl.PyaiService(f"pyai-c-{fs}", work, prefix, "c").start()
             self.services[(fs, "pyai-python")] = bl.PyaiService(f"pyai-py-{fs}", work, prefix, "python").start()
+            # the cost of the checksum every PUT computes by default, measured beside it
+            self.services[(fs, "pyai-nosum")] = bl.PyaiService(f"pyai-nosum-{fs}", work, prefix, "c", PAI_CHECKSUM="none").start()
             # nginx's upload temp files on the same file system as the target, like pyai's
             self.services[(fs, "nginx")] = bl.NginxService(f"nginx-{fs}", work, prefix, Path(base) / "nginx-body").start()
             # the large file all GETs read: stored by pyai, served by everyone from the same directory

@@ -19,8 +19,18 @@ TARGETS = ["pyai", "nginx", "pyai-python", "raw"]
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("fs", FILESYSTEMS)
 def test_large_put(benchmark, bench_env, fs, target):
-    scenario = f"large PUT {fs}"
-    svc = bench_env.service(fs, target)
+    _large_puts(benchmark, bench_env, f"large PUT {fs}", fs, target, bench_env.service(fs, target))
+
+
+@pytest.mark.parametrize("target", ["pyai", "nginx"])
+@pytest.mark.parametrize("fs", FILESYSTEMS)
+def test_large_put_no_checksum(benchmark, bench_env, fs, target):
+    """pyai with ``checksum = none`` beside nginx: what the default sha256 costs."""
+    svc = bench_env.service(fs, "pyai-nosum" if target == "pyai" else target)
+    _large_puts(benchmark, bench_env, f"large PUT {fs}, no checksum", fs, target, svc)
+
+
+def _large_puts(benchmark, bench_env, scenario, fs, target, svc):
     prefix = bench_env.prefix(fs)
     stored = []
 
