@@ -1,4 +1,5 @@
-"""pyai's gunicorn worker: a thread keeps a busy connection, but never hoards it.
+"""pyai's gunicorn worker: a thread keeps a busy connection, but never hoards it;
+requests gunicorn itself refuses still get pyai's JSON error document.
 
 The worker serves the next request of a kept-alive connection on the thread
 that answered the last one when it arrives quickly; these tests pin down that
@@ -7,8 +8,10 @@ count are still served.
 """
 
 import http.client
+import json
 
 import pytest
+from server import raw_request
 
 # Requests that wait for a hoarded thread would hang: a bounded wait turns that into a failure.
 TIMEOUT = 15
@@ -76,3 +79,24 @@ def test_every_connection_is_served_when_requests_interleave(two_threads):
     finally:
         for conn in conns:
             conn.close()
+
+
+# Requests gunicorn itself refuses before the app sees them, and the status it picks.
+UNREADABLE = [
+    (b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # control character in the target
+    (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),  # no such HTTP version
+    (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),  # a header line without a colon
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),  # over limit_request_line
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"v" * 9000 + b"\r\n\r\n", 431),  # over limit_request_field_size
+]
+
+
+@pytest.mark.parametrize("request_bytes, status", UNREADABLE, ids=["control", "version", "header", "line", "field"])
+def test_unreadable_requests_get_the_json_error_document(server, request_bytes, status):
+    resp = raw_request(server.port, request_bytes)
+    assert resp.status == status, resp
+    assert resp.headers["content-type"] == "application/json"
+    document = json.loads(resp.body)
+    assert document["status"].startswith(str(status))
+    assert set(document) == {"status", "message", "traceback", "version"}
+    assert "<html>" not in resp.body.decode("latin-1")
