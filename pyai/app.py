@@ -1,8 +1,10 @@
-"""The Flask application: routing and HTTP semantics, nothing about storage.
+"""The WSGI application: routing and HTTP semantics, nothing about storage.
 
-``create_app(config)`` builds the app around one Archive.  Every path is
-``/<id>``, read from the raw request URI so an encoded ``/`` can never split
-or escape an id.  Every error leaves as a JSON body (see ``error_response``).
+``create_app(config)`` builds the app around one Archive: plain WSGI handlers
+for GET, HEAD and PUT of an id in front (``data_first``, the hot path), Flask
+for the rest.  Every path is ``/<id>``, read from the raw request URI so an
+encoded ``/`` can never split or escape an id.  Every error leaves as a JSON
+body (see ``error_answer``).
 """
 
 import json
