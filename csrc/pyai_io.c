@@ -109,6 +109,18 @@ static int wait_for(int fd, short events, int timeout_ms, pyai_interrupt_fn inte
     }
 }
 
+/* After a non-blocking call on fd failed with errno: 0 to try it again (once
+ * fd is ready for events, or after a signal the caller lets pass), else
+ * -errno to give up with. */
+static int after_failed_call(int fd, short events, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return wait_for(fd, events, timeout_ms, interrupted, ctx);
+    if (errno == EINTR)
+        return (interrupted && interrupted(ctx)) ? -EINTR : 0;
+    return -errno;
+}
+
 /* A pipe for splice(2), as large as allowed up to CHUNK.  Returns its size,
  * or -errno (the caller then copies through memory instead). */
 static int open_pipe(int p[2], int64_t nbytes)
@@ -186,12 +198,7 @@ static int tee_then_drain(int pipe_fd, int tee_fd, int file_fd, size_t len, int 
         ssize_t n = tee(pipe_fd, tee_fd, len, SPLICE_F_NONBLOCK);
         int rc;
         if (n < 0) {
-            if (errno == EAGAIN)
-                rc = wait_for(tee_fd, POLLOUT, timeout_ms, interrupted, ctx);
-            else if (errno == EINTR)
-                rc = (interrupted && interrupted(ctx)) ? -EINTR : 0;
-            else
-                rc = -errno;
+            rc = after_failed_call(tee_fd, POLLOUT, timeout_ms, interrupted, ctx);
             if (rc < 0)
                 return rc;
             continue;
@@ -256,12 +263,7 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
             got = recv(sock_fd, buf, min_size(nbytes - done, chunk), 0);
         }
         if (got < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                rc = wait_for(sock_fd, POLLIN, timeout_ms, interrupted, ctx);
-            else if (errno == EINTR)
-                rc = (interrupted && interrupted(ctx)) ? -EINTR : 0;
-            else
-                rc = -errno;
+            rc = after_failed_call(sock_fd, POLLIN, timeout_ms, interrupted, ctx);
             if (rc < 0)
                 goto out;
             continue;

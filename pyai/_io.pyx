@@ -132,8 +132,8 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=()):
     if nbytes < 0:
         raise ValueError("nbytes must be >= 0")
     if hashers and nbytes >= HASH_BESIDE_FROM:
-        return _recv_hashing_beside(sock_fd, file_fd, nbytes, ms, hashers)
-    if not hashers:
+        rc = _recv_hashing_beside(sock_fd, file_fd, nbytes, ms, hashers, interrupted)
+    elif not hashers:
         with nogil:
             rc = pyai_recv_to_file(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted)
     else:
@@ -148,10 +148,11 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=()):
     return rc
 
 
-cdef int64_t _recv_hashing_beside(int sock_fd, int file_fd, int64_t nbytes, int ms, hashers) except -1:
+cdef int64_t _recv_hashing_beside(int sock_fd, int file_fd, int64_t nbytes, int ms, hashers,
+                                  list interrupted) except? -1:
+    # The C receive's result (-errno on failure), or the hashing thread's exception raised.
     cdef int64_t rc
     cdef int tee_fd
-    cdef list interrupted = []
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         fcntl.fcntl(write_fd, _F_SETPIPE_SZ, 1 << 20)
@@ -173,10 +174,6 @@ cdef int64_t _recv_hashing_beside(int sock_fd, int file_fd, int64_t nbytes, int 
         hasher.join()
     if hasher.error is not None:
         raise hasher.error
-    if rc < 0:
-        if rc == -EINTR and interrupted:
-            raise interrupted[0]
-        raise os_error(rc, "receive")
     return rc
 
 
