@@ -49,6 +49,13 @@ def _seconds(text):
     return value
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
 def _paths(text):
     """Directories separated by ':' or newlines; each made absolute and resolved."""
     parts = [p.strip() for p in re.split(r"[:\n]", text) if p.strip()]
@@ -85,7 +92,17 @@ SETTINGS = (
     Setting("patch_roots", "archive", "patch_roots", "PAI_PATCH_ROOTS", _paths, ""),
     Setting("max_body_size", "archive", "max_body_size", "PAI_MAX_BODY_SIZE", _size, "0"),
     Setting("receive_timeout", "archive", "receive_timeout", "PAI_RECEIVE_TIMEOUT", _seconds, "60"),
+    # total time a client may take to send a request line and headers
+    Setting("head_timeout", "archive", "head_timeout", "PAI_HEAD_TIMEOUT", _seconds, "30"),
+    # an upload slower than this on average (after its first receive_timeout seconds) is 408
+    Setting("min_body_rate", "archive", "min_body_rate", "PAI_MIN_BODY_RATE", _size, "1K"),
+    # a response whose client takes nothing for this long is dropped
+    Setting("send_timeout", "archive", "send_timeout", "PAI_SEND_TIMEOUT", _seconds, "60"),
     Setting("sweep_on_start", "archive", "sweep_on_start", "PAI_SWEEP_ON_START", _bool, "true"),
+    # the sweep leaves temporary files younger than this alone, locked or not
+    Setting("sweep_min_age", "archive", "sweep_min_age", "PAI_SWEEP_MIN_AGE", _seconds, "600"),
+    # stages and recalls run at most this many at a time per worker; the rest wait their turn
+    Setting("stage_workers", "archive", "stage_workers", "PAI_STAGE_WORKERS", _positive_int, "4"),
     # the digest computed while a PUT is received and stored beside the file (none: no checksums)
     Setting("checksum", "archive", "checksum", "PAI_CHECKSUM", parse_config_algorithm, "sha256"),
     # bearer tokens, one "ro <token>" / "rw <token>" a line (pyai/auth.py); "" leaves the archive open
@@ -124,7 +141,12 @@ class Config:
     patch_roots: tuple
     max_body_size: int
     receive_timeout: float
+    head_timeout: float
+    min_body_rate: int
+    send_timeout: float
     sweep_on_start: bool
+    sweep_min_age: float
+    stage_workers: int
     checksum: Optional[str]
     auth_tokens_file: str
     use_id2filename: bool
