@@ -16,7 +16,7 @@ from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
-from . import __version__, auth
+from . import __version__, auth, parking
 from .archive import Archive, status_headers
 from .backends import create_backend
 from .config import load as load_config
@@ -26,6 +26,7 @@ from .digests import response_headers as digest_headers
 from .errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .openapi import RESERVED_ID, load_description
 from .ranges import parse_byte_range, parse_range_header
+from .parking import run_to_end
 from .receive import CLOSE_CONNECTION, RequestBody, abandon_body
 
 try:
@@ -39,6 +40,10 @@ METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 SEND_BLOCK = 1024 * 1024
 INLINE_MAX = 16 * 1024  # bodies up to this size are read and sent from memory (64 KiB measured faster with sendfile)
 MAX_PATCH_BODY = 64 * 1024
+# How long a thread waits for an upload's next bytes before the upload is parked
+# in the worker's poller: longer than the gaps of a healthy stream, short enough
+# that slow clients hand their thread back at once.
+PATIENCE = 0.1
 
 
 def create_app(config=None):
@@ -97,30 +102,53 @@ def data_first(archive, config, flask_app, reserved, tokens=None):
     than everything pyai does for it (measured in-process: a HEAD 105 us
     through Flask, 31 us here).  POST, PATCH, DELETE and ``/`` go on to Flask.
     With authentication on (``tokens``), they check the token first, as
-    Flask's ``before_request`` does for the rest.
+    Flask's ``before_request`` does for the rest.  Under pyai's worker a PUT
+    is answered by a generator that yields while its client is slow (see
+    ``pyai.parking``), so the upload waits in the poller, not in a thread.
     """
     handlers = {"GET": get_file, "HEAD": head_file, "PUT": put_file}
 
-    def app(environ, start_response):
-        handler = handlers.get(environ["REQUEST_METHOD"])
-        if handler is None or environ.get("PATH_INFO", "/") in reserved:
-            return flask_app(environ, start_response)
-        try:
-            if tokens is not None:
-                auth.check(tokens, environ["REQUEST_METHOD"], request_path(environ), environ)
-            ident = id_from_uri(environ)
-            archive.check()
-            status, headers, body = handler(archive, ident, environ, config)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
-            method = environ["REQUEST_METHOD"]
-            status, document, headers = error_answer(exc, method, request_path(environ), config)
-            status, headers, body = json_parts(status, document, headers)
+    def admitted(environ):
+        """The id of a request that may go on: authorized, well-formed, storage up."""
+        if tokens is not None:
+            auth.check(tokens, environ["REQUEST_METHOD"], request_path(environ), environ)
+        ident = id_from_uri(environ)
+        archive.check()
+        return ident
+
+    def failed(environ, exc):
+        status, document, headers = error_answer(exc, environ["REQUEST_METHOD"], request_path(environ), config)
+        return json_parts(status, document, headers)
+
+    def answer(environ, start_response, parts):
+        status, headers, body = parts
         if environ.get(CLOSE_CONNECTION):
             close_after_response(start_response)
         start_response(STATUS_LINES[status], list(headers.items()))
         if environ["REQUEST_METHOD"] == "HEAD":
             return []  # the headers, Content-Length included, are GET's; the body is not sent
         return body
+
+    def parked_put(environ, start_response):
+        try:
+            ident = admitted(environ)
+            parts = yield from put_steps(archive, ident, environ, config)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
+            parts = failed(environ, exc)
+        yield from answer(environ, start_response, parts)
+
+    def app(environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        handler = handlers.get(method)
+        if handler is None or environ.get("PATH_INFO", "/") in reserved:
+            return flask_app(environ, start_response)
+        if method == "PUT" and environ.get(parking.CAN_PARK):
+            return parked_put(environ, start_response)
+        try:
+            parts = handler(archive, admitted(environ), environ, config)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
+            parts = failed(environ, exc)
+        return answer(environ, start_response, parts)
 
     return app
 
@@ -147,11 +175,19 @@ def closing_when_asked(wsgi_app):
 
 
 def id_from_uri(environ):
-    """The id: the one path segment of the raw URI, percent-decoded after splitting."""
+    """The id: the one path segment of the raw URI, percent-decoded after splitting.
+
+    Splitting the raw URI keeps an encoded ``/`` inside the id (where it is
+    refused) instead of letting it make a second segment.  The result must
+    still name the path that routing and authentication saw (PATH_INFO): a
+    target they read differently (a fragment, an odd absolute form) is 400.
+    """
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw is None:  # a server that only gives the decoded path: '/' splits already
         segment = environ.get("PATH_INFO", "")[1:]
     else:
+        if "#" in raw:
+            raise BadRequest("a request target cannot hold a fragment ('#')", detail="fragment in request target")
         path = raw.split("?", 1)[0]
         if "://" in path:  # absolute-form request target
             path = "/" + path.split("://", 1)[1].partition("/")[2]
@@ -159,7 +195,10 @@ def id_from_uri(environ):
     if "/" in segment:
         raise NotFound("the archive has no nested paths: a URL is /<id>", detail="path has extra segments")
     # undecodable bytes become U+FFFD, which no id contains: a 400, not a 500
-    return unquote(segment, errors="replace") if "%" in segment else segment
+    ident = unquote(segment, errors="replace") if "%" in segment else segment
+    if raw is not None and "/" + ident != request_path(environ):
+        raise BadRequest("the request target is ambiguous", detail="target does not match its path")
+    return ident
 
 
 def request_path(environ):
@@ -280,10 +319,22 @@ class FileRange:
 
 def put_file(archive, ident, environ, config):
     """PUT: store the body under the id (201), or refuse it and close the connection."""
+    return run_to_end(put_steps(archive, ident, environ, config))
+
+
+def put_steps(archive, ident, environ, config):
+    """PUT as a generator: yields a ``parking.Wait`` while the client is slow
+    (only where the worker can park it), returns the answer's parts."""
     try:
         expected = expected_digests(EnvironHeaders(environ))
-        body = RequestBody(environ, config.max_body_size, config.receive_timeout or None, archive.wanted_algorithms(expected))
-        size, warning = archive.put(ident, body, environ.get("HTTP_LAST_MODIFIED"), expected)
+        body = RequestBody(
+            environ, config.max_body_size, config.receive_timeout or None, archive.wanted_algorithms(expected),
+            min_rate=config.min_body_rate,
+        )
+        patience = PATIENCE if environ.get(parking.CAN_PARK) and body.fileno() is not None else None
+        size, warning = yield from archive.storing(
+            ident, body, environ.get("HTTP_LAST_MODIFIED"), expected, patience, lambda: parking.send_continue(environ)
+        )
     except BaseException:
         abandon_body(environ)
         raise
@@ -299,6 +350,7 @@ def patch_source():
     if announced is not None and announced > MAX_PATCH_BODY:
         request.environ[CLOSE_CONNECTION] = True  # its body stays unread on the socket
         raise BadRequest("the PATCH body is too large", detail="body too large")
+    parking.send_continue(request.environ)
     data = request.stream.read(MAX_PATCH_BODY + 1)  # never more than that into memory, chunked or not
     if len(data) > MAX_PATCH_BODY:
         request.environ[CLOSE_CONNECTION] = True

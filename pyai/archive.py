@@ -12,6 +12,7 @@ from . import digests
 from .dates import parse_http_date
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .ids import InvalidId
+from .parking import Wait, run_to_end
 
 NOT_FOUND = "File Not Found"
 
@@ -42,19 +43,31 @@ class Archive:
             raise NotFound("no file is stored under this id", detail="not found") from None
 
     def put(self, ident, body, last_modified=None, expected=None):
-        """Store the body under the id; return ``(bytes stored, warning or None)``.
+        """Store the body under the id, waiting for it as long as it takes; see ``storing``."""
+        return run_to_end(self.storing(ident, body, last_modified, expected))
+
+    def storing(self, ident, body, last_modified=None, expected=None, patience=None, before_body=None):
+        """Store the body under the id: a generator returning ``(bytes stored, warning or None)``.
 
         ``body`` computes the configured checksum and every algorithm of
         ``expected`` (the client's ``{algorithm: digest}``); a body that does
-        not match is refused (400) and nothing is stored.
+        not match is refused (400) and nothing is stored.  With ``patience``,
+        whenever no byte came for that many seconds it yields a
+        ``parking.Wait`` so the caller can wait for the client without a
+        thread; without, it never yields.  ``before_body`` is called once the
+        request is accepted, before the first byte is read.
         """
         path = self.path(ident)
         replace = self.config.allow_overwrite
         if not replace and self.backend.exists(path):
             raise Conflict("the id already holds a file and the archive is write-once", detail="id already holds a file")
         mtime, warning = _mtime_from(last_modified)
+        if before_body is not None:
+            before_body()
         with self.backend.create(path, size_hint=body.length, replace=replace) as writer:
-            size = body.copy_to(writer)
+            while not body.receive(writer, patience):
+                yield Wait(body.fileno(), body.deadline())
+            size = body.received
             computed = body.digests()
             wrong = digests.mismatch(expected or {}, computed)
             if wrong:

@@ -1,70 +1,448 @@
-"""The gunicorn worker pyai runs: gthread, minus a round trip per request.
+"""The gunicorn worker pyai runs: a poller for waiting, a thread pool for work.
 
-gunicorn's threaded worker hands a kept-alive connection back to its main
-thread after every response; the main thread polls it and, when the next
-request arrives, submits it to the pool again.  For small requests that
-hand-off (a future, a wake-up pipe, two epoll_ctl calls and two GIL hand-overs
-between threads) costs more than the request itself.  Here the thread that
-answered keeps the connection while the client keeps it busy: it waits up to
-``LINGER`` seconds for the next request and serves it directly, and only an
-idle connection goes back to the poller.  A thread lingers only while no other
-connection is waiting for a thread, so busy connections never starve new ones
-for longer than one linger.  A connection that ends is closed by its thread
-too, never by the main loop (see ``handle``).  And a request gunicorn itself
-refuses (a malformed request line or header, a head over the limits) is
-answered with pyai's JSON error document instead of gunicorn's HTML page.
+Threads are for work that is ready; waiting on a client is the poller's job,
+as in nginx.  The main thread accepts connections and polls every one that
+waits for its client: for a request head (read into a buffer without
+blocking, see ``pyai.connection``), for an upload's next bytes (the app
+yields a ``pyai.parking.Wait``), for room in the socket to send more of an
+answer, or for the client to close after ``Connection: close``.  A pool
+thread gets a connection only when there is work: a complete head to answer,
+bytes to receive, room to send.  Each wait has a deadline (``head_timeout``,
+the upload's progress and rate deadlines, ``send_timeout``, 2 s for the
+closing handshake), so no client holds anything for long.
+
+The thread that answered keeps a busy kept-alive connection: it waits up to
+``LINGER`` for the next request and serves it directly, and only while no
+other connection waits for a thread (a round trip through the poller costs
+more than a small request).  Every connection is counted once and closed
+once, by the main thread; ``worker_connections`` caps them.  On TERM (and so
+on HUP, which replaces the workers) the worker stops accepting, closes idle
+connections, and lets the transfers in progress finish within
+``graceful_timeout``.  A request gunicorn's parser refuses (a malformed
+request line or header, a head over the limits) is answered with pyai's JSON
+error document instead of gunicorn's HTML page.
 """
 
+import errno
 import html
 import json
+import os
+import queue
 import re
 import select
+import selectors
+import socket
+import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
-from gunicorn import util
-from gunicorn.workers.gthread import _DEFER, ThreadWorker
+from gunicorn import http, util
+from gunicorn.http import wsgi
+from gunicorn.workers.base import Worker
 
-from . import __version__
+from . import __version__, parking
+from .config import load as load_config
+from .connection import CLOSE, DROP, EOF, PARK_READ, PARK_WRITE, PARTIAL, READ_HEAD, Connection, Exchange, head_limit
 
 # Long enough to cover a client's turn-around between keep-alive requests under
 # load (tens to hundreds of microseconds), short enough that an idle
 # connection returns its thread almost at once.
 LINGER = 0.005
+# After "Connection: close" the client gets this long to read the answer and close.
+CLOSE_LINGER = 2.0
+CLOSE_DRAIN_MAX = 65536
+# A stopping worker keeps idle kept-alive connections this long, for a request already on its way.
+STOP_LINGER = 2.0
+# How often the poller looks for expired deadlines, and tells the arbiter it lives.
+TICK = 0.25
+# Unread request body a finished answer may still drain before the connection is reused.
+DRAIN_WAIT = 0.05
 
 
-class PyaiWorker(ThreadWorker):
+class PyaiWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # One entry per connection submitted to the pool and not yet picked up
-        # (deque append/pop are atomic: the main thread adds, pool threads take).
+        self.conns = set()
+        # Connections submitted to the pool and not yet picked up (deque
+        # append/pop are atomic: the main thread adds, pool threads take).
         self.waiting = deque()
+        self.finished = queue.SimpleQueue()  # (conn, outcome) from the pool threads
+        self.poller = None
+        self.tpool = None
+        self.accepting = False
+        self.stopping_since = None
+        settings = load_config(prepare=False)
+        self.head_timeout = settings.head_timeout or None
+        self.send_timeout = settings.send_timeout or None
+        self.head_max = head_limit(self.cfg)
 
-    def enqueue_req(self, conn):
-        self.waiting.append(None)
-        super().enqueue_req(conn)
+    @classmethod
+    def check_config(cls, cfg, log):
+        if cfg.worker_connections < cfg.threads:
+            log.warning("worker_connections (%s) is below threads (%s)", cfg.worker_connections, cfg.threads)
 
-    def handle(self, conn):
-        self.waiting.pop()
+    def init_process(self):
+        self.poller = selectors.DefaultSelector()
+        self.tpool = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="pyai")
+        super().init_process()
+
+    def handle_exit(self, sig, frame):
+        self.alive = False  # the signal's byte on self.PIPE wakes the poller
+
+    def handle_quit(self, sig, frame):
+        self.tpool.shutdown(wait=False)
+        super().handle_quit(sig, frame)
+
+    # ---- the main thread -------------------------------------------------
+
+    def run(self):
+        self.poller.register(self.PIPE[0], selectors.EVENT_READ, self._on_wakeup)
+        for listener in self.sockets:
+            listener.setblocking(False)
+        last_tick = 0.0
         while True:
-            result = super().handle(conn)
-            if not result:
-                # Ending a connection waits up to 2 s for the client to close its
-                # side (gunicorn's graceful close).  Done here it holds this thread;
-                # left to the main loop it would hold every connection of the worker.
-                conn.close(graceful=True)
-                return result
-            if result is _DEFER or not self.alive or conn.is_http2:
-                return result
-            if not conn.parser.unreader.buf.getvalue() and not self._next_request_soon(conn):
-                return result
+            now = time.monotonic()
+            if not self.alive and self.stopping_since is None:
+                self._begin_stop(now)
+            if self.stopping_since is not None:
+                if not self.conns or now - self.stopping_since > self.cfg.graceful_timeout:
+                    break
+            self._set_accepting(self.alive and len(self.conns) < self.cfg.worker_connections)
+            if now - last_tick >= TICK:
+                last_tick = now
+                self.notify()
+                self._expire(now)
+                if not self.is_parent_alive():
+                    break
+            try:
+                events = self.poller.select(TICK)
+            except InterruptedError:
+                continue
+            for key, _ in events:
+                key.data(key.fileobj)
+            self._collect_finished()
+        self._set_accepting(False)
+        for conn in list(self.conns):
+            self._close(conn)
+        self.tpool.shutdown(wait=False)
+        self.poller.close()
+        for listener in self.sockets:
+            listener.close()
+
+    def is_parent_alive(self):
+        if self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            return False
+        return True
+
+    def _begin_stop(self, now):
+        """Stop accepting; idle connections get STOP_LINGER for a request already on its way."""
+        self.stopping_since = now
+        for conn in self.conns:
+            if conn.exchange is None and not conn.head and conn.deadline is not None:
+                conn.deadline = min(conn.deadline, now + STOP_LINGER)
+
+    def _set_accepting(self, enabled):
+        if enabled == self.accepting:
+            return
+        for listener in self.sockets:
+            if enabled:
+                self.poller.register(listener, selectors.EVENT_READ, self._accept)
+            else:
+                self.poller.unregister(listener)
+        self.accepting = enabled
+
+    def _on_wakeup(self, fd):
+        try:
+            while os.read(self.PIPE[0], 4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _wake(self):
+        try:
+            os.write(self.PIPE[1], b".")
+        except (BlockingIOError, InterruptedError):
+            pass  # a wake-up is pending already
+
+    def _accept(self, listener):
+        while len(self.conns) < self.cfg.worker_connections:
+            try:
+                sock, client = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.log.error("cannot accept a connection: %s", exc)
+                    return
+                raise
+            sock.setblocking(False)
+            conn = Connection(sock, client, listener.getsockname(), self.head_max)
+            self.conns.add(conn)
+            self._wait_for_head(conn, time.monotonic())
+
+    def _wait_for_head(self, conn, now):
+        if conn.head_started is None:
+            idle = self.cfg.keepalive if conn.served else (self.head_timeout or self.cfg.keepalive)
+            conn.deadline = now + (idle or 0.001)
+            if self.stopping_since is not None:
+                conn.deadline = min(conn.deadline, now + STOP_LINGER)
+        else:
+            conn.deadline = conn.head_started + self.head_timeout if self.head_timeout else None
+        self.poller.register(conn.sock, selectors.EVENT_READ, lambda _s, c=conn: self._on_head_bytes(c))
+
+    def _on_head_bytes(self, conn):
+        state = conn.read_head()
+        if state == PARTIAL:
+            if conn.head_started is not None and self.head_timeout:
+                conn.deadline = conn.head_started + self.head_timeout
+            return
+        self.poller.unregister(conn.sock)
+        if state == EOF and not conn.head:
+            self._close(conn)
+            return
+        self._submit(conn, self._serve)
+
+    def _submit(self, conn, step):
+        conn.deadline = None
+        self.waiting.append(None)
+        self.tpool.submit(self._run_step, conn, step)
+
+    def _collect_finished(self):
+        while True:
+            try:
+                conn, outcome = self.finished.get_nowait()
+            except queue.Empty:
+                return
+            self._after(conn, outcome, time.monotonic())
+
+    def _after(self, conn, outcome, now):
+        """Put a connection a thread has finished with where it waits next."""
+        if conn.closed:
+            return
+        if outcome == READ_HEAD:
+            if not self.alive and not conn.head:
+                self._close(conn)  # a stopping worker takes no new request on it
+            else:
+                self._wait_for_head(conn, now)
+        elif outcome == PARK_READ:
+            wait = conn.exchange.wait
+            # never a deadline in the past: an app that keeps asking must not spin the loop
+            conn.deadline = max(wait.deadline, now + 0.01) if wait.deadline is not None else None
+            self.poller.register(wait.fd, selectors.EVENT_READ, lambda _s, c=conn: self._resume(c))
+        elif outcome == PARK_WRITE:
+            conn.deadline = conn.exchange.send_deadline
+            self.poller.register(conn.sock, selectors.EVENT_WRITE, lambda _s, c=conn: self._resume(c))
+        elif outcome == CLOSE:
+            self._close_gracefully(conn, now)
+        else:
+            self._close(conn)
+
+    def _resume(self, conn):
+        self.poller.unregister(conn.exchange.wait.fd if conn.exchange.wait else conn.sock)
+        conn.exchange.wait = None
+        self._submit(conn, self._continue)
+
+    def _close_gracefully(self, conn, now):
+        """Half-close, then wait (in the poller) for the client to close, so it reads the whole answer."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.deadline = now + CLOSE_LINGER
+        conn.drained = 0
+        self.poller.register(conn.sock, selectors.EVENT_READ, lambda _s, c=conn: self._drain(c))
+
+    def _drain(self, conn):
+        try:
+            data = conn.sock.recv(CLOSE_DRAIN_MAX, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained >= CLOSE_DRAIN_MAX:
+            self._close(conn)
+
+    def _expire(self, now):
+        for conn in [c for c in self.conns if c.deadline is not None and c.deadline <= now]:
+            exchange = conn.exchange
+            if exchange is not None and exchange.wait is not None:
+                self._resume(conn)  # the app answers its own deadline (408)
+            elif exchange is None and conn.head:
+                self._refuse_slow_head(conn)
+            else:
+                self._close(conn)
+
+    def _refuse_slow_head(self, conn):
+        """A head that did not complete within head_timeout: 408, best effort, then close."""
+        body = _error_body("408 Request Timeout", "the request head did not arrive in time")
+        try:
+            conn.sock.send(_error_head("408 Request Timeout", body) + body, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        self._close(conn)
+
+    def _close(self, conn):
+        """The one place a connection ends: unregistered, its exchange released, closed, uncounted."""
+        if conn.closed:
+            return
+        conn.closed = True
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        exchange = conn.exchange
+        if exchange is not None:
+            if exchange.wait is not None:
+                try:
+                    self.poller.unregister(exchange.wait.fd)
+                except (KeyError, ValueError):
+                    pass
+            conn.exchange = None
+            exchange.close(self)
+        util.close(conn.sock)
+        self.conns.discard(conn)
+
+    # ---- pool threads ----------------------------------------------------
+
+    def _run_step(self, conn, step):
+        self.waiting.pop()
+        try:
+            outcome = step(conn)
+        except Exception:
+            self.log.exception("Error handling request")
+            outcome = DROP
+        self.finished.put((conn, outcome))
+        self._wake()
+
+    def _serve(self, conn):
+        """Answer the complete head in the buffer, and the next ones while the client keeps the connection busy."""
+        while True:
+            outcome = self._answer(conn)
+            if outcome != READ_HEAD:
+                return outcome
+            outcome = self._next_head(conn, linger=True)
+            if outcome is not None:
+                return outcome
+
+    def _continue(self, conn):
+        """A parked exchange can move on (bytes arrived, room to send, or its deadline came)."""
+        outcome = self._pump(conn)
+        if outcome != READ_HEAD:
+            return outcome
+        return self._next_head(conn) or self._serve(conn)
+
+    def _next_head(self, conn, linger=False):
+        """None when the next head is ready to answer here, else where the connection waits."""
+        conn.take_read_ahead()
+        state = conn.read_head()
+        if state == PARTIAL and linger and not conn.head and self._next_request_soon(conn):
+            state = conn.read_head()
+        if state == PARTIAL:
+            return READ_HEAD
+        if state == EOF and not conn.head:
+            return DROP
+        return None
 
     def _next_request_soon(self, conn):
         """True when the client sends its next request within LINGER and no one waits for a thread."""
-        if self.waiting:
+        if self.waiting or not self.alive:
             return False
         poller = select.poll()
         poller.register(conn.sock, select.POLLIN)
         return bool(poller.poll(LINGER * 1000))
+
+    def _answer(self, conn):
+        """Parse the buffered head, run the app, and send as much of the answer as the socket takes."""
+        if conn.parser is None:
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.hand_head_to_parser()
+        req = None
+        try:
+            # The head is in the parser's buffer: it needs no socket read.  Should
+            # it ask for one anyway, the socket is non-blocking and says so.
+            req = next(conn.parser)
+            exchange = conn.exchange = Exchange(conn, req, self.send_timeout)
+            resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
+            exchange.resp, exchange.environ = resp, environ
+            resp.sock = exchange  # headers and body bytes collect in the exchange
+            environ["wsgi.multithread"] = True
+            environ[parking.CAN_PARK] = True
+            environ[parking.SEND_CONTINUE] = exchange.send_continue
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                    self.alive = False
+            if not self.alive or not self.cfg.keepalive:
+                resp.force_close()
+            conn.sock.setblocking(True)  # the app may read the request body
+            try:
+                respiter = self.wsgi(environ, resp.start_response)
+            finally:
+                conn.sock.setblocking(False)
+            exchange.start_body(respiter, environ["wsgi.file_wrapper"], self.cfg)
+        except StopIteration:
+            return DROP
+        except http.errors.NoMoreData:
+            return DROP
+        except BlockingIOError:  # the head was not complete after all
+            return DROP
+        except OSError as exc:
+            return self._socket_error(exc)
+        except Exception as exc:
+            return self._refuse(conn, req, exc)
+        return self._pump(conn)
+
+    def _pump(self, conn):
+        exchange = conn.exchange
+        try:
+            outcome = exchange.pump()
+        except OSError as exc:
+            return self._socket_error(exc)
+        except Exception as exc:
+            if exchange.resp.headers_sent or exchange.out:
+                self.log.exception("Error handling request")
+                return DROP
+            return self._refuse(conn, exchange.req, exc)
+        if outcome is not None:
+            return outcome
+        conn.exchange = None
+        conn.served += 1
+        keep = not exchange.resp.should_close()
+        exchange.close(self)
+        if keep:
+            keep = self._drained(conn)
+        return READ_HEAD if keep else CLOSE
+
+    def _drained(self, conn):
+        """True when the request's body is fully read (what the app left is drained, briefly)."""
+        conn.sock.setblocking(True)
+        try:
+            return bool(conn.parser.finish_body(deadline=time.monotonic() + DRAIN_WAIT))
+        except Exception:
+            return False
+        finally:
+            conn.sock.setblocking(False)
+
+    def _socket_error(self, exc):
+        if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT, None):
+            self.log.exception("Socket error processing request.")
+        return DROP
+
+    def _refuse(self, conn, req, exc):
+        exchange = conn.exchange
+        conn.exchange = None
+        if exchange is not None:
+            exchange.close(self)
+        conn.sock.setblocking(True)
+        try:
+            self.handle_error(req, conn.sock, conn.client, exc)
+        finally:
+            conn.sock.setblocking(False)
+        return CLOSE
 
     def handle_error(self, req, client, addr, exc):
         """gunicorn's answer to a request it could not parse, as a JSON error document.
@@ -75,14 +453,21 @@ class PyaiWorker(ThreadWorker):
         page = _CapturedPage()
         super().handle_error(req, page, addr, exc)
         status, message = _status_and_message(page.data)
-        body = json.dumps(
-            {"status": status, "message": message, "traceback": f"request: {status}", "version": __version__}
-        ).encode()
-        head = f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        body = _error_body(status, message)
         try:
-            util.write_nonblock(client, head.encode("latin-1") + body)
+            util.write_nonblock(client, _error_head(status, body) + body)
         except Exception:  # the client may be gone; there is no one left to tell
             self.log.debug("Failed to send error message.")
+
+
+def _error_body(status, message):
+    return json.dumps({"status": status, "message": message, "traceback": f"request: {status}", "version": __version__}).encode()
+
+
+def _error_head(status, body):
+    return (
+        f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
 
 
 class _CapturedPage:

@@ -1,0 +1,246 @@
+"""One client connection of pyai's worker, and the request it is answering.
+
+A ``Connection`` collects a request head without blocking (``read_head``):
+the worker's poller calls it whenever the socket is readable, and only a
+complete head goes to a pool thread.  An ``Exchange`` is one request and its
+answer; the answer is written without blocking (``Exchange.pump``): headers
+and small bodies from memory, files with sendfile(2), and whatever the
+client's socket cannot take now waits in the exchange (bytes, or the file,
+offset and length left) until the poller sees the socket writable.  Nothing
+here ever waits for a client.
+"""
+
+import os
+import socket
+import time
+from datetime import datetime
+
+from . import parking
+
+# Outcomes of a step, for the worker's poller.
+READ_HEAD = "read-head"  # wait for (the rest of) the next request head
+PARK_READ = "park-read"  # the answer waits for request bytes (a parked upload)
+PARK_WRITE = "park-write"  # the answer waits for the client to take bytes
+CLOSE = "close"  # done: half-close, let the client read the answer, then close
+DROP = "drop"  # close now (the client is gone or the connection is unusable)
+
+# Head states (read_head).
+COMPLETE, PARTIAL, OVERLONG, EOF = "complete", "partial", "overlong", "eof"
+
+RECV_SIZE = 65536
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+MAX_IO = 0x7FFFF000
+
+
+def head_limit(cfg):
+    """The most bytes a request head may take: the request line and every field at their limits."""
+    line = cfg.limit_request_line or 8190
+    fields = cfg.limit_request_fields or 100
+    field = cfg.limit_request_field_size or 8190
+    return line + 2 + fields * (field + 2) + 2
+
+
+class Connection:
+    """A client socket (non-blocking while the poller has it), its head buffer and its exchange."""
+
+    def __init__(self, sock, client, server, head_max):
+        self.sock = sock
+        self.client = client
+        self.server = server
+        self.head_max = head_max
+        self.head = bytearray()
+        self.head_started = None  # monotonic time of the head's first byte
+        self.parser = None
+        self.exchange = None
+        self.deadline = None  # when the poller gives up waiting (monotonic)
+        self.closed = False
+        self.served = 0
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def read_head(self):
+        """Take what the socket holds without waiting; COMPLETE, PARTIAL, OVERLONG or EOF."""
+        while True:
+            state = self.head_state()
+            if state != PARTIAL:
+                return state
+            try:
+                data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return PARTIAL
+            except OSError:
+                return EOF
+            if not data:
+                return EOF
+            if not self.head:
+                self.head_started = time.monotonic()
+            self.head += data
+
+    def head_state(self):
+        # Empty lines before a request line are ignored (RFC 9112 2.2).
+        while self.head[:2] == b"\r\n":
+            del self.head[:2]
+        if b"\r\n\r\n" in self.head:
+            return COMPLETE
+        if len(self.head) > self.head_max:
+            return OVERLONG  # the parser answers 414 or 431
+        return PARTIAL
+
+    def take_read_ahead(self):
+        """Bytes the parser read past the last request (a pipelined next head) go back to the head buffer."""
+        unreader = self.parser.unreader
+        ahead = unreader.buf.getvalue()
+        if ahead:
+            unreader.buf.seek(0)
+            unreader.buf.truncate()
+            if not self.head:
+                self.head_started = time.monotonic()
+            self.head[:0] = ahead
+
+    def hand_head_to_parser(self):
+        self.parser.unreader.unread(bytes(self.head))
+        self.head.clear()
+        self.head_started = None
+
+
+class Exchange:
+    """One request and its answer, written without blocking.
+
+    The gunicorn Response writes into ``sendall`` here (``resp.sock`` is this
+    object), so headers and framed body bytes collect in ``out``; ``pump``
+    moves them, then a file range with sendfile, then asks the response
+    iterable for more.
+    """
+
+    def __init__(self, conn, req, send_timeout):
+        self.conn = conn
+        self.req = req
+        self.resp = None
+        self.environ = None
+        self.respiter = None
+        self.iterator = None  # the response iterable, while it has items to give
+        self.file = None  # [fd, offset, left] of a body sent with sendfile
+        self.out = bytearray()
+        self.wait = None  # the parking.Wait the iterator yielded
+        self.send_timeout = send_timeout or None
+        self.send_deadline = None
+        self.started = datetime.now()
+        self.done = False
+        self.continue_pending = bool(getattr(req, "_expected_100_continue", False))
+        if self.continue_pending:
+            req._expected_100_continue = False  # gunicorn would send it before the app could refuse
+
+    # gunicorn's Response writes here
+    def sendall(self, data):
+        self.out += data
+
+    def send_continue(self):
+        """Send 100 Continue now (the app has decided to read the body); blocking, it is 25 bytes."""
+        if self.continue_pending and not self.resp.headers_sent:
+            self.continue_pending = False
+            self.conn.sock.sendall(CONTINUE)
+
+    def start_body(self, respiter, file_wrapper, cfg):
+        """Choose how the body goes out: sendfile for a file of known length, else the iterable."""
+        self.respiter = respiter
+        resp = self.resp
+        filelike = getattr(respiter, "filelike", None) if isinstance(respiter, file_wrapper) else None
+        if filelike is not None and hasattr(filelike, "fileno") and not cfg.is_ssl and cfg.sendfile is not False:
+            if resp.response_length is not None and not resp.chunked:
+                try:
+                    fd = filelike.fileno()
+                    offset = os.lseek(fd, 0, os.SEEK_CUR)
+                except (OSError, ValueError, AttributeError):
+                    fd = None
+                if fd is not None:
+                    resp.send_headers()
+                    if not _omits_body(resp):
+                        self.file = [fd, offset, resp.response_length]
+                        resp.sent += resp.response_length
+                    return
+        self.iterator = iter(respiter)
+
+    def pump(self):
+        """Move the answer on as far as the socket takes it: PARK_WRITE, PARK_READ, or None when it is all sent."""
+        sock = self.conn.sock
+        while True:
+            if self.out:
+                try:
+                    sent = sock.send(self.out, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    return self._blocked()
+                del self.out[:sent]
+                self._progress()
+                continue
+            if self.file is not None:
+                fd, offset, left = self.file
+                if left <= 0:
+                    self.file = None
+                    continue
+                try:
+                    sent = _sendfile_nowait(sock, fd, offset, left)
+                except (BlockingIOError, InterruptedError):
+                    return self._blocked()
+                if sent == 0:  # the file is shorter than announced: the answer cannot be completed
+                    raise ConnectionAbortedError("the file ended before its Content-Length")
+                self.file = [fd, offset + sent, left - sent]
+                self._progress()
+                continue
+            if self.iterator is not None:
+                sock.setblocking(True)  # the app may read the request body, blocking
+                try:
+                    item = next(self.iterator)
+                except StopIteration:
+                    self.iterator = None
+                    self.resp.close()  # the head if nothing was written, the last chunk if chunked
+                    continue
+                finally:
+                    sock.setblocking(False)
+                if isinstance(item, parking.Wait):
+                    if self.resp.headers_sent:
+                        raise RuntimeError("a response iterable waited after its answer began")
+                    self.wait = item
+                    return PARK_READ
+                self.resp.write(item)
+                continue
+            return None
+
+    def _progress(self):
+        self.send_deadline = None
+
+    def _blocked(self):
+        if self.send_deadline is None and self.send_timeout:
+            self.send_deadline = time.monotonic() + self.send_timeout
+        return PARK_WRITE
+
+    def close(self, worker):
+        """The exchange is over (answered, or abandoned): release the app's iterable and log it."""
+        if self.done:
+            return
+        self.done = True
+        respiter, self.respiter, self.iterator = self.respiter, None, None
+        try:
+            if hasattr(respiter, "close"):
+                respiter.close()
+        except Exception:
+            worker.log.exception("closing a response failed")
+        if self.resp is not None:
+            try:
+                worker.log.access(self.resp, self.req, self.environ or {}, datetime.now() - self.started)
+            except Exception:
+                worker.log.exception("access log failed")
+        try:
+            worker.cfg.post_request(worker, self.req, self.environ or {}, self.resp)
+        except Exception:
+            worker.log.exception("Exception in post_request hook")
+
+
+def _omits_body(resp):
+    code = getattr(resp, "status_code", None)
+    return resp.req.method == "HEAD" or code in (204, 304) or (code is not None and 100 <= code < 200)
+
+
+def _sendfile_nowait(sock, fd, offset, count):
+    """os.sendfile on a socket that is non-blocking while the poller owns the connection."""
+    return os.sendfile(sock.fileno(), fd, offset, min(count, MAX_IO))
