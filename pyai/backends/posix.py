@@ -4,7 +4,15 @@ Writes go to a temporary file in the target directory (a name no id can
 address, locked while it is written), are fsynced, stamped and made read-only,
 then published with a rename that refuses to replace; the directory is fsynced
 before the client hears 201.  Reads hand gunicorn a real descriptor so the
-kernel sends the bytes (sendfile).
+kernel sends the bytes (sendfile); a symlink under an id is no stored file.
+
+PATCH works on descriptors, never on a path checked and then used again: the
+source is opened below a held descriptor of its root without following any
+symlink (see ``beneath``), must be a regular file with one link, is renamed to
+a temporary name beside the id, checked to be the inode that was opened, made
+the service's (owner, mode 0444, fsync) and published like a PUT.  Where a
+rename cannot do that (another file system, or a non-root service and a file
+it does not own) the bytes are copied, with their checksum, instead.
 """
 
 import collections
