@@ -4,11 +4,22 @@ Writes go to a temporary file in the target directory (a name no id can
 address, locked while it is written), are fsynced, stamped and made read-only,
 then published with a rename that refuses to replace; the directory is fsynced
 before the client hears 201.  Reads hand gunicorn a real descriptor so the
-kernel sends the bytes (sendfile).
+kernel sends the bytes (sendfile); a symlink under an id is no stored file.
+
+PATCH works on descriptors, never on a path checked and then used again: the
+source is opened below a held descriptor of its root without following any
+symlink (see ``beneath``), must be a regular file with one link, is renamed to
+a temporary name beside the id, checked to be the inode that was opened, made
+the service's (owner, mode 0444, fsync) and published like a PUT.  Where a
+rename cannot do that (another file system, or a non-root service and a file
+it does not own) the bytes are copied, with their checksum, instead.
 """
 
+import collections
+import contextlib
 import errno
 import fcntl
+import hashlib
 import io
 import itertools
 import logging
@@ -20,13 +31,19 @@ from .. import fileio
 from ..dirsync import DirectorySyncer
 from ..errors import BackendUnavailable, Conflict, Forbidden
 from ..ids import id2filename, parse_integer, parse_safe_name
-from . import checksum_store
+from . import beneath, checksum_store
 from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
 
 # Below this size reserving space first costs a syscall and gains nothing.
 PREALLOCATE_FROM = 1 << 20
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
+
+# PATCH copies across file systems in blocks of this size, hashing as it goes.
+COPY_BLOCK = 1 << 20
+# Stored files are opened without following a symlink (a link under an id is no
+# stored file) and without blocking in open() on a FIFO planted there.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 # Temporary names: unique per host (random part), process (pid) and upload
 # (counter) without asking the kernel for randomness on every PUT.
@@ -43,11 +60,8 @@ class PosixReader(io.FileIO):
     """A stored file open for reading, with the facts GET needs from one fstat."""
 
     def __init__(self, path):
-        super().__init__(path, "rb")
-        st = os.fstat(self.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            self.close()
-            raise FileNotFoundError(errno.ENOENT, "not a regular file")
+        fd, st = _open_stored(path)
+        super().__init__(fd, "rb")
         self.size = st.st_size
         self.mtime = st.st_mtime
         # Files are write-once, so inode, size and mtime identify the bytes.
@@ -57,6 +71,25 @@ class PosixReader(io.FileIO):
     def checksum(self):
         """The stored ``(algorithm, digest)`` of this file, or None."""
         return checksum_store.read(self.path, self.fileno())
+
+
+def _open_stored(path):
+    """``(fd, stat)`` of the regular file at ``path``; FileNotFoundError for a symlink or anything else."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink, a socket
+            raise FileNotFoundError(errno.ENOENT, "not a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(errno.ENOENT, "not a regular file")
+        fcntl.fcntl(fd, fcntl.F_SETFL, 0)  # reads block again (an HSM may recall the data in them)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
 
 
 class PosixWriter:
@@ -172,6 +205,8 @@ class PosixBackend:
         self.use_id2filename = config.use_id2filename
         # PATCH may take files from these trees only (all resolved at start-up).
         self.move_roots = (config.prefix,) + tuple(config.patch_roots)
+        # what PATCH stores with a file it copies (a renamed file keeps no checksum)
+        self.checksum_algorithm = config.checksum
         self.syncer = DirectorySyncer()
 
     def check(self):
@@ -193,7 +228,7 @@ class PosixBackend:
 
     def status(self, path):
         try:
-            st = os.stat(path)
+            st = os.stat(path, follow_symlinks=False)  # a symlink under an id is no stored file
         except (FileNotFoundError, NotADirectoryError):
             self.fail_if_prefix_missing("stat")
             return None
@@ -202,7 +237,10 @@ class PosixBackend:
         return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk")
 
     def exists(self, path):
-        return os.path.isfile(path)
+        try:
+            return stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode)
+        except (OSError, ValueError):
+            return False
 
     def open_read(self, path):
         try:
@@ -229,48 +267,143 @@ class PosixBackend:
         return True
 
     def move(self, source, path):
-        real = os.path.realpath(source)
-        if not self._movable(real):
-            raise Forbidden(
-                "the source is not under the archive prefix or a configured patch root",
-                detail="move: source outside the allowed roots",
-            )
-        st = os.stat(real)
-        if not stat.S_ISREG(st.st_mode):
-            raise Forbidden("the source is not a regular file", detail="move: source is not a regular file")
+        """PATCH: move the server-side file ``source`` under the id's ``path``.
+
+        Every step works on descriptors: the source's directory is opened below a
+        held descriptor of its root with symlinks refused, the file itself with
+        O_NOFOLLOW and checked (regular, one link), and renames name entries of
+        held directories, so an uploader swapping components for symlinks meanwhile
+        can neither get a file from elsewhere archived nor make a chmod land outside.
+        """
+        with self._open_source(source) as src:
+            with self._open_target_dir(path) as target_fd:
+                if self._must_copy(src.st):
+                    self._copy_then_remove(src, path)
+                else:
+                    try:
+                        self._rename_in(src, target_fd, os.path.basename(path))
+                    except OSError as exc:
+                        if exc.errno != errno.EXDEV:
+                            raise
+                        self._copy_then_remove(src, path)
+            if src.under_prefix:  # an archived file's sidecar goes with it
+                _unlink_at(src.dir_fd, os.path.basename(checksum_store.sidecar_path(src.name)))
+            fileio.fsync(src.dir_fd)
+
+    @contextlib.contextmanager
+    def _open_source(self, source):
+        """The checked source: a Source (directory and file descriptors, stat), closed after."""
+        root, parts = self._movable(source)
+        name = parts.pop()
         try:
-            make_dirs(os.path.dirname(path), self.prefix)
+            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if root == self.prefix:
+                self.fail_if_prefix_missing("move")
+            raise
+        try:
+            dir_fd = _beneath(beneath.open_dir, root_fd, parts, "move: a source component is a symlink")
+        finally:
+            os.close(root_fd)
+        try:
+            fd = _open_source_file(dir_fd, name)
+            try:
+                st = os.fstat(fd)
+                _check_source(st)
+                yield Source(dir_fd, name, fd, st, self._under_prefix(source))
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dir_fd)
+
+    def _movable(self, source):
+        """``(root, components below it)`` of an allowed source path, else Forbidden.
+
+        Lexical, never resolved: the components are opened one by one later,
+        refusing symlinks, so what is checked here is what is opened there.
+        """
+        parts = _components(source)
+        if parts is not None and parts and not parts[-1].startswith(TEMP_PREFIX):
+            best = None
+            for root in self.move_roots:
+                root_parts = _components(root)
+                if parts[: len(root_parts)] == root_parts and len(parts) > len(root_parts):
+                    if best is None or len(root_parts) > len(best[1]):
+                        best = (root, root_parts)
+            if best is not None:
+                return best[0], parts[len(best[1]) :]
+        raise Forbidden(
+            "the source is not under the archive prefix or a configured patch root",
+            detail="move: source outside the allowed roots",
+        )
+
+    def _under_prefix(self, source):
+        parts, prefix = _components(source), _components(self.prefix)
+        return parts[: len(prefix)] == prefix
+
+    @contextlib.contextmanager
+    def _open_target_dir(self, path):
+        """A descriptor of the id's directory (made if missing), opened below the prefix without symlinks."""
+        directory = os.path.dirname(path)
+        try:
+            make_dirs(directory, self.prefix)
+            prefix_fd = os.open(self.prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             self.fail_if_prefix_missing("move")
             raise
         try:
-            fileio.rename_noreplace(real, path)
-        except FileExistsError:
-            raise Conflict("the id already holds a file", detail="move: id already holds a file") from None
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            self._copy_then_remove(real, path, st.st_mtime)
-        else:
-            # its bytes were never hashed here: whatever checksum it carries is not ours
-            checksum_store.forget(path)
-            os.chmod(path, FILE_MODE)
-            fileio.fsync_dir(os.path.dirname(path))
-        if real.startswith(self.prefix.rstrip("/") + "/"):  # an archived file's sidecar goes with it
-            checksum_store.remove_sidecar(real)
-        fileio.fsync_dir(os.path.dirname(real))
+            parts = _components(directory)[len(_components(self.prefix)) :]
+            fd = _beneath(beneath.open_dir, prefix_fd, parts, "move: a directory of the id is a symlink")
+        finally:
+            os.close(prefix_fd)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
-    def _movable(self, real):
-        if os.path.basename(real).startswith(TEMP_PREFIX):
-            return False
-        return any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.move_roots)
+    @staticmethod
+    def _must_copy(st):
+        """A rename keeps the owner; only root can give the file to the service, else it is copied."""
+        return st.st_uid != os.geteuid() and os.geteuid() != 0
 
-    def _copy_then_remove(self, real, path, mtime):
-        """A move across file systems: a durable copy first, the source removed last."""
-        with open(real, "rb") as src, self.create(path, size_hint=os.fstat(src.fileno()).st_size) as writer:
-            fileio.copy_fd(src.fileno(), writer.fileno(), os.fstat(src.fileno()).st_size)
-            writer.commit(mtime)
-        os.unlink(real)
+    def _rename_in(self, src, target_fd, name):
+        """Rename the source to a temporary name beside the id, check it is the file that was
+        checked, make it the service's (owner, read-only, durable), then publish it."""
+        temp = _temp_name()
+        os.rename(src.name, temp, src_dir_fd=src.dir_fd, dst_dir_fd=target_fd)  # EXDEV: nothing moved
+        taken = False
+        try:
+            moved = os.stat(temp, dir_fd=target_fd, follow_symlinks=False)
+            if (moved.st_dev, moved.st_ino) != (src.st.st_dev, src.st.st_ino) or moved.st_nlink != 1:
+                raise Forbidden("the source changed while it was being moved", detail="move: source swapped")
+            taken = True
+            _take_over(src.fd, src.st)
+            beneath.rename_noreplace(target_fd, temp, target_fd, name)
+        except BaseException as exc:
+            if taken:
+                _give_back(src.fd, src.st)
+            _put_back(target_fd, temp, src)
+            if isinstance(exc, FileExistsError):
+                raise Conflict("the id already holds a file", detail="move: id already holds a file") from None
+            raise
+        # its bytes were never hashed here: an old sidecar of the id is not its checksum
+        _unlink_at(target_fd, os.path.basename(checksum_store.sidecar_path(name)))
+        fileio.fsync(target_fd)
+
+    def _copy_then_remove(self, src, path):
+        """A move across file systems (or of a file only a copy can make the service's):
+        a durable copy the service owns, with its checksum, first; the source removed last."""
+        with self.create(path, size_hint=src.st.st_size) as writer:
+            checksum = _copy_hashing(src.fd, writer, self.checksum_algorithm)
+            writer.commit(src.st.st_mtime, checksum)
+        try:
+            now = os.stat(src.name, dir_fd=src.dir_fd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (src.st.st_dev, src.st.st_ino):
+                os.unlink(src.name, dir_fd=src.dir_fd)
+            else:
+                log.warning("PATCH copied a file whose name now holds another one; that one is left alone")
+        except OSError as exc:  # the copy is stored: the move is done, the source stays behind
+            log.warning("PATCH could not remove the source of a copied file: %s", exc.strerror)
 
     def delete(self, path):
         try:
@@ -335,3 +468,105 @@ def _remove_if_unlocked(path):
         return True
     finally:
         os.close(fd)
+
+
+# -- PATCH ------------------------------------------------------------------------
+
+# A checked PATCH source: its directory and the file, both open, and the file's fstat.
+Source = collections.namedtuple("Source", "dir_fd name fd st under_prefix")
+
+
+def _components(path):
+    """The names of an absolute path, read lexically ("." and empty ones dropped);
+    None when it is relative or has a ".." (which only resolving could place)."""
+    if not path.startswith("/"):
+        return None
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return None if ".." in parts else parts
+
+
+def _beneath(open_dir, root_fd, parts, detail):
+    try:
+        return open_dir(root_fd, parts)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EXDEV):
+            raise Forbidden("the path goes through a symlink, which PATCH never follows", detail=detail) from None
+        raise
+
+
+def _open_source_file(dir_fd, name):
+    try:
+        return os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Forbidden("the source is a symlink, which PATCH never follows", detail="move: source is a symlink") from None
+        if exc.errno == errno.ENXIO:
+            raise Forbidden("the source is not a regular file", detail="move: source is not a regular file") from None
+        raise
+
+
+def _check_source(st):
+    if not stat.S_ISREG(st.st_mode):
+        raise Forbidden("the source is not a regular file", detail="move: source is not a regular file")
+    if st.st_nlink != 1:
+        # another name of the same file (perhaps outside the roots) would see it archived and changed
+        raise Forbidden("the source has other hard links", detail="move: source has other hard links")
+
+
+def _take_over(fd, st):
+    """Make the moved-in file the service's: no foreign checksum, its owner, read-only, on disk."""
+    uid, gid = os.geteuid(), os.getegid()
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.fchown(fd, uid, gid)  # root: anyone's file; otherwise only the group of our own
+    try:
+        checksum_store.drop_xattr(fd)
+    except PermissionError:  # a non-root owner needs write permission to change user xattrs
+        os.fchmod(fd, 0o600)
+        checksum_store.drop_xattr(fd)
+    os.fchmod(fd, FILE_MODE)
+    fileio.fsync(fd)
+
+
+def _give_back(fd, st):
+    """Undo ``_take_over``'s owner and mode (a move that will not happen after all)."""
+    with contextlib.suppress(OSError):
+        os.fchown(fd, st.st_uid, st.st_gid)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
+def _put_back(target_fd, temp, src):
+    """Return what a failed move renamed to ``temp`` to the source's name, else remove it (never following)."""
+    try:
+        beneath.rename_noreplace(target_fd, temp, src.dir_fd, src.name)
+        return
+    except OSError as exc:
+        log.warning("PATCH could not return a file it did not move: %s; it is removed", exc.strerror)
+    try:
+        os.unlink(temp, dir_fd=target_fd)
+    except IsADirectoryError:  # a directory swapped in for the source
+        with contextlib.suppress(OSError):
+            os.rmdir(temp, dir_fd=target_fd)
+    except OSError:
+        pass
+
+
+def _unlink_at(dir_fd, name):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _copy_hashing(fd, writer, algorithm):
+    """Copy the open file ``fd`` into ``writer``; its ``(algorithm, digest)``, None without an algorithm."""
+    if algorithm is None:
+        fileio.copy_fd(fd, writer.fileno(), os.fstat(fd).st_size)
+        return None
+    hasher = hashlib.new(algorithm)
+    block = bytearray(COPY_BLOCK)
+    view = memoryview(block)
+    while True:
+        n = os.readv(fd, [block])
+        if n == 0:
+            return algorithm, hasher.digest()
+        hasher.update(view[:n])
+        writer.write(view[:n])

@@ -42,7 +42,7 @@ from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
 from ..errors import BackendUnavailable, ConfigError
 from .base import FileStatus
-from .posix import PosixBackend
+from .posix import PosixBackend, PosixReader
 from .sideband_models import SamFile, SamInode, SamPath
 
 log = logging.getLogger("pyai")
@@ -321,7 +321,7 @@ class SidebandBackend(PosixBackend):
     # -- HEAD and POST -----------------------------------------------------------
 
     def _regular(self, path):
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=False)  # a symlink under an id is no stored file (as on posix)
         if not stat.S_ISREG(st.st_mode):
             raise FileNotFoundError(2, "not a regular file")
         return st
@@ -364,7 +364,7 @@ class SidebandBackend(PosixBackend):
         started = time.monotonic()
         try:
             buffer = bytearray(RECALL_BLOCK)
-            with open(path, "rb", buffering=0) as handle:
+            with PosixReader(path) as handle:  # never through a symlink, never blocking on a FIFO
                 while handle.readinto(buffer):
                     pass
             log.info("recalled %s in %.1f s", path, time.monotonic() - started)

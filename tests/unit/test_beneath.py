@@ -1,0 +1,86 @@
+"""pyai.backends.beneath: directories opened below a descriptor, never through a symlink."""
+
+import errno
+import os
+
+import pytest
+
+from pyai.backends import beneath
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def mode(request, monkeypatch):
+    """Each test with openat2 and with the component walk of kernels without it."""
+    monkeypatch.setattr(beneath, "_no_openat2", request.param == "walk")
+    return request.param
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "a" / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "a" / "inner-link").symlink_to("b")
+    (tmp_path / "a" / "file").write_bytes(b"x")
+    fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    yield tmp_path, fd
+    os.close(fd)
+
+
+def test_opens_a_directory_below(mode, tree):
+    base, fd = tree
+    sub = beneath.open_dir(fd, ["a", "b"])
+    try:
+        assert os.path.samestat(os.fstat(sub), os.stat(base / "a" / "b"))
+        os.fsync(sub)  # a real descriptor, not O_PATH: a directory fsync works on it
+    finally:
+        os.close(sub)
+
+
+def test_empty_components_open_the_directory_itself(mode, tree):
+    base, fd = tree
+    same = beneath.open_dir(fd, [])
+    try:
+        assert os.path.samestat(os.fstat(same), os.stat(base))
+    finally:
+        os.close(same)
+
+
+@pytest.mark.parametrize("parts", [["a", "link"], ["a", "inner-link"], ["a", "link", "x"]])
+def test_symlink_components_are_eloop(mode, tree, parts):
+    _base, fd = tree
+    with pytest.raises(OSError) as info:
+        beneath.open_dir(fd, parts)
+    assert info.value.errno == errno.ELOOP
+
+
+def test_missing_and_non_directories(mode, tree):
+    _base, fd = tree
+    with pytest.raises(FileNotFoundError):
+        beneath.open_dir(fd, ["a", "nothing"])
+    with pytest.raises(NotADirectoryError):
+        beneath.open_dir(fd, ["a", "file"])
+
+
+@pytest.mark.parametrize("parts", [[".."], ["a", "..", "outside"], ["a/b"], [""]])
+def test_only_plain_names(tree, parts):
+    _base, fd = tree
+    with pytest.raises(ValueError):
+        beneath.open_dir(fd, parts)
+
+
+@pytest.mark.parametrize("how", ["renameat2", "link"])
+def test_rename_noreplace(tmp_path, monkeypatch, how):
+    if how == "link":  # a glibc without renameat2
+        monkeypatch.setattr(beneath, "_renameat2", None)
+    (tmp_path / "src").write_bytes(b"new")
+    (tmp_path / "taken").write_bytes(b"old")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileExistsError):
+            beneath.rename_noreplace(fd, "src", fd, "taken")
+        assert (tmp_path / "taken").read_bytes() == b"old" and (tmp_path / "src").exists()
+        beneath.rename_noreplace(fd, "src", fd, "free")
+        assert (tmp_path / "free").read_bytes() == b"new" and not (tmp_path / "src").exists()
+    finally:
+        os.close(fd)
