@@ -15,6 +15,8 @@ from .ids import InvalidId
 from .parking import Wait, run_to_end
 
 NOT_FOUND = "File Not Found"
+# Checksums strong enough to say "these are the stored bytes" (no crafted collisions).
+RETRY_ALGORITHMS = frozenset({"sha256", "sha512"})
 
 
 class Archive:
@@ -56,10 +58,18 @@ class Archive:
         ``parking.Wait`` so the caller can wait for the client without a
         thread; without, it never yields.  ``before_body`` is called once the
         request is accepted, before the first byte is read.
+
+        Write-once: an id that holds a file is 409 before any byte is read,
+        except when the body may be a retry of the stored bytes (same announced
+        size, a stored strong checksum): that body is received, and when it is
+        the stored bytes the answer is 201 with nothing changed (API.md: "a PUT
+        whose bytes equal what is stored may answer 201").  This is how a
+        client recovers from a 500 that said its file was stored but not
+        known to be durable.
         """
         path = self.path(ident)
         replace = self.config.allow_overwrite
-        if not replace and self.backend.exists(path):
+        if not replace and self.backend.exists(path) and not self._may_be_a_retry(path, body):
             raise Conflict("the id already holds a file and the archive is write-once", detail="id already holds a file")
         mtime, warning = _mtime_from(last_modified)
         if before_body is not None:
@@ -76,8 +86,27 @@ class Archive:
                     detail=f"{wrong} digest mismatch",
                 )
             algorithm = self.config.checksum
-            writer.commit(mtime, (algorithm, computed[algorithm]) if algorithm else None)
+            try:
+                writer.commit(mtime, (algorithm, computed[algorithm]) if algorithm else None)
+            except Conflict:
+                if replace or not self._holds(path, size, computed):
+                    raise
+                self.backend.confirm_durable(path)  # the 201 of the first PUT may never have been said
         return size, warning
+
+    def _may_be_a_retry(self, path, body):
+        """Whether the stored file could be these bytes: worth receiving them to compare."""
+        stored = self.backend.checksum(path)
+        if body.length is None or stored is None or stored[0] not in RETRY_ALGORITHMS:
+            return False
+        return stored[0] == self.config.checksum and self.backend.stored_size(path) == body.length
+
+    def _holds(self, path, size, computed):
+        """Whether the file stored at ``path`` has these bytes (by size and a strong checksum)."""
+        stored = self.backend.checksum(path)
+        if stored is None or stored[0] not in RETRY_ALGORITHMS or computed.get(stored[0]) != stored[1]:
+            return False
+        return self.backend.stored_size(path) == size
 
     def wanted_algorithms(self, expected):
         """The digests to compute while receiving: the configured one and the client's."""

@@ -98,6 +98,8 @@ def sweep(args, prog):
         removed = create_backend(config).sweep()
     except ConfigError as exc:
         return _fail(prog, exc)
+    except OSError as exc:  # the storage failing under the sweep: one line, not a traceback
+        return _fail(prog, f"the sweep failed: {exc.strerror or exc}")
     print(f"removed {removed} stale temporary file(s)")
     return 0
 

@@ -109,3 +109,10 @@ def os_error(err, op, path=None):
     exc = OSError(err, f"{op}: {os.strerror(err)}", path)
     exc.op = op
     return exc
+
+
+class StoredNotDurable(ArchiveError):
+    """The file is stored under the id, but the storage could not confirm it survives a crash
+    (its directory fsync failed).  Not "nothing was stored": an identical retry answers 201."""
+
+    status = 500

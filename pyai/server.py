@@ -1,5 +1,6 @@
 """Serving pyai with gunicorn from our own command line (``gunicorn.app.base``)."""
 
+import logging
 import os
 import runpy
 import socket
@@ -33,10 +34,19 @@ def prepare_archive(log=None, addresses=()):
         auth.warn_if_open(config, addresses, log)
     config_module.checked_prefix = config.prefix  # the workers forked from here need not check it again
     if config.sweep_on_start:
-        removed = backend.sweep()
-        if log is not None and removed:
-            log.info("removed %d stale temporary file(s) under %s", removed, config.prefix)
+        _sweep(backend, config, log or logging.getLogger("pyai"))
     return config
+
+
+def _sweep(backend, config, log):
+    """The start-up sweep: housekeeping, so a failure of it is a warning, never a failed start."""
+    try:
+        removed = backend.sweep()
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the archive can still serve
+        log.warning("the start-up sweep of stale temporary files under %s failed: %s", config.prefix, exc)
+        return
+    if removed:
+        log.info("removed %d stale temporary file(s) under %s", removed, config.prefix)
 
 
 def limit_request_reads(listeners, receive_timeout):

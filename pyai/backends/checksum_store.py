@@ -10,12 +10,11 @@ sidecar left over from a replaced or moved file is ignored, never believed.
 """
 
 import errno
-import fcntl
 import hashlib
 import os
 
 from .. import digests
-from .base import TEMP_PREFIX
+from . import tempfiles
 
 XATTR = "user.pyai.checksum"
 SIDECAR_PREFIX = ".pyai-sum-"
@@ -56,14 +55,11 @@ def set_on_temp(fd, checksum):
     return True
 
 
-def write_sidecar(path, fd, checksum, temp_name):
-    """Write the sidecar of the just-published ``path`` (open as ``fd``): a locked
-    temporary file (so a sweep leaves it alone) renamed over any old sidecar."""
-    directory = os.path.dirname(path)
-    temp = os.path.join(directory, f"{TEMP_PREFIX}{temp_name}")
-    side = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+def write_sidecar(path, fd, checksum):
+    """Write the sidecar of the just-published ``path`` (open as ``fd``): a temporary
+    file, locked before it has a sweepable name (see tempfiles), renamed over any old sidecar."""
+    side, temp = tempfiles.create_locked(os.path.dirname(path), 0o444)
     try:
-        fcntl.flock(side, fcntl.LOCK_EX)
         os.write(side, sidecar_text(checksum, os.fstat(fd)).encode("ascii"))
         os.fsync(side)
         os.replace(temp, sidecar_path(path))

@@ -20,16 +20,22 @@ import os
 import posixpath
 import secrets
 import stat
-import threading
 import time
 
 from ..errors import BackendUnavailable, ConfigError, Conflict, Forbidden
 from ..ids import id2filename, parse_integer
 from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
+from .jobs import KeyedPool
 
 # What each storage level is, as the original reported it.
 LEVEL_MEDIA = ("disk", "tape", "tape", "error", "error")
 WRITE_BLOCK = 8 * 1024 * 1024
+# A slow upload may take hours to gather WRITE_BLOCK bytes; the writer hands what
+# it has to HPSS at least this often, so the temporary file's mtime (what the
+# sweep goes by: HPSS has no lock a dead process drops) stays fresh.
+REFRESH_EVERY = 30.0
+# The sweep leaves temporary files younger than this alone whatever sweep_min_age says.
+SWEEP_FLOOR = 120.0
 READ_BLOCK = 1024 * 1024
 log = logging.getLogger("pyai")
 
@@ -119,8 +125,10 @@ class HpssWriter:
         except FileNotFoundError:
             backend.make_dirs(directory)
             self.fd = self.hpss.open(self.temp, flags, 0o600)
-        # HPSS moves data best in large transfers: small writes are gathered.
+        # HPSS moves data best in large transfers: small writes are gathered,
+        # but never for longer than REFRESH_EVERY (see HpssBackend.sweep).
         self.pending = bytearray()
+        self.refreshed = time.monotonic()
 
     def fileno(self):
         return None  # the body comes through write()
@@ -128,15 +136,17 @@ class HpssWriter:
     def write(self, data):
         if not self.pending and len(data) >= WRITE_BLOCK:
             self.hpss.write_all(self.fd, data)
+            self.refreshed = time.monotonic()
             return
         self.pending += data
-        if len(self.pending) >= WRITE_BLOCK:
+        if len(self.pending) >= WRITE_BLOCK or time.monotonic() - self.refreshed >= REFRESH_EVERY:
             self._flush()
 
     def _flush(self):
         if self.pending:
             self.hpss.write_all(self.fd, self.pending)
             self.pending = bytearray()
+        self.refreshed = time.monotonic()
 
     def commit(self, mtime, checksum=None):
         """Close, stamp, make read-only, then publish under the id without replacing anything.
@@ -201,8 +211,8 @@ class HpssBackend:
                 f"{exc.strerror.split(': ')[-1]}"
             ) from None
         self._checked = (float("-inf"), None)  # (monotonic time, failure message or None)
-        self._staging = {}  # path -> thread waiting for an asynchronous stage to end
-        self._lock = threading.Lock()
+        # stages from tape: config.stage_workers threads per process, one stage per path
+        self._stages = KeyedPool(config.stage_workers, "hpss-stage")
 
     # -- liveness --------------------------------------------------------------
 
@@ -282,36 +292,24 @@ class HpssBackend:
         )
 
     def stage(self, path):
-        """True when the file is on disk; else start one asynchronous stage (per process) and return False."""
+        """True when the file is on disk; else queue one stage (per path and process) and return False."""
         st = self._regular(path)
         if self._on_disk(path):
             return True
-        with self._lock:
-            running = self._staging.get(path)
-            if running is not None and running.is_alive():
-                return False
+        self._stages.start(path, lambda: self._stage_from_tape(path, st.size))
+        return False
+
+    def _stage_from_tape(self, path, size):
+        """On a pool thread: start the stage and wait for it (closing the descriptor waits)."""
+        try:
             # O_NONBLOCK: a descriptor for the stage call only, opening must not stage.
             fd = self.hpss.open(path, os.O_RDONLY | os.O_NONBLOCK)
             try:
-                self.hpss.stage(fd, st.size, asynchronous=True)
-            except BaseException:
+                self.hpss.stage(fd, size, asynchronous=True)
+            finally:
                 self.hpss.close(fd)
-                raise
-            # Closing a descriptor waits for the stage started on it: a thread does that.
-            waiter = threading.Thread(target=self._end_stage, args=(path, fd), name="hpss-stage", daemon=True)
-            self._staging[path] = waiter
-            waiter.start()
-        return False
-
-    def _end_stage(self, path, fd):
-        try:
-            self.hpss.close(fd)
         except OSError as exc:
             log.warning("a stage from tape failed: %s", exc)
-        finally:
-            with self._lock:
-                if self._staging.get(path) is threading.current_thread():
-                    del self._staging[path]
 
     # -- writing ---------------------------------------------------------------
 
@@ -372,6 +370,15 @@ class HpssBackend:
             return False
         return any(source.startswith(root + "/") for root in self.move_roots)
 
+    def stored_size(self, path):
+        try:
+            return self._regular(path).size
+        except OSError:
+            return None
+
+    def confirm_durable(self, path):
+        """HPSS makes a closed file durable itself."""
+
     def checksum(self, path):
         """None: the binding has no user-defined attributes to keep one in, and a
         sidecar file per file would be one more HPSS file (and tape object) per PUT."""
@@ -407,10 +414,13 @@ class HpssBackend:
     def sweep(self):
         """Remove temporary files of uploads that stopped long ago; return how many.
 
-        HPSS has no lock a dead process drops, so age tells: a live upload
-        writes at least every receive_timeout seconds.
+        HPSS has no lock a dead process drops, so age tells.  A live upload
+        writes to its temporary file at least every REFRESH_EVERY seconds plus
+        the time the client may pause (receive_timeout, 60 s when 0 = no limit),
+        so twice that, at least SWEEP_FLOOR and at least sweep_min_age, is dead.
         """
-        horizon = time.time() - max(2 * (self.config.receive_timeout or 60), 120)
+        gap = REFRESH_EVERY + (self.config.receive_timeout or 60)
+        horizon = time.time() - max(2 * gap, SWEEP_FLOOR, self.config.sweep_min_age)
         removed = 0
         pending = [self.prefix or "/"]
         while pending:
@@ -422,12 +432,12 @@ class HpssBackend:
             for name in names:
                 path = posixpath.join(directory, name)
                 try:
-                    st = self.hpss.stat(path)
+                    st = self.hpss.lstat(path)
                 except OSError:
                     continue
                 if stat.S_ISDIR(st.mode):
                     pending.append(path)
-                elif name.startswith(TEMP_PREFIX) and st.mtime < horizon:
+                elif name.startswith(TEMP_PREFIX) and stat.S_ISREG(st.mode) and st.mtime < horizon:
                     try:
                         self.hpss.unlink(path)
                         removed += 1

@@ -1,7 +1,8 @@
 """The posix backend: one regular file per id under a prefix directory.
 
 Writes go to a temporary file in the target directory (a name no id can
-address, locked while it is written), are fsynced, stamped and made read-only,
+address, locked from before it has that name until it is published; see
+``tempfiles``), are fsynced, stamped and made read-only,
 then published with a rename that refuses to replace; the directory is fsynced
 before the client hears 201.  Reads hand gunicorn a real descriptor so the
 kernel sends the bytes (sendfile); a symlink under an id is no stored file.
@@ -21,39 +22,28 @@ import errno
 import fcntl
 import hashlib
 import io
-import itertools
 import logging
 import os
-import secrets
 import stat
 
 from .. import fileio
 from ..dirsync import DirectorySyncer
-from ..errors import BackendUnavailable, Conflict, Forbidden
+from ..errors import BackendUnavailable, Conflict, Forbidden, StoredNotDurable
 from ..ids import id2filename, parse_integer, parse_safe_name
-from . import beneath, checksum_store
+from . import beneath, checksum_store, tempfiles
 from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
 
-# Below this size reserving space first costs a syscall and gains nothing.
-PREALLOCATE_FROM = 1 << 20
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
-
+# A directory fsync that fails after the rename is tried this often before the
+# client hears that its file is stored but not known to be durable.
+DIR_SYNC_ATTEMPTS = 3
 # PATCH copies across file systems in blocks of this size, hashing as it goes.
 COPY_BLOCK = 1 << 20
 # Stored files are opened without following a symlink (a link under an id is no
 # stored file) and without blocking in open() on a FIFO planted there.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-
-# Temporary names: unique per host (random part), process (pid) and upload
-# (counter) without asking the kernel for randomness on every PUT.
-_HOST_TOKEN = secrets.token_hex(4)
 log = logging.getLogger("pyai")
-_uploads = itertools.count()
-
-
-def _temp_name():
-    return f"{TEMP_PREFIX}{_HOST_TOKEN}-{os.getpid()}-{next(_uploads)}"
 
 
 class PosixReader(io.FileIO):
@@ -93,24 +83,15 @@ def _open_stored(path):
 
 
 class PosixWriter:
-    """A file being received into ``<dir>/.pyai-tmp-<random>``; see ``commit``."""
+    """A file being received into ``<dir>/.pyai-tmp-<token>`` (locked from the start); see ``commit``."""
 
     def __init__(self, path, size_hint, replace, syncer, root):
+        # size_hint: accepted for the protocol; space is reserved as the bytes arrive (pyai.receive)
         self.path = path
         self.syncer = syncer
         self.directory = os.path.dirname(path)
         self.replace = replace
-        self.temp = os.path.join(self.directory, _temp_name())
-        self.fd = _open_temp(self.temp, self.directory, root)
-        try:
-            # The lock tells a start-up sweep (perhaps of another instance) that
-            # this file is alive; the kernel drops it if the process dies.
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-            if size_hint and size_hint >= PREALLOCATE_FROM:
-                fileio.preallocate(self.fd, size_hint)
-        except BaseException:
-            self.abort()
-            raise
+        self.fd, self.temp = _open_temp(self.directory, root, syncer)
 
     def fileno(self):
         return self.fd
@@ -120,14 +101,17 @@ class PosixWriter:
 
     def commit(self, mtime, checksum=None):
         """Make the bytes durable and read-only, then publish them under the id,
-        with their ``(algorithm, digest)`` when given (see checksum_store)."""
+        with their ``(algorithm, digest)`` when given (see checksum_store).
+
+        StoredNotDurable when the file is stored but its directory entry could
+        not be made durable (a retry of the same bytes is then answered 201)."""
         with publishing(self):
             # before fchmod: user xattrs need a writable file
             in_xattr = checksum is None or checksum_store.set_on_temp(self.fd, checksum)
             os.utime(self.fd, (mtime, mtime))
             os.fchmod(self.fd, FILE_MODE)
             fileio.fsync(self.fd)
-            # Published while still open, so the sweep's lock test sees it alive to the end.
+            # Published while still open and locked, so a sweep sees it alive to the end.
             if self.replace:
                 os.replace(self.temp, self.path)
             else:
@@ -135,25 +119,26 @@ class PosixWriter:
         self.temp = None
         try:
             if not in_xattr:  # only once the file is the id's: a 409 must not touch the old sidecar
-                checksum_store.write_sidecar(self.path, self.fd, checksum, _temp_name())
+                checksum_store.write_sidecar(self.path, self.fd, checksum)
         except OSError as exc:  # the file is stored: its checksum is unknown, not wrong
             log.warning("could not write the checksum sidecar of a stored file: %s", exc)
         finally:
             os.close(self.fd)
             self.fd = -1
-        self.syncer.synced(self.directory)
+        sync_published(self.syncer, self.directory)
 
     def abort(self):
         """Forget everything written (safe to call more than once)."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
         if self.temp:
+            # removed while still locked: no sweep ever sees it unlocked
             try:
                 os.unlink(self.temp)
             except FileNotFoundError:
                 pass
             self.temp = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def __enter__(self):
         return self
@@ -162,22 +147,51 @@ class PosixWriter:
         self.abort()
 
 
-def _open_temp(temp, directory, root):
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+def sync_published(syncer, directory):
+    """fsync ``directory`` after a rename into it, a few times; StoredNotDurable when it keeps failing.
+
+    Retrying helps against transient failures; a file system that lost the
+    entry (ext4 aborting its journal) fails every later fsync too, so a retry
+    that succeeds is not a lie about an earlier loss.
+    """
+    for attempt in range(1, DIR_SYNC_ATTEMPTS + 1):
+        try:
+            syncer.synced(directory)
+            return
+        except OSError as exc:
+            failure = exc
+            log.warning("fsync of a directory after publishing failed (attempt %d of %d): %s",
+                        attempt, DIR_SYNC_ATTEMPTS, exc.strerror)
+    reason = (failure.strerror or "error").split(": ")[-1]
+    raise StoredNotDurable(
+        "the file is stored under the id, but the storage could not confirm that it is durable "
+        f"(directory fsync failed: {reason}); a retry with the same bytes is answered 201 once it can",
+        detail=f"publish: stored, directory fsync failed: {reason}",
+    ) from None
+
+
+def _open_temp(directory, root, syncer):
+    """``(fd, path)`` of a new locked temporary file in ``directory`` (made, with its parents, if missing)."""
     try:
-        return os.open(temp, flags, 0o600)
+        return tempfiles.create_locked(directory)
     except FileNotFoundError:
-        make_dirs(directory, root)
-        return os.open(temp, flags, 0o600)
+        make_dirs(directory, root, syncer.synced)
+        return tempfiles.create_locked(directory)
 
 
-def make_dirs(directory, root):
-    """mkdir -p below ``root``, fsyncing each parent it adds an entry to, so new levels survive a crash.
+def make_dirs(directory, root, sync_dir=None):
+    """mkdir -p below ``root``; returns once every level's entry in its parent is durable.
+
+    Whoever makes a level, or finds it made (another thread may have won the
+    mkdir and not fsynced the parent yet), fsyncs the parent before going on:
+    ``sync_dir`` (a DirectorySyncer's ``synced``, so racing threads share one
+    fsync) or fileio.fsync_dir.
 
     ``root`` itself is never created: when it is missing (a volume not mounted,
     a directory moved away) FileNotFoundError says so, instead of a fresh empty
     archive appearing in its place.
     """
+    sync_dir = sync_dir or fileio.fsync_dir
     if len(directory) <= len(root):
         if os.path.isdir(directory):
             return
@@ -185,14 +199,14 @@ def make_dirs(directory, root):
     try:
         os.mkdir(directory)
     except FileExistsError:
-        return
+        pass
     except FileNotFoundError:
-        make_dirs(os.path.dirname(directory), root)
+        make_dirs(os.path.dirname(directory), root, sync_dir)
         try:
             os.mkdir(directory)
         except FileExistsError:
-            return
-    fileio.fsync_dir(os.path.dirname(directory))
+            pass
+    sync_dir(os.path.dirname(directory))
 
 
 class PosixBackend:
@@ -208,6 +222,7 @@ class PosixBackend:
         # what PATCH stores with a file it copies (a renamed file keeps no checksum)
         self.checksum_algorithm = config.checksum
         self.syncer = DirectorySyncer()
+        self.sweep_min_age = config.sweep_min_age
 
     def check(self):
         """A local file system has no server to be down; failures surface per operation."""
@@ -369,7 +384,9 @@ class PosixBackend:
     def _rename_in(self, src, target_fd, name):
         """Rename the source to a temporary name beside the id, check it is the file that was
         checked, make it the service's (owner, read-only, durable), then publish it."""
-        temp = _temp_name()
+        temp = tempfiles.unique_name()
+        # Locked before it has a temporary name, so a sweep never takes it for a dead upload.
+        fcntl.flock(src.fd, fcntl.LOCK_EX)
         os.rename(src.name, temp, src_dir_fd=src.dir_fd, dst_dir_fd=target_fd)  # EXDEV: nothing moved
         taken = False
         try:
@@ -438,36 +455,53 @@ class PosixBackend:
                     yield entry.path
 
     def sweep(self):
-        """Remove temporary files that no live upload holds; return how many."""
+        """Remove temporary files older than sweep_min_age that no live upload holds; return how many.
+
+        Files and directories may vanish while it walks (another sweep, an
+        operator): those are skipped, never errors.
+        """
         removed = 0
         pending = [self.prefix]
         while pending:
             try:
-                entries = list(os.scandir(pending.pop()))
+                with os.scandir(pending.pop()) as listing:
+                    entries = list(listing)
             except OSError:
                 continue
             for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
                     pending.append(entry.path)
-                elif entry.name.startswith(TEMP_PREFIX) and _remove_if_unlocked(entry.path):
+                elif tempfiles.is_temp_name(entry.name) and tempfiles.remove_if_dead(entry.path, self.sweep_min_age):
                     removed += 1
         return removed
 
+    def confirm_durable(self, path):
+        """Make the stored file at ``path`` and its directory entry durable (an identical PUT's 201)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fileio.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            reason = (exc.strerror or "error").split(": ")[-1]
+            raise StoredNotDurable(
+                f"the file is stored under the id, but the storage could not confirm that it is durable ({reason})",
+                detail=f"confirm: fsync failed: {reason}",
+            ) from None
+        sync_published(self.syncer, os.path.dirname(path))
 
-def _remove_if_unlocked(path):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False  # an upload in progress holds it
-    else:
-        os.unlink(path)
-        return True
-    finally:
-        os.close(fd)
+    def stored_size(self, path):
+        """The size of the stored file (never staging, never asking a database), or None."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 # -- PATCH ------------------------------------------------------------------------

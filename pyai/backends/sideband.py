@@ -20,8 +20,9 @@ is looked up as path ``archive/39/``, name ``3039``.
   ``(0, size)``.  A file the database does not know yet is reported from the
   file system as ``disk``.
 - POST: ``online`` answers 200; a file on tape gets a recall -- a thread of the
-  worker reads the file, which makes the HSM stage it -- and 202 until the
-  database says online.
+  worker's recall pool (``stage_workers`` threads; more recalls queue) reads
+  the file, which makes the HSM stage it -- and 202 until the database says
+  online.
 - GET, PUT, PATCH, DELETE only touch the file system and work while the
   database is down (a GET of a file on tape waits in the read, as on any
   SAM-QFS file system).
@@ -42,6 +43,7 @@ from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
 from ..errors import BackendUnavailable, ConfigError
 from .base import FileStatus
+from .jobs import KeyedPool
 from .posix import PosixBackend, PosixReader
 from .sideband_models import SamFile, SamInode, SamPath
 
@@ -200,7 +202,8 @@ class SidebandBackend(PosixBackend):
         self._lock = threading.Lock()
         self._down = (float("-inf"), None)  # (monotonic time of the failed connect, reason)
         self._healthy = True  # for logging changes of state only
-        self._recalls = {}  # path -> thread reading the file back from tape
+        # recalls from tape: config.stage_workers threads per process, one recall per path
+        self._recalls = KeyedPool(config.stage_workers, "sideband-recall")
         key = (config.sideband_host, config.sideband_port, config.sideband_user, config.sideband_password,
                config.sideband_schema)
         if key not in _validated:
@@ -351,12 +354,7 @@ class SidebandBackend(PosixBackend):
         row = self._record(path)
         if row is None or row[1]:
             return True
-        with self._lock:
-            running = self._recalls.get(path)
-            if running is None or not running.is_alive():
-                thread = threading.Thread(target=self._recall, args=(path,), name="sideband-recall", daemon=True)
-                self._recalls[path] = thread
-                thread.start()
+        self._recalls.start(path, lambda: self._recall(path))
         return False
 
     def _recall(self, path):
@@ -370,7 +368,3 @@ class SidebandBackend(PosixBackend):
             log.info("recalled %s in %.1f s", path, time.monotonic() - started)
         except OSError as exc:
             log.warning("the recall of a file from tape failed: %s", exc)
-        finally:
-            with self._lock:
-                if self._recalls.get(path) is threading.current_thread():
-                    del self._recalls[path]

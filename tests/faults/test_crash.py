@@ -50,12 +50,12 @@ def test_sigkill_of_worker_mid_put(start, backend, new_id):
     assert_intact(srv, before)
 
     srv.stop()
-    if backend == "hpss":
-        # HPSS has no lock that dies with the process: the sweep goes by age
-        # (2 x receive_timeout, at least 2 minutes); let the leftover be that old.
-        old = time.time() - 3600
-        for path in leftovers:
-            os.utime(path, (old, old))
+    # The sweep leaves temporary files younger than sweep_min_age alone (and on
+    # HPSS, which has no lock that dies with the process, goes by age only):
+    # let the leftover be old.
+    old = time.time() - 3600
+    for path in leftovers:
+        os.utime(path, (old, old))
     again = start("crash-restart", PAI_PREFIX=str(srv.prefix))
     assert again.temp_files() == [], "the start-up sweep left the dead upload's temporary file"
 

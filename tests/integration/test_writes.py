@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import struct
+import time
 
 import pytest
 import requests
@@ -191,11 +192,18 @@ def test_body_longer_than_content_length_not_mixed(atomic_server, uid):
     assert srv.stored_path(uid).read_bytes() == b"hello"
 
 
+def _make_old(*paths):
+    an_hour_ago = time.time() - 3600
+    for path in paths:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+
 def test_stale_temp_file_swept_at_start(fresh_server, tmp_path):
     prefix = tmp_path / "sweep-prefix"
     prefix.mkdir()
     stale = prefix / ".pyai-tmp-deadbeef0123"
     stale.write_bytes(b"half an upload")
+    _make_old(stale)  # the sweep leaves younger ones (sweep_min_age) alone
     keep = prefix / "keepme"
     keep.write_bytes(b"a real file")
     srv = fresh_server.start("sweep", PAI_PREFIX=str(prefix))
@@ -211,6 +219,7 @@ def test_stale_temp_file_swept_id2filename(fresh_server, tmp_path):
     stale.write_bytes(b"half")
     stale_top = prefix / ".pyai-tmp-top"
     stale_top.write_bytes(b"half")
+    _make_old(stale, stale_top)
     kept = prefix / "39" / "3039"
     kept.write_bytes(b"id 12345")
     srv = fresh_server.start("sweep2", PAI_PREFIX=str(prefix), PAI_USE_ID2FILENAME="true")
