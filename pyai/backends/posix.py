@@ -23,8 +23,6 @@ from ..ids import id2filename, parse_integer, parse_safe_name
 from . import checksum_store
 from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
 
-# Below this size reserving space first costs a syscall and gains nothing.
-PREALLOCATE_FROM = 1 << 20
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
 
@@ -73,8 +71,6 @@ class PosixWriter:
             # The lock tells a start-up sweep (perhaps of another instance) that
             # this file is alive; the kernel drops it if the process dies.
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-            if size_hint and size_hint >= PREALLOCATE_FROM:
-                fileio.preallocate(self.fd, size_hint)
         except BaseException:
             self.abort()
             raise
