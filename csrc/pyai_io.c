@@ -121,6 +121,51 @@ static int after_failed_call(int fd, short events, int timeout_ms, pyai_interrup
     return -errno;
 }
 
+/* How long a receive sleeps when the socket is called readable but yields no
+ * byte to splice nor recv: long enough to cost nothing (100 wake-ups a second
+ * at most), short enough not to delay a byte that comes. */
+#define NAP_MS 10
+
+/* The clock of one receive: when it began and when its last byte came. */
+struct rx_clock {
+    const pyai_recv_limits *lim;
+    int64_t start, last;
+};
+
+/* Wait for the socket to be readable (nap: just sleep up to NAP_MS, waking
+ * early only for an error or hang-up) within the limits of the receive.
+ * 0 to try reading again, -ETIMEDOUT or -EAGAIN when a limit is reached
+ * (the progress deadline wins a tie), or the error. */
+static int wait_for_bytes(int sock_fd, const struct rx_clock *ck, int nap, pyai_interrupt_fn interrupted, void *ctx)
+{
+    const pyai_recv_limits *lim = ck->lim;
+    int64_t now = now_ms(), until = INT64_MAX;
+    int why = 0, wait, rc;
+
+    if (lim->timeout_ms >= 0) {
+        until = ck->last + lim->timeout_ms;
+        why = -ETIMEDOUT;
+    }
+    if (lim->patience_ms >= 0 && (ck->last > ck->start ? ck->last : ck->start) + lim->patience_ms < until) {
+        until = (ck->last > ck->start ? ck->last : ck->start) + lim->patience_ms;
+        why = -EAGAIN;
+    }
+    if (lim->budget_ms >= 0 && ck->start + lim->budget_ms < until) {
+        until = ck->start + lim->budget_ms;
+        why = -EAGAIN;
+    }
+    if (nap && now + NAP_MS < until) {
+        until = now + NAP_MS;
+        why = 0;
+    }
+    if (until == INT64_MAX)
+        wait = -1;
+    else
+        wait = until <= now ? 0 : (until - now > INT_MAX ? INT_MAX : (int)(until - now));
+    rc = wait_for(sock_fd, nap ? 0 : POLLIN, wait, interrupted, ctx);
+    return rc == -ETIMEDOUT ? why : rc;
+}
+
 /* A pipe for splice(2), as large as allowed up to CHUNK.  Returns its size,
  * or -errno (the caller then copies through memory instead). */
 static int open_pipe(int p[2], int64_t nbytes)
@@ -211,33 +256,70 @@ static int tee_then_drain(int pipe_fd, int tee_fd, int file_fd, size_t len, int 
     return 0;
 }
 
+/* Keep space reserved ahead of the write position: once the bytes written
+ * reach *reserved_to, reserve the next lim->reserve_step (within the body). */
+static int reserve_ahead(int file_fd, const pyai_recv_limits *lim, int64_t pos, int64_t end, int64_t *reserved_to)
+{
+    int64_t len = end - pos < lim->reserve_step ? end - pos : lim->reserve_step;
+    int rc;
+
+    if (lim->reserve_step <= 0 || pos < *reserved_to || len <= 0)
+        return 0;
+    rc = pyai_preallocate(file_fd, pos, len);
+    if (rc < 0)
+        return rc;
+    /* a file system that cannot reserve is not asked again in this call */
+    *reserved_to = rc == 0 ? INT64_MAX : pos + len;
+    return 0;
+}
+
 /* socket -> pipe -> file with splice(2) saves the copy into user space
  * (measured 15-35% faster than recv+write on loopback); recv+write through a
  * 1 MiB buffer is the fallback when splice is not possible.  Reads never
- * block and poll() does the waiting, so the timeout holds.  splice has no
+ * block and poll() does the waiting, so the limits hold.  splice has no
  * per-call "don't wait" for TCP (SPLICE_F_NONBLOCK only concerns the pipe),
  * and on a blocking socket it was seen to sleep in sk_wait_data although
  * poll() had reported data: so a blocking socket is switched to O_NONBLOCK
  * for the duration of the call (we are its only user meanwhile) and
- * switched back before returning. */
-static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+ * switched back before returning.
+ *
+ * TCP urgent data: splice (tcp_read_sock) stops in front of the urgent mark
+ * and returns EAGAIN while poll() reports the bytes after it as readable.
+ * So an EAGAIN right after a readable poll sends the next piece through
+ * recv(), which steps over the mark (dropping the urgent byte, which with
+ * SO_OOBINLINE off is not part of the stream) and clears it; then splice
+ * goes on.  Should recv() yield nothing either, the receive naps (NAP_MS)
+ * before trying again: it never spins, and its deadlines end it. */
+static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                        pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx,
                        int tee_fd)
 {
     int p[2] = {-1, -1};
     char *buf = NULL;
     int use_splice, sock_flags;
+    int readable = 0; /* poll() said readable and no byte has moved since */
+    int via_recv = 0; /* splice is stuck (urgent mark): the next piece goes through recv */
     size_t chunk;
-    int64_t done = 0;
+    int64_t done = 0, start_pos = -1, reserved_to = INT64_MAX;
     int64_t rc;
+    struct rx_clock ck;
 
+    lim->moved = 0;
+    lim->idle_ms = 0;
     if (nbytes < 0)
         return -EINVAL;
+    ck.lim = lim;
+    ck.start = now_ms();
+    ck.last = ck.start - (lim->waited_ms > 0 ? lim->waited_ms : 0);
     if (nbytes == 0)
         return 0;
     sock_flags = fcntl(sock_fd, F_GETFL);
     if (sock_flags < 0)
         return -errno;
+    if (lim->reserve_step > 0) {
+        start_pos = lseek(file_fd, 0, SEEK_CUR);
+        reserved_to = start_pos < 0 ? INT64_MAX : start_pos; /* a pipe or socket: nothing to reserve */
+    }
     if (!(sock_flags & O_NONBLOCK) && fcntl(sock_fd, F_SETFL, sock_flags | O_NONBLOCK) < 0)
         return -errno;
     /* Bytes that must be seen (hashed) go through memory anyway: no pipe. */
@@ -246,11 +328,11 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
     chunk = use_splice ? (size_t)rc : (on_data ? SEEN_CHUNK : CHUNK);
 
     while (done < nbytes) {
-        size_t want = min_size(nbytes - done, chunk);
+        int spliced = use_splice && !via_recv;
         ssize_t got;
 
-        if (use_splice) {
-            got = splice(sock_fd, NULL, p[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (spliced) {
+            got = splice(sock_fd, NULL, p[1], NULL, min_size(nbytes - done, chunk), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (got < 0 && errno == EINVAL) {
                 use_splice = 0; /* a socket without splice_read: nothing was consumed */
                 continue;
@@ -260,19 +342,37 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
                 rc = -ENOMEM;
                 goto out;
             }
-            got = recv(sock_fd, buf, min_size(nbytes - done, chunk), 0);
+            got = recv(sock_fd, buf, min_size(nbytes - done, chunk < CHUNK ? chunk : CHUNK), 0);
         }
         if (got < 0) {
-            rc = after_failed_call(sock_fd, POLLIN, timeout_ms, interrupted, ctx);
+            int nap;
+            if (errno == EINTR) {
+                if (interrupted && interrupted(ctx)) {
+                    rc = -EINTR;
+                    goto out;
+                }
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                rc = -errno;
+                goto out;
+            }
+            if (readable && spliced) {
+                via_recv = 1;
+                continue;
+            }
+            nap = readable; /* readable, yet recv found nothing: do not spin */
+            rc = wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx);
             if (rc < 0)
                 goto out;
+            readable = !nap;
             continue;
         }
         if (got == 0)
             break; /* the peer closed: the body is short */
-        if (use_splice && tee_fd >= 0) {
-            rc = tee_then_drain(p[0], tee_fd, file_fd, (size_t)got, timeout_ms, interrupted, ctx, &buf, &use_splice);
-        } else if (use_splice) {
+        if (spliced && tee_fd >= 0) {
+            rc = tee_then_drain(p[0], tee_fd, file_fd, (size_t)got, lim->timeout_ms, interrupted, ctx, &buf, &use_splice);
+        } else if (spliced) {
             rc = drain_pipe(p[0], file_fd, (size_t)got, &buf, &use_splice);
         } else {
             rc = on_data ? on_data(data_ctx, buf, (size_t)got) : 0;
@@ -284,9 +384,23 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
         if (rc < 0)
             goto out;
         done += got;
+        lim->moved = done;
+        readable = via_recv = 0;
+        ck.last = now_ms();
+        if (start_pos >= 0 && (rc = reserve_ahead(file_fd, lim, start_pos + done, start_pos + nbytes, &reserved_to)) < 0)
+            goto out;
+        if (lim->budget_ms >= 0 && done < nbytes && ck.last - ck.start >= lim->budget_ms) {
+            rc = -EAGAIN;
+            goto out;
+        }
     }
     rc = done;
 out:
+    lim->moved = done;
+    {
+        int64_t idle = now_ms() - ck.last;
+        lim->idle_ms = idle > INT_MAX ? INT_MAX : (int)idle;
+    }
     if (!(sock_flags & O_NONBLOCK))
         fcntl(sock_fd, F_SETFL, sock_flags);
     if (p[0] >= 0) {
@@ -297,27 +411,29 @@ out:
     return rc;
 }
 
-int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                           pyai_interrupt_fn interrupted, void *ctx)
 {
-    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, NULL, NULL, -1);
+    return receive(sock_fd, file_fd, nbytes, lim, interrupted, ctx, NULL, NULL, -1);
 }
 
-int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                               pyai_interrupt_fn interrupted, void *ctx, int tee_fd)
 {
+    lim->moved = 0;
     if (tee_fd < 0)
         return -EBADF;
-    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, NULL, NULL, tee_fd);
+    return receive(sock_fd, file_fd, nbytes, lim, interrupted, ctx, NULL, NULL, tee_fd);
 }
 
-int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                                pyai_interrupt_fn interrupted, void *ctx,
                                pyai_data_fn on_data, void *data_ctx)
 {
+    lim->moved = 0;
     if (on_data == NULL)
         return -EINVAL;
-    return receive(sock_fd, file_fd, nbytes, timeout_ms, interrupted, ctx, on_data, data_ctx, -1);
+    return receive(sock_fd, file_fd, nbytes, lim, interrupted, ctx, on_data, data_ctx, -1);
 }
 
 /* ---- copy_fd ----------------------------------------------------------- */
@@ -435,13 +551,13 @@ int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice)
     return -posix_fadvise(fd, (off_t)offset, (off_t)length, advice);
 }
 
-int pyai_preallocate(int fd, int64_t nbytes)
+int pyai_preallocate(int fd, int64_t offset, int64_t nbytes)
 {
-    if (nbytes < 0)
+    if (nbytes < 0 || offset < 0)
         return -EINVAL;
     if (nbytes == 0)
         return 0; /* nothing to reserve (and fallocate rejects a 0 length) */
-    while (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)nbytes) < 0) {
+    while (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)nbytes) < 0) {
         if (errno == EINTR)
             continue;
         if (errno == EOPNOTSUPP || errno == ENOSYS)

@@ -31,19 +31,40 @@ typedef int (*pyai_interrupt_fn)(void *ctx);
  * Return 0 to carry on, or -errno to stop the receive with that error. */
 typedef int (*pyai_data_fn)(void *ctx, const char *buf, size_t len);
 
+/* The limits of one receive and what it reports back.  Times are in
+ * milliseconds, < 0 meaning "no limit"; the caller sets the in fields. */
+typedef struct pyai_recv_limits {
+    int timeout_ms;      /* in: fail with -ETIMEDOUT once no byte has moved for this long */
+    int waited_ms;       /* in: how long before this call the last byte came (counts against timeout_ms) */
+    int patience_ms;     /* in: return -EAGAIN once no byte has moved for this long within the call */
+    int budget_ms;       /* in: return -EAGAIN once the call has run this long (checked after each piece) */
+    int64_t reserve_step;/* in: > 0: keep disk space reserved this far ahead of the write position */
+    int64_t moved;       /* out: the bytes moved by the call, whatever it returned */
+    int idle_ms;         /* out: how long ago the last byte came when the call returned (waited_ms included) */
+} pyai_recv_limits;
+
 /* Move up to nbytes from the stream socket sock_fd to file_fd (at its
  * offset), never reading past nbytes.  Works on blocking and non-blocking
- * sockets alike; waits at most timeout_ms for each next byte (< 0: forever)
- * and fails with -ETIMEDOUT when none comes.  Returns the bytes moved, fewer
- * than nbytes only if the peer closed the connection.  The caller must be the
+ * sockets alike.  Returns the bytes moved, fewer than nbytes only if the peer
+ * closed the connection; or -errno, with lim->moved saying how many were
+ * moved (and written) before: -ETIMEDOUT when no byte came for
+ * lim->timeout_ms, -EAGAIN when the patience or the budget ran out.
+ * The deadlines hold on every path: a socket that poll() calls readable but
+ * that yields nothing (TCP urgent data stops splice at its mark) is read with
+ * recv(), which reads past the mark (the urgent byte itself is not in the
+ * stream unless SO_OOBINLINE is set, and is dropped); should that yield
+ * nothing either, the receive naps instead of spinning.  With
+ * lim->reserve_step > 0, each time the bytes written reach the reserved end,
+ * the next reserve_step bytes (up to nbytes) are reserved with
+ * pyai_preallocate: -ENOSPC then fails the receive.  The caller must be the
  * socket's only reader while this runs. */
-int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                           pyai_interrupt_fn interrupted, void *ctx);
 
 /* The same, except that every byte passes through one buffer in user space
  * (recv + write, never splice) and is shown to on_data(data_ctx, ...) before
  * it is written: the way to compute a digest while receiving. */
-int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                                pyai_interrupt_fn interrupted, void *ctx,
                                pyai_data_fn on_data, void *data_ctx);
 
@@ -51,8 +72,8 @@ int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int tim
  * put into the pipe tee_fd for a reader in another thread: with tee(2) the
  * pipes share the pages, so no copy is made here.  The way to compute a
  * digest beside the receive instead of in its way.  Waits (at most
- * timeout_ms at a time) while tee_fd is full; -EPIPE when its reader has gone. */
-int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+ * lim->timeout_ms at a time) while tee_fd is full; -EPIPE when its reader has gone. */
+int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                               pyai_interrupt_fn interrupted, void *ctx, int tee_fd);
 
 /* Write all len bytes of buf to fd (retrying short writes).  Returns 0. */
@@ -74,8 +95,9 @@ int pyai_fsync_dir(const char *path);
 
 int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice);
 
-/* Reserve nbytes for fd without changing its size.  Returns 1 when reserved,
- * 0 when the file system cannot (or nbytes is 0); -ENOSPC when it is full. */
-int pyai_preallocate(int fd, int64_t nbytes);
+/* Reserve nbytes of fd from offset on, without changing its size.  Returns 1
+ * when reserved, 0 when the file system cannot (or nbytes is 0); -ENOSPC when
+ * it is full. */
+int pyai_preallocate(int fd, int64_t offset, int64_t nbytes);
 
 #endif /* PYAI_IO_H */

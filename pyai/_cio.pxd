@@ -13,12 +13,21 @@ cdef extern from "pyai_io.h" nogil:
     ctypedef int (*pyai_interrupt_fn)(void *ctx) noexcept nogil
     ctypedef int (*pyai_data_fn)(void *ctx, const char *buf, size_t len) noexcept nogil
 
-    int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+    ctypedef struct pyai_recv_limits:
+        int timeout_ms
+        int waited_ms
+        int patience_ms
+        int budget_ms
+        int64_t reserve_step
+        int64_t moved
+        int idle_ms
+
+    int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                               pyai_interrupt_fn interrupted, void *ctx)
-    int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+    int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                                    pyai_interrupt_fn interrupted, void *ctx,
                                    pyai_data_fn on_data, void *data_ctx)
-    int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, int timeout_ms,
+    int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                                   pyai_interrupt_fn interrupted, void *ctx, int tee_fd)
     int pyai_write_all(int fd, const void *buf, size_t len)
     int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes)
@@ -26,4 +35,4 @@ cdef extern from "pyai_io.h" nogil:
     int pyai_fsync(int fd)
     int pyai_fsync_dir(const char *path)
     int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice)
-    int pyai_preallocate(int fd, int64_t nbytes)
+    int pyai_preallocate(int fd, int64_t offset, int64_t nbytes)

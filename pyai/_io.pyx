@@ -12,7 +12,7 @@ import threading
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from libc.errno cimport EEXIST, EINTR
+from libc.errno cimport EAGAIN, EEXIST, EINTR
 from libc.limits cimport INT_MAX
 from libc.math cimport ceil
 from libc.stdint cimport int64_t
@@ -41,6 +41,19 @@ cdef int _timeout_ms(timeout) except? -2:
     ms = ceil(timeout * 1000.0)
     if ms != ms:
         raise ValueError("timeout is NaN")
+    return <int>ms if ms < INT_MAX else INT_MAX
+
+
+cdef int _limit_ms(seconds) except? -2:
+    """poll() milliseconds of a patience or budget: rounded up, None = no limit (-1), 0 = do not wait."""
+    cdef double ms
+    if seconds is None:
+        return -1
+    ms = ceil(seconds * 1000.0)
+    if ms != ms:
+        raise ValueError("limit is NaN")
+    if ms <= 0:
+        return 0
     return <int>ms if ms < INT_MAX else INT_MAX
 
 
@@ -117,40 +130,63 @@ class _PipeHasher(threading.Thread):
             os.close(self.fd)
 
 
-def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=()):
+def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=(), patience=None, *,
+                 budget=None, waited=0.0, int64_t reserve=0):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
-    ``timeout`` bounds the wait for each next byte (seconds; None or <= 0:
-    forever) and raises TimeoutError when it runs out.  Every byte written is
-    also given to ``update`` of each of ``hashers`` (hashlib objects); with
-    none the bytes go socket -> pipe -> file without entering user space.
+    ``timeout`` is the progress deadline (seconds; None or <= 0: none): once
+    no byte has moved for that long, counting the ``waited`` seconds that
+    passed since the last byte before this call, it raises TimeoutError.
+    ``patience`` (seconds): once no byte has moved for that long within this
+    call, it raises BlockingIOError (EAGAIN); so does ``budget`` (seconds)
+    once the call has lasted that long, to give the caller back control.
+    Every exception of the receive carries ``characters_written`` (the bytes
+    moved, hashed and written by this call before it stopped) and ``idle``
+    (seconds since the last byte, ``waited`` included); the hashers have seen
+    exactly those bytes, so a later call with them continues.  Every byte
+    written is also given to ``update`` of each of ``hashers`` (hashlib
+    objects); with none the bytes go socket -> pipe -> file without entering
+    user space.  ``reserve`` > 0: disk space is reserved in steps of that many
+    bytes ahead of the write position as the bytes arrive (ENOSPC fails the
+    receive).  A TCP urgent byte in the stream is dropped (it is not data).
     """
-    cdef int ms = _timeout_ms(timeout)
+    cdef pyai_recv_limits lim
     cdef int64_t rc
     cdef list interrupted = []
     cdef tuple box
+    lim.timeout_ms = _timeout_ms(timeout)
+    lim.patience_ms = _limit_ms(patience)
+    lim.budget_ms = _limit_ms(budget)
+    lim.waited_ms = max(0, _limit_ms(waited) if waited else 0)
+    lim.reserve_step = reserve if reserve > 0 else 0
+    lim.moved = 0
+    lim.idle_ms = 0
     if nbytes < 0:
         raise ValueError("nbytes must be >= 0")
     if hashers and nbytes >= HASH_BESIDE_FROM:
-        rc = _recv_hashing_beside(sock_fd, file_fd, nbytes, ms, hashers, interrupted)
+        rc = _recv_hashing_beside(sock_fd, file_fd, nbytes, &lim, hashers, interrupted)
     elif not hashers:
         with nogil:
-            rc = pyai_recv_to_file(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted)
+            rc = pyai_recv_to_file(sock_fd, file_fd, nbytes, &lim, _run_signal_handlers, <void *>interrupted)
     else:
         box = (tuple(hashers), interrupted)
         with nogil:
-            rc = pyai_recv_to_file_seen(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted,
+            rc = pyai_recv_to_file_seen(sock_fd, file_fd, nbytes, &lim, _run_signal_handlers, <void *>interrupted,
                                         _feed_hashers, <void *>box)
     if rc < 0:
         if (rc == -EINTR or rc == -ECANCELED) and interrupted:
             raise interrupted[0]
-        raise os_error(rc, "receive")
+        exc = os_error(rc, "receive")
+        exc.characters_written = lim.moved
+        exc.idle = lim.idle_ms / 1000.0
+        raise exc
     return rc
 
 
-cdef int64_t _recv_hashing_beside(int sock_fd, int file_fd, int64_t nbytes, int ms, hashers,
+cdef int64_t _recv_hashing_beside(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim, hashers,
                                   list interrupted) except? -1:
     # The C receive's result (-errno on failure), or the hashing thread's exception raised.
+    # The thread is joined before returning: the hashers have seen every byte moved.
     cdef int64_t rc
     cdef int tee_fd
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
@@ -168,7 +204,7 @@ cdef int64_t _recv_hashing_beside(int sock_fd, int file_fd, int64_t nbytes, int 
     tee_fd = write_fd
     try:
         with nogil:
-            rc = pyai_recv_to_file_tee(sock_fd, file_fd, nbytes, ms, _run_signal_handlers, <void *>interrupted, tee_fd)
+            rc = pyai_recv_to_file_tee(sock_fd, file_fd, nbytes, lim, _run_signal_handlers, <void *>interrupted, tee_fd)
     finally:
         os.close(write_fd)  # the hasher sees the end of the pipe
         hasher.join()
@@ -244,13 +280,13 @@ def fadvise(int fd, int64_t offset, int64_t length, int advice):
         raise os_error(rc, "fadvise")
 
 
-def preallocate(int fd, int64_t nbytes):
-    """Reserve ``nbytes`` without changing the size; False if the file system cannot."""
+def preallocate(int fd, int64_t nbytes, int64_t offset=0):
+    """Reserve ``nbytes`` from ``offset`` on without changing the size; False if the file system cannot."""
     cdef int rc
-    if nbytes < 0:
-        raise ValueError("nbytes must be >= 0")
+    if nbytes < 0 or offset < 0:
+        raise ValueError("nbytes and offset must be >= 0")
     with nogil:
-        rc = pyai_preallocate(fd, nbytes)
+        rc = pyai_preallocate(fd, offset, nbytes)
     if rc < 0:
         raise os_error(rc, "preallocate")
     return rc == 1

@@ -4,7 +4,7 @@ Same names, signatures, behaviour and exceptions (all through
 ``pyai.errors.os_error``); used when the extension is not built or
 ``PYAI_IMPL=python``.  Import them from ``pyai.fileio``.  Differences: it
 reads with poll+readv (no splice), publishes with link+unlink (no renameat2)
-and ``preallocate`` reserves nothing.
+and ``preallocate`` reserves nothing (nor does ``recv_to_file``'s ``reserve``).
 """
 
 import contextlib
@@ -13,6 +13,7 @@ import math
 import operator
 import os
 import select
+import time
 
 from .errors import os_error
 
@@ -24,6 +25,9 @@ FADV_DONTNEED = os.POSIX_FADV_DONTNEED
 FADV_NOREUSE = os.POSIX_FADV_NOREUSE
 
 CHUNK = 1 << 20
+# How long a receive sleeps when poll() calls the socket readable but readv
+# finds nothing: costs nothing, delays a coming byte little (as NAP_MS in C).
+NAP = 0.01
 _MAX_IO = 0x7FFFF000  # Linux moves at most this much per call
 _INT_MAX = 2**31 - 1
 # errno values that mean "this copy method does not work for these files"
@@ -58,36 +62,108 @@ def _timeout_ms(timeout):
     return math.ceil(ms) if ms < _INT_MAX else _INT_MAX
 
 
-def recv_to_file(sock_fd, file_fd, nbytes, timeout, hashers=()):
+def _limit_ms(seconds):
+    """poll() milliseconds of a patience or budget: rounded up, None = no limit (-1), 0 = do not wait."""
+    if seconds is None:
+        return -1
+    ms = seconds * 1000.0
+    if ms != ms:
+        raise ValueError("limit is NaN")
+    return 0 if ms <= 0 else (math.ceil(ms) if ms < _INT_MAX else _INT_MAX)
+
+
+class _Clock:
+    """The limits of one receive (as pyai_recv_limits in C), in monotonic seconds."""
+
+    def __init__(self, timeout, patience, budget, waited):
+        self.timeout = _timeout_ms(timeout) / 1000
+        self.patience = _limit_ms(patience) / 1000
+        self.budget = _limit_ms(budget) / 1000
+        self.start = time.monotonic()
+        self.last = self.start - max(0, _limit_ms(waited) if waited else 0) / 1000
+        self.done = 0  # bytes moved so far
+
+    def next_limit(self):
+        """(seconds to wait at most or None, errno when that wait ends empty): the earliest limit."""
+        now, until, why = time.monotonic(), None, None
+        if self.timeout >= 0:
+            until, why = self.last + self.timeout, errno.ETIMEDOUT
+        if self.patience >= 0:
+            end = max(self.last, self.start) + self.patience
+            if until is None or end < until:
+                until, why = end, errno.EAGAIN
+        if self.budget >= 0 and (until is None or self.start + self.budget < until):
+            until, why = self.start + self.budget, errno.EAGAIN
+        return (None if until is None else max(0.0, until - now)), why
+
+    def over_budget(self):
+        return self.budget >= 0 and self.last - self.start >= self.budget
+
+
+def recv_to_file(sock_fd, file_fd, nbytes, timeout, hashers=(), patience=None, *, budget=None, waited=0.0, reserve=0):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
-    ``timeout`` bounds the wait for each next byte (seconds; None or <= 0:
-    forever) and raises TimeoutError when it runs out.  Every byte written is
-    also given to ``update`` of each of ``hashers`` (hashlib objects).
+    ``timeout`` is the progress deadline (seconds; None or <= 0: none): once
+    no byte has moved for that long, counting the ``waited`` seconds that
+    passed since the last byte before this call, it raises TimeoutError.
+    ``patience`` (seconds): once no byte has moved for that long within this
+    call, it raises BlockingIOError (EAGAIN); so does ``budget`` (seconds)
+    once the call has lasted that long, to give the caller back control.
+    Every exception of the receive carries ``characters_written`` (the bytes
+    moved, hashed and written by this call before it stopped) and ``idle``
+    (seconds since the last byte, ``waited`` included).  Every byte written
+    is also given to ``update`` of each of ``hashers`` (hashlib objects).
+    ``reserve`` is accepted and ignored (no fallocate here).  A TCP urgent
+    byte is dropped, as readv() does with SO_OOBINLINE off.
     """
-    ms = _timeout_ms(timeout)
+    clock = _Clock(timeout, patience, budget, waited)
     nbytes = _count(nbytes)
-    if nbytes == 0:
-        return 0
+    operator.index(reserve)
+    done = 0
+    try:
+        if nbytes:
+            done = _receive(sock_fd, file_fd, nbytes, clock, hashers)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        if getattr(exc, "op", None) is None:
+            exc = os_error(exc.errno, "receive")
+        exc.characters_written = clock.done
+        exc.idle = time.monotonic() - clock.last
+        raise exc from None
+    return done
+
+
+def _receive(sock_fd, file_fd, nbytes, clock, hashers):
     buf = memoryview(bytearray(min(nbytes, CHUNK)))
     poller = select.poll()
     poller.register(sock_fd, select.POLLIN)
-    done = 0
-    with _raising("receive"):
-        while done < nbytes:
-            # Waiting first makes a blocking socket safe too: once poll says
-            # readable, readv returns at once (data, EOF or the error).
-            if not poller.poll(ms):
-                raise os_error(errno.ETIMEDOUT, "receive")
-            got = os.readv(sock_fd, [buf[: min(CHUNK, nbytes - done)]])
-            if got == 0:
-                break  # the peer closed: the body is short
-            piece = buf[:got]
-            for hasher in hashers:
-                hasher.update(piece)
-            _write_all(file_fd, piece)
-            done += got
-    return done
+    while clock.done < nbytes:
+        # Waiting first makes a blocking socket safe too: once poll says
+        # readable, readv returns at once (data, EOF or the error).
+        wait, why = clock.next_limit()
+        if not poller.poll(-1 if wait is None else math.ceil(wait * 1000)):
+            raise os_error(why, "receive")
+        try:
+            got = os.readv(sock_fd, [buf[: min(CHUNK, nbytes - clock.done)]])
+        except BlockingIOError:
+            # readable, yet nothing to read: nap instead of spinning (the limits still end it)
+            wait, why = clock.next_limit()
+            if wait is not None and wait <= 0:
+                raise os_error(why, "receive") from None
+            time.sleep(NAP if wait is None else min(NAP, wait))
+            continue
+        if got == 0:
+            break  # the peer closed: the body is short
+        piece = buf[:got]
+        for hasher in hashers:
+            hasher.update(piece)
+        _write_all(file_fd, piece)
+        clock.done += got
+        clock.last = time.monotonic()
+        if clock.done < nbytes and clock.over_budget():
+            raise os_error(errno.EAGAIN, "receive")
+    return clock.done
 
 
 def _write_all(fd, view):
@@ -181,10 +257,11 @@ def fadvise(fd, offset, length, advice):
         os.posix_fadvise(fd, offset, length, advice)
 
 
-def preallocate(fd, nbytes):
+def preallocate(fd, nbytes, offset=0):
     """Reserve nothing and return False: Python has no fallocate(FALLOC_FL_KEEP_SIZE).
 
     (os.posix_fallocate may emulate by writing zeros and changes the size.)
     """
     _count(nbytes)
+    _count(offset)
     return False

@@ -322,6 +322,124 @@ def test_recv_signal_without_exception_is_retried(fio, conn, out, alarm):
     assert seen == [signal.SIGALRM] and read_back() == b"late"
 
 
+# ---- recv_to_file: patience, the progress deadline, urgent data --------------------
+
+
+# 100 kB is hashed in line; 3 MiB beside the receive (C: the teed pipe and a thread)
+@pytest.mark.parametrize("size", [100_000, 3 * MiB])
+def test_recv_patience_returns_what_came_and_continues(fio, conn, out, size):
+    import hashlib
+
+    rx, tx = conn
+    fd, read_back = out
+    body = os.urandom(size)
+    half = size // 2
+    first = Sender(tx, body[:half])  # more than a socket buffer: it is read as it is sent
+    hasher = hashlib.sha256()
+    with watchdog(tx), pytest.raises(BlockingIOError) as info:
+        fio.recv_to_file(rx.fileno(), fd, size, 10, [hasher], patience=0.2)
+    first.finish()
+    assert info.value.errno == errno.EAGAIN and info.value.op == "receive"
+    assert info.value.characters_written == half
+    assert hasher.copy().digest() == hashlib.sha256(body[:half]).digest()  # the hashers have seen them all
+    assert read_back() == body[:half]
+    sender = Sender(tx, body[half:])
+    assert fio.recv_to_file(rx.fileno(), fd, size - half, 10, [hasher], patience=0.2) == size - half
+    sender.finish()
+    assert hasher.digest() == hashlib.sha256(body).digest()
+    assert read_back() == body
+
+
+def test_recv_patience_zero_does_not_wait(fio, conn, out):
+    rx, tx = conn
+    fd, _ = out
+    start = time.monotonic()
+    with watchdog(tx), pytest.raises(BlockingIOError) as info:
+        fio.recv_to_file(rx.fileno(), fd, 10, 10, patience=0)
+    assert info.value.characters_written == 0
+    assert time.monotonic() - start < 2
+
+
+def test_recv_timeout_counts_the_time_waited_before(fio, conn, out):
+    rx, tx = conn
+    fd, _ = out
+    # 4.7 s of the 5 s without a byte have passed before the call: it gives up soon
+    start = time.monotonic()
+    with watchdog(tx), pytest.raises(TimeoutError) as info:
+        fio.recv_to_file(rx.fileno(), fd, 10, 5, waited=4.7)
+    assert time.monotonic() - start < 3
+    assert info.value.characters_written == 0
+
+
+def test_recv_budget_gives_control_back_while_bytes_flow(fio, conn, out):
+    rx, tx = conn
+    fd, read_back = out
+    parts = [os.urandom(1000) for _ in range(20)]
+    sender = Sender(tx, *parts, pause=0.05)  # 1 s in all
+    with pytest.raises(BlockingIOError) as info:
+        fio.recv_to_file(rx.fileno(), fd, 20_000, 10, budget=0.3)
+    assert 0 < info.value.characters_written < 20_000
+    got = info.value.characters_written
+    assert fio.recv_to_file(rx.fileno(), fd, 20_000 - got, 10) == 20_000 - got
+    sender.finish()
+    assert read_back() == b"".join(parts)
+
+
+@pytest.fixture
+def tcp():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        tx = socket.create_connection(listener.getsockname())
+        rx, _ = listener.accept()
+    with rx, tx:
+        yield rx, tx
+
+
+# sizes: C splice (no hashers), in-line hashing, teed hashing
+@pytest.mark.parametrize("size,hashed", [(200_000, False), (3 * MiB, False), (200_000, True), (3 * MiB, True)])
+def test_recv_steps_over_an_urgent_byte(fio, tcp, out, size, hashed):
+    import hashlib
+
+    rx, tx = tcp
+    fd, read_back = out
+    body = os.urandom(size)
+    half = size // 2
+
+    def send():
+        tx.sendall(body[:half])
+        time.sleep(0.2)
+        tx.send(b"!", socket.MSG_OOB)
+        time.sleep(0.2)
+        tx.sendall(body[half:])
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    hashers = [hashlib.sha256()] if hashed else []
+    cpu = time.process_time()
+    with watchdog(tx):
+        assert fio.recv_to_file(rx.fileno(), fd, size, 5, hashers) == size
+    sender.join(10)
+    assert time.process_time() - cpu < 0.3  # the old C receive spun here until the watchdog
+    assert read_back() == body  # the urgent byte is not data
+    if hashed:
+        assert hashers[0].digest() == hashlib.sha256(body).digest()
+
+
+def test_recv_reserves_space_as_bytes_arrive(fio, tcp, out):
+    rx, tx = tcp
+    fd, read_back = out
+    body = os.urandom(3 * MiB)
+    Sender(tx, body[: MiB + 5]).finish()
+    with watchdog(tx), pytest.raises(BlockingIOError):
+        fio.recv_to_file(rx.fileno(), fd, 64 * MiB, 10, patience=0.2, reserve=2 * MiB)
+    st = os.fstat(fd)
+    assert st.st_size == MiB + 5
+    # never the 64 MiB announced: at most one step past what was written
+    assert st.st_blocks * 512 <= MiB + 5 + 2 * MiB + 64 * 1024
+    if fio.__name__ == "pyai._io" and fio.preallocate(fd, 4096, offset=16 * MiB):
+        # where the file system can reserve (C only), space ahead of what was written is
+        assert st.st_blocks * 512 >= 2 * MiB
+
+
 # ---- write_all -------------------------------------------------------------
 
 
@@ -552,6 +670,11 @@ def test_preallocate(fio, out):
     assert fio.preallocate(fd, 0) is False
     with pytest.raises(ValueError):
         fio.preallocate(fd, -1)
+    with pytest.raises(ValueError):
+        fio.preallocate(fd, 1, offset=-1)
+    if reserved:
+        assert fio.preallocate(fd, MiB, offset=8 * MiB) is True
+        assert os.fstat(fd).st_size == 3 and os.fstat(fd).st_blocks * 512 >= 5 * MiB
 
 
 # ---- the fileio selector ---------------------------------------------------------------
