@@ -50,7 +50,7 @@ def on_starting(server):
 
 
 def when_ready(server):
-    """Bound the time a client may stall inside a request head by receive_timeout."""
+    """Bound each blocking read of a client socket by receive_timeout (see pyai.server.limit_request_reads)."""
     from pyai.config import load
     from pyai.server import limit_request_reads
 

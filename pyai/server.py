@@ -50,15 +50,14 @@ def _sweep(backend, config, log):
 
 
 def limit_request_reads(listeners, receive_timeout):
-    """Drop a client that stalls for ``receive_timeout`` seconds inside a request head.
+    """Bound every blocking read of a client's socket by ``receive_timeout`` seconds.
 
-    gunicorn reads request heads with a blocking recv() and no timeout, so a
-    client that sends half a head and waits (slowloris) holds a worker thread
-    for ever.  Linux copies a listening socket's receive timeout (SO_RCVTIMEO)
-    to every connection it accepts, where it bounds each blocking recv(); the
-    stalled read then fails and gunicorn closes that connection.  Nothing else
-    changes: bodies are read with their own timeouts (``pyai.receive``), and
-    kept-alive connections wait in gunicorn's poller, not in recv().
+    pyai's worker reads request heads and parked uploads without blocking, but a
+    body read by a thread with a plain blocking recv() (a PATCH body, a chunked
+    upload, any WSGI app reading ``wsgi.input``) has no timeout of its own.
+    Linux copies a listening socket's receive timeout (SO_RCVTIMEO) to every
+    connection it accepts, where it bounds each blocking recv(); the stalled read
+    then fails and the request ends.  Non-blocking reads are not affected.
     """
     if not receive_timeout:
         return  # 0: wait for ever, as configured

@@ -32,11 +32,13 @@ import re
 import select
 import selectors
 import socket
+import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from gunicorn import http, util
+from gunicorn.arbiter import Arbiter
 from gunicorn.http import wsgi
 from gunicorn.workers.base import Worker
 
@@ -57,6 +59,7 @@ STOP_LINGER = 2.0
 TICK = 0.25
 # Unread request body a finished answer may still drain before the connection is reused.
 DRAIN_WAIT = 0.05
+WORKER_BOOT_ERROR = Arbiter.WORKER_BOOT_ERROR  # the arbiter stops instead of restarting us
 
 
 class PyaiWorker(Worker):
@@ -82,6 +85,10 @@ class PyaiWorker(Worker):
             log.warning("worker_connections (%s) is below threads (%s)", cfg.worker_connections, cfg.threads)
 
     def init_process(self):
+        if self.cfg.is_ssl:
+            # The poller reads heads and sends answers on the raw socket; TLS belongs in front (nginx).
+            self.log.error("pyai's worker does not terminate TLS: put a TLS proxy in front, or use worker_class = gthread")
+            sys.exit(WORKER_BOOT_ERROR)
         self.poller = selectors.DefaultSelector()
         self.tpool = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="pyai")
         super().init_process()

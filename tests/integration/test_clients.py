@@ -156,8 +156,10 @@ def test_curl_put_last_modified(server, uid, tmp_path):
     assert out.stat().st_mtime == 784111777
 
 
-def test_curl_put_conflict_reports_409(server, uid, payload):
-    path, _ = payload
+def test_curl_put_conflict_reports_409(server, uid, payload, tmp_path):
+    path, data = payload
     curl_put(server, uid, path)
-    out = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(path), server.id_url(uid)]).stdout
+    other = tmp_path / "other.bin"
+    other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, other bytes: no identical retry
+    out = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(other), server.id_url(uid)]).stdout
     assert out == b"409"
