@@ -2,7 +2,8 @@
 
 A ``Connection`` collects a request head without blocking (``read_head``):
 the worker's poller calls it whenever the socket is readable, and only a
-complete head goes to a pool thread.  An ``Exchange`` is one request and its
+complete head (with its body, when that is small and not a PUT's) goes to a
+pool thread.  An ``Exchange`` is one request and its
 answer; the answer is written without blocking (``Exchange.pump``): headers
 and small bodies from memory, files with sendfile(2), and whatever the
 client's socket cannot take now waits in the exchange (bytes, or the file,
@@ -11,6 +12,7 @@ here ever waits for a client.
 """
 
 import os
+import re
 import socket
 import time
 from datetime import datetime
@@ -30,6 +32,10 @@ COMPLETE, PARTIAL, OVERLONG, EOF = "complete", "partial", "overlong", "eof"
 RECV_SIZE = 65536
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_IO = 0x7FFFF000
+# Bodies of other requests than PUT up to this size (a PATCH body is at most
+# 64 KiB) are read by the poller with their head.
+SMALL_BODY = 64 * 1024
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
 
 
 def head_limit(cfg):
@@ -81,11 +87,24 @@ class Connection:
         # Empty lines before a request line are ignored (RFC 9112 2.2).
         while self.head[:2] == b"\r\n":
             del self.head[:2]
-        if b"\r\n\r\n" in self.head:
-            return COMPLETE
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            return COMPLETE if self._small_body_in(end + 4) else PARTIAL
         if len(self.head) > self.head_max:
             return OVERLONG  # the parser answers 414 or 431
         return PARTIAL
+
+    def _small_body_in(self, body_start):
+        """False while a small body announced by a request other than GET, HEAD or PUT is
+        still on its way: it is read here with the head, so the thread that answers
+        never waits for it (PUT bodies are parked by the app instead)."""
+        if self.head.startswith((b"GET ", b"HEAD ", b"PUT ")):
+            return True
+        match = _CONTENT_LENGTH.search(self.head, 0, body_start)
+        if match is None:
+            return True
+        length = int(match.group(1))
+        return length > SMALL_BODY or len(self.head) - body_start >= length
 
     def take_read_ahead(self):
         """Bytes the parser read past the last request (a pipelined next head) go back to the head buffer."""

@@ -8,6 +8,7 @@ clients of a kind, and then all kinds at once, must leave a probe ``GET /``
 answered within 3 s.  The deadlines that end such clients are checked too.
 """
 
+import contextlib
 import os
 import socket
 import threading
@@ -95,6 +96,15 @@ def trickled_bodies(server, n=4, ident_prefix="slow"):
     return tricklers
 
 
+def trickled_patch_bodies(server, n=4):
+    tricklers = []
+    for i in range(n):
+        sock = connect(server)
+        sock.sendall(f"PATCH /patch-{os.getpid()}-{i}-{time.time_ns()} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode())
+        tricklers.append(Trickler(sock, b" " * 100))
+    return tricklers
+
+
 def closing_clients(server, n=4):
     socks = []
     for _ in range(n):
@@ -102,6 +112,17 @@ def closing_clients(server, n=4):
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         socks.append(sock)  # never read, never closed
     return socks
+
+
+@contextlib.contextmanager
+def trickling(tricklers):
+    for t in tricklers:
+        t.start()
+    try:
+        yield
+    finally:
+        for t in tricklers:
+            t.stop()
 
 
 def probes_answered_while(server, seconds=7.0):
@@ -125,25 +146,19 @@ def test_gets_that_never_read(four_threads, big_file):
 
 
 def test_trickled_heads(four_threads):
-    tricklers = trickled_heads(four_threads)
-    for t in tricklers:
-        t.start()
-    try:
+    with trickling(trickled_heads(four_threads)):
         assert probes_answered_while(four_threads)
-    finally:
-        for t in tricklers:
-            t.stop()
 
 
 def test_trickled_bodies(four_threads):
-    tricklers = trickled_bodies(four_threads)
-    for t in tricklers:
-        t.start()
-    try:
+    with trickling(trickled_bodies(four_threads)):
         assert probes_answered_while(four_threads)
-    finally:
-        for t in tricklers:
-            t.stop()
+
+
+def test_trickled_small_bodies(four_threads):
+    """A PATCH body is read by the poller with its head, not by the thread that answers."""
+    with trickling(trickled_patch_bodies(four_threads)):
+        assert probes_answered_while(four_threads)
 
 
 def test_closing_clients_that_never_close(four_threads):
@@ -173,15 +188,12 @@ def test_closing_clients_that_never_close(four_threads):
 
 def test_every_kind_at_once(four_threads, big_file):
     socks = non_reading_gets(four_threads, big_file) + closing_clients(four_threads)
-    tricklers = trickled_heads(four_threads) + trickled_bodies(four_threads, ident_prefix="all")
-    for t in tricklers:
-        t.start()
+    tricklers = trickled_heads(four_threads) + trickled_bodies(four_threads, ident_prefix="all") + trickled_patch_bodies(four_threads)
     try:
-        time.sleep(1)
-        assert probes_answered_while(four_threads)
+        with trickling(tricklers):
+            time.sleep(1)
+            assert probes_answered_while(four_threads)
     finally:
-        for t in tricklers:
-            t.stop()
         for sock in socks:
             sock.close()
 
