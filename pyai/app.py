@@ -26,7 +26,6 @@ from .digests import response_headers as digest_headers
 from .errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
 from .openapi import RESERVED_ID, load_description
 from .ranges import parse_byte_range, parse_range_header
-from .parking import run_to_end
 from .receive import CLOSE_CONNECTION, RequestBody, abandon_body
 
 try:
@@ -319,7 +318,7 @@ class FileRange:
 
 def put_file(archive, ident, environ, config):
     """PUT: store the body under the id (201), or refuse it and close the connection."""
-    return run_to_end(put_steps(archive, ident, environ, config))
+    return parking.run_to_end(put_steps(archive, ident, environ, config))
 
 
 def put_steps(archive, ident, environ, config):
