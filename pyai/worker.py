@@ -50,6 +50,9 @@ from .connection import CLOSE, DROP, EOF, PARK_READ, PARK_WRITE, PARTIAL, READ_H
 # load (tens to hundreds of microseconds), short enough that an idle
 # connection returns its thread almost at once.
 LINGER = 0.005
+# An answer the socket cannot take now waits this long in its thread before it is
+# parked: a client that reads at full speed makes room again within it.
+SEND_LINGER = 0.005
 # After "Connection: close" the client gets this long to read the answer and close.
 CLOSE_LINGER = 2.0
 CLOSE_DRAIN_MAX = 65536
@@ -345,7 +348,7 @@ class PyaiWorker(Worker):
         """None when the next head is ready to answer here, else where the connection waits."""
         conn.take_read_ahead()
         state = conn.read_head()
-        if state == PARTIAL and linger and not conn.head and self._next_request_soon(conn):
+        if state == PARTIAL and linger and not conn.head and self.alive and self._ready_soon(conn, select.POLLIN, LINGER):
             state = conn.read_head()
         if state == PARTIAL:
             return READ_HEAD
@@ -353,13 +356,13 @@ class PyaiWorker(Worker):
             return DROP
         return None
 
-    def _next_request_soon(self, conn):
-        """True when the client sends its next request within LINGER and no one waits for a thread."""
-        if self.waiting or not self.alive:
+    def _ready_soon(self, conn, events, seconds):
+        """True when the socket is ready for ``events`` within ``seconds`` and no one waits for a thread."""
+        if self.waiting:
             return False
         poller = select.poll()
-        poller.register(conn.sock, select.POLLIN)
-        return bool(poller.poll(LINGER * 1000))
+        poller.register(conn.sock, events)
+        return bool(poller.poll(seconds * 1000))
 
     def _answer(self, conn):
         """Parse the buffered head, run the app, and send as much of the answer as the socket takes."""
@@ -407,6 +410,10 @@ class PyaiWorker(Worker):
         exchange = conn.exchange
         try:
             outcome = exchange.pump()
+            # A client reading at full speed empties its socket buffer within
+            # microseconds: parking for that would cost more than the wait.
+            while outcome == PARK_WRITE and self._ready_soon(conn, select.POLLOUT, SEND_LINGER):
+                outcome = exchange.pump()
         except OSError as exc:
             return self._socket_error(exc)
         except Exception as exc:
