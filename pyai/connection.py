@@ -1,5 +1,9 @@
 """One client connection of pyai's worker, and the request it is answering.
 
+Sockets stay blocking, as a WSGI app reading the body expects; the poller's
+reads and sends say MSG_DONTWAIT instead, and only sendfile, which has no
+such flag, switches the socket to non-blocking while a file goes out.
+
 A ``Connection`` collects a request head without blocking (``read_head``):
 the worker's poller calls it whenever the socket is readable, and only a
 complete head (with its body, when that is small and not a PUT's) goes to a
@@ -47,7 +51,7 @@ def head_limit(cfg):
 
 
 class Connection:
-    """A client socket (non-blocking while the poller has it), its head buffer and its exchange."""
+    """A client socket, its head buffer and its exchange."""
 
     def __init__(self, sock, client, server, head_max):
         self.sock = sock
@@ -196,6 +200,7 @@ class Exchange:
                 fd, offset, left = self.file
                 if left <= 0:
                     self.file = None
+                    sock.setblocking(True)  # as the app expects it for the next request
                     continue
                 try:
                     sent = _sendfile_nowait(sock, fd, offset, left)
@@ -207,15 +212,12 @@ class Exchange:
                 self._progress()
                 continue
             if self.iterator is not None:
-                sock.setblocking(True)  # the app may read the request body, blocking
                 try:
                     item = next(self.iterator)
                 except StopIteration:
                     self.iterator = None
                     self.resp.close()  # the head if nothing was written, the last chunk if chunked
                     continue
-                finally:
-                    sock.setblocking(False)
                 if isinstance(item, parking.Wait):
                     if self.resp.headers_sent:
                         raise RuntimeError("a response iterable waited after its answer began")
@@ -261,5 +263,8 @@ def _omits_body(resp):
 
 
 def _sendfile_nowait(sock, fd, offset, count):
-    """os.sendfile on a socket that is non-blocking while the poller owns the connection."""
+    """os.sendfile without waiting: sendfile has no flag for that, so the socket is
+    non-blocking while a file goes out (and blocking again after, see ``pump``)."""
+    if sock.getblocking():
+        sock.setblocking(False)
     return os.sendfile(sock.fileno(), fd, offset, min(count, MAX_IO))

@@ -186,7 +186,6 @@ class PyaiWorker(Worker):
                     self.log.error("cannot accept a connection: %s", exc)
                     return
                 raise
-            sock.setblocking(False)
             conn = Connection(sock, client, listener.getsockname(), self.head_max)
             self.conns.add(conn)
             self._wait_for_head(conn, time.monotonic())
@@ -371,8 +370,8 @@ class PyaiWorker(Worker):
         conn.hand_head_to_parser()
         req = None
         try:
-            # The head is in the parser's buffer: it needs no socket read.  Should
-            # it ask for one anyway, the socket is non-blocking and says so.
+            # The head is in the parser's buffer: it needs no socket read (an
+            # incomplete one at EOF ends in NoMoreData, an overlong one in 414/431).
             req = next(conn.parser)
             exchange = conn.exchange = Exchange(conn, req, self.send_timeout)
             resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
@@ -388,17 +387,11 @@ class PyaiWorker(Worker):
                     self.alive = False
             if not self.alive or not self.cfg.keepalive:
                 resp.force_close()
-            conn.sock.setblocking(True)  # the app may read the request body
-            try:
-                respiter = self.wsgi(environ, resp.start_response)
-            finally:
-                conn.sock.setblocking(False)
+            respiter = self.wsgi(environ, resp.start_response)
             exchange.start_body(respiter, environ["wsgi.file_wrapper"], self.cfg)
         except StopIteration:
             return DROP
         except http.errors.NoMoreData:
-            return DROP
-        except BlockingIOError:  # the head was not complete after all
             return DROP
         except OSError as exc:
             return self._socket_error(exc)
@@ -433,13 +426,13 @@ class PyaiWorker(Worker):
 
     def _drained(self, conn):
         """True when the request's body is fully read (what the app left is drained, briefly)."""
-        conn.sock.setblocking(True)
+        reader = getattr(getattr(conn.parser.mesg, "body", None), "reader", None)
+        if getattr(reader, "length", None) == 0:
+            return True  # no body, or all of it read: the usual case, without a syscall
         try:
             return bool(conn.parser.finish_body(deadline=time.monotonic() + DRAIN_WAIT))
         except Exception:
             return False
-        finally:
-            conn.sock.setblocking(False)
 
     def _socket_error(self, exc):
         if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT, None):
@@ -451,11 +444,7 @@ class PyaiWorker(Worker):
         conn.exchange = None
         if exchange is not None:
             exchange.close(self)
-        conn.sock.setblocking(True)
-        try:
-            self.handle_error(req, conn.sock, conn.client, exc)
-        finally:
-            conn.sock.setblocking(False)
+        self.handle_error(req, conn.sock, conn.client, exc)
         return CLOSE
 
     def handle_error(self, req, client, addr, exc):
