@@ -58,6 +58,8 @@ CLOSE_LINGER = 2.0
 CLOSE_DRAIN_MAX = 65536
 # A stopping worker keeps idle kept-alive connections this long, for a request already on its way.
 STOP_LINGER = 2.0
+# Out of descriptors, the worker stops accepting for this long (instead of spinning on the listener).
+ACCEPT_PAUSE = 0.5
 # How often the poller looks for expired deadlines, and tells the arbiter it lives.
 TICK = 0.25
 # Unread request body a finished answer may still drain before the connection is reused.
@@ -76,6 +78,7 @@ class PyaiWorker(Worker):
         self.poller = None
         self.tpool = None
         self.accepting = False
+        self.accept_paused_until = 0.0  # after running out of descriptors (see _accept)
         self.stopping_since = None
         settings = load_config(prepare=False)
         self.head_timeout = settings.head_timeout or None
@@ -117,7 +120,9 @@ class PyaiWorker(Worker):
             if self.stopping_since is not None:
                 if not self.conns or now - self.stopping_since > self.cfg.graceful_timeout:
                     break
-            self._set_accepting(self.alive and len(self.conns) < self.cfg.worker_connections)
+            self._set_accepting(
+                self.alive and len(self.conns) < self.cfg.worker_connections and now >= self.accept_paused_until
+            )
             if now - last_tick >= TICK:
                 last_tick = now
                 self.notify()
@@ -183,7 +188,10 @@ class PyaiWorker(Worker):
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self.log.error("cannot accept a connection: %s", exc)
+                    # The listener stays readable: accepting again at once would spin.
+                    self.log.error("cannot accept a connection (%s); accepting again in %s s", exc.strerror, ACCEPT_PAUSE)
+                    self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+                    self._set_accepting(False)
                     return
                 raise
             conn = Connection(sock, client, listener.getsockname(), self.head_max)
