@@ -12,7 +12,7 @@ from . import digests
 from .dates import parse_http_date
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .ids import InvalidId
-from .parking import Wait, run_to_end
+from .parking import Wait
 
 NOT_FOUND = "File Not Found"
 # Checksums strong enough to say "these are the stored bytes" (no crafted collisions).
@@ -43,10 +43,6 @@ class Archive:
             return self.backend.open_read(self.path(ident))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no file is stored under this id", detail="not found") from None
-
-    def put(self, ident, body, last_modified=None, expected=None):
-        """Store the body under the id, waiting for it as long as it takes; see ``storing``."""
-        return run_to_end(self.storing(ident, body, last_modified, expected))
 
     def storing(self, ident, body, last_modified=None, expected=None, patience=None, before_body=None):
         """Store the body under the id: a generator returning ``(bytes stored, warning or None)``.

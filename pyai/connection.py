@@ -64,10 +64,8 @@ class Connection:
         self.exchange = None
         self.deadline = None  # when the poller gives up waiting (monotonic)
         self.closed = False
-        self.served = 0
-
-    def fileno(self):
-        return self.sock.fileno()
+        self.served = 0  # requests answered on it (a new connection waits head_timeout, a kept-alive one keepalive)
+        self.drained = 0  # bytes discarded while the client closes (see PyaiWorker._close_gracefully)
 
     def read_head(self):
         """Take what the socket holds without waiting; COMPLETE, PARTIAL, OVERLONG or EOF."""

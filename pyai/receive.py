@@ -105,11 +105,6 @@ class RequestBody:
             limit = min(limit, self._started + self.timeout + self.received / self.min_rate)
         return limit
 
-    def copy_to(self, writer):
-        """Write the whole body into ``writer`` and return its size; raise IncompleteBody if short."""
-        self.receive(writer)
-        return self.received
-
     def receive(self, writer, patience=None):
         """Move what arrives into ``writer``: True once the whole body is in, False when no
         byte came for ``patience`` seconds (call again when ``fileno()`` is readable).

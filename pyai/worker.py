@@ -268,7 +268,6 @@ class PyaiWorker(Worker):
             self._close(conn)
             return
         conn.deadline = now + CLOSE_LINGER
-        conn.drained = 0
         self.poller.register(conn.sock, selectors.EVENT_READ, lambda _s, c=conn: self._drain(c))
 
     def _drain(self, conn):
