@@ -50,12 +50,24 @@ def workers(srv, count, timeout=60.0):
         time.sleep(0.05)
 
 
-def rss_kib(pid):
+def status_value(pid, field):
+    """The number of ``field`` in /proc/<pid>/status (``VmRSS`` in KiB, ``Threads``...)."""
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def rss_kib(pid):
+    return status_value(pid, "VmRSS")
+
+
+def cpu_seconds(pid):
+    """Seconds of CPU (user + system) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rpartition(")")[2].split()  # after the command name, as in children()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 def fd_count(pid):

@@ -87,22 +87,19 @@ def trickled_heads(server, n=4):
     return [Trickler(connect(server), head) for _ in range(n)]
 
 
-def trickled_bodies(server, n=4, ident_prefix="slow"):
+def trickled_bodies(server, n=4, ident_prefix="slow", method="PUT", extra_header="", filler=b"b"):
+    """``n`` requests whose head comes at once and whose 100-byte body is trickled."""
     tricklers = []
     for i in range(n):
         sock = connect(server)
-        sock.sendall(f"PUT /{ident_prefix}-{os.getpid()}-{i}-{time.time_ns()} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".encode())
-        tricklers.append(Trickler(sock, b"b" * 100))
+        target = f"/{ident_prefix}-{os.getpid()}-{i}-{time.time_ns()}"
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra_header}Content-Length: 100\r\n\r\n".encode())
+        tricklers.append(Trickler(sock, filler * 100))
     return tricklers
 
 
 def trickled_patch_bodies(server, n=4):
-    tricklers = []
-    for i in range(n):
-        sock = connect(server)
-        sock.sendall(f"PATCH /patch-{os.getpid()}-{i}-{time.time_ns()} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode())
-        tricklers.append(Trickler(sock, b" " * 100))
-    return tricklers
+    return trickled_bodies(server, n, "patch", "PATCH", "Content-Type: application/json\r\n", b" ")
 
 
 def closing_clients(server, n=4):

@@ -20,6 +20,7 @@ import time
 import pytest
 import requests
 
+from faults.procs import children, cpu_seconds
 from server import parse_response, recv_all, wait_until
 
 RECEIVE_TIMEOUT = 2
@@ -54,19 +55,7 @@ def servers(make_server):
 
 def worker_cpu(srv):
     """Seconds of CPU (user + system) the server's worker processes have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == srv.proc.pid:  # fields[0] is the state, [1] the parent
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
+    return sum(cpu_seconds(pid) for pid in children(srv.proc.pid))
 
 
 def head(ident, length):

@@ -16,6 +16,7 @@ import time
 import pytest
 import requests
 
+from faults.procs import children, cpu_seconds
 from server import parse_response, recv_all
 
 LIMIT = 8
@@ -140,23 +141,18 @@ def test_token_checked_before_100_continue(fresh_server, tmp_path, uid):
     assert resp.status == 201, resp
 
 
-def worker_cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_out_of_descriptors_does_not_spin(fresh_server):
     """A worker that runs out of file descriptors stops accepting for a moment instead of
     spinning on a listener that stays readable, and serves again once descriptors free up."""
     srv = fresh_server.start("few-fds", PAI_WORKERS="1", PAI_THREADS="2")
-    worker = int(subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()[0])
+    (worker,) = children(srv.proc.pid)
     subprocess.run(["prlimit", f"--pid={worker}", "--nofile=48:48"], check=True)
     socks = [connect(srv) for _ in range(80)]  # more than the worker can hold: the rest wait in the backlog
     try:
         time.sleep(1)
-        before = worker_cpu_seconds(worker)
+        before = cpu_seconds(worker)
         time.sleep(3)
-        assert worker_cpu_seconds(worker) - before < 1.0, "the worker spun while out of descriptors"
+        assert cpu_seconds(worker) - before < 1.0, "the worker spun while out of descriptors"
     finally:
         for sock in socks:
             sock.close()

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from faults.procs import children, status_value
 from server import wait_until
 
 from .conftest import emu_cli
@@ -20,19 +21,10 @@ STAGE_WORKERS = 3
 REQUEST_THREADS = 4  # the worker may still start this many request threads during the POSTs
 
 
-def _threads(pid):
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no Threads line for {pid}")
-
-
 def _worker_pid(srv):
-    with open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children") as handle:
-        kids = handle.read().split()
+    kids = children(srv.proc.pid)
     assert len(kids) == 1, kids
-    return int(kids[0])
+    return kids[0]
 
 
 def _media(srv, ident):
@@ -50,14 +42,14 @@ def test_many_stages_use_a_bounded_pool(fresh_hpss):
     pid = _worker_pid(srv)
     with ThreadPoolExecutor(FILES) as pool:  # every request thread of the worker busy once
         list(pool.map(lambda ident: _media(srv, ident), idents))
-    baseline = _threads(pid)
+    baseline = status_value(pid, "Threads")
 
     peak = [baseline]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _threads(pid))
+            peak[0] = max(peak[0], status_value(pid, "Threads"))
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample)
