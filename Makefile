@@ -17,11 +17,11 @@ PYTEST_ARGS ?=
 HPSS_ROOT ?= /opt/hpss
 export HPSS_ROOT
 
-NATIVE_SOURCES := $(wildcard csrc/*.c csrc/*.h) pyai/_io.pyx $(wildcard pyai/*.pxd) \
+NATIVE_SOURCES := $(wildcard csrc/*.c csrc/*.h) pyai/native/_cimpl.pyx $(wildcard pyai/native/*.pxd) \
 	$(wildcard csrc/hpss_emu/*.c csrc/hpss_emu/*.h) csrc/hpss_build.py
 EXT_SUFFIX := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
-IO_EXT := pyai/_io$(EXT_SUFFIX)
-HPSS_EXT := pyai/_hpss$(EXT_SUFFIX)
+IO_EXT := pyai/native/_cimpl$(EXT_SUFFIX)
+HPSS_EXT := pyai/hpss_client/_hpss$(EXT_SUFFIX)
 # Rebuild the binding when HPSS_ROOT, or whether it holds the headers, changes.
 HPSS_STAMP := build/hpss-root.stamp
 SYSTEM_TOOLS := curl wget
@@ -95,7 +95,7 @@ bench: compile system-deps
 	BENCH_QUICK=$(if $(filter 1 yes true,$(QUICK)),1,0) $(PY) -m pytest -c bench/pytest.ini bench $(BENCH_ARGS)
 
 clean:
-	rm -rf build pyai/_io.c pyai/*.so pyai/*.html .pytest_cache .benchmarks
+	rm -rf build pyai/native/_cimpl.c pyai/*/*.so pyai/*/*.html .pytest_cache .benchmarks
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
 
 distclean: clean

@@ -1,8 +1,8 @@
-"""Build the native parts of pyai: the Cython I/O extension ``pyai._io`` and the
-cffi binding to HPSS ``pyai._hpss`` (against ``$HPSS_ROOT`` when it has the
+"""Build the native parts of pyai: the Cython I/O extension ``pyai.native._cimpl`` and the
+cffi binding to HPSS ``pyai.hpss_client._hpss`` (against ``$HPSS_ROOT`` when it has the
 headers, else against the emulator ``libhpss_emu.so`` built here into the package).
 
-``PYAI_NO_EXTENSIONS=1`` builds a pure-Python package (``pyai._pyio`` then does
+``PYAI_NO_EXTENSIONS=1`` builds a pure-Python package (``pyai.native._pyimpl`` then does
 all the work).  ``PYAI_DEBUG=1`` keeps asserts and debug symbols.
 """
 
@@ -24,8 +24,8 @@ def extensions():
     from Cython.Build import cythonize
 
     io_ext = Extension(
-        "pyai._io",
-        sources=["pyai/_io.pyx", "csrc/pyai_io.c"],
+        "pyai.native._cimpl",
+        sources=["pyai/native/_cimpl.pyx", "csrc/pyai_io.c"],
         include_dirs=["csrc"],
         depends=["csrc/pyai_io.h"],
         extra_compile_args=CFLAGS,
@@ -38,7 +38,7 @@ def extensions():
 
 
 def hpss_extension():
-    """pyai._hpss from the C that the cffi builder (csrc/hpss_build.py) emits."""
+    """pyai.hpss_client._hpss from the C that the cffi builder (csrc/hpss_build.py) emits."""
     sys.path.insert(0, "csrc")
     import hpss_build
 
@@ -48,7 +48,7 @@ def hpss_extension():
     options = hpss_build.build_options()
     options["extra_compile_args"] = CFLAGS + options.get("extra_compile_args", [])
     return Extension(
-        "pyai._hpss",
+        "pyai.hpss_client._hpss",
         sources=[source],
         depends=[os.path.join("csrc", "hpss_build.py")] + [f for f in hpss_build.EMULATOR_SOURCES],
         **options,
@@ -62,14 +62,14 @@ class BuildExt(build_ext):
         super().run()
         if self.inplace and self._emulator:
             # setuptools builds in build/ and copies the extensions back; the library goes along
-            target = os.path.join(self.get_finalized_command("build_py").get_package_dir("pyai"), "libhpss_emu.so")
+            target = os.path.join(self.get_finalized_command("build_py").get_package_dir("pyai.hpss_client"), "libhpss_emu.so")
             self.copy_file(self._emulator, target)
 
     _emulator = None
 
     def build_extensions(self):
         for ext in self.extensions:
-            if ext.name == "pyai._hpss" and "hpss_emu" in ext.libraries:
+            if ext.name == "pyai.hpss_client._hpss" and "hpss_emu" in ext.libraries:
                 ext.library_dirs = list(ext.library_dirs) + [self._build_emulator(ext)]
         super().build_extensions()
 

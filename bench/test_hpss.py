@@ -22,10 +22,10 @@ import pytest
 import benchlib as bl
 from benchlib import RESULTS, SETTINGS
 
-if importlib.util.find_spec("pyai._hpss") is None:
-    pytest.skip("pyai._hpss is not built (make compile)", allow_module_level=True)
+if importlib.util.find_spec("pyai.hpss_client._hpss") is None:
+    pytest.skip("pyai.hpss_client._hpss is not built (make compile)", allow_module_level=True)
 
-from pyai.ids import id2filename  # noqa: E402
+from pyai.archive.ids import id2filename  # noqa: E402
 
 TARGETS = ["posix", "hpss"]
 GET_ID = 4096  # -> <prefix>/00/10/1000: the large file every GET reads

@@ -1,4 +1,4 @@
-"""cffi builder of ``pyai._hpss``, the binding to the HPSS client API (API mode).
+"""cffi builder of ``pyai.hpss_client._hpss``, the binding to the HPSS client API (API mode).
 
 Compiled against the real headers when ``$HPSS_ROOT`` (default ``/opt/hpss``)
 holds ``include/hpss_api.h``, otherwise against pyai's emulator in
@@ -327,7 +327,7 @@ def build_options():
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-ffibuilder.set_source("pyai._hpss", PREAMBLE, **build_options())
+ffibuilder.set_source("pyai.hpss_client._hpss", PREAMBLE, **build_options())
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -14,8 +14,8 @@ import os
 import re
 from typing import Optional
 
-from .digests import parse_config_algorithm
-from .errors import ConfigError
+from pyai.archive.checksums import parse_config_algorithm
+from pyai.errors import ConfigError
 
 BACKENDS = ("posix", "hpss", "hsmsideband")
 DEFAULT_CONFIG_IN_HOME = os.path.join(".pacifica-archiveinterface", "config.ini")
@@ -105,7 +105,7 @@ SETTINGS = (
     Setting("stage_workers", "archive", "stage_workers", "PAI_STAGE_WORKERS", _positive_int, "4"),
     # the digest computed while a PUT is received and stored beside the file (none: no checksums)
     Setting("checksum", "archive", "checksum", "PAI_CHECKSUM", parse_config_algorithm, "sha256"),
-    # bearer tokens, one "ro <token>" / "rw <token>" a line (pyai/auth.py); "" leaves the archive open
+    # bearer tokens, one "ro <token>" / "rw <token>" a line (pyai/web/auth.py); "" leaves the archive open
     Setting("auth_tokens_file", "auth", "tokens_file", "PAI_AUTH_TOKENS_FILE", _optional_path, ""),
     Setting("use_id2filename", "posix", "use_id2filename", "PAI_USE_ID2FILENAME", _bool, "false"),
     Setting("hpss_user", "hpss", "user", "PAI_HPSS_USER", str, "hpss"),
@@ -169,7 +169,7 @@ class Config:
     config_file: str = ""
 
 
-# The prefix the gunicorn master checked at start-up (pyai.server.prepare_archive).
+# The prefix the gunicorn master checked at start-up (pyai.web.server.prepare_archive).
 # Its workers inherit this at the fork and do not check again: a prefix that has
 # turned read-only or gone away since then fails requests (5xx), not the boot of
 # a replacement worker, which would stop the whole service; nor is a missing

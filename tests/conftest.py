@@ -24,7 +24,7 @@ IMPLS = tuple(os.environ.get("PYAI_TEST_IMPLS", "c python").split())
 # with one I/O path only: its uploads go through hpss_Write, never the C receive.
 # hsmsideband has its own tests (tests/sideband, on a private MariaDB).
 BACKENDS = tuple(os.environ.get("PYAI_TEST_BACKENDS", "posix hpss hsmsideband").split())
-if "hpss" in BACKENDS and importlib.util.find_spec("pyai._hpss") is None:
+if "hpss" in BACKENDS and importlib.util.find_spec("pyai.hpss_client._hpss") is None:
     BACKENDS = tuple(b for b in BACKENDS if b != "hpss")  # a pure-Python build has no binding
 FLAVORS = [("posix", impl) for impl in IMPLS if "posix" in BACKENDS]
 if "hpss" in BACKENDS:

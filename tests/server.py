@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from pyai.ids import id2filename  # the layout itself is pinned to the contract in tests/unit/test_ids.py
+from pyai.archive.ids import id2filename  # the layout itself is pinned to the contract in tests/unit/test_ids.py
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -1,20 +1,20 @@
 """Storage backends, chosen by name (``-t``/``PAI_BACKEND_TYPE``)."""
 
-from ..errors import ConfigError
+from pyai.errors import ConfigError
 
 
 def create_backend(config):
     """Return the backend object named by ``config.backend``."""
     if config.backend == "posix":
-        from .posix import PosixBackend
+        from pyai.backends.posix import PosixBackend
 
         return PosixBackend(config)
     if config.backend == "hpss":
-        from .hpss import HpssBackend
+        from pyai.backends.hpss import HpssBackend
 
         return HpssBackend(config)
     if config.backend == "hsmsideband":
-        from .sideband import SidebandBackend
+        from pyai.backends.sideband import SidebandBackend
 
         return SidebandBackend(config)
     raise ConfigError(f"the {config.backend} backend is not available in this version of pyai (use posix, hpss or hsmsideband)")

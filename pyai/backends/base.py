@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 from typing import Iterator, Optional, Protocol
 
-from ..errors import Conflict
+from pyai.errors import Conflict
 
 # Uploads in progress are written under this name prefix, which no id can
 # produce (ids never start with "."), so nothing half-written is addressable.

@@ -13,8 +13,8 @@ import errno
 import hashlib
 import os
 
-from .. import digests
-from . import tempfiles
+from pyai.archive import checksums as digests
+from pyai.backends import tempfiles
 
 XATTR = "user.pyai.checksum"
 SIDECAR_PREFIX = ".pyai-sum-"

@@ -22,10 +22,10 @@ import secrets
 import stat
 import time
 
-from ..errors import BackendUnavailable, ConfigError, Conflict, Forbidden
-from ..ids import id2filename, parse_integer
-from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
-from .jobs import KeyedPool
+from pyai.errors import BackendUnavailable, ConfigError, Conflict, Forbidden
+from pyai.archive.ids import id2filename, parse_integer
+from pyai.backends.base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
+from pyai.backends.jobs import KeyedPool
 
 # What each storage level is, as the original reported it.
 LEVEL_MEDIA = ("disk", "tape", "tape", "error", "error")
@@ -50,10 +50,10 @@ def media_of(size, per_level):
 
 def _load_binding():
     try:
-        from .. import hpss
+        from pyai import hpss_client as hpss
     except ImportError as exc:
         raise ConfigError(
-            f"the hpss backend needs the compiled binding pyai._hpss ({exc}); build it with `make compile`"
+            f"the hpss backend needs the compiled binding pyai.hpss_client._hpss ({exc}); build it with `make compile`"
         ) from None
     return hpss
 

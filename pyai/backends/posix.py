@@ -26,12 +26,12 @@ import logging
 import os
 import stat
 
-from .. import fileio
-from ..dirsync import DirectorySyncer
-from ..errors import BackendUnavailable, Conflict, Forbidden, StoredNotDurable
-from ..ids import id2filename, parse_integer, parse_safe_name
-from . import beneath, checksum_store, tempfiles
-from .base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
+from pyai import native as fileio
+from pyai.backends.dirsync import DirectorySyncer
+from pyai.errors import BackendUnavailable, Conflict, Forbidden, StoredNotDurable
+from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
+from pyai.backends import beneath, checksum_store, tempfiles
+from pyai.backends.base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
 
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
@@ -86,7 +86,7 @@ class PosixWriter:
     """A file being received into ``<dir>/.pyai-tmp-<token>`` (locked from the start); see ``commit``."""
 
     def __init__(self, path, size_hint, replace, syncer, root):
-        # size_hint: accepted for the protocol; space is reserved as the bytes arrive (pyai.receive)
+        # size_hint: accepted for the protocol; space is reserved as the bytes arrive (pyai.web.receive)
         self.path = path
         self.syncer = syncer
         self.directory = os.path.dirname(path)

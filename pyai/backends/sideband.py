@@ -41,11 +41,11 @@ import time
 import peewee
 from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
-from ..errors import BackendUnavailable, ConfigError
-from .base import FileStatus
-from .jobs import KeyedPool
-from .posix import PosixBackend, PosixReader
-from .sideband_models import SamFile, SamInode, SamPath
+from pyai.errors import BackendUnavailable, ConfigError
+from pyai.backends.base import FileStatus
+from pyai.backends.jobs import KeyedPool
+from pyai.backends.posix import PosixBackend, PosixReader
+from pyai.backends.sideband_models import SamFile, SamInode, SamPath
 
 log = logging.getLogger("pyai")
 RECALL_BLOCK = 1 << 20

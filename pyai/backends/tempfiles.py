@@ -25,7 +25,7 @@ import secrets
 import stat
 import time
 
-from .base import TEMP_PREFIX
+from pyai.backends.base import TEMP_PREFIX
 
 NEW_PREFIX = TEMP_PREFIX + "new-"  # never a token: tokens start with hex digits
 # A live owner renames its new- name microseconds after creating it.

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.checks import not_a_server_error
 
 import pyai
-from pyai.openapi import load_description
+from pyai.web.openapi import load_description
 from server import ServerPool, assert_error
 
 METHODS = {"get", "head", "put", "post", "patch", "delete"}

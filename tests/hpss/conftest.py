@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-if importlib.util.find_spec("pyai._hpss") is None:
-    pytest.skip("pyai._hpss is not built (PYAI_NO_EXTENSIONS?)", allow_module_level=True)
+if importlib.util.find_spec("pyai.hpss_client._hpss") is None:
+    pytest.skip("pyai.hpss_client._hpss is not built (PYAI_NO_EXTENSIONS?)", allow_module_level=True)
 
 from server import ServerPool  # noqa: E402
 
@@ -17,8 +17,8 @@ EMU_CLI = str(Path(sys.executable).parent / "pyai-hpss-emu")
 
 @pytest.fixture
 def emu(tmp_path, monkeypatch):
-    """The emulator logged in over a fresh root, in this process: (pyai.hpss, root)."""
-    from pyai import hpss
+    """The emulator logged in over a fresh root, in this process: (pyai.hpss_client, root)."""
+    from pyai import hpss_client as hpss
 
     root = tmp_path / "ns"
     root.mkdir()

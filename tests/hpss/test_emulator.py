@@ -1,4 +1,4 @@
-"""The emulator's semantics, through its C API (the calls pyai._hpss binds)."""
+"""The emulator's semantics, through its C API (the calls pyai.hpss_client._hpss binds)."""
 
 import errno
 import os

@@ -8,7 +8,7 @@ import pytest
 from pyai.backends.sideband import HEAD_SQL, SidebandBackend, _head_parameters
 from pyai.config import load
 from pyai.errors import BackendUnavailable, ConfigError
-from pyai.ids import id2filename
+from pyai.archive.ids import id2filename
 from server import free_port
 
 from .mariadb import SamDB

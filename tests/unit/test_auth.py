@@ -1,14 +1,14 @@
-"""Token files, token comparison, the request check and the exposure warning (pyai/auth.py)."""
+"""Token files, token comparison, the request check and the exposure warning (pyai/web/auth.py)."""
 
 import logging
 import os
 
 import pytest
 
-from pyai import auth
+from pyai.web import auth
 from pyai.config import load
 from pyai.errors import ConfigError
-from pyai.receive import CLOSE_CONNECTION
+from pyai.web.receive import CLOSE_CONNECTION
 
 RO = "read-only-token-000000000001"
 RW = "read+write/token_0000000002=="

@@ -4,7 +4,7 @@ import hashlib
 import os
 
 from pyai.backends import checksum_store
-from pyai.digests import decode
+from pyai.archive.checksums import decode
 
 DIGEST = hashlib.sha256(b"x").digest()
 

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from pyai.dates import http_date, parse_http_date
+from pyai.web.dates import http_date, parse_http_date
 
 INSTANT = 784111777.0
 

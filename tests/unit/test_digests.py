@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from pyai import digests
+from pyai.archive import checksums as digests
 from pyai.config import load
 from pyai.errors import BadRequest, ConfigError
 

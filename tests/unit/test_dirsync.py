@@ -3,7 +3,7 @@
 import threading
 import time
 
-from pyai.dirsync import DirectorySyncer
+from pyai.backends.dirsync import DirectorySyncer
 
 
 class RecordingFsync:

@@ -1,4 +1,4 @@
-"""Tests of the I/O primitives, run against both pyai._io (C) and pyai._pyio (Python).
+"""Tests of the I/O primitives, run against both pyai.native._cimpl (C) and pyai.native._pyimpl (Python).
 
 The C extension must be built (``setup.py build_ext --inplace``): its tests
 fail, not skip, when it is missing.
@@ -26,7 +26,7 @@ MiB = 1024 * 1024
 @pytest.fixture(params=["c", "python"])
 def fio(request):
     """The implementation under test (ImportError, hence failure, if C is not built)."""
-    return importlib.import_module({"c": "pyai._io", "python": "pyai._pyio"}[request.param])
+    return importlib.import_module({"c": "pyai.native._cimpl", "python": "pyai.native._pyimpl"}[request.param])
 
 
 @pytest.fixture(params=["socketpair", "tcp"])
@@ -435,7 +435,7 @@ def test_recv_reserves_space_as_bytes_arrive(fio, tcp, out):
     assert st.st_size == MiB + 5
     # never the 64 MiB announced: at most one step past what was written
     assert st.st_blocks * 512 <= MiB + 5 + 2 * MiB + 64 * 1024
-    if fio.__name__ == "pyai._io" and fio.preallocate(fd, 4096, offset=16 * MiB):
+    if fio.__name__ == "pyai.native._cimpl" and fio.preallocate(fd, 4096, offset=16 * MiB):
         # where the file system can reserve (C only), space ahead of what was written is
         assert st.st_blocks * 512 >= 2 * MiB
 
@@ -690,13 +690,13 @@ def _run(impl, code):
 
 
 _CHECK = (
-    "import pyai._io, pyai._pyio\n"
-    "from pyai import fileio\n"
-    "mod = {'c': pyai._io, 'python': pyai._pyio}[fileio.__impl__]\n"
+    "import pyai.native._cimpl, pyai.native._pyimpl\n"
+    "from pyai import native as fileio\n"
+    "mod = {'c': pyai.native._cimpl, 'python': pyai.native._pyimpl}[fileio.__impl__]\n"
     "assert all(getattr(fileio, n) is getattr(mod, n) for n in fileio.__all__)\n"
     "print(fileio.__impl__)\n"
 )
-_NO_C = "import sys; sys.modules['pyai._io'] = None\n"  # makes importing it fail
+_NO_C = "import sys; sys.modules['pyai.native._cimpl'] = None\n"  # makes importing it fail
 
 
 @pytest.mark.parametrize(("impl", "expected"), [(None, "c"), ("auto", "c"), ("c", "c"), ("python", "python"), (" C ", "c")])
@@ -707,18 +707,18 @@ def test_selector(impl, expected):
 
 
 def test_selector_auto_without_c():
-    result = _run("auto", _NO_C + "from pyai import fileio; print(fileio.__impl__, fileio._c_unavailable is not None)")
+    result = _run("auto", _NO_C + "from pyai import native as fileio; print(fileio.__impl__, fileio._c_unavailable is not None)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["python", "True"]
 
 
-@pytest.mark.parametrize(("impl", "message"), [("c", "pyai._io cannot be imported"), ("fast", "is not valid")])
+@pytest.mark.parametrize(("impl", "message"), [("c", "pyai.native._cimpl cannot be imported"), ("fast", "is not valid")])
 def test_selector_refuses(impl, message):
-    result = _run(impl, _NO_C + "from pyai import fileio")
+    result = _run(impl, _NO_C + "from pyai import native as fileio")
     assert result.returncode != 0
     assert "ImportError" in result.stderr and message in result.stderr
 
 
 def test_c_extension_is_built():
-    mod = importlib.import_module("pyai._io")
+    mod = importlib.import_module("pyai.native._cimpl")
     assert stat.S_ISREG(os.stat(mod.__file__).st_mode) and mod.__file__.endswith(".so")

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from pyai.ids import MAX_ID, InvalidId, filename2id, id2filename, parse_integer, parse_safe_name
+from pyai.archive.ids import MAX_ID, InvalidId, filename2id, id2filename, parse_integer, parse_safe_name
 
 LAYOUT = {
     12345: "/39/3039",

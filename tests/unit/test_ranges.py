@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from pyai.errors import BadRequest, RangeNotSatisfiable
-from pyai.ranges import parse_byte_range, parse_range_header
+from pyai.web.ranges import parse_byte_range, parse_range_header
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The I/O primitives of pyai in C (csrc/pyai_io.c), with the GIL released.
 
-Same names, signatures and behaviour as the pure-Python twin ``pyai._pyio``;
-import them from ``pyai.fileio``, which picks one.  Every OS failure is raised
+Same names, signatures and behaviour as the pure-Python twin ``pyai.native._pyimpl``;
+import them from ``pyai.native``, which picks one.  Every OS failure is raised
 by ``pyai.errors.os_error`` with the operation's name.
 """
 
@@ -17,7 +17,7 @@ from libc.limits cimport INT_MAX
 from libc.math cimport ceil
 from libc.stdint cimport int64_t
 
-from pyai._cio cimport *
+from pyai.native._cdecl cimport *
 
 cdef extern from "errno.h":
     enum:

@@ -10,7 +10,7 @@ share it, instead of each paying for its own.
 
 import threading
 
-from . import fileio
+from pyai import native as fileio
 
 
 class _Directory:

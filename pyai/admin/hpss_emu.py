@@ -23,7 +23,7 @@ STATE_DIR = ".hpss-emu"
 
 def _path(root, name):
     if name.isdigit():
-        from .ids import id2filename
+        from pyai.archive.ids import id2filename
 
         return root.rstrip("/") + id2filename(int(name))
     return os.path.abspath(name)
@@ -46,7 +46,7 @@ def _remove_setting(root, name):
 
 
 def _client(root):
-    from . import hpss
+    from pyai import hpss_client as hpss
 
     if not hpss.EMULATOR:
         raise SystemExit("pyai-hpss-emu: pyai is built against a real HPSS, not the emulator")
@@ -80,7 +80,7 @@ def _stage(hpss, path, args):
 
 
 def _status(hpss, path, args):
-    from .backends.hpss import media_of
+    from pyai.backends.hpss import media_of
 
     size, per_level = hpss.levels(path)
     return f"{path}: size {size} levels {per_level!r} {media_of(size, per_level)}"

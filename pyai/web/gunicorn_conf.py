@@ -12,9 +12,9 @@ bind = os.environ.get("PAI_BIND", "127.0.0.1:8080")
 # every connection) and let one worker serve many uploads and downloads at once:
 # the byte moving happens in C or in the kernel with the GIL released.  pyai's
 # worker is gunicorn's gthread minus the hand-off to the main thread between
-# two requests on a busy connection (see pyai/worker.py): measured 20-30 % less
+# two requests on a busy connection (see pyai/web/worker.py): measured 20-30 % less
 # worker CPU per small request.
-worker_class = "pyai.worker.PyaiWorker"
+worker_class = "pyai.web.worker.PyaiWorker"
 workers = int(os.environ.get("PAI_WORKERS", os.cpu_count() or 2))
 threads = int(os.environ.get("PAI_THREADS", "16"))
 
@@ -44,14 +44,14 @@ loglevel = os.environ.get("PAI_LOG_LEVEL", "info")
 
 def on_starting(server):
     """Validate the configuration once and sweep stale temporary files, before any worker starts."""
-    from pyai.server import prepare_archive
+    from pyai.web.server import prepare_archive
 
     prepare_archive(server.log, server.cfg.address)
 
 
 def when_ready(server):
-    """Bound each blocking read of a client socket by receive_timeout (see pyai.server.limit_request_reads)."""
+    """Bound each blocking read of a client socket by receive_timeout (see pyai.web.server.limit_request_reads)."""
     from pyai.config import load
-    from pyai.server import limit_request_reads
+    from pyai.web.server import limit_request_reads
 
     limit_request_reads(server.LISTENERS, load(prepare=False).receive_timeout)

@@ -16,17 +16,19 @@ from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
-from . import __version__, auth, parking
-from .archive import Archive, status_headers
-from .backends import create_backend
-from .config import load as load_config
-from .dates import http_date
-from .digests import expected_digests
-from .digests import response_headers as digest_headers
-from .errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
-from .openapi import RESERVED_ID, load_description
-from .ranges import parse_byte_range, parse_range_header
-from .receive import CLOSE_CONNECTION, RequestBody, abandon_body
+from pyai import __version__
+from pyai.web import auth
+from pyai.web import parking
+from pyai.archive.service import Archive, status_headers
+from pyai.backends import create_backend
+from pyai.config import load as load_config
+from pyai.web.dates import http_date
+from pyai.archive.checksums import expected_digests
+from pyai.archive.checksums import response_headers as digest_headers
+from pyai.errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, BadRequest, IncompleteBody, NotFound, RangeNotSatisfiable
+from pyai.web.openapi import RESERVED_ID, load_description
+from pyai.web.ranges import parse_byte_range, parse_range_header
+from pyai.web.receive import CLOSE_CONNECTION, RequestBody, abandon_body
 
 try:
     from gunicorn.http.errors import NoMoreData as _BodyEnded
@@ -103,7 +105,7 @@ def data_first(archive, config, flask_app, reserved, tokens=None):
     With authentication on (``tokens``), they check the token first, as
     Flask's ``before_request`` does for the rest.  Under pyai's worker a PUT
     is answered by a generator that yields while its client is slow (see
-    ``pyai.parking``), so the upload waits in the poller, not in a thread.
+    ``pyai.web.parking``), so the upload waits in the poller, not in a thread.
     """
     handlers = {"GET": get_file, "HEAD": head_file, "PUT": put_file}
 

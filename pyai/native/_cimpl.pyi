@@ -1,4 +1,4 @@
-"""Type stub of the C extension pyai._io (the pure-Python twin is pyai._pyio)."""
+"""Type stub of the C extension pyai.native._cimpl (the pure-Python twin is pyai.native._pyimpl)."""
 
 from collections.abc import Iterable
 from typing import Any

@@ -19,7 +19,7 @@ import binascii
 import hashlib
 import re
 
-from .errors import BadRequest
+from pyai.errors import BadRequest
 
 ALGORITHMS = ("sha256", "sha512", "sha1", "md5")
 DIGEST_SIZES = {name: hashlib.new(name).digest_size for name in ALGORITHMS}

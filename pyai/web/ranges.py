@@ -5,7 +5,7 @@ Both produce a half-open ``(start, stop)`` pair of offsets into the file.
 
 import re
 
-from .errors import BadRequest, RangeNotSatisfiable
+from pyai.errors import BadRequest, RangeNotSatisfiable
 
 _BYTE_RANGE = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 _SPEC = re.compile(r"\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*")

@@ -2,17 +2,17 @@
 
 It validates ids, keeps the archive write-once (unless configured otherwise),
 drives an upload from request body to published file, and answers the
-questions HEAD asks.  It knows nothing about HTTP framing; ``pyai.app`` does.
+questions HEAD asks.  It knows nothing about HTTP framing; ``pyai.web.app`` does.
 """
 
 import errno
 import time
 
-from . import digests
-from .dates import parse_http_date
-from .errors import BadRequest, Conflict, Forbidden, NotFound
-from .ids import InvalidId
-from .parking import Wait
+from pyai.archive import checksums as digests
+from pyai.web.dates import parse_http_date
+from pyai.errors import BadRequest, Conflict, Forbidden, NotFound
+from pyai.archive.ids import InvalidId
+from pyai.web.parking import Wait
 
 NOT_FOUND = "File Not Found"
 # Checksums strong enough to say "these are the stored bytes" (no crafted collisions).

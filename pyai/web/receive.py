@@ -24,8 +24,9 @@ import socket
 import ssl
 import time
 
-from . import digests, fileio
-from .errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding, os_error
+from pyai.archive import checksums as digests
+from pyai import native as fileio
+from pyai.errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding, os_error
 
 CHUNK = 1024 * 1024
 # environ key: the app closes the connection after this response (see app.closing_when_asked)

@@ -1,8 +1,8 @@
-"""The I/O primitives of pyai in pure Python: the twin of the C ``pyai._io``.
+"""The I/O primitives of pyai in pure Python: the twin of the C ``pyai.native._cimpl``.
 
 Same names, signatures, behaviour and exceptions (all through
 ``pyai.errors.os_error``); used when the extension is not built or
-``PYAI_IMPL=python``.  Import them from ``pyai.fileio``.  Differences: it
+``PYAI_IMPL=python``.  Import them from ``pyai.native``.  Differences: it
 reads with poll+readv (no splice), publishes with link+unlink (no renameat2)
 and ``preallocate`` reserves nothing (nor does ``recv_to_file``'s ``reserve``).
 """
@@ -15,7 +15,7 @@ import os
 import select
 import time
 
-from .errors import os_error
+from pyai.errors import os_error
 
 FADV_NORMAL = os.POSIX_FADV_NORMAL
 FADV_SEQUENTIAL = os.POSIX_FADV_SEQUENTIAL

@@ -1,4 +1,4 @@
-"""The file and socket primitives of pyai, from C (``pyai._io``) or pure Python (``pyai._pyio``).
+"""The file and socket primitives of pyai, from C (``pyai.native._cimpl``) or pure Python (``pyai.native._pyimpl``).
 
 ``PYAI_IMPL`` is read once, at import:
 
@@ -33,12 +33,12 @@ __all__ = [
 def _load(impl):
     if impl == "c":
         try:
-            from . import _io
+            from pyai.native import _cimpl as _io
         except ImportError as exc:
-            raise ImportError(f"PYAI_IMPL=c but the C extension pyai._io cannot be imported: {exc}") from exc
+            raise ImportError(f"PYAI_IMPL=c but the C extension pyai.native._cimpl cannot be imported: {exc}") from exc
         return "c", _io
     if impl == "python":
-        from . import _pyio
+        from pyai.native import _pyimpl as _pyio
 
         return "python", _pyio
     if impl == "auto":

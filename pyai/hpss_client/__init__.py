@@ -1,6 +1,6 @@
-"""The HPSS client API for Python, over the compiled cffi module ``pyai._hpss``.
+"""The HPSS client API for Python, over the compiled cffi module ``pyai.hpss_client._hpss``.
 
-This module is the only importer of ``pyai._hpss``.  Every call returns what
+This module is the only importer of ``pyai.hpss_client._hpss``.  Every call returns what
 the C call returned or raises the OSError that ``error`` builds from its
 negative return code (HPSS does not report through ``errno``).  cffi releases
 the GIL around each call, so a stage, a tape mount or a slow core server
@@ -19,7 +19,7 @@ import threading
 import time
 from collections import namedtuple
 
-from .errors import os_error
+from pyai.errors import os_error
 
 
 def _load():
@@ -28,7 +28,7 @@ def _load():
     flags = sys.getdlopenflags()
     sys.setdlopenflags(os.RTLD_NOW | getattr(os, "RTLD_DEEPBIND", 0))
     try:
-        from . import _hpss
+        from pyai.hpss_client import _hpss
     finally:
         sys.setdlopenflags(flags)
     return _hpss.ffi, _hpss.lib

@@ -25,8 +25,8 @@ import stat
 
 from flask import request
 
-from .errors import ArchiveError, ConfigError, Forbidden
-from .receive import abandon_body
+from pyai.errors import ArchiveError, ConfigError, Forbidden
+from pyai.web.receive import abandon_body
 
 READ, WRITE = "ro", "rw"
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
@@ -137,7 +137,7 @@ def install(app, config):
     """Make ``app`` check tokens before every request when ``config`` names a tokens file.
 
     Returns the Tokens (None when authentication is off) for the requests
-    answered before Flask (``pyai.app.data_first``), which check them too.
+    answered before Flask (``pyai.web.app.data_first``), which check them too.
     """
     if not config.auth_tokens_file:
         return None

@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 
-from . import __version__
-from .config import load as load_config
-from .errors import ArchiveError, ConfigError
+from pyai import __version__
+from pyai.config import load as load_config
+from pyai.errors import ArchiveError, ConfigError
 
 
 def _archive_options(parser, default=None):
@@ -53,13 +53,13 @@ def _fail(prog, message):
 
 
 def serve(args, prog):
-    from .auth import check_config as check_auth
+    from pyai.web.auth import check_config as check_auth
 
     try:
         check_auth(_load(args))
     except ConfigError as exc:
         return _fail(prog, exc)
-    from .server import ArchiveServer
+    from pyai.web.server import ArchiveServer
 
     options = {"bind": f"{args.address}:{args.port}"}
     if args.workers:
@@ -71,8 +71,8 @@ def serve(args, prog):
 
 
 def delete(args, prog):
-    from .archive import Archive
-    from .backends import create_backend
+    from pyai.archive.service import Archive
+    from pyai.backends import create_backend
 
     try:
         config = _load(args)
@@ -91,7 +91,7 @@ def delete(args, prog):
 
 
 def sweep(args, prog):
-    from .backends import create_backend
+    from pyai.backends import create_backend
 
     try:
         config = _load(args)
@@ -105,9 +105,9 @@ def sweep(args, prog):
 
 
 def verify(args, prog):
-    from . import verify as verifier
-    from .archive import Archive
-    from .backends import create_backend
+    from pyai.admin import verify as verifier
+    from pyai.archive.service import Archive
+    from pyai.backends import create_backend
 
     if bool(args.ids) == args.all:
         return _fail(prog, "verify needs ids or --all (not both)")

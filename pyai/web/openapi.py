@@ -9,7 +9,7 @@ from importlib import resources
 
 import yaml
 
-from . import __version__
+from pyai import __version__
 
 RESERVED_ID = "openapi.json"
 

@@ -10,7 +10,7 @@ import hashlib
 import sys
 import time
 
-from .errors import ArchiveError
+from pyai.errors import ArchiveError
 
 READ_BLOCK = 1 << 20
 PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal

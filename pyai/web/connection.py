@@ -21,7 +21,7 @@ import socket
 import time
 from datetime import datetime
 
-from . import parking
+from pyai.web import parking
 
 # Outcomes of a step, for the worker's poller.
 READ_HEAD = "read-head"  # wait for (the rest of) the next request head

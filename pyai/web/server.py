@@ -9,11 +9,11 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from . import auth
-from . import config as config_module
-from .backends import create_backend
-from .config import load as load_config
-from .errors import ConfigError
+from pyai.web import auth
+from pyai import config as config_module
+from pyai.backends import create_backend
+from pyai.config import load as load_config
+from pyai.errors import ConfigError
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 
@@ -84,7 +84,7 @@ class ArchiveServer(BaseApplication):
             self.cfg.set(name, value)
 
     def load(self):
-        from .app import create_app
+        from pyai.web.app import create_app
 
         return create_app()
 

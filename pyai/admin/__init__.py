@@ -1,0 +1,1 @@
+"""The administrator's commands: serve, verify, the HPSS emulator's tools."""

@@ -1,0 +1,1 @@
+"""The archive's rules: ids, write-once, checksums, what HEAD says; no HTTP here."""
