@@ -74,6 +74,10 @@ class Writer(Protocol):
 class Backend(Protocol):
     name: str
 
+    name: str  # the backend type, as configured
+    storage: str  # what an error calls the storage ("HPSS")
+    retry_after: Optional[float]  # the Retry-After of a 503, when the backend knows one
+
     def check(self) -> None: ...  # before each request: raise BackendUnavailable when down or too slow
     def path_for(self, ident: str) -> str: ...
     def status(self, path: str) -> Optional[FileStatus]: ...

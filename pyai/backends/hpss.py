@@ -192,10 +192,12 @@ class HpssBackend:
     """Files in HPSS under ``config.prefix``, by the id2filename layout."""
 
     name = "hpss"
+    storage = "HPSS"
 
     def __init__(self, config):
         self.hpss = _load_binding()
         self.config = config
+        self.retry_after = config.hpss_retry_after
         self.prefix = config.prefix.rstrip("/")
         self.move_roots = tuple(root.rstrip("/") for root in (config.prefix,) + tuple(config.patch_roots))
         if self.hpss.EMULATOR:

@@ -213,6 +213,8 @@ class PosixBackend:
     """Files under ``config.prefix``, by safe name or by the id2filename layout."""
 
     name = "posix"
+    storage = "the file system"  # what a 503 calls it
+    retry_after = None  # seconds a 503 tells the client to wait, when known
 
     def __init__(self, config):
         self.prefix = config.prefix

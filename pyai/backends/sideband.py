@@ -173,11 +173,13 @@ class SidebandBackend(PosixBackend):
     """Files on a SAM-QFS file system under ``config.prefix``; their state in the sideband database."""
 
     name = "hsmsideband"
+    storage = "the HSM file system"
 
     def __init__(self, config):
         super().__init__(config)
         self.use_id2filename = True  # ids are integers, always in the nested layout
         self.config = config
+        self.retry_after = config.sideband_retry_after
         self.mount = os.path.realpath(os.path.expanduser(config.sideband_prefix))
         if not (self.prefix == self.mount or self.prefix.startswith(self.mount.rstrip("/") + "/")):
             raise ConfigError(
