@@ -2,21 +2,31 @@
 
 It validates ids, keeps the archive write-once (unless configured otherwise),
 drives an upload from request body to published file, and answers the
-questions HEAD asks.  It knows nothing about HTTP framing; ``pyai.web.app`` does.
+questions HEAD asks.  It knows nothing about HTTP; ``pyai.web`` parses each
+request into the values handed down here (an ``Upload`` for a PUT).
 """
 
+import dataclasses
 import errno
-import time
+from typing import Optional
 
-from pyai.archive import checksums as digests
-from pyai.web.dates import parse_http_date
-from pyai.errors import BadRequest, Conflict, Forbidden, NotFound
+from pyai.archive import checksums
 from pyai.archive.ids import InvalidId
-from pyai.web.parking import Wait
+from pyai.errors import BadRequest, Conflict, Forbidden, NotFound
 
-NOT_FOUND = "File Not Found"
 # Checksums strong enough to say "these are the stored bytes" (no crafted collisions).
 RETRY_ALGORITHMS = frozenset({"sha256", "sha512"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """What a PUT asks for, parsed once by the web layer."""
+
+    ident: str
+    length: Optional[int]  # None: the body's end is only known when it comes (chunked)
+    mtime: float  # the time to store as the file's mtime
+    expected: dict  # the client's {algorithm: digest} of the body, checked before anything is stored
+    algorithms: tuple  # the digests to compute while receiving (``Archive.wanted_algorithms``)
 
 
 class Archive:
@@ -44,16 +54,16 @@ class Archive:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no file is stored under this id", detail="not found") from None
 
-    def storing(self, ident, body, last_modified=None, expected=None, patience=None, before_body=None):
-        """Store the body under the id: a generator returning ``(bytes stored, warning or None)``.
+    def storing(self, upload, body, patience=None, before_body=None):
+        """Store the body of ``upload``: a generator returning the number of bytes stored.
 
-        ``body`` computes the configured checksum and every algorithm of
-        ``expected`` (the client's ``{algorithm: digest}``); a body that does
-        not match is refused (400) and nothing is stored.  With ``patience``,
-        whenever no byte came for that many seconds it yields a
-        ``parking.Wait`` so the caller can wait for the client without a
-        thread; without, it never yields.  ``before_body`` is called once the
-        request is accepted, before the first byte is read.
+        ``body`` receives into a writer (``receive(writer, patience)``) and
+        computes ``upload.algorithms``; a body that does not match
+        ``upload.expected`` is refused (400) and nothing is stored.  With
+        ``patience``, whenever no byte came for that many seconds it yields
+        (None) so the caller can wait for the client without a thread;
+        without, it never yields.  ``before_body`` is called once the request
+        is accepted, before the first byte is read.
 
         Write-once: an id that holds a file is 409 before any byte is read,
         except when the body may be a retry of the stored bytes (same announced
@@ -63,39 +73,38 @@ class Archive:
         client recovers from a 500 that said its file was stored but not
         known to be durable.
         """
-        path = self.path(ident)
+        path = self.path(upload.ident)
         replace = self.config.allow_overwrite
-        if not replace and self.backend.exists(path) and not self._may_be_a_retry(path, body):
+        if not replace and self.backend.exists(path) and not self._may_be_a_retry(path, upload.length):
             raise Conflict("the id already holds a file and the archive is write-once", detail="id already holds a file")
-        mtime, warning = _mtime_from(last_modified)
         if before_body is not None:
             before_body()
-        with self.backend.create(path, size_hint=body.length, replace=replace) as writer:
+        with self.backend.create(path, size_hint=upload.length, replace=replace) as writer:
             while not body.receive(writer, patience):
-                yield Wait(body.fileno(), body.deadline())
+                yield
             size = body.received
             computed = body.digests()
-            wrong = digests.mismatch(expected or {}, computed)
+            wrong = checksums.mismatch(upload.expected, computed)
             if wrong:
                 raise BadRequest(
-                    f"the body does not match the {digests.RFC9530_NAMES[wrong]} digest the client sent; nothing was stored",
+                    f"the body does not match the {checksums.RFC9530_NAMES[wrong]} digest the client sent; nothing was stored",
                     detail=f"{wrong} digest mismatch",
                 )
             algorithm = self.config.checksum
             try:
-                writer.commit(mtime, (algorithm, computed[algorithm]) if algorithm else None)
+                writer.commit(upload.mtime, (algorithm, computed[algorithm]) if algorithm else None)
             except Conflict:
                 if replace or not self._holds(path, size, computed):
                     raise
                 self.backend.confirm_durable(path)  # the 201 of the first PUT may never have been said
-        return size, warning
+        return size
 
-    def _may_be_a_retry(self, path, body):
-        """Whether the stored file could be these bytes: worth receiving them to compare."""
+    def _may_be_a_retry(self, path, length):
+        """Whether the stored file could be the ``length`` bytes coming: worth receiving them to compare."""
         stored = self.backend.checksum(path)
-        if body.length is None or stored is None or stored[0] not in RETRY_ALGORITHMS:
+        if length is None or stored is None or stored[0] not in RETRY_ALGORITHMS:
             return False
-        return stored[0] == self.config.checksum and self.backend.stored_size(path) == body.length
+        return stored[0] == self.config.checksum and self.backend.stored_size(path) == length
 
     def _holds(self, path, size, computed):
         """Whether the file stored at ``path`` has these bytes (by size and a strong checksum)."""
@@ -109,7 +118,7 @@ class Archive:
         names = set(expected)
         if self.config.checksum:
             names.add(self.config.checksum)
-        return sorted(names)
+        return tuple(sorted(names))
 
     def checksum(self, path, reader=None):
         """The stored ``(algorithm, digest)`` of the file at ``path`` (open as ``reader``), or None."""
@@ -143,37 +152,3 @@ class Archive:
             self.backend.delete(self.path(ident))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no file is stored under this id", detail="not found") from None
-
-
-def status_headers(status):
-    """The headers HEAD answers with (cartd reads every one, found or not)."""
-    if status is None:
-        return {
-            "X-Pacifica-Messsage": "File Not found",
-            "X-Pacifica-File": NOT_FOUND,
-            "X-Content-Length": NOT_FOUND,
-            "Last-Modified": NOT_FOUND,
-            "X-Pacifica-Ctime": NOT_FOUND,
-            "X-Pacifica-Bytes-Per-Level": NOT_FOUND,
-            "X-Pacifica-File-Storage-Media": NOT_FOUND,
-        }
-    return {
-        "X-Pacifica-Messsage": "File was found",
-        "X-Pacifica-File": status.path,
-        "X-Content-Length": str(status.size),
-        # epoch seconds, not an HTTP date: cartd calls float() on it
-        "Last-Modified": repr(float(status.mtime)),
-        "X-Pacifica-Ctime": repr(float(status.ctime)),
-        "X-Pacifica-Bytes-Per-Level": repr(tuple(status.bytes_per_level)),
-        "X-Pacifica-File-Storage-Media": status.media,
-    }
-
-
-def _mtime_from(header):
-    """The mtime to store and a warning when the client's date could not be read."""
-    if header is None:
-        return time.time(), None
-    stamp = parse_http_date(header)
-    if stamp is None:
-        return time.time(), f"Last-Modified {header[:64]!r} is not a date; the file's time is the upload time"
-    return stamp, None

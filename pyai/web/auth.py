@@ -23,8 +23,6 @@ import re
 import socket
 import stat
 
-from flask import request
-
 from pyai.errors import ArchiveError, ConfigError, Forbidden
 from pyai.web.receive import abandon_body
 
@@ -131,19 +129,6 @@ def check_config(config):
     """Read the tokens file once at start-up so a bad one stops the service with one line."""
     if config.auth_tokens_file:
         read_tokens_file(config.auth_tokens_file)
-
-
-def install(app, config):
-    """Make ``app`` check tokens before every request when ``config`` names a tokens file.
-
-    Returns the Tokens (None when authentication is off) for the requests
-    answered before Flask (``pyai.web.app.data_first``), which check them too.
-    """
-    if not config.auth_tokens_file:
-        return None
-    tokens = read_tokens_file(config.auth_tokens_file)
-    app.before_request(lambda: check(tokens, request.method, request.path, request.environ))
-    return tokens
 
 
 def check(tokens, method, path, environ):

@@ -65,3 +65,14 @@ def _parse_iso(text):
 def http_date(stamp):
     """Format epoch seconds as an RFC 9110 date (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
     return formatdate(stamp, usegmt=True)
+
+
+def mtime_from(header):
+    """The mtime to store for an upload's Last-Modified ``header`` (None: now), and a
+    warning for the client when its date could not be read."""
+    if header is None:
+        return time.time(), None
+    stamp = parse_http_date(header)
+    if stamp is None:
+        return time.time(), f"Last-Modified {header[:64]!r} is not a date; the file's time is the upload time"
+    return stamp, None

@@ -42,8 +42,8 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.http import wsgi
 from gunicorn.workers.base import Worker
 
-from pyai import __version__
 from pyai.web import parking
+from pyai.web.answers import error_document
 from pyai.config import load as load_config
 from pyai.web.connection import CLOSE, DROP, EOF, PARK_READ, PARK_WRITE, PARTIAL, READ_HEAD, Connection, Exchange, head_limit
 
@@ -472,7 +472,7 @@ class PyaiWorker(Worker):
 
 
 def _error_body(status, message):
-    return json.dumps({"status": status, "message": message, "traceback": f"request: {status}", "version": __version__}).encode()
+    return json.dumps(error_document(status, message, f"request: {status}")).encode()
 
 
 def _error_head(status, body):

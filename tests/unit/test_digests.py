@@ -5,7 +5,8 @@ import hashlib
 
 import pytest
 
-from pyai.archive import checksums as digests
+from pyai.archive import checksums
+from pyai.web import digest_fields
 from pyai.config import load
 from pyai.errors import BadRequest, ConfigError
 
@@ -51,7 +52,7 @@ class Headers(dict):
     ],
 )
 def test_expected_digests(headers, expected):
-    assert digests.expected_digests(Headers(headers)) == expected
+    assert digest_fields.expected_digests(Headers(headers)) == expected
 
 
 @pytest.mark.parametrize(
@@ -74,43 +75,43 @@ def test_expected_digests(headers, expected):
 )
 def test_malformed_digest_headers(headers, says):
     with pytest.raises(BadRequest) as caught:
-        digests.expected_digests(Headers(headers))
+        digest_fields.expected_digests(Headers(headers))
     assert says in caught.value.message
 
 
 @pytest.mark.parametrize("headers", [{"Content-Digest": "crc32c=:AAAAAA==:"}, {"Digest": "UNIXsum=30637"}])
 def test_only_unknown_algorithms_is_refused(headers):
     with pytest.raises(BadRequest) as caught:
-        digests.expected_digests(Headers(headers))
+        digest_fields.expected_digests(Headers(headers))
     assert "cannot check" in caught.value.message and "sha-256" in caught.value.message
 
 
 def test_response_headers():
-    assert digests.response_headers(None) == {}
-    full = digests.response_headers(("sha256", SHA256))
+    assert digest_fields.response_headers(None) == {}
+    full = digest_fields.response_headers(("sha256", SHA256))
     assert full == {"Digest": f"SHA-256={b64(SHA256)}", "Repr-Digest": f"sha-256=:{b64(SHA256)}:"}
-    assert digests.response_headers(("sha256", SHA256), partial=True) == {"Repr-Digest": f"sha-256=:{b64(SHA256)}:"}
-    assert digests.response_headers(("md5", MD5))["Digest"] == f"MD5={b64(MD5)}"
+    assert digest_fields.response_headers(("sha256", SHA256), partial=True) == {"Repr-Digest": f"sha-256=:{b64(SHA256)}:"}
+    assert digest_fields.response_headers(("md5", MD5))["Digest"] == f"MD5={b64(MD5)}"
     # what we send, we read back
-    sent = digests.response_headers(("sha512", SHA512))
-    assert digests.expected_digests(Headers({"Content-Digest": sent["Repr-Digest"], "Digest": sent["Digest"]})) == {
+    sent = digest_fields.response_headers(("sha512", SHA512))
+    assert digest_fields.expected_digests(Headers({"Content-Digest": sent["Repr-Digest"], "Digest": sent["Digest"]})) == {
         "sha512": SHA512
     }
 
 
 def test_stored_form_round_trip():
-    for name in digests.ALGORITHMS:
+    for name in checksums.ALGORITHMS:
         digest = hashlib.new(name, BODY).digest()
-        assert digests.decode(digests.encode(name, digest)) == (name, digest)
-    assert digests.encode("sha256", SHA256) == "sha256:" + SHA256.hex()
+        assert checksums.decode(checksums.encode(name, digest)) == (name, digest)
+    assert checksums.encode("sha256", SHA256) == "sha256:" + SHA256.hex()
     for bad in ("", "sha256", "sha256:zz", "sha256:" + SHA256.hex()[:-2], "crc32:00000000", "md5:" + SHA256.hex()):
-        assert digests.decode(bad) is None
+        assert checksums.decode(bad) is None
 
 
 def test_mismatch():
-    assert digests.mismatch({}, {"sha256": SHA256}) is None
-    assert digests.mismatch({"sha256": SHA256}, {"sha256": SHA256, "md5": MD5}) is None
-    assert digests.mismatch({"sha256": SHA256, "md5": MD5[::-1]}, {"sha256": SHA256, "md5": MD5}) == "md5"
+    assert checksums.mismatch({}, {"sha256": SHA256}) is None
+    assert checksums.mismatch({"sha256": SHA256}, {"sha256": SHA256, "md5": MD5}) is None
+    assert checksums.mismatch({"sha256": SHA256, "md5": MD5[::-1]}, {"sha256": SHA256, "md5": MD5}) == "md5"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,103 @@
+"""What the service answers with: status lines, JSON documents, and the one mapping
+from an exception to its error answer.
+
+An answer travels as ``(status, headers, body)``: an int, a dict, an iterable of
+bytes.  Every failure, whoever raised it, becomes the original's JSON error
+document through ``error_answer``; a client never sees a traceback or a server
+path.
+"""
+
+import json
+import logging
+
+from werkzeug.exceptions import HTTPException
+
+from pyai import __version__
+from pyai.errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, IncompleteBody, RangeNotSatisfiable
+
+try:
+    from gunicorn.http.errors import NoMoreData as _BodyEnded
+    from gunicorn.http.errors import ParseException as _BodyFramingError
+except ImportError:  # pragma: no cover - another WSGI server
+    _BodyFramingError = _BodyEnded = ()
+
+log = logging.getLogger("pyai")
+
+# The reason phrases pyai sends.  The status line spells them in capitals (as
+# Flask always did), the JSON ``status`` key as written here (as the original did).
+REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
+    416: "Range Not Satisfiable", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    507: "Insufficient Storage",
+}  # fmt: skip
+STATUS_LINES = {code: f"{code} {reason.upper()}" for code, reason in REASONS.items()}
+
+
+def json_answer(status, document, headers=None):
+    """The answer carrying ``document`` as JSON."""
+    body = json.dumps(document).encode()
+    headers = headers or {}
+    headers["Content-Type"] = "application/json"
+    headers["Content-Length"] = str(len(body))
+    return status, headers, [body]
+
+
+def error_document(status, message, detail):
+    """The original's error document: ``status`` as "404 Not Found", ``detail`` the short
+    "request: what failed" text."""
+    return {"status": status, "message": message, "traceback": detail, "version": __version__}
+
+
+def error_answer(exc, method, path, storage=None):
+    """The answer to a request that failed with ``exc``.
+
+    ``storage`` (the backend) names the storage in a 503 and gives its Retry-After.
+    """
+    what = f"{method} {path[:80]}"
+    headers = {}
+    if isinstance(exc, ArchiveError):
+        status, message, detail = exc.status, exc.message, f"{what}: {exc.detail}"
+        if isinstance(exc, RangeNotSatisfiable):
+            headers["Content-Range"] = f"bytes */{exc.size}"
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(int(exc.retry_after))
+        headers.update(getattr(exc, "headers", None) or {})
+    elif isinstance(exc, HTTPException):  # from Flask, in the control plane
+        status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
+    elif isinstance(exc, IncompleteBody):
+        status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
+    elif isinstance(exc, _BodyEnded):  # an OSError to Python, but the client's doing: checked before OSError
+        status, message, detail = 400, "the body ended early (the connection closed inside it)", f"{what}: incomplete body"
+    elif isinstance(exc, _BodyFramingError):
+        status, message, detail = 400, "the request body is not valid chunked encoding", f"{what}: bad body framing"
+    elif isinstance(exc, TimeoutError):
+        status, message, detail = 408, "the client stopped sending the body", f"{what}: receive timed out"
+    elif isinstance(exc, OSError):
+        status, message, detail = _storage_failure(exc, method, what, storage, headers)
+    else:
+        log.exception("%s failed", what)
+        status, message, detail = 500, f"internal error during {method}", f"{what}: {type(exc).__name__}"
+    document = error_document(f"{status} {REASONS.get(status, '')}".rstrip(), message, detail)
+    return json_answer(status, document, headers)
+
+
+def _storage_failure(exc, method, what, storage, headers):
+    """Status, message and detail of a failed storage call; its path is never shown."""
+    reason = (exc.strerror or "error").rpartition(": ")[2]
+    op = getattr(exc, "op", None) or method
+    if exc.errno in NO_SPACE:
+        status, message = 507, "the archive has no space left for this file"
+    elif exc.errno in TOO_LARGE:
+        status, message = 413, "the file is larger than the storage can hold"
+    elif exc.errno in STORAGE_UNREACHABLE:
+        status, message = 503, f"{getattr(storage, 'storage', 'the storage')} is unavailable ({op}: {reason})"
+        retry_after = getattr(storage, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
+        log.warning("%s: storage unavailable: %s", what, exc)
+    else:
+        status, message = 500, f"the storage failed during {op}: {reason}"
+        log.error("%s failed: %s", what, exc)
+    return status, message, f"{what}: {op} failed: {reason}"

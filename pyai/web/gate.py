@@ -1,0 +1,98 @@
+"""The gate: the one WSGI callable every request passes.
+
+It finds the request's route, checks the token, answers OPTIONS and 405 from
+the route's methods, turns every failure into its JSON answer, and closes the
+connection after a response whose request body was left unread.  Each of these
+happens here and nowhere else.  A route's plane is either the data plane (a
+callable of the environ that returns ``(status, headers, body)``, or a
+generator of ``parking.Wait`` that returns them) or a WSGI app (Flask's
+control plane), which the gate mounts.
+"""
+
+import dataclasses
+from types import GeneratorType
+from typing import Callable
+
+from pyai.errors import MethodNotAllowed
+from pyai.web import auth, parking
+from pyai.web.answers import STATUS_LINES, error_answer
+from pyai.web.receive import CLOSE_CONNECTION
+from pyai.web.targets import request_path
+
+ID_PATH = "/<id>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    path: str  # a fixed path, or ID_PATH for every other path
+    methods: tuple
+    plane: Callable
+    wsgi: bool = False  # the plane is a WSGI app (start_response is its to call)
+
+    @property
+    def allow(self):
+        return ", ".join(self.methods + ("OPTIONS",))
+
+
+class Gate:
+    def __init__(self, routes, tokens=None, storage=None):
+        self.fixed = {route.path: route for route in routes if route.path != ID_PATH}
+        self.ids = next(route for route in routes if route.path == ID_PATH)
+        self.tokens = tokens  # None: authentication is off
+        self.storage = storage  # the backend, which names itself in a 503
+
+    def __call__(self, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        route = self.fixed.get(environ.get("PATH_INFO", "/"), self.ids)
+        try:
+            if self.tokens is not None:
+                auth.check(self.tokens, method, request_path(environ), environ)
+            if method not in route.methods:
+                if method != "OPTIONS":
+                    raise not_allowed(route)
+                parts = 200, {"Allow": route.allow, "Content-Length": "0"}, []
+            elif route.wsgi:
+                return route.plane(environ, lambda status, headers, exc_info=None: self._start(
+                    environ, start_response, status, headers, exc_info))
+            else:
+                parts = route.plane(environ)
+                if type(parts) is GeneratorType:
+                    if environ.get(parking.CAN_PARK):
+                        return self._parked(environ, start_response, parts)
+                    parts = parking.run_to_end(parts)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
+            parts = self._failed(environ, exc)
+        return self._answer(environ, start_response, parts)
+
+    def _parked(self, environ, start_response, steps):
+        """The response iterable of a request that may wait for its client in the poller."""
+        try:
+            parts = yield from steps
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
+            parts = self._failed(environ, exc)
+        yield from self._answer(environ, start_response, parts)
+
+    def _failed(self, environ, exc):
+        return error_answer(exc, environ["REQUEST_METHOD"], request_path(environ), self.storage)
+
+    def _answer(self, environ, start_response, parts):
+        status, headers, body = parts
+        self._start(environ, start_response, STATUS_LINES[status], list(headers.items()))
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return []  # the headers, Content-Length included, are GET's; the body is not sent
+        return body
+
+    @staticmethod
+    def _start(environ, start_response, status, headers, exc_info=None):
+        if environ.get(CLOSE_CONNECTION):
+            # a request body is left unread: have gunicorn close after this response, and say so in it
+            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+            if force_close is not None:
+                force_close()
+        return start_response(status, headers, exc_info)
+
+
+def not_allowed(route):
+    exc = MethodNotAllowed("The method is not allowed for the requested URL.", detail="Method Not Allowed")
+    exc.headers = {"Allow": route.allow}
+    return exc
