@@ -3,16 +3,17 @@
 The file is ``-c/--config``, else ``$ARCHIVEINTERFACE_CONFIG``, else
 ``~/.pacifica-archiveinterface/config.ini`` (when it exists).  It keeps the
 original sections (``[posix]``, ``[hpss]``, ``[hsm_sideband]``) and adds
-``[archive]`` and ``[auth]``.  Every setting is declared once in ``SETTINGS`` with its
-section, environment variable, type and default; ``load()`` validates them all
-and raises ConfigError with one line an operator can act on.
+``[archive]`` and ``[auth]``.  Every setting is declared once, in ``SETTINGS``: its
+section and option, environment variable, parser, default and help.  The ``Config``
+class, the validation in ``load()`` (which raises ConfigError with one line an
+operator can act on) and the README's table (``settings_table()``) all come from it.
 """
 
 import configparser
 import dataclasses
 import os
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, get_type_hints
 
 from pyai.archive.checksums import parse_config_algorithm
 from pyai.errors import ConfigError
@@ -21,7 +22,7 @@ BACKENDS = ("posix", "hpss", "hsmsideband")
 DEFAULT_CONFIG_IN_HOME = os.path.join(".pacifica-archiveinterface", "config.ini")
 
 
-def _bool(text):
+def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -33,7 +34,7 @@ def _bool(text):
 _SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)i?b?", re.IGNORECASE)
 
 
-def _size(text):
+def _size(text: str) -> int:
     """Bytes, with an optional binary suffix: ``10G`` = 10 GiB.  0 means unlimited."""
     match = _SIZE.fullmatch(text.strip())
     if not match:
@@ -42,131 +43,178 @@ def _size(text):
     return int(match.group(1)) * 1024**power
 
 
-def _seconds(text):
+def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
         raise ValueError("expected a non-negative number of seconds")
     return value
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError("expected a whole number of at least 1")
     return value
 
 
-def _paths(text):
+def _paths(text: str) -> Tuple[str, ...]:
     """Directories separated by ':' or newlines; each made absolute and resolved."""
     parts = [p.strip() for p in re.split(r"[:\n]", text) if p.strip()]
     return tuple(os.path.realpath(os.path.expanduser(p)) for p in parts)
 
 
-def _optional_path(text):
+def _optional_path(text: str) -> str:
     """A file name made absolute (workers may not share the start-up directory); "" for none."""
     text = text.strip()
     return os.path.abspath(os.path.expanduser(text)) if text else ""
 
 
-def _backend(text):
+def _backend(text: str) -> str:
     name = text.strip().lower()
     if name not in BACKENDS:
         raise ValueError(f"expected one of {', '.join(BACKENDS)}")
     return name
 
 
+def _real_path(text: str) -> str:
+    """A directory made absolute and resolved, so every process and check sees one name for it."""
+    return os.path.realpath(os.path.expanduser(text))
+
+
+def _checksum(text: str) -> Optional[str]:
+    """An algorithm name, or None for ``none`` (typed here: the field's annotation comes from it)."""
+    return parse_config_algorithm(text)
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    name: str  # attribute of Config
-    section: str
-    option: str
-    env: str
-    parse: object
-    default: str
+    """One setting: where it is read from, how it is checked, and what the README says of it."""
+
+    name: str  # the attribute of Config
+    section: str  # [section] of the INI file
+    option: str  # option in that section
+    env: str  # environment variable, beats the file
+    parse: Callable[[str], Any]  # text -> value, or ValueError saying what was expected; returns the field's type
+    default: str  # text, parsed like any other source
+    help: str  # one line of Markdown: the README table's "meaning"
+    flag: str = ""  # the command-line flag that beats the environment, if any
+    default_note: str = ""  # shown after the default in the README, e.g. "unlimited"
 
 
 SETTINGS = (
-    Setting("backend", "archive", "backend", "PAI_BACKEND_TYPE", _backend, "posix"),
-    Setting("prefix", "archive", "prefix", "PAI_PREFIX", str, "/tmp"),
-    Setting("allow_overwrite", "archive", "allow_overwrite", "PAI_ALLOW_OVERWRITE", _bool, "false"),
-    Setting("patch_roots", "archive", "patch_roots", "PAI_PATCH_ROOTS", _paths, ""),
-    Setting("max_body_size", "archive", "max_body_size", "PAI_MAX_BODY_SIZE", _size, "0"),
-    Setting("receive_timeout", "archive", "receive_timeout", "PAI_RECEIVE_TIMEOUT", _seconds, "60"),
-    # total time a client may take to send a request line and headers
-    Setting("head_timeout", "archive", "head_timeout", "PAI_HEAD_TIMEOUT", _seconds, "30"),
-    # an upload slower than this on average (after its first receive_timeout seconds) is 408
-    Setting("min_body_rate", "archive", "min_body_rate", "PAI_MIN_BODY_RATE", _size, "1K"),
-    # a response whose client takes nothing for this long is dropped
-    Setting("send_timeout", "archive", "send_timeout", "PAI_SEND_TIMEOUT", _seconds, "60"),
-    Setting("sweep_on_start", "archive", "sweep_on_start", "PAI_SWEEP_ON_START", _bool, "true"),
-    # the sweep leaves temporary files younger than this alone, locked or not
-    Setting("sweep_min_age", "archive", "sweep_min_age", "PAI_SWEEP_MIN_AGE", _seconds, "600"),
-    # stages and recalls run at most this many at a time per worker; the rest wait their turn
-    Setting("stage_workers", "archive", "stage_workers", "PAI_STAGE_WORKERS", _positive_int, "4"),
-    # the digest computed while a PUT is received and stored beside the file (none: no checksums)
-    Setting("checksum", "archive", "checksum", "PAI_CHECKSUM", parse_config_algorithm, "sha256"),
-    # bearer tokens, one "ro <token>" / "rw <token>" a line (pyai/web/auth.py); "" leaves the archive open
-    Setting("auth_tokens_file", "auth", "tokens_file", "PAI_AUTH_TOKENS_FILE", _optional_path, ""),
-    Setting("use_id2filename", "posix", "use_id2filename", "PAI_USE_ID2FILENAME", _bool, "false"),
-    Setting("hpss_user", "hpss", "user", "PAI_HPSS_USER", str, "hpss"),
-    Setting("hpss_auth", "hpss", "auth", "PAI_HPSS_AUTH", str, "/var/hpss/etc/hpss.keytab"),
-    Setting("hpss_sitename", "hpss", "sitename", "PAI_HPSS_SITENAME", str, "example.com"),
-    Setting("hpss_accept_latency", "hpss", "accept_latency", "PAI_HPSS_ACCEPT_LATENCY", _seconds, "5"),
-    # GET of a file on tape only waits this long for its stage, then answers 503 (0: at once).
-    Setting("hpss_stage_timeout", "hpss", "stage_timeout", "PAI_HPSS_STAGE_TIMEOUT", _seconds, "60"),
-    Setting("hpss_retry_after", "hpss", "retry_after", "PAI_HPSS_RETRY_AFTER", _seconds, "30"),
-    # how long one core-server ping answers for the requests of a worker
-    Setting("hpss_ping_interval", "hpss", "ping_interval", "PAI_HPSS_PING_INTERVAL", _seconds, "1"),
-    Setting("sideband_prefix", "hsm_sideband", "sam_qfs_prefix", "PAI_SAM_QFS_PREFIX", str, "/tmp"),
-    Setting("sideband_schema", "hsm_sideband", "schema", "PAI_SIDEBAND_SCHEMA", str, "samdb"),
-    Setting("sideband_host", "hsm_sideband", "host", "PAI_SIDEBAND_HOST", str, "127.0.0.1"),
-    Setting("sideband_port", "hsm_sideband", "port", "PAI_SIDEBAND_PORT", int, "3306"),
-    Setting("sideband_user", "hsm_sideband", "user", "PAI_SIDEBAND_USER", str, "root"),
-    Setting("sideband_password", "hsm_sideband", "password", "PAI_SIDEBAND_PASSWORD", str, ""),
-    # a sideband database that does not accept a connection this fast is down (HEAD/POST answer 503)
-    Setting("sideband_connect_timeout", "hsm_sideband", "connect_timeout", "PAI_SIDEBAND_CONNECT_TIMEOUT", _seconds, "2"),
-    # longest wait for the answer to one query before HEAD/POST answer 503
-    Setting("sideband_query_timeout", "hsm_sideband", "query_timeout", "PAI_SIDEBAND_QUERY_TIMEOUT", _seconds, "5"),
-    Setting("sideband_retry_after", "hsm_sideband", "retry_after", "PAI_SIDEBAND_RETRY_AFTER", _seconds, "10"),
+    Setting("backend", "archive", "backend", "PAI_BACKEND_TYPE", _backend, "posix", flag="-t",
+            help="storage backend: `posix`, `hpss` (see [HPSS](#hpss)) or `hsmsideband` "
+                 "(see [Oracle HSM](#oracle-hsm-sam-qfs-sideband))"),
+    Setting("prefix", "archive", "prefix", "PAI_PREFIX", _real_path, "/tmp", flag="--prefix",
+            default_note="the original's", help="where files are stored; created if missing"),
+    Setting("allow_overwrite", "archive", "allow_overwrite", "PAI_ALLOW_OVERWRITE", _bool, "false",
+            help="`true`: PUT to an existing id replaces it atomically instead of 409"),
+    Setting("patch_roots", "archive", "patch_roots", "PAI_PATCH_ROOTS", _paths, "",
+            help="directories (`:`-separated) PATCH may move files from, besides the prefix"),
+    Setting("max_body_size", "archive", "max_body_size", "PAI_MAX_BODY_SIZE", _size, "0",
+            default_note="unlimited", help="largest upload, bytes or `512M`, `10G`, `2T`"),
+    Setting("receive_timeout", "archive", "receive_timeout", "PAI_RECEIVE_TIMEOUT", _seconds, "60",
+            help="seconds an upload may go without a byte before 408 (0: no limit)"),
+    Setting("min_body_rate", "archive", "min_body_rate", "PAI_MIN_BODY_RATE", _size, "1K",
+            help="bytes/s an upload must average once `receive_timeout` seconds have passed (0: none)"),
+    Setting("head_timeout", "archive", "head_timeout", "PAI_HEAD_TIMEOUT", _seconds, "30",
+            help="seconds a client may take to send a whole request head (408 after)"),
+    Setting("send_timeout", "archive", "send_timeout", "PAI_SEND_TIMEOUT", _seconds, "60",
+            help="seconds a client may take nothing of an answer before it is dropped"),
+    Setting("sweep_on_start", "archive", "sweep_on_start", "PAI_SWEEP_ON_START", _bool, "true",
+            help="remove temporary files of interrupted uploads at start-up"),
+    Setting("sweep_min_age", "archive", "sweep_min_age", "PAI_SWEEP_MIN_AGE", _seconds, "600",
+            help="seconds a temporary file must be old before a sweep may remove it (and it must not be locked)"),
+    Setting("stage_workers", "archive", "stage_workers", "PAI_STAGE_WORKERS", _positive_int, "4",
+            help="stages (HPSS) and recalls (HSM) a worker process runs at once; more wait their turn"),
+    Setting("checksum", "archive", "checksum", "PAI_CHECKSUM", _checksum, "sha256",
+            help="digest computed while a PUT is received and stored with the file: `sha256`, `sha512`, `sha1`, "
+                 "`md5` or `none` (see [Integrity](#integrity))"),
+    Setting("auth_tokens_file", "auth", "tokens_file", "PAI_AUTH_TOKENS_FILE", _optional_path, "",
+            flag="--tokens-file", default_note="no authentication",
+            help="bearer tokens, `ro <token>` / `rw <token>` lines (see [Authentication](#authentication-optional))"),
+    Setting("use_id2filename", "posix", "use_id2filename", "PAI_USE_ID2FILENAME", _bool, "false",
+            help="integer ids in the nested hex layout"),
+    Setting("hpss_user", "hpss", "user", "PAI_HPSS_USER", str, "hpss",
+            help="principal to log in as (UNIX mechanism, client credentials)"),
+    Setting("hpss_auth", "hpss", "auth", "PAI_HPSS_AUTH", str, "/var/hpss/etc/hpss.keytab",
+            help="keytab file"),
+    Setting("hpss_sitename", "hpss", "sitename", "PAI_HPSS_SITENAME", str, "example.com",
+            help="site of the root core server (`hpss_LookupRootCS`)"),
+    Setting("hpss_accept_latency", "hpss", "accept_latency", "PAI_HPSS_ACCEPT_LATENCY", _seconds, "5",
+            help="slowest acceptable core-server ping, seconds"),
+    Setting("hpss_ping_interval", "hpss", "ping_interval", "PAI_HPSS_PING_INTERVAL", _seconds, "1",
+            help="one ping answers for a worker's requests this long"),
+    Setting("hpss_stage_timeout", "hpss", "stage_timeout", "PAI_HPSS_STAGE_TIMEOUT", _seconds, "60",
+            help="how long GET waits for a file on tape; `0`: 503 at once"),
+    Setting("hpss_retry_after", "hpss", "retry_after", "PAI_HPSS_RETRY_AFTER", _seconds, "30",
+            help="`Retry-After` seconds of those 503s"),
+    Setting("sideband_prefix", "hsm_sideband", "sam_qfs_prefix", "PAI_SAM_QFS_PREFIX", str, "/tmp",
+            help="the mount point of the HSM file system"),
+    Setting("sideband_host", "hsm_sideband", "host", "PAI_SIDEBAND_HOST", str, "127.0.0.1",
+            help="host of the sideband database"),
+    Setting("sideband_port", "hsm_sideband", "port", "PAI_SIDEBAND_PORT", int, "3306",
+            help="port of the sideband database"),
+    Setting("sideband_schema", "hsm_sideband", "schema", "PAI_SIDEBAND_SCHEMA", str, "samdb",
+            help="schema of the sideband database"),
+    Setting("sideband_user", "hsm_sideband", "user", "PAI_SIDEBAND_USER", str, "root",
+            help="database user; it needs SELECT on sam_path, sam_file and sam_inode only"),
+    Setting("sideband_password", "hsm_sideband", "password", "PAI_SIDEBAND_PASSWORD", str, "",
+            help="password of that user"),
+    Setting("sideband_connect_timeout", "hsm_sideband", "connect_timeout", "PAI_SIDEBAND_CONNECT_TIMEOUT", _seconds,
+            "2", help="seconds: a database slower to accept a connection is down (HEAD/POST answer 503)"),
+    Setting("sideband_query_timeout", "hsm_sideband", "query_timeout", "PAI_SIDEBAND_QUERY_TIMEOUT", _seconds, "5",
+            help="seconds one query may take (HEAD/POST answer 503 after)"),
+    Setting("sideband_retry_after", "hsm_sideband", "retry_after", "PAI_SIDEBAND_RETRY_AFTER", _seconds, "10",
+            help="the `Retry-After` of the 503 answers while the database is down"),
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """The validated settings of one archive service (see SETTINGS for the sources)."""
+def _value_type(parse):
+    """What a parser returns, the annotation of its Config field: a type used as parser, or the return hint."""
+    return parse if isinstance(parse, type) else get_type_hints(parse)["return"]
 
-    backend: str
-    prefix: str
-    allow_overwrite: bool
-    patch_roots: tuple
-    max_body_size: int
-    receive_timeout: float
-    head_timeout: float
-    min_body_rate: int
-    send_timeout: float
-    sweep_on_start: bool
-    sweep_min_age: float
-    stage_workers: int
-    checksum: Optional[str]
-    auth_tokens_file: str
-    use_id2filename: bool
-    hpss_user: str
-    hpss_auth: str
-    hpss_sitename: str
-    hpss_accept_latency: float
-    hpss_stage_timeout: float
-    hpss_retry_after: float
-    hpss_ping_interval: float
-    sideband_prefix: str
-    sideband_schema: str
-    sideband_host: str
-    sideband_port: int
-    sideband_user: str
-    sideband_password: str
-    sideband_connect_timeout: float
-    sideband_query_timeout: float
-    sideband_retry_after: float
-    config_file: str = ""
+
+if TYPE_CHECKING:  # the fields are made at run time; to mypy a Config is an object of Any attributes
+
+    class Config:
+        config_file: str
+
+        def __init__(self, **values: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    Config = dataclasses.make_dataclass(
+        "Config",
+        [(setting.name, _value_type(setting.parse)) for setting in SETTINGS]
+        + [("config_file", str, dataclasses.field(default=""))],  # the INI file read, "" for none
+        frozen=True,
+        namespace={"__module__": __name__, "__doc__": "The validated settings of one archive service (see SETTINGS)"},
+    )
+
+
+def _markdown_row(cells):
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+
+
+def _shown_default(setting):
+    if not setting.default:
+        return f"(none: {setting.default_note})" if setting.default_note else "(none)"
+    shown = f"`{setting.default}`"
+    return f"{shown} ({setting.default_note})" if setting.default_note else shown
+
+
+def settings_table():
+    """The README's configuration table, in Markdown, one row per setting."""
+    header = ["section / option", "environment", "flag", "default", "meaning"]
+    lines = [_markdown_row(header), _markdown_row(["---"] * len(header))]
+    for setting in SETTINGS:
+        flag = f"`{setting.flag}`" if setting.flag else ""
+        lines.append(_markdown_row(
+            [f"`[{setting.section}] {setting.option}`", f"`{setting.env}`", flag, _shown_default(setting), setting.help]
+        ))
+    return "\n".join(lines) + "\n"
 
 
 # The prefix the gunicorn master checked at start-up (pyai.web.server.prepare_archive).
@@ -200,7 +248,7 @@ def _read_ini(path):
     return parser
 
 
-def load(overrides=None, config_file=None, environ=os.environ, prepare=True):
+def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> Config:
     """Build the Config from the file, the environment and ``overrides`` (flag values by name).
 
     With ``prepare`` the prefix is created if missing and checked for writing.
@@ -221,7 +269,6 @@ def load(overrides=None, config_file=None, environ=os.environ, prepare=True):
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"bad value {raw!r} for {origin}: {exc}") from None
-    values["prefix"] = os.path.realpath(os.path.expanduser(values["prefix"]))
     config = Config(config_file=path, **values)
     if prepare and config.prefix != checked_prefix:
         prepare_prefix(config.prefix)
