@@ -26,7 +26,7 @@ HPSS_EXT := pyai/hpss_client/_hpss$(EXT_SUFFIX)
 HPSS_STAMP := build/hpss-root.stamp
 SYSTEM_TOOLS := curl wget
 
-.PHONY: FORCE all venv compile debug run test test-c test-python bench system-deps clean distclean
+.PHONY: FORCE all venv compile debug run test test-c test-python bench system-deps lint typecheck format clean distclean
 
 all: compile
 
@@ -93,6 +93,27 @@ bench: compile system-deps
 	  else echo "bench needs the packages:$$missing (install them, e.g. apt-get install$$missing)"; exit 1; fi; \
 	fi
 	BENCH_QUICK=$(if $(filter 1 yes true,$(QUICK)),1,0) $(PY) -m pytest -c bench/pytest.ini bench $(BENCH_ARGS)
+
+# Code quality: ruff (lint and format, settings in pyproject.toml), mypy on the packages that
+# carry the backend protocol, clang-format on csrc/ (.clang-format).  `make format` applies them.
+C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/hpss_emu/*.c csrc/hpss_emu/*.h)
+LINT_STAMP := $(VENV)/.lint-installed
+$(LINT_STAMP): requirements-lint.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-lint.txt
+	touch $@
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(C_SOURCES)
+
+typecheck: $(LINT_STAMP)
+	$(VENV)/bin/mypy
+
+format: $(LINT_STAMP)
+	$(VENV)/bin/ruff check --fix-only -q .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i $(C_SOURCES)
 
 clean:
 	rm -rf build pyai/native/_cimpl.c pyai/*/*.so pyai/*/*.html .pytest_cache .benchmarks

@@ -290,9 +290,8 @@ static int reserve_ahead(int file_fd, const pyai_recv_limits *lim, int64_t pos, 
  * SO_OOBINLINE off is not part of the stream) and clears it; then splice
  * goes on.  Should recv() yield nothing either, the receive naps (NAP_MS)
  * before trying again: it never spins, and its deadlines end it. */
-static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
-                       pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx,
-                       int tee_fd)
+static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim, pyai_interrupt_fn interrupted,
+                       void *ctx, pyai_data_fn on_data, void *data_ctx, int tee_fd)
 {
     int p[2] = {-1, -1};
     char *buf = NULL;
@@ -371,7 +370,8 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
         if (got == 0)
             break; /* the peer closed: the body is short */
         if (spliced && tee_fd >= 0) {
-            rc = tee_then_drain(p[0], tee_fd, file_fd, (size_t)got, lim->timeout_ms, interrupted, ctx, &buf, &use_splice);
+            rc = tee_then_drain(p[0], tee_fd, file_fd, (size_t)got, lim->timeout_ms, interrupted, ctx, &buf,
+                                &use_splice);
         } else if (spliced) {
             rc = drain_pipe(p[0], file_fd, (size_t)got, &buf, &use_splice);
         } else {
@@ -387,7 +387,8 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
         lim->moved = done;
         readable = via_recv = 0;
         ck.last = now_ms();
-        if (start_pos >= 0 && (rc = reserve_ahead(file_fd, lim, start_pos + done, start_pos + nbytes, &reserved_to)) < 0)
+        if (start_pos >= 0 &&
+            (rc = reserve_ahead(file_fd, lim, start_pos + done, start_pos + nbytes, &reserved_to)) < 0)
             goto out;
         if (lim->budget_ms >= 0 && done < nbytes && ck.last - ck.start >= lim->budget_ms) {
             rc = -EAGAIN;
@@ -427,8 +428,7 @@ int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, pyai_rec
 }
 
 int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
-                               pyai_interrupt_fn interrupted, void *ctx,
-                               pyai_data_fn on_data, void *data_ctx)
+                               pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx)
 {
     lim->moved = 0;
     if (on_data == NULL)

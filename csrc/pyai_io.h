@@ -13,12 +13,12 @@
 #include <fcntl.h>
 
 /* posix_fadvise advice values, re-exported as fileio.FADV_* */
-#define PYAI_FADV_NORMAL     POSIX_FADV_NORMAL
+#define PYAI_FADV_NORMAL POSIX_FADV_NORMAL
 #define PYAI_FADV_SEQUENTIAL POSIX_FADV_SEQUENTIAL
-#define PYAI_FADV_RANDOM     POSIX_FADV_RANDOM
-#define PYAI_FADV_WILLNEED   POSIX_FADV_WILLNEED
-#define PYAI_FADV_DONTNEED   POSIX_FADV_DONTNEED
-#define PYAI_FADV_NOREUSE    POSIX_FADV_NOREUSE
+#define PYAI_FADV_RANDOM POSIX_FADV_RANDOM
+#define PYAI_FADV_WILLNEED POSIX_FADV_WILLNEED
+#define PYAI_FADV_DONTNEED POSIX_FADV_DONTNEED
+#define PYAI_FADV_NOREUSE POSIX_FADV_NOREUSE
 
 /* Called when a wait is interrupted by a signal (EINTR).  Return 0 to carry
  * on, non-zero to give up with -EINTR: the Python binding runs the signal
@@ -34,13 +34,13 @@ typedef int (*pyai_data_fn)(void *ctx, const char *buf, size_t len);
 /* The limits of one receive and what it reports back.  Times are in
  * milliseconds, < 0 meaning "no limit"; the caller sets the in fields. */
 typedef struct pyai_recv_limits {
-    int timeout_ms;      /* in: fail with -ETIMEDOUT once no byte has moved for this long */
-    int waited_ms;       /* in: how long before this call the last byte came (counts against timeout_ms) */
-    int patience_ms;     /* in: return -EAGAIN once no byte has moved for this long within the call */
-    int budget_ms;       /* in: return -EAGAIN once the call has run this long (checked after each piece) */
-    int64_t reserve_step;/* in: > 0: keep disk space reserved this far ahead of the write position */
-    int64_t moved;       /* out: the bytes moved by the call, whatever it returned */
-    int idle_ms;         /* out: how long ago the last byte came when the call returned (waited_ms included) */
+    int timeout_ms;       /* in: fail with -ETIMEDOUT once no byte has moved for this long */
+    int waited_ms;        /* in: how long before this call the last byte came (counts against timeout_ms) */
+    int patience_ms;      /* in: return -EAGAIN once no byte has moved for this long within the call */
+    int budget_ms;        /* in: return -EAGAIN once the call has run this long (checked after each piece) */
+    int64_t reserve_step; /* in: > 0: keep disk space reserved this far ahead of the write position */
+    int64_t moved;        /* out: the bytes moved by the call, whatever it returned */
+    int idle_ms;          /* out: how long ago the last byte came when the call returned (waited_ms included) */
 } pyai_recv_limits;
 
 /* Move up to nbytes from the stream socket sock_fd to file_fd (at its
@@ -65,8 +65,7 @@ int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_li
  * (recv + write, never splice) and is shown to on_data(data_ctx, ...) before
  * it is written: the way to compute a digest while receiving. */
 int64_t pyai_recv_to_file_seen(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
-                               pyai_interrupt_fn interrupted, void *ctx,
-                               pyai_data_fn on_data, void *data_ctx);
+                               pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx);
 
 /* The same as pyai_recv_to_file (splice when it can), and every byte is also
  * put into the pipe tee_fd for a reader in another thread: with tee(2) the

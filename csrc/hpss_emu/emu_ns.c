@@ -16,7 +16,7 @@
 #define EMU_MAX_DIRS 256
 
 /* Resolve an HPSS path after the usual entry checks; on success rc is 0. */
-#define ENTER_PATH(path, local, follow)                                                                                 \
+#define ENTER_PATH(path, local, follow)                                                                                \
     char local[PATH_MAX];                                                                                              \
     int rc = emu_enter(1);                                                                                             \
     if (rc < 0 || (rc = emu_local_path((path), local, sizeof local, (follow))) < 0)                                    \

@@ -31,7 +31,8 @@ class Route:
 
     @property
     def allow(self):
-        return ", ".join(self.methods + ("OPTIONS",))
+        """The Allow header of 405 and OPTIONS answers: the methods the route serves."""
+        return ", ".join(self.methods)
 
 
 class Gate:

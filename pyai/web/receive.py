@@ -1,13 +1,14 @@
 """Receiving a request body into a backend writer, in one go or as it arrives.
 
 Under gunicorn, a body with a Content-Length is received straight from the
-client's socket into the file by ``fileio.recv_to_file`` (C, GIL released),
-after taking the bytes gunicorn already read ahead.  Everything else (chunked
-bodies, TLS, other WSGI servers, writers without a descriptor) goes through the
-portable ``wsgi.input`` loop.  Either way the digests asked for
-(``algorithms``) are computed on the bytes as they pass: in the direct path C
-hands each piece to hashlib before writing it (no splice then, see
-``fileio.recv_to_file``), in the portable loop each chunk is hashed here.
+client's socket into the file by ``pyai.native.recv_to_file`` (C, GIL
+released), after taking the bytes gunicorn already read ahead.  Everything
+else (chunked bodies, TLS, other WSGI servers, writers without a descriptor)
+goes through the portable ``wsgi.input`` loop.  Either way the digests asked
+for (``algorithms``) are computed on the bytes as they pass: in the direct
+path the bytes are spliced into the file and the pipe is teed to a thread that
+hashes beside the receive (small bodies are hashed in line, see
+``recv_to_file``); in the portable loop each chunk is hashed here.
 
 The direct path can be parked: ``receive(writer, patience)`` returns False
 when the client has sent nothing for ``patience`` seconds, keeping all its
