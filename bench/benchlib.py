@@ -3,7 +3,8 @@
 Everything here drives real processes: pyai under gunicorn (both I/O paths), a
 private nginx on the same files, ``dd`` for the raw storage speed, ``curl`` for
 large transfers, ``wrk`` and ``hey`` for many small requests.  Figures are
-collected in ``RESULTS`` and printed as one table by ``conftest.py``.
+collected in ``RESULTS`` and printed as one table by ``conftest.py``.  Starting,
+readying and stopping the services, and reading /proc, is ``tests/harness.py``'s.
 """
 
 import http.client
@@ -13,8 +14,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,14 +23,15 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+# tests/harness.py: bench/conftest.py puts tests/ on sys.path
+from harness import Spawned, cpu_seconds, free_port, gunicorn_command, hwm_kib, reset_hwm, root_status, service_env
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LUA = BENCH / "lua"
 RESULTS_DIR = BENCH / "results"
 MiB = 1 << 20
 GiB = 1 << 30
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-_SCRUB_PREFIXES = ("PAI_", "PYAI_")
 
 
 # --------------------------------------------------------------------------- settings
@@ -183,141 +183,45 @@ def machine_info():
 # --------------------------------------------------------------------------- processes
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent():
+def _cpu_or_zero(pid):
+    """utime+stime of ``pid`` plus those of its reaped children; 0 once it is gone."""
     try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _stat_fields(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    return text[text.rindex(")") + 2 :].split()  # [0] is field 3 (state)
-
-
-def child_pids(pid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if int(_stat_fields(entry)[1]) == pid:
-                kids.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return kids
-
-
-def cpu_seconds(pid):
-    """utime+stime of ``pid`` plus those of its reaped children."""
-    try:
-        f = _stat_fields(pid)
+        return cpu_seconds(pid, with_reaped_children=True)
     except OSError:
         return 0.0
-    return sum(int(x) for x in f[11:15]) / CLK_TCK
 
 
-def vm_hwm_kib(pid):
+def _hwm_or_zero(pid):
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        return hwm_kib(pid)
+    except (OSError, LookupError):
+        return 0
 
 
-def reset_hwm(pid):
-    """Reset the peak RSS (VmHWM) of ``pid`` to its current RSS; ignore failure."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5\n")
-        return True
-    except OSError:
-        return False
-
-
-class Service:
+class Service(Spawned):
     """A server process group we started: pyai under gunicorn, or nginx."""
 
     kind = "?"
+    grace = 10.0
 
     def __init__(self, name, workdir, prefix):
         self.name = name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.prefix = Path(prefix)
-        self.port = free_port()
-        self.proc = None
-        self.log_path = self.workdir / f"{name}.log"
-        self._log = None
+        super().__init__(self.workdir / f"{name}.log", free_port())
 
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def _spawn(self, cmd, env=None, cwd=None):
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-
-    def _wait_ready(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/")
-                status = conn.getresponse().status
-                conn.close()
-                if status < 500 and self._workers_ready():
-                    return
-                last = f"GET / -> {status}"
-            except OSError as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} not ready after {timeout}s ({last}):\n{self.log()}")
+    def _serving(self):
+        status = root_status(self.port)
+        if status < 500 and self._workers_ready():
+            return True
+        return f"GET / -> {status}"
 
     def _workers_ready(self):
-        return True
-
-    def log(self, tail=4000):
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return "<no log>"
-
-    def pids(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return []
-        return [self.proc.pid, *child_pids(self.proc.pid)]
-
-    def worker_pids(self):
-        return child_pids(self.proc.pid) if self.proc else []
+        return len(self.worker_pids()) >= SETTINGS.workers
 
     def cpu(self):
-        return sum(cpu_seconds(p) for p in self.pids())
+        return sum(_cpu_or_zero(p) for p in self.pids())
 
     def reset_peak(self):
         for pid in self.worker_pids():
@@ -325,25 +229,7 @@ class Service:
 
     def peak_rss_mib(self):
         """The largest VmHWM among the workers, in MiB."""
-        return max((vm_hwm_kib(p) for p in self.worker_pids()), default=0) / 1024
-
-    def stop(self, grace=10.0):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        return max((_hwm_or_zero(p) for p in self.worker_pids()), default=0) / 1024
 
 
 class PyaiService(Service):
@@ -367,16 +253,10 @@ class PyaiService(Service):
     def start(self):
         home = self.workdir / f"home-{self.name}"
         home.mkdir(exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
-        env.pop("ARCHIVEINTERFACE_CONFIG", None)
-        env.update(self.settings, HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
-        cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
-        self._spawn(cmd, env=env, cwd=ROOT)
-        self._wait_ready()
+        # bound by PAI_BIND, as a deployment is
+        self.spawn(gunicorn_command(), env=service_env(home, **self.settings), cwd=ROOT)
+        self.wait_ready(self._serving, 30.0)
         return self
-
-    def _workers_ready(self):
-        return len(self.worker_pids()) >= SETTINGS.workers
 
 
 NGINX_CONF = """\
@@ -439,12 +319,9 @@ class NginxService(Service):
                 root=self.prefix,
             )
         )
-        self._spawn([binary, "-p", str(work), "-e", str(work / "nginx-error.log"), "-c", str(conf)])
-        self._wait_ready()
+        self.spawn([binary, "-p", str(work), "-e", str(work / "nginx-error.log"), "-c", str(conf)])
+        self.wait_ready(self._serving, 30.0)
         return self
-
-    def _workers_ready(self):
-        return len(self.worker_pids()) >= SETTINGS.workers
 
 
 @contextmanager

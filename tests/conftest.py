@@ -30,55 +30,16 @@ FLAVORS = [("posix", impl) for impl in IMPLS if "posix" in BACKENDS]
 if "hpss" in BACKENDS:
     FLAVORS.append(("hpss", "c" if "c" in IMPLS else IMPLS[0]))
 
-# Tests of posix-only behaviour, skipped on hpss: ids that are names (hpss ids
-# are integers; tests/hpss covers the same ground with integers), the posix
-# layout and formats, the posix sweep (hpss sweeps by age).
-NAMES = "uses ids that are names"
-POSIX_ONLY = {
-    "test_ranges": NAMES,  # the whole module
-    "test_valid_safe_names": NAMES,
-    "test_pipelined_requests": NAMES,
-    "test_connection_reused_after_conflict": NAMES,
-    "test_max_body_at_limit_ok": NAMES,
-    "test_many_files_many_threads": NAMES,
-    "test_env_overrides_ini": NAMES,
-    "test_ini_patch_roots": NAMES,
-    "test_cli_serves": NAMES,
-    "test_module_entry_point_serves": NAMES,
-    "test_cli_flags_override_env_and_ini": NAMES,
-    "test_ini_file_is_read": "the ini file selects the posix backend",
-    "test_cmd_delete": "the command is run against a posix archive",
-    "test_put_empty_body": "posix reports one level: (0,)",
-    "test_head_present": "HPSS times are whole seconds",
-    "test_directory_under_prefix_is_not_a_file": "the posix layout <prefix>/<id>",
-    "test_stale_temp_file_swept_at_start": "the hpss sweep removes temporary files by age",
-    "test_stale_temp_file_swept_id2filename": "the hpss sweep removes temporary files by age",
-}
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "posix_only(reason): behaviour of the posix backend only")
-
-
-def _posix_only_reason(item):
-    marker = item.get_closest_marker("posix_only")
-    if marker is not None:
-        return (marker.args or ["posix only"])[0]
-    module = item.module.__name__.rpartition(".")[2] if item.module else ""
-    params = item.callspec.id.split("-", 2)[2:] if hasattr(item, "callspec") else []
-    for key in (module, item.originalname, f"{item.originalname}[{params[0] if params else ''}]"):
-        if key in POSIX_ONLY:
-            return POSIX_ONLY[key]
-    return None
-
 
 def pytest_collection_modifyitems(config, items):
+    """Skip on hpss what is marked ``posix_only(reason)`` (ids that are names, the posix layout...)."""
     for item in items:
         flavor = getattr(getattr(item, "callspec", None), "params", {}).get("flavor")
         if flavor is None or flavor[0] != "hpss":
             continue
-        reason = _posix_only_reason(item)
-        if reason:
+        marker = item.get_closest_marker("posix_only")
+        if marker is not None:
+            reason = (marker.args or ["posix only"])[0]
             item.add_marker(pytest.mark.skip(reason=f"posix only: {reason}"))
 
 

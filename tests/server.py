@@ -3,176 +3,50 @@
 A ``Server`` is the real gunicorn (``gunicorn.conf.py`` + ``wsgi:app``) or the
 real ``pacifica-archiveinterface`` command, on a free loopback port, with a
 private prefix and HOME, logging to a file.  Nothing here mocks the service.
+How a process is started, found ready and stopped is ``harness``'s.
 """
 
 import itertools
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import requests
-
+from harness import ROOT, Spawned, free_port, gunicorn_command, gunicorn_listening, root_status, service_env
+from harness import die_with_parent as _die_with_parent  # noqa: F401 (tests/sideband/mariadb.py)
 from pyai.archive.ids import id2filename  # the layout itself is pinned to the contract in tests/unit/test_ids.py
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 20.0
-# environment variables of the service that must never leak in from the caller
-_SCRUB_PREFIXES = ("PAI_", "PYAI_")
-_SCRUB_NAMES = ("ARCHIVEINTERFACE_CONFIG",)
 
 
-def _die_with_parent():
-    """In the child: get SIGTERM when the test process dies, so no server outlives a killed run."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_env(home, **settings):
-    """os.environ without any PAI_*/PYAI_* setting, plus ``settings`` (None = unset)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES
-    }
-    env["HOME"] = str(home)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    for key, value in settings.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = str(value)
-    return env
-
-
-def gunicorn_command(port):
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        str(ROOT / "gunicorn.conf.py"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "wsgi:app",
-    ]
-
-
-class Server:
+class Server(Spawned):
     """One running service process (gunicorn or the CLI) and where it keeps things."""
 
     def __init__(self, workdir, env, command=None, port=None, prefix=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        port = port or free_port()
+        super().__init__(self.workdir / f"server-{port}.log", port)
         self.env = env
         self.command = command or gunicorn_command(self.port)
         self.prefix = Path(os.path.realpath(prefix or env.get("PAI_PREFIX", self.workdir / "prefix")))
-        self.log_path = self.workdir / f"server-{self.port}.log"
-        self.proc = None
-        self._log = None
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
 
     def id_url(self, ident):
         return f"{self.url}/{ident}"
 
     def start(self):
-        exe = self.command[0]
-        if os.sep in exe and not os.path.exists(exe):
-            raise RuntimeError(f"{exe} does not exist (is the package installed: pip install -e .?)")
-        self._log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                self.command,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-        except BaseException:
-            self._log.close()
-            self._log = None
-            raise
-        deadline = time.monotonic() + START_TIMEOUT
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(
-                    f"service exited with {self.proc.returncode} during start-up:\n{self.log()}"
-                )
-            log = self.log()
-            if "Connection in use" in log:
-                # another process (another test run on this machine) has the port: whoever
-                # answers there is not us
-                self.stop()
-                raise RuntimeError(f"port {self.port} in use by another process:\n{log}")
-            try:
-                resp = requests.get(self.url + "/", timeout=2)
-                # only once gunicorn says it listens (on loopback or on every address) is the answer ours
-                if resp.status_code == 200 and self._listening_line_logged():
-                    return self
-                last = f"GET / answered {resp.status_code}"
-            except requests.RequestException as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"service not ready after {START_TIMEOUT}s ({last}):\n{self.log()}")
+        self.spawn(self.command, env=self.env, cwd=ROOT)
+        self.wait_ready(self._answers_as_us, START_TIMEOUT)
+        return self
 
-    def _listening_line_logged(self):
-        log = self.log()
-        return any(f"Listening at: http://{host}:{self.port} " in log for host in ("127.0.0.1", "0.0.0.0", "[::]"))
-
-    def stop(self, grace=5.0):
-        """SIGTERM the process group, SIGKILL it if it lingers; return the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.proc.returncode
-
-    def log(self, tail=6000):
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "<no log>"
-        return text[-tail:]
+    def _answers_as_us(self):
+        status = root_status(self.port)
+        # only once gunicorn says it listens (on loopback or on every address) is the answer ours
+        if status == 200 and gunicorn_listening(self.log(), self.port):
+            return True
+        return f"GET / answered {status}"
 
     def stored_path(self, ident):
         """Where the contract says the file of ``ident`` lives (safe-name or id2filename)."""

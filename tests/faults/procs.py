@@ -1,26 +1,13 @@
-"""A running gunicorn as /proc shows it: its workers, their memory and descriptors, who holds a connection."""
+"""A running gunicorn as /proc shows it: its workers, their memory and descriptors, who holds a connection.
+
+The plain /proc readers are ``harness``'s (re-exported here for the tests that import them from here).
+"""
 
 import os
 import socket
 import time
 
-
-def children(pid):
-    """The pids whose parent is ``pid``, sorted."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue  # it exited while we looked
-        # the command name may hold spaces and parentheses: the fields start after the last ")"
-        state_and_ppid = stat.rpartition(")")[2].split()
-        if int(state_and_ppid[1]) == pid:
-            kids.append(int(entry))
-    return sorted(kids)
+from harness import children, cpu_seconds, fd_count, rss_kib, status_value  # noqa: F401
 
 
 def workers(srv, count, timeout=60.0):
@@ -48,30 +35,6 @@ def workers(srv, count, timeout=60.0):
             for sock in socks:
                 sock.close()
         time.sleep(0.05)
-
-
-def status_value(pid, field):
-    """The number of ``field`` in /proc/<pid>/status (``VmRSS`` in KiB, ``Threads``...)."""
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
-
-
-def rss_kib(pid):
-    return status_value(pid, "VmRSS")
-
-
-def cpu_seconds(pid):
-    """Seconds of CPU (user + system) the process has used so far."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rpartition(")")[2].split()  # after the command name, as in children()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def _server_side_inode(server_port, client_port):

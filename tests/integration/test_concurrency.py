@@ -14,6 +14,7 @@ FILES_PER_THREAD = 200
 
 
 @pytest.mark.slow
+@pytest.mark.posix_only("uses ids that are names")
 def test_many_files_many_threads(server):
     tag = secrets.token_hex(4)
 

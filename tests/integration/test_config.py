@@ -51,6 +51,7 @@ def run_cli(args, env, timeout=30):
 # --- INI file and environment ------------------------------------------------------
 
 
+@pytest.mark.posix_only("the ini file selects the posix backend")
 def test_ini_file_is_read(fresh_server, tmp_path):
     prefix = tmp_path / "ini-prefix"
     ini = write_ini(
@@ -73,6 +74,7 @@ def test_ini_file_is_read(fresh_server, tmp_path):
     assert requests.put(srv.id_url(78), data=os.urandom(900), timeout=10).status_code == 201
 
 
+@pytest.mark.posix_only("uses ids that are names")
 def test_env_overrides_ini(fresh_server, tmp_path):
     ini_prefix = tmp_path / "ini-prefix"
     env_prefix = tmp_path / "env-prefix"
@@ -95,6 +97,7 @@ def test_env_overrides_ini(fresh_server, tmp_path):
     assert not ini_prefix.exists() or not any(p.is_file() for p in ini_prefix.rglob("*"))
 
 
+@pytest.mark.posix_only("uses ids that are names")
 def test_ini_patch_roots(fresh_server, tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for d in (a, b, c):
@@ -127,6 +130,7 @@ def _stop_gracefully(srv):
     assert rc != -signal.SIGKILL, "the service ignored SIGTERM:\n" + srv.log()
 
 
+@pytest.mark.posix_only("uses ids that are names")
 def test_cli_serves(fresh_server, tmp_path):
     prefix = tmp_path / "new" / "nested" / "prefix"  # does not exist yet
     srv = _cli_server(
@@ -145,6 +149,7 @@ def test_cli_serves(fresh_server, tmp_path):
     _stop_gracefully(srv)
 
 
+@pytest.mark.posix_only("uses ids that are names")
 def test_module_entry_point_serves(fresh_server, tmp_path):
     prefix = tmp_path / "pm"
     srv = _cli_server(
@@ -159,6 +164,7 @@ def test_module_entry_point_serves(fresh_server, tmp_path):
     _stop_gracefully(srv)
 
 
+@pytest.mark.posix_only("uses ids that are names")
 def test_cli_flags_override_env_and_ini(fresh_server, tmp_path):
     ini_prefix, env_prefix, flag_prefix = tmp_path / "i", tmp_path / "e", tmp_path / "f"
     ini = write_ini(
@@ -241,6 +247,7 @@ def test_serve_config_error_leaves_no_server(impl, tmp_path):
 # --- pacifica-archiveinterface-cmd delete -----------------------------------------
 
 
+@pytest.mark.posix_only("the command is run against a posix archive")
 def test_cmd_delete(server, impl, tmp_path, uid):
     ids = [uid + "-1", uid + "-2"]
     for ident in ids:

@@ -7,6 +7,8 @@ import requests
 
 from server import assert_error, raw
 
+pytestmark = pytest.mark.posix_only("uses ids that are names")
+
 DATA = os.urandom(1000)
 SMALL = b"0123456789abcdefghij"  # 20 bytes
 

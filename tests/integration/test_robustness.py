@@ -29,6 +29,7 @@ def split_responses(data, methods):
     return out, data
 
 
+@pytest.mark.posix_only("uses ids that are names")
 def test_pipelined_requests(server, uid):
     a, b = uid + "-a", uid + "-b"
     body_a, body_b = os.urandom(3000), os.urandom(5000)
@@ -55,6 +56,7 @@ def test_pipelined_requests(server, uid):
 
 
 @pytest.mark.parametrize("size", [10, 300_000])
+@pytest.mark.posix_only("uses ids that are names")
 def test_connection_reused_after_conflict(server, uid, size):
     """A refused body must not be read as the next request on a kept-alive connection."""
     taken, free = uid + "-taken", uid + "-free"
@@ -114,6 +116,7 @@ def test_empty_chunked_body(server, uid):
     assert server.stored_path(uid).read_bytes() == b""
 
 
+@pytest.mark.posix_only("the posix layout <prefix>/<id>")
 def test_directory_under_prefix_is_not_a_file(server, uid):
     d = server.prefix / uid
     d.mkdir()

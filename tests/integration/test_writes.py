@@ -102,6 +102,7 @@ def test_max_body_chunked_413_raw(limited, uid):
     assert not limited.stored_path(uid).exists()
 
 
+@pytest.mark.posix_only("uses ids that are names")
 def test_max_body_at_limit_ok(limited, uid):
     data = os.urandom(1000)
     resp = requests.put(limited.id_url(uid), data=data, timeout=10)
@@ -198,6 +199,7 @@ def _make_old(*paths):
         os.utime(path, (an_hour_ago, an_hour_ago))
 
 
+@pytest.mark.posix_only("the hpss sweep removes temporary files by age")
 def test_stale_temp_file_swept_at_start(fresh_server, tmp_path):
     prefix = tmp_path / "sweep-prefix"
     prefix.mkdir()
@@ -212,6 +214,7 @@ def test_stale_temp_file_swept_at_start(fresh_server, tmp_path):
     assert requests.get(srv.id_url("keepme"), timeout=10).content == b"a real file"
 
 
+@pytest.mark.posix_only("the hpss sweep removes temporary files by age")
 def test_stale_temp_file_swept_id2filename(fresh_server, tmp_path):
     prefix = tmp_path / "sweep-prefix2"
     (prefix / "39").mkdir(parents=True)

@@ -1,0 +1,251 @@
+"""The WSGI app called in this process, no server: the answers of the compatible endpoints.
+
+Only the public surface is used: ``create_app(config)`` gives a WSGI callable,
+called with a hand-built environ (as a plain WSGI server would build it: no
+gunicorn socket, the body in a ``BytesIO``).  The end-to-end tests check the
+same answers through gunicorn; these are the fast first line.
+"""
+
+import io
+import json
+import sys
+
+import pytest
+
+from pyai.config import load
+from pyai.web.app import create_app
+
+DATA = bytes(range(256)) * 4 + b"tail"  # 1028 bytes
+ERROR_KEYS = {"status", "message", "traceback", "version"}
+NOT_FOUND_HEADERS = (
+    "X-Pacifica-File",
+    "X-Content-Length",
+    "Last-Modified",
+    "X-Pacifica-Ctime",
+    "X-Pacifica-Bytes-Per-Level",
+    "X-Pacifica-File-Storage-Media",
+)
+
+
+class Answer:
+    """What the app answered: status code and reason, headers (any case), body bytes."""
+
+    def __init__(self, status_line, headers, body):
+        code, _, self.reason = status_line.partition(" ")
+        self.status = int(code)
+        self.header_list = headers
+        self.headers = {name.lower(): value for name, value in headers}
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self):
+        assert self.header("Content-Type").startswith("application/json"), self.header_list
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Answer {self.status} {self.reason} {self.header_list} {self.body[:200]!r}>"
+
+
+def call(app, method, path, body=None, headers=(), query=""):
+    """One request through the WSGI interface; the body (if any) as ``wsgi.input`` with its CONTENT_LENGTH."""
+    environ = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8080",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8080",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body or b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if body is not None:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    for name, value in headers:
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+    started = []
+
+    def start_response(status, response_headers, exc_info=None):
+        started.append((status, list(response_headers)))
+
+    result = app(environ, start_response)
+    try:
+        body_out = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    assert len(started) == 1, started
+    return Answer(started[0][0], started[0][1], body_out)
+
+
+def assert_error(answer, status):
+    """The error contract, as tests/server.py checks it over HTTP: status, the four keys, no traceback."""
+    assert answer.status == status, answer
+    document = answer.json()
+    assert set(document) >= ERROR_KEYS, document
+    assert document["status"].split(" ", 1)[0] == str(status), document
+    assert isinstance(document["message"], str) and document["message"], document
+    assert "Traceback (most recent" not in answer.body.decode("utf-8", "replace")
+    return document
+
+
+@pytest.fixture
+def prefix(tmp_path):
+    return tmp_path / "prefix"
+
+
+@pytest.fixture
+def app(tmp_path, prefix):
+    """The app over a fresh posix archive; configured by this environ alone (HOME has no INI file)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    environ = {"PAI_PREFIX": str(prefix), "PAI_BACKEND_TYPE": "posix", "HOME": str(home)}
+    return create_app(load(environ=environ))
+
+
+@pytest.fixture
+def stored(app):
+    """The id of DATA, stored by a PUT."""
+    answer = call(app, "PUT", "/stored-1", DATA)
+    assert answer.status == 201, answer
+    return "stored-1"
+
+
+def test_root(app):
+    answer = call(app, "GET", "/")
+    assert answer.status == 200
+    assert answer.json() == {"message": "Pacifica Archive Interface Up and Running"}
+
+
+def test_get_missing_is_404_json(app):
+    document = assert_error(call(app, "GET", "/nothing-here"), 404)
+    assert document["status"] == "404 Not Found"
+    assert isinstance(document["version"], str) and document["version"]
+
+
+def test_head_missing_is_404_with_status_headers(app, prefix):
+    answer = call(app, "HEAD", "/nothing-here")
+    assert answer.status == 404
+    assert answer.body == b""
+    assert answer.header("X-Pacifica-Messsage") == "File Not found"
+    for name in NOT_FOUND_HEADERS:
+        assert answer.header(name) == "File Not Found", (name, answer)
+    assert answer.header("Content-Length") == "0"
+    assert not (prefix / "nothing-here").exists()
+
+
+def test_put_stores_and_answers_201(app, prefix):
+    answer = call(app, "PUT", "/put-1", DATA, headers=[("Content-Type", "application/octet-stream")])
+    assert answer.status == 201, answer
+    assert answer.json() == {"message": "File added to archive", "total_bytes": len(DATA)}
+    assert answer.header("Content-Length") == str(len(answer.body))
+    assert (prefix / "put-1").read_bytes() == DATA
+
+
+def test_put_twice_is_refused(app, stored):
+    assert_error(call(app, "PUT", f"/{stored}", b"other"), 409)
+    assert call(app, "GET", f"/{stored}").body == DATA
+
+
+def test_get_after_put(app, stored):
+    answer = call(app, "GET", f"/{stored}")
+    assert answer.status == 200, answer
+    assert answer.body == DATA
+    assert answer.header("Content-Type") == "application/octet-stream"
+    assert answer.header("Content-Length") == str(len(DATA))
+    assert answer.header("Accept-Ranges") == "bytes"
+    assert answer.header("ETag")
+    assert answer.header("Last-Modified")
+
+
+def test_head_after_put(app, stored, prefix):
+    answer = call(app, "HEAD", f"/{stored}")
+    assert answer.status == 204, answer
+    assert answer.body == b""
+    path = prefix / stored
+    assert answer.header("X-Pacifica-Messsage") == "File was found"
+    assert answer.header("X-Pacifica-File") == str(path)
+    assert answer.header("X-Content-Length") == str(len(DATA))
+    assert abs(float(answer.header("Last-Modified")) - path.stat().st_mtime) < 1e-3
+    assert answer.header("X-Pacifica-Bytes-Per-Level") == f"({len(DATA)},)"
+    assert answer.header("X-Pacifica-File-Storage-Media") == "disk"
+    assert answer.header("Content-Type").startswith("application/json")
+
+
+def test_range_is_206(app, stored):
+    answer = call(app, "GET", f"/{stored}", headers=[("Range", "bytes=10-19")])
+    assert answer.status == 206, answer
+    assert answer.body == DATA[10:20]
+    assert answer.header("Content-Range") == f"bytes 10-19/{len(DATA)}"
+    assert answer.header("Content-Length") == "10"
+    assert answer.header("Content-Type") == "application/octet-stream"
+
+
+def test_byte_range_parameter(app, stored):
+    answer = call(app, "GET", f"/{stored}", query="byte_range=3-10")
+    assert answer.status == 200, answer
+    assert answer.body == DATA[3:10]
+
+
+def test_range_past_the_end_is_416(app, stored):
+    answer = call(app, "GET", f"/{stored}", headers=[("Range", f"bytes={len(DATA)}-")])
+    assert_error(answer, 416)
+    assert answer.header("Content-Range") == f"bytes */{len(DATA)}"
+    assert DATA not in answer.body
+
+
+def test_malformed_range_is_400(app, stored):
+    assert_error(call(app, "GET", f"/{stored}", headers=[("Range", "bytes=x-y")]), 400)
+
+
+def test_delete(app, stored, prefix):
+    answer = call(app, "DELETE", f"/{stored}")
+    assert answer.status == 200, answer
+    assert answer.json() == {"message": "File Removed", "file": stored}
+    assert not (prefix / stored).exists()
+    assert call(app, "HEAD", f"/{stored}").status == 404
+    assert_error(call(app, "GET", f"/{stored}"), 404)
+
+
+def test_delete_missing_is_404(app):
+    assert_error(call(app, "DELETE", "/nothing-here"), 404)
+
+
+def test_post_stages(app, stored):
+    answer = call(app, "POST", f"/{stored}")
+    assert answer.status == 200, answer
+    assert answer.json() == {"message": "File was staged", "file": stored}
+
+
+def test_post_missing_is_404(app, prefix):
+    assert_error(call(app, "POST", "/nothing-here"), 404)
+    assert not (prefix / "nothing-here").exists()
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "COPY"])
+def test_unknown_method_is_405(app, stored, prefix, method):
+    answer = call(app, method, f"/{stored}")
+    assert_error(answer, 405)
+    assert answer.header("Allow")
+    assert (prefix / stored).read_bytes() == DATA
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{}", b'{"pat": "/x"}', b"[1, 2]", b""])
+def test_patch_bad_body_is_400(app, prefix, body):
+    answer = call(app, "PATCH", "/patched-1", body, headers=[("Content-Type", "application/json")])
+    assert_error(answer, 400)
+    assert not (prefix / "patched-1").exists()
+
+
+def test_invalid_id_is_400(app):
+    assert_error(call(app, "GET", "/.hidden"), 400)
