@@ -127,7 +127,7 @@ def _gunicorn_settings():
             "keepalive": g.keepalive,
             "config": "gunicorn.conf.py (pyai/web/gunicorn_conf.py) with PAI_WORKERS/PAI_THREADS",
         }
-    except Exception as exc:  # the table matters more than this detail
+    except Exception as exc:  # noqa: BLE001 - the table matters more than this detail
         return {"error": repr(exc)}
 
 

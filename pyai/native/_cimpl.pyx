@@ -134,21 +134,12 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=(), 
                  budget=None, waited=0.0, int64_t reserve=0):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
-    ``timeout`` is the progress deadline (seconds; None or <= 0: none): once
-    no byte has moved for that long, counting the ``waited`` seconds that
-    passed since the last byte before this call, it raises TimeoutError.
-    ``patience`` (seconds): once no byte has moved for that long within this
-    call, it raises BlockingIOError (EAGAIN); so does ``budget`` (seconds)
-    once the call has lasted that long, to give the caller back control.
-    Every exception of the receive carries ``characters_written`` (the bytes
-    moved, hashed and written by this call before it stopped) and ``idle``
-    (seconds since the last byte, ``waited`` included); the hashers have seen
-    exactly those bytes, so a later call with them continues.  Every byte
-    written is also given to ``update`` of each of ``hashers`` (hashlib
-    objects); with none the bytes go socket -> pipe -> file without entering
-    user space.  ``reserve`` > 0: disk space is reserved in steps of that many
-    bytes ahead of the write position as the bytes arrive (ENOSPC fails the
-    receive).  A TCP urgent byte in the stream is dropped (it is not data).
+    The contract (timeout, patience, budget, waited, reserve, the exceptions
+    and their ``characters_written``/``idle``) is the pure twin's, documented
+    once in ``pyai.native._pyimpl.recv_to_file``.  Here the bytes go socket ->
+    pipe -> file by splice(2) with the GIL released; with ``hashers`` the pipe
+    is teed to a thread that hashes beside the receive (small bodies are hashed
+    in line).  A TCP urgent byte in the stream is dropped (it is not data).
     """
     cdef pyai_recv_limits lim
     cdef int64_t rc

@@ -18,7 +18,7 @@ from pyai.errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, 
 try:
     from gunicorn.http.errors import NoMoreData as _BodyEnded
     from gunicorn.http.errors import ParseException as _BodyFramingError
-except ImportError:  # pragma: no cover - another WSGI server
+except ImportError:  # another WSGI server
     _BodyFramingError = _BodyEnded = ()
 
 log = logging.getLogger("pyai")

@@ -50,7 +50,7 @@ try:  # the read-ahead we must take over lives in these gunicorn objects
     from gunicorn.http.body import Body as _GunicornBody
     from gunicorn.http.body import LengthReader as _GunicornLengthReader
     from gunicorn.http.unreader import SocketUnreader as _GunicornSocketUnreader
-except ImportError:  # pragma: no cover - another WSGI server
+except ImportError:  # another WSGI server
     _GunicornBody = _GunicornLengthReader = _GunicornSocketUnreader = None
 
 

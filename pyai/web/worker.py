@@ -403,7 +403,7 @@ class PyaiWorker(Worker):
             return DROP
         except OSError as exc:
             return self._socket_error(exc)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a request gunicorn could not parse: refused with its error
             return self._refuse(conn, req, exc)
         return self._pump(conn)
 
@@ -439,7 +439,7 @@ class PyaiWorker(Worker):
             return True  # no body, or all of it read: the usual case, without a syscall
         try:
             return bool(conn.parser.finish_body(deadline=time.monotonic() + DRAIN_WAIT))
-        except Exception:
+        except Exception:  # noqa: BLE001 - an unreadable rest of the body: the connection closes
             return False
 
     def _socket_error(self, exc):
@@ -467,7 +467,7 @@ class PyaiWorker(Worker):
         body = _error_body(status, message)
         try:
             util.write_nonblock(client, _error_head(status, body) + body)
-        except Exception:  # the client may be gone; there is no one left to tell
+        except Exception:  # noqa: BLE001 - the client may be gone; there is no one left to tell
             self.log.debug("Failed to send error message.")
 
 

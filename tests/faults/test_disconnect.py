@@ -10,14 +10,13 @@ import socket
 import threading
 
 import pytest
-import requests
 
 from server import recv_all, wait_until
 
-from .checks import assert_absent, assert_intact, sha256, store, store_some
+from .checks import assert_absent, assert_intact, store, store_some
 from .conftest import WORKERS
 from .procs import connect, fd_count, workers
-from .streams import BLOCK, LAST_CHUNK, abort, chunk, put_head
+from .streams import BLOCK, abort, chunk, put_head
 
 SENT = 16 * 1024 * 1024  # of a 64 MiB upload; more than the hpss backend gathers before writing
 

@@ -81,7 +81,7 @@ class Load:
                         self.large_round(session, rng)
                     else:
                         self.small_round(session, rng)
-            except Exception as exc:  # a transport error is a failure of the service too
+            except Exception as exc:  # noqa: BLE001 - a transport error is a failure of the service too
                 self.failed(f"{'large' if large else 'small'} client: {exc!r}")
 
     def small_round(self, session, rng):
@@ -131,7 +131,7 @@ class Load:
                 self.count()
                 if resp.status != 200 or resp.body != data:
                     self.failed(f"raw GET {ident}: {resp.status}, bytes {'differ' if resp.body != data else 'same'}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a failure of the service
             self.failed(f"raw client: {exc!r}")
 
 

@@ -60,7 +60,7 @@ class Watcher:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
                 return found
-            except OSError as exc:  # pragma: no cover - EINTR is retried by Python
+            except OSError as exc:  # EINTR is retried by Python
                 if exc.errno == errno.EAGAIN:
                     return found
                 raise

@@ -55,7 +55,7 @@ def test_curl_head(server, uid, payload):
     out = run(["curl", "-sS", "-I", server.id_url(uid)]).stdout.decode()
     lines = out.replace("\r", "").split("\n")
     assert lines[0].split()[1] == "204", out
-    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:] if ":" in l)}
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if ":" in line)}
     assert headers["x-pacifica-messsage"] == "File was found"
     assert headers["x-content-length"] == str(len(data))
     assert headers["x-pacifica-file-storage-media"] == "disk"

@@ -44,7 +44,7 @@ def run_cli(args, env, timeout=30):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"{args} did not exit within {timeout}s: {err.decode()[-2000:]}")
+        raise AssertionError(f"{args} did not exit within {timeout}s: {err.decode()[-2000:]}") from None
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 

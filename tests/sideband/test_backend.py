@@ -8,7 +8,7 @@ import pytest
 from pyai.backends.sideband import HEAD_SQL, SidebandBackend, _head_parameters
 from pyai.config import load
 from pyai.errors import BackendUnavailable, ConfigError
-from pyai.archive.ids import id2filename
+from pyai.archive.ids import InvalidId, id2filename
 from server import free_port
 
 from .mariadb import SamDB
@@ -61,7 +61,7 @@ def test_mount_point_root(mariadb, tmp_path):
 def test_ids_are_integers(mariadb, mount):
     backend = make_backend(mariadb, mount, mount / "archive", PAI_USE_ID2FILENAME="false")
     assert backend.path_for("4660").endswith("/archive/34/1234")
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidId):
         backend.path_for("name.txt")
 
 
