@@ -14,7 +14,6 @@ system: a ``sam_path`` row per directory, a ``sam_file`` row per entry, a
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import time
 import zlib
@@ -25,7 +24,7 @@ import peewee
 from pyai.backends.sideband_models import (
     MODELS, OFFLINE, ONLINE, TYPE_DIRECTORY, TYPE_FILE, SamFile, SamInode, SamPath, SamVersion,
 )
-from server import _die_with_parent, free_port
+from harness import Spawned, free_port
 
 SCHEMA = "samdb"
 SERVICE_USER = "pyai"
@@ -53,8 +52,11 @@ class MariaDBMissing(RuntimeError):
     pass
 
 
-class MariaDB:
+class MariaDB(Spawned):
     """One mariadbd over ``base``/data, listening on 127.0.0.1:``port`` and ``base``/sock."""
+
+    name = "mariadbd"
+    grace = 30.0  # SIGTERM is a clean shutdown: InnoDB flushes first
 
     def __init__(self, base):
         self.server = os.environ.get("PYAI_TEST_MARIADBD") or find_program("mariadbd", "mysqld")
@@ -66,9 +68,7 @@ class MariaDB:
         self.base = Path(base)
         self.datadir = self.base / "data"
         self.socket = self.base / "sock"
-        self.log_path = self.base / "mariadb.log"
-        self.port = free_port()
-        self.proc = None
+        super().__init__(self.base / "mariadb.log", free_port())
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -94,38 +94,16 @@ class MariaDB:
         ]
         if os.geteuid() == 0:
             command.append("--user=root")
-        self.proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mariadbd exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                self.root().close()
-                return self
-            except peewee.OperationalError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"mariadbd did not answer within {START_TIMEOUT:g} s:\n{self.log()}")
+        self.spawn(command)
+        self.wait_ready(self._answers, START_TIMEOUT)
+        return self
 
-    def stop(self):
-        """Shut the server down (SIGTERM: a clean shutdown; SIGKILL if it takes too long)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+    def _answers(self):
         try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def log(self, tail=4000):
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return "<no log>"
+            self.root().close()
+        except peewee.OperationalError as exc:
+            return repr(exc)
+        return True
 
     # -- accounts and schema ---------------------------------------------------------
 
