@@ -30,7 +30,7 @@ from pyai import native as fileio
 from pyai.errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding, os_error
 
 CHUNK = 1024 * 1024
-# environ key: the app closes the connection after this response (see app.closing_when_asked)
+# environ key: the gate closes the connection after this response (a request body is left unread)
 CLOSE_CONNECTION = "pyai.close_connection"
 # The largest file offset (off_t): a longer body cannot be a file, whatever max_body_size says.
 MAX_FILE_SIZE = 2**63 - 1
