@@ -249,3 +249,68 @@ def test_patch_bad_body_is_400(app, prefix, body):
 
 def test_invalid_id_is_400(app):
     assert_error(call(app, "GET", "/.hidden"), 400)
+
+
+# -- the gate: one route table, one auth check, one 405, one connection policy ------------
+
+ID_METHODS = "GET, HEAD, PUT, POST, PATCH, DELETE"
+RW_TOKEN = "rw-token-0123456789abcdef"
+RO_TOKEN = "ro-token-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"), [("/", "GET, HEAD"), ("/openapi.json", "GET, HEAD"), ("/some-id", ID_METHODS), ("/a/b", ID_METHODS)]
+)
+def test_allow_comes_from_the_route(app, path, allow):
+    options = call(app, "OPTIONS", path)
+    assert (options.status, options.header("Allow"), options.body) == (200, allow, b""), options
+    refused = call(app, "TRACE", path)
+    assert_error(refused, 405)
+    assert refused.header("Allow") == allow
+
+
+@pytest.fixture
+def locked_app(tmp_path, prefix):
+    """The app with bearer tokens required."""
+    home = tmp_path / "home"
+    home.mkdir()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"rw {RW_TOKEN}\nro {RO_TOKEN}\n")
+    tokens.chmod(0o600)
+    environ = {"PAI_PREFIX": str(prefix), "PAI_BACKEND_TYPE": "posix", "HOME": str(home), "PAI_AUTH_TOKENS_FILE": str(tokens)}
+    return create_app(load(environ=environ))
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/openapi.json"), ("GET", "/x"), ("OPTIONS", "/x"), ("TRACE", "/"), ("DELETE", "/x")])
+def test_every_route_asks_for_the_token(locked_app, method, path):
+    answer = call(locked_app, method, path)
+    assert_error(answer, 401)
+    assert answer.header("WWW-Authenticate").startswith("Bearer")
+
+
+def test_the_health_check_is_open_and_a_token_opens_the_rest(locked_app, prefix):
+    assert call(locked_app, "GET", "/").status == 200
+    bearer = [("Authorization", f"Bearer {RW_TOKEN}")]
+    assert call(locked_app, "PUT", "/x", DATA, headers=bearer).status == 201
+    assert call(locked_app, "GET", "/openapi.json", headers=bearer).status == 200
+    read_only = [("Authorization", f"Bearer {RO_TOKEN}")]
+    assert_error(call(locked_app, "DELETE", "/x", headers=read_only), 403)
+    assert (prefix / "x").read_bytes() == DATA
+
+
+def test_a_refused_body_closes_the_connection(locked_app):
+    """The body of a refused PUT stays unread: the gate asks the server to close after the answer."""
+    closed = []
+
+    class Server:  # gunicorn's response object: start_response is its bound method
+        def force_close(self):
+            closed.append(True)
+
+        def start_response(self, status, headers, exc_info=None):
+            self.status = status
+
+    server = Server()
+    environ = {"REQUEST_METHOD": "PUT", "PATH_INFO": "/x", "CONTENT_LENGTH": "4", "wsgi.input": io.BytesIO(b"abcd")}
+    body = b"".join(locked_app(environ, server.start_response))
+    assert server.status.startswith("401") and json.loads(body)["status"] == "401 Unauthorized"
+    assert closed == [True]
