@@ -9,6 +9,7 @@ to a status by the web layer, which never shows their path to a client.
 
 import errno as _errno
 import os
+from typing import Optional
 
 
 class ArchiveError(Exception):
@@ -98,17 +99,26 @@ TOO_LARGE = frozenset({_errno.EFBIG})
 STORAGE_UNREACHABLE = frozenset({_errno.ECONNREFUSED, _errno.EHOSTUNREACH, _errno.ENETUNREACH, _errno.EHOSTDOWN})
 
 
-def os_error(err, op, path=None):
+def os_error(err: int, op: str, path: Optional[str] = None) -> OSError:
     """Build the OSError for errno ``err`` (given positive or negative) raised by ``op``.
 
     Native code returns ``-errno``; this is the only function that turns such a
     code into an exception, so every implementation raises the same classes.
-    The operation name travels in ``strerror`` so logs say what failed.
+    ``strerror`` is the system's text alone; the operation travels as ``exc.op``
+    (``describe`` puts the two together for logs and command lines).
     """
     err = abs(err)
-    exc = OSError(err, f"{op}: {os.strerror(err)}", path)
-    exc.op = op
+    exc = OSError(err, os.strerror(err), path)
+    exc.op = op  # type: ignore[attr-defined]  # OSError has no op; readers use getattr(exc, "op", None)
     return exc
+
+
+def describe(exc: BaseException) -> str:
+    """One line that says what failed: ``"<op>: <strerror>"`` for an OSError of ``os_error``,
+    its ``strerror`` (or ``str(exc)``) for any other exception."""
+    reason = getattr(exc, "strerror", None) or str(exc)
+    op = getattr(exc, "op", None)
+    return f"{op}: {reason}" if op else reason
 
 
 class StoredNotDurable(ArchiveError):

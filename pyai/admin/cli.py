@@ -12,7 +12,7 @@ import sys
 
 from pyai import __version__
 from pyai.config import load as load_config
-from pyai.errors import ArchiveError, ConfigError
+from pyai.errors import ArchiveError, ConfigError, describe
 
 
 def _archive_options(parser, default=None):
@@ -99,7 +99,7 @@ def sweep(args, prog):
     except ConfigError as exc:
         return _fail(prog, exc)
     except OSError as exc:  # the storage failing under the sweep: one line, not a traceback
-        return _fail(prog, f"the sweep failed: {exc.strerror or exc}")
+        return _fail(prog, f"the sweep failed: {describe(exc)}")
     print(f"removed {removed} stale temporary file(s)")
     return 0
 

@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from pyai.errors import describe
+
 STATE_DIR = ".hpss-emu"
 
 
@@ -54,7 +56,7 @@ def _client(root):
     try:
         hpss.Session("pyai-hpss-emu", "", "emulator").ensure()
     except OSError as exc:
-        raise SystemExit(f"pyai-hpss-emu: cannot log in to the emulator at {root}: {exc.strerror}") from None
+        raise SystemExit(f"pyai-hpss-emu: cannot log in to the emulator at {root}: {describe(exc)}") from None
     return hpss
 
 
@@ -121,7 +123,7 @@ def main(argv=None):
             try:
                 print(action(hpss, path, args))
             except OSError as exc:
-                print(f"pyai-hpss-emu: {path}: {exc.strerror}", file=sys.stderr)
+                print(f"pyai-hpss-emu: {path}: {describe(exc)}", file=sys.stderr)
                 failed = 1
         return failed
     return 0

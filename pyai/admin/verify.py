@@ -10,7 +10,7 @@ import hashlib
 import sys
 import time
 
-from pyai.errors import ArchiveError
+from pyai.errors import ArchiveError, describe
 
 READ_BLOCK = 1 << 20
 PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
@@ -105,7 +105,7 @@ def run(archive, idents, every, out=sys.stdout, err=sys.stderr):
         except ArchiveError as exc:
             outcome, why = "unreadable", exc.message
         except OSError as exc:
-            outcome, why = "unreadable", exc.strerror or str(exc)
+            outcome, why = "unreadable", describe(exc)  # "<op>: <reason>" when the op is known
         counts[outcome] += 1
         if outcome == "mismatch":
             out.write(f"MISMATCH {name}: the bytes do not match the stored checksum\n")

@@ -1,9 +1,11 @@
 """Storage backends, chosen by name (``-t``/``PAI_BACKEND_TYPE``)."""
 
+from pyai.backends.base import Backend
+from pyai.config import Config
 from pyai.errors import ConfigError
 
 
-def create_backend(config):
+def create_backend(config: Config) -> Backend:
     """Return the backend object named by ``config.backend``."""
     if config.backend == "posix":
         from pyai.backends.posix import PosixBackend

@@ -1,13 +1,14 @@
-"""The small protocol every storage backend implements.
+"""The small protocol every storage backend implements, and what its parts share.
 
 A backend is stateless and shared by all threads of a worker: every call gets
 what it needs as arguments and every open file belongs to one request.  Paths
 are strings in the backend's own namespace (a local path for posix).
 """
 
+import abc
 import contextlib
 import dataclasses
-from typing import Iterator, Optional, Protocol
+from typing import Iterator, Optional, Protocol, Tuple, TypeVar, Union
 
 from pyai.errors import Conflict
 
@@ -17,19 +18,21 @@ TEMP_PREFIX = ".pyai-tmp-"
 # Archived files are read-only: write-once is also what the file system says.
 FILE_MODE = 0o444
 
+# A stored checksum: (hashlib algorithm name, raw digest).
+Checksum = Tuple[str, bytes]
+# What a writer accepts: the bytes of a body, or a view of a receive buffer.
+Bytes = Union[bytes, bytearray, memoryview]
+_W = TypeVar("_W", bound="Writer")
 
-@contextlib.contextmanager
-def publishing(writer):
-    """The end of an upload: any failure inside forgets it (``writer.abort()``);
-    an id that got a file meanwhile is 409."""
-    try:
-        yield
-    except FileExistsError:
-        writer.abort()
-        raise Conflict("the id already holds a file", detail="publish: id already holds a file") from None
-    except BaseException:
-        writer.abort()
-        raise
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is an upload's temporary file (never addressable by an id)."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def id_taken(op: str) -> Conflict:
+    """The 409 of a publish (``op``: "publish", "move") that found the id holding a file."""
+    return Conflict("the id already holds a file", detail=f"{op}: id already holds a file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +48,8 @@ class FileStatus:
 
 
 class Reader(Protocol):
-    """An open stored file: ``fileno()`` is a real descriptor when the backend has one."""
+    """An open stored file: ``fileno()`` is a real descriptor when the backend has one
+    (else it raises io.UnsupportedOperation and the bytes come through ``read``)."""
 
     size: int
     mtime: float
@@ -54,39 +58,72 @@ class Reader(Protocol):
     def fileno(self) -> int: ...
     def seek(self, offset: int) -> int: ...
     def read(self, size: int) -> bytes: ...
-    def checksum(self) -> Optional[tuple]: ...  # the stored (algorithm, digest), None when none
+    def checksum(self) -> Optional[Checksum]: ...  # the stored (algorithm, digest), None when none
     def close(self) -> None: ...
 
 
-class Writer(Protocol):
+class Writer(abc.ABC):
     """A file being received: invisible under its id until ``commit``.
 
     Used as a context manager: leaving the block without ``commit`` (an error,
-    a short body) removes everything written.
+    a short body) removes everything written.  Every backend's writer is one.
     """
 
-    def fileno(self) -> Optional[int]: ...  # None when bytes must go through write()
-    def write(self, data) -> None: ...
-    def commit(self, mtime: float, checksum: Optional[tuple] = None) -> None: ...  # stores the (algorithm, digest)
-    def abort(self) -> None: ...
+    @abc.abstractmethod
+    def fileno(self) -> Optional[int]:
+        """The descriptor to receive into; None when bytes must go through ``write``."""
+
+    @abc.abstractmethod
+    def write(self, data: Bytes) -> None:
+        """Append all of ``data``."""
+
+    @abc.abstractmethod
+    def commit(self, mtime: float, checksum: Optional[Checksum] = None) -> None:
+        """Publish the bytes under the id, stamped ``mtime``, with their (algorithm, digest) when given."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Forget everything written (safe to call more than once, and after ``commit``)."""
+
+    def __enter__(self: _W) -> _W:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()
+
+
+@contextlib.contextmanager
+def publishing(writer: Writer) -> Iterator[None]:
+    """The end of an upload: any failure inside forgets it (``writer.abort()``);
+    an id that got a file meanwhile is 409."""
+    try:
+        yield
+    except FileExistsError:
+        writer.abort()
+        raise id_taken("publish") from None
+    except BaseException:
+        writer.abort()
+        raise
 
 
 class Backend(Protocol):
-    name: str
+    """What the archive (pyai.archive.service), the web layer and the admin tools call."""
 
     name: str  # the backend type, as configured
     storage: str  # what an error calls the storage ("HPSS")
     retry_after: Optional[float]  # the Retry-After of a 503, when the backend knows one
 
     def check(self) -> None: ...  # before each request: raise BackendUnavailable when down or too slow
-    def path_for(self, ident: str) -> str: ...
-    def status(self, path: str) -> Optional[FileStatus]: ...
-    def open_read(self, path: str) -> Reader: ...
-    def create(self, path: str, *, size_hint: Optional[int], replace: bool) -> Writer: ...
+    def path_for(self, ident: str) -> str: ...  # InvalidId for an id this backend cannot store
+    def status(self, path: str) -> Optional[FileStatus]: ...  # None when no file is stored (never stages)
+    def open_read(self, path: str) -> Reader: ...  # FileNotFoundError when no file is stored
+    def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> Writer: ...
     def exists(self, path: str) -> bool: ...
-    def stage(self, path: str) -> bool: ...
-    def move(self, source: str, path: str) -> None: ...
+    def stage(self, path: str) -> bool: ...  # True when on disk now, False while it is staging
+    def move(self, source: str, path: str) -> None: ...  # PATCH
     def delete(self, path: str) -> None: ...  # with its stored checksum
-    def sweep(self) -> int: ...
-    def checksum(self, path: str) -> Optional[tuple]: ...  # the stored (algorithm, digest), None when none
+    def sweep(self) -> int: ...  # removes dead uploads' temporary files; how many
+    def checksum(self, path: str) -> Optional[Checksum]: ...  # the stored (algorithm, digest), None when none
     def stored_paths(self) -> Iterator[str]: ...  # every stored file, for verify --all
+    def stored_size(self, path: str) -> Optional[int]: ...  # never staging, never asking a database
+    def confirm_durable(self, path: str) -> None: ...  # StoredNotDurable when it cannot be made durable

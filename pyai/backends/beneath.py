@@ -16,6 +16,7 @@ import ctypes
 import errno
 import os
 import stat
+from typing import Sequence
 
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
@@ -41,7 +42,7 @@ if _renameat2 is not None:
 _no_openat2 = False
 
 
-def _openat2(dir_fd, relative, flags):
+def _openat2(dir_fd: int, relative: str, flags: int) -> int:
     how = _OpenHow(flags, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
     for _ in range(_RETRIES):
         fd = _libc.syscall(
@@ -59,7 +60,7 @@ def _openat2(dir_fd, relative, flags):
     raise OSError(err, os.strerror(err), relative)
 
 
-def _walk(dir_fd, parts):
+def _walk(dir_fd: int, parts: Sequence[str]) -> int:
     """One O_NOFOLLOW open per component (kernels without openat2)."""
     current = dir_fd
     try:
@@ -79,14 +80,14 @@ def _walk(dir_fd, parts):
             os.close(current)
 
 
-def _is_symlink(dir_fd, name):
+def _is_symlink(dir_fd: int, name: str) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
 
 
-def open_dir(dir_fd, parts):
+def open_dir(dir_fd: int, parts: Sequence[str]) -> int:
     """A descriptor (O_RDONLY) of the directory ``parts`` (names, no ``..``) below ``dir_fd``.
 
     ELOOP when a component is a symlink, ENOTDIR when one is not a directory,
@@ -105,7 +106,7 @@ def open_dir(dir_fd, parts):
     return _walk(dir_fd, parts)
 
 
-def rename_noreplace(src_dir_fd, src, dst_dir_fd, dst):
+def rename_noreplace(src_dir_fd: int, src: str, dst_dir_fd: int, dst: str) -> None:
     """Rename ``src`` (in ``src_dir_fd``) to ``dst`` (in ``dst_dir_fd``); FileExistsError when dst exists.
 
     Without renameat2 (old glibc): a hard link refuses an existing name

@@ -12,9 +12,11 @@ sidecar left over from a replaced or moved file is ignored, never believed.
 import errno
 import hashlib
 import os
+from typing import Optional
 
 from pyai.archive import checksums as digests
 from pyai.backends import tempfiles
+from pyai.backends.base import Checksum
 
 XATTR = "user.pyai.checksum"
 SIDECAR_PREFIX = ".pyai-sum-"
@@ -23,7 +25,7 @@ NAME_MAX = 255  # bytes in one file name (Linux file systems)
 _NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
-def sidecar_path(path):
+def sidecar_path(path: str) -> str:
     directory, name = os.path.split(path)
     sidecar = SIDECAR_PREFIX + name
     if len(os.fsencode(sidecar)) > NAME_MAX:  # a long id: name the sidecar by a hash of it
@@ -31,11 +33,11 @@ def sidecar_path(path):
     return os.path.join(directory, sidecar)
 
 
-def sidecar_text(checksum, st):
+def sidecar_text(checksum: Checksum, st: os.stat_result) -> str:
     return f"{digests.encode(*checksum)} {st.st_ino} {st.st_size}\n"
 
 
-def parse_sidecar(text, st):
+def parse_sidecar(text: str, st: os.stat_result) -> Optional[Checksum]:
     """The checksum a sidecar holds, if it describes the file ``st`` (else None)."""
     fields = text.split()
     if len(fields) != 3 or fields[1:] != [str(st.st_ino), str(st.st_size)]:
@@ -43,7 +45,7 @@ def parse_sidecar(text, st):
     return digests.decode(fields[0])
 
 
-def set_on_temp(fd, checksum):
+def set_on_temp(fd: int, checksum: Checksum) -> bool:
     """Attach the checksum to the unpublished file; False when xattrs are unsupported
     (the caller then writes a sidecar once the file is published)."""
     try:
@@ -55,7 +57,7 @@ def set_on_temp(fd, checksum):
     return True
 
 
-def write_sidecar(path, fd, checksum):
+def write_sidecar(path: str, fd: int, checksum: Checksum) -> None:
     """Write the sidecar of the just-published ``path`` (open as ``fd``): a temporary
     file, locked before it has a sweepable name (see tempfiles), renamed over any old sidecar."""
     side, temp = tempfiles.create_locked(os.path.dirname(path), 0o444)
@@ -70,7 +72,7 @@ def write_sidecar(path, fd, checksum):
         os.close(side)
 
 
-def read(path, fd=None):
+def read(path: str, fd: Optional[int] = None) -> Optional[Checksum]:
     """The stored ``(algorithm, digest)`` of the file, or None when it has none."""
     try:
         value = os.getxattr(path if fd is None else fd, XATTR)
@@ -83,7 +85,7 @@ def read(path, fd=None):
     return digests.decode(value.decode("ascii", "replace"))
 
 
-def _read_sidecar(path, fd):
+def _read_sidecar(path: str, fd: Optional[int]) -> Optional[Checksum]:
     try:
         with open(sidecar_path(path), encoding="ascii", errors="replace") as handle:
             text = handle.read(512)
@@ -93,7 +95,7 @@ def _read_sidecar(path, fd):
     return parse_sidecar(text, st)
 
 
-def forget(path):
+def forget(path: str) -> None:
     """Drop any checksum of ``path`` (a file PATCH moved in: its bytes were never hashed here)."""
     for attempt in range(2):
         try:
@@ -108,7 +110,7 @@ def forget(path):
     remove_sidecar(path)
 
 
-def drop_xattr(fd):
+def drop_xattr(fd: int) -> None:
     """Remove the checksum xattr of the open file ``fd`` (a file PATCH moves in keeps the
     xattrs its writer set, and a checksum nobody here computed is not believed)."""
     try:
@@ -118,11 +120,11 @@ def drop_xattr(fd):
             raise
 
 
-def remove_sidecar(path):
+def remove_sidecar(path: str) -> None:
     _unlink(sidecar_path(path))
 
 
-def _unlink(path):
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -9,6 +9,7 @@ share it, instead of each paying for its own.
 """
 
 import threading
+from typing import Callable, Dict, Optional
 
 from pyai import native as fileio
 
@@ -16,7 +17,7 @@ from pyai import native as fileio
 class _Directory:
     __slots__ = ("lock", "published", "durable", "users")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()  # held while this directory is being fsynced
         self.published = 0  # renames finished in it so far (a sequence number)
         self.durable = 0  # every rename up to this number is on stable storage
@@ -26,12 +27,12 @@ class _Directory:
 class DirectorySyncer:
     """``synced(directory)`` after a rename returns once that rename is durable."""
 
-    def __init__(self, fsync_dir=None):
+    def __init__(self, fsync_dir: Optional[Callable[[str], None]] = None):
         self._fsync_dir = fsync_dir or fileio.fsync_dir
         self._mutex = threading.Lock()
-        self._dirs = {}
+        self._dirs: Dict[str, _Directory] = {}
 
-    def synced(self, directory):
+    def synced(self, directory: str) -> None:
         with self._mutex:
             state = self._dirs.get(directory)
             if state is None:

@@ -15,16 +15,20 @@ directory tree under the prefix (state in ``<prefix>/.hpss-emu``).
 """
 
 import errno
+import io
 import logging
 import os
 import posixpath
 import secrets
 import stat
 import time
+from typing import Any, Iterator, Optional, Tuple
 
-from pyai.errors import BackendUnavailable, ConfigError, Conflict, Forbidden
+from pyai.config import Config
+from pyai.errors import BackendUnavailable, ConfigError, describe
 from pyai.archive.ids import id2filename, parse_integer
-from pyai.backends.base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
+from pyai.backends import moves, tree
+from pyai.backends.base import FILE_MODE, TEMP_PREFIX, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
 from pyai.backends.jobs import KeyedPool
 
 # What each storage level is, as the original reported it.
@@ -40,7 +44,7 @@ READ_BLOCK = 1024 * 1024
 log = logging.getLogger("pyai")
 
 
-def media_of(size, per_level):
+def media_of(size: int, per_level: Tuple[int, ...]) -> str:
     """The medium of the first level that holds the whole file ("error" when none does)."""
     for level, count in enumerate(per_level):
         if count == size:
@@ -48,7 +52,7 @@ def media_of(size, per_level):
     return "error"
 
 
-def _load_binding():
+def _load_binding() -> Any:  # the pyai.hpss_client module
     try:
         from pyai import hpss_client as hpss
     except ImportError as exc:
@@ -61,31 +65,29 @@ def _load_binding():
 class HpssReader:
     """A stored file open for reading through hpss_Read (there is no local descriptor)."""
 
-    def __init__(self, hpss, fd, st):
+    def __init__(self, hpss: Any, fd: int, st: Any):  # st: an hpss_client.Stat
         self.hpss = hpss
         self.fd = fd
         self.size = st.size
         self.mtime = st.mtime
         self.etag = f'"{st.ino:x}-{st.size:x}-{int(st.mtime):x}"'
         self.offset = 0
-        self.buffer = None
+        self.buffer: Any = None  # a cffi char[] once read
 
-    def checksum(self):
+    def checksum(self) -> Optional[Checksum]:
         return None  # HPSS files keep no checksum (see HpssBackend.checksum)
 
-    def fileno(self):
-        import io
-
+    def fileno(self) -> int:
         raise io.UnsupportedOperation("an HPSS file has no local descriptor")
 
-    def seek(self, offset, whence=os.SEEK_SET):
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self.offset = self.hpss.seek(self.fd, offset, whence)
         return self.offset
 
-    def tell(self):
+    def tell(self) -> int:
         return self.offset
 
-    def read(self, size=-1):
+    def read(self, size: Optional[int] = -1) -> bytes:
         if size is None or size < 0:
             size = max(self.size - self.offset, 0)
         size = min(size, READ_BLOCK)
@@ -97,31 +99,31 @@ class HpssReader:
         self.offset += count
         return self.hpss.ffi.buffer(self.buffer, count)[:]
 
-    def close(self):
+    def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             self.hpss.close(fd)
 
-    def __enter__(self):
+    def __enter__(self) -> "HpssReader":
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-class HpssWriter:
+class HpssWriter(Writer):
     """A file being received into ``<dir>/.pyai-tmp-<random>`` in HPSS; see ``commit``."""
 
-    def __init__(self, backend, path, replace):
+    def __init__(self, backend: "HpssBackend", path: str, replace: bool):
         self.backend = backend
         self.hpss = backend.hpss
         self.path = path
         self.replace = replace
         directory = posixpath.dirname(path)
-        self.temp = posixpath.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+        self.temp = posixpath.join(directory, TEMP_PREFIX + secrets.token_hex(8))  # "" once published or removed
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            self.fd = self.hpss.open(self.temp, flags, 0o600)
+            self.fd: int = self.hpss.open(self.temp, flags, 0o600)
         except FileNotFoundError:
             backend.make_dirs(directory)
             self.fd = self.hpss.open(self.temp, flags, 0o600)
@@ -130,10 +132,10 @@ class HpssWriter:
         self.pending = bytearray()
         self.refreshed = time.monotonic()
 
-    def fileno(self):
+    def fileno(self) -> None:
         return None  # the body comes through write()
 
-    def write(self, data):
+    def write(self, data: Bytes) -> None:
         if not self.pending and len(data) >= WRITE_BLOCK:
             self.hpss.write_all(self.fd, data)
             self.refreshed = time.monotonic()
@@ -142,13 +144,13 @@ class HpssWriter:
         if len(self.pending) >= WRITE_BLOCK or time.monotonic() - self.refreshed >= REFRESH_EVERY:
             self._flush()
 
-    def _flush(self):
+    def _flush(self) -> None:
         if self.pending:
             self.hpss.write_all(self.fd, self.pending)
             self.pending = bytearray()
         self.refreshed = time.monotonic()
 
-    def commit(self, mtime, checksum=None):
+    def commit(self, mtime: float, checksum: Optional[Checksum] = None) -> None:
         """Close, stamp, make read-only, then publish under the id without replacing anything.
 
         ``checksum`` is not stored (see HpssBackend.checksum)."""
@@ -162,9 +164,9 @@ class HpssWriter:
                 self.hpss.rename(self.temp, self.path)
             else:
                 self.backend.publish(self.temp, self.path)
-        self.temp = None
+        self.temp = ""
 
-    def abort(self):
+    def abort(self) -> None:
         """Forget everything written (safe to call more than once)."""
         self.pending = bytearray()
         if self.fd >= 0:
@@ -174,18 +176,12 @@ class HpssWriter:
             except OSError:
                 pass
         if self.temp:
-            temp, self.temp = self.temp, None
+            temp, self.temp = self.temp, ""
             try:
                 self.hpss.unlink(temp)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
-                    log.warning("could not remove the temporary HPSS file of an upload: %s", exc)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.abort()
+                    log.warning("could not remove the temporary HPSS file %s of an upload: %s", temp, describe(exc))
 
 
 class HpssBackend:
@@ -194,12 +190,13 @@ class HpssBackend:
     name = "hpss"
     storage = "HPSS"
 
-    def __init__(self, config):
+    def __init__(self, config: Config):
         self.hpss = _load_binding()
         self.config = config
-        self.retry_after = config.hpss_retry_after
+        self.retry_after: Optional[float] = config.hpss_retry_after
         self.prefix = config.prefix.rstrip("/")
-        self.move_roots = tuple(root.rstrip("/") for root in (config.prefix,) + tuple(config.patch_roots))
+        # PATCH may take files from these trees only (all resolved at start-up)
+        self.move_roots = (config.prefix,) + tuple(config.patch_roots)
         if self.hpss.EMULATOR:
             # The emulated namespace: the prefix (which also keeps the level
             # records) and the PATCH roots, where files come from.
@@ -209,16 +206,15 @@ class HpssBackend:
             self.session.ensure()
         except OSError as exc:
             raise ConfigError(
-                f"HPSS login as {config.hpss_user!r} with the keytab {config.hpss_auth} failed: "
-                f"{exc.strerror.split(': ')[-1]}"
+                f"HPSS login as {config.hpss_user!r} with the keytab {config.hpss_auth} failed: {exc.strerror}"
             ) from None
-        self._checked = (float("-inf"), None)  # (monotonic time, failure message or None)
+        self._checked: Tuple[float, Optional[str]] = (float("-inf"), None)  # (monotonic time, failure message)
         # stages from tape: config.stage_workers threads per process, one stage per path
         self._stages = KeyedPool(config.stage_workers, "hpss-stage")
 
     # -- liveness --------------------------------------------------------------
 
-    def check(self):
+    def check(self) -> None:
         """503 when the core server is down or answers slower than accept_latency."""
         checked_at, failure = self._checked
         if time.monotonic() - checked_at >= self.config.hpss_ping_interval:
@@ -227,11 +223,11 @@ class HpssBackend:
         if failure:
             raise BackendUnavailable(failure, retry_after=self.config.hpss_retry_after, detail="HPSS unavailable")
 
-    def _ping(self):
+    def _ping(self) -> Optional[str]:
         try:
             latency = self.session.ping()
         except OSError as exc:
-            return f"HPSS is unavailable: the core server does not answer ({exc.strerror.split(': ')[-1]})"
+            return f"HPSS is unavailable: the core server does not answer ({exc.strerror})"
         if latency > self.config.hpss_accept_latency:
             return (
                 f"HPSS is too slow: the core server answered in {latency:.2f} s "
@@ -241,16 +237,16 @@ class HpssBackend:
 
     # -- reading ---------------------------------------------------------------
 
-    def path_for(self, ident):
+    def path_for(self, ident: str) -> str:
         return self.prefix + id2filename(parse_integer(ident))
 
-    def _regular(self, path):
+    def _regular(self, path: str) -> Any:  # an hpss_client.Stat
         st = self.hpss.stat(path)
         if not stat.S_ISREG(st.mode):
             raise FileNotFoundError(errno.ENOENT, "not a regular file")
         return st
 
-    def status(self, path):
+    def status(self, path: str) -> Optional[FileStatus]:
         try:
             st = self._regular(path)
             size, per_level = self.hpss.levels(path)
@@ -258,25 +254,25 @@ class HpssBackend:
             return None
         return FileStatus(path, st.size, st.mtime, st.ctime, per_level, media_of(size, per_level))
 
-    def exists(self, path):
+    def exists(self, path: str) -> bool:
         try:
             self._regular(path)
         except (FileNotFoundError, NotADirectoryError):
             return False
         return True
 
-    def _on_disk(self, path):
+    def _on_disk(self, path: str) -> bool:
         size, per_level = self.hpss.levels(path)
         return size == 0 or per_level[0] == size
 
-    def open_read(self, path):
+    def open_read(self, path: str) -> HpssReader:
         st = self._regular(path)
         if not self._on_disk(path):
             self._wait_for_disk(path)
         fd = self.hpss.open(path, os.O_RDONLY)
         return HpssReader(self.hpss, fd, st)
 
-    def _wait_for_disk(self, path):
+    def _wait_for_disk(self, path: str) -> None:
         """Stage and wait up to stage_timeout; past it, 503 with Retry-After (the stage goes on)."""
         deadline = time.monotonic() + self.config.hpss_stage_timeout
         if self.stage(path):
@@ -293,7 +289,7 @@ class HpssBackend:
             detail="file is on tape, staging",
         )
 
-    def stage(self, path):
+    def stage(self, path: str) -> bool:
         """True when the file is on disk; else queue one stage (per path and process) and return False."""
         st = self._regular(path)
         if self._on_disk(path):
@@ -301,7 +297,7 @@ class HpssBackend:
         self._stages.start(path, lambda: self._stage_from_tape(path, st.size))
         return False
 
-    def _stage_from_tape(self, path, size):
+    def _stage_from_tape(self, path: str, size: int) -> None:
         """On a pool thread: start the stage and wait for it (closing the descriptor waits)."""
         try:
             # O_NONBLOCK: a descriptor for the stage call only, opening must not stage.
@@ -311,14 +307,14 @@ class HpssBackend:
             finally:
                 self.hpss.close(fd)
         except OSError as exc:
-            log.warning("a stage from tape failed: %s", exc)
+            log.warning("a stage from tape of %s failed: %s", path, describe(exc))
 
     # -- writing ---------------------------------------------------------------
 
-    def create(self, path, *, size_hint=None, replace=False):
+    def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> HpssWriter:
         return HpssWriter(self, path, replace)
 
-    def publish(self, source, path):
+    def publish(self, source: str, path: str) -> None:
         """Give ``source`` the name ``path`` unless that exists (HPSS's rename would replace it).
 
         A hard link fails atomically when the name is taken, so two racing
@@ -335,85 +331,59 @@ class HpssBackend:
             return
         self.hpss.unlink(source)
 
-    def make_dirs(self, directory):
-        """mkdir -p in HPSS (its Mkdir makes one level)."""
-        try:
-            self.hpss.mkdir(directory)
-        except FileExistsError:
-            return
-        except FileNotFoundError:
-            self.make_dirs(posixpath.dirname(directory))
-            try:
-                self.hpss.mkdir(directory)
-            except FileExistsError:
-                pass
+    def make_dirs(self, directory: str) -> None:
+        """mkdir -p in HPSS (its Mkdir makes one level; HPSS makes a closed directory durable itself)."""
+        tree.make_dirs(directory, self.hpss.mkdir)
 
-    def move(self, source, path):
+    def move(self, source: str, path: str) -> None:
         """PATCH: rename a file already in HPSS under the prefix (or a patch root) to the id."""
+        # HPSS resolves the path itself: ".." is taken lexically here, and what
+        # is checked is the path that is renamed
         source = posixpath.normpath(source)
-        if not source.startswith("/") or not self._movable(source):
-            raise Forbidden(
-                "the source is not under the archive prefix or a configured patch root",
-                detail="move: source outside the allowed roots",
-            )
+        moves.allowed_source(source, self.move_roots)
         # lstat: a link would move as a link, pointing who knows where
-        st = self.hpss.lstat(source)
-        if not stat.S_ISREG(st.mode):
-            raise Forbidden("the source is not a regular file", detail="move: source is not a regular file")
+        moves.check_source(self.hpss.lstat(source).mode)  # HPSS tells no link count
         self.make_dirs(posixpath.dirname(path))
         try:
             self.publish(source, path)
         except FileExistsError:
-            raise Conflict("the id already holds a file", detail="move: id already holds a file") from None
+            raise id_taken("move") from None
         self.hpss.chmod(path, FILE_MODE)
 
-    def _movable(self, source):
-        if posixpath.basename(source).startswith(TEMP_PREFIX):
-            return False
-        return any(source.startswith(root + "/") for root in self.move_roots)
-
-    def stored_size(self, path):
+    def stored_size(self, path: str) -> Optional[int]:
         try:
             return self._regular(path).size
         except OSError:
             return None
 
-    def confirm_durable(self, path):
+    def confirm_durable(self, path: str) -> None:
         """HPSS makes a closed file durable itself."""
 
-    def checksum(self, path):
+    def checksum(self, path: str) -> Optional[Checksum]:
         """None: the binding has no user-defined attributes to keep one in, and a
         sidecar file per file would be one more HPSS file (and tape object) per PUT."""
         return None
 
-    def stored_paths(self):
-        """Every stored file under the prefix (never temporary files or other dot names)."""
-        pending = [self.prefix or "/"]
-        while pending:
-            directory = pending.pop()
+    def _list_dir(self, directory: str) -> Iterator[tree.Entry]:
+        """The tree.Lister of HPSS: its readdir, then an lstat per name (HPSS tells no file types)."""
+        for name in self.hpss.listdir(directory):
+            path = posixpath.join(directory, name)
             try:
-                names = sorted(self.hpss.listdir(directory), reverse=True)
-            except OSError:
+                st = self.hpss.lstat(path)
+            except OSError:  # gone meanwhile
                 continue
-            for name in names:
-                if name.startswith("."):
-                    continue
-                path = posixpath.join(directory, name)
-                try:
-                    mode = self.hpss.lstat(path).mode
-                except OSError:
-                    continue
-                if stat.S_ISDIR(mode):
-                    pending.append(path)
-                elif stat.S_ISREG(mode):
-                    yield path
+            yield tree.Entry(path, name, stat.S_ISDIR(st.mode), stat.S_ISREG(st.mode), st.mtime)
 
-    def delete(self, path):
+    def stored_paths(self) -> Iterator[str]:
+        """Every stored file under the prefix (never temporary files or other dot names)."""
+        return tree.stored_files(self.prefix or "/", self._list_dir)
+
+    def delete(self, path: str) -> None:
         self._regular(path)
         self.hpss.chmod(path, 0o644)  # as the original: never unlink a read-only file
         self.hpss.unlink(path)
 
-    def sweep(self):
+    def sweep(self) -> int:
         """Remove temporary files of uploads that stopped long ago; return how many.
 
         HPSS has no lock a dead process drops, so age tells.  A live upload
@@ -424,25 +394,11 @@ class HpssBackend:
         gap = REFRESH_EVERY + (self.config.receive_timeout or 60)
         horizon = time.time() - max(2 * gap, SWEEP_FLOOR, self.config.sweep_min_age)
         removed = 0
-        pending = [self.prefix or "/"]
-        while pending:
-            directory = pending.pop()
-            try:
-                names = self.hpss.listdir(directory)
-            except OSError:
-                continue
-            for name in names:
-                path = posixpath.join(directory, name)
+        for entry in tree.temp_files(self.prefix or "/", self._list_dir):
+            if entry.mtime is not None and entry.mtime < horizon:
                 try:
-                    st = self.hpss.lstat(path)
+                    self.hpss.unlink(entry.path)
+                    removed += 1
                 except OSError:
-                    continue
-                if stat.S_ISDIR(st.mode):
-                    pending.append(path)
-                elif name.startswith(TEMP_PREFIX) and stat.S_ISREG(st.mode) and st.mtime < horizon:
-                    try:
-                        self.hpss.unlink(path)
-                        removed += 1
-                    except OSError:
-                        pass
+                    pass
         return removed

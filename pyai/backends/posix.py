@@ -16,7 +16,6 @@ rename cannot do that (another file system, or a non-root service and a file
 it does not own) the bytes are copied, with their checksum, instead.
 """
 
-import collections
 import contextlib
 import errno
 import fcntl
@@ -25,13 +24,15 @@ import io
 import logging
 import os
 import stat
+from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 from pyai import native as fileio
 from pyai.backends.dirsync import DirectorySyncer
-from pyai.errors import BackendUnavailable, Conflict, Forbidden, StoredNotDurable
+from pyai.config import Config
+from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
 from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
-from pyai.backends import beneath, checksum_store, tempfiles
-from pyai.backends.base import FILE_MODE, TEMP_PREFIX, FileStatus, publishing
+from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
+from pyai.backends.base import FILE_MODE, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
 
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
@@ -49,7 +50,7 @@ log = logging.getLogger("pyai")
 class PosixReader(io.FileIO):
     """A stored file open for reading, with the facts GET needs from one fstat."""
 
-    def __init__(self, path):
+    def __init__(self, path: str):
         fd, st = _open_stored(path)
         super().__init__(fd, "rb")
         self.size = st.st_size
@@ -58,12 +59,12 @@ class PosixReader(io.FileIO):
         self.etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
         self.path = path
 
-    def checksum(self):
+    def checksum(self) -> Optional[Checksum]:
         """The stored ``(algorithm, digest)`` of this file, or None."""
         return checksum_store.read(self.path, self.fileno())
 
 
-def _open_stored(path):
+def _open_stored(path: str) -> Tuple[int, os.stat_result]:
     """``(fd, stat)`` of the regular file at ``path``; FileNotFoundError for a symlink or anything else."""
     try:
         fd = os.open(path, _READ_FLAGS)
@@ -82,24 +83,24 @@ def _open_stored(path):
     return fd, st
 
 
-class PosixWriter:
+class PosixWriter(Writer):
     """A file being received into ``<dir>/.pyai-tmp-<token>`` (locked from the start); see ``commit``."""
 
-    def __init__(self, path, size_hint, replace, syncer, root):
+    def __init__(self, path: str, size_hint: Optional[int], replace: bool, syncer: DirectorySyncer, root: str):
         # size_hint: accepted for the protocol; space is reserved as the bytes arrive (pyai.web.receive)
         self.path = path
         self.syncer = syncer
         self.directory = os.path.dirname(path)
         self.replace = replace
-        self.fd, self.temp = _open_temp(self.directory, root, syncer)
+        self.fd, self.temp = _open_temp(self.directory, root, syncer)  # temp: "" once published or removed
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.fd
 
-    def write(self, data):
+    def write(self, data: Bytes) -> None:
         fileio.write_all(self.fd, data)
 
-    def commit(self, mtime, checksum=None):
+    def commit(self, mtime: float, checksum: Optional[Checksum] = None) -> None:
         """Make the bytes durable and read-only, then publish them under the id,
         with their ``(algorithm, digest)`` when given (see checksum_store).
 
@@ -116,18 +117,19 @@ class PosixWriter:
                 os.replace(self.temp, self.path)
             else:
                 fileio.rename_noreplace(self.temp, self.path)
-        self.temp = None
+        self.temp = ""
         try:
-            if not in_xattr:  # only once the file is the id's: a 409 must not touch the old sidecar
+            # only once the file is the id's: a 409 must not touch the old sidecar
+            if checksum is not None and not in_xattr:
                 checksum_store.write_sidecar(self.path, self.fd, checksum)
         except OSError as exc:  # the file is stored: its checksum is unknown, not wrong
-            log.warning("could not write the checksum sidecar of a stored file: %s", exc)
+            log.warning("could not write the checksum sidecar of a stored file: %s", describe(exc))
         finally:
             os.close(self.fd)
             self.fd = -1
         sync_published(self.syncer, self.directory)
 
-    def abort(self):
+    def abort(self) -> None:
         """Forget everything written (safe to call more than once)."""
         if self.temp:
             # removed while still locked: no sweep ever sees it unlocked
@@ -135,34 +137,28 @@ class PosixWriter:
                 os.unlink(self.temp)
             except FileNotFoundError:
                 pass
-            self.temp = None
+            self.temp = ""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc_info):
-        self.abort()
-
-
-def sync_published(syncer, directory):
+def sync_published(syncer: DirectorySyncer, directory: str) -> None:
     """fsync ``directory`` after a rename into it, a few times; StoredNotDurable when it keeps failing.
 
     Retrying helps against transient failures; a file system that lost the
     entry (ext4 aborting its journal) fails every later fsync too, so a retry
     that succeeds is not a lie about an earlier loss.
     """
+    reason = "error"
     for attempt in range(1, DIR_SYNC_ATTEMPTS + 1):
         try:
             syncer.synced(directory)
             return
         except OSError as exc:
-            failure = exc
+            reason = exc.strerror or "error"
             log.warning("fsync of a directory after publishing failed (attempt %d of %d): %s",
-                        attempt, DIR_SYNC_ATTEMPTS, exc.strerror)
-    reason = (failure.strerror or "error").split(": ")[-1]
+                        attempt, DIR_SYNC_ATTEMPTS, describe(exc))
     raise StoredNotDurable(
         "the file is stored under the id, but the storage could not confirm that it is durable "
         f"(directory fsync failed: {reason}); a retry with the same bytes is answered 201 once it can",
@@ -170,43 +166,20 @@ def sync_published(syncer, directory):
     ) from None
 
 
-def _open_temp(directory, root, syncer):
+def _open_temp(directory: str, root: str, syncer: DirectorySyncer) -> Tuple[int, str]:
     """``(fd, path)`` of a new locked temporary file in ``directory`` (made, with its parents, if missing)."""
     try:
         return tempfiles.create_locked(directory)
     except FileNotFoundError:
+        # racing threads making the same levels share one fsync of each parent
         make_dirs(directory, root, syncer.synced)
         return tempfiles.create_locked(directory)
 
 
-def make_dirs(directory, root, sync_dir=None):
-    """mkdir -p below ``root``; returns once every level's entry in its parent is durable.
-
-    Whoever makes a level, or finds it made (another thread may have won the
-    mkdir and not fsynced the parent yet), fsyncs the parent before going on:
-    ``sync_dir`` (a DirectorySyncer's ``synced``, so racing threads share one
-    fsync) or fileio.fsync_dir.
-
-    ``root`` itself is never created: when it is missing (a volume not mounted,
-    a directory moved away) FileNotFoundError says so, instead of a fresh empty
-    archive appearing in its place.
-    """
-    sync_dir = sync_dir or fileio.fsync_dir
-    if len(directory) <= len(root):
-        if os.path.isdir(directory):
-            return
-        raise FileNotFoundError(errno.ENOENT, "the archive directory is missing")
-    try:
-        os.mkdir(directory)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        make_dirs(os.path.dirname(directory), root, sync_dir)
-        try:
-            os.mkdir(directory)
-        except FileExistsError:
-            pass
-    sync_dir(os.path.dirname(directory))
+def make_dirs(directory: str, root: str, sync_dir: Optional[Callable[[str], None]] = None) -> None:
+    """mkdir -p below ``root`` (never making it); returns once every level's entry is durable
+    in its parent, synced with ``sync_dir`` (default fileio.fsync_dir).  See tree.make_dirs."""
+    tree.make_dirs(directory, os.mkdir, root=root, root_exists=os.path.isdir, sync_dir=sync_dir or fileio.fsync_dir)
 
 
 class PosixBackend:
@@ -214,9 +187,9 @@ class PosixBackend:
 
     name = "posix"
     storage = "the file system"  # what a 503 calls it
-    retry_after = None  # seconds a 503 tells the client to wait, when known
+    retry_after: Optional[float] = None  # seconds a 503 tells the client to wait, when known
 
-    def __init__(self, config):
+    def __init__(self, config: Config):
         self.prefix = config.prefix
         self.use_id2filename = config.use_id2filename
         # PATCH may take files from these trees only (all resolved at start-up).
@@ -226,10 +199,10 @@ class PosixBackend:
         self.syncer = DirectorySyncer()
         self.sweep_min_age = config.sweep_min_age
 
-    def check(self):
+    def check(self) -> None:
         """A local file system has no server to be down; failures surface per operation."""
 
-    def fail_if_prefix_missing(self, op):
+    def fail_if_prefix_missing(self, op: str) -> None:
         """Called when ``op`` found no file: if the prefix itself is gone, that is
         the storage failing (503), not an id without a file (404)."""
         if not os.path.isdir(self.prefix):
@@ -238,12 +211,12 @@ class PosixBackend:
                 detail=f"{op} failed: archive directory missing",
             )
 
-    def path_for(self, ident):
+    def path_for(self, ident: str) -> str:
         if self.use_id2filename:
             return self.prefix + id2filename(parse_integer(ident))
         return os.path.join(self.prefix, parse_safe_name(ident))
 
-    def status(self, path):
+    def status(self, path: str) -> Optional[FileStatus]:
         try:
             st = os.stat(path, follow_symlinks=False)  # a symlink under an id is no stored file
         except (FileNotFoundError, NotADirectoryError):
@@ -253,13 +226,13 @@ class PosixBackend:
             return None
         return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk")
 
-    def exists(self, path):
+    def exists(self, path: str) -> bool:
         try:
             return stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode)
         except (OSError, ValueError):
             return False
 
-    def open_read(self, path):
+    def open_read(self, path: str) -> PosixReader:
         try:
             reader = PosixReader(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -269,21 +242,21 @@ class PosixBackend:
             fileio.fadvise(reader.fileno(), 0, 0, fileio.FADV_SEQUENTIAL)
         return reader
 
-    def create(self, path, *, size_hint=None, replace=False):
+    def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> PosixWriter:
         try:
             return PosixWriter(path, size_hint, replace, self.syncer, self.prefix)
         except FileNotFoundError:
             self.fail_if_prefix_missing("create")
             raise
 
-    def stage(self, path):
+    def stage(self, path: str) -> bool:
         """Everything on a posix file system is on disk already."""
         if not self.exists(path):
             self.fail_if_prefix_missing("stage")
             raise FileNotFoundError(errno.ENOENT, "no such file")
         return True
 
-    def move(self, source, path):
+    def move(self, source: str, path: str) -> None:
         """PATCH: move the server-side file ``source`` under the id's ``path``.
 
         Every step works on descriptors: the source's directory is opened below a
@@ -308,9 +281,11 @@ class PosixBackend:
             fileio.fsync(src.dir_fd)
 
     @contextlib.contextmanager
-    def _open_source(self, source):
+    def _open_source(self, source: str) -> Iterator["Source"]:
         """The checked source: a Source (directory and file descriptors, stat), closed after."""
-        root, parts = self._movable(source)
+        # Lexical, never resolved: the components are opened one by one below,
+        # refusing symlinks, so what is checked there is what is opened here.
+        root, parts = moves.allowed_source(source, self.move_roots)
         name = parts.pop()
         try:
             root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -326,40 +301,19 @@ class PosixBackend:
             fd = _open_source_file(dir_fd, name)
             try:
                 st = os.fstat(fd)
-                _check_source(st)
+                moves.check_source(st.st_mode, st.st_nlink)
                 yield Source(dir_fd, name, fd, st, self._under_prefix(source))
             finally:
                 os.close(fd)
         finally:
             os.close(dir_fd)
 
-    def _movable(self, source):
-        """``(root, components below it)`` of an allowed source path, else Forbidden.
-
-        Lexical, never resolved: the components are opened one by one later,
-        refusing symlinks, so what is checked here is what is opened there.
-        """
-        parts = _components(source)
-        if parts is not None and parts and not parts[-1].startswith(TEMP_PREFIX):
-            best = None
-            for root in self.move_roots:
-                root_parts = _components(root)
-                if parts[: len(root_parts)] == root_parts and len(parts) > len(root_parts):
-                    if best is None or len(root_parts) > len(best[1]):
-                        best = (root, root_parts)
-            if best is not None:
-                return best[0], parts[len(best[1]) :]
-        raise Forbidden(
-            "the source is not under the archive prefix or a configured patch root",
-            detail="move: source outside the allowed roots",
-        )
-
-    def _under_prefix(self, source):
-        parts, prefix = _components(source), _components(self.prefix)
+    def _under_prefix(self, source: str) -> bool:
+        parts, prefix = moves.components(source) or [], moves.components(self.prefix) or []
         return parts[: len(prefix)] == prefix
 
     @contextlib.contextmanager
-    def _open_target_dir(self, path):
+    def _open_target_dir(self, path: str) -> Iterator[int]:
         """A descriptor of the id's directory (made if missing), opened below the prefix without symlinks."""
         directory = os.path.dirname(path)
         try:
@@ -369,7 +323,7 @@ class PosixBackend:
             self.fail_if_prefix_missing("move")
             raise
         try:
-            parts = _components(directory)[len(_components(self.prefix)) :]
+            parts = (moves.components(directory) or [])[len(moves.components(self.prefix) or []) :]
             fd = _beneath(beneath.open_dir, prefix_fd, parts, "move: a directory of the id is a symlink")
         finally:
             os.close(prefix_fd)
@@ -379,11 +333,11 @@ class PosixBackend:
             os.close(fd)
 
     @staticmethod
-    def _must_copy(st):
+    def _must_copy(st: os.stat_result) -> bool:
         """A rename keeps the owner; only root can give the file to the service, else it is copied."""
         return st.st_uid != os.geteuid() and os.geteuid() != 0
 
-    def _rename_in(self, src, target_fd, name):
+    def _rename_in(self, src: "Source", target_fd: int, name: str) -> None:
         """Rename the source to a temporary name beside the id, check it is the file that was
         checked, make it the service's (owner, read-only, durable), then publish it."""
         temp = tempfiles.unique_name()
@@ -403,13 +357,13 @@ class PosixBackend:
                 _give_back(src.fd, src.st)
             _put_back(target_fd, temp, src)
             if isinstance(exc, FileExistsError):
-                raise Conflict("the id already holds a file", detail="move: id already holds a file") from None
+                raise id_taken("move") from None
             raise
         # its bytes were never hashed here: an old sidecar of the id is not its checksum
         _unlink_at(target_fd, os.path.basename(checksum_store.sidecar_path(name)))
         fileio.fsync(target_fd)
 
-    def _copy_then_remove(self, src, path):
+    def _copy_then_remove(self, src: "Source", path: str) -> None:
         """A move across file systems (or of a file only a copy can make the service's):
         a durable copy the service owns, with its checksum, first; the source removed last."""
         with self.create(path, size_hint=src.st.st_size) as writer:
@@ -422,9 +376,9 @@ class PosixBackend:
             else:
                 log.warning("PATCH copied a file whose name now holds another one; that one is left alone")
         except OSError as exc:  # the copy is stored: the move is done, the source stays behind
-            log.warning("PATCH could not remove the source of a copied file: %s", exc.strerror)
+            log.warning("PATCH could not remove the source of a copied file: %s", describe(exc))
 
-    def delete(self, path):
+    def delete(self, path: str) -> None:
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -433,55 +387,27 @@ class PosixBackend:
         checksum_store.remove_sidecar(path)
         fileio.fsync_dir(os.path.dirname(path))
 
-    def checksum(self, path):
+    def checksum(self, path: str) -> Optional[Checksum]:
         """The stored ``(algorithm, digest)`` of the file at ``path``, or None."""
         try:
             return checksum_store.read(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def stored_paths(self):
+    def stored_paths(self) -> Iterator[str]:
         """Every stored file under the prefix (never temporary files, sidecars or other dot names)."""
-        pending = [self.prefix]
-        while pending:
-            try:
-                entries = sorted(os.scandir(pending.pop()), key=lambda entry: entry.name, reverse=True)
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    yield entry.path
+        return tree.stored_files(self.prefix, tree.list_local)
 
-    def sweep(self):
+    def sweep(self) -> int:
         """Remove temporary files older than sweep_min_age that no live upload holds; return how many.
 
         Files and directories may vanish while it walks (another sweep, an
         operator): those are skipped, never errors.
         """
-        removed = 0
-        pending = [self.prefix]
-        while pending:
-            try:
-                with os.scandir(pending.pop()) as listing:
-                    entries = list(listing)
-            except OSError:
-                continue
-            for entry in entries:
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    continue
-                if is_dir:
-                    pending.append(entry.path)
-                elif tempfiles.is_temp_name(entry.name) and tempfiles.remove_if_dead(entry.path, self.sweep_min_age):
-                    removed += 1
-        return removed
+        return sum(tempfiles.remove_if_dead(entry.path, self.sweep_min_age)
+                   for entry in tree.temp_files(self.prefix, tree.list_local))
 
-    def confirm_durable(self, path):
+    def confirm_durable(self, path: str) -> None:
         """Make the stored file at ``path`` and its directory entry durable (an identical PUT's 201)."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -490,14 +416,14 @@ class PosixBackend:
             finally:
                 os.close(fd)
         except OSError as exc:
-            reason = (exc.strerror or "error").split(": ")[-1]
+            reason = exc.strerror or "error"
             raise StoredNotDurable(
                 f"the file is stored under the id, but the storage could not confirm that it is durable ({reason})",
                 detail=f"confirm: fsync failed: {reason}",
             ) from None
         sync_published(self.syncer, os.path.dirname(path))
 
-    def stored_size(self, path):
+    def stored_size(self, path: str) -> Optional[int]:
         """The size of the stored file (never staging, never asking a database), or None."""
         try:
             st = os.stat(path)
@@ -508,20 +434,17 @@ class PosixBackend:
 
 # -- PATCH ------------------------------------------------------------------------
 
-# A checked PATCH source: its directory and the file, both open, and the file's fstat.
-Source = collections.namedtuple("Source", "dir_fd name fd st under_prefix")
+class Source(NamedTuple):
+    """A checked PATCH source: its directory and the file, both open, and the file's fstat."""
+
+    dir_fd: int
+    name: str
+    fd: int
+    st: os.stat_result
+    under_prefix: bool
 
 
-def _components(path):
-    """The names of an absolute path, read lexically ("." and empty ones dropped);
-    None when it is relative or has a ".." (which only resolving could place)."""
-    if not path.startswith("/"):
-        return None
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    return None if ".." in parts else parts
-
-
-def _beneath(open_dir, root_fd, parts, detail):
+def _beneath(open_dir: Callable[[int, List[str]], int], root_fd: int, parts: List[str], detail: str) -> int:
     try:
         return open_dir(root_fd, parts)
     except OSError as exc:
@@ -530,26 +453,18 @@ def _beneath(open_dir, root_fd, parts, detail):
         raise
 
 
-def _open_source_file(dir_fd, name):
+def _open_source_file(dir_fd: int, name: str) -> int:
     try:
         return os.open(name, _READ_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise Forbidden("the source is a symlink, which PATCH never follows", detail="move: source is a symlink") from None
         if exc.errno == errno.ENXIO:
-            raise Forbidden("the source is not a regular file", detail="move: source is not a regular file") from None
+            raise moves.not_regular() from None
         raise
 
 
-def _check_source(st):
-    if not stat.S_ISREG(st.st_mode):
-        raise Forbidden("the source is not a regular file", detail="move: source is not a regular file")
-    if st.st_nlink != 1:
-        # another name of the same file (perhaps outside the roots) would see it archived and changed
-        raise Forbidden("the source has other hard links", detail="move: source has other hard links")
-
-
-def _take_over(fd, st):
+def _take_over(fd: int, st: os.stat_result) -> None:
     """Make the moved-in file the service's: no foreign checksum, its owner, read-only, on disk."""
     uid, gid = os.geteuid(), os.getegid()
     if (st.st_uid, st.st_gid) != (uid, gid):
@@ -563,7 +478,7 @@ def _take_over(fd, st):
     fileio.fsync(fd)
 
 
-def _give_back(fd, st):
+def _give_back(fd: int, st: os.stat_result) -> None:
     """Undo ``_take_over``'s owner and mode (a move that will not happen after all)."""
     with contextlib.suppress(OSError):
         os.fchown(fd, st.st_uid, st.st_gid)
@@ -571,13 +486,13 @@ def _give_back(fd, st):
         os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
-def _put_back(target_fd, temp, src):
+def _put_back(target_fd: int, temp: str, src: Source) -> None:
     """Return what a failed move renamed to ``temp`` to the source's name, else remove it (never following)."""
     try:
         beneath.rename_noreplace(target_fd, temp, src.dir_fd, src.name)
         return
     except OSError as exc:
-        log.warning("PATCH could not return a file it did not move: %s; it is removed", exc.strerror)
+        log.warning("PATCH could not return a file it did not move: %s; it is removed", describe(exc))
     try:
         os.unlink(temp, dir_fd=target_fd)
     except IsADirectoryError:  # a directory swapped in for the source
@@ -587,12 +502,12 @@ def _put_back(target_fd, temp, src):
         pass
 
 
-def _unlink_at(dir_fd, name):
+def _unlink_at(dir_fd: int, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name, dir_fd=dir_fd)
 
 
-def _copy_hashing(fd, writer, algorithm):
+def _copy_hashing(fd: int, writer: PosixWriter, algorithm: Optional[str]) -> Optional[Checksum]:
     """Copy the open file ``fd`` into ``writer``; its ``(algorithm, digest)``, None without an algorithm."""
     if algorithm is None:
         fileio.copy_fd(fd, writer.fileno(), os.fstat(fd).st_size)

@@ -37,11 +37,13 @@ import os
 import stat
 import threading
 import time
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 import peewee
 from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
-from pyai.errors import BackendUnavailable, ConfigError
+from pyai.config import Config
+from pyai.errors import BackendUnavailable, ConfigError, describe
 from pyai.backends.base import FileStatus
 from pyai.backends.jobs import KeyedPool
 from pyai.backends.posix import PosixBackend, PosixReader
@@ -77,14 +79,14 @@ SERVER_STATUS_IN_TRANS = 1
 
 # Connection settings validated at start-up in this process or in the process it
 # was forked from (gunicorn's master validates before forking its workers).
-_validated = set()
+_validated: Set[Tuple[Any, ...]] = set()
 
 
 class SidebandDown(Exception):
     """Raised instead of connecting while a recent attempt failed (see RETRY_CONNECT_AFTER)."""
 
 
-def _head_query():
+def _head_query() -> Tuple[str, Callable[[str, str], Tuple[Any, ...]]]:
     """The HEAD query as (SQL, a function of (directory, name) giving its parameters).
 
     Built once with peewee from the models; the SQL is then run as is on
@@ -101,7 +103,7 @@ def _head_query():
     )
     sql, params = peewee.MySQLDatabase(None).get_sql_context().sql(query).query()
 
-    def parameters(path, entry):
+    def parameters(path: str, entry: str) -> Tuple[Any, ...]:
         return tuple(path if p == directory else entry if p == name else p for p in params)
 
     return sql, parameters
@@ -110,29 +112,29 @@ def _head_query():
 HEAD_SQL, _head_parameters = _head_query()
 
 
-def error_code(exc):
+def error_code(exc: BaseException) -> Optional[int]:
     """The MySQL error number of a (peewee-wrapped) driver exception, or None."""
     for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
-        args = getattr(candidate, "args", ())
+        args: Tuple[Any, ...] = getattr(candidate, "args", ())
         if args and isinstance(args[0], int):
             return args[0]
     return None
 
 
-def error_text(exc):
+def error_text(exc: BaseException) -> str:
     for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
-        args = getattr(candidate, "args", ())
+        args: Tuple[Any, ...] = getattr(candidate, "args", ())
         if len(args) > 1 and isinstance(args[1], str):
             return args[1]
     return str(exc) or type(exc).__name__
 
 
-def _connection_level(exc):
+def _connection_level(exc: BaseException) -> bool:
     code = error_code(exc)
     return code is None or code == 0 or code >= 2000
 
 
-def _epoch(value):
+def _epoch(value: Any) -> float:
     """Epoch seconds of a time column (an integer; a DATETIME is read as UTC)."""
     if hasattr(value, "timestamp"):
         if value.tzinfo is None:
@@ -175,7 +177,7 @@ class SidebandBackend(PosixBackend):
     name = "hsmsideband"
     storage = "the HSM file system"
 
-    def __init__(self, config):
+    def __init__(self, config: Config):
         super().__init__(config)
         self.use_id2filename = True  # ids are integers, always in the nested layout
         self.config = config
@@ -190,7 +192,7 @@ class SidebandBackend(PosixBackend):
             if getattr(config, name) <= 0:
                 raise ConfigError(f"[hsm_sideband] {name.split('_', 1)[1]} must be more than 0 seconds")
         self.where = f"{config.sideband_schema} on {config.sideband_host}:{config.sideband_port}"
-        self.connect_params = {
+        self.connect_params: Dict[str, Any] = {
             "host": config.sideband_host,
             "port": config.sideband_port,
             "user": config.sideband_user,
@@ -199,10 +201,11 @@ class SidebandBackend(PosixBackend):
             "read_timeout": config.sideband_query_timeout,
             "write_timeout": config.sideband_query_timeout,
         }
-        self._pool = None
-        self._pool_pid = None
+        self._pool: Optional[_Pool] = None
+        self._pool_pid: Optional[int] = None
         self._lock = threading.Lock()
-        self._down = (float("-inf"), None)  # (monotonic time of the failed connect, reason)
+        # (monotonic time of the failed connect, reason)
+        self._down: Tuple[float, Optional[str]] = (float("-inf"), None)
         self._healthy = True  # for logging changes of state only
         # recalls from tape: config.stage_workers threads per process, one recall per path
         self._recalls = KeyedPool(config.stage_workers, "sideband-recall")
@@ -214,7 +217,7 @@ class SidebandBackend(PosixBackend):
 
     # -- the database ----------------------------------------------------------
 
-    def _validate(self):
+    def _validate(self) -> None:
         """At start-up: wrong credentials, schema or tables stop the program with one line;
         an unreachable database is only a warning (HEAD and POST answer 503 until it is back)."""
         db = peewee.MySQLDatabase(self.config.sideband_schema, autoconnect=False, **self.connect_params)
@@ -238,7 +241,7 @@ class SidebandBackend(PosixBackend):
         except peewee.ImproperlyConfigured as exc:  # pragma: no cover - PyMySQL is a dependency
             raise ConfigError(f"the hsmsideband backend needs PyMySQL: {exc}") from None
 
-    def _database(self):
+    def _database(self) -> "_Pool":
         """This process's pool, made on first use after a fork (never shared with a parent)."""
         pid = os.getpid()
         pool = self._pool
@@ -257,16 +260,16 @@ class SidebandBackend(PosixBackend):
                 pool = self._pool
         return pool
 
-    def before_connect(self):
+    def before_connect(self) -> None:
         failed_at, reason = self._down
         if time.monotonic() - failed_at < RETRY_CONNECT_AFTER:
             raise SidebandDown(reason)
 
-    def connect_failed(self, exc):
+    def connect_failed(self, exc: BaseException) -> None:
         if _connection_level(exc):
             self._down = (time.monotonic(), error_text(exc))
 
-    def _fetch_one(self, sql, params):
+    def _fetch_one(self, sql: str, params: Tuple[Any, ...]) -> Optional[Tuple[Any, ...]]:
         """One row (or None); BackendUnavailable when the database cannot answer."""
         for attempt in (1, 2):
             db = self._database()
@@ -294,14 +297,14 @@ class SidebandBackend(PosixBackend):
             return row
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _unavailable(self, exc):
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         code = None if isinstance(exc, (SidebandDown, MaxConnectionsExceeded)) else error_code(exc)
         if isinstance(exc, MaxConnectionsExceeded):
             reason = "no free connection"
         elif code in REFUSED:
             reason = f"it refuses the configured user ({REFUSED[code]})"
         elif isinstance(exc, SidebandDown) or code in CLIENT_ERRORS or code is None:
-            reason = CLIENT_ERRORS.get(code, "it does not answer")
+            reason = CLIENT_ERRORS.get(code, "it does not answer") if code is not None else "it does not answer"
         else:
             reason = f"error {code}"
         if self._healthy:
@@ -313,25 +316,25 @@ class SidebandBackend(PosixBackend):
             detail="sideband database unavailable",
         )
 
-    def sam_location(self, path):
+    def sam_location(self, path: str) -> Tuple[str, str]:
         """``(sam_path.path, sam_file.name)`` of a file under the mount point."""
         directory, _, name = path.rpartition("/")
         relative = directory[len(self.mount):].strip("/")
         return (relative + "/" if relative else ""), name
 
-    def _record(self, path):
+    def _record(self, path: str) -> Optional[Tuple[Any, ...]]:
         """The database's (size, online, modify_time, create_time) of the file, or None."""
         return self._fetch_one(HEAD_SQL, _head_parameters(*self.sam_location(path)))
 
     # -- HEAD and POST -----------------------------------------------------------
 
-    def _regular(self, path):
+    def _regular(self, path: str) -> os.stat_result:
         st = os.stat(path, follow_symlinks=False)  # a symlink under an id is no stored file (as on posix)
         if not stat.S_ISREG(st.st_mode):
             raise FileNotFoundError(2, "not a regular file")
         return st
 
-    def status(self, path):
+    def status(self, path: str) -> Optional[FileStatus]:
         try:
             st = self._regular(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -346,7 +349,7 @@ class SidebandBackend(PosixBackend):
             return FileStatus(path, size, mtime, ctime, (size,), "disk")
         return FileStatus(path, size, mtime, ctime, (0, size), "tape")
 
-    def stage(self, path):
+    def stage(self, path: str) -> bool:
         """True when the data is online; else start one recall (per process) and return False."""
         try:
             self._regular(path)
@@ -359,7 +362,7 @@ class SidebandBackend(PosixBackend):
         self._recalls.start(path, lambda: self._recall(path))
         return False
 
-    def _recall(self, path):
+    def _recall(self, path: str) -> None:
         """Read the whole file: on SAM-QFS the reads stage it from tape (and wait for it)."""
         started = time.monotonic()
         try:
@@ -369,4 +372,4 @@ class SidebandBackend(PosixBackend):
                     pass
             log.info("recalled %s in %.1f s", path, time.monotonic() - started)
         except OSError as exc:
-            log.warning("the recall of a file from tape failed: %s", exc)
+            log.warning("the recall of %s from tape failed: %s", path, describe(exc))

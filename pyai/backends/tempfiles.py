@@ -24,6 +24,7 @@ import os
 import secrets
 import stat
 import time
+from typing import Optional, Tuple
 
 from pyai.backends.base import TEMP_PREFIX
 
@@ -42,16 +43,16 @@ _counter = itertools.count()
 log = logging.getLogger("pyai")
 
 
-def _token():
+def _token() -> str:
     return f"{_HOST_TOKEN}-{os.getpid()}-{next(_counter)}"
 
 
-def unique_name():
+def unique_name() -> str:
     """A temporary name no other upload uses; whoever gives a file this name must hold its flock first."""
     return TEMP_PREFIX + _token()
 
 
-def create_locked(directory, mode=0o600):
+def create_locked(directory: str, mode: int = 0o600) -> Tuple[int, str]:
     """A new empty file in ``directory``, flocked by us: ``(fd, path)``.
 
     FileNotFoundError when ``directory`` does not exist.
@@ -80,11 +81,7 @@ def create_locked(directory, mode=0o600):
     raise FileNotFoundError(errno.ENOENT, "temporary files keep vanishing (a sweep with no age limit?)")
 
 
-def is_temp_name(name):
-    return name.startswith(TEMP_PREFIX)
-
-
-def remove_if_dead(path, min_age, now=None):
+def remove_if_dead(path: str, min_age: float, now: Optional[float] = None) -> bool:
     """Remove the temporary file ``path`` when it is older than ``min_age`` seconds
     and no live upload holds it; True when removed.  Never raises for a file
     that vanished meanwhile."""
@@ -124,7 +121,7 @@ def remove_if_dead(path, min_age, now=None):
         os.close(fd)
 
 
-def _unlink(path):
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
