@@ -62,7 +62,9 @@ class BuildExt(build_ext):
         super().run()
         if self.inplace and self._emulator:
             # setuptools builds in build/ and copies the extensions back; the library goes along
-            target = os.path.join(self.get_finalized_command("build_py").get_package_dir("pyai.hpss_client"), "libhpss_emu.so")
+            target = os.path.join(
+                self.get_finalized_command("build_py").get_package_dir("pyai.hpss_client"), "libhpss_emu.so"
+            )
             self.copy_file(self._emulator, target)
 
     _emulator = None
@@ -84,7 +86,10 @@ class BuildExt(build_ext):
             output_dir=self.build_temp,
             include_dirs=[hpss_build.EMULATOR_DIR],
             extra_postargs=CFLAGS + ["-fPIC", "-pthread"],
-            depends=[os.path.join(hpss_build.EMULATOR_DIR, "emu.h"), os.path.join(hpss_build.EMULATOR_DIR, "hpss_api.h")],
+            depends=[
+                os.path.join(hpss_build.EMULATOR_DIR, "emu.h"),
+                os.path.join(hpss_build.EMULATOR_DIR, "hpss_api.h"),
+            ],
         )
         self.compiler.link_shared_object(
             objects,

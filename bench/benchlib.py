@@ -378,7 +378,9 @@ def curl_get_many(url, count, byte_range, timeout=300):
 
 def dd(args, timeout=900):
     """Run dd; return (bytes, seconds) from its own report."""
-    r = subprocess.run(["dd", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "LC_ALL": "C"})
+    r = subprocess.run(
+        ["dd", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "LC_ALL": "C"}
+    )
     if r.returncode != 0:
         raise RuntimeError(f"dd {' '.join(args)}: {r.stderr.strip()}")
     m = re.search(r"^(\d+) bytes.*copied, ([0-9.e+-]+) s", r.stderr, re.M)
@@ -540,8 +542,11 @@ class LargeLoad:
             parts = out.split()
             if len(parts) == 4 and not stopped:
                 self.done[method].append(
-                    {"status": int(parts[0]), "seconds": float(parts[3]),
-                     "bytes": float(parts[1] if method == "PUT" else parts[2])}  # fmt: skip
+                    {
+                        "status": int(parts[0]),
+                        "seconds": float(parts[3]),
+                        "bytes": float(parts[1] if method == "PUT" else parts[2]),
+                    }  # fmt: skip
                 )
 
     def start(self):
@@ -564,7 +569,9 @@ class LargeLoad:
             out[method] = {
                 "completed": len(rows),
                 "failed": len(rows) - len(ok),
-                "median_MBps": statistics.median(r["bytes"] / r["seconds"] / 1e6 for r in ok if r["seconds"]) if ok else None,
+                "median_MBps": statistics.median(r["bytes"] / r["seconds"] / 1e6 for r in ok if r["seconds"])
+                if ok
+                else None,
             }
         return out
 
@@ -641,8 +648,10 @@ class Results:
             out[scenario] = {
                 "unit": self.meta[scenario]["unit"],
                 **({"columns": self.meta[scenario]["columns"]} if "columns" in self.meta[scenario] else {}),
-                "targets": {t: {"summary": self.summary(scenario, t), "samples": self.samples[scenario][t]}
-                            for t in self.samples[scenario]},  # fmt: skip
+                "targets": {
+                    t: {"summary": self.summary(scenario, t), "samples": self.samples[scenario][t]}
+                    for t in self.samples[scenario]
+                },  # fmt: skip
             }
         return out
 

@@ -51,9 +51,13 @@ class BenchEnv:
             self.services[(fs, "pyai")] = bl.PyaiService(f"pyai-c-{fs}", work, prefix, "c").start()
             self.services[(fs, "pyai-python")] = bl.PyaiService(f"pyai-py-{fs}", work, prefix, "python").start()
             # the cost of the checksum every PUT computes by default, measured beside it
-            self.services[(fs, "pyai-nosum")] = bl.PyaiService(f"pyai-nosum-{fs}", work, prefix, "c", PAI_CHECKSUM="none").start()
+            self.services[(fs, "pyai-nosum")] = bl.PyaiService(
+                f"pyai-nosum-{fs}", work, prefix, "c", PAI_CHECKSUM="none"
+            ).start()
             # nginx's upload temp files on the same file system as the target, like pyai's
-            self.services[(fs, "nginx")] = bl.NginxService(f"nginx-{fs}", work, prefix, Path(base) / "nginx-body").start()
+            self.services[(fs, "nginx")] = bl.NginxService(
+                f"nginx-{fs}", work, prefix, Path(base) / "nginx-body"
+            ).start()
             # the large file all GETs read: stored by pyai, served by everyone from the same directory
             row = bl.curl_put(f"{self.services[(fs, 'pyai')].url}/large-get", self.source)
             if row["status"] != 201:
@@ -141,16 +145,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_sep("=", "pyai benchmark (medians; ratio = pyai / reference)")
     tr.write_line(table)
     notes = [
-        f"mode: {'QUICK (smoke test)' if SETTINGS.quick else 'full'}; large file {SETTINGS.large_size / bl.MiB:.0f} MiB,"
+        f"mode: {'QUICK (smoke test)' if SETTINGS.quick else 'full'};"
+        f" large file {SETTINGS.large_size / bl.MiB:.0f} MiB,"
         f" {SETTINGS.large_rounds} round(s); small: {SETTINGS.connections} keep-alive connections,"
         f" {SETTINGS.small_seconds} s x {SETTINGS.small_rounds} round(s); wall {wall:.0f} s",
         "pyai = PYAI_IMPL=c, pyai-py = PYAI_IMPL=python, both gunicorn"
-        f" {SETTINGS.workers}x{SETTINGS.threads} threads (pyai.web.worker.PyaiWorker); nginx = private nginx on the same directory"
+        f" {SETTINGS.workers}x{SETTINGS.threads} threads (pyai.web.worker.PyaiWorker);"
+        " nginx = private nginx on the same directory"
         " (sendfile GET, DAV PUT, no fsync); raw = dd write conv=fdatasync / dd read for large files,"
         " the file system alone storing small files durably like pyai (8 threads) for small PUTs.",
-        "pyai PUT fsyncs the file and the directory before 201 (nginx does not): small PUT on disk is an fsync benchmark.",
+        "pyai PUT fsyncs the file and the directory before 201 (nginx does not):"
+        " small PUT on disk is an fsync benchmark.",
         "CPU = server CPU (master + workers, utime+stime) per GiB moved or per request; RSS = worker peak VmHWM.",
-        "small PUT/GET and mixed via wrk (non-2xx and socket errors counted), HEAD via hey; errors p/n/py = pyai/nginx/pyai-py.",
+        "small PUT/GET and mixed via wrk (non-2xx and socket errors counted), HEAD via hey;"
+        " errors p/n/py = pyai/nginx/pyai-py.",
         "cache: 'dropped' = page cache dropped before each GET round (read from the device); 'cached' = page cache;"
         " 'memory' = tmpfs.",
         "Large-file figures swing a lot on a VM: compare the ratios of one run, not absolute numbers across runs.",

@@ -17,9 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 import benchlib as bl
+import pytest
 from benchlib import RESULTS, SETTINGS
 
 if importlib.util.find_spec("pyai.hpss_client._hpss") is None:

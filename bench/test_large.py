@@ -7,9 +7,8 @@ same directory, pyai's Python path, and dd (write with conv=fdatasync, read).
 
 import os
 
-import pytest
-
 import benchlib as bl
+import pytest
 from benchlib import RESULTS, SETTINGS
 
 FILESYSTEMS = ["disk", "tmpfs"]

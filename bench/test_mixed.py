@@ -7,9 +7,8 @@ requests always share the server with two large transfers.
 
 import time
 
-import pytest
-
 import benchlib as bl
+import pytest
 from benchlib import RESULTS, SETTINGS
 
 TARGETS = ["pyai", "nginx", "pyai-python"]
@@ -41,5 +40,8 @@ def test_mixed(benchmark, bench_env, target):
 
     benchmark.pedantic(run, rounds=SETTINGS.mixed_rounds, iterations=1)
     benchmark.extra_info.update(
-        {"alone": RESULTS.summary("mixed small alone", target), "during": RESULTS.summary("mixed small during large", target)}
+        {
+            "alone": RESULTS.summary("mixed small alone", target),
+            "during": RESULTS.summary("mixed small during large", target),
+        }
     )

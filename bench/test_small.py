@@ -8,9 +8,8 @@ system alone storing small files durably the way pyai does (``durable_creates``)
 from as many threads as wrk has connections.
 """
 
-import pytest
-
 import benchlib as bl
+import pytest
 from benchlib import RESULTS, SETTINGS
 
 TARGETS = ["pyai", "nginx", "pyai-python", "raw"]

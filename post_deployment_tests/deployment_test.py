@@ -215,7 +215,9 @@ def test_large_file():
 
 
 def test_many_files():
-    per_thread = [MANY_FILES_TEST_COUNT // THREADS + (1 if i < MANY_FILES_TEST_COUNT % THREADS else 0) for i in range(THREADS)]
+    per_thread = [
+        MANY_FILES_TEST_COUNT // THREADS + (1 if i < MANY_FILES_TEST_COUNT % THREADS else 0) for i in range(THREADS)
+    ]
 
     def worker(count):
         done = 0

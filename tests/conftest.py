@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from server import LIVE, COUNTER, ServerPool  # noqa: E402
+from server import COUNTER, LIVE, ServerPool  # noqa: E402
 
 # PYAI_TEST_IMPLS narrows the run to one I/O path (make test-c / make test-python).
 IMPLS = tuple(os.environ.get("PYAI_TEST_IMPLS", "c python").split())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness import ROOT, Spawned, free_port, gunicorn_command, gunicorn_listening, root_status, service_env
 from harness import die_with_parent as _die_with_parent  # noqa: F401 (tests/sideband/mariadb.py)
+
 from pyai.archive.ids import id2filename  # the layout itself is pinned to the contract in tests/unit/test_ids.py
 
 BIN = Path(sys.executable).parent

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from server import ROOT, ServerPool, service_env
 
 
@@ -32,7 +31,15 @@ def test_post_deployment_suite(tmp_path, with_token):
             **client,
         )
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "post_deployment_tests/deployment_test.py"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "post_deployment_tests/deployment_test.py",
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -35,7 +35,9 @@ def _load(args):
     """Validate the configuration with the flags applied, then export the flags as the
     environment every process (gunicorn's workers included) will read."""
     tokens_file = getattr(args, "tokens_file", None)  # a serve flag only
-    config = load_config({"backend": args.backend, "prefix": args.prefix, "auth_tokens_file": tokens_file}, config_file=args.config)
+    config = load_config(
+        {"backend": args.backend, "prefix": args.prefix, "auth_tokens_file": tokens_file}, config_file=args.config
+    )
     if tokens_file:
         os.environ["PAI_AUTH_TOKENS_FILE"] = config.auth_tokens_file
     if args.backend:
@@ -161,5 +163,7 @@ def main(argv=None):
         return serve_main(argv[1:])
     if argv and argv[0] in ("delete", "sweep", "verify"):
         return cmd_main(argv)
-    sys.stderr.write("usage: pyai serve [options] | pyai delete ID... | pyai sweep | pyai verify ID...|--all   (--help on each)\n")
+    sys.stderr.write(
+        "usage: pyai serve [options] | pyai delete ID... | pyai sweep | pyai verify ID...|--all   (--help on each)\n"
+    )
     return 2

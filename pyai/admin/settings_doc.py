@@ -1,7 +1,7 @@
 """The README's configuration table, made from the declarations in pyai.config.
 
-    python -m pyai.admin.settings_doc            # print the table (Markdown)
-    python -m pyai.admin.settings_doc README.md  # rewrite the table between its markers in README.md
+python -m pyai.admin.settings_doc            # print the table (Markdown)
+python -m pyai.admin.settings_doc README.md  # rewrite the table between its markers in README.md
 """
 
 import sys

@@ -76,7 +76,9 @@ class Archive:
         path = self.path(upload.ident)
         replace = self.config.allow_overwrite
         if not replace and self.backend.exists(path) and not self._may_be_a_retry(path, upload.length):
-            raise Conflict("the id already holds a file and the archive is write-once", detail="id already holds a file")
+            raise Conflict(
+                "the id already holds a file and the archive is write-once", detail="id already holds a file"
+            )
         if before_body is not None:
             before_body()
         with self.backend.create(path, size_hint=upload.length, replace=replace) as writer:
@@ -87,7 +89,8 @@ class Archive:
             wrong = checksums.mismatch(upload.expected, computed)
             if wrong:
                 raise BadRequest(
-                    f"the body does not match the {checksums.RFC9530_NAMES[wrong]} digest the client sent; nothing was stored",
+                    f"the body does not match the {checksums.RFC9530_NAMES[wrong]} digest the client sent;"
+                    " nothing was stored",
                     detail=f"{wrong} digest mismatch",
                 )
             algorithm = self.config.checksum

@@ -19,4 +19,6 @@ def create_backend(config: Config) -> Backend:
         from pyai.backends.sideband import SidebandBackend
 
         return SidebandBackend(config)
-    raise ConfigError(f"the {config.backend} backend is not available in this version of pyai (use posix, hpss or hsmsideband)")
+    raise ConfigError(
+        f"the {config.backend} backend is not available in this version of pyai (use posix, hpss or hsmsideband)"
+    )

@@ -24,12 +24,12 @@ import stat
 import time
 from typing import Any, Iterator, Optional, Tuple
 
-from pyai.config import Config
-from pyai.errors import BackendUnavailable, ConfigError, describe
 from pyai.archive.ids import id2filename, parse_integer
 from pyai.backends import moves, tree
 from pyai.backends.base import FILE_MODE, TEMP_PREFIX, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
 from pyai.backends.jobs import KeyedPool
+from pyai.config import Config
+from pyai.errors import BackendUnavailable, ConfigError, describe
 
 # What each storage level is, as the original reported it.
 LEVEL_MEDIA = ("disk", "tape", "tape", "error", "error")

@@ -50,8 +50,11 @@ class KeyedPool:
             if len(self._keys) >= self.limit:
                 if not self._full:
                     self._full = True
-                    log.warning("%d %s jobs are queued or running; more are refused until some finish",
-                                len(self._keys), self.name)
+                    log.warning(
+                        "%d %s jobs are queued or running; more are refused until some finish",
+                        len(self._keys),
+                        self.name,
+                    )
                 return False
             self._full = False
             self._keys.add(key)

@@ -27,12 +27,12 @@ import stat
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 from pyai import native as fileio
-from pyai.backends.dirsync import DirectorySyncer
-from pyai.config import Config
-from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
 from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
 from pyai.backends.base import FILE_MODE, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
+from pyai.backends.dirsync import DirectorySyncer
+from pyai.config import Config
+from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
 
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
@@ -157,8 +157,12 @@ def sync_published(syncer: DirectorySyncer, directory: str) -> None:
             return
         except OSError as exc:
             reason = exc.strerror or "error"
-            log.warning("fsync of a directory after publishing failed (attempt %d of %d): %s",
-                        attempt, DIR_SYNC_ATTEMPTS, describe(exc))
+            log.warning(
+                "fsync of a directory after publishing failed (attempt %d of %d): %s",
+                attempt,
+                DIR_SYNC_ATTEMPTS,
+                describe(exc),
+            )
     raise StoredNotDurable(
         "the file is stored under the id, but the storage could not confirm that it is durable "
         f"(directory fsync failed: {reason}); a retry with the same bytes is answered 201 once it can",
@@ -404,8 +408,10 @@ class PosixBackend:
         Files and directories may vanish while it walks (another sweep, an
         operator): those are skipped, never errors.
         """
-        return sum(tempfiles.remove_if_dead(entry.path, self.sweep_min_age)
-                   for entry in tree.temp_files(self.prefix, tree.list_local))
+        return sum(
+            tempfiles.remove_if_dead(entry.path, self.sweep_min_age)
+            for entry in tree.temp_files(self.prefix, tree.list_local)
+        )
 
     def confirm_durable(self, path: str) -> None:
         """Make the stored file at ``path`` and its directory entry durable (an identical PUT's 201)."""
@@ -434,6 +440,7 @@ class PosixBackend:
 
 # -- PATCH ------------------------------------------------------------------------
 
+
 class Source(NamedTuple):
     """A checked PATCH source: its directory and the file, both open, and the file's fstat."""
 
@@ -458,7 +465,9 @@ def _open_source_file(dir_fd: int, name: str) -> int:
         return os.open(name, _READ_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise Forbidden("the source is a symlink, which PATCH never follows", detail="move: source is a symlink") from None
+            raise Forbidden(
+                "the source is a symlink, which PATCH never follows", detail="move: source is a symlink"
+            ) from None
         if exc.errno == errno.ENXIO:
             raise moves.not_regular() from None
         raise

@@ -42,12 +42,12 @@ from typing import Any, Callable, Dict, Optional, Set, Tuple
 import peewee
 from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
-from pyai.config import Config
-from pyai.errors import BackendUnavailable, ConfigError, describe
 from pyai.backends.base import FileStatus
 from pyai.backends.jobs import KeyedPool
 from pyai.backends.posix import PosixBackend, PosixReader
 from pyai.backends.sideband_models import SamFile, SamInode, SamPath
+from pyai.config import Config
+from pyai.errors import BackendUnavailable, ConfigError, describe
 
 log = logging.getLogger("pyai")
 RECALL_BLOCK = 1 << 20
@@ -209,8 +209,13 @@ class SidebandBackend(PosixBackend):
         self._healthy = True  # for logging changes of state only
         # recalls from tape: config.stage_workers threads per process, one recall per path
         self._recalls = KeyedPool(config.stage_workers, "sideband-recall")
-        key = (config.sideband_host, config.sideband_port, config.sideband_user, config.sideband_password,
-               config.sideband_schema)
+        key = (
+            config.sideband_host,
+            config.sideband_port,
+            config.sideband_user,
+            config.sideband_password,
+            config.sideband_schema,
+        )
         if key not in _validated:
             self._validate()
             _validated.add(key)
@@ -236,7 +241,8 @@ class SidebandBackend(PosixBackend):
                 ) from None
             log.warning(
                 "the sideband database %s is unavailable at start-up (%s); HEAD and POST answer 503 until it answers",
-                self.where, error_text(exc),
+                self.where,
+                error_text(exc),
             )
         except peewee.ImproperlyConfigured as exc:  # pragma: no cover - PyMySQL is a dependency
             raise ConfigError(f"the hsmsideband backend needs PyMySQL: {exc}") from None
@@ -319,7 +325,7 @@ class SidebandBackend(PosixBackend):
     def sam_location(self, path: str) -> Tuple[str, str]:
         """``(sam_path.path, sam_file.name)`` of a file under the mount point."""
         directory, _, name = path.rpartition("/")
-        relative = directory[len(self.mount):].strip("/")
+        relative = directory[len(self.mount) :].strip("/")
         return (relative + "/" if relative else ""), name
 
     def _record(self, path: str) -> Optional[Tuple[Any, ...]]:

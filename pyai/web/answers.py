@@ -13,7 +13,15 @@ import logging
 from werkzeug.exceptions import HTTPException
 
 from pyai import __version__
-from pyai.errors import NO_SPACE, STORAGE_UNREACHABLE, TOO_LARGE, ArchiveError, IncompleteBody, RangeNotSatisfiable
+from pyai.errors import (
+    NO_SPACE,
+    STORAGE_UNREACHABLE,
+    TOO_LARGE,
+    ArchiveError,
+    IncompleteBody,
+    RangeNotSatisfiable,
+    describe,
+)
 
 try:
     from gunicorn.http.errors import NoMoreData as _BodyEnded
@@ -69,7 +77,11 @@ def error_answer(exc, method, path, storage=None):
     elif isinstance(exc, IncompleteBody):
         status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
     elif isinstance(exc, _BodyEnded):  # an OSError to Python, but the client's doing: checked before OSError
-        status, message, detail = 400, "the body ended early (the connection closed inside it)", f"{what}: incomplete body"
+        status, message, detail = (
+            400,
+            "the body ended early (the connection closed inside it)",
+            f"{what}: incomplete body",
+        )
     elif isinstance(exc, _BodyFramingError):
         status, message, detail = 400, "the request body is not valid chunked encoding", f"{what}: bad body framing"
     elif isinstance(exc, TimeoutError):
@@ -85,7 +97,7 @@ def error_answer(exc, method, path, storage=None):
 
 def _storage_failure(exc, method, what, storage, headers):
     """Status, message and detail of a failed storage call; its path is never shown."""
-    reason = (exc.strerror or "error").rpartition(": ")[2]
+    reason = exc.strerror or "error"
     op = getattr(exc, "op", None) or method
     if exc.errno in NO_SPACE:
         status, message = 507, "the archive has no space left for this file"
@@ -96,8 +108,8 @@ def _storage_failure(exc, method, what, storage, headers):
         retry_after = getattr(storage, "retry_after", None)
         if retry_after is not None:
             headers["Retry-After"] = str(int(retry_after))
-        log.warning("%s: storage unavailable: %s", what, exc)
+        log.warning("%s: storage unavailable: %s", what, describe(exc))
     else:
         status, message = 500, f"the storage failed during {op}: {reason}"
-        log.error("%s failed: %s", what, exc)
+        log.error("%s failed: %s", what, describe(exc))
     return status, message, f"{what}: {op} failed: {reason}"

@@ -146,14 +146,24 @@ def check(tokens, method, path, environ):
     try:
         if scope is None:
             if header is None:
-                raise Unauthorized("this archive needs a bearer token (Authorization: Bearer <token>)", token_given=False, detail="no token")
+                raise Unauthorized(
+                    "this archive needs a bearer token (Authorization: Bearer <token>)",
+                    token_given=False,
+                    detail="no token",
+                )
             if match is None:
                 # another scheme (Basic, ...) is no attempt at a bearer token: no error code (RFC 6750 3.1)
                 tried = header[:6].lower() == "bearer"
-                raise Unauthorized("the Authorization header must be 'Bearer <token>'", token_given=tried, detail="malformed Authorization")
+                raise Unauthorized(
+                    "the Authorization header must be 'Bearer <token>'",
+                    token_given=tried,
+                    detail="malformed Authorization",
+                )
             raise Unauthorized("the bearer token is not valid here", token_given=True, detail="unknown token")
         if scope == READ and method in WRITE_METHODS:
-            raise InsufficientScope(f"the token is read-only and {method} changes the archive", detail="read-only token")
+            raise InsufficientScope(
+                f"the token is read-only and {method} changes the archive", detail="read-only token"
+            )
     except ArchiveError:
         if _has_body(environ):
             abandon_body(environ)

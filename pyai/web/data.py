@@ -257,7 +257,9 @@ def patch_source(environ):
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
-        raise BadRequest('the PATCH body must be JSON: {"path": "<file on the server>"}', detail="body is not JSON") from None
+        raise BadRequest(
+            'the PATCH body must be JSON: {"path": "<file on the server>"}', detail="body is not JSON"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("path"), str) or not doc["path"] or "\0" in doc["path"]:
         raise BadRequest('the PATCH body must be {"path": "<file on the server>"}', detail="body has no path")
     return doc["path"]
@@ -277,4 +279,3 @@ def read_body(environ, announced, limit):
         pieces.append(piece)
         left -= len(piece)
     return b"".join(pieces)
-

@@ -53,8 +53,12 @@ class Gate:
                     raise not_allowed(route)
                 parts = 200, {"Allow": route.allow, "Content-Length": "0"}, []
             elif route.wsgi:
-                return route.plane(environ, lambda status, headers, exc_info=None: self._start(
-                    environ, start_response, status, headers, exc_info))
+                return route.plane(
+                    environ,
+                    lambda status, headers, exc_info=None: self._start(
+                        environ, start_response, status, headers, exc_info
+                    ),
+                )
             else:
                 parts = route.plane(environ)
                 if type(parts) is GeneratorType:

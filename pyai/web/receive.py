@@ -25,8 +25,8 @@ import socket
 import ssl
 import time
 
-from pyai.archive import checksums as digests
 from pyai import native as fileio
+from pyai.archive import checksums as digests
 from pyai.errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding, os_error
 
 CHUNK = 1024 * 1024
@@ -77,7 +77,9 @@ class RequestBody:
         elif length:
             self.length = int(length)  # the server has validated it
         else:
-            raise LengthRequired("PUT needs a Content-Length or a chunked body", detail="no Content-Length, not chunked")
+            raise LengthRequired(
+                "PUT needs a Content-Length or a chunked body", detail="no Content-Length, not chunked"
+            )
         if self.length is not None and self.length > (max_size or MAX_FILE_SIZE):
             raise _too_large(max_size or MAX_FILE_SIZE)
         self.received = 0
@@ -184,8 +186,15 @@ class RequestBody:
             wanted = reader.length
             try:
                 moved = fileio.recv_to_file(
-                    sock.fileno(), fd, wanted, self.timeout, hashers, patience,
-                    budget=budget, waited=now - self._last, reserve=reserve,
+                    sock.fileno(),
+                    fd,
+                    wanted,
+                    self.timeout,
+                    hashers,
+                    patience,
+                    budget=budget,
+                    waited=now - self._last,
+                    reserve=reserve,
                 )
             except OSError as exc:
                 self._moved(reader, getattr(exc, "characters_written", 0), getattr(exc, "idle", 0.0))
@@ -246,7 +255,9 @@ def abandon_body(environ):
 
 
 def _too_large(max_size):
-    return PayloadTooLarge(f"the body is larger than this archive accepts ({max_size} bytes)", detail="body over max_body_size")
+    return PayloadTooLarge(
+        f"the body is larger than this archive accepts ({max_size} bytes)", detail="body over max_body_size"
+    )
 
 
 class _socket_timeout:

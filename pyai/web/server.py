@@ -9,11 +9,11 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from pyai.web import auth
 from pyai import config as config_module
 from pyai.backends import create_backend
 from pyai.config import load as load_config
-from pyai.errors import ConfigError
+from pyai.errors import ConfigError, describe
+from pyai.web import auth
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 
@@ -43,7 +43,7 @@ def _sweep(backend, config, log):
     try:
         removed = backend.sweep()
     except Exception as exc:  # noqa: BLE001 - whatever it was, the archive can still serve
-        log.warning("the start-up sweep of stale temporary files under %s failed: %s", config.prefix, exc)
+        log.warning("the start-up sweep of stale temporary files under %s failed: %s", config.prefix, describe(exc))
         return
     if removed:
         log.info("removed %d stale temporary file(s) under %s", removed, config.prefix)

@@ -42,10 +42,21 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.http import wsgi
 from gunicorn.workers.base import Worker
 
+from pyai.config import load as load_config
 from pyai.web import parking
 from pyai.web.answers import error_document
-from pyai.config import load as load_config
-from pyai.web.connection import CLOSE, DROP, EOF, PARK_READ, PARK_WRITE, PARTIAL, READ_HEAD, Connection, Exchange, head_limit
+from pyai.web.connection import (
+    CLOSE,
+    DROP,
+    EOF,
+    PARK_READ,
+    PARK_WRITE,
+    PARTIAL,
+    READ_HEAD,
+    Connection,
+    Exchange,
+    head_limit,
+)
 
 # Long enough to cover a client's turn-around between keep-alive requests under
 # load (tens to hundreds of microseconds), short enough that an idle
@@ -94,7 +105,9 @@ class PyaiWorker(Worker):
     def init_process(self):
         if self.cfg.is_ssl:
             # The poller reads heads and sends answers on the raw socket; TLS belongs in front (nginx).
-            self.log.error("pyai's worker does not terminate TLS: put a TLS proxy in front, or use worker_class = gthread")
+            self.log.error(
+                "pyai's worker does not terminate TLS: put a TLS proxy in front, or use worker_class = gthread"
+            )
             sys.exit(WORKER_BOOT_ERROR)
         self.poller = selectors.DefaultSelector()
         self.tpool = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="pyai")
@@ -190,7 +203,9 @@ class PyaiWorker(Worker):
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # The listener stays readable: accepting again at once would spin.
-                    self.log.error("cannot accept a connection (%s); accepting again in %s s", exc.strerror, ACCEPT_PAUSE)
+                    self.log.error(
+                        "cannot accept a connection (%s); accepting again in %s s", exc.strerror, ACCEPT_PAUSE
+                    )
                     self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
                     self._set_accepting(False)
                     return
@@ -355,7 +370,13 @@ class PyaiWorker(Worker):
         """None when the next head is ready to answer here, else where the connection waits."""
         conn.take_read_ahead()
         state = conn.read_head()
-        if state == PARTIAL and linger and not conn.head and self.alive and self._ready_soon(conn, select.POLLIN, LINGER):
+        if (
+            state == PARTIAL
+            and linger
+            and not conn.head
+            and self.alive
+            and self._ready_soon(conn, select.POLLIN, LINGER)
+        ):
             state = conn.read_head()
         if state == PARTIAL:
             return READ_HEAD
@@ -477,7 +498,8 @@ def _error_body(status, message):
 
 def _error_head(status, body):
     return (
-        f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     ).encode("latin-1")
 
 

@@ -4,7 +4,6 @@ import hashlib
 import os
 
 import requests
-
 from server import assert_error
 
 

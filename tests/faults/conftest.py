@@ -31,7 +31,6 @@ def start(fresh_server):
     return start_server
 
 
-
 @pytest.fixture(scope="module")
 def shared(make_server):
     """One server per module and flavor, for tests that leave it as they found it.

@@ -23,7 +23,9 @@ def workers(srv, count, timeout=60.0):
         serving &= set(pids)
         if len(pids) == count and serving == set(pids):
             return pids
-        assert time.monotonic() < deadline, f"master {srv.proc.pid} has workers {pids} ({serving} serving), expected {count}"
+        assert time.monotonic() < deadline, (
+            f"master {srv.proc.pid} has workers {pids} ({serving} serving), expected {count}"
+        )
         socks = [connect(srv.port) for _ in range(2 * count)]
         try:
             for sock in socks:

@@ -6,7 +6,6 @@ import struct
 import threading
 
 from requests.structures import CaseInsensitiveDict
-
 from server import parse_response, recv_all
 
 BLOCK = 64 * 1024

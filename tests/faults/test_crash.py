@@ -10,13 +10,12 @@ import signal
 import time
 
 import requests
+from server import wait_until
 
 from .checks import assert_absent, assert_intact, sha256, store, store_some
-from .procs import connect, holder_of, workers
-from server import wait_until
-from .streams import BLOCK, put_head
-
 from .conftest import WORKERS
+from .procs import connect, holder_of, workers
+from .streams import BLOCK, put_head
 
 TOTAL = 64 * 1024 * 1024  # announced; the client sends SENT bytes of it, then the worker dies
 SENT = 16 * 1024 * 1024  # more than the hpss backend gathers before its first write (8 MiB)

@@ -10,7 +10,6 @@ import socket
 import threading
 
 import pytest
-
 from server import recv_all, wait_until
 
 from .checks import assert_absent, assert_intact, store, store_some

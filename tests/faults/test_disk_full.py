@@ -7,7 +7,6 @@ import os
 
 import pytest
 import requests
-
 from server import assert_error, wait_until
 
 from .checks import assert_absent, assert_intact, store

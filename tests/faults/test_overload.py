@@ -13,7 +13,6 @@ import time
 
 import pytest
 import requests
-
 from server import raw, wait_until
 
 from .checks import sha256, store
@@ -57,7 +56,9 @@ class Load:
 
     def run(self, seconds):
         self.deadline = time.monotonic() + seconds
-        clients = [threading.Thread(target=self.session_client, args=(i < LARGE_CLIENTS,)) for i in range(SESSION_CLIENTS)]
+        clients = [
+            threading.Thread(target=self.session_client, args=(i < LARGE_CLIENTS,)) for i in range(SESSION_CLIENTS)
+        ]
         clients += [threading.Thread(target=self.raw_client) for _ in range(RAW_CLIENTS)]
         for client in clients:
             client.start()

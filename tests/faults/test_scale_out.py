@@ -5,7 +5,6 @@ import threading
 
 import pytest
 import requests
-
 from server import wait_until
 
 from .checks import assert_intact, sha256, store

@@ -11,7 +11,6 @@ import signal
 
 import pytest
 import requests
-
 from server import assert_error
 
 from .checks import assert_intact, store, store_some

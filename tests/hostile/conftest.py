@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from server import ServerPool
 
 from .corpus import LEGIT
@@ -46,7 +45,12 @@ class Arena:
 
     @property
     def paths(self):
-        return {"CANARY": str(self.canary), "INCOMING": str(self.incoming), "PREFIX": str(self.prefix), "ARENA": str(self.base)}
+        return {
+            "CANARY": str(self.canary),
+            "INCOMING": str(self.incoming),
+            "PREFIX": str(self.prefix),
+            "ARENA": str(self.base),
+        }
 
     def touched(self):
         """What happened outside the prefix since the last call (should be nothing)."""

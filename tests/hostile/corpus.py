@@ -47,8 +47,10 @@ def render(request, paths):
 
     def fill(text):
         for key, value in paths.items():
-            text = text.replace("{" + key + "}", value) if isinstance(text, str) else text.replace(
-                ("{" + key + "}").encode(), value.encode()
+            text = (
+                text.replace("{" + key + "}", value)
+                if isinstance(text, str)
+                else text.replace(("{" + key + "}").encode(), value.encode())
             )
         return text
 
@@ -57,7 +59,11 @@ def render(request, paths):
     body = fill(request.body)
     lines = [f"{request.method} {fill(request.target)} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     lines += [fill(h) for h in request.headers]
-    if request.length and body and not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in request.headers):
+    if (
+        request.length
+        and body
+        and not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in request.headers)
+    ):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
@@ -123,13 +129,25 @@ for label, target in TRAVERSALS.items():
     case(f"traverse-{label}-PUT", Req("PUT", target, body=b"owned"), expect=(308, 400, 404, 405, 409))
     case(f"traverse-{label}-DELETE", Req("DELETE", target), expect=(308, 400, 404, 405))
     case(f"traverse-{label}-POST", Req("POST", target), expect=(200, 308, 400, 404, 405))
-    case(f"traverse-{label}-PATCH", Req("PATCH", target, body=_patch("{INCOMING}/keep")), expect=(308, 400, 404, 405, 409))
+    case(
+        f"traverse-{label}-PATCH",
+        Req("PATCH", target, body=_patch("{INCOMING}/keep")),
+        expect=(308, 400, 404, 405, 409),
+    )
 
 # Raw NUL bytes and control characters in the request line.
-case("raw-nul-in-target", Raw(b"GET /legit\x00/../canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), expect=(400,))
+case(
+    "raw-nul-in-target",
+    Raw(b"GET /legit\x00/../canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    expect=(400,),
+)
 case("raw-nul-dotdot", Raw(b"DELETE /..\x00canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), expect=(400,))
 case("raw-tab-in-target", Raw(b"GET /le\tgit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), expect=(400,))
-case("raw-utf8-in-target", Raw("GET /\u2025/canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()), expect=(400, 404))
+case(
+    "raw-utf8-in-target",
+    Raw("GET /\u2025/canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()),
+    expect=(400, 404),
+)
 case("raw-latin1-in-target", Raw(b"GET /l\xe9git HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), expect=(400,))
 case("asterisk-target", Raw(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), expect=(200, 400, 404, 405))
 
@@ -140,8 +158,16 @@ case("huge-header-name", Req("GET", "/legit", headers=("X" * 20000 + ": 1",)), e
 case("many-headers", Req("GET", "/legit", headers=tuple(f"X-H{i}: {i}" for i in range(500))), expect=(400, 431))
 case("huge-range-header", Req("GET", "/legit", headers=("Range: bytes=" + "0-0," * 2000 + "0-0",)), expect=(200, 400))
 case("header-nul", Raw(b"GET /legit HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\nConnection: close\r\n\r\n"), expect=(400,))
-case("header-space-before-colon", Raw(b"GET /legit HTTP/1.1\r\nHost: x\r\nX-A : b\r\nConnection: close\r\n\r\n"), expect=(400,))
-case("header-obs-fold", Raw(b"GET /legit HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\nConnection: close\r\n\r\n"), expect=(400,))
+case(
+    "header-space-before-colon",
+    Raw(b"GET /legit HTTP/1.1\r\nHost: x\r\nX-A : b\r\nConnection: close\r\n\r\n"),
+    expect=(400,),
+)
+case(
+    "header-obs-fold",
+    Raw(b"GET /legit HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\nConnection: close\r\n\r\n"),
+    expect=(400,),
+)
 case("header-no-colon", Raw(b"GET /legit HTTP/1.1\r\nHost: x\r\nnonsense\r\nConnection: close\r\n\r\n"), expect=(400,))
 case("bare-lf-lines", Raw(b"GET /legit HTTP/1.1\nHost: x\nConnection: close\n\n"), expect=(200, 400))
 
@@ -168,21 +194,54 @@ for label, value in CONTENT_LENGTHS.items():
     # 507 is right when the length announced is more than the disk has: space is reserved
     # before the body is read, and this is what a full disk answers (README).  413 when no
     # file could ever be that large (EFBIG, or past the largest file offset).
-    case(f"content-length-{label}", Req("PUT", f"/h-cl-{label}", headers=(header,), body=b"hello", length=False),
-         expect=(400, 411, 413, 507), allowed_5xx=(507,))
-case("content-length-shorter-than-body", Req("PUT", "/h-cl-short", headers=("Content-Length: 2",), body=b"hello"),
-     expect=(201, 400))
-case("content-length-duplicate-same", Req("PUT", "/h-cl-dup-same", headers=("Content-Length: 5", "Content-Length: 5"), body=b"hello"),
-     expect=(201, 400))
-case("content-length-duplicate-differ", Req("PUT", "/h-cl-dup-differ", headers=("Content-Length: 5", "Content-Length: 3"), body=b"hello"),
-     expect=(400,))
-case("content-length-list", Req("PUT", "/h-cl-list", headers=("Content-Length: 5, 5",), body=b"hello"), expect=(201, 400))
-case("content-length-with-chunked", Req("PUT", "/h-cl-te", headers=("Content-Length: 5", "Transfer-Encoding: chunked"),
-                                        body=b"5\r\nhello\r\n0\r\n\r\n"), expect=(400,))
-case("chunked-then-content-length", Req("PUT", "/h-te-cl", headers=("Transfer-Encoding: chunked", "Content-Length: 100"),
-                                        body=b"5\r\nhello\r\n0\r\n\r\n"), expect=(400,))
-case("patch-content-length-huge", Req("PATCH", "/h-patch-cl", headers=("Content-Length: 1099511627776",),
-                                      body=_patch("{INCOMING}/keep"), length=False), expect=(400, 413))
+    case(
+        f"content-length-{label}",
+        Req("PUT", f"/h-cl-{label}", headers=(header,), body=b"hello", length=False),
+        expect=(400, 411, 413, 507),
+        allowed_5xx=(507,),
+    )
+case(
+    "content-length-shorter-than-body",
+    Req("PUT", "/h-cl-short", headers=("Content-Length: 2",), body=b"hello"),
+    expect=(201, 400),
+)
+case(
+    "content-length-duplicate-same",
+    Req("PUT", "/h-cl-dup-same", headers=("Content-Length: 5", "Content-Length: 5"), body=b"hello"),
+    expect=(201, 400),
+)
+case(
+    "content-length-duplicate-differ",
+    Req("PUT", "/h-cl-dup-differ", headers=("Content-Length: 5", "Content-Length: 3"), body=b"hello"),
+    expect=(400,),
+)
+case(
+    "content-length-list", Req("PUT", "/h-cl-list", headers=("Content-Length: 5, 5",), body=b"hello"), expect=(201, 400)
+)
+case(
+    "content-length-with-chunked",
+    Req(
+        "PUT", "/h-cl-te", headers=("Content-Length: 5", "Transfer-Encoding: chunked"), body=b"5\r\nhello\r\n0\r\n\r\n"
+    ),
+    expect=(400,),
+)
+case(
+    "chunked-then-content-length",
+    Req(
+        "PUT",
+        "/h-te-cl",
+        headers=("Transfer-Encoding: chunked", "Content-Length: 100"),
+        body=b"5\r\nhello\r\n0\r\n\r\n",
+    ),
+    expect=(400,),
+)
+case(
+    "patch-content-length-huge",
+    Req(
+        "PATCH", "/h-patch-cl", headers=("Content-Length: 1099511627776",), body=_patch("{INCOMING}/keep"), length=False
+    ),
+    expect=(400, 413),
+)
 
 # --- Transfer-Encoding and chunked framing ------------------------------------
 CHUNKED = {
@@ -202,41 +261,110 @@ CHUNKED = {
     "empty-size-line": b"\r\nhello\r\n0\r\n\r\n",
 }
 for label, body in CHUNKED.items():
-    case(f"chunked-{label}", Req("PUT", f"/h-chunk-{label}", headers=("Transfer-Encoding: chunked",), body=body),
-         expect=(400, 408))
-case("chunked-extension", Req("PUT", "/h-chunk-ext", headers=("Transfer-Encoding: chunked",), body=b"5;name=value\r\nhello\r\n0\r\n\r\n"),
-     expect=(201, 400))
-case("chunked-trailer", Req("PUT", "/h-chunk-trailer", headers=("Transfer-Encoding: chunked",), body=b"5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n"),
-     expect=(201, 400))
+    case(
+        f"chunked-{label}",
+        Req("PUT", f"/h-chunk-{label}", headers=("Transfer-Encoding: chunked",), body=body),
+        expect=(400, 408),
+    )
+case(
+    "chunked-extension",
+    Req("PUT", "/h-chunk-ext", headers=("Transfer-Encoding: chunked",), body=b"5;name=value\r\nhello\r\n0\r\n\r\n"),
+    expect=(201, 400),
+)
+case(
+    "chunked-trailer",
+    Req(
+        "PUT", "/h-chunk-trailer", headers=("Transfer-Encoding: chunked",), body=b"5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n"
+    ),
+    expect=(201, 400),
+)
 # 501 Not Implemented is the right answer to a transfer coding the server does not
 # implement (RFC 9112, 6.1: "SHOULD respond with 501"); gunicorn gives it before pyai runs.
-case("te-gzip", Req("PUT", "/h-te-gzip", headers=("Transfer-Encoding: gzip",), body=b"hello"), expect=(400, 501), allowed_5xx=(501,))
+case(
+    "te-gzip",
+    Req("PUT", "/h-te-gzip", headers=("Transfer-Encoding: gzip",), body=b"hello"),
+    expect=(400, 501),
+    allowed_5xx=(501,),
+)
 # (gunicorn takes "gzip, chunked" and leaves the gzip to the application: pyai answers 501 itself)
-case("te-gzip-chunked", Req("PUT", "/h-te-gzipch", headers=("Transfer-Encoding: gzip, chunked",), body=b"5\r\nhello\r\n0\r\n\r\n"),
-     expect=(400, 501), allowed_5xx=(501,))
-case("te-chunked-gzip", Req("PUT", "/h-te-chgzip", headers=("Transfer-Encoding: chunked, gzip",), body=b"hello"), expect=(400,))
-case("te-chunked-twice", Req("PUT", "/h-te-twice", headers=("Transfer-Encoding: chunked", "Transfer-Encoding: chunked"),
-                             body=b"5\r\nhello\r\n0\r\n\r\n"), expect=(400,))
-case("te-identity", Req("PUT", "/h-te-identity", headers=("Transfer-Encoding: identity",), body=b"hello"), expect=(400, 501),
-     allowed_5xx=(501,))
-case("te-chunked-http10", Raw(b"PUT /h-te-http10 HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
-     expect=(400,))
+case(
+    "te-gzip-chunked",
+    Req("PUT", "/h-te-gzipch", headers=("Transfer-Encoding: gzip, chunked",), body=b"5\r\nhello\r\n0\r\n\r\n"),
+    expect=(400, 501),
+    allowed_5xx=(501,),
+)
+case(
+    "te-chunked-gzip",
+    Req("PUT", "/h-te-chgzip", headers=("Transfer-Encoding: chunked, gzip",), body=b"hello"),
+    expect=(400,),
+)
+case(
+    "te-chunked-twice",
+    Req(
+        "PUT",
+        "/h-te-twice",
+        headers=("Transfer-Encoding: chunked", "Transfer-Encoding: chunked"),
+        body=b"5\r\nhello\r\n0\r\n\r\n",
+    ),
+    expect=(400,),
+)
+case(
+    "te-identity",
+    Req("PUT", "/h-te-identity", headers=("Transfer-Encoding: identity",), body=b"hello"),
+    expect=(400, 501),
+    allowed_5xx=(501,),
+)
+case(
+    "te-chunked-http10",
+    Raw(b"PUT /h-te-http10 HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+    expect=(400,),
+)
 
 # --- other protocols and garbage ---------------------------------------------
 case("http09", Raw(b"GET /legit\r\n\r\n"), expect=(400,), may_close=True)
 case("http09-version", Raw(b"GET /legit HTTP/0.9\r\n\r\n"), expect=(400, 505))
 case("http2-version", Raw(b"GET /legit HTTP/2.0\r\nHost: x\r\n\r\n"), expect=(400, 505))
 case("http-9-9", Raw(b"GET /legit HTTP/9.9\r\nHost: x\r\n\r\n"), expect=(400, 505))
-case("http2-preface", Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"), expect=(400, 505), may_close=True)
-case("tls-client-hello", Raw(bytes.fromhex("16030100a5010000a10303") + bytes(range(32)) + b"\x00" * 40), expect=(400,), may_close=True)
+case(
+    "http2-preface",
+    Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"),
+    expect=(400, 505),
+    may_close=True,
+)
+case(
+    "tls-client-hello",
+    Raw(bytes.fromhex("16030100a5010000a10303") + bytes(range(32)) + b"\x00" * 40),
+    expect=(400,),
+    may_close=True,
+)
 case("binary-garbage", Raw(bytes(range(256)) * 4), expect=(400,), may_close=True)
 case("empty-lines", Raw(b"\r\n\r\n\r\n"), expect=(400,), may_close=True)
-case("h2c-upgrade", Req("GET", "/legit", headers=("Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQAAP__", "Connection: Upgrade, HTTP2-Settings")),
-     expect=(200, 400))
+case(
+    "h2c-upgrade",
+    Req(
+        "GET",
+        "/legit",
+        headers=("Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQAAP__", "Connection: Upgrade, HTTP2-Settings"),
+    ),
+    expect=(200, 400),
+)
 case("expect-unknown", Req("PUT", "/h-expect", headers=("Expect: 200-ok",), body=b"hello"), expect=(201, 400, 417))
 
 # --- methods -------------------------------------------------------------------
-for method in ("get", "Get", "gEt", "put", "delete", "TRACE", "CONNECT", "PROPFIND", "MKCOL", "M" * 100, "G\x01T", "GET\x00"):
+for method in (
+    "get",
+    "Get",
+    "gEt",
+    "put",
+    "delete",
+    "TRACE",
+    "CONNECT",
+    "PROPFIND",
+    "MKCOL",
+    "M" * 100,
+    "G\x01T",
+    "GET\x00",
+):
     body = b"hello" if method.upper() == "PUT" else b""
     case(f"method-{method[:10].encode().hex()}", Req(method, "/legit", body=body), expect=(400, 405))
 case("method-options", Req("OPTIONS", "/legit"), expect=(200, 405))
@@ -245,7 +373,11 @@ case("method-double-space", Raw(b"GET  /legit HTTP/1.1\r\nHost: x\r\nConnection:
 
 # --- bodies on methods that take none ------------------------------------------
 case("get-with-body", Req("GET", "/legit", body=b"hello"), expect=(200,))
-case("get-with-chunked-body", Req("GET", "/legit", headers=("Transfer-Encoding: chunked",), body=b"5\r\nhello\r\n0\r\n\r\n"), expect=(200,))
+case(
+    "get-with-chunked-body",
+    Req("GET", "/legit", headers=("Transfer-Encoding: chunked",), body=b"5\r\nhello\r\n0\r\n\r\n"),
+    expect=(200,),
+)
 case("head-with-body", Req("HEAD", "/legit", body=b"hello"), expect=(204,))
 case("delete-with-body", Req("DELETE", "/h-nothing-here", body=b"hello"), expect=(404,))
 case("post-with-body", Req("POST", "/legit", body=b"x" * 100000), expect=(200,))
@@ -273,8 +405,16 @@ RANGES = {
 for label, value in RANGES.items():
     header = f"Range: {value}".encode("utf-8").decode("latin-1")
     case(f"range-{label}", Req("GET", "/legit", headers=(header,)), expect=(200, 206, 400, 416))
-case("if-range-garbage", Req("GET", "/legit", headers=("Range: bytes=0-1", "If-Range: not a date, not an etag")), expect=(200, 206))
-case("if-range-control-characters", Req("GET", "/legit", headers=("Range: bytes=0-1", "If-Range: \x7f\x01")), expect=(400,))
+case(
+    "if-range-garbage",
+    Req("GET", "/legit", headers=("Range: bytes=0-1", "If-Range: not a date, not an etag")),
+    expect=(200, 206),
+)
+case(
+    "if-range-control-characters",
+    Req("GET", "/legit", headers=("Range: bytes=0-1", "If-Range: \x7f\x01")),
+    expect=(400,),
+)
 BYTE_RANGES = {
     "negative": "-1-5",
     "overflow": "99999999999999999999-1",
@@ -300,10 +440,14 @@ DATES = {
 }
 for label, value in DATES.items():
     ident = f"/h-date-{label}"
-    case(f"last-modified-{label}",
-         Req("PUT", ident, headers=(f"Last-Modified: {value}",), body=b"hello"),
-         Req("GET", ident), Req("HEAD", ident), Req("GET", ident, headers=("Range: bytes=0-1", "If-Range: Sun, 06 Nov 1994 08:49:37 GMT")),
-         expect=(200, 201, 204, 206))
+    case(
+        f"last-modified-{label}",
+        Req("PUT", ident, headers=(f"Last-Modified: {value}",), body=b"hello"),
+        Req("GET", ident),
+        Req("HEAD", ident),
+        Req("GET", ident, headers=("Range: bytes=0-1", "If-Range: Sun, 06 Nov 1994 08:49:37 GMT")),
+        expect=(200, 201, 204, 206),
+    )
 
 # --- PATCH bodies that name paths outside the allowed roots, or play tricks ---------
 PATCH_BODIES = {
@@ -335,9 +479,19 @@ PATCH_BODIES = {
     "duplicate-keys": b'{"path": "{INCOMING}/keep", "path": "{CANARY}"}',
 }
 for label, body in PATCH_BODIES.items():
-    case(f"patch-{label}", Req("PATCH", f"/h-patch-{label}", headers=("Content-Type: application/json",), body=body),
-         expect=(400, 403, 404, 413))
-case("patch-chunked-too-large", Req("PATCH", "/h-patch-chunked", headers=("Transfer-Encoding: chunked",),
-                                    body=b"10000\r\n" + b"a" * 0x10000 + b"\r\n" + b"10000\r\n" + b"a" * 0x10000 + b"\r\n0\r\n\r\n"),
-     expect=(400, 413))
+    case(
+        f"patch-{label}",
+        Req("PATCH", f"/h-patch-{label}", headers=("Content-Type: application/json",), body=body),
+        expect=(400, 403, 404, 413),
+    )
+case(
+    "patch-chunked-too-large",
+    Req(
+        "PATCH",
+        "/h-patch-chunked",
+        headers=("Transfer-Encoding: chunked",),
+        body=b"10000\r\n" + b"a" * 0x10000 + b"\r\n" + b"10000\r\n" + b"a" * 0x10000 + b"\r\n0\r\n\r\n",
+    ),
+    expect=(400, 413),
+)
 case("patch-over-legit", Req("PATCH", f"/{LEGIT}", body=_patch("{INCOMING}/keep")), expect=(409,))

@@ -28,9 +28,18 @@ IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
 NAMES = {
-    IN_ACCESS: "read", IN_MODIFY: "modified", IN_ATTRIB: "attributes changed", IN_CLOSE_WRITE: "closed after writing",
-    IN_CLOSE_NOWRITE: "closed", IN_OPEN: "opened", IN_MOVED_FROM: "moved away", IN_MOVED_TO: "moved in",
-    IN_CREATE: "created", IN_DELETE: "deleted", IN_DELETE_SELF: "deleted", IN_MOVE_SELF: "moved",
+    IN_ACCESS: "read",
+    IN_MODIFY: "modified",
+    IN_ATTRIB: "attributes changed",
+    IN_CLOSE_WRITE: "closed after writing",
+    IN_CLOSE_NOWRITE: "closed",
+    IN_OPEN: "opened",
+    IN_MOVED_FROM: "moved away",
+    IN_MOVED_TO: "moved in",
+    IN_CREATE: "created",
+    IN_DELETE: "deleted",
+    IN_DELETE_SELF: "deleted",
+    IN_MOVE_SELF: "moved",
 }
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of name)
 

@@ -14,7 +14,6 @@ import sys
 from urllib.parse import unquote
 
 import pytest
-
 from server import ROOT, parse_response, recv_all, wait_until
 
 from .corpus import CASES, render
@@ -45,8 +44,17 @@ def leaks(answer, request_text, arena):
     text = "\r\n".join(
         line for line in answer.decode("latin-1").split("\r\n") if not line.lower().startswith("x-pacifica-file:")
     )
-    secrets_ = [str(arena.base), str(ROOT), str(arena.server.workdir.parent), sys.prefix, "site-packages",
-                "/usr/lib/python", "Traceback", 'File "', arena.canary_bytes.decode()]
+    secrets_ = [
+        str(arena.base),
+        str(ROOT),
+        str(arena.server.workdir.parent),
+        sys.prefix,
+        "site-packages",
+        "/usr/lib/python",
+        "Traceback",
+        'File "',
+        arena.canary_bytes.decode(),
+    ]
     sent = request_text + unquote(request_text)
     return [s for s in secrets_ if s in text and s not in sent]
 
@@ -71,7 +79,9 @@ def test_hostile_request(arena, case):
                 assert doc["status"].startswith(str(resp.status)), doc
             assert leaks(answer, data.decode("latin-1"), arena) == [], (case.name, answer[:2000])
         assert arena.touched() == [], case.name
-        assert wait_until(lambda: not list(arena.prefix.glob(".pyai-tmp*")), timeout=10), "a temporary file stayed behind"
+        assert wait_until(lambda: not list(arena.prefix.glob(".pyai-tmp*")), timeout=10), (
+            "a temporary file stayed behind"
+        )
         strays = arena.unexpected_in_prefix()
         arena.stored.update(strays)  # reported once, not again by every later case
         assert strays == [], case.name

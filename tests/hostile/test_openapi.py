@@ -12,17 +12,17 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from schemathesis.checks import not_a_server_error
+from server import ServerPool, assert_error
 
 import pyai
 from pyai.web.openapi import load_description
-from server import ServerPool, assert_error
 
 METHODS = {"get", "head", "put", "post", "patch", "delete"}
 WRITES = {"put", "patch", "delete"}
@@ -87,8 +87,13 @@ def test_the_description_id_is_reserved(apiserver, method, target):
 # (schemathesis's lazy fixture loader does not work with this pytest); the live
 # /openapi.json is checked to be that same document, byte for byte, before each run.
 schema = schemathesis.openapi.from_dict(json.loads(load_description()))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @schema.parametrize()
@@ -111,7 +116,6 @@ def test_the_live_service_keeps_to_its_description_with_auth_on(case, authserver
     # (a 403 without the challenge is PATCH refusing a source outside the roots: not about the token)
     assert response.status_code != 401 and "WWW-Authenticate" not in response.headers, response.text
     assert "Traceback" not in response.text
-
 
 
 def resolved(doc, node):
@@ -160,24 +164,38 @@ def test_description_declares_auth_and_digests_as_the_service_answers(authserver
     assert documented_header(doc, "/{id}", "get", "206", "Digest") is None
     put_headers = {p["name"] for p in doc["paths"]["/{id}"]["put"]["parameters"] if p["in"] == "header"}
     assert {"Content-Digest", "Digest", "Content-MD5"} <= put_headers
-    assert all(word in doc["paths"]["/{id}"]["put"]["responses"]["400"]["description"]
-               for word in ("does not match", "malformed", "does not know"))
+    assert all(
+        word in doc["paths"]["/{id}"]["put"]["responses"]["400"]["description"]
+        for word in ("does not match", "malformed", "does not know")
+    )
 
     # live: the health check is open, the rest answers 401 with the documented challenge
     assert requests.get(authserver.url + "/", timeout=10).status_code == 200
-    for method, credential in (("get", None), ("head", None), ("put", "Bearer not-a-configured-token-0000"),
-                               ("delete", "Basic dXNlcjpwYXNzd29yZA==")):
+    for method, credential in (
+        ("get", None),
+        ("head", None),
+        ("put", "Bearer not-a-configured-token-0000"),
+        ("delete", "Basic dXNlcjpwYXNzd29yZA=="),
+    ):
         headers = {} if credential is None else {"Authorization": credential}
         resp = requests.request(method, authserver.id_url("1234"), headers=headers, data=b"new", timeout=10)
         assert resp.status_code == 401, resp.text
-        assert conforms(resp.headers["WWW-Authenticate"], documented_header(doc, "/{id}", method, "401", "WWW-Authenticate"))
-        assert resp.headers["WWW-Authenticate"].endswith('error="invalid_token"') is (credential or "").startswith("Bearer")
+        assert conforms(
+            resp.headers["WWW-Authenticate"], documented_header(doc, "/{id}", method, "401", "WWW-Authenticate")
+        )
+        assert resp.headers["WWW-Authenticate"].endswith('error="invalid_token"') is (credential or "").startswith(
+            "Bearer"
+        )
         if method != "head":
             schema["/{id}"][method.upper()].validate_response(resp)
     for method in WRITES:  # a read-only token: 403 with the documented challenge, nothing changed
-        resp = requests.request(method, authserver.id_url("1234"), headers={"Authorization": f"Bearer {RO_TOKEN}"}, timeout=10)
+        resp = requests.request(
+            method, authserver.id_url("1234"), headers={"Authorization": f"Bearer {RO_TOKEN}"}, timeout=10
+        )
         assert resp.status_code == 403, resp.text
-        assert conforms(resp.headers["WWW-Authenticate"], documented_header(doc, "/{id}", method, "403", "WWW-Authenticate"))
+        assert conforms(
+            resp.headers["WWW-Authenticate"], documented_header(doc, "/{id}", method, "403", "WWW-Authenticate")
+        )
         schema["/{id}"][method.upper()].validate_response(resp)
 
     # live: the digests of a file of its own (schemathesis may have deleted the seeds), as documented and true

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from faults.mounts import tmpfs
 from server import ServerPool, assert_error
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from server import ServerPool
 
 RACE_SECONDS = 8.0

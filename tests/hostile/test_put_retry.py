@@ -7,7 +7,6 @@ API.md: "A PUT whose bytes equal what is stored may answer 201 (a safe retry)."
 import os
 
 import requests
-
 from server import assert_error
 
 

@@ -13,10 +13,8 @@ import time
 
 import pytest
 import requests
-
-from server import wait_until
-
 from faults.mounts import tmpfs
+from server import wait_until
 
 MiB = 1 << 20
 HELD = 60 * MiB  # announced by the client that stalls

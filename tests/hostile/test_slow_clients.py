@@ -29,7 +29,9 @@ def four_threads(make_server):
 @pytest.fixture(scope="module")
 def big_file(four_threads):
     ident = f"big-{os.getpid()}"
-    assert requests.put(four_threads.id_url(ident), data=os.urandom(1 << 20) * (BIG >> 20), timeout=60).status_code == 201
+    assert (
+        requests.put(four_threads.id_url(ident), data=os.urandom(1 << 20) * (BIG >> 20), timeout=60).status_code == 201
+    )
     return ident
 
 
@@ -185,7 +187,11 @@ def test_closing_clients_that_never_close(four_threads):
 
 def test_every_kind_at_once(four_threads, big_file):
     socks = non_reading_gets(four_threads, big_file) + closing_clients(four_threads)
-    tricklers = trickled_heads(four_threads) + trickled_bodies(four_threads, ident_prefix="all") + trickled_patch_bodies(four_threads)
+    tricklers = (
+        trickled_heads(four_threads)
+        + trickled_bodies(four_threads, ident_prefix="all")
+        + trickled_patch_bodies(four_threads)
+    )
     try:
         with trickling(tricklers):
             time.sleep(1)
@@ -198,8 +204,13 @@ def test_every_kind_at_once(four_threads, big_file):
 @pytest.fixture(scope="module")
 def short_deadlines(make_server):
     return make_server(
-        "short-deadlines", PAI_WORKERS="1", PAI_THREADS="2", PAI_HEAD_TIMEOUT="2", PAI_SEND_TIMEOUT="2",
-        PAI_RECEIVE_TIMEOUT="2", PAI_MIN_BODY_RATE="1000",
+        "short-deadlines",
+        PAI_WORKERS="1",
+        PAI_THREADS="2",
+        PAI_HEAD_TIMEOUT="2",
+        PAI_SEND_TIMEOUT="2",
+        PAI_RECEIVE_TIMEOUT="2",
+        PAI_MIN_BODY_RATE="1000",
     )
 
 

@@ -9,7 +9,6 @@ import os
 import secrets
 
 import requests
-
 from server import assert_error
 
 from .corpus import LEGIT

@@ -12,11 +12,10 @@ import threading
 import time
 
 import requests
+from server import wait_until
 
 from pyai.backends.posix import PosixBackend
 from pyai.config import load as load_config
-
-from server import wait_until
 
 
 def test_young_temp_file_survives_a_start_old_one_goes(fresh_server, tmp_path):

@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+from server import service_env
 
 from pyai.backends.posix import PosixBackend
 from pyai.config import load as load_config
-
-from server import service_env
 
 THREADS = 12
 PUTS_PER_THREAD = 150  # 1,800 PUTs
@@ -56,7 +55,9 @@ def _sweep_with_the_command(srv, done, failures):
     env = service_env(srv.workdir, PAI_SWEEP_MIN_AGE=0)
     runs = 0
     while not done.is_set() or runs == 0:
-        proc = subprocess.run([str(CMD), "--prefix", str(srv.prefix), "sweep"], env=env, capture_output=True, timeout=120)
+        proc = subprocess.run(
+            [str(CMD), "--prefix", str(srv.prefix), "sweep"], env=env, capture_output=True, timeout=120
+        )
         runs += 1
         if proc.returncode != 0:
             failures.append(f"exit {proc.returncode}: {proc.stderr[-500:]!r}")

@@ -19,7 +19,6 @@ import time
 
 import pytest
 import requests
-
 from faults.procs import children, cpu_seconds
 from server import parse_response, recv_all, wait_until
 
@@ -59,7 +58,9 @@ def worker_cpu(srv):
 
 
 def head(ident, length):
-    return (f"PUT /{ident} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n").encode()
+    return (
+        f"PUT /{ident} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def send_with_urgent_byte(srv, ident, body, then_rest):

@@ -15,7 +15,6 @@ import time
 
 import pytest
 import requests
-
 from faults.procs import children, cpu_seconds
 from server import parse_response, recv_all
 
@@ -38,7 +37,9 @@ def answered_within(sock, seconds):
 
 @pytest.fixture
 def capped(fresh_server):
-    return fresh_server.start("capped", PAI_WORKERS="1", PAI_THREADS="2", GUNICORN_CMD_ARGS=f"--worker-connections {LIMIT}")
+    return fresh_server.start(
+        "capped", PAI_WORKERS="1", PAI_THREADS="2", GUNICORN_CMD_ARGS=f"--worker-connections {LIMIT}"
+    )
 
 
 def end_connections_every_way(server):

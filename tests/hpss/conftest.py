@@ -60,5 +60,3 @@ def tape(hpss_pool):
     srv = hpss_pool.start("tape", PAI_HPSS_STAGE_TIMEOUT="30", PAI_HPSS_PING_INTERVAL="0")
     emu_cli(srv.prefix, "set-stage-delay", "1.0")
     return srv
-
-

@@ -10,7 +10,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-
 from faults.procs import children, status_value
 from server import wait_until
 
@@ -32,7 +31,13 @@ def _media(srv, ident):
 
 
 def test_many_stages_use_a_bounded_pool(fresh_hpss):
-    srv = fresh_hpss.start("pool", PAI_WORKERS="1", PAI_THREADS=str(REQUEST_THREADS), PAI_STAGE_WORKERS=str(STAGE_WORKERS), PAI_HPSS_PING_INTERVAL="0")
+    srv = fresh_hpss.start(
+        "pool",
+        PAI_WORKERS="1",
+        PAI_THREADS=str(REQUEST_THREADS),
+        PAI_STAGE_WORKERS=str(STAGE_WORKERS),
+        PAI_HPSS_PING_INTERVAL="0",
+    )
     emu_cli(srv.prefix, "set-stage-delay", "1.5")
     idents = [str(secrets.randbits(40) | (1 << 41)) for _ in range(FILES)]
     for ident in idents:
@@ -64,6 +69,8 @@ def test_many_stages_use_a_bounded_pool(fresh_hpss):
     finally:
         done.set()
         sampler.join()
-    assert peak[0] <= baseline + STAGE_WORKERS + REQUEST_THREADS, f"{peak[0]} threads at the peak, {baseline} before the stages"
+    assert peak[0] <= baseline + STAGE_WORKERS + REQUEST_THREADS, (
+        f"{peak[0]} threads at the peak, {baseline} before the stages"
+    )
     for ident in idents:
         assert requests.get(srv.id_url(ident), timeout=30).content == ident.encode() * 100

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from server import assert_error, free_port, wait_until
 
 from .conftest import emu_cli
@@ -173,9 +172,7 @@ def test_delete_a_file_on_tape(tape):
 def test_interrupted_put_leaves_nothing(tape):
     ident = new_id()
     with socket.create_connection(("127.0.0.1", tape.port), timeout=10) as sock:
-        sock.sendall(
-            f"PUT /{ident} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode() + b"only a little"
-        )
+        sock.sendall(f"PUT /{ident} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode() + b"only a little")
     assert wait_until(lambda: tape.temp_files() == [] and not tape.stored_path(ident).exists(), timeout=30)
     assert head(tape, ident).status_code == 404
 

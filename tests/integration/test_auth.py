@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import requests
-
 from server import BIN, ROOT, assert_error, free_port, parse_response, service_env, wait_until
 
 RO = "ro-token-for-the-auth-tests-0001"
@@ -132,8 +131,15 @@ def test_health_check_is_open(authsrv, credential):
 def test_refusal_comes_before_the_storage(authsrv, uid):
     """Without a token nothing about the archive shows: absent ids and bad URLs are 401 too."""
     store(authsrv, uid, b"exists")
-    for method, target in [("GET", f"/{uid}"), ("GET", "/no-such-id-here"), ("DELETE", "/no-such-id-here"),
-                            ("GET", "/.bad"), ("GET", "/a/b"), ("POST", "/"), ("OPTIONS", f"/{uid}")]:
+    for method, target in [
+        ("GET", f"/{uid}"),
+        ("GET", "/no-such-id-here"),
+        ("DELETE", "/no-such-id-here"),
+        ("GET", "/.bad"),
+        ("GET", "/a/b"),
+        ("POST", "/"),
+        ("OPTIONS", f"/{uid}"),
+    ]:
         resp = requests.request(method, authsrv.url + target, timeout=10)
         assert_error(resp, 401, authsrv.prefix)
     # a read-only token writing to a taken id: 403, not the 409 the storage would give
@@ -201,7 +207,9 @@ def test_refused_put_with_unread_body_closes_the_connection(authsrv, uid):
 def test_refused_body_is_never_read_as_a_request(authsrv, uid, credential):
     """The body of a refused PUT holds a complete authorised request; it must not run."""
     evil = uid + "-evil"
-    smuggled = f"PUT /{evil} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {RW}\r\nContent-Length: 4\r\n\r\nEVIL".encode()
+    smuggled = (
+        f"PUT /{evil} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {RW}\r\nContent-Length: 4\r\n\r\nEVIL".encode()
+    )
     auth_line = "" if CREDENTIALS[credential] is None else f"Authorization: {CREDENTIALS[credential]}\r\n"
     head = f"PUT /{uid} HTTP/1.1\r\nHost: x\r\n{auth_line}Content-Length: {len(smuggled)}\r\n\r\n"
     with socket.create_connection(("127.0.0.1", authsrv.port), timeout=20) as sock:
@@ -219,7 +227,9 @@ def test_refused_get_keeps_the_connection(authsrv, uid):
         sock.sendall(f"GET /{uid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         refused = parse_response(read_one_response(sock))
         assert refused.status == 401 and refused.headers["connection"].lower() == "keep-alive"
-        sock.sendall(f"GET /{uid} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {RO}\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /{uid} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {RO}\r\nConnection: close\r\n\r\n".encode()
+        )
         second = parse_response(read_until_close(sock))
     assert second.status == 200 and second.body == b"kept alive"
 
@@ -237,8 +247,9 @@ def test_session_goes_on_after_a_refused_upload(authsrv, uid):
 
 
 def curl(*args, output="/dev/null"):
-    proc = subprocess.run(["curl", "-sS", "-o", str(output), "-w", "%{http_code}", *args],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["curl", "-sS", "-o", str(output), "-w", "%{http_code}", *args], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return int(proc.stdout)
 
@@ -266,8 +277,16 @@ SERVE = str(BIN / "pacifica-archiveinterface")
 def run_briefly(command, env):
     """Run a start that should fail; (exit code, stderr). A start that does not fail is killed."""
     try:
-        proc = subprocess.run(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=30, start_new_session=True)
+        proc = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            start_new_session=True,
+        )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"{command} started instead of refusing: {exc.stderr}") from None
     return proc.returncode, proc.stderr
@@ -276,7 +295,10 @@ def run_briefly(command, env):
 def bad_tokens_files(base):
     """(tokens file, words of the one error line)."""
     return {
-        "world-readable": (write_tokens(base / "open", f"rw {RW}\n", 0o644), ["readable or writable by everyone", "0644", "chmod o-rwx"]),
+        "world-readable": (
+            write_tokens(base / "open", f"rw {RW}\n", 0o644),
+            ["readable or writable by everyone", "0644", "chmod o-rwx"],
+        ),
         "bad-line": (write_tokens(base / "bad", f"ro {RO}\nadmin {RW}\n"), ["line 2", "'ro <token>' or 'rw <token>'"]),
         "missing": (base / "nowhere", ["cannot read the tokens file"]),
         "empty": (write_tokens(base / "empty", "# none yet\n"), ["holds no token"]),
@@ -293,7 +315,16 @@ def test_bad_tokens_file_refused_with_one_line(tmp_path, case, how):
         command = [SERVE, "-p", str(port), "--tokens-file", str(tokens)]
     else:
         env["PAI_AUTH_TOKENS_FILE"] = str(tokens)
-        command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}", "wsgi:app"]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "wsgi:app",
+        ]
     rc, err = run_briefly(command, env)
     assert rc == 2, err
     assert "Traceback" not in err and RW not in err and RO not in err
@@ -310,7 +341,16 @@ WARNING = "without authentication"
 
 
 def bound_to_all(port):
-    return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"0.0.0.0:{port}", "wsgi:app"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(ROOT / "gunicorn.conf.py"),
+        "--bind",
+        f"0.0.0.0:{port}",
+        "wsgi:app",
+    ]
 
 
 def test_warning_when_listening_beyond_loopback_without_auth(fresh_server):

@@ -8,7 +8,6 @@ import time
 
 import pytest
 import requests
-
 from server import assert_error, parse_response, raw, recv_all
 
 

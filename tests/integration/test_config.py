@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import requests
-
 from server import BIN, ROOT, free_port, service_env
 
 SERVE = str(BIN / "pacifica-archiveinterface")
@@ -155,7 +154,19 @@ def test_module_entry_point_serves(fresh_server, tmp_path):
     srv = _cli_server(
         fresh_server,
         "pym",
-        lambda port: [sys.executable, "-m", "pyai", "-t", "posix", "-p", str(port), "-a", "127.0.0.1", "--prefix", str(prefix)],
+        lambda port: [
+            sys.executable,
+            "-m",
+            "pyai",
+            "-t",
+            "posix",
+            "-p",
+            str(port),
+            "-a",
+            "127.0.0.1",
+            "--prefix",
+            str(prefix),
+        ],
         prefix,
         PAI_PREFIX=None,
     )
@@ -238,7 +249,9 @@ def test_cmd_config_error(impl, tmp_path, case):
 def test_serve_config_error_leaves_no_server(impl, tmp_path):
     port = free_port()
     env = service_env(tmp_path, PYAI_IMPL=impl)
-    rc, _, _ = run_cli([SERVE, "-t", "nosuch", "-p", str(port), "-a", "127.0.0.1", "--prefix", str(tmp_path / "p")], env)
+    rc, _, _ = run_cli(
+        [SERVE, "-t", "nosuch", "-p", str(port), "-a", "127.0.0.1", "--prefix", str(tmp_path / "p")], env
+    )
     assert rc != 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/", timeout=5)

@@ -5,7 +5,6 @@ import stat
 
 import pytest
 import requests
-
 from server import assert_error, id2filename, raw
 
 VALID = ["foo.txt", "123", "A" * 255, "a-b_c.d", "0", "Z.tar.gz"]

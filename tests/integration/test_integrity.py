@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 import requests
-
 from server import assert_error, raw, service_env
 
 from .test_config import CMD, run_cli
@@ -164,7 +163,13 @@ def test_wrong_digest_over_raw_socket_large_body(server, uid):
     )
     assert resp.status == 400 and b"sha-256" in resp.body
     assert_nothing_stored(server, uid)
-    good = raw("PUT", f"/{uid}", server.port, [f"Content-Length: {len(data)}", f"Content-Digest: sha-256=:{b64(sha256(data))}:"], data)
+    good = raw(
+        "PUT",
+        f"/{uid}",
+        server.port,
+        [f"Content-Length: {len(data)}", f"Content-Digest: sha-256=:{b64(sha256(data))}:"],
+        data,
+    )
     assert good.status == 201, good
 
 

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import requests
-
 from server import assert_error
 
 

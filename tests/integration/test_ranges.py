@@ -4,7 +4,6 @@ import os
 
 import pytest
 import requests
-
 from server import assert_error, raw
 
 pytestmark = pytest.mark.posix_only("uses ids that are names")

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 import requests
-
 from server import assert_error, parse_response, raw, recv_all, wait_until
 
 

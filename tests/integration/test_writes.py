@@ -8,9 +8,7 @@ import time
 
 import pytest
 import requests
-
 from server import assert_error, raw, raw_request, recv_all, wait_until
-
 
 # --- write-once and overwrite -------------------------------------------------------
 
@@ -135,9 +133,7 @@ def _no_leftovers(srv, ident):
 def test_short_body_then_close(atomic_server, uid):
     srv = atomic_server
     before = srv.all_files()
-    head = (
-        f"PUT /{uid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n"
-    ).encode()
+    head = (f"PUT /{uid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
         sock.sendall(head + b"y" * 500)
         sock.shutdown(socket.SHUT_WR)
@@ -159,9 +155,7 @@ def test_disconnect_mid_upload(atomic_server, uid):
     srv = atomic_server
     before = srv.all_files()
     total = 50 * 1024 * 1024
-    head = (
-        f"PUT /{uid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {total}\r\n\r\n"
-    ).encode()
+    head = (f"PUT /{uid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {total}\r\n\r\n").encode()
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
     try:
         sock.sendall(head)
@@ -184,9 +178,7 @@ def test_disconnect_mid_upload(atomic_server, uid):
 def test_body_longer_than_content_length_not_mixed(atomic_server, uid):
     """Extra bytes after the announced body are not part of the stored file."""
     srv = atomic_server
-    request = (
-        f"PUT /{uid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhelloEXTRA"
-    ).encode()
+    request = (f"PUT /{uid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhelloEXTRA").encode()
     resp = raw_request(srv.port, request)
     assert resp.status == 201, resp
     assert json.loads(resp.body)["total_bytes"] == 5

@@ -8,7 +8,6 @@ as root).  Without it they fail with a message saying so, unless
 import os
 
 import pytest
-
 from server import ServerPool
 
 from .mariadb import MariaDB, MariaDBMissing, SamDB

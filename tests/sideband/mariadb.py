@@ -20,11 +20,19 @@ import zlib
 from pathlib import Path
 
 import peewee
+from harness import Spawned, free_port
 
 from pyai.backends.sideband_models import (
-    MODELS, OFFLINE, ONLINE, TYPE_DIRECTORY, TYPE_FILE, SamFile, SamInode, SamPath, SamVersion,
+    MODELS,
+    OFFLINE,
+    ONLINE,
+    TYPE_DIRECTORY,
+    TYPE_FILE,
+    SamFile,
+    SamInode,
+    SamPath,
+    SamVersion,
 )
-from harness import Spawned, free_port
 
 SCHEMA = "samdb"
 SERVICE_USER = "pyai"
@@ -75,8 +83,12 @@ class MariaDB(Spawned):
     def install(self):
         self.base.mkdir(parents=True, exist_ok=True)
         command = [
-            self.installer, "--no-defaults", f"--datadir={self.datadir}",
-            "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+            self.installer,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
         ]
         if os.geteuid() == 0:
             command.append("--user=root")
@@ -87,10 +99,19 @@ class MariaDB(Spawned):
 
     def start(self):
         command = [
-            self.server, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
-            f"--port={self.port}", "--bind-address=127.0.0.1", f"--pid-file={self.base / 'mariadbd.pid'}",
-            f"--log-error={self.log_path}", "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
-            "--innodb-log-file-size=16M", "--skip-log-bin", "--max-connections=500",
+            self.server,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={self.base / 'mariadbd.pid'}",
+            f"--log-error={self.log_path}",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--skip-log-bin",
+            "--max-connections=500",
         ]
         if os.geteuid() == 0:
             command.append("--user=root")
@@ -109,7 +130,9 @@ class MariaDB(Spawned):
 
     def root(self, schema=None):
         """A connection as root over the unix socket (the tests' writer)."""
-        db = peewee.MySQLDatabase(schema or "mysql", unix_socket=str(self.socket), user="root", password="", autoconnect=False)
+        db = peewee.MySQLDatabase(
+            schema or "mysql", unix_socket=str(self.socket), user="root", password="", autoconnect=False
+        )
         db.connect()
         return db
 
@@ -157,7 +180,7 @@ class SamDB:
     def _relative(self, path):
         path = os.path.realpath(path)
         assert path.startswith(self.mount.rstrip("/") + "/"), (path, self.mount)
-        return path[len(self.mount.rstrip("/")) + 1:]
+        return path[len(self.mount.rstrip("/")) + 1 :]
 
     def _run(self, work):
         db = self.mariadb.root(self.schema)
@@ -179,8 +202,15 @@ class SamDB:
         if row is not None:
             return row.ino, row.gen
         ino, gen = self._new_inode()
-        SamInode.create(ino=ino, gen=gen, type=TYPE_DIRECTORY, size=4096, online=ONLINE,
-                        create_time=int(time.time()), modify_time=int(time.time()))
+        SamInode.create(
+            ino=ino,
+            gen=gen,
+            type=TYPE_DIRECTORY,
+            size=4096,
+            online=ONLINE,
+            create_time=int(time.time()),
+            modify_time=int(time.time()),
+        )
         SamPath.create(ino=ino, gen=gen, path=relative_dir)
         if relative_dir:
             parent, _, name = relative_dir.rstrip("/").rpartition("/")
@@ -192,7 +222,10 @@ class SamDB:
         directory, _, name = self._relative(path).rpartition("/")
         p_ino, p_gen = self._directory(directory + "/" if directory else "")
         return SamFile.get_or_none((SamFile.p_ino == p_ino) & (SamFile.p_gen == p_gen) & (SamFile.name == name)), (
-            p_ino, p_gen, name)
+            p_ino,
+            p_gen,
+            name,
+        )
 
     def record(self, path, *, online=True, size=None, mtime=None, ctime=None):
         """Record the file ``path`` (its size and times from the file system unless given)."""
@@ -207,8 +240,17 @@ class SamDB:
                 SamInode.delete().where((SamInode.ino == entry.ino) & (SamInode.gen == entry.gen)).execute()
                 SamFile.delete().where((SamFile.ino == entry.ino) & (SamFile.gen == entry.gen)).execute()
             ino, gen = self._new_inode()
-            SamInode.create(ino=ino, gen=gen, type=TYPE_FILE, size=size, online=ONLINE if online else OFFLINE,
-                            create_time=ctime, modify_time=mtime, uid=os.getuid(), gid=os.getgid())
+            SamInode.create(
+                ino=ino,
+                gen=gen,
+                type=TYPE_FILE,
+                size=size,
+                online=ONLINE if online else OFFLINE,
+                create_time=ctime,
+                modify_time=mtime,
+                uid=os.getuid(),
+                gid=os.getgid(),
+            )
             SamFile.create(ino=ino, gen=gen, p_ino=p_ino, p_gen=p_gen, name=name, name_hash=zlib.crc32(name.encode()))
             return ino, gen
 
@@ -219,7 +261,8 @@ class SamDB:
             entry, _ = self._entry(path)
             assert entry is not None, f"{path} is not recorded"
             SamInode.update(online=ONLINE if online else OFFLINE).where(
-                (SamInode.ino == entry.ino) & (SamInode.gen == entry.gen)).execute()
+                (SamInode.ino == entry.ino) & (SamInode.gen == entry.gen)
+            ).execute()
 
         self._run(work)
 

@@ -4,12 +4,12 @@ import os
 import time
 
 import pytest
+from server import free_port
 
+from pyai.archive.ids import InvalidId, id2filename
 from pyai.backends.sideband import HEAD_SQL, SidebandBackend, _head_parameters
 from pyai.config import load
 from pyai.errors import BackendUnavailable, ConfigError
-from pyai.archive.ids import InvalidId, id2filename
-from server import free_port
 
 from .mariadb import SamDB
 

@@ -5,7 +5,6 @@ import hashlib
 import os
 
 import requests
-
 from server import assert_error
 
 from .test_http import head, new_id, put

@@ -7,7 +7,6 @@ import time
 
 import pytest
 import requests
-
 from server import assert_error, wait_until
 
 NOT_FOUND = "File Not Found"
@@ -77,8 +76,14 @@ def test_head_missing(sideband, samdb):
     resp = head(sideband, new_id())
     assert resp.status_code == 404
     assert resp.headers["X-Pacifica-Messsage"] == "File Not found"
-    for name in ("X-Pacifica-File", "X-Content-Length", "Last-Modified", "X-Pacifica-Ctime",
-                 "X-Pacifica-Bytes-Per-Level", "X-Pacifica-File-Storage-Media"):
+    for name in (
+        "X-Pacifica-File",
+        "X-Content-Length",
+        "Last-Modified",
+        "X-Pacifica-Ctime",
+        "X-Pacifica-Bytes-Per-Level",
+        "X-Pacifica-File-Storage-Media",
+    ):
         assert resp.headers[name] == NOT_FOUND
 
 
@@ -193,7 +198,7 @@ def test_prefix_below_the_mount_point(sideband_pool, samdb):
     # the rows are where the rule says
     db = samdb.mariadb.root("samdb")
     try:
-        relative = prefix[len(mount) + 1:]
+        relative = prefix[len(mount) + 1 :]
         rows = db.execute_sql(
             "SELECT p.path, f.name FROM sam_path p JOIN sam_file f ON f.p_ino = p.ino AND f.p_gen = p.gen "
             "WHERE p.path LIKE %s ORDER BY p.path, f.name",

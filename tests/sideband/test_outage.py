@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from server import assert_error, free_port, wait_until
 
 from pyai.backends.sideband import RETRY_CONNECT_AFTER
-from server import assert_error, free_port, wait_until
 
 from .conftest import SidebandPool, start_mariadb
 from .mariadb import SERVICE_PASSWORD, SERVICE_USER, SamDB

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from pyai.web import auth
 from pyai.config import load
 from pyai.errors import ConfigError
+from pyai.web import auth
 from pyai.web.receive import CLOSE_CONNECTION
 
 RO = "read-only-token-000000000001"

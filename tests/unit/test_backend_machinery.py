@@ -75,7 +75,9 @@ def test_allowed_sources(source, expected):
     assert moves.allowed_source(source, ("/srv/archive", "/srv/in", "/srv/in/x")) == expected
 
 
-@pytest.mark.parametrize("source", ["relative/f", "/srv/in/../etc/passwd", "/srv/in", "/srv/inx/f", "/srv/in/.pyai-tmp-1"])
+@pytest.mark.parametrize(
+    "source", ["relative/f", "/srv/in/../etc/passwd", "/srv/in", "/srv/inx/f", "/srv/in/.pyai-tmp-1"]
+)
 def test_refused_sources(source):
     with pytest.raises(Forbidden) as info:
         moves.allowed_source(source, ("/srv/archive", "/srv/in"))

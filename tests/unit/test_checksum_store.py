@@ -3,8 +3,8 @@
 import hashlib
 import os
 
-from pyai.backends import checksum_store
 from pyai.archive.checksums import decode
+from pyai.backends import checksum_store
 
 DIGEST = hashlib.sha256(b"x").digest()
 

@@ -16,14 +16,27 @@ def write_ini(tmp_path, text):
 
 def test_defaults_without_any_source(tmp_path):
     config = load(environ={"HOME": str(tmp_path)}, prepare=False)
-    assert (config.backend, config.prefix, config.allow_overwrite, config.use_id2filename) == ("posix", "/tmp", False, False)
+    assert (config.backend, config.prefix, config.allow_overwrite, config.use_id2filename) == (
+        "posix",
+        "/tmp",
+        False,
+        False,
+    )
     assert config.max_body_size == 0 and config.patch_roots == ()
 
 
 def test_file_then_environment_then_flags(tmp_path):
-    ini = write_ini(tmp_path, "[archive]\nprefix = /from/file\nallow_overwrite = yes\nmax_body_size = 10M\n[posix]\nuse_id2filename = true\n")
+    ini = write_ini(
+        tmp_path,
+        "[archive]\nprefix = /from/file\nallow_overwrite = yes\nmax_body_size = 10M\n[posix]\nuse_id2filename = true\n",
+    )
     config = load(environ={"ARCHIVEINTERFACE_CONFIG": ini}, prepare=False)
-    assert (config.prefix, config.allow_overwrite, config.max_body_size, config.use_id2filename) == ("/from/file", True, 10 << 20, True)
+    assert (config.prefix, config.allow_overwrite, config.max_body_size, config.use_id2filename) == (
+        "/from/file",
+        True,
+        10 << 20,
+        True,
+    )
     environ = {"ARCHIVEINTERFACE_CONFIG": ini, "PAI_PREFIX": "/from/env", "PAI_MAX_BODY_SIZE": "2G"}
     config = load(environ=environ, prepare=False)
     assert (config.prefix, config.max_body_size) == ("/from/env", 2 << 30)
@@ -33,7 +46,9 @@ def test_file_then_environment_then_flags(tmp_path):
 
 def test_the_home_config_file_is_read(tmp_path):
     (tmp_path / ".pacifica-archiveinterface").mkdir()
-    (tmp_path / ".pacifica-archiveinterface" / "config.ini").write_text("[archive]\nbackend = POSIX\nprefix = /home/file\n")
+    (tmp_path / ".pacifica-archiveinterface" / "config.ini").write_text(
+        "[archive]\nbackend = POSIX\nprefix = /home/file\n"
+    )
     config = load(environ={"HOME": str(tmp_path)}, prepare=False)
     assert (config.backend, config.prefix) == ("posix", "/home/file")
 

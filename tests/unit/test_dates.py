@@ -1,7 +1,8 @@
 """Lenient Last-Modified parsing: every form clients send means the same instant."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyai.web.dates import http_date, parse_http_date
 
@@ -29,8 +30,17 @@ def test_all_forms_mean_the_same_instant(text):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "garbage", "Sun, 32 Nov 1994 08:49:37 GMT", "yesterday", "1994-13-01", "-5",
-     "999999999999", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"],  # no HTTP date can say these
+    [
+        "",
+        "garbage",
+        "Sun, 32 Nov 1994 08:49:37 GMT",
+        "yesterday",
+        "1994-13-01",
+        "-5",
+        "999999999999",
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+14:00",
+    ],  # no HTTP date can say these
 )
 def test_unreadable_dates_give_none(text):
     assert parse_http_date(text) is None
@@ -52,8 +62,14 @@ def test_never_raises(text):
 DATE_LIKE = st.one_of(
     st.text(max_size=80),
     st.datetimes().map(lambda d: d.isoformat()),
-    st.builds("{}-{:02d}-{:02d}T{:02d}:00:00{}".format, st.integers(1, 9999), st.integers(1, 12), st.integers(1, 28),
-              st.integers(0, 23), st.sampled_from(["Z", "+14:00", "-14:00", "+00:00", ""])),
+    st.builds(
+        "{}-{:02d}-{:02d}T{:02d}:00:00{}".format,
+        st.integers(1, 9999),
+        st.integers(1, 12),
+        st.integers(1, 28),
+        st.integers(0, 23),
+        st.sampled_from(["Z", "+14:00", "-14:00", "+00:00", ""]),
+    ),
     st.integers(0, 10**12).map(str),
 )
 

@@ -6,9 +6,9 @@ import hashlib
 import pytest
 
 from pyai.archive import checksums
-from pyai.web import digest_fields
 from pyai.config import load
 from pyai.errors import BadRequest, ConfigError
+from pyai.web import digest_fields
 
 BODY = b"the bytes of a body"
 SHA256 = hashlib.sha256(BODY).digest()
@@ -90,13 +90,15 @@ def test_response_headers():
     assert digest_fields.response_headers(None) == {}
     full = digest_fields.response_headers(("sha256", SHA256))
     assert full == {"Digest": f"SHA-256={b64(SHA256)}", "Repr-Digest": f"sha-256=:{b64(SHA256)}:"}
-    assert digest_fields.response_headers(("sha256", SHA256), partial=True) == {"Repr-Digest": f"sha-256=:{b64(SHA256)}:"}
+    assert digest_fields.response_headers(("sha256", SHA256), partial=True) == {
+        "Repr-Digest": f"sha-256=:{b64(SHA256)}:"
+    }
     assert digest_fields.response_headers(("md5", MD5))["Digest"] == f"MD5={b64(MD5)}"
     # what we send, we read back
     sent = digest_fields.response_headers(("sha512", SHA512))
-    assert digest_fields.expected_digests(Headers({"Content-Digest": sent["Repr-Digest"], "Digest": sent["Digest"]})) == {
-        "sha512": SHA512
-    }
+    assert digest_fields.expected_digests(
+        Headers({"Content-Digest": sent["Repr-Digest"], "Digest": sent["Digest"]})
+    ) == {"sha512": SHA512}
 
 
 def test_stored_form_round_trip():
@@ -116,7 +118,14 @@ def test_mismatch():
 
 @pytest.mark.parametrize(
     "text, name",
-    [("sha256", "sha256"), ("SHA-256", "sha256"), ("sha512", "sha512"), ("sha1", "sha1"), ("md5", "md5"), ("none", None)],
+    [
+        ("sha256", "sha256"),
+        ("SHA-256", "sha256"),
+        ("sha512", "sha512"),
+        ("sha1", "sha1"),
+        ("md5", "md5"),
+        ("none", None),
+    ],
 )
 def test_config_checksum(tmp_path, text, name):
     config = load({"prefix": str(tmp_path)}, environ={"PAI_CHECKSUM": text, "HOME": str(tmp_path)})

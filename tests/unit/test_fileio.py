@@ -107,7 +107,6 @@ def test_recv_exact_and_stops_at_nbytes(fio, conn, out, size):
     assert rx.recv(100) == b"NEXT REQUEST"
 
 
-
 # Sizes around the pieces the C path hashes (256 KiB), its buffer (1 MiB) and odd ones.
 HASHED_SIZES = [0, 1, 4095, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, MiB + 7, 3 * MiB + 12345]
 
@@ -561,7 +560,7 @@ def _write_and_close(fd, data):
     try:
         with memoryview(data) as view:
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -699,7 +698,9 @@ _CHECK = (
 _NO_C = "import sys; sys.modules['pyai.native._cimpl'] = None\n"  # makes importing it fail
 
 
-@pytest.mark.parametrize(("impl", "expected"), [(None, "c"), ("auto", "c"), ("c", "c"), ("python", "python"), (" C ", "c")])
+@pytest.mark.parametrize(
+    ("impl", "expected"), [(None, "c"), ("auto", "c"), ("c", "c"), ("python", "python"), (" C ", "c")]
+)
 def test_selector(impl, expected):
     result = _run(impl, _CHECK)
     assert result.returncode == 0, result.stderr
@@ -707,12 +708,16 @@ def test_selector(impl, expected):
 
 
 def test_selector_auto_without_c():
-    result = _run("auto", _NO_C + "from pyai import native as fileio; print(fileio.__impl__, fileio._c_unavailable is not None)")
+    result = _run(
+        "auto", _NO_C + "from pyai import native as fileio; print(fileio.__impl__, fileio._c_unavailable is not None)"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["python", "True"]
 
 
-@pytest.mark.parametrize(("impl", "message"), [("c", "pyai.native._cimpl cannot be imported"), ("fast", "is not valid")])
+@pytest.mark.parametrize(
+    ("impl", "message"), [("c", "pyai.native._cimpl cannot be imported"), ("fast", "is not valid")]
+)
 def test_selector_refuses(impl, message):
     result = _run(impl, _NO_C + "from pyai import native as fileio")
     assert result.returncode != 0

@@ -1,7 +1,8 @@
 """Id schemes: the original id2filename layout and its inverse, safe names."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyai.archive.ids import MAX_ID, InvalidId, filename2id, id2filename, parse_integer, parse_safe_name
 
@@ -30,7 +31,9 @@ def test_filename2id_inverts_id2filename(fileid):
     assert filename2id(id2filename(fileid)) == fileid
 
 
-@pytest.mark.parametrize("path", ["39/3039", "/39/3038", "/file.fff", "/file.", "/3039", "/x/3039", "/39/3039/", "/00/0100"])
+@pytest.mark.parametrize(
+    "path", ["39/3039", "/39/3038", "/file.fff", "/file.", "/3039", "/x/3039", "/39/3039/", "/00/0100"]
+)
 def test_filename2id_rejects_paths_it_cannot_produce(path):
     with pytest.raises(InvalidId):
         filename2id(path)
@@ -52,7 +55,9 @@ def test_safe_names(text):
     assert parse_safe_name(text) == text
 
 
-@pytest.mark.parametrize("text", ["", ".", "..", ".x", "-x", "_x", "a/b", "a\\b", "a b", "x" * 256, "\u0663", "é", "a\x00", "a\n"])
+@pytest.mark.parametrize(
+    "text", ["", ".", "..", ".x", "-x", "_x", "a/b", "a\\b", "a b", "x" * 256, "\u0663", "é", "a\x00", "a\n"]
+)
 def test_unsafe_names(text):
     with pytest.raises(InvalidId):
         parse_safe_name(text)
@@ -72,7 +77,10 @@ def test_a_safe_name_never_leaves_its_directory(text):
 SAFE_FIRST = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 SAFE_REST = SAFE_FIRST | set("._-")
 # text that is often almost a valid id: safe characters mixed with the dangerous ones
-NEAR_IDS = st.text(alphabet=st.sampled_from(sorted(SAFE_REST) + ["/", "\\", "\x00", "%", " ", "\n", "\u0663", "\uff0e", "é"]), max_size=300)
+NEAR_IDS = st.text(
+    alphabet=st.sampled_from(sorted(SAFE_REST) + ["/", "\\", "\x00", "%", " ", "\n", "\u0663", "\uff0e", "é"]),
+    max_size=300,
+)
 
 
 def follows_safe_grammar(text):
@@ -94,11 +102,13 @@ def follows_integer_grammar(text):
     return 1 <= len(text) <= 19 and all(c in "0123456789" for c in text) and int(text) <= MAX_ID
 
 
-@given(st.one_of(
-    st.text(alphabet=st.sampled_from("0123456789+-_ .e\u0663\uff11x"), max_size=25),
-    st.integers(-(2**70), 2**70).map(str),
-    st.integers(0, MAX_ID).map(lambda n: str(n).zfill(19)),
-))
+@given(
+    st.one_of(
+        st.text(alphabet=st.sampled_from("0123456789+-_ .e\u0663\uff11x"), max_size=25),
+        st.integers(-(2**70), 2**70).map(str),
+        st.integers(0, MAX_ID).map(lambda n: str(n).zfill(19)),
+    )
+)
 def test_an_integer_id_is_accepted_exactly_when_it_follows_the_grammar(text):
     try:
         value = parse_integer(text)
@@ -109,7 +119,9 @@ def test_an_integer_id_is_accepted_exactly_when_it_follows_the_grammar(text):
 
 
 # ids around every change in the number of hex digits, where the layout gains a level
-HEX_EDGES = st.integers(1, 16).flatmap(lambda digits: st.sampled_from([16 ** (digits - 1) - 1, 16 ** (digits - 1), 16**digits - 1]))
+HEX_EDGES = st.integers(1, 16).flatmap(
+    lambda digits: st.sampled_from([16 ** (digits - 1) - 1, 16 ** (digits - 1), 16**digits - 1])
+)
 
 
 @given(st.one_of(st.integers(0, MAX_ID), HEX_EDGES.filter(lambda n: 0 <= n <= MAX_ID)))

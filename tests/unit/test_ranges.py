@@ -1,7 +1,8 @@
 """Range arithmetic: the original byte_range and the standard Range header."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyai.errors import BadRequest, RangeNotSatisfiable
 from pyai.web.ranges import parse_byte_range, parse_range_header
@@ -45,7 +46,9 @@ def test_malformed_range_header(text):
         parse_range_header(text, 100)
 
 
-@pytest.mark.parametrize("text,size", [("bytes=100-", 100), ("bytes=200-300", 100), ("bytes=-0", 100), ("bytes=-5", 0), ("bytes=0-", 0)])
+@pytest.mark.parametrize(
+    "text,size", [("bytes=100-", 100), ("bytes=200-300", 100), ("bytes=-0", 100), ("bytes=-5", 0), ("bytes=0-", 0)]
+)
 def test_unsatisfiable_range(text, size):
     with pytest.raises(RangeNotSatisfiable) as caught:
         parse_range_header(text, size)
@@ -69,8 +72,13 @@ SIZES = st.one_of(st.integers(0, 2**63 - 1), st.integers(0, 1000))
 NUMBERS = st.one_of(st.integers(0, 2000), st.integers(0, 10**25)).map(str)
 RANGE_TEXT = st.one_of(
     st.text(max_size=60),
-    st.builds("{}={}".format, st.sampled_from(["bytes", "BYTES", " bytes ", "items", ""]),
-              st.lists(st.builds("{}-{}".format, st.one_of(NUMBERS, st.just("")), st.one_of(NUMBERS, st.just(""))), max_size=4).map(",".join)),
+    st.builds(
+        "{}={}".format,
+        st.sampled_from(["bytes", "BYTES", " bytes ", "items", ""]),
+        st.lists(
+            st.builds("{}-{}".format, st.one_of(NUMBERS, st.just("")), st.one_of(NUMBERS, st.just(""))), max_size=4
+        ).map(",".join),
+    ),
     st.text(alphabet="bytes=0123456789-, \t", max_size=40),
 )
 
@@ -89,7 +97,12 @@ def test_any_range_header_is_valid_or_a_documented_refusal(text, size):
         assert 0 <= start < stop <= size
 
 
-@given(st.one_of(st.text(max_size=50), st.builds("{}-{}".format, NUMBERS, NUMBERS), st.text(alphabet="0123456789-", max_size=45)), SIZES)
+@given(
+    st.one_of(
+        st.text(max_size=50), st.builds("{}-{}".format, NUMBERS, NUMBERS), st.text(alphabet="0123456789-", max_size=45)
+    ),
+    SIZES,
+)
 def test_any_byte_range_is_inside_the_file_or_bad_request(text, size):
     try:
         start, stop = parse_byte_range(text, size)

@@ -259,7 +259,8 @@ RO_TOKEN = "ro-token-0123456789abcdef"
 
 
 @pytest.mark.parametrize(
-    ("path", "allow"), [("/", "GET, HEAD"), ("/openapi.json", "GET, HEAD"), ("/some-id", ID_METHODS), ("/a/b", ID_METHODS)]
+    ("path", "allow"),
+    [("/", "GET, HEAD"), ("/openapi.json", "GET, HEAD"), ("/some-id", ID_METHODS), ("/a/b", ID_METHODS)],
 )
 def test_allow_comes_from_the_route(app, path, allow):
     options = call(app, "OPTIONS", path)
@@ -277,11 +278,18 @@ def locked_app(tmp_path, prefix):
     tokens = tmp_path / "tokens"
     tokens.write_text(f"rw {RW_TOKEN}\nro {RO_TOKEN}\n")
     tokens.chmod(0o600)
-    environ = {"PAI_PREFIX": str(prefix), "PAI_BACKEND_TYPE": "posix", "HOME": str(home), "PAI_AUTH_TOKENS_FILE": str(tokens)}
+    environ = {
+        "PAI_PREFIX": str(prefix),
+        "PAI_BACKEND_TYPE": "posix",
+        "HOME": str(home),
+        "PAI_AUTH_TOKENS_FILE": str(tokens),
+    }
     return create_app(load(environ=environ))
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/openapi.json"), ("GET", "/x"), ("OPTIONS", "/x"), ("TRACE", "/"), ("DELETE", "/x")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/openapi.json"), ("GET", "/x"), ("OPTIONS", "/x"), ("TRACE", "/"), ("DELETE", "/x")]
+)
 def test_every_route_asks_for_the_token(locked_app, method, path):
     answer = call(locked_app, method, path)
     assert_error(answer, 401)
