@@ -26,7 +26,7 @@ HPSS_EXT := pyai/hpss_client/_hpss$(EXT_SUFFIX)
 HPSS_STAMP := build/hpss-root.stamp
 SYSTEM_TOOLS := curl wget
 
-.PHONY: FORCE all venv compile debug run test test-c test-python bench system-deps lint typecheck format clean distclean
+.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean
 
 all: compile
 
@@ -76,6 +76,29 @@ test-c: compile system-deps
 
 test-python: compile system-deps
 	PYAI_TEST_IMPLS=python $(PY) -m pytest $(PYTEST_ARGS)
+
+# The oldest releases pyproject.toml admits (constraints/floors.txt), installed as a user
+# would: from a clean copy of the tree (no extension, C file or build/ left by `make
+# compile`), not editable, the extensions built by the floor setuptools/Cython/cffi.  The
+# copy then loses pyai/, so the tests (and the servers they start) import the installed
+# package.  The HTTP suite on posix, the sideband suite (peewee, PyMySQL), the HPSS and
+# unit tests: about 5 minutes.
+FLOORS ?= constraints/floors.txt
+FLOORS_DIR ?= build/floors
+FLOORS_VENV := $(FLOORS_DIR)/venv
+FLOORS_PY := $(abspath $(FLOORS_VENV))/bin/python
+FLOORS_TESTS ?= tests/integration tests/hostile/test_worker_lifecycle.py tests/sideband tests/hpss tests/unit
+test-floors: system-deps
+	rm -rf $(FLOORS_DIR)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_PY) -m pip install -q --upgrade pip
+	$(FLOORS_PY) -m pip install -q -c $(FLOORS) setuptools Cython cffi
+	mkdir -p $(FLOORS_DIR)/src
+	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(FLOORS_DIR)/src
+	cd $(FLOORS_DIR)/src && $(FLOORS_PY) -m pip install -q --no-build-isolation -c $(abspath $(FLOORS)) '.[test]'
+	rm -rf $(FLOORS_DIR)/src/pyai $(FLOORS_DIR)/src/build
+	$(FLOORS_PY) -m pip freeze --all --exclude-editable | grep -iE '^(setuptools|cython|cffi|gunicorn|flask|werkzeug|peewee|pymysql|pyyaml)=='
+	cd $(FLOORS_DIR)/src && PYAI_TEST_BACKENDS="posix hsmsideband" $(FLOORS_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(FLOORS_TESTS)
 
 # Benchmarks (bench/): pyai against nginx on the same files, its pure-Python path and
 # the raw storage (dd); prints one table and writes bench/results/*.json.
