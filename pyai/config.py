@@ -101,6 +101,7 @@ class Setting:
     default_note: str = ""  # shown after the default in the README, e.g. "unlimited"
 
 
+# Every setting, once: a table (the Config class, the validation and the README table come from it).
 SETTINGS = (
     Setting(
         "backend",

@@ -24,6 +24,8 @@ class ArchiveError(Exception):
         self.detail = detail or message
 
 
+# One class per status a refusal carries: a table, written as classes so that
+# callers can catch each kind.
 class BadRequest(ArchiveError):
     status = 400
 
