@@ -40,7 +40,9 @@ REASONS = {
     416: "Range Not Satisfiable", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
     507: "Insufficient Storage",
 }  # fmt: skip
-STATUS_LINES = {code: f"{code} {reason.upper()}" for code, reason in REASONS.items()}
+# Where Flask's status line said it otherwise (the names before RFC 9110), it still does.
+_LINE_PHRASES = {413: "Request Entity Too Large", 416: "Requested Range Not Satisfiable"}
+STATUS_LINES = {code: f"{code} {_LINE_PHRASES.get(code, reason).upper()}" for code, reason in REASONS.items()}
 
 
 def json_answer(status, document, headers=None):
