@@ -36,6 +36,9 @@ class Route:
 
 
 class Gate:
+    """The WSGI app: ``routes`` (a fixed path each, and one ``ID_PATH``), the Tokens or None,
+    and the backend (``storage``) that 503 answers name."""
+
     def __init__(self, routes, tokens=None, storage=None):
         self.fixed = {route.path: route for route in routes if route.path != ID_PATH}
         self.ids = next(route for route in routes if route.path == ID_PATH)
@@ -53,12 +56,7 @@ class Gate:
                     raise not_allowed(route)
                 parts = 200, {"Allow": route.allow, "Content-Length": "0"}, []
             elif route.wsgi:
-                return route.plane(
-                    environ,
-                    lambda status, headers, exc_info=None: self._start(
-                        environ, start_response, status, headers, exc_info
-                    ),
-                )
+                return route.plane(environ, self._start_for(environ, start_response))
             else:
                 parts = route.plane(environ)
                 if type(parts) is GeneratorType:
@@ -86,6 +84,14 @@ class Gate:
         if environ["REQUEST_METHOD"] == "HEAD":
             return []  # the headers, Content-Length included, are GET's; the body is not sent
         return body
+
+    def _start_for(self, environ, start_response):
+        """The start_response a mounted WSGI app gets: the connection policy applies to it too."""
+
+        def start(status, headers, exc_info=None):
+            return self._start(environ, start_response, status, headers, exc_info)
+
+        return start
 
     @staticmethod
     def _start(environ, start_response, status, headers, exc_info=None):
