@@ -142,12 +142,15 @@ class DataPlane:
 
 def waiting_for(body, steps):
     """Run the archive's ``steps``, yielding a ``parking.Wait`` on the client each time they wait for it."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-        yield parking.Wait(body.fileno(), body.deadline())
+    try:
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            yield parking.Wait(body.fileno(), body.deadline())
+    finally:
+        steps.close()  # a request closed while it waits: the archive's writer aborts now, not when collected
 
 
 def status_headers(status):
