@@ -59,9 +59,9 @@ def service_env(home, **settings):
     return env
 
 
-def gunicorn_command(port=None):
-    """pyai under gunicorn with the repository's gunicorn.conf.py; bound to ``port`` if given (else PAI_BIND)."""
-    bind = ["--bind", f"127.0.0.1:{port}"] if port is not None else []
+def gunicorn_command(port=None, host="127.0.0.1"):
+    """pyai under gunicorn with the repository's gunicorn.conf.py; bound to ``host:port`` if given (else PAI_BIND)."""
+    bind = ["--bind", f"{host}:{port}"] if port is not None else []
     return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), *bind, "wsgi:app"]
 
 

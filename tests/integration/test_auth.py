@@ -5,11 +5,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 
 import pytest
 import requests
-from server import BIN, ROOT, assert_error, free_port, parse_response, service_env, wait_until
+from server import BIN, ROOT, assert_error, free_port, gunicorn_command, parse_response, service_env, wait_until
 
 RO = "ro-token-for-the-auth-tests-0001"
 RW = "rw-token-for-the-auth-tests-0002"
@@ -315,16 +314,7 @@ def test_bad_tokens_file_refused_with_one_line(tmp_path, case, how):
         command = [SERVE, "-p", str(port), "--tokens-file", str(tokens)]
     else:
         env["PAI_AUTH_TOKENS_FILE"] = str(tokens)
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "wsgi:app",
-        ]
+        command = gunicorn_command(port)
     rc, err = run_briefly(command, env)
     assert rc == 2, err
     assert "Traceback" not in err and RW not in err and RO not in err
@@ -341,16 +331,7 @@ WARNING = "without authentication"
 
 
 def bound_to_all(port):
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        str(ROOT / "gunicorn.conf.py"),
-        "--bind",
-        f"0.0.0.0:{port}",
-        "wsgi:app",
-    ]
+    return gunicorn_command(port, host="0.0.0.0")
 
 
 def test_warning_when_listening_beyond_loopback_without_auth(fresh_server):
