@@ -10,6 +10,8 @@ yields ``parking.Wait`` while its client is slow and then returns the answer
 
 import json
 
+from werkzeug.datastructures import EnvironHeaders
+
 from pyai.archive.service import Upload
 from pyai.errors import BadRequest, IncompleteBody
 from pyai.web import parking
@@ -175,21 +177,6 @@ def status_headers(status):
         "X-Pacifica-Bytes-Per-Level": repr(tuple(status.bytes_per_level)),
         "X-Pacifica-File-Storage-Media": status.media,
     }
-
-
-class EnvironHeaders:
-    """The request headers of a WSGI environ, looked up by name in any case."""
-
-    __slots__ = ("environ",)
-
-    def __init__(self, environ):
-        self.environ = environ
-
-    def get(self, name, default=None):
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        return self.environ.get(key, default)
 
 
 def if_range_holds(condition, reader):
