@@ -24,7 +24,7 @@ IO_EXT := pyai/native/_cimpl$(EXT_SUFFIX)
 HPSS_EXT := pyai/hpss_client/_hpss$(EXT_SUFFIX)
 # Rebuild the binding when HPSS_ROOT, or whether it holds the headers, changes.
 HPSS_STAMP := build/hpss-root.stamp
-SYSTEM_TOOLS := curl wget
+SYSTEM_TOOLS := curl wget strace
 
 .PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean
 

@@ -300,6 +300,7 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
     int via_recv = 0; /* splice is stuck (urgent mark): the next piece goes through recv */
     size_t chunk;
     int64_t done = 0, start_pos = -1, reserved_to = INT64_MAX;
+    int64_t writeback_step = lim->writeback_step; /* 0 once the file turns out not to support it */
     int64_t rc;
     struct rx_clock ck;
 
@@ -315,9 +316,10 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
     sock_flags = fcntl(sock_fd, F_GETFL);
     if (sock_flags < 0)
         return -errno;
-    if (lim->reserve_step > 0) {
-        start_pos = lseek(file_fd, 0, SEEK_CUR);
-        reserved_to = start_pos < 0 ? INT64_MAX : start_pos; /* a pipe or socket: nothing to reserve */
+    if (lim->reserve_step > 0 || writeback_step > 0) {
+        start_pos = lseek(file_fd, 0, SEEK_CUR); /* -1 for a pipe or socket: nothing to reserve or write back */
+        if (lim->reserve_step > 0)
+            reserved_to = start_pos < 0 ? INT64_MAX : start_pos;
     }
     if (!(sock_flags & O_NONBLOCK) && fcntl(sock_fd, F_SETFL, sock_flags | O_NONBLOCK) < 0)
         return -errno;
@@ -390,6 +392,12 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
         if (start_pos >= 0 &&
             (rc = reserve_ahead(file_fd, lim, start_pos + done, start_pos + nbytes, &reserved_to)) < 0)
             goto out;
+        if (start_pos >= 0 && writeback_step > 0 &&
+            (rc = pyai_write_behind(file_fd, start_pos + done - got, start_pos + done, writeback_step)) < 0) {
+            if (!pyai_write_behind_unsupported((int)rc))
+                goto out;
+            writeback_step = 0;
+        }
         if (lim->budget_ms >= 0 && done < nbytes && ck.last - ck.start >= lim->budget_ms) {
             rc = -EAGAIN;
             goto out;
@@ -526,6 +534,51 @@ int pyai_fsync(int fd)
             return -errno;
     }
     return 0;
+}
+
+static int sync_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    while (sync_file_range(fd, (off_t)offset, (off_t)nbytes, flags) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+#else
+    (void)fd, (void)offset, (void)nbytes, (void)flags;
+    return -ENOSYS;
+#endif
+}
+
+int pyai_write_behind(int fd, int64_t from, int64_t to, int64_t step)
+{
+    int64_t first, last; /* the steps [first, last) are complete since this write */
+    int rc;
+
+    if (step <= 0 || from < 0 || to < from)
+        return -EINVAL;
+    first = from / step;
+    last = to / step;
+    if (last <= first)
+        return 0;
+    rc = sync_range(fd, first * step, (last - first) * step, SYNC_FILE_RANGE_WRITE);
+    if (rc < 0)
+        return rc;
+    /* Wait for the steps before those: their writeback was started by an
+     * earlier call (or just now, for the first of them). */
+    if (last >= 2) {
+        int64_t wait_from = (first > 0 ? first - 1 : 0) * step;
+        rc = sync_range(fd, wait_from, (last - 1) * step - wait_from,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+        if (rc < 0)
+            return rc;
+    }
+    return 1;
+}
+
+int pyai_write_behind_unsupported(int err)
+{
+    return err == -ESPIPE || err == -EINVAL || err == -ENOSYS || err == -EOPNOTSUPP;
 }
 
 int pyai_fsync_dir(const char *path)

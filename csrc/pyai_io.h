@@ -34,13 +34,14 @@ typedef int (*pyai_data_fn)(void *ctx, const char *buf, size_t len);
 /* The limits of one receive and what it reports back.  Times are in
  * milliseconds, < 0 meaning "no limit"; the caller sets the in fields. */
 typedef struct pyai_recv_limits {
-    int timeout_ms;       /* in: fail with -ETIMEDOUT once no byte has moved for this long */
-    int waited_ms;        /* in: how long before this call the last byte came (counts against timeout_ms) */
-    int patience_ms;      /* in: return -EAGAIN once no byte has moved for this long within the call */
-    int budget_ms;        /* in: return -EAGAIN once the call has run this long (checked after each piece) */
-    int64_t reserve_step; /* in: > 0: keep disk space reserved this far ahead of the write position */
-    int64_t moved;        /* out: the bytes moved by the call, whatever it returned */
-    int idle_ms;          /* out: how long ago the last byte came when the call returned (waited_ms included) */
+    int timeout_ms;         /* in: fail with -ETIMEDOUT once no byte has moved for this long */
+    int waited_ms;          /* in: how long before this call the last byte came (counts against timeout_ms) */
+    int patience_ms;        /* in: return -EAGAIN once no byte has moved for this long within the call */
+    int budget_ms;          /* in: return -EAGAIN once the call has run this long (checked after each piece) */
+    int64_t reserve_step;   /* in: > 0: keep disk space reserved this far ahead of the write position */
+    int64_t writeback_step; /* in: > 0: write back behind the receive in steps of this size (pyai_write_behind) */
+    int64_t moved;          /* out: the bytes moved by the call, whatever it returned */
+    int idle_ms;            /* out: how long ago the last byte came when the call returned (waited_ms included) */
 } pyai_recv_limits;
 
 /* Move up to nbytes from the stream socket sock_fd to file_fd (at its
@@ -56,8 +57,11 @@ typedef struct pyai_recv_limits {
  * nothing either, the receive naps instead of spinning.  With
  * lim->reserve_step > 0, each time the bytes written reach the reserved end,
  * the next reserve_step bytes (up to nbytes) are reserved with
- * pyai_preallocate: -ENOSPC then fails the receive.  The caller must be the
- * socket's only reader while this runs. */
+ * pyai_preallocate: -ENOSPC then fails the receive.  With
+ * lim->writeback_step > 0, the file's pages are written back behind the
+ * receive (pyai_write_behind after each piece): a file that cannot be (see
+ * pyai_write_behind) is simply received, a writeback error fails the receive.
+ * The caller must be the socket's only reader while this runs. */
 int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
                           pyai_interrupt_fn interrupted, void *ctx);
 
@@ -88,6 +92,24 @@ int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes);
 int pyai_rename_noreplace(const char *src, const char *dst);
 
 int pyai_fsync(int fd);
+
+/* Writeback behind a writer, so that a final fsync has little left to do and
+ * an upload holds a bounded amount of dirty page cache.  Call it after the
+ * data at file offsets [from, to) has been written.  For every whole step of
+ * `step` bytes (steps are aligned to file offsets, so the calls need no state
+ * between them) that the write completed, it starts the writeback of that
+ * step (sync_file_range WRITE, which does not wait) and waits for the
+ * writeback of the step before it to finish: at most about two steps of the
+ * file are dirty at any time.  It flushes no device cache and no metadata:
+ * fsync is still what makes the file durable.  Returns 1 when it started a
+ * writeback, 0 when no step was completed, -errno on failure: -ESPIPE,
+ * -EINVAL, -ENOSYS or -EOPNOTSUPP mean this file cannot be written back this
+ * way (nothing is wrong with it), others (-EIO) that its data cannot be
+ * written. */
+int pyai_write_behind(int fd, int64_t from, int64_t to, int64_t step);
+
+/* 1 if err (a negative errno of pyai_write_behind) means "not possible for this file". */
+int pyai_write_behind_unsupported(int err);
 
 /* fsync a directory, so the entries added to or removed from it are durable. */
 int pyai_fsync_dir(const char *path);

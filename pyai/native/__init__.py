@@ -19,6 +19,7 @@ __all__ = [
     "rename_noreplace",
     "fsync",
     "fsync_dir",
+    "write_behind",
     "fadvise",
     "preallocate",
     "FADV_NORMAL",
@@ -60,6 +61,7 @@ copy_fd = _module.copy_fd
 rename_noreplace = _module.rename_noreplace
 fsync = _module.fsync
 fsync_dir = _module.fsync_dir
+write_behind = _module.write_behind
 fadvise = _module.fadvise
 preallocate = _module.preallocate
 FADV_NORMAL = _module.FADV_NORMAL

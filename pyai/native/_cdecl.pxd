@@ -19,6 +19,7 @@ cdef extern from "pyai_io.h" nogil:
         int patience_ms
         int budget_ms
         int64_t reserve_step
+        int64_t writeback_step
         int64_t moved
         int idle_ms
 
@@ -33,6 +34,8 @@ cdef extern from "pyai_io.h" nogil:
     int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes)
     int pyai_rename_noreplace(const char *src, const char *dst)
     int pyai_fsync(int fd)
+    int pyai_write_behind(int fd, int64_t start, int64_t end, int64_t step)
+    int pyai_write_behind_unsupported(int err)
     int pyai_fsync_dir(const char *path)
     int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice)
     int pyai_preallocate(int fd, int64_t offset, int64_t nbytes)

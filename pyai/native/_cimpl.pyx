@@ -131,10 +131,10 @@ class _PipeHasher(threading.Thread):
 
 
 def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=(), patience=None, *,
-                 budget=None, waited=0.0, int64_t reserve=0):
+                 budget=None, waited=0.0, int64_t reserve=0, int64_t writeback=0):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
-    The contract (timeout, patience, budget, waited, reserve, the exceptions
+    The contract (timeout, patience, budget, waited, reserve, writeback, the exceptions
     and their ``characters_written``/``idle``) is the pure twin's, documented
     once in ``pyai.native._pyimpl.recv_to_file``.  Here the bytes go socket ->
     pipe -> file by splice(2) with the GIL released; with ``hashers`` the pipe
@@ -150,6 +150,7 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=(), 
     lim.budget_ms = _limit_ms(budget)
     lim.waited_ms = max(0, _limit_ms(waited) if waited else 0)
     lim.reserve_step = reserve if reserve > 0 else 0
+    lim.writeback_step = writeback if writeback > 0 else 0
     lim.moved = 0
     lim.idle_ms = 0
     if nbytes < 0:
@@ -249,6 +250,20 @@ def fsync(int fd):
         rc = pyai_fsync(fd)
     if rc < 0:
         raise os_error(rc, "fsync")
+
+
+def write_behind(int fd, int64_t start, int64_t end, int64_t step):
+    """Write back behind a writer that wrote ``[start, end)``; see the pure twin's docstring."""
+    cdef int rc
+    if step <= 0 or start < 0 or end < start:
+        raise ValueError("need step > 0 and 0 <= start <= end")
+    with nogil:
+        rc = pyai_write_behind(fd, start, end, step)
+    if rc < 0:
+        if pyai_write_behind_unsupported(rc):
+            return False
+        raise os_error(rc, "writeback")
+    return True
 
 
 def fsync_dir(path):

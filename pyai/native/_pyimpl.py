@@ -8,6 +8,8 @@ and ``preallocate`` reserves nothing (nor does ``recv_to_file``'s ``reserve``).
 """
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import math
 import operator
@@ -100,7 +102,9 @@ class _Clock:
         return self.budget >= 0 and self.last - self.start >= self.budget
 
 
-def recv_to_file(sock_fd, file_fd, nbytes, timeout, hashers=(), patience=None, *, budget=None, waited=0.0, reserve=0):
+def recv_to_file(
+    sock_fd, file_fd, nbytes, timeout, hashers=(), patience=None, *, budget=None, waited=0.0, reserve=0, writeback=0
+):
     """Move up to ``nbytes`` from a stream socket to a file; fewer only if the peer closed.
 
     ``timeout`` is the progress deadline (seconds; None or <= 0: none): once
@@ -113,8 +117,10 @@ def recv_to_file(sock_fd, file_fd, nbytes, timeout, hashers=(), patience=None, *
     moved, hashed and written by this call before it stopped) and ``idle``
     (seconds since the last byte, ``waited`` included).  Every byte written
     is also given to ``update`` of each of ``hashers`` (hashlib objects).
-    ``reserve`` is accepted and ignored (no fallocate here).  A TCP urgent
-    byte is dropped, as readv() does with SO_OOBINLINE off.
+    ``reserve`` is accepted and ignored (no fallocate here).  ``writeback``
+    > 0 writes the file back behind the receive in steps of that many bytes
+    (see ``write_behind``; a file that cannot be is simply received).  A TCP
+    urgent byte is dropped, as readv() does with SO_OOBINLINE off.
     """
     clock = _Clock(timeout, patience, budget, waited)
     nbytes = _count(nbytes)
@@ -122,7 +128,8 @@ def recv_to_file(sock_fd, file_fd, nbytes, timeout, hashers=(), patience=None, *
     done = 0
     try:
         if nbytes:
-            done = _receive(sock_fd, file_fd, nbytes, clock, hashers)
+            start = _offset(file_fd) if writeback > 0 else -1
+            done = _receive(sock_fd, file_fd, nbytes, clock, hashers, start, writeback)
     except OSError as exc:
         if exc.errno is None:
             raise
@@ -134,7 +141,17 @@ def recv_to_file(sock_fd, file_fd, nbytes, timeout, hashers=(), patience=None, *
     return done
 
 
-def _receive(sock_fd, file_fd, nbytes, clock, hashers):
+def _offset(fd):
+    """The file offset of ``fd``, -1 for a pipe or socket (nothing to write back)."""
+    try:
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError as exc:
+        if exc.errno != errno.ESPIPE:
+            raise
+        return -1
+
+
+def _receive(sock_fd, file_fd, nbytes, clock, hashers, start, writeback):
     buf = memoryview(bytearray(min(nbytes, CHUNK)))
     poller = select.poll()
     poller.register(sock_fd, select.POLLIN)
@@ -161,6 +178,8 @@ def _receive(sock_fd, file_fd, nbytes, clock, hashers):
         _write_all(file_fd, piece)
         clock.done += got
         clock.last = time.monotonic()
+        if start >= 0 and not write_behind(file_fd, start + clock.done - got, start + clock.done, writeback):
+            start = -1  # this file cannot be written back: just receive it
         if clock.done < nbytes and clock.over_budget():
             raise os_error(errno.EAGAIN, "receive")
     return clock.done
@@ -239,6 +258,66 @@ def fsync(fd):
     """Flush ``fd``'s data and metadata to stable storage."""
     with _raising("fsync"):
         os.fsync(fd)
+
+
+def _libc_sync_file_range():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):  # not Linux
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
+
+
+_sync_file_range = _libc_sync_file_range()
+# linux/fs.h
+_SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
+_WRITE_BEHIND_UNSUPPORTED = frozenset({errno.ESPIPE, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
+def _sync_range(fd, offset, nbytes, flags):
+    if _sync_file_range is None:
+        raise OSError(errno.ENOSYS, "no sync_file_range")
+    while _sync_file_range(fd, offset, nbytes, flags) < 0:
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
+
+
+def write_behind(fd, start, end, step):
+    """Write back behind a writer that has just written the file offsets ``[start, end)``.
+
+    For every whole ``step`` of the file (aligned to offsets, so calls need no
+    state between them) that this write completed, start its writeback
+    (sync_file_range WRITE, no wait) and wait for the writeback of the step
+    before it: about two steps of the file stay dirty at most, and a final
+    fsync has little left to do.  It makes nothing durable (no device cache
+    flush, no metadata): fsync does.  Returns True, or False when this file
+    cannot be written back so (a pipe, a system without sync_file_range);
+    raises the error (EIO) when its data cannot be written.
+    """
+    if step <= 0 or start < 0 or end < start:
+        raise ValueError("need step > 0 and 0 <= start <= end")
+    first, last = start // step, end // step
+    if last <= first:
+        return True
+    try:
+        _sync_range(fd, first * step, (last - first) * step, _SYNC_FILE_RANGE_WRITE)
+        if last >= 2:  # the steps before: their writeback was started by an earlier call
+            wait_from = max(first - 1, 0) * step
+            _sync_range(
+                fd,
+                wait_from,
+                (last - 1) * step - wait_from,
+                _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER,
+            )
+    except OSError as exc:
+        if exc.errno in _WRITE_BEHIND_UNSUPPORTED:
+            return False
+        raise os_error(exc.errno, "writeback") from None
+    return True
 
 
 def fsync_dir(path):

@@ -17,6 +17,9 @@ calls, and within them, two deadlines hold (both answered 408): no byte for
 ``timeout`` seconds, and, once ``timeout`` seconds have passed since the body
 began, an average of at least ``min_rate`` bytes a second since then.  Disk
 space is reserved as the bytes arrive (RESERVE_STEP ahead), never up front.
+Whenever the writer has a descriptor, the file is written back behind the
+receive (WRITEBACK_STEP at a time, on every path): the disk writes while the
+bytes still arrive, and the writer's final fsync finds little left to flush.
 """
 
 import errno
@@ -41,6 +44,11 @@ MAX_FILE_SIZE = 2**63 - 1
 RESERVE_STEP = 8 << 20
 # Below this size reserving space costs a syscall and gains nothing.
 RESERVE_FROM = 1 << 20
+# Each time the bytes received complete a step this large, its writeback starts and
+# the writeback of the step before is waited for (see native.write_behind): an upload
+# holds at most about two steps of dirty page cache, and the disk writes beside the
+# receive instead of in the final fsync.
+WRITEBACK_STEP = 8 << 20
 # The shortest budget of one C receive while the rate floor is checked: the
 # floor is enforced within this much, and a client sending right at the floor
 # costs a call per this much time, not a busy loop.
@@ -195,6 +203,7 @@ class RequestBody:
                     budget=budget,
                     waited=now - self._last,
                     reserve=reserve,
+                    writeback=WRITEBACK_STEP,
                 )
             except OSError as exc:
                 self._moved(reader, getattr(exc, "characters_written", 0), getattr(exc, "idle", 0.0))
@@ -229,6 +238,7 @@ class RequestBody:
         stream = self.environ["wsgi.input"]
         remaining = None if self.length is None else self.length - self.received
         sock = self.environ.get("gunicorn.socket")
+        behind = writer.fileno()  # the descriptor to write back behind, None when there is none
         with _socket_timeout(sock, self.timeout) as timed:
             while remaining is None or remaining > 0:
                 now = self._check_deadline()
@@ -241,6 +251,10 @@ class RequestBody:
                 if self.max_size and self.received > self.max_size:
                     raise _too_large(self.max_size)
                 self._write(writer.write, data)
+                if behind is not None and not fileio.write_behind(
+                    behind, self.received - len(data), self.received, WRITEBACK_STEP
+                ):
+                    behind = None  # this file cannot be written back so: just receive it
                 if remaining is not None:
                     remaining -= len(data)
 

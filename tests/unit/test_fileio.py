@@ -6,8 +6,11 @@ fail, not skip, when it is missing.
 
 import contextlib
 import errno
+import fcntl
 import importlib
 import os
+import re
+import shutil
 import signal
 import socket
 import stat
@@ -437,6 +440,108 @@ def test_recv_reserves_space_as_bytes_arrive(fio, tcp, out):
     if fio.__name__ == "pyai.native._cimpl" and fio.preallocate(fd, 4096, offset=16 * MiB):
         # where the file system can reserve (C only), space ahead of what was written is
         assert st.st_blocks * 512 >= 2 * MiB
+
+
+# ---- write_behind -----------------------------------------------------------
+
+# Run under strace: write (or receive, with argv[3] == "recv") 40 MiB + 5 bytes in
+# 1 MiB pieces, writing back behind in 8 MiB steps.
+_WRITE_BEHIND_SCRIPT = """
+import importlib, os, socket, sys, threading
+fio = importlib.import_module(sys.argv[1])
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+piece, total, step = 1 << 20, (40 << 20) + 5, 8 << 20
+if sys.argv[3] == "recv":
+    rx, tx = socket.socketpair()
+    sender = threading.Thread(target=lambda: (tx.sendall(b"w" * total), tx.close()))
+    sender.start()
+    assert fio.recv_to_file(rx.fileno(), fd, total, 10, writeback=step) == total
+    sender.join()
+else:
+    done = 0
+    while done < total:
+        n = min(piece, total - done)
+        fio.write_all(fd, b"w" * n)
+        assert fio.write_behind(fd, done, done + n, step)
+        done += n
+"""
+
+
+def _sync_file_range_calls(fio, tmp_path, how):
+    """[(offset, nbytes, flags)] of the sync_file_range calls the script made, in order."""
+    if shutil.which("strace") is None:
+        pytest.fail("strace is missing (make test installs it as root)")
+    target = tmp_path / "written"
+    trace = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=sync_file_range", "-e", "signal=none", "-o", str(tmp_path / "trace"),
+         sys.executable, "-c", _WRITE_BEHIND_SCRIPT, fio.__name__, str(target), how],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert trace.returncode == 0, trace.stderr
+    assert target.stat().st_size == (40 << 20) + 5
+    calls = []
+    for line in (tmp_path / "trace").read_text().splitlines():
+        m = re.search(r"sync_file_range\(\d+, (\d+), (\d+), ([A-Z_|]+)\) = 0", line)
+        assert m, line  # every call succeeded
+        calls.append((int(m[1]), int(m[2]), m[3]))
+    return calls
+
+
+@pytest.mark.parametrize("how", ["write", "recv"])
+def test_write_behind_starts_each_step_and_waits_for_the_one_before(fio, tmp_path, how):
+    step, write = 8 * MiB, "SYNC_FILE_RANGE_WRITE"
+    wait = "SYNC_FILE_RANGE_WAIT_BEFORE|SYNC_FILE_RANGE_WRITE|SYNC_FILE_RANGE_WAIT_AFTER"
+    expected = [(0, step, write)]
+    for k in range(1, 5):  # steps 1..4 complete at 16, 24, 32, 40 MiB
+        expected += [(k * step, step, write), ((k - 1) * step, step, wait)]
+    assert _sync_file_range_calls(fio, tmp_path, how) == expected
+
+
+def test_write_behind_within_a_step_does_nothing(fio, out):
+    fd, _ = out
+    os.write(fd, b"x" * 100)
+    assert fio.write_behind(fd, 0, 100, 8 * MiB)
+
+
+def test_write_behind_a_pipe_cannot_and_says_so(fio):
+    r, w = os.pipe()
+    with contextlib.closing(os.fdopen(r, "rb")), contextlib.closing(os.fdopen(w, "wb")) as wf:
+        assert fio.write_behind(wf.fileno(), 0, 16 * MiB, 8 * MiB) is False
+
+
+def test_write_behind_errors(fio, out):
+    fd, _ = out
+    with pytest.raises(ValueError):
+        fio.write_behind(fd, 10, 5, MiB)
+    with pytest.raises(ValueError):
+        fio.write_behind(fd, 0, 5, 0)
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as info:
+        fio.write_behind(w, 0, 16 * MiB, 8 * MiB)
+    assert info.value.errno == errno.EBADF and info.value.op == "writeback"
+
+
+def test_recv_with_writeback_into_a_pipe_still_receives(fio, conn):
+    rx, tx = conn
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MiB)
+    except OSError:
+        pytest.skip("cannot grow a pipe to hold the body")
+    body = os.urandom(768 * 1024)
+    sender = Sender(tx, body)
+    try:
+        assert fio.recv_to_file(rx.fileno(), w, len(body), 10, writeback=64 * 1024) == len(body)
+        sender.finish()
+        got = b""
+        while len(got) < len(body):
+            got += os.read(r, len(body) - len(got))
+        assert got == body
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 # ---- write_all -------------------------------------------------------------
