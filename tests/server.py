@@ -25,13 +25,14 @@ START_TIMEOUT = 20.0
 class Server(Spawned):
     """One running service process (gunicorn or the CLI) and where it keeps things."""
 
-    def __init__(self, workdir, env, command=None, port=None, prefix=None):
+    def __init__(self, workdir, env, command=None, port=None, prefix=None, wrapper=()):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
         super().__init__(self.workdir / f"server-{port}.log", port)
         self.env = env
-        self.command = command or gunicorn_command(self.port)
+        # wrapper: a command the service runs under (e.g. strace ... --), its arguments before the service's
+        self.command = [*wrapper, *(command or gunicorn_command(self.port))]
         self.prefix = Path(os.path.realpath(prefix or env.get("PAI_PREFIX", self.workdir / "prefix")))
 
     def id_url(self, ident):
@@ -187,8 +188,9 @@ class ServerPool:
         self.backend = backend
         self.servers = []
 
-    def start(self, name="srv", *, command=None, port=None, prefix=None, impl=True, **settings):
-        """A started Server; ``settings`` are environment variables (None removes one).
+    def start(self, name="srv", *, command=None, port=None, prefix=None, impl=True, wrapper=(), **settings):
+        """A started Server; ``settings`` are environment variables (None removes one); ``wrapper``
+        is put in front of the command.
 
         By default: the pool's backend, a fresh ``<workdir>/prefix``, PYAI_IMPL=impl.
         """
@@ -205,7 +207,7 @@ class ServerPool:
         defaults.update(settings)
         env = service_env(home, **defaults)
         for attempt in range(3):
-            srv = Server(workdir, env, command=command, port=port, prefix=prefix)
+            srv = Server(workdir, env, command=command, port=port, prefix=prefix, wrapper=wrapper)
             self.servers.append(srv)
             try:
                 srv.start()

@@ -1,0 +1,1 @@
+"""End-to-end proof of the durability order of uploads, read from strace (see test_order.py)."""
