@@ -487,9 +487,15 @@ def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> 
 
 
 def prepare_prefix(prefix):
-    """Create the prefix if needed and make sure this process can write in it."""
+    """Create the prefix if needed (durably: each level made is synced into its parent,
+    else the first files stored could vanish with it in a crash) and make sure this
+    process can write in it."""
+    from pyai import native  # here: pyai.backends imports this module
+    from pyai.backends import tree
+
     try:
-        os.makedirs(prefix, exist_ok=True)
+        if not os.path.isdir(prefix):
+            tree.make_dirs(prefix, os.mkdir, sync_dir=native.fsync_dir)
     except OSError as exc:
         raise ConfigError(f"cannot create the archive prefix {prefix}: {exc.strerror}") from None
     if not os.path.isdir(prefix):
