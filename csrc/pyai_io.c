@@ -619,3 +619,17 @@ int pyai_preallocate(int fd, int64_t offset, int64_t nbytes)
     }
     return 1;
 }
+
+int pyai_write_back(int fd)
+{
+    return sync_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
+int pyai_syncfs(int fd)
+{
+    while (syncfs(fd) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}

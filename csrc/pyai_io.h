@@ -121,4 +121,17 @@ int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice);
  * it is full. */
 int pyai_preallocate(int fd, int64_t offset, int64_t nbytes);
 
+/* Write back every dirty page of fd and wait until the device has them
+ * (sync_file_range WAIT_BEFORE|WRITE|WAIT_AFTER over the whole file): the
+ * blocks are allocated and written, but no device cache is flushed and no
+ * metadata is committed, so alone it makes nothing durable (see
+ * pyai/backends/flusher.py for when a later directory fsync does).  Returns 0
+ * or -errno (-EIO when the data cannot be written). */
+int pyai_write_back(int fd);
+
+/* syncfs(2): write back every dirty page and inode of the file system that
+ * holds fd and ask it to make them durable.  Returns 0 or -errno (a writeback
+ * error anywhere on that file system since this descriptor last asked). */
+int pyai_syncfs(int fd);
+
 #endif /* PYAI_IO_H */

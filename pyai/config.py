@@ -81,6 +81,16 @@ def _real_path(text: str) -> str:
     return os.path.realpath(os.path.expanduser(text))
 
 
+DURABILITY = ("auto", "fsync", "journal", "syncfs")  # see pyai.backends.flusher
+
+
+def _durability(text: str) -> str:
+    name = text.strip().lower()
+    if name not in DURABILITY:
+        raise ValueError(f"expected one of {', '.join(DURABILITY)}")
+    return name
+
+
 def _checksum(text: str) -> Optional[str]:
     """An algorithm name, or None for ``none`` (typed here: the field's annotation comes from it)."""
     return parse_config_algorithm(text)
@@ -225,6 +235,16 @@ SETTINGS = (
         "sha256",
         help="digest computed while a PUT is received and stored with the file: `sha256`, `sha512`, `sha1`, "
         "`md5` or `none` (see [Integrity](#integrity))",
+    ),
+    Setting(
+        "durability",
+        "archive",
+        "durability",
+        "PAI_DURABILITY",
+        _durability,
+        "auto",
+        help="how a PUT is made durable before its 201: `auto`, `fsync`, `journal` or `syncfs` "
+        "(see [Durability](#durability))",
     ),
     Setting(
         "auth_tokens_file",

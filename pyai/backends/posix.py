@@ -2,9 +2,10 @@
 
 Writes go to a temporary file in the target directory (a name no id can
 address, locked from before it has that name until it is published; see
-``tempfiles``), are fsynced, stamped and made read-only,
-then published with a rename that refuses to replace; the directory is fsynced
-before the client hears 201.  Reads hand gunicorn a real descriptor so the
+``tempfiles``), are stamped, made read-only and durable, then published with a
+rename that refuses to replace, itself made durable before the client hears
+201: how, with which flushes shared among concurrent uploads, is the method
+``flusher`` chose for the prefix's file system.  Reads hand gunicorn a real descriptor so the
 kernel sends the bytes (sendfile); a symlink under an id is no stored file.
 
 PATCH works on descriptors, never on a path checked and then used again: the
@@ -31,6 +32,7 @@ from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
 from pyai.backends.base import FILE_MODE, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
 from pyai.backends.dirsync import DirectorySyncer
+from pyai.backends.flusher import Flusher, announce
 from pyai.config import Config
 from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
 
@@ -86,10 +88,13 @@ def _open_stored(path: str) -> Tuple[int, os.stat_result]:
 class PosixWriter(Writer):
     """A file being received into ``<dir>/.pyai-tmp-<token>`` (locked from the start); see ``commit``."""
 
-    def __init__(self, path: str, size_hint: Optional[int], replace: bool, syncer: DirectorySyncer, root: str):
+    def __init__(
+        self, path: str, size_hint: Optional[int], replace: bool, syncer: DirectorySyncer, root: str, flusher: Flusher
+    ):
         # size_hint: accepted for the protocol; space is reserved as the bytes arrive (pyai.web.receive)
         self.path = path
         self.syncer = syncer
+        self.flusher = flusher
         self.directory = os.path.dirname(path)
         self.replace = replace
         self.fd, self.temp = _open_temp(self.directory, root, syncer)  # temp: "" once published or removed
@@ -107,11 +112,13 @@ class PosixWriter(Writer):
         StoredNotDurable when the file is stored but its directory entry could
         not be made durable (a retry of the same bytes is then answered 201)."""
         with publishing(self):
+            steps = self.flusher.for_dev(os.fstat(self.fd).st_dev)
+            steps.written(self.fd)
             # before fchmod: user xattrs need a writable file
             in_xattr = checksum is None or checksum_store.set_on_temp(self.fd, checksum)
             os.utime(self.fd, (mtime, mtime))
             os.fchmod(self.fd, FILE_MODE)
-            fileio.fsync(self.fd)
+            steps.before_publish(self.fd)
             # Published while still open and locked, so a sweep sees it alive to the end.
             if self.replace:
                 os.replace(self.temp, self.path)
@@ -127,7 +134,7 @@ class PosixWriter(Writer):
         finally:
             os.close(self.fd)
             self.fd = -1
-        sync_published(self.syncer, self.directory)
+        sync_published(steps.after_publish, self.directory)
 
     def abort(self) -> None:
         """Forget everything written (safe to call more than once)."""
@@ -143,8 +150,9 @@ class PosixWriter(Writer):
             self.fd = -1
 
 
-def sync_published(syncer: DirectorySyncer, directory: str) -> None:
-    """fsync ``directory`` after a rename into it, a few times; StoredNotDurable when it keeps failing.
+def sync_published(sync: Callable[[str], None], directory: str) -> None:
+    """Make the rename into ``directory`` durable with ``sync`` (the method's directory fsync or
+    syncfs), a few times; StoredNotDurable when it keeps failing.
 
     Retrying helps against transient failures; a file system that lost the
     entry (ext4 aborting its journal) fails every later fsync too, so a retry
@@ -153,12 +161,12 @@ def sync_published(syncer: DirectorySyncer, directory: str) -> None:
     reason = "error"
     for attempt in range(1, DIR_SYNC_ATTEMPTS + 1):
         try:
-            syncer.synced(directory)
+            sync(directory)
             return
         except OSError as exc:
             reason = exc.strerror or "error"
             log.warning(
-                "fsync of a directory after publishing failed (attempt %d of %d): %s",
+                "making a directory entry durable after publishing failed (attempt %d of %d): %s",
                 attempt,
                 DIR_SYNC_ATTEMPTS,
                 describe(exc),
@@ -201,6 +209,8 @@ class PosixBackend:
         # what PATCH stores with a file it copies (a renamed file keeps no checksum)
         self.checksum_algorithm = config.checksum
         self.syncer = DirectorySyncer()
+        self.flusher = Flusher(config.prefix, config.durability, self.syncer)
+        announce(config.prefix, self.flusher.choice)
         self.sweep_min_age = config.sweep_min_age
 
     def check(self) -> None:
@@ -248,7 +258,7 @@ class PosixBackend:
 
     def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> PosixWriter:
         try:
-            return PosixWriter(path, size_hint, replace, self.syncer, self.prefix)
+            return PosixWriter(path, size_hint, replace, self.syncer, self.prefix, self.flusher)
         except FileNotFoundError:
             self.fail_if_prefix_missing("create")
             raise
@@ -414,11 +424,14 @@ class PosixBackend:
         )
 
     def confirm_durable(self, path: str) -> None:
-        """Make the stored file at ``path`` and its directory entry durable (an identical PUT's 201)."""
+        """Make the stored file at ``path`` and its directory entry durable (an identical PUT's 201):
+        fsync of the file (whatever the method: no write of it precedes this one), then the
+        method's step after a rename."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 fileio.fsync(fd)
+                steps = self.flusher.for_dev(os.fstat(fd).st_dev)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -427,7 +440,7 @@ class PosixBackend:
                 f"the file is stored under the id, but the storage could not confirm that it is durable ({reason})",
                 detail=f"confirm: fsync failed: {reason}",
             ) from None
-        sync_published(self.syncer, os.path.dirname(path))
+        sync_published(steps.after_publish, os.path.dirname(path))
 
     def stored_size(self, path: str) -> Optional[int]:
         """The size of the stored file (never staging, never asking a database), or None."""

@@ -22,6 +22,8 @@ __all__ = [
     "write_behind",
     "fadvise",
     "preallocate",
+    "write_back",
+    "syncfs",
     "FADV_NORMAL",
     "FADV_SEQUENTIAL",
     "FADV_RANDOM",
@@ -64,6 +66,8 @@ fsync_dir = _module.fsync_dir
 write_behind = _module.write_behind
 fadvise = _module.fadvise
 preallocate = _module.preallocate
+write_back = _module.write_back
+syncfs = _module.syncfs
 FADV_NORMAL = _module.FADV_NORMAL
 FADV_SEQUENTIAL = _module.FADV_SEQUENTIAL
 FADV_RANDOM = _module.FADV_RANDOM

@@ -39,3 +39,5 @@ cdef extern from "pyai_io.h" nogil:
     int pyai_fsync_dir(const char *path)
     int pyai_fadvise(int fd, int64_t offset, int64_t length, int advice)
     int pyai_preallocate(int fd, int64_t offset, int64_t nbytes)
+    int pyai_write_back(int fd)
+    int pyai_syncfs(int fd)

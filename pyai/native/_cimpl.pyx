@@ -296,3 +296,21 @@ def preallocate(int fd, int64_t nbytes, int64_t offset=0):
     if rc < 0:
         raise os_error(rc, "preallocate")
     return rc == 1
+
+
+def write_back(int fd):
+    """Write back all of ``fd``'s dirty pages and wait for them; see the pure twin's docstring."""
+    cdef int rc
+    with nogil:
+        rc = pyai_write_back(fd)
+    if rc < 0:
+        raise os_error(rc, "writeback")
+
+
+def syncfs(int fd):
+    """syncfs(2) the file system of ``fd``; see the pure twin's docstring."""
+    cdef int rc
+    with nogil:
+        rc = pyai_syncfs(fd)
+    if rc < 0:
+        raise os_error(rc, "syncfs")

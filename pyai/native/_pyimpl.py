@@ -344,3 +344,43 @@ def preallocate(fd, nbytes, offset=0):
     _count(nbytes)
     _count(offset)
     return False
+
+
+def write_back(fd):
+    """Write back every dirty page of ``fd`` and wait until the device has them.
+
+    sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER) over the whole file: the
+    blocks are allocated and written, but no device cache is flushed and no
+    metadata committed, so alone it makes nothing durable (see
+    pyai.backends.flusher for when a later directory fsync does).  Raises the
+    error (EIO) when the data cannot be written.
+    """
+    try:
+        _sync_range(fd, 0, 0, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
+    except OSError as exc:
+        raise os_error(exc.errno, "writeback") from None
+
+
+def _libc_syncfs():
+    try:
+        call = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
+    except (OSError, AttributeError):  # not Linux
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
+
+
+_syncfs = _libc_syncfs()
+
+
+def syncfs(fd):
+    """syncfs(2): write back every dirty page and inode of the file system holding ``fd``
+    and have it make them durable; raises a writeback error anywhere on that file
+    system since this open file last asked (ENOSYS where there is no syncfs)."""
+    if _syncfs is None:
+        raise os_error(errno.ENOSYS, "syncfs")
+    while _syncfs(fd) < 0:
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise os_error(err, "syncfs")
