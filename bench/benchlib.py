@@ -324,6 +324,94 @@ class NginxService(Service):
         return self
 
 
+# The original (pacifica-archiveinterface 0.4.2, CherryPy) under uWSGI: the reference column "orig".
+ORIGINAL_VERSION = "0.4.2"
+ORIGINAL_VENV = Path(os.environ.get("BENCH_ORIGINAL_VENV") or BENCH / ".original-venv")
+_ORIGINAL_STAMP = ORIGINAL_VENV / f".installed-{ORIGINAL_VERSION}"
+# the original's WSGI module reads this CherryPy config; MethodDispatcher maps the HTTP methods to
+# ArchiveInterfaceGenerator.GET/PUT/HEAD, as the original's own server.conf does; no access log (nginx: off)
+ORIGINAL_CPCONFIG = """\
+[/]
+request.dispatch: cherrypy.dispatch.MethodDispatcher()
+log.screen: False
+log.access_file: ''
+log.error_file: ''
+"""
+
+
+def original_available(install):
+    """(True, note) when the original is installed in ORIGINAL_VENV, else (False, why not).
+
+    With ``install`` it is installed first (a venv, then pip install of the release and uwsgi,
+    which pip compiles: ~2 minutes here); a failed install leaves no venv behind.
+    """
+    uwsgi = ORIGINAL_VENV / "bin" / "uwsgi"
+    dist = f"pacifica_archiveinterface-{ORIGINAL_VERSION}.dist-info"
+    if uwsgi.is_file() and any(ORIGINAL_VENV.glob(f"lib/python3*/site-packages/{dist}")):
+        how = _ORIGINAL_STAMP.read_text().strip() if _ORIGINAL_STAMP.is_file() else "installed by hand"
+        return True, f"in {ORIGINAL_VENV} ({how})"
+    if not install:
+        return False, f"not installed (QUICK mode does not install it; a full `make bench` does, in {ORIGINAL_VENV})"
+    started = time.monotonic()
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(ORIGINAL_VENV)], check=True,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+        r = subprocess.run(
+            [str(ORIGINAL_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+             f"pacifica-archiveinterface=={ORIGINAL_VERSION}", "uwsgi"],
+            capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        shutil.rmtree(ORIGINAL_VENV, ignore_errors=True)
+        return False, f"installing it failed: {exc}"
+    if r.returncode != 0 or not uwsgi.is_file():
+        shutil.rmtree(ORIGINAL_VENV, ignore_errors=True)
+        tail = (r.stderr.strip().splitlines() or ["?"])[-1][:200]
+        return False, f"pip install pacifica-archiveinterface=={ORIGINAL_VERSION} uwsgi failed (no network?): {tail}"
+    took = time.monotonic() - started
+    _ORIGINAL_STAMP.write_text(f"installed in {took:.0f} s on {time.strftime('%Y-%m-%d')}\n")
+    return True, f"installed now in {ORIGINAL_VENV} ({took:.0f} s)"
+
+
+class OriginalService(Service):
+    """pacifica-archiveinterface 0.4.2's WSGI app (posix backend on ``prefix``) under uWSGI.
+
+    uWSGI's own HTTP parser in the workers (``--http-socket``, like gunicorn's; no router
+    process in front).  Processes, not threads: the original's posix backend keeps the
+    one open file of a request in the backend object every thread of a process shares.
+    uWSGI 2.0's http-socket does not keep connections alive, so every answer says
+    ``Connection: close`` and the load generators reconnect for each request.
+    """
+
+    kind = "original"
+
+    def __init__(self, name, workdir, prefix, processes):
+        super().__init__(name, workdir, prefix)
+        self.processes = processes
+        self.settings = {"PAI_BACKEND_TYPE": "posix", "PAI_PREFIX": str(prefix)}
+
+    def _workers_ready(self):
+        return len(self.worker_pids()) >= self.processes
+
+    def start(self):
+        home = self.workdir / f"home-{self.name}"
+        home.mkdir(exist_ok=True)
+        cpconfig = home / "cpconfig.ini"
+        cpconfig.write_text(ORIGINAL_CPCONFIG)
+        env = service_env(
+            home, ARCHIVEINTERFACE_CPCONFIG=cpconfig, ARCHIVEINTERFACE_CONFIG=home / "none.ini", **self.settings
+        )
+        cmd = [
+            str(ORIGINAL_VENV / "bin" / "uwsgi"), "--master", "--http-socket", f"127.0.0.1:{self.port}",
+            "--processes", str(self.processes), "--threads", "1", "--virtualenv", str(ORIGINAL_VENV),
+            "--module", "pacifica.archiveinterface.wsgi:application", "--need-app", "--die-on-term",
+            "--disable-logging", "--add-header", "Connection: close",
+        ]  # fmt: skip
+        self.spawn(cmd, env=env, cwd=self.workdir)
+        self.wait_ready(self._serving, 60.0)
+        return self
+
+
 @contextmanager
 def measure(service):
     """Server CPU seconds and worker peak RSS around a block: yields a dict filled at exit."""
@@ -360,8 +448,12 @@ def _curl(args, timeout):
     return rows
 
 
-def curl_put(url, path, timeout=900):
-    return _curl(["-T", str(path), "-o", "/dev/null", url], timeout)[0]
+def curl_put(url, path, timeout=900, extra=()):
+    return _curl([*extra, "-T", str(path), "-o", "/dev/null", url], timeout)[0]
+
+
+# curl -T with this header sends the file as a chunked body (no Content-Length)
+CHUNKED = ("-H", "Transfer-Encoding: chunked")
 
 
 def curl_get(url, timeout=900, extra=()):
@@ -584,24 +676,32 @@ SCENARIOS = [
     "large PUT tmpfs",
     "large PUT disk, no checksum",
     "large PUT tmpfs, no checksum",
+    "large PUT chunked disk",
+    "large PUT chunked tmpfs",
+    "large PUT ext4j",
     "large GET tmpfs",
     "range GET 1MiB",
     "small PUT 30B",
     "small PUT 64KiB",
     "small PUT 30B tmpfs",
+    "small PUT 30B ext4j",
     "small GET 30B",
     "small GET 64KiB",
     "HEAD",
     "mixed small alone",
     "mixed small during large",
 ]
-TARGETS = ["pyai", "nginx", "pyai-python", "raw"]
+TARGETS = ["pyai", "nginx", "pyai-python", "raw", "original"]
 
 
 class Results:
     def __init__(self):
         self.samples = {}  # scenario -> target -> [sample]
         self.meta = {}  # scenario -> {"unit":..., "cache":..., "cpu_unit":...}
+        self.notes = {}  # key -> a line the table's notes add (why a column or row is missing)
+
+    def note(self, key, text):
+        self.notes[key] = text
 
     def add(self, scenario, target, value, unit, *, errors=0, cpu_s=None, moved=None, requests=None,
             rss_mib=None, cache=None, **extra):  # fmt: skip
@@ -668,15 +768,25 @@ def finish(benchmark, scenario, target):
     benchmark.extra_info.update({"scenario": scenario, "target": target, **(RESULTS.summary(scenario, target) or {})})
 
 
-def record_put(scenario, target, svc, url, source, stored=None, **extra):
+def record_put(scenario, target, svc, url, source, stored=None, chunked=False, **extra):
     """One large PUT with curl, measured on ``svc``, added to RESULTS (an error unless
-    201 with every byte, and ``stored`` -- the file's path, when given -- exists)."""
+    201 with every byte, and ``stored`` -- the file's path, when given -- exists).
+
+    ``chunked``: the body goes as ``Transfer-Encoding: chunked``; curl's upload count then
+    includes the chunk framing, so the bytes moved are the stored file's (``stored`` needed).
+    """
     with measure(svc) as m:
-        row = curl_put(url, source)
-    ok = row["status"] == 201 and row["up"] == SETTINGS.large_size and (stored is None or stored.is_file())
+        row = curl_put(url, source, extra=CHUNKED if chunked else ())
+    if chunked:
+        size = stored.stat().st_size if stored is not None and stored.is_file() else 0
+        ok = row["status"] == 201 and size == SETTINGS.large_size
+        moved = size
+    else:
+        ok = row["status"] == 201 and row["up"] == SETTINGS.large_size and (stored is None or stored.is_file())
+        moved = row["up"]
     RESULTS.add(
-        scenario, target, row["up"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
-        errors=0 if ok else 1, moved=row["up"], **m, curl=row, **extra,
+        scenario, target, moved / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
+        errors=0 if ok else 1, moved=moved, **m, curl=row, **extra,
     )  # fmt: skip
 
 
@@ -689,6 +799,72 @@ def record_get(scenario, target, svc, url, **extra):
         scenario, target, row["down"] / row["seconds"] / 1e6 if row["seconds"] else 0.0, "MB/s",
         errors=0 if ok else 1, moved=row["down"], **m, curl=row, **extra,
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- scenario bodies shared by the modules
+
+
+def large_put_rounds(benchmark, scenario, target, svc, prefix, source, chunked=False):
+    """SETTINGS.large_rounds PUTs of ``source`` to a new id in ``prefix`` (dd when ``svc`` is None)."""
+    stored = []
+
+    def setup():
+        for path in stored:  # keep the file system as it was: one large file at a time
+            unlink_quiet(path)
+        stored.clear()
+        os.sync()  # no earlier dirty pages written back during this round
+        ident = new_token("lput")
+        stored.append(prefix / ident)
+        return (ident,), {}
+
+    def run(ident):
+        if svc is None:
+            nbytes, seconds = dd([f"if={source}", f"of={prefix / ident}", "bs=4M", "conv=fdatasync"])
+            RESULTS.add(scenario, target, nbytes / seconds / 1e6, "MB/s", moved=nbytes)
+            return
+        record_put(scenario, target, svc, f"{svc.url}/{ident}", source, stored=prefix / ident if chunked else None,
+                   chunked=chunked)  # fmt: skip
+
+    benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
+    for path in stored:
+        unlink_quiet(path)
+    finish(benchmark, scenario, target)
+
+
+def small_rounds(benchmark, scenario, target, svc, method, size, close_ends_body=False):
+    """wrk for SETTINGS.small_seconds x SETTINGS.small_rounds: PUTs of new ids, or GETs of the small files.
+
+    ``close_ends_body``: the server ends GET bodies by closing the connection (the original
+    streams them without a length), which wrk counts as a read error on every answer that is
+    complete; those are left out of the errors (status, connect, write and timeout errors stay).
+    """
+
+    def run():
+        with measure(svc) as m:
+            if method == "PUT":
+                rep = wrk(svc.url, "put.lua", [new_token("sput"), size], SETTINGS.small_seconds)
+            else:
+                name = "s30" if size == 30 else "s64k"
+                rep = wrk(svc.url, "get.lua", [name, SETTINGS.small_files], SETTINGS.small_seconds)
+        if close_ends_body and method == "GET" and rep["bytes"] >= rep["requests"] * size:
+            rep["errors"] -= min(rep["read"], rep["requests"])  # one close per complete answer, no more
+        RESULTS.add(
+            scenario, target, rep["rps"], "req/s", errors=rep["errors"], requests=rep["requests"],
+            moved=rep["requests"] * size, cache="cached" if method == "GET" else None, **m, wrk=rep,
+        )  # fmt: skip
+
+    benchmark.pedantic(run, rounds=SETTINGS.small_rounds, iterations=1)
+    benchmark.extra_info.update(RESULTS.summary(scenario, target) or {})
+
+
+def raw_creates_rounds(benchmark, scenario, target, directory, size):
+    """The raw reference of small PUTs: ``durable_creates`` from as many threads as wrk has connections."""
+
+    def run_raw():
+        rate = durable_creates(directory, size, SETTINGS.small_seconds, SETTINGS.connections)
+        RESULTS.add(scenario, target, rate, "req/s")
+
+    benchmark.pedantic(run_raw, rounds=SETTINGS.small_rounds, iterations=1)
 
 
 def _num(v):
@@ -708,8 +884,8 @@ def _ratio(a, b):
 
 
 def render_table(results):
-    head = ["scenario", "unit", "pyai", "nginx", "ratio", "pyai-py", "ratio", "raw", "ratio",
-            "errors p/n/py", "CPU pyai (nginx)", "RSS MiB", "cache"]  # fmt: skip
+    head = ["scenario", "unit", "pyai", "nginx", "ratio", "pyai-py", "ratio", "raw", "ratio", "orig", "ratio",
+            "errors p/n/py/o", "CPU pyai (nginx)", "RSS MiB", "cache"]  # fmt: skip
     rows = []
     for scenario in results.ordered():
         # a scenario may show other targets in the columns (see Results.set_columns)
@@ -717,7 +893,7 @@ def render_table(results):
         s = {t: results.summary(scenario, columns.get(t, t)) for t in TARGETS}
         med = {t: (s[t]["median"] if s[t] else None) for t in TARGETS}
         pyai = med["pyai"]
-        errs = "/".join(str(s[t]["errors"]) if s[t] else "-" for t in ("pyai", "nginx", "pyai-python"))
+        errs = "/".join(str(s[t]["errors"]) if s[t] else "-" for t in ("pyai", "nginx", "pyai-python", "original"))
         cpu = "-"
         if s["pyai"] and s["pyai"]["cpu_per"] is not None:
             cpu = _num(s["pyai"]["cpu_per"])
@@ -729,10 +905,10 @@ def render_table(results):
         rows.append([
             scenario, results.meta[scenario]["unit"], _num(pyai), _num(med["nginx"]), _ratio(pyai, med["nginx"]),
             _num(med["pyai-python"]), _ratio(pyai, med["pyai-python"]), _num(med["raw"]), _ratio(pyai, med["raw"]),
-            errs, cpu, rss, cache,
+            _num(med["original"]), _ratio(pyai, med["original"]), errs, cpu, rss, cache,
         ])  # fmt: skip
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    left = {0, 1, 12}
+    left = {0, 1, len(head) - 1}
 
     def fmt(r):
         return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))

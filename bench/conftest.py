@@ -34,6 +34,7 @@ class BenchEnv:
         self.large = {}  # fs -> path of the large file every GET reads
         self.source = None
         self.can_drop = False
+        self.original_note = "not started"
 
     def setup(self):
         self.base["disk"] = bl.pick_disk_dir()
@@ -69,6 +70,24 @@ class BenchEnv:
             statuses = bl.put_files(pyai, [f"{name}-{i}" for i in range(SETTINGS.small_files)], b"y" * size)
             if set(statuses) != {201}:
                 raise RuntimeError(f"storing small files failed: {sorted(set(statuses))}")
+        self._start_original()
+
+    def _start_original(self):
+        """The original under uWSGI on the disk prefix: installed unless QUICK; never fails the run."""
+        if os.environ.get("BENCH_ORIGINAL", "").strip().lower() in ("0", "no", "false", "off"):
+            ok, note = False, "left out (BENCH_ORIGINAL=0)"
+        else:
+            ok, note = bl.original_available(install=not SETTINGS.quick)
+        if ok:
+            base = Path(self.base["disk"])
+            svc = bl.OriginalService("original-disk", base / "work", base / "archive", SETTINGS.connections)
+            try:
+                self.services[("disk", "original")] = svc.start()
+            except (RuntimeError, OSError) as exc:
+                ok, note = False, f"uWSGI did not start: {str(exc).splitlines()[0][:200]}"
+        self.original_note = note
+        if not ok:
+            RESULTS.note("original", f"orig column empty, pacifica-archiveinterface {bl.ORIGINAL_VERSION}: {note}.")
 
     def service(self, fs, target):
         if fs not in self.base:
@@ -85,9 +104,10 @@ class BenchEnv:
             "dirs": {fs: {"path": b, "fs_type": bl.fs_type(b)} for fs, b in self.base.items()},
             "page_cache_drop": self.can_drop,
             "servers": {
-                f"{fs}/{t}": {"url": s.url, **({"env": s.settings} if isinstance(s, bl.PyaiService) else {})}
+                f"{fs}/{t}": {"url": s.url, **({"env": s.settings} if hasattr(s, "settings") else {})}
                 for (fs, t), s in self.services.items()
             },
+            "original": self.original_note,
         }
 
     def teardown(self):
@@ -156,9 +176,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         " the file system alone storing small files durably like pyai (8 threads) for small PUTs.",
         "pyai PUT fsyncs the file and the directory before 201 (nginx does not):"
         " small PUT on disk is an fsync benchmark.",
+        "configuration: every pyai row runs pyai's defaults (checksum sha256, durable PUT, PAI_DURABILITY unset),"
+        " so do small PUT 30B/64KiB (disk), 30B tmpfs and 30B ext4j; only the `no checksum` rows set"
+        " PAI_CHECKSUM=none. Large PUTs send a Content-Length; `large PUT chunked` sends the same file as"
+        " `curl -T -H 'Transfer-Encoding: chunked'` (no length) to pyai and to nginx (DAV).",
+        f"orig = pacifica-archiveinterface {bl.ORIGINAL_VERSION} (PyPI, CherryPy app, posix backend, prefix = the"
+        f" same disk directory) under uWSGI: {SETTINGS.connections} processes x 1 thread (its backend keeps a"
+        " request's open file in an object all threads of a process share), --http-socket in the workers;"
+        " uWSGI 2.0's http-socket keeps no connection alive, so every request is a new connection; the original"
+        " writes with no fsync; its GET bodies end at the connection's close, which wrk counts as a read error"
+        " per answer (not counted in its errors). Measured on small PUT 30B, small GET and HEAD only.",
+        "ext4j = an ext4 image with a journal (ordered data), loop-mounted under /var/tmp for the run (the root"
+        " ext4 of this VM has no journal); pyai (defaults), nginx and raw as on disk.",
         "CPU = server CPU (master + workers, utime+stime) per GiB moved or per request; RSS = worker peak VmHWM.",
         "small PUT/GET and mixed via wrk (non-2xx and socket errors counted), HEAD via hey;"
-        " errors p/n/py = pyai/nginx/pyai-py.",
+        " errors p/n/py/o = pyai/nginx/pyai-py/orig.",
         "cache: 'dropped' = page cache dropped before each GET round (read from the device); 'cached' = page cache;"
         " 'memory' = tmpfs.",
         "Large-file figures swing a lot on a VM: compare the ratios of one run, not absolute numbers across runs.",
@@ -170,6 +202,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             " disk); ratio = hpss / posix (aim: >= 0.80), errors p/n = hpss/posix, CPU = hpss (posix)."
             " The emulator never fsyncs: hpss PUT answers before the data is on disk, posix PUT after (fsync)."
         )
+    notes += list(RESULTS.notes.values())
     for n in notes:
         tr.write_line("  " + n)
     bl.RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,10 @@
 """Large files: PUT and GET on disk and on tmpfs, and a 1 MiB Range GET from the middle.
 
-One curl per transfer (the client must not be the bottleneck); throughput is the
+PUTs with a Content-Length, and (``large PUT chunked``) the same file sent by curl as a
+chunked body.  One curl per transfer (the client must not be the bottleneck); throughput is the
 bytes moved over curl's total time.  References in the same run: nginx on the
 same directory, pyai's Python path, and dd (write with conv=fdatasync, read).
 """
-
-import os
 
 import benchlib as bl
 import pytest
@@ -29,30 +28,15 @@ def test_large_put_no_checksum(benchmark, bench_env, fs, target):
     _large_puts(benchmark, bench_env, f"large PUT {fs}, no checksum", fs, target, svc)
 
 
-def _large_puts(benchmark, bench_env, scenario, fs, target, svc):
-    prefix = bench_env.prefix(fs)
-    stored = []
+@pytest.mark.parametrize("target", ["pyai", "nginx"])
+@pytest.mark.parametrize("fs", FILESYSTEMS)
+def test_large_put_chunked(benchmark, bench_env, fs, target):
+    """The same PUT with ``Transfer-Encoding: chunked`` (no Content-Length), pyai's defaults beside nginx."""
+    _large_puts(benchmark, bench_env, f"large PUT chunked {fs}", fs, target, bench_env.service(fs, target), True)
 
-    def setup():
-        for path in stored:  # keep the file system as it was: one large file at a time
-            bl.unlink_quiet(path)
-        stored.clear()
-        os.sync()  # no earlier dirty pages written back during this round
-        ident = bl.new_token("lput")
-        stored.append(prefix / ident)
-        return (ident,), {}
 
-    def run(ident):
-        if svc is None:
-            nbytes, seconds = bl.dd([f"if={bench_env.source}", f"of={prefix / ident}", "bs=4M", "conv=fdatasync"])
-            RESULTS.add(scenario, target, nbytes / seconds / 1e6, "MB/s", moved=nbytes)
-            return
-        bl.record_put(scenario, target, svc, f"{svc.url}/{ident}", bench_env.source)
-
-    benchmark.pedantic(run, setup=setup, rounds=SETTINGS.large_rounds, iterations=1)
-    for path in stored:
-        bl.unlink_quiet(path)
-    bl.finish(benchmark, scenario, target)
+def _large_puts(benchmark, bench_env, scenario, fs, target, svc, chunked=False):
+    bl.large_put_rounds(benchmark, scenario, target, svc, bench_env.prefix(fs), bench_env.source, chunked)
 
 
 @pytest.mark.parametrize("target", TARGETS)
