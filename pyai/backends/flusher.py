@@ -314,22 +314,41 @@ class SyncfsSteps(Steps):
 
 
 class Flusher:
-    """The method for uploads under ``prefix``, chosen once (see ``choose``)."""
+    """The method for uploads under ``prefix``, chosen once (see ``choose``).
+
+    Chosen at construction, or, when the prefix is missing then (moved away, not
+    mounted: a worker may start while it is), at the first upload that finds it
+    back; the uploads before fail on the missing prefix as any request does."""
 
     def __init__(self, prefix: str, requested: str, syncer: DirectorySyncer, fs: Optional[FileSystem] = None):
-        self.fs = fs or file_system(prefix)
-        self.choice = choose(requested, self.fs)
-        self.dev = os.stat(prefix).st_dev
+        self.prefix, self.requested, self.syncer = prefix, requested, syncer
         self.fsync = Steps(syncer)
-        if self.choice.method == "journal":
-            self.steps: Steps = JournalSteps(syncer)
-        elif self.choice.method == "syncfs":
-            self.steps = SyncfsSteps(syncer, prefix, self.choice.rounds)
+        self.choice: Optional[Choice] = None
+        self._lock = threading.Lock()
+        try:
+            self._choose(fs)
+        except FileNotFoundError:
+            pass
+
+    def _choose(self, fs: Optional[FileSystem]) -> None:
+        fs = fs or file_system(self.prefix)
+        choice = choose(self.requested, fs)
+        self.fs, self.dev = fs, os.stat(self.prefix).st_dev
+        if choice.method == "journal":
+            self.steps: Steps = JournalSteps(self.syncer)
+        elif choice.method == "syncfs":
+            self.steps = SyncfsSteps(self.syncer, self.prefix, choice.rounds)
         else:
             self.steps = self.fsync
+        self.choice = choice
+        announce(self.prefix, choice)
 
     def for_dev(self, dev: int) -> Steps:
         """The steps for a file on device ``dev``: fsync's unless it is the prefix's file system."""
+        if self.choice is None:
+            with self._lock:
+                if self.choice is None:
+                    self._choose(None)
         return self.steps if dev == self.dev else self.fsync
 
 

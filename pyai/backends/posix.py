@@ -32,7 +32,7 @@ from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
 from pyai.backends.base import FILE_MODE, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
 from pyai.backends.dirsync import DirectorySyncer
-from pyai.backends.flusher import Flusher, announce
+from pyai.backends.flusher import Flusher
 from pyai.config import Config
 from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
 
@@ -209,8 +209,7 @@ class PosixBackend:
         # what PATCH stores with a file it copies (a renamed file keeps no checksum)
         self.checksum_algorithm = config.checksum
         self.syncer = DirectorySyncer()
-        self.flusher = Flusher(config.prefix, config.durability, self.syncer)
-        announce(config.prefix, self.flusher.choice)
+        self.flusher = Flusher(config.prefix, config.durability, self.syncer)  # logs its choice
         self.sweep_min_age = config.sweep_min_age
 
     def check(self) -> None:
