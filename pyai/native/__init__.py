@@ -14,6 +14,8 @@ import os
 
 __all__ = [
     "recv_to_file",
+    "ChunkedDecoder",
+    "recv_chunked_to_file",
     "write_all",
     "copy_fd",
     "rename_noreplace",
@@ -58,6 +60,8 @@ _c_unavailable = None
 __impl__, _module = _load(os.environ.get("PYAI_IMPL", "").strip().lower() or "auto")
 
 recv_to_file = _module.recv_to_file
+ChunkedDecoder = _module.ChunkedDecoder
+recv_chunked_to_file = _module.recv_chunked_to_file
 write_all = _module.write_all
 copy_fd = _module.copy_fd
 rename_noreplace = _module.rename_noreplace

@@ -41,3 +41,37 @@ cdef extern from "pyai_io.h" nogil:
     int pyai_preallocate(int fd, int64_t offset, int64_t nbytes)
     int pyai_write_back(int fd)
     int pyai_syncfs(int fd)
+
+
+# Declarations of csrc/pyai_chunked.h (see that header for the contracts).
+cdef extern from "pyai_chunked.h" nogil:
+    enum:
+        PYAI_CHUNKED_SIZE
+        PYAI_CHUNKED_DATA
+        PYAI_CHUNKED_CRLF
+        PYAI_CHUNKED_TRAILER
+        PYAI_CHUNKED_DONE
+        PYAI_CHUNKED_FAILED
+        PYAI_CHUNKED_MAX_LINE
+        PYAI_CHUNKED_MAX_TRAILER
+
+    ctypedef struct pyai_chunked:
+        int64_t max_size
+        size_t max_line
+        size_t max_trailer
+        int phase
+        int error
+        int64_t decoded
+        char *trailer
+        size_t trailer_len
+        char *buf
+        size_t cap
+        size_t pos
+        size_t len
+
+    void pyai_chunked_init(pyai_chunked *st, int64_t max_size)
+    void pyai_chunked_free(pyai_chunked *st)
+    int pyai_chunked_feed(pyai_chunked *st, const void *data, size_t len)
+    int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_limits *lim,
+                              pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx,
+                              int tee_fd)

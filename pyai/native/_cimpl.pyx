@@ -314,3 +314,110 @@ def syncfs(int fd):
         rc = pyai_syncfs(fd)
     if rc < 0:
         raise os_error(rc, "syncfs")
+
+
+# ---- chunked bodies ---------------------------------------------------------------
+
+_PHASES = {
+    PYAI_CHUNKED_SIZE: "size",
+    PYAI_CHUNKED_DATA: "data",
+    PYAI_CHUNKED_CRLF: "crlf",
+    PYAI_CHUNKED_TRAILER: "trailer",
+    PYAI_CHUNKED_DONE: "done",
+    PYAI_CHUNKED_FAILED: "failed",
+}
+cdef class ChunkedDecoder:
+    """The state of one chunked body across calls of ``recv_chunked_to_file``; see the pure twin."""
+
+    cdef pyai_chunked st
+
+    def __cinit__(self, *, int max_line=PYAI_CHUNKED_MAX_LINE, int max_trailer=PYAI_CHUNKED_MAX_TRAILER):
+        pyai_chunked_init(&self.st, 0)
+        if max_line <= 0 or max_trailer <= 0:
+            raise ValueError("max_line and max_trailer must be > 0")
+        self.st.max_line = max_line
+        self.st.max_trailer = max_trailer
+
+    def __dealloc__(self):
+        pyai_chunked_free(&self.st)
+
+    def feed(self, data):
+        """Bytes already read from the socket, decoded before it is read."""
+        cdef Py_buffer view
+        cdef int rc
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            rc = pyai_chunked_feed(&self.st, view.buf, <size_t>view.len)
+        finally:
+            PyBuffer_Release(&view)
+        if rc < 0:
+            raise MemoryError()
+
+    @property
+    def phase(self):
+        return _PHASES[self.st.phase]
+
+    @property
+    def complete(self):
+        return self.st.phase == PYAI_CHUNKED_DONE
+
+    @property
+    def decoded(self):
+        return self.st.decoded
+
+    @property
+    def leftover(self):
+        if self.st.phase != PYAI_CHUNKED_DONE or self.st.len <= self.st.pos:
+            return b""
+        return self.st.buf[self.st.pos:self.st.len]
+
+    @property
+    def trailers(self):
+        if self.st.phase != PYAI_CHUNKED_DONE or self.st.trailer_len == 0:
+            return b""
+        return self.st.trailer[:self.st.trailer_len]
+
+
+def recv_chunked_to_file(int sock_fd, int file_fd, ChunkedDecoder decoder, timeout, hashers=(), patience=None, *,
+                         budget=None, waited=0.0, int64_t reserve=0, int64_t writeback=0, int64_t max_size=0):
+    """Decode a chunked body from a stream socket into a file, resuming ``decoder``.
+
+    The contract is the pure twin's, documented once in
+    ``pyai.native._pyimpl.recv_chunked_to_file``.  Here the decoding runs in
+    C (csrc/pyai_chunked.c) with the GIL released.  The data runs are hashed
+    in line, before they are written: every byte passes through user space
+    anyway, and a hashing thread fed by a pipe (as recv_to_file does) costs
+    two more copies and a thread -- measured on a 1 GiB curl PUT (sha256, 2
+    cores): 698 MB/s in line, 415 MB/s beside.
+    """
+    cdef pyai_recv_limits lim
+    cdef int64_t rc
+    cdef list interrupted = []
+    cdef tuple box
+    cdef pyai_chunked *st = &decoder.st
+    lim.timeout_ms = _timeout_ms(timeout)
+    lim.patience_ms = _limit_ms(patience)
+    lim.budget_ms = _limit_ms(budget)
+    lim.waited_ms = max(0, _limit_ms(waited) if waited else 0)
+    lim.reserve_step = reserve if reserve > 0 else 0
+    lim.writeback_step = writeback if writeback > 0 else 0
+    lim.moved = 0
+    lim.idle_ms = 0
+    st.max_size = max_size if max_size > 0 else 0
+    if not hashers:
+        with nogil:
+            rc = pyai_recv_chunked(sock_fd, file_fd, st, &lim, _run_signal_handlers, <void *>interrupted,
+                                   NULL, NULL, -1)
+    else:
+        box = (tuple(hashers), interrupted)
+        with nogil:
+            rc = pyai_recv_chunked(sock_fd, file_fd, st, &lim, _run_signal_handlers, <void *>interrupted,
+                                   _feed_hashers, <void *>box, -1)
+    if rc < 0:
+        if (rc == -EINTR or rc == -ECANCELED) and interrupted:
+            raise interrupted[0]
+        exc = os_error(rc, "receive")
+        exc.characters_written = lim.moved
+        exc.idle = lim.idle_ms / 1000.0
+        raise exc
+    return rc

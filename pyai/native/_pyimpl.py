@@ -14,6 +14,7 @@ import errno
 import math
 import operator
 import os
+import re
 import select
 import time
 
@@ -384,3 +385,260 @@ def syncfs(fd):
         err = ctypes.get_errno()
         if err != errno.EINTR:
             raise os_error(err, "syncfs")
+
+
+# ---- chunked bodies ---------------------------------------------------------------
+
+# gunicorn's bounds (gunicorn/http/body.py), as PYAI_CHUNKED_MAX_* in csrc/pyai_chunked.h
+CHUNKED_MAX_LINE = 8190
+CHUNKED_MAX_TRAILER = 8190 * 32
+# A line may run this far past its limit within one piece received before it is refused anyway.
+_LINE_SLACK = 64 << 10
+# RFC 9112 7.1.1 chunk extensions, exactly gunicorn's CHUNK_EXT_RE
+_CHUNK_EXT = re.compile(
+    rb"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    rb'|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"))?)*'
+)
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_INT64_MAX = 2**63 - 1
+
+
+class ChunkedDecoder:
+    """The state of one ``Transfer-Encoding: chunked`` body across calls of ``recv_chunked_to_file``.
+
+    ``feed(data)`` gives bytes somebody else already read from the socket
+    (the server's read-ahead): they are decoded first.  ``phase`` is where
+    the decoder is: "size" (in a chunk-size line), "data", "crlf" (after a
+    chunk's data), "trailer", "done" (``complete``), "failed" (a framing
+    error or max_size: every later call raises it again).  ``decoded`` is
+    the data bytes decoded so far.  Once complete, ``leftover`` is what was
+    read past the end of the body (the next request: give it back) and
+    ``trailers`` the trailer section, uninterpreted (its fields with CRLF
+    between them).  ``max_line`` and ``max_trailer`` bound a chunk-size line
+    and the trailer section (gunicorn's defaults).
+    """
+
+    def __init__(self, *, max_line=CHUNKED_MAX_LINE, max_trailer=CHUNKED_MAX_TRAILER):
+        if max_line <= 0 or max_trailer <= 0:
+            raise ValueError("max_line and max_trailer must be > 0")
+        self.max_line, self.max_trailer = max_line, max_trailer
+        self.phase = "size"
+        self.decoded = 0
+        self.trailers = b""
+        self._error = None
+        self._pending = bytearray()  # received or fed, not decoded yet; once done, the leftover
+        self._line = bytearray()  # the chunk-size line (or the trailer section) so far
+        self._left = 0  # data bytes left in the current chunk
+        self._crlf = b""  # the bytes seen of the CRLF after the data
+
+    def feed(self, data):
+        """Bytes already read from the socket, decoded before it is read."""
+        self._pending += data
+
+    @property
+    def complete(self):
+        return self.phase == "done"
+
+    @property
+    def leftover(self):
+        return bytes(self._pending) if self.phase == "done" else b""
+
+    def _fail(self, err):
+        self.phase, self._error = "failed", err
+        return os_error(err, "receive")
+
+    def _decode(self, data, runs, max_size):
+        """Decode ``data`` (a memoryview), appending the data runs to ``runs``; the rest after the end is kept."""
+        i, n = 0, len(data)
+        while i < n and self.phase != "done":
+            if self.phase == "size":
+                i = self._take_line(data, i, self.max_line + _LINE_SLACK + 2)
+            elif self.phase == "data":
+                take = min(self._left, n - i)
+                if max_size > 0 and take > max_size - self.decoded:
+                    raise self._fail(errno.EFBIG)
+                runs.append(data[i : i + take])
+                self.decoded += take
+                self._left -= take
+                i += take
+                if not self._left:
+                    self.phase, self._crlf = "crlf", b""
+            elif self.phase == "crlf":
+                self._crlf += bytes(data[i : i + 1])
+                i += 1
+                if len(self._crlf) == 2:
+                    if self._crlf != b"\r\n":
+                        raise self._fail(errno.EPROTO)
+                    self.phase = "size"
+            elif self.phase == "trailer":
+                i = self._take_line(data, i, self.max_trailer + _LINE_SLACK + 4)
+        if self.phase == "done":
+            self._pending = bytearray(data[i:])
+            return
+        self._pending = bytearray()
+        # All received so far is decoded and the line goes on: gunicorn's bounds.
+        if self.phase == "size" and len(self._line) > self.max_line:
+            raise self._fail(errno.EPROTO)
+        if self.phase == "trailer":
+            line = self._line
+            if len(line) > self.max_trailer or line.count(b"\n") != line.count(b"\r\n"):
+                raise self._fail(errno.EPROTO)
+
+    def _take_line(self, data, i, hard):
+        """Take bytes of data[i:] into the current line (chunk-size line or trailer section)
+        up to its end, never past ``hard`` bytes; the index after what was taken."""
+        line, n = self._line, len(data)
+        while i < n:
+            stop = min(n, i + hard + 1 - len(line))  # one past the bound: refused below
+            j = data[i:stop].tobytes().find(b"\n")
+            end = stop if j < 0 else i + j + 1
+            line += data[i:end]
+            i = end
+            if len(line) > hard:
+                raise self._fail(errno.EPROTO)
+            if j < 0:
+                continue
+            if self.phase == "size":  # a line ends at the first CRLF: a bare LF is kept, and fails the hex check
+                if len(line) >= 2 and line[-2] == 0x0D:
+                    self._size_line(bytes(line[:-2]))
+                    return i
+            elif len(line) == 2 and line[0] == 0x0D:  # an empty trailer section: CRLF
+                self.trailers, self.phase = b"", "done"
+                return i
+            elif line.endswith(b"\r\n\r\n"):
+                self.trailers, self.phase = bytes(line[:-4]), "done"
+                return i
+        return i
+
+    def _size_line(self, line):
+        size, semi, ext = line.partition(b";")
+        if semi:
+            if b"\r" in ext:
+                raise self._fail(errno.EPROTO)  # a bare CR in the extensions
+            size = size.rstrip(b" \t")  # BWS before the extensions, and only then
+        if not size or any(c not in _HEX for c in size):
+            raise self._fail(errno.EPROTO)
+        value = int(size, 16)
+        if value > _INT64_MAX or (semi and not _CHUNK_EXT.fullmatch(b";" + ext)):
+            raise self._fail(errno.EPROTO)
+        self._line = bytearray()
+        if value:
+            self.phase, self._left = "data", value
+        else:
+            self.phase = "trailer"
+
+
+def recv_chunked_to_file(
+    sock_fd,
+    file_fd,
+    decoder,
+    timeout,
+    hashers=(),
+    patience=None,
+    *,
+    budget=None,
+    waited=0.0,
+    reserve=0,
+    writeback=0,
+    max_size=0,
+):
+    """Decode a ``Transfer-Encoding: chunked`` body from a stream socket into a file, resuming ``decoder``.
+
+    The twin of ``recv_to_file`` for a body of unknown length: first the
+    bytes fed to ``decoder`` (a ``ChunkedDecoder``), then what arrives on the
+    socket, are decoded, and the data is written to ``file_fd`` at its offset
+    (and given to ``hashers``).  It returns the data bytes written by this
+    call once the body is complete (``decoder.complete``; ``decoder.leftover``
+    then holds what was read past its end, for the next request) or when the
+    peer closed before its end (not complete: ``decoder.phase`` says where it
+    stopped).  ``timeout``, ``patience``, ``budget``, ``waited`` and
+    ``writeback`` are recv_to_file's (any byte received, framing included,
+    is progress); on BlockingIOError (patience or budget) the decoder keeps
+    its place and the next call goes on from there.  ``reserve`` > 0 reserves
+    space ahead within the current chunk only (C; ignored here).  Errors are
+    recv_to_file's, with ``characters_written`` and ``idle``, plus OSError
+    EPROTO for a framing error (checked as gunicorn checks it: hex sizes
+    that fit in int64, RFC 9112 extensions, CRLF after the data, the bounds
+    of the decoder's lines) and EFBIG once the data would pass ``max_size``
+    (> 0); after those the decoder stays failed.  Trailers are not
+    interpreted: ``decoder.trailers`` holds them for the caller.
+    """
+    clock = _Clock(timeout, patience, budget, waited)
+    operator.index(reserve)
+    if decoder.phase == "failed":
+        raise os_error(decoder._error, "receive")
+    try:
+        start = _offset(file_fd) if writeback > 0 and decoder.phase != "done" else -1
+        _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback, max_size)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        if getattr(exc, "op", None) is None:
+            exc = os_error(exc.errno, "receive")
+        exc.characters_written = clock.done
+        exc.idle = time.monotonic() - clock.last
+        raise exc from None
+    return clock.done
+
+
+def _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback, max_size):
+    behind = [start]  # the call's start offset, -1 once the file cannot be written back
+
+    def decode(data, received):
+        runs = []
+        try:
+            decoder._decode(data, runs, max_size)
+        finally:  # what was decoded before a failure is written, as lim->moved says in C
+            for run in runs:
+                for hasher in hashers:
+                    hasher.update(run)
+            written = _write_runs(file_fd, runs)
+            at = behind[0] + clock.done
+            if behind[0] >= 0 and written and not write_behind(file_fd, at, at + written, writeback):
+                behind[0] = -1  # this file cannot be written back: just receive it
+            clock.done += written
+        if received and decoder.phase != "done" and clock.over_budget():
+            raise os_error(errno.EAGAIN, "receive")
+
+    if decoder._pending and decoder.phase != "done":
+        decode(memoryview(bytes(decoder._pending)), False)
+    if decoder.phase == "done":
+        return
+    buf = memoryview(bytearray(CHUNK))
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLIN)
+    while decoder.phase != "done":
+        # poll first, as _receive: a blocking socket is safe too
+        wait, why = clock.next_limit()
+        if not poller.poll(-1 if wait is None else math.ceil(wait * 1000)):
+            raise os_error(why, "receive")
+        try:
+            got = os.readv(sock_fd, [buf])
+        except BlockingIOError:
+            # readable, yet nothing to read (TCP urgent data): nap instead of spinning
+            wait, why = clock.next_limit()
+            if wait is not None and wait <= 0:
+                raise os_error(why, "receive") from None
+            time.sleep(NAP if wait is None else min(NAP, wait))
+            continue
+        if got == 0:
+            return  # the peer closed before the end: decoder.phase says where
+        clock.last = time.monotonic()
+        decode(buf[:got], True)
+
+
+def _write_runs(fd, runs):
+    """Write the data runs (memoryviews) with as few writev calls as it takes; their total."""
+    total = sum(len(run) for run in runs)
+    left = total
+    while runs:
+        n = os.writev(fd, runs[:1024])
+        if n == 0:
+            raise os_error(errno.EIO, "write")
+        left -= n
+        while runs and n >= len(runs[0]):
+            n -= len(runs[0])
+            runs.pop(0)
+        if runs and n:
+            runs[0] = runs[0][n:]
+    return total

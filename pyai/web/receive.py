@@ -2,15 +2,20 @@
 
 Under gunicorn, a body with a Content-Length is received straight from the
 client's socket into the file by ``pyai.native.recv_to_file`` (C, GIL
-released), after taking the bytes gunicorn already read ahead.  Everything
-else (chunked bodies, TLS, other WSGI servers, writers without a descriptor)
-goes through the portable ``wsgi.input`` loop.  Either way the digests asked
-for (``algorithms``) are computed on the bytes as they pass: in the direct
-path the bytes are spliced into the file and the pipe is teed to a thread that
-hashes beside the receive (small bodies are hashed in line, see
-``recv_to_file``); in the portable loop each chunk is hashed here.
+released), after taking the bytes gunicorn already read ahead; a chunked body
+is decoded from the socket into the file by ``pyai.native.recv_chunked_to_file``
+(C too), which first decodes gunicorn's read-ahead and gives back what it read
+past the body's end (a pipelined request).  Everything else (TLS, other WSGI
+servers, writers without a descriptor) goes through the portable
+``wsgi.input`` loop.  The chunked framing is checked as gunicorn checks it, and
+its errors are raised as gunicorn's exceptions, so both paths answer alike.
+Either way the digests asked for (``algorithms``) are computed on the bytes as
+they pass: with a Content-Length the bytes are spliced into the file and the
+pipe is teed to a thread that hashes beside the receive (small bodies are
+hashed in line, see ``recv_to_file``); a chunked body's data is hashed in line
+by the decoder; in the portable loop each chunk is hashed here.
 
-The direct path can be parked: ``receive(writer, patience)`` returns False
+The direct paths can be parked: ``receive(writer, patience)`` returns False
 when the client has sent nothing for ``patience`` seconds, keeping all its
 state, and the caller waits on ``fileno()`` until ``deadline()``.  Across
 calls, and within them, two deadlines hold (both answered 408): no byte for
@@ -23,6 +28,7 @@ bytes still arrive, and the writer's final fsync finds little left to flush.
 """
 
 import errno
+import inspect
 import io
 import socket
 import ssl
@@ -56,10 +62,22 @@ MIN_BUDGET = 0.25
 
 try:  # the read-ahead we must take over lives in these gunicorn objects
     from gunicorn.http.body import Body as _GunicornBody
+    from gunicorn.http.body import ChunkedReader as _GunicornChunkedReader
     from gunicorn.http.body import LengthReader as _GunicornLengthReader
+    from gunicorn.http.errors import ChunkMissingTerminator, NoMoreData, ParseException
     from gunicorn.http.unreader import SocketUnreader as _GunicornSocketUnreader
-except ImportError:  # another WSGI server
-    _GunicornBody = _GunicornLengthReader = _GunicornSocketUnreader = None
+except ImportError:  # another WSGI server: only the portable loop is used
+    _GunicornBody = _GunicornChunkedReader = _GunicornLengthReader = _GunicornSocketUnreader = None
+else:
+
+    class ChunkedFramingError(ParseException):
+        """A chunked body's framing is wrong (native.recv_chunked_to_file: EPROTO), where
+        gunicorn's ChunkedReader raises one of its ParseExceptions: answered the same."""
+
+        code = 400
+
+        def __str__(self):
+            return "Invalid chunked framing"
 
 
 class RequestBody:
@@ -91,7 +109,8 @@ class RequestBody:
         if self.length is not None and self.length > (max_size or MAX_FILE_SIZE):
             raise _too_large(max_size or MAX_FILE_SIZE)
         self.received = 0
-        self._parts = self._gunicorn_parts() if self.length is not None else None
+        self._parts = self._gunicorn_parts()
+        self._decoder = None  # the chunked decoder, once the direct path has taken a chunked body over
         self._took_read_ahead = False
         self._started = None  # monotonic time of the first receive
         self._last = None  # monotonic time of the last byte (the first receive until one comes)
@@ -103,7 +122,7 @@ class RequestBody:
 
     def fileno(self):
         """The client's socket to wait on between calls of ``receive``, or None when
-        this body cannot be parked (chunked, TLS, not gunicorn, or a writer without a
+        this body cannot be parked (TLS, not gunicorn, or a writer without a
         descriptor was given): then ``receive`` takes the whole body at once."""
         return self._parts[2].fileno() if self._parts is not None else None
 
@@ -121,10 +140,12 @@ class RequestBody:
         """Move what arrives into ``writer``: True once the whole body is in, False when no
         byte came for ``patience`` seconds (call again when ``fileno()`` is readable).
 
-        Raises IncompleteBody when the client closed before the announced length,
-        TimeoutError (408) past ``deadline()``; the other errors are the writer's
-        or the socket's.  Without ``patience``, or when the body cannot be parked,
-        it returns True only (or raises).
+        Raises IncompleteBody when the client closed before the announced length
+        (a chunked body: gunicorn's NoMoreData or ChunkMissingTerminator, as its
+        reader raises them; a bad framing: a ParseException), PayloadTooLarge
+        past ``max_size``, TimeoutError (408) past ``deadline()``; the other
+        errors are the writer's or the socket's.  Without ``patience``, or when
+        the body cannot be parked, it returns True only (or raises).
         """
         if self._complete:
             return True
@@ -134,7 +155,8 @@ class RequestBody:
         if fd is None:
             self._parts = None  # through writer.write(): no parking
         if self._parts is not None:
-            if not self._receive_direct(fd, patience):
+            direct = self._receive_direct if self.length is not None else self._receive_chunked
+            if not direct(fd, patience):
                 return False
         else:
             self._receive_portable(writer)
@@ -154,9 +176,17 @@ class RequestBody:
         if _GunicornBody is None or not isinstance(body, _GunicornBody) or sock is None:
             return None
         reader = body.reader
-        if not isinstance(reader, _GunicornLengthReader) or isinstance(sock, ssl.SSLSocket):
+        if isinstance(sock, ssl.SSLSocket):
             return None
-        if not isinstance(reader.unreader, _GunicornSocketUnreader) or not hasattr(body, "buf"):
+        if isinstance(reader, _GunicornChunkedReader):
+            # Only a body nobody has begun to read: the decoder starts at its first byte.
+            if reader.parser is None or inspect.getgeneratorstate(reader.parser) != inspect.GEN_CREATED:
+                return None
+            if reader.buf.getbuffer().nbytes or (hasattr(body, "buf") and body.buf.getbuffer().nbytes):
+                return None
+        elif not isinstance(reader, _GunicornLengthReader):
+            return None
+        if not isinstance(_unreader(reader), _GunicornSocketUnreader) or not hasattr(body, "buf"):
             return None
         return body, reader, sock
 
@@ -218,6 +248,64 @@ class RequestBody:
                 break  # the peer closed: the body is short
         return True
 
+    def _receive_chunked(self, fd, patience):
+        """Decode a chunked body until it is in (True; a short one raises), or until ``patience`` ran out (False)."""
+        body, reader, sock = self._parts
+        if self._decoder is None:
+            self._decoder = fileio.ChunkedDecoder(
+                max_line=reader.limit_chunk_size_line, max_trailer=reader.limit_trailer_section
+            )
+            unreader = _unreader(reader)
+            self._decoder.feed(unreader.buf.getvalue())  # gunicorn's read-ahead: the body's first bytes
+            unreader.buf = io.BytesIO()
+            reader.parser = None  # the body is ours: gunicorn must neither parse nor drain it
+        decoder = self._decoder
+        hashers = tuple(self._hashers.values())
+        while not decoder.complete:
+            now = self._check_deadline()
+            budget = None
+            if self.min_rate and self.timeout:  # come back in time to check the rate floor
+                budget = max(MIN_BUDGET, self._started + self.timeout + self.received / self.min_rate - now)
+            try:
+                moved = fileio.recv_chunked_to_file(
+                    sock.fileno(),
+                    fd,
+                    decoder,
+                    self.timeout,
+                    hashers,
+                    patience,
+                    budget=budget,
+                    waited=now - self._last,
+                    reserve=RESERVE_STEP,
+                    writeback=WRITEBACK_STEP,
+                    max_size=self.max_size or MAX_FILE_SIZE,
+                )
+            except OSError as exc:
+                self.received += getattr(exc, "characters_written", 0)
+                if hasattr(exc, "idle"):  # framing bytes are progress too
+                    self._last = max(self._last, time.monotonic() - exc.idle)
+                if exc.errno == errno.EFBIG and decoder.phase == "failed":  # over max_size, not the storage's EFBIG
+                    raise _too_large(self.max_size or MAX_FILE_SIZE) from None
+                if exc.errno == errno.EPROTO:
+                    raise ChunkedFramingError() from None
+                if not isinstance(exc, BlockingIOError) or not hasattr(exc, "idle"):
+                    raise
+                self._check_deadline()
+                if patience is not None and min(exc.idle, time.monotonic() - now) >= patience - 0.002:
+                    return False  # parked: the decoder keeps its place
+                continue  # the budget ran out: the rate floor is checked above
+            self.received += moved
+            if not decoder.complete:
+                # The peer closed inside the body: what gunicorn's reader raises there.
+                if decoder.phase in ("crlf", "trailer"):
+                    raise ChunkMissingTerminator(b"")
+                raise NoMoreData()
+        if decoder.leftover:
+            _unreader(reader).unread(decoder.leftover)  # the next request's first bytes
+        if decoder.trailers:  # checked (and kept) as gunicorn does; a bad one is a ParseException
+            reader.req.trailers = reader.req.parse_headers(decoder.trailers, from_trailer=True)
+        return True
+
     def _moved(self, reader, count, idle):
         if count:
             reader.length -= count
@@ -257,6 +345,12 @@ class RequestBody:
                     behind = None  # this file cannot be written back so: just receive it
                 if remaining is not None:
                     remaining -= len(data)
+
+
+def _unreader(reader):
+    """The gunicorn unreader a body reader reads from (a ChunkedReader reaches it through its request)."""
+    unreader = getattr(reader, "unreader", None)
+    return unreader if unreader is not None else getattr(getattr(reader, "req", None), "unreader", None)
 
 
 def abandon_body(environ):

@@ -1,0 +1,665 @@
+/* pyai_chunked.c - see pyai_chunked.h.  Linux only, as pyai_io.c.
+ *
+ * The framing is checked as gunicorn's ChunkedReader checks it
+ * (gunicorn/http/body.py), so that a body refused here would have been
+ * refused there and the other way round: the chunk-size line ends at the
+ * first CRLF (a bare LF or CR is not an end, so it is kept in the line and
+ * then fails the hex check), its size is hex digits only, with optional
+ * blanks before the extensions only, and the extensions follow RFC 9112
+ * 7.1.1; the data ends with exactly CRLF; the trailer section ends with
+ * CRLF CRLF (or is empty: CRLF).  The one difference: a size that does not
+ * fit in int64 is refused at once (gunicorn waits for that much data), as no
+ * file could hold it.  The lines are bounded as gunicorn bounds them: when
+ * the bytes received so far end inside a line longer than its limit, it is
+ * refused; and, so that the memory it holds stays bounded however the bytes
+ * come, a line is never kept past its limit plus LINE_SLACK.
+ */
+#include "pyai_chunked.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The user-space buffer every byte passes through: one recv() fills it, and
+ * the data runs in it are hashed and written from it (as gunicorn's largest
+ * read, and a 1 GiB body then takes 1024 recv and 1024 writev calls). */
+#ifndef CHUNKED_BUF
+#define CHUNKED_BUF (1 << 20)
+#endif
+/* A line may run this far past its limit within one piece received before
+ * it is refused anyway (see the top of this file). */
+#define LINE_SLACK (64 << 10)
+/* Below this a reservation costs a syscall and gains nothing (as RESERVE_FROM in receive.py). */
+#define RESERVE_MIN (1 << 20)
+/* How long a receive sleeps when the socket is called readable but yields no
+ * byte (TCP urgent data): as NAP_MS in pyai_io.c. */
+#define NAP_MS 10
+
+/* ---- the clock and the waits (as in pyai_io.c, whose helpers are static) -- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until fd is ready for events (or has an error/EOF to report), at most
+ * timeout_ms in all, signals included (poll is restarted with what is left). */
+static int wait_for(int fd, short events, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int64_t deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+    int wait = timeout_ms;
+
+    for (;;) {
+        int n = poll(&pfd, 1, wait);
+        if (n > 0)
+            return (pfd.revents & POLLNVAL) ? -EBADF : 0;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+        if (interrupted && interrupted(ctx))
+            return -EINTR;
+        if (timeout_ms >= 0) {
+            int64_t left = deadline - now_ms();
+            wait = left > 0 ? (int)left : 0;
+        }
+    }
+}
+
+struct rx_clock {
+    const pyai_recv_limits *lim;
+    int64_t start, last;
+};
+
+/* Wait for the socket to be readable (nap: only sleep up to NAP_MS) within
+ * the limits: 0 to read again, -ETIMEDOUT or -EAGAIN when a limit is reached
+ * (the progress deadline wins a tie), or the error. */
+static int wait_for_bytes(int sock_fd, const struct rx_clock *ck, int nap, pyai_interrupt_fn interrupted, void *ctx)
+{
+    const pyai_recv_limits *lim = ck->lim;
+    int64_t now = now_ms(), until = INT64_MAX, since = ck->last > ck->start ? ck->last : ck->start;
+    int why = 0, wait, rc;
+
+    if (lim->timeout_ms >= 0) {
+        until = ck->last + lim->timeout_ms;
+        why = -ETIMEDOUT;
+    }
+    if (lim->patience_ms >= 0 && since + lim->patience_ms < until) {
+        until = since + lim->patience_ms;
+        why = -EAGAIN;
+    }
+    if (lim->budget_ms >= 0 && ck->start + lim->budget_ms < until) {
+        until = ck->start + lim->budget_ms;
+        why = -EAGAIN;
+    }
+    if (nap && now + NAP_MS < until) {
+        until = now + NAP_MS;
+        why = 0;
+    }
+    if (until == INT64_MAX)
+        wait = -1;
+    else
+        wait = until <= now ? 0 : (until - now > INT_MAX ? INT_MAX : (int)(until - now));
+    rc = wait_for(sock_fd, nap ? 0 : POLLIN, wait, interrupted, ctx);
+    return rc == -ETIMEDOUT ? why : rc;
+}
+
+/* ---- the state ------------------------------------------------------------ */
+
+void pyai_chunked_init(pyai_chunked *st, int64_t max_size)
+{
+    memset(st, 0, sizeof(*st));
+    st->max_size = max_size > 0 ? max_size : 0;
+    st->max_line = PYAI_CHUNKED_MAX_LINE;
+    st->max_trailer = PYAI_CHUNKED_MAX_TRAILER;
+    st->phase = PYAI_CHUNKED_SIZE;
+}
+
+void pyai_chunked_free(pyai_chunked *st)
+{
+    free(st->buf);
+    free(st->line);
+    free(st->trailer);
+    st->buf = st->line = st->trailer = NULL;
+    st->cap = st->pos = st->len = st->line_len = st->line_cap = st->trailer_len = st->trailer_cap = 0;
+}
+
+/* Room for `more` bytes after buf[len] (keeping buf[pos, len)). */
+static int buf_room(pyai_chunked *st, size_t more)
+{
+    char *grown;
+    size_t want;
+
+    if (st->pos == st->len)
+        st->pos = st->len = 0;
+    if (st->buf != NULL && st->cap - st->len >= more)
+        return 0;
+    if (st->pos > 0) { /* move what is kept to the front first */
+        memmove(st->buf, st->buf + st->pos, st->len - st->pos);
+        st->len -= st->pos;
+        st->pos = 0;
+        if (st->cap - st->len >= more)
+            return 0;
+    }
+    if (more > SIZE_MAX - st->len)
+        return -ENOMEM;
+    want = st->len + more < CHUNKED_BUF ? CHUNKED_BUF : st->len + more;
+    if ((grown = realloc(st->buf, want)) == NULL)
+        return -ENOMEM;
+    st->buf = grown;
+    st->cap = want;
+    return 0;
+}
+
+int pyai_chunked_feed(pyai_chunked *st, const void *data, size_t len)
+{
+    int rc;
+
+    if (len == 0)
+        return 0;
+    if ((rc = buf_room(st, len)) < 0)
+        return rc;
+    memcpy(st->buf + st->len, data, len);
+    st->len += len;
+    return 0;
+}
+
+static int fail(pyai_chunked *st, int err)
+{
+    st->phase = PYAI_CHUNKED_FAILED;
+    st->error = err;
+    return err;
+}
+
+/* Append c to a growing line (the chunk-size line or the trailer section),
+ * never past `hard` bytes: -EPROTO then. */
+static int push(char **line, size_t *len, size_t *cap, size_t hard, char c)
+{
+    if (*len >= hard)
+        return -EPROTO;
+    if (*len == *cap) {
+        size_t want = *cap ? *cap * 2 : 64;
+        char *grown;
+        if (want > hard)
+            want = hard;
+        if ((grown = realloc(*line, want)) == NULL)
+            return -ENOMEM;
+        *line = grown;
+        *cap = want;
+    }
+    (*line)[(*len)++] = c;
+    return 0;
+}
+
+/* ---- the chunk-size line ------------------------------------------------ */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* RFC 9110 5.6.2 tchar */
+static int is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static size_t skip_blanks(const unsigned char *s, size_t i, size_t n)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    return i;
+}
+
+/* The end of the token at s[i], or i when there is none. */
+static size_t skip_token(const unsigned char *s, size_t i, size_t n)
+{
+    while (i < n && is_tchar(s[i]))
+        i++;
+    return i;
+}
+
+/* The end of the quoted-string (RFC 9110 5.6.4) at s[i], or i when there is none. */
+static size_t skip_quoted(const unsigned char *s, size_t i, size_t n)
+{
+    size_t j = i + 1;
+
+    if (i >= n || s[i] != '"')
+        return i;
+    while (j < n) {
+        unsigned char c = s[j];
+        if (c == '"')
+            return j + 1;
+        if (c == '\\') {
+            if (j + 1 >= n || !(s[j + 1] == '\t' || (s[j + 1] >= 0x20 && s[j + 1] != 0x7f)))
+                return i;
+            j += 2;
+        } else if (c == '\t' || c == ' ' || c == '!' || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) ||
+                   c >= 0x80) {
+            j++;
+        } else {
+            return i;
+        }
+    }
+    return i;
+}
+
+/* Whether s[0, n) (starting with its ';') is *( BWS ";" BWS name [ BWS "=" BWS value ] ),
+ * exactly gunicorn's CHUNK_EXT_RE: blanks at the very end are not allowed. */
+static int valid_extensions(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t j, k;
+        i = skip_blanks(s, i, n);
+        if (i >= n || s[i] != ';')
+            return 0;
+        i = skip_blanks(s, i + 1, n);
+        j = skip_token(s, i, n);
+        if (j == i)
+            return 0;
+        i = j;
+        k = skip_blanks(s, i, n);
+        if (k < n && s[k] == '=') {
+            k = skip_blanks(s, k + 1, n);
+            j = skip_token(s, k, n);
+            if (j == k)
+                j = skip_quoted(s, k, n);
+            if (j == k)
+                return 0;
+            i = j;
+        }
+    }
+    return 1;
+}
+
+/* The size of the chunk-size line s[0, n) (its CRLF taken off), or -EPROTO. */
+static int parse_size_line(const char *line, size_t n, int64_t *size)
+{
+    const unsigned char *s = (const unsigned char *)line;
+    const unsigned char *semi = memchr(s, ';', n);
+    size_t hex_len = semi ? (size_t)(semi - s) : n, i;
+    int64_t value = 0;
+
+    if (semi) {
+        if (memchr(semi, '\r', n - hex_len) != NULL)
+            return -EPROTO; /* a bare CR in the extensions */
+        while (hex_len > 0 && (s[hex_len - 1] == ' ' || s[hex_len - 1] == '\t'))
+            hex_len--; /* BWS before the extensions, and only then */
+    }
+    if (hex_len == 0)
+        return -EPROTO;
+    for (i = 0; i < hex_len; i++) {
+        int d = hex_value((char)s[i]);
+        if (d < 0)
+            return -EPROTO;
+        if (value > (INT64_MAX - d) / 16)
+            return -EPROTO; /* no file could hold it (leading zeros are fine) */
+        value = value * 16 + d;
+    }
+    if (semi && !valid_extensions(semi, n - (size_t)(semi - s)))
+        return -EPROTO;
+    *size = value;
+    return 0;
+}
+
+/* ---- decoding --------------------------------------------------------------- */
+
+/* The data runs of one piece received are written together: with 16 KiB
+ * chunks (curl's) a 1 MiB piece holds 64 of them, and one writev for the
+ * file (and one for the tee pipe) instead of 64 writes each is what makes
+ * the decoding cost little more than the copy. */
+#define MAX_RUNS 64
+
+/* What one receive writes to and with. */
+struct sink {
+    int file_fd;
+    const pyai_recv_limits *lim;
+    pyai_data_fn on_data;
+    void *data_ctx;
+    int tee_fd;
+    int64_t start_pos;           /* the file offset at the call's start, -1: nothing to reserve or write back */
+    int64_t writeback_step;      /* 0 once the file turns out not to support it */
+    int64_t done;                /* data bytes written by the call */
+    struct iovec runs[MAX_RUNS]; /* data runs decoded, not written yet (they point into st->buf) */
+    int nruns;
+    size_t pending; /* their bytes */
+};
+
+/* Write all of iov[0, n) to fd (retrying short writes; iov is used up). */
+static int writev_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t done = writev(fd, iov, n);
+        if (done < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (done == 0)
+            return -EIO; /* no progress and no error: retrying would spin forever */
+        while (n > 0 && (size_t)done >= iov->iov_len) {
+            done -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= (size_t)done;
+        }
+    }
+    return 0;
+}
+
+/* Write the pending runs: to the tee pipe, then to the file, then write the file back behind. */
+static int flush(pyai_chunked *st, struct sink *out)
+{
+    struct iovec copy[MAX_RUNS];
+    int64_t pos = out->start_pos + out->done, n = (int64_t)out->pending;
+    int rc;
+
+    if (out->nruns == 0)
+        return 0;
+    if (out->tee_fd >= 0) {
+        memcpy(copy, out->runs, sizeof(struct iovec) * (size_t)out->nruns);
+        if ((rc = writev_all(out->tee_fd, copy, out->nruns)) < 0)
+            return rc;
+    }
+    rc = writev_all(out->file_fd, out->runs, out->nruns);
+    out->nruns = 0;
+    out->pending = 0;
+    if (rc < 0)
+        return rc;
+    out->done += n;
+    if (out->start_pos >= 0 && out->writeback_step > 0 &&
+        (rc = pyai_write_behind(out->file_fd, pos, pos + n, out->writeback_step)) < 0) {
+        if (!pyai_write_behind_unsupported(rc))
+            return rc;
+        out->writeback_step = 0; /* this file cannot be written back so: just receive it */
+    }
+    return 0;
+}
+
+/* Take one run of data of the current chunk: hashed now, written with the others of the piece. */
+static int add_run(pyai_chunked *st, struct sink *out, const char *p, size_t n)
+{
+    int64_t pos = out->start_pos + out->done + (int64_t)out->pending;
+    int rc;
+
+    if (st->max_size > 0 && (int64_t)n > st->max_size - st->decoded)
+        return fail(st, -EFBIG); /* nothing of it is written: the caller refuses the body */
+    if (out->start_pos >= 0 && out->lim->reserve_step > 0 && pos >= st->reserved_to) {
+        /* Within the chunk only: its end is known, the body's is not. */
+        int64_t len = st->chunk_left < out->lim->reserve_step ? st->chunk_left : out->lim->reserve_step;
+        if (len >= RESERVE_MIN) {
+            if ((rc = pyai_preallocate(out->file_fd, pos, len)) < 0)
+                return rc;
+            /* a file system that cannot reserve is not asked again */
+            st->reserved_to = rc == 0 ? INT64_MAX : pos + len;
+        }
+    }
+    if (out->on_data && (rc = out->on_data(out->data_ctx, p, n)) < 0)
+        return rc;
+    if (out->nruns == MAX_RUNS && (rc = flush(st, out)) < 0)
+        return rc;
+    out->runs[out->nruns].iov_base = (void *)p;
+    out->runs[out->nruns].iov_len = n;
+    out->nruns++;
+    out->pending += n;
+    st->decoded += (int64_t)n;
+    return 0;
+}
+
+/* Take bytes of p[0, n) into the chunk-size line: 1 once it is complete (its
+ * CRLF taken off), 0 when all n bytes were taken; *used says how many. */
+static int take_line(pyai_chunked *st, const char *p, size_t n, size_t *used)
+{
+    size_t hard = st->max_line + LINE_SLACK + 2, i;
+
+    for (i = 0; i < n; i++) {
+        int rc = push(&st->line, &st->line_len, &st->line_cap, hard, p[i]);
+        if (rc < 0) {
+            *used = i;
+            return rc;
+        }
+        if (p[i] == '\n' && st->line_len >= 2 && st->line[st->line_len - 2] == '\r') {
+            st->line_len -= 2;
+            *used = i + 1;
+            return 1;
+        }
+    }
+    *used = n;
+    return 0;
+}
+
+/* The same for the trailer section: 1 once its CRLF CRLF (or, when empty, its CRLF) came. */
+static int take_trailer(pyai_chunked *st, const char *p, size_t n, size_t *used)
+{
+    size_t hard = st->max_trailer + LINE_SLACK + 4, i;
+
+    for (i = 0; i < n; i++) {
+        char *t;
+        size_t tl;
+        int rc = push(&st->trailer, &st->trailer_len, &st->trailer_cap, hard, p[i]);
+        if (rc < 0) {
+            *used = i;
+            return rc;
+        }
+        if (p[i] != '\n')
+            continue;
+        t = st->trailer;
+        tl = st->trailer_len;
+        if (tl < 2 || t[tl - 2] != '\r')
+            st->trailer_bare_lf = 1; /* refused unless the section ends in this piece, as gunicorn does */
+        if (tl == 2 && t[0] == '\r') {
+            st->trailer_len = 0;
+            *used = i + 1;
+            return 1;
+        }
+        if (tl >= 4 && memcmp(t + tl - 4, "\r\n\r\n", 4) == 0) {
+            st->trailer_len = tl - 4;
+            *used = i + 1;
+            return 1;
+        }
+    }
+    *used = n;
+    return 0;
+}
+
+/* Decode buf[pos, len): to its end, or to the end of the body (DONE, the rest
+ * is the leftover).  0, or -errno. */
+static int decode_runs(pyai_chunked *st, struct sink *out)
+{
+    while (st->pos < st->len && st->phase != PYAI_CHUNKED_DONE) {
+        const char *p = st->buf + st->pos;
+        size_t avail = st->len - st->pos, used;
+        int64_t size;
+        int rc;
+
+        switch (st->phase) {
+        case PYAI_CHUNKED_SIZE:
+            rc = take_line(st, p, avail, &used);
+            st->pos += used;
+            if (rc < 0)
+                return fail(st, rc);
+            if (rc == 0)
+                break;
+            if ((rc = parse_size_line(st->line, st->line_len, &size)) < 0)
+                return fail(st, rc);
+            st->line_len = 0;
+            if (size == 0) {
+                st->phase = PYAI_CHUNKED_TRAILER;
+                st->trailer_len = 0;
+                st->trailer_bare_lf = 0;
+            } else {
+                st->phase = PYAI_CHUNKED_DATA;
+                st->chunk_left = size;
+            }
+            break;
+        case PYAI_CHUNKED_DATA:
+            used = st->chunk_left < (int64_t)avail ? (size_t)st->chunk_left : avail;
+            if ((rc = add_run(st, out, p, used)) < 0)
+                return rc;
+            st->pos += used;
+            st->chunk_left -= (int64_t)used;
+            if (st->chunk_left == 0) {
+                st->phase = PYAI_CHUNKED_CRLF;
+                st->crlf_seen = 0;
+            }
+            break;
+        case PYAI_CHUNKED_CRLF:
+            /* Judged on both bytes, as gunicorn does (it reads two, then compares). */
+            st->pos++;
+            if (!st->crlf_seen) {
+                st->crlf_first = p[0];
+                st->crlf_seen = 1;
+            } else if (st->crlf_first != '\r' || p[0] != '\n') {
+                return fail(st, -EPROTO);
+            } else {
+                st->phase = PYAI_CHUNKED_SIZE;
+                st->line_len = 0;
+            }
+            break;
+        case PYAI_CHUNKED_TRAILER:
+            rc = take_trailer(st, p, avail, &used);
+            st->pos += used;
+            if (rc < 0)
+                return fail(st, rc);
+            if (rc == 1)
+                st->phase = PYAI_CHUNKED_DONE;
+            break;
+        default: return fail(st, -EINVAL);
+        }
+    }
+    if (st->phase == PYAI_CHUNKED_DONE)
+        return 0;
+    /* All received so far is decoded and the line goes on: gunicorn's bounds. */
+    if (st->phase == PYAI_CHUNKED_SIZE && st->line_len > st->max_line)
+        return fail(st, -EPROTO);
+    if (st->phase == PYAI_CHUNKED_TRAILER && (st->trailer_len > st->max_trailer || st->trailer_bare_lf))
+        return fail(st, -EPROTO);
+    return 0;
+}
+
+/* decode_runs, then write what it decoded (also when it failed: the bytes
+ * written are then those before the failure, as lim->moved says). */
+static int decode(pyai_chunked *st, struct sink *out)
+{
+    int rc = decode_runs(st, out), written = flush(st, out);
+    return rc < 0 ? rc : written;
+}
+
+/* recv() into the buffer, never splice: the framing must be read, so every
+ * byte passes through user space anyway.  As in pyai_io.c's receive(), the
+ * socket is non-blocking for the call (restored after) and poll() does the
+ * waiting, so the deadlines hold; a socket called readable that yields
+ * nothing (TCP urgent data) makes the receive nap instead of spin. */
+int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_limits *lim,
+                          pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx, int tee_fd)
+{
+    struct sink out = {.file_fd = file_fd,
+                       .lim = lim,
+                       .on_data = on_data,
+                       .data_ctx = data_ctx,
+                       .tee_fd = tee_fd,
+                       .start_pos = -1,
+                       .writeback_step = lim->writeback_step};
+    struct rx_clock ck;
+    int sock_flags = -1; /* the socket's flags before this call switched it to O_NONBLOCK */
+    int readable = 0;    /* poll() said readable and no byte has come since */
+    int64_t rc;
+
+    lim->moved = 0;
+    lim->idle_ms = 0;
+    ck.lim = lim;
+    ck.start = now_ms();
+    ck.last = ck.start - (lim->waited_ms > 0 ? lim->waited_ms : 0);
+    if (st->phase == PYAI_CHUNKED_FAILED)
+        return st->error;
+    if (st->phase == PYAI_CHUNKED_DONE)
+        return 0;
+    if (lim->reserve_step > 0 || lim->writeback_step > 0) {
+        out.start_pos = lseek(file_fd, 0, SEEK_CUR); /* -1 for a pipe or socket */
+        if (out.start_pos < 0)
+            out.start_pos = -1;
+    }
+    /* What was fed, or left over by a call that stopped, first. */
+    if ((rc = decode(st, &out)) < 0)
+        goto out;
+    while (st->phase != PYAI_CHUNKED_DONE) {
+        ssize_t got;
+
+        if ((rc = buf_room(st, CHUNKED_BUF)) < 0)
+            goto out;
+        if (sock_flags < 0) {
+            if ((sock_flags = fcntl(sock_fd, F_GETFL)) < 0) {
+                rc = -errno;
+                goto out;
+            }
+            if (!(sock_flags & O_NONBLOCK) && fcntl(sock_fd, F_SETFL, sock_flags | O_NONBLOCK) < 0) {
+                rc = -errno;
+                sock_flags = O_NONBLOCK; /* nothing to restore */
+                goto out;
+            }
+        }
+        got = recv(sock_fd, st->buf + st->len, st->cap - st->len, 0);
+        if (got < 0) {
+            int nap;
+            if (errno == EINTR) {
+                if (interrupted && interrupted(ctx)) {
+                    rc = -EINTR;
+                    goto out;
+                }
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                rc = -errno;
+                goto out;
+            }
+            nap = readable; /* readable, yet recv found nothing: do not spin */
+            if ((rc = wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx)) < 0)
+                goto out;
+            readable = !nap;
+            continue;
+        }
+        if (got == 0)
+            break; /* the peer closed before the end: st->phase says where */
+        st->len += (size_t)got;
+        readable = 0;
+        ck.last = now_ms();
+        if ((rc = decode(st, &out)) < 0)
+            goto out;
+        if (st->phase != PYAI_CHUNKED_DONE && lim->budget_ms >= 0 && ck.last - ck.start >= lim->budget_ms) {
+            rc = -EAGAIN;
+            goto out;
+        }
+    }
+    rc = out.done;
+out:
+    lim->moved = out.done;
+    {
+        int64_t idle = now_ms() - ck.last;
+        lim->idle_ms = idle > INT_MAX ? INT_MAX : (int)idle;
+    }
+    if (sock_flags >= 0 && !(sock_flags & O_NONBLOCK))
+        fcntl(sock_fd, F_SETFL, sock_flags);
+    return rc;
+}
