@@ -25,7 +25,7 @@ def extensions():
 
     io_ext = Extension(
         "pyai.native._cimpl",
-        sources=["pyai/native/_cimpl.pyx", "csrc/pyai_io.c", "csrc/pyai_chunked.c"],
+        sources=["pyai/native/_cimpl.pyx", "csrc/pyai_io.c", "csrc/pyai_chunked.c", "csrc/pyai_wait.c"],
         include_dirs=["csrc"],
         depends=["csrc/pyai_io.h", "csrc/pyai_chunked.h"],
         extra_compile_args=CFLAGS,

@@ -15,6 +15,7 @@
  * come, a line is never kept past its limit plus LINE_SLACK.
  */
 #include "pyai_chunked.h"
+#include "pyai_wait.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,82 +39,6 @@
 #define LINE_SLACK (64 << 10)
 /* Below this a reservation costs a syscall and gains nothing (as RESERVE_FROM in receive.py). */
 #define RESERVE_MIN (1 << 20)
-/* How long a receive sleeps when the socket is called readable but yields no
- * byte (TCP urgent data): as NAP_MS in pyai_io.c. */
-#define NAP_MS 10
-
-/* ---- the clock and the waits (as in pyai_io.c, whose helpers are static) -- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait until fd is ready for events (or has an error/EOF to report), at most
- * timeout_ms in all, signals included (poll is restarted with what is left). */
-static int wait_for(int fd, short events, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
-{
-    struct pollfd pfd = {.fd = fd, .events = events};
-    int64_t deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
-    int wait = timeout_ms;
-
-    for (;;) {
-        int n = poll(&pfd, 1, wait);
-        if (n > 0)
-            return (pfd.revents & POLLNVAL) ? -EBADF : 0;
-        if (n == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
-            return -errno;
-        if (interrupted && interrupted(ctx))
-            return -EINTR;
-        if (timeout_ms >= 0) {
-            int64_t left = deadline - now_ms();
-            wait = left > 0 ? (int)left : 0;
-        }
-    }
-}
-
-struct rx_clock {
-    const pyai_recv_limits *lim;
-    int64_t start, last;
-};
-
-/* Wait for the socket to be readable (nap: only sleep up to NAP_MS) within
- * the limits: 0 to read again, -ETIMEDOUT or -EAGAIN when a limit is reached
- * (the progress deadline wins a tie), or the error. */
-static int wait_for_bytes(int sock_fd, const struct rx_clock *ck, int nap, pyai_interrupt_fn interrupted, void *ctx)
-{
-    const pyai_recv_limits *lim = ck->lim;
-    int64_t now = now_ms(), until = INT64_MAX, since = ck->last > ck->start ? ck->last : ck->start;
-    int why = 0, wait, rc;
-
-    if (lim->timeout_ms >= 0) {
-        until = ck->last + lim->timeout_ms;
-        why = -ETIMEDOUT;
-    }
-    if (lim->patience_ms >= 0 && since + lim->patience_ms < until) {
-        until = since + lim->patience_ms;
-        why = -EAGAIN;
-    }
-    if (lim->budget_ms >= 0 && ck->start + lim->budget_ms < until) {
-        until = ck->start + lim->budget_ms;
-        why = -EAGAIN;
-    }
-    if (nap && now + NAP_MS < until) {
-        until = now + NAP_MS;
-        why = 0;
-    }
-    if (until == INT64_MAX)
-        wait = -1;
-    else
-        wait = until <= now ? 0 : (until - now > INT_MAX ? INT_MAX : (int)(until - now));
-    rc = wait_for(sock_fd, nap ? 0 : POLLIN, wait, interrupted, ctx);
-    return rc == -ETIMEDOUT ? why : rc;
-}
-
 /* ---- the state ------------------------------------------------------------ */
 
 void pyai_chunked_init(pyai_chunked *st, int64_t max_size)
@@ -582,7 +507,7 @@ int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_
                        .tee_fd = tee_fd,
                        .start_pos = -1,
                        .writeback_step = lim->writeback_step};
-    struct rx_clock ck;
+    struct pyai_rx_clock ck;
     int sock_flags = -1; /* the socket's flags before this call switched it to O_NONBLOCK */
     int readable = 0;    /* poll() said readable and no byte has come since */
     int64_t rc;
@@ -590,7 +515,7 @@ int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_
     lim->moved = 0;
     lim->idle_ms = 0;
     ck.lim = lim;
-    ck.start = now_ms();
+    ck.start = pyai_now_ms();
     ck.last = ck.start - (lim->waited_ms > 0 ? lim->waited_ms : 0);
     if (st->phase == PYAI_CHUNKED_FAILED)
         return st->error;
@@ -635,7 +560,7 @@ int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_
                 goto out;
             }
             nap = readable; /* readable, yet recv found nothing: do not spin */
-            if ((rc = wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx)) < 0)
+            if ((rc = pyai_wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx)) < 0)
                 goto out;
             readable = !nap;
             continue;
@@ -644,7 +569,7 @@ int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_
             break; /* the peer closed before the end: st->phase says where */
         st->len += (size_t)got;
         readable = 0;
-        ck.last = now_ms();
+        ck.last = pyai_now_ms();
         if ((rc = decode(st, &out)) < 0)
             goto out;
         if (st->phase != PYAI_CHUNKED_DONE && lim->budget_ms >= 0 && ck.last - ck.start >= lim->budget_ms) {
@@ -656,7 +581,7 @@ int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_
 out:
     lim->moved = out.done;
     {
-        int64_t idle = now_ms() - ck.last;
+        int64_t idle = pyai_now_ms() - ck.last;
         lim->idle_ms = idle > INT_MAX ? INT_MAX : (int)idle;
     }
     if (sock_flags >= 0 && !(sock_flags & O_NONBLOCK))

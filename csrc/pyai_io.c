@@ -1,5 +1,6 @@
 /* pyai_io.c - see pyai_io.h.  Linux only (splice, copy_file_range, renameat2). */
 #include "pyai_io.h"
+#include "pyai_wait.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -76,94 +77,16 @@ int pyai_write_all(int fd, const void *buf, size_t len)
 
 /* ---- recv_to_file ------------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait until fd is ready for events (or has an error/EOF to report).
- * timeout_ms bounds the whole wait, signals included: poll() is restarted
- * with what is left after each EINTR. */
-static int wait_for(int fd, short events, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
-{
-    struct pollfd pfd = {.fd = fd, .events = events};
-    int64_t deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
-    int wait = timeout_ms;
-
-    for (;;) {
-        int n = poll(&pfd, 1, wait);
-        if (n > 0)
-            return (pfd.revents & POLLNVAL) ? -EBADF : 0;
-        if (n == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
-            return -errno;
-        if (interrupted && interrupted(ctx))
-            return -EINTR;
-        if (timeout_ms >= 0) {
-            int64_t left = deadline - now_ms();
-            wait = left > 0 ? (int)left : 0;
-        }
-    }
-}
-
 /* After a non-blocking call on fd failed with errno: 0 to try it again (once
  * fd is ready for events, or after a signal the caller lets pass), else
  * -errno to give up with. */
 static int after_failed_call(int fd, short events, int timeout_ms, pyai_interrupt_fn interrupted, void *ctx)
 {
     if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return wait_for(fd, events, timeout_ms, interrupted, ctx);
+        return pyai_wait_for(fd, events, timeout_ms, interrupted, ctx);
     if (errno == EINTR)
         return (interrupted && interrupted(ctx)) ? -EINTR : 0;
     return -errno;
-}
-
-/* How long a receive sleeps when the socket is called readable but yields no
- * byte to splice nor recv: long enough to cost nothing (100 wake-ups a second
- * at most), short enough not to delay a byte that comes. */
-#define NAP_MS 10
-
-/* The clock of one receive: when it began and when its last byte came. */
-struct rx_clock {
-    const pyai_recv_limits *lim;
-    int64_t start, last;
-};
-
-/* Wait for the socket to be readable (nap: just sleep up to NAP_MS, waking
- * early only for an error or hang-up) within the limits of the receive.
- * 0 to try reading again, -ETIMEDOUT or -EAGAIN when a limit is reached
- * (the progress deadline wins a tie), or the error. */
-static int wait_for_bytes(int sock_fd, const struct rx_clock *ck, int nap, pyai_interrupt_fn interrupted, void *ctx)
-{
-    const pyai_recv_limits *lim = ck->lim;
-    int64_t now = now_ms(), until = INT64_MAX;
-    int why = 0, wait, rc;
-
-    if (lim->timeout_ms >= 0) {
-        until = ck->last + lim->timeout_ms;
-        why = -ETIMEDOUT;
-    }
-    if (lim->patience_ms >= 0 && (ck->last > ck->start ? ck->last : ck->start) + lim->patience_ms < until) {
-        until = (ck->last > ck->start ? ck->last : ck->start) + lim->patience_ms;
-        why = -EAGAIN;
-    }
-    if (lim->budget_ms >= 0 && ck->start + lim->budget_ms < until) {
-        until = ck->start + lim->budget_ms;
-        why = -EAGAIN;
-    }
-    if (nap && now + NAP_MS < until) {
-        until = now + NAP_MS;
-        why = 0;
-    }
-    if (until == INT64_MAX)
-        wait = -1;
-    else
-        wait = until <= now ? 0 : (until - now > INT_MAX ? INT_MAX : (int)(until - now));
-    rc = wait_for(sock_fd, nap ? 0 : POLLIN, wait, interrupted, ctx);
-    return rc == -ETIMEDOUT ? why : rc;
 }
 
 /* A pipe for splice(2), as large as allowed up to CHUNK.  Returns its size,
@@ -288,7 +211,7 @@ static int reserve_ahead(int file_fd, const pyai_recv_limits *lim, int64_t pos, 
  * So an EAGAIN right after a readable poll sends the next piece through
  * recv(), which steps over the mark (dropping the urgent byte, which with
  * SO_OOBINLINE off is not part of the stream) and clears it; then splice
- * goes on.  Should recv() yield nothing either, the receive naps (NAP_MS)
+ * goes on.  Should recv() yield nothing either, the receive naps (PYAI_NAP_MS)
  * before trying again: it never spins, and its deadlines end it. */
 static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim, pyai_interrupt_fn interrupted,
                        void *ctx, pyai_data_fn on_data, void *data_ctx, int tee_fd)
@@ -302,14 +225,14 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
     int64_t done = 0, start_pos = -1, reserved_to = INT64_MAX;
     int64_t writeback_step = lim->writeback_step; /* 0 once the file turns out not to support it */
     int64_t rc;
-    struct rx_clock ck;
+    struct pyai_rx_clock ck;
 
     lim->moved = 0;
     lim->idle_ms = 0;
     if (nbytes < 0)
         return -EINVAL;
     ck.lim = lim;
-    ck.start = now_ms();
+    ck.start = pyai_now_ms();
     ck.last = ck.start - (lim->waited_ms > 0 ? lim->waited_ms : 0);
     if (nbytes == 0)
         return 0;
@@ -363,7 +286,7 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
                 continue;
             }
             nap = readable; /* readable, yet recv found nothing: do not spin */
-            rc = wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx);
+            rc = pyai_wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx);
             if (rc < 0)
                 goto out;
             readable = !nap;
@@ -388,7 +311,7 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
         done += got;
         lim->moved = done;
         readable = via_recv = 0;
-        ck.last = now_ms();
+        ck.last = pyai_now_ms();
         if (start_pos >= 0 &&
             (rc = reserve_ahead(file_fd, lim, start_pos + done, start_pos + nbytes, &reserved_to)) < 0)
             goto out;
@@ -407,7 +330,7 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
 out:
     lim->moved = done;
     {
-        int64_t idle = now_ms() - ck.last;
+        int64_t idle = pyai_now_ms() - ck.last;
         lim->idle_ms = idle > INT_MAX ? INT_MAX : (int)idle;
     }
     if (!(sock_flags & O_NONBLOCK))
