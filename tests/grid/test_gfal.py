@@ -50,6 +50,14 @@ def test_gfal_copy_in_and_out(server, uid, payload, gfal, tmp_path):
     assert out.read_bytes() == payload
 
 
+def test_gfal_copy_between_ids_streamed(server, uid, int_id, payload, gfal):
+    """http -> http: pyai does no third-party copy (HTTP COPY is 405), so gfal2 streams
+    through the client when told to (it does not fall back on its own)."""
+    put(server, uid, payload)
+    gfal.run("gfal-copy", "--copy-mode", "streamed", server.id_url(uid), server.id_url(int_id))
+    assert requests.get(server.id_url(int_id), timeout=30).content == payload
+
+
 def test_gfal_copy_refuses_to_overwrite(server, uid, payload, gfal, tmp_path):
     """gfal-copy without -f stats the target first and leaves a stored file alone."""
     put(server, uid, payload)
