@@ -146,8 +146,10 @@ def propfind_file(archive, ident, environ):
     status = archive.status(ident)
     if status is None:
         raise NotFound("no file is stored under this id", detail="not found")
-    properties = file_properties(status, lambda: stored_digests(archive, status))
-    return multistatus(request_path(environ), properties, asked)
+    # the checksums cost a read of their own: only when they are asked for
+    wants_digests = asked.kind != "prop" or f"{{{DCACHE}}}Checksums" in asked.names
+    digests = stored_digests(archive, status) if wants_digests else {}
+    return multistatus(request_path(environ), file_properties(status, digests), asked)
 
 
 def propfind_root(environ):
@@ -163,7 +165,7 @@ def propfind_root(environ):
 
 
 def file_properties(status, digests):
-    """``{(namespace, name): XML content}`` of a stored file (``digests``: called when asked for)."""
+    """``{(namespace, name): XML content}`` of a stored file; Checksums only with ``digests``."""
     on_tape = len(status.bytes_per_level) > 1 and any(status.bytes_per_level[1:])
     locality = _LOCALITY.get((status.media == "disk", on_tape), "UNAVAILABLE")
     properties = {
@@ -173,9 +175,10 @@ def file_properties(status, digests):
         (DAV, "creationdate"): time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.ctime)),
         (DAV, "getcontenttype"): "application/octet-stream",
         (DAV, "resourcetype"): "",
-        (DCACHE, "Checksums"): digests,
         (SRM, "FileLocality"): locality,
     }
+    if digests:
+        properties[(DCACHE, "Checksums")] = escape(checksums_value(digests))
     if status.etag:
         properties[(DAV, "getetag")] = escape(status.etag)
     return properties
@@ -211,7 +214,7 @@ def multistatus(path, properties, asked):
     if found or not missing:
         parts.append("<D:propstat><D:prop>")
         for key in found:
-            value = "" if asked.kind == "propname" else _content(properties[key])
+            value = "" if asked.kind == "propname" else properties[key]
             parts.append(_element(key, value))
         parts.append("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
     if missing:
@@ -222,13 +225,6 @@ def multistatus(path, properties, asked):
     body = "".join(parts).encode("utf-8")
     headers = {"Content-Type": CONTENT_TYPE, "Content-Length": str(len(body))}
     return 207, headers, [body]
-
-
-def _content(value):
-    """A property's XML content: checksums are read from the archive only now."""
-    if callable(value):
-        return escape(checksums_value(value()))
-    return value
 
 
 def _split(name):

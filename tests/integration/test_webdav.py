@@ -76,8 +76,11 @@ def test_propfind_depth_0_describes_the_file(server, stored):
 def test_propfind_checksums_are_the_stored_bytes(server, stored, backend):
     uid, data = stored
     _, props = only(propfind(server.id_url(uid), body=checksums_body()))
-    value = props["200"][DCACHE + "Checksums"].text or ""
-    pairs = dict(pair.split("=", 1) for pair in value.split(",") if pair)
+    if DCACHE + "Checksums" in props.get("404", {}):  # no checksum is kept for the file
+        assert backend == "hpss", props
+        return
+    value = props["200"][DCACHE + "Checksums"].text
+    pairs = dict(pair.split("=", 1) for pair in value.split(","))
     expected = {
         "adler32": f"{zlib.adler32(data):08x}",
         "md5": base64.b64encode(hashlib.md5(data).digest()).decode(),
