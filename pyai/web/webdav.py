@@ -29,7 +29,7 @@ from pyai.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from pyai.web import parking
 from pyai.web.answers import STATUS_LINES
 from pyai.web.dates import http_date
-from pyai.web.receive import CLOSE_CONNECTION
+from pyai.web.receive import CLOSE_CONNECTION, abandon_body
 from pyai.web.targets import request_path
 
 MAX_BODY = 64 * 1024  # a propfind naming every property there is fits in far less
@@ -94,14 +94,23 @@ def wanted(environ):
     raise BadRequest("a DAV:propfind holds allprop, propname or prop", detail="unknown propfind member")
 
 
-def depth(environ):
-    """The Depth header, lower-cased; None when absent; 400 when no Depth value."""
+def depth(environ, listing_refused=False):
+    """The Depth header, lower-cased; None when absent.  400 when no Depth value, and
+    with ``listing_refused`` 403 for any but 0; a refused request's body stays unread."""
     value = environ.get("HTTP_DEPTH")
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if value not in DEPTHS:
-        raise BadRequest("Depth must be 0, 1 or infinity", detail="bad Depth")
+    value = None if value is None else value.strip().lower()
+    try:
+        if value is not None and value not in DEPTHS:
+            raise BadRequest("Depth must be 0, 1 or infinity", detail="bad Depth")
+        if listing_refused and value != "0":
+            raise Forbidden(
+                "the archive is a flat namespace of ids and is not listed: PROPFIND / answers Depth: 0 only",
+                detail="listing refused",
+            )
+    except (BadRequest, Forbidden):
+        if environ.get("CONTENT_LENGTH", "") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ:
+            abandon_body(environ)  # the connection closes: the body is never read
+        raise
     return value
 
 
@@ -154,11 +163,7 @@ def propfind_file(archive, ident, environ):
 
 def propfind_root(environ):
     """``PROPFIND /``: 207 for the root itself (Depth 0); a listing of it is 403."""
-    if depth(environ) != "0":
-        raise Forbidden(
-            "the archive is a flat namespace of ids and is not listed: PROPFIND / answers Depth: 0 only",
-            detail="listing refused",
-        )
+    depth(environ, listing_refused=True)
     asked = wanted(environ)
     properties = {(DAV, "resourcetype"): "<D:collection/>"}
     return multistatus("/", properties, asked)

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import os
 import secrets
+import socket
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -11,7 +12,7 @@ import zlib
 
 import pytest
 import requests
-from server import ServerPool, assert_error
+from server import ServerPool, assert_error, raw_request, recv_all
 
 DAV = "{DAV:}"
 DCACHE = "{http://www.dcache.org/2013/webdav}"
@@ -231,3 +232,27 @@ def test_propfind_of_a_tape_file_does_not_stage(tape):
     time.sleep(1.0)  # longer than a stage takes: PROPFIND must not have started one
     head = requests.head(srv.id_url(ident), timeout=10)
     assert head.headers["X-Pacifica-File-Storage-Media"] == "tape"
+
+
+def test_a_refused_listing_leaves_its_body_unread(server):
+    """rclone and cadaver send a propfind body with Depth: 1: the 403 must not leave it
+    on a connection that serves another request."""
+    body = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>'
+    request = (
+        f"PROPFIND / HTTP/1.1\r\nHost: 127.0.0.1\r\nDepth: 1\r\nContent-Length: {len(body) * 1000}\r\n\r\n"
+    ).encode() + body
+    resp = raw_request(server.port, request)
+    assert resp.status == 403, resp
+    assert resp.headers.get("connection") == "close"
+
+
+def test_propfind_keeps_the_connection_when_it_read_the_body(server, stored):
+    uid, data = stored
+    body = checksums_body().encode()
+    one = f"PROPFIND /{uid} HTTP/1.1\r\nHost: x\r\nDepth: 0\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    two = f"HEAD /{uid} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(one + two)
+        reply = recv_all(sock)
+    assert reply.startswith(b"HTTP/1.1 207"), reply[:200]
+    assert b"HTTP/1.1 204" in reply, reply[-500:]
