@@ -102,6 +102,31 @@ def test_gfal_sum_md5(server, uid, payload, gfal):
     assert out == [server.id_url(uid), hashlib.md5(payload).hexdigest()]
 
 
+def test_gfal_copy_verifies_adler32(server, uid, payload, gfal, tmp_path):
+    """-K ADLER32: gfal2 hashes the source itself, then asks the archive (HEAD, Want-Digest)."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(payload)
+    gfal.run("gfal-copy", "-K", "ADLER32", f"file://{src}", server.id_url(uid))
+    assert requests.get(server.id_url(uid), timeout=30).content == payload
+
+
+def test_gfal_copy_with_a_given_md5(server, uid, payload, gfal, tmp_path):
+    """-K MD5:<hex>: gfal2 sends the digest as ``Content-MD5: <32 hex digits>`` (not RFC
+    1864's base64) with the PUT, then compares it with the archive's (HEAD, Want-Digest)."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(payload)
+    gfal.run("gfal-copy", "-K", f"MD5:{hashlib.md5(payload).hexdigest()}", f"file://{src}", server.id_url(uid))
+    assert requests.get(server.id_url(uid), timeout=30).content == payload
+
+
+def test_gfal_copy_with_a_wrong_md5_stores_nothing(server, uid, payload, gfal, tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(payload)
+    proc = gfal.run("gfal-copy", "-K", f"MD5:{'0' * 32}", f"file://{src}", server.id_url(uid), check=False)
+    assert proc.returncode != 0
+    assert requests.head(server.id_url(uid), timeout=10).status_code == 404
+
+
 def test_gfal_xattr_status_online(server, uid, payload, gfal):
     put(server, uid, payload)
     out = gfal.run("gfal-xattr", server.id_url(uid), "user.status").stdout.strip()
