@@ -25,6 +25,10 @@ HPSS_EXT := pyai/hpss_client/_hpss$(EXT_SUFFIX)
 # Rebuild the binding when HPSS_ROOT, or whether it holds the headers, changes.
 HPSS_STAMP := build/hpss-root.stamp
 SYSTEM_TOOLS := curl wget strace
+# Debian packages the tests drive that are no single command: gfal2's scripts (gfal-copy,
+# gfal-stat, ...) and its HTTP/WebDAV plugin (tests/grid).  The tests run the scripts
+# with GFAL_PYTHONBIN=/usr/bin/python3, so no `python` command is needed.
+SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http
 
 .PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean
 
@@ -56,9 +60,12 @@ debug: $(VENV)/.installed
 run: compile
 	$(VENV)/bin/pacifica-archiveinterface -t $(BACKEND) -a $(ADDRESS) -p $(PORT) --prefix $(PREFIX) $(if $(CONFIG),-c $(CONFIG))
 
+# gfal2 (gfal-copy etc. and its HTTP plugin): the grid client tests (tests/grid).
 # mariadb-server: the hsmsideband tests run a private MariaDB (unless PYAI_TEST_BACKENDS leaves hsmsideband out).
 system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	for pkg in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; done; \
 	case " $${PYAI_TEST_BACKENDS-hsmsideband} " in *" hsmsideband "*) \
 	  test -x /usr/sbin/mariadbd || command -v mariadbd >/dev/null || missing="$$missing mariadb-server";; esac; \
 	if [ -n "$$missing" ]; then \

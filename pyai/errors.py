@@ -46,6 +46,10 @@ class Conflict(ArchiveError):
     status = 409
 
 
+class PreconditionFailed(ArchiveError):
+    status = 412
+
+
 class LengthRequired(ArchiveError):
     status = 411
 

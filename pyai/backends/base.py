@@ -45,6 +45,7 @@ class FileStatus:
     ctime: float
     bytes_per_level: tuple
     media: str  # "disk" (readable now), "tape" (needs staging) or "error"
+    etag: Optional[str] = None  # the ETag GET sends for these bytes (its Reader's), known without opening
 
 
 class Reader(Protocol):

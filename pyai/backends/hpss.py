@@ -62,6 +62,11 @@ def _load_binding() -> Any:  # the pyai.hpss_client module
     return hpss
 
 
+def etag_of(st: Any) -> str:  # st: an hpss_client.Stat
+    """The ETag of a stored file, from its HPSS stat (HEAD's and GET's are one)."""
+    return f'"{st.ino:x}-{st.size:x}-{int(st.mtime):x}"'
+
+
 class HpssReader:
     """A stored file open for reading through hpss_Read (there is no local descriptor)."""
 
@@ -70,7 +75,7 @@ class HpssReader:
         self.fd = fd
         self.size = st.size
         self.mtime = st.mtime
-        self.etag = f'"{st.ino:x}-{st.size:x}-{int(st.mtime):x}"'
+        self.etag = etag_of(st)
         self.offset = 0
         self.buffer: Any = None  # a cffi char[] once read
 
@@ -252,7 +257,7 @@ class HpssBackend:
             size, per_level = self.hpss.levels(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return FileStatus(path, st.size, st.mtime, st.ctime, per_level, media_of(size, per_level))
+        return FileStatus(path, st.size, st.mtime, st.ctime, per_level, media_of(size, per_level), etag_of(st))
 
     def exists(self, path: str) -> bool:
         try:

@@ -57,13 +57,18 @@ class PosixReader(io.FileIO):
         super().__init__(fd, "rb")
         self.size = st.st_size
         self.mtime = st.st_mtime
-        # Files are write-once, so inode, size and mtime identify the bytes.
-        self.etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+        self.etag = etag_of(st)
         self.path = path
 
     def checksum(self) -> Optional[Checksum]:
         """The stored ``(algorithm, digest)`` of this file, or None."""
         return checksum_store.read(self.path, self.fileno())
+
+
+def etag_of(st: os.stat_result) -> str:
+    """The ETag of a stored file, from its stat (HEAD's and GET's are one)."""
+    # Files are write-once, so inode, size and mtime identify the bytes.
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
 def _open_stored(path: str) -> Tuple[int, os.stat_result]:
@@ -237,7 +242,7 @@ class PosixBackend:
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk")
+        return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk", etag_of(st))
 
     def exists(self, path: str) -> bool:
         try:

@@ -44,7 +44,7 @@ from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
 from pyai.backends.base import FileStatus
 from pyai.backends.jobs import KeyedPool
-from pyai.backends.posix import PosixBackend, PosixReader
+from pyai.backends.posix import PosixBackend, PosixReader, etag_of
 from pyai.backends.sideband_models import SamFile, SamInode, SamPath
 from pyai.config import Config
 from pyai.errors import BackendUnavailable, ConfigError, describe
@@ -348,12 +348,12 @@ class SidebandBackend(PosixBackend):
             return None
         row = self._record(path)
         if row is None:  # the HSM has not recorded it yet: it is on disk
-            return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk")
+            return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk", etag_of(st))
         size, online, mtime, ctime = row
         size, mtime, ctime = int(size or 0), _epoch(mtime), _epoch(ctime)
         if online:
-            return FileStatus(path, size, mtime, ctime, (size,), "disk")
-        return FileStatus(path, size, mtime, ctime, (0, size), "tape")
+            return FileStatus(path, size, mtime, ctime, (size,), "disk", etag_of(st))
+        return FileStatus(path, size, mtime, ctime, (0, size), "tape", etag_of(st))
 
     def stage(self, path: str) -> bool:
         """True when the data is online; else start one recall (per process) and return False."""

@@ -12,6 +12,7 @@ from pyai.web.control import control_plane
 from pyai.web.data import METHODS, DataPlane
 from pyai.web.gate import ID_PATH, Gate, Route
 from pyai.web.openapi import RESERVED_ID
+from pyai.web.webdav import RootPlane
 
 
 def create_app(config=None):
@@ -20,10 +21,10 @@ def create_app(config=None):
     archive = Archive(config, create_backend(config))
     control = control_plane()
     routes = (
-        # path              methods           plane
-        Route("/",            ("GET", "HEAD"), control, wsgi=True),  # the health check (open to anyone)
-        Route("/" + RESERVED_ID, ("GET", "HEAD"), control, wsgi=True),  # the service description
-        Route(ID_PATH,        METHODS,         DataPlane(archive, config)),  # every other path names an id
+        # path                 methods                      plane
+        Route("/",               ("GET", "HEAD", "PROPFIND"), RootPlane(control), wsgi=True),  # health check; DAV stat
+        Route("/" + RESERVED_ID, ("GET", "HEAD"),             control, wsgi=True),  # the service description
+        Route(ID_PATH,           METHODS,                     DataPlane(archive, config)),  # every other path: an id
     )  # fmt: skip
     tokens = auth.read_tokens_file(config.auth_tokens_file) if config.auth_tokens_file else None
     return Gate(routes, tokens, archive.backend)

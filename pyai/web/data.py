@@ -1,4 +1,4 @@
-"""The data plane: the six methods on ``/<id>``, as plain handlers over the WSGI environ.
+"""The data plane: the methods on ``/<id>``, as plain handlers over the WSGI environ.
 
 They move the data and make up nearly all of an archive's requests, so they
 skip every framework (measured in-process: a HEAD through Flask 105 us, here
@@ -6,6 +6,11 @@ skip every framework (measured in-process: a HEAD through Flask 105 us, here
 returns its answer, ``(status, headers, body)``; PUT returns a generator that
 yields ``parking.Wait`` while its client is slow and then returns the answer
 (see ``pyai.web.parking``).  Authentication, 405 and errors are the gate's.
+
+Beside the Pacifica six, PROPFIND (WebDAV stat, ``pyai.web.webdav``); and
+every method honours the RFC 9110 preconditions (``pyai.web.conditions``),
+checked against the file's status before the handler runs, so a 304 or 412
+never stages a file or reads a request body.
 """
 
 import json
@@ -13,8 +18,8 @@ import json
 from werkzeug.datastructures import EnvironHeaders
 
 from pyai.archive.service import Upload
-from pyai.errors import BadRequest, IncompleteBody
-from pyai.web import parking
+from pyai.errors import BadRequest, IncompleteBody, PreconditionFailed
+from pyai.web import conditions, parking, webdav
 from pyai.web.answers import json_answer
 from pyai.web.dates import http_date, mtime_from
 from pyai.web.digest_fields import expected_digests
@@ -23,7 +28,7 @@ from pyai.web.ranges import parse_byte_range, parse_range_header
 from pyai.web.receive import CLOSE_CONNECTION, RequestBody, abandon_body
 from pyai.web.targets import id_from_uri, query_value
 
-METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "PROPFIND")
 SEND_BLOCK = 1024 * 1024
 INLINE_MAX = 16 * 1024  # bodies up to this size are read and sent from memory (64 KiB measured faster with sendfile)
 MAX_PATCH_BODY = 64 * 1024
@@ -47,18 +52,55 @@ class DataPlane:
             "POST": self.stage,
             "PATCH": self.move,
             "DELETE": self.delete,
+            "PROPFIND": self.propfind,
         }
 
     def __call__(self, environ):
         """The answer to a request for an id (the gate has checked the method and the token)."""
-        handler = self.handlers[environ["REQUEST_METHOD"]]
+        method = environ["REQUEST_METHOD"]
+        handler = self.handlers[method]
         ident = id_from_uri(environ)
         self.archive.check()
+        if method != "HEAD" and conditions.has_conditions(environ):  # HEAD has the status at hand: its own check
+            stopped = self.precondition(ident, environ, self.archive.status(ident))
+            if stopped is not None:
+                return stopped
         return handler(ident, environ)
+
+    def precondition(self, ident, environ, status):
+        """The 304 answer when the preconditions say "not modified", None when the request
+        goes on; a failed one raises the 412 (``status``: the stored file's, or None)."""
+        method = environ["REQUEST_METHOD"]
+        if status is None and method not in ("PUT", "PATCH"):
+            # Only a request that would succeed without its preconditions evaluates them
+            # (RFC 9110 13.2.1): without a file, this one is a 404 whatever they say.
+            return None
+        result = conditions.outcome(environ, status)
+        if result is None:
+            return None
+        if result == conditions.FAILED:
+            if _has_body(environ):
+                abandon_body(environ)  # refused before any byte of it is read
+            exc = PreconditionFailed(
+                "a precondition of the request (If-Match, If-None-Match, If-Unmodified-Since) does not hold",
+                detail="precondition failed",
+            )
+            if status is not None and status.etag:
+                exc.headers = {"ETag": status.etag}
+            raise exc
+        if method == "HEAD":
+            headers = status_headers(status)  # the validators HEAD's 204 sends, and nothing else
+        else:
+            headers = {"ETag": status.etag, "Last-Modified": http_date(status.mtime)}
+        return 304, headers, []
 
     def head(self, ident, environ):
         """HEAD: 204 with the status headers cartd reads, or 404 with the same headers saying so."""
         status = self.archive.status(ident)
+        if status is not None and conditions.has_conditions(environ):
+            stopped = self.precondition(ident, environ, status)
+            if stopped is not None:
+                return stopped
         headers = status_headers(status)
         if status:
             headers.update(digest_headers(self.archive.checksum(status.path)))
@@ -141,6 +183,10 @@ class DataPlane:
         self.archive.delete(ident)
         return json_answer(200, {"message": "File Removed", "file": ident})
 
+    def propfind(self, ident, environ):
+        """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged."""
+        return webdav.propfind_file(self.archive, ident, environ)
+
 
 def waiting_for(body, steps):
     """Run the archive's ``steps``, yielding a ``parking.Wait`` on the client each time they wait for it."""
@@ -176,7 +222,13 @@ def status_headers(status):
         "X-Pacifica-Ctime": repr(float(status.ctime)),
         "X-Pacifica-Bytes-Per-Level": repr(tuple(status.bytes_per_level)),
         "X-Pacifica-File-Storage-Media": status.media,
+        **({"ETag": status.etag} if status.etag else {}),  # GET's: for conditional HEADs and caches
     }
+
+
+def _has_body(environ):
+    """Whether the request announces a body (a length above 0, or chunked)."""
+    return environ.get("CONTENT_LENGTH", "") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 def if_range_holds(condition, reader):

@@ -55,6 +55,8 @@ class Gate:
                 if method != "OPTIONS":
                     raise not_allowed(route)
                 parts = 200, {"Allow": route.allow, "Content-Length": "0"}, []
+                if "PROPFIND" in route.methods:
+                    parts[1]["DAV"] = "1"  # WebDAV stat is served here (what davix and rclone probe for)
             elif route.wsgi:
                 return route.plane(environ, self._start_for(environ, start_response))
             else:

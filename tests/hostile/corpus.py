@@ -359,7 +359,7 @@ for method in (
     "delete",
     "TRACE",
     "CONNECT",
-    "PROPFIND",
+    "PROPPATCH",  # PROPFIND is served (WebDAV stat, tests/integration/test_webdav.py)
     "MKCOL",
     "M" * 100,
     "G\x01T",

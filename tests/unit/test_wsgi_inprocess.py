@@ -232,7 +232,7 @@ def test_post_missing_is_404(app, prefix):
     assert not (prefix / "nothing-here").exists()
 
 
-@pytest.mark.parametrize("method", ["PROPFIND", "COPY"])
+@pytest.mark.parametrize("method", ["MKCOL", "COPY"])  # PROPFIND is served (WebDAV stat)
 def test_unknown_method_is_405(app, stored, prefix, method):
     answer = call(app, method, f"/{stored}")
     assert_error(answer, 405)
@@ -253,14 +253,14 @@ def test_invalid_id_is_400(app):
 
 # -- the gate: one route table, one auth check, one 405, one connection policy ------------
 
-ID_METHODS = "GET, HEAD, PUT, POST, PATCH, DELETE"
+ID_METHODS = "GET, HEAD, PUT, POST, PATCH, DELETE, PROPFIND"
 RW_TOKEN = "rw-token-0123456789abcdef"
 RO_TOKEN = "ro-token-0123456789abcdef"
 
 
 @pytest.mark.parametrize(
     ("path", "allow"),
-    [("/", "GET, HEAD"), ("/openapi.json", "GET, HEAD"), ("/some-id", ID_METHODS), ("/a/b", ID_METHODS)],
+    [("/", "GET, HEAD, PROPFIND"), ("/openapi.json", "GET, HEAD"), ("/some-id", ID_METHODS), ("/a/b", ID_METHODS)],
 )
 def test_allow_comes_from_the_route(app, path, allow):
     options = call(app, "OPTIONS", path)
