@@ -1,9 +1,10 @@
 """The posix checksum store's pure parts: sidecar names and contents."""
 
 import hashlib
+import zlib
 import os
 
-from pyai.archive.checksums import decode
+from pyai.archive.checksums import decode_set
 from pyai.backends import checksum_store
 
 DIGEST = hashlib.sha256(b"x").digest()
@@ -21,11 +22,20 @@ def test_sidecar_describes_one_inode_and_size(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"x")
     st = os.stat(path)
-    text = checksum_store.sidecar_text(("sha256", DIGEST), st)
-    assert checksum_store.parse_sidecar(text, st) == ("sha256", DIGEST) == decode(text.split()[0])
+    stored = {"sha256": DIGEST, "adler32": zlib.adler32(b"x").to_bytes(4, "big")}
+    text = checksum_store.sidecar_text(stored, st)
+    assert checksum_store.parse_sidecar(text, st) == stored == decode_set(" ".join(text.split()[:-2]))
     other = tmp_path / "g"
     other.write_bytes(b"y")  # same size, another inode: a sidecar left by a replaced file
-    assert checksum_store.parse_sidecar(text, os.stat(other)) is None
+    assert checksum_store.parse_sidecar(text, os.stat(other)) == {}
     path.write_bytes(b"xy")  # same inode, another size
-    assert checksum_store.parse_sidecar(text, os.stat(path)) is None
-    assert checksum_store.parse_sidecar("garbage", st) is None
+    assert checksum_store.parse_sidecar(text, os.stat(path)) == {}
+    assert checksum_store.parse_sidecar("garbage", st) == {}
+
+
+def test_sidecar_of_an_earlier_version_still_reads(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    st = os.stat(path)
+    old = f"sha256:{DIGEST.hex()} {st.st_ino} {st.st_size}\n"  # one checksum, as before
+    assert checksum_store.parse_sidecar(old, st) == {"sha256": DIGEST}
