@@ -120,6 +120,7 @@ PREAMBLE = r"""
 #include "hpss_api.h"
 #include "hpss_errno.h"
 #include "hpss_version.h"
+#include "hpss_xml.h" /* hpss_ChompXMLHeader, HPSS_XML_SIZE */
 
 #if !defined(__LP64__) && !defined(_LP64)
 #error "pyai binds HPSS on 64-bit builds only: u_signed64 must be a plain integer"

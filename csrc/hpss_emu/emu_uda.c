@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "emu.h"
+#include "hpss_xml.h"
 
 #define UDA_MAX_RECORD 65536
 #define UDA_MAX_PAIRS 256

@@ -139,12 +139,10 @@ typedef struct {
     unsigned32 st_blksize;
 } hpss_stat_t;
 
-/* User-defined attributes: XPath-like keys under /hpss/ with text values.
- * The caller owns every Key and Value buffer; hpss_UserAttrGetAttrs writes at
- * most XMLSize bytes and a NUL into each Value (HPSS_XML_SIZE - 1 fits a
- * buffer of HPSS_XML_SIZE), wrapped in XML that hpss_ChompXMLHeader strips
- * into a malloc'd copy the caller frees. */
-#define HPSS_XML_SIZE 512
+/* User-defined attributes: XPath-like keys under /hpss/ with text values (the
+ * XML helpers and sizes are in hpss_xml.h).  The caller owns every Key and Value
+ * buffer; hpss_UserAttrGetAttrs writes at most XMLSize bytes and a NUL into each
+ * Value (HPSS_XML_SIZE - 1 fits a buffer of HPSS_XML_SIZE). */
 #define UDA_API_VALUE 0x1
 #define UDA_API_XML 0x2
 
@@ -199,7 +197,6 @@ int hpss_Unlink(const char *Path);
 
 int hpss_UserAttrSetAttrs(const char *Path, const hpss_userattr_list_t *Attr, const char *Schema);
 int hpss_UserAttrGetAttrs(const char *Path, hpss_userattr_list_t *Attr, int XMLFlag, int XMLSize);
-char *hpss_ChompXMLHeader(const char *XML, ...);
 
 int hpss_Opendir(const char *DirName);
 int hpss_Readdir(int DirDes, hpss_dirent_t *Dirent);
