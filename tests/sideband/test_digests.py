@@ -4,11 +4,22 @@ on demand only for a file the database says is online (a file on tape is never r
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import requests
+from server import service_env
 
 from .test_http import new_id, put
+
+CMD = str(Path(sys.executable).parent / "pacifica-archiveinterface-cmd")
+
+
+def run_cli(args, env):
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
 
 
 def want(srv, ident, value):
@@ -51,3 +62,28 @@ def test_a_missing_digest_is_computed_online_and_never_for_a_file_on_tape(sideba
     resp = want(srv, online, "adler32")
     assert resp.headers["Digest"] == f"ADLER32={zlib.adler32(data):08x}"
     assert stored(disk_path) == f"adler32:{zlib.adler32(data):08x}"
+
+
+def test_verify_compares_every_digest_on_hsmsideband(sideband_pool, samdb, mariadb, tmp_path):
+    srv = sideband_pool.start("verify")
+    ident, data = new_id(), os.urandom(150_000)
+    path = put(srv, ident, data)
+    samdb.record(path, online=True)
+    env = service_env(
+        tmp_path,
+        PAI_BACKEND_TYPE="hsmsideband",
+        PAI_SAM_QFS_PREFIX=sideband_pool.mount,
+        PAI_USE_ID2FILENAME="true",
+        **mariadb.settings(),
+    )
+    cmd = [CMD, "--prefix", str(srv.prefix), "verify", ident]
+    rc, out, err = run_cli(cmd, env)
+    assert rc == 0 and "1 ok" in out, (out, err)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(99)
+        byte = handle.read(1)
+        handle.seek(99)
+        handle.write(bytes([byte[0] ^ 0x04]))
+    rc, out, err = run_cli(cmd, env)
+    assert rc == 1 and "the stored sha256, md5, adler32 checksum" in out, (out, err)
