@@ -138,7 +138,12 @@ int hpss_Mkdir(const char *Path, mode_t Mode)
 int hpss_Rmdir(const char *Path)
 {
     ENTER_PATH(Path, local, 0);
-    return rmdir(local) < 0 ? emu_rc(errno) : 0;
+    struct stat st;
+    if (lstat(local, &st) < 0)
+        return emu_rc(errno);
+    if (rmdir(local) < 0)
+        return emu_rc(errno);
+    return emu_uda_remove(&st); /* a directory's attributes go with it */
 }
 
 int hpss_Rename(const char *Old, const char *New)

@@ -9,7 +9,7 @@ the hashlib names, and ``adler32``, zlib's); the standards spell them two ways:
   ``ADLER32``, the algorithm case-insensitive.
 
 A file keeps several checksums at once, stored as the text
-``sha256:<hex> adler32:<hex> md5:<hex>`` (see ``encode_set``/``decode_set``;
+``sha256:<hex> md5:<hex> adler32:<hex>`` (see ``encode_set``/``decode_set``;
 one ``sha256:<hex>``, the form of earlier versions, still reads).  The HTTP
 fields that carry digests are read and written by ``pyai.web.digest_fields``.
 """
@@ -124,7 +124,7 @@ def decode(text):
 
 
 def encode_set(digests):
-    """The stored form of several checksums: ``sha256:<hex> adler32:<hex>`` (in ALGORITHMS order)."""
+    """The stored form of several checksums: ``sha256:<hex> md5:<hex>`` (in ALGORITHMS order)."""
     return " ".join(encode(name, digests[name]) for name in ALGORITHMS if name in digests)
 
 

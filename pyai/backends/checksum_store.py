@@ -1,6 +1,6 @@
 """Where a posix file's checksums are kept: an xattr, else a sidecar file.
 
-The xattr ``user.pyai.checksum`` (text ``sha256:<hex> adler32:<hex> md5:<hex>``,
+The xattr ``user.pyai.checksum`` (text ``sha256:<hex> md5:<hex> adler32:<hex>``,
 see ``checksums.encode_set``; earlier versions wrote one ``sha256:<hex>``) is
 set on the temporary file before it is published, so it is atomic with the
 file, moves with it on rename and vanishes with it on unlink: one syscall per
