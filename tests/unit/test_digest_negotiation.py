@@ -149,3 +149,19 @@ def test_in_flight_claims_a_path_once_and_a_few_at_once():
             assert second and not third  # the limit
     with registry.claim("/a") as later:
         assert later  # released
+
+
+def test_archive_checksum_still_answers_the_primary_digest(tmp_path):
+    """The one-checksum call earlier callers (PROPFIND) use: the primary of the stored set."""
+    from pyai.archive.service import Archive
+    from pyai.backends.posix import PosixBackend
+    from pyai.config import load
+
+    config = load({"prefix": str(tmp_path)}, environ={"HOME": str(tmp_path), "PAI_CHECKSUM": "md5, sha256"})
+    archive = Archive(config, PosixBackend(config))
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    assert archive.checksum(str(path)) is None
+    os.setxattr(path, "user.pyai.checksum", f"sha256:{hashlib.sha256(b'x').hexdigest()} md5:{'00' * 16}".encode())
+    assert archive.checksum(str(path)) == ("md5", bytes(16))  # the first configured one kept
+    assert archive.checksums(str(path)) == {"sha256": hashlib.sha256(b"x").digest(), "md5": bytes(16)}
