@@ -21,6 +21,7 @@ from pyai.errors import BadRequest
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _SF_KEY = re.compile(r"[a-z*][a-z0-9_.*-]*")
 _HEX = re.compile(r"[0-9a-fA-F]{1,8}")
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 _QVALUE = re.compile(r"(0(\.[0-9]{0,3})?|1(\.0{0,3})?)")
 _WEIGHT = re.compile(r"[0-9]|10")
 # Want-Digest takes either spelling (clients write ``sha-256`` and ``adler`` too).
@@ -196,11 +197,23 @@ def _parse_digest(value, unknown):
         if name == "adler32":
             yield name, _decode_adler32(encoded.strip())
             continue
+        if name == "md5":
+            yield name, _decode_md5(encoded.strip(), "Digest")
+            continue
         yield name, _decode_base64(encoded.strip(), "Digest", name)
 
 
 def _parse_content_md5(value, unknown):
-    yield "md5", _decode_base64(value.strip(), "Content-MD5", "md5")
+    yield "md5", _decode_md5(value.strip(), "Content-MD5")
+
+
+def _decode_md5(text, header):
+    """An md5 digest in base64 (RFC 1864, RFC 3230) or in 32 hex digits: gfal2 sends
+    ``Content-MD5: <hex>`` with ``gfal-copy -K MD5:<hex>``, and older grid doors answer
+    ``Digest: md5=<hex>``.  Unambiguous: an md5 in base64 is 24 characters."""
+    if _MD5_HEX.fullmatch(text):
+        return bytes.fromhex(text)
+    return _decode_base64(text, header, "md5")
 
 
 def _split_list(value, header):

@@ -95,6 +95,13 @@ def test_put_digest_adler32_is_checked(server, uid):
     assert put(server, uid, data, {"Digest": f"ADLER32={adler(data).hex()}"}).status_code == 201
 
 
+def test_put_content_md5_in_hex_as_gfal2_sends_it(server, uid):
+    data = os.urandom(100_000)
+    wrong = put(server, uid, data, {"Content-MD5": hashlib.md5(data[1:]).hexdigest()})
+    assert wrong.status_code == 400 and "md5" in wrong.json()["message"]
+    assert put(server, uid, data, {"Content-MD5": hashlib.md5(data).hexdigest()}).status_code == 201
+
+
 def test_a_file_stored_without_digests_gets_them_computed_once_and_kept(make_server, backend, uid):
     srv = make_server("nodigest", PAI_CHECKSUM="none")
     data = os.urandom(MiB + 3)

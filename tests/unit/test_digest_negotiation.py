@@ -165,3 +165,12 @@ def test_archive_checksum_still_answers_the_primary_digest(tmp_path):
     os.setxattr(path, "user.pyai.checksum", f"sha256:{hashlib.sha256(b'x').hexdigest()} md5:{'00' * 16}".encode())
     assert archive.checksum(str(path)) == ("md5", bytes(16))  # the first configured one kept
     assert archive.checksums(str(path)) == {"sha256": hashlib.sha256(b"x").digest(), "md5": bytes(16)}
+
+
+def test_put_md5_in_hex_as_gfal2_sends_it():
+    """gfal-copy -K MD5:<hex> sends Content-MD5: <32 hex digits>; base64 stays what RFC 1864 says."""
+    assert digest_fields.expected_digests(Headers({"Content-MD5": MD5.hex()})) == {"md5": MD5}
+    assert digest_fields.expected_digests(Headers({"Content-MD5": b64(MD5)})) == {"md5": MD5}
+    assert digest_fields.expected_digests(Headers({"Digest": f"md5={MD5.hex().upper()}"})) == {"md5": MD5}
+    with pytest.raises(BadRequest, match="Content-MD5"):
+        digest_fields.expected_digests(Headers({"Content-MD5": MD5.hex()[:-1]}))
