@@ -23,7 +23,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 HPSS_ROOT = os.environ.get("HPSS_ROOT", "/opt/hpss")
 EMULATOR_DIR = os.path.join(HERE, "hpss_emu")
-EMULATOR_SOURCES = [os.path.join(EMULATOR_DIR, name) for name in ("emu_state.c", "emu_file.c", "emu_ns.c")]
+EMULATOR_SOURCES = [os.path.join(EMULATOR_DIR, name) for name in ("emu_state.c", "emu_file.c", "emu_ns.c", "emu_uda.c")]
 EMULATOR_LIBRARY = "hpss_emu"
 
 
@@ -104,9 +104,14 @@ int pyai_unlink(const char *path);
 int pyai_opendir(const char *path);
 int pyai_readdir(int dirdes, char *name, size_t size);
 int pyai_closedir(int dirdes);
+int pyai_uda_get(const char *path, const char **keys, int count, char *values, int value_size);
+int pyai_uda_set(const char *path, const char **keys, const char **values, int count);
+static const int PYAI_UDA_VALUE_SIZE;
 """
 
 PREAMBLE = r"""
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -115,6 +120,7 @@ PREAMBLE = r"""
 #include "hpss_api.h"
 #include "hpss_errno.h"
 #include "hpss_version.h"
+#include "hpss_xml.h" /* hpss_ChompXMLHeader, HPSS_XML_SIZE */
 
 #if !defined(__LP64__) && !defined(_LP64)
 #error "pyai binds HPSS on 64-bit builds only: u_signed64 must be a plain integer"
@@ -268,6 +274,71 @@ static int pyai_link(const char *existing, const char *new) { return hpss_Link(P
 static int pyai_unlink(const char *path) { return hpss_Unlink(PYAI_PATH(path)); }
 static int pyai_opendir(const char *path) { return hpss_Opendir(PYAI_PATH(path)); }
 static int pyai_closedir(int dirdes) { return hpss_Closedir(dirdes); }
+
+/* User-defined attributes.  The caller of hpss_UserAttrGetAttrs owns every Value
+   buffer (HPSS_XML_SIZE bytes; the call writes at most XMLSize = HPSS_XML_SIZE - 1
+   and a NUL), and hpss_ChompXMLHeader returns a malloc'd plain copy the caller
+   frees: both are freed here, and pyai gets plain text in its own buffer. */
+#define PYAI_UDA_VALUE_SIZE HPSS_XML_SIZE
+
+/* The plain values of count keys into values (count slots of value_size bytes);
+   0, or the call's code (-ENOENT when any key is not set). */
+static int pyai_uda_get(const char *path, const char **keys, int count, char *values, int value_size)
+{
+    if (count <= 0 || value_size <= 0)
+        return -EINVAL;
+    hpss_userattr_t *pairs = calloc((size_t)count, sizeof *pairs);
+    char *xml = calloc((size_t)count, HPSS_XML_SIZE);
+    int rc = -ENOMEM;
+    if (!pairs || !xml)
+        goto out;
+    for (int i = 0; i < count; i++) {
+        pairs[i].Key = (char *)keys[i];
+        pairs[i].Value = xml + (size_t)i * HPSS_XML_SIZE;
+    }
+    hpss_userattr_list_t list;
+    list.len = count;
+    list.Pair = pairs;
+#if HPSS_MAJOR_VERSION < 7 || (HPSS_MAJOR_VERSION == 7 && HPSS_MINOR_VERSION < 5)
+    rc = hpss_UserAttrGetAttrs(PYAI_PATH(path), &list, UDA_API_VALUE);
+#else
+    rc = hpss_UserAttrGetAttrs(PYAI_PATH(path), &list, UDA_API_VALUE, HPSS_XML_SIZE - 1);
+#endif
+    for (int i = 0; rc == 0 && i < count; i++) {
+        pairs[i].Value[HPSS_XML_SIZE - 1] = '\0';
+        char *plain = hpss_ChompXMLHeader(pairs[i].Value, NULL);
+        char *slot = values + (size_t)i * value_size;
+        if (!plain) {
+            slot[0] = '\0';
+            continue;
+        }
+        snprintf(slot, (size_t)value_size, "%s", plain);
+        free(plain);
+    }
+out:
+    free(pairs);
+    free(xml);
+    return rc;
+}
+
+static int pyai_uda_set(const char *path, const char **keys, const char **values, int count)
+{
+    if (count <= 0)
+        return -EINVAL;
+    hpss_userattr_t *pairs = calloc((size_t)count, sizeof *pairs);
+    if (!pairs)
+        return -ENOMEM;
+    for (int i = 0; i < count; i++) {
+        pairs[i].Key = (char *)keys[i];
+        pairs[i].Value = (char *)values[i];
+    }
+    hpss_userattr_list_t list;
+    list.len = count;
+    list.Pair = pairs;
+    int rc = hpss_UserAttrSetAttrs(PYAI_PATH(path), &list, NULL);
+    free(pairs);
+    return rc;
+}
 
 /* The next entry's name into name; returns its length, 0 at the end. */
 static int pyai_readdir(int dirdes, char *name, size_t size)

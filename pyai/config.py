@@ -13,9 +13,10 @@ import configparser
 import dataclasses
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, get_type_hints
+from typing import TYPE_CHECKING, Any, Callable, Tuple, get_type_hints
 
-from pyai.archive.checksums import parse_config_algorithm
+from pyai.archive.checksums import DEFAULT_CONFIG as DEFAULT_CHECKSUMS
+from pyai.archive.checksums import parse_config_algorithms
 from pyai.errors import ConfigError
 
 BACKENDS = ("posix", "hpss", "hsmsideband")
@@ -91,9 +92,9 @@ def _durability(text: str) -> str:
     return name
 
 
-def _checksum(text: str) -> Optional[str]:
-    """An algorithm name, or None for ``none`` (typed here: the field's annotation comes from it)."""
-    return parse_config_algorithm(text)
+def _checksums(text: str) -> Tuple[str, ...]:
+    """Algorithm names, () for ``none`` (typed here: the field's annotation comes from it)."""
+    return parse_config_algorithms(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,14 +228,24 @@ SETTINGS = (
         help="stages (HPSS) and recalls (HSM) a worker process runs at once; more wait their turn",
     ),
     Setting(
-        "checksum",
+        "checksums",
         "archive",
         "checksum",
         "PAI_CHECKSUM",
-        _checksum,
-        "sha256",
-        help="digest computed while a PUT is received and stored with the file: `sha256`, `sha512`, `sha1`, "
-        "`md5` or `none` (see [Integrity](#integrity))",
+        _checksums,
+        DEFAULT_CHECKSUMS,
+        help="digests computed while a PUT is received and stored with the file, comma-separated: `sha256`, "
+        "`sha512`, `sha1`, `md5`, `adler32`, or `none` (see [Integrity](#integrity))",
+    ),
+    Setting(
+        "digest_compute_max",
+        "archive",
+        "digest_compute_max",
+        "PAI_DIGEST_COMPUTE_MAX",
+        _size,
+        "4G",
+        help="largest file whose missing digest a HEAD/GET asking for it computes (once, then kept); "
+        "larger ones answer without it (see [Integrity](#integrity))",
     ),
     Setting(
         "durability",

@@ -7,6 +7,9 @@
  *   levels/<dev>-<ino>   which levels hold a file's bytes, and when a stage
  *                        in progress completes ("<levels> <ready_at>\n");
  *                        no record means "on disk only" (new data);
+ *   uda/<dev>-<ino>      the file's user-defined attributes, "<key>\t<value>\n"
+ *                        lines (by inode, so they follow a rename or link and
+ *                        go with the last name's unlink, as HPSS's do);
  *   stage_delay          seconds a stage takes (default 1);
  *   ping_latency         seconds hpss_PingCore takes (default 0);
  *   down                 present: the core server is down;
@@ -47,6 +50,10 @@ double emu_setting(const char *name, double fallback);
  * and returns nonzero when it did. */
 int emu_meta(const struct stat *st, int (*change)(struct emu_meta *, void *), void *arg, struct emu_meta *out);
 int emu_meta_remove(const struct stat *st);
+/* The record of kind ("levels", "uda") of the file st in the state directory. */
+void emu_record_path(char *out, size_t size, const char *kind, const struct stat *st);
+/* Forget the user-defined attributes of st (its last name is gone). */
+int emu_uda_remove(const struct stat *st);
 /* Block until a stage of st started earlier has landed on disk. */
 int emu_meta_wait_disk(const struct stat *st);
 

@@ -138,7 +138,12 @@ int hpss_Mkdir(const char *Path, mode_t Mode)
 int hpss_Rmdir(const char *Path)
 {
     ENTER_PATH(Path, local, 0);
-    return rmdir(local) < 0 ? emu_rc(errno) : 0;
+    struct stat st;
+    if (lstat(local, &st) < 0)
+        return emu_rc(errno);
+    if (rmdir(local) < 0)
+        return emu_rc(errno);
+    return emu_uda_remove(&st); /* a directory's attributes go with it */
 }
 
 int hpss_Rename(const char *Old, const char *New)
@@ -153,7 +158,10 @@ int hpss_Rename(const char *Old, const char *New)
     int replaces = lstat(to, &new_st) == 0 && new_st.st_nlink == 1 && new_st.st_ino != old_st.st_ino;
     if (rename(from, to) < 0)
         return emu_rc(errno);
-    return replaces ? emu_meta_remove(&new_st) : 0; /* the replaced file's levels go with it */
+    if (!replaces)
+        return 0;
+    /* the replaced file's levels and attributes go with it */
+    return (rc = emu_meta_remove(&new_st)) < 0 ? rc : emu_uda_remove(&new_st);
 }
 
 int hpss_Link(const char *Existing, const char *New)
@@ -175,7 +183,9 @@ int hpss_Unlink(const char *Path)
         return HPSS_EISDIR;
     if (unlink(local) < 0)
         return emu_rc(errno);
-    return st.st_nlink == 1 ? emu_meta_remove(&st) : 0;
+    if (st.st_nlink != 1)
+        return 0;
+    return (rc = emu_meta_remove(&st)) < 0 ? rc : emu_uda_remove(&st);
 }
 
 static pthread_mutex_t dirs_lock = PTHREAD_MUTEX_INITIALIZER;

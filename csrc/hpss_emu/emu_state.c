@@ -160,6 +160,9 @@ int hpss_SetLoginCred(char *PrincipalName, hpss_authn_mech_t Mechanism, hpss_rpc
     state_path(path, sizeof path, "levels");
     if ((rc = mkdir_if_missing(path)) < 0)
         goto out;
+    state_path(path, sizeof path, "uda");
+    if ((rc = mkdir_if_missing(path)) < 0)
+        goto out;
     if (state_flag("deny-login")) {
         rc = HPSS_EPERM;
         goto out;
@@ -239,10 +242,15 @@ int emu_local_path(const char *path, char *out, size_t size, int follow)
     return 0;
 }
 
+void emu_record_path(char *out, size_t size, const char *kind, const struct stat *st)
+{
+    snprintf(out, size, "%s/%s/%s/%llx-%llx", root, EMU_STATE_DIR, kind, (unsigned long long)st->st_dev,
+             (unsigned long long)st->st_ino);
+}
+
 static void meta_path(char *out, size_t size, const struct stat *st)
 {
-    snprintf(out, size, "%s/%s/levels/%llx-%llx", root, EMU_STATE_DIR, (unsigned long long)st->st_dev,
-             (unsigned long long)st->st_ino);
+    emu_record_path(out, size, "levels", st);
 }
 
 int emu_meta(const struct stat *st, int (*change)(struct emu_meta *, void *), void *arg, struct emu_meta *out)

@@ -139,6 +139,23 @@ typedef struct {
     unsigned32 st_blksize;
 } hpss_stat_t;
 
+/* User-defined attributes: XPath-like keys under /hpss/ with text values (the
+ * XML helpers and sizes are in hpss_xml.h).  The caller owns every Key and Value
+ * buffer; hpss_UserAttrGetAttrs writes at most XMLSize bytes and a NUL into each
+ * Value (HPSS_XML_SIZE - 1 fits a buffer of HPSS_XML_SIZE). */
+#define UDA_API_VALUE 0x1
+#define UDA_API_XML 0x2
+
+typedef struct {
+    char *Key;
+    char *Value;
+} hpss_userattr_t;
+
+typedef struct {
+    int len;
+    hpss_userattr_t *Pair;
+} hpss_userattr_list_t;
+
 typedef struct hpss_dirent {
     u_signed64 d_offset;
     ns_ObjHandle_t d_handle;
@@ -177,6 +194,9 @@ int hpss_Rmdir(const char *Path);
 int hpss_Rename(const char *Old, const char *New);
 int hpss_Link(const char *Existing, const char *New);
 int hpss_Unlink(const char *Path);
+
+int hpss_UserAttrSetAttrs(const char *Path, const hpss_userattr_list_t *Attr, const char *Schema);
+int hpss_UserAttrGetAttrs(const char *Path, hpss_userattr_list_t *Attr, int XMLFlag, int XMLSize);
 
 int hpss_Opendir(const char *DirName);
 int hpss_Readdir(int DirDes, hpss_dirent_t *Dirent);

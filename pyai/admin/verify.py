@@ -1,15 +1,15 @@
 """``pacifica-archiveinterface-cmd verify``: re-read stored files and compare them with their checksums.
 
-Each file is read through its backend (as GET reads it), hashed with the
-algorithm its stored checksum names, and reported on stdout when it does not
-match or has no checksum.  Progress goes to stderr: a bar redrawn in place on
+Each file is read through its backend (as GET reads it), hashed once with
+every algorithm it has a stored checksum of, and reported on stdout when any
+of them does not match (naming which) or it has no checksum.  Progress goes to stderr: a bar redrawn in place on
 a terminal, a plain line every few seconds otherwise (logs, cron mail).
 """
 
-import hashlib
 import sys
 import time
 
+from pyai.archive import checksums
 from pyai.errors import ArchiveError, describe
 
 READ_BLOCK = 1 << 20
@@ -60,26 +60,21 @@ class Progress:
         self.stream.flush()
 
 
-def compute(reader, algorithm, progress):
-    """The ``algorithm`` digest of everything ``reader`` holds."""
-    hasher = hashlib.new(algorithm)
-    while True:
-        data = reader.read(READ_BLOCK)
-        if not data:
-            return hasher.digest()
-        hasher.update(data)
-        progress.advance(len(data))
+def compute(reader, algorithms, progress):
+    """``{algorithm: digest}`` of everything ``reader`` holds, in one pass."""
+    return checksums.compute(reader.read, algorithms, progress.advance)
 
 
 def verify_path(archive, path, progress):
-    """``"ok"``, ``"mismatch"`` or ``"no checksum"`` for the stored file at ``path``."""
+    """``("ok" | "mismatch" | "no checksum", the algorithms that mismatch)`` for the stored file at ``path``."""
     reader = archive.backend.open_read(path)
     try:
-        stored = reader.checksum()
-        if stored is None:
-            return "no checksum"
-        algorithm, expected = stored
-        return "ok" if compute(reader, algorithm, progress) == expected else "mismatch"
+        stored = reader.checksums()
+        if not stored:
+            return "no checksum", []
+        computed = compute(reader, list(stored), progress)
+        wrong = [name for name in checksums.ALGORITHMS if name in stored and computed[name] != stored[name]]
+        return ("mismatch" if wrong else "ok"), wrong
     finally:
         reader.close()
 
@@ -100,15 +95,16 @@ def run(archive, idents, every, out=sys.stdout, err=sys.stderr):
     progress = Progress(err, len(targets))
     counts = {"ok": 0, "mismatch": 0, "no checksum": 0, "unreadable": 0}
     for name, path in targets:
+        wrong = []
         try:
-            outcome = verify_path(archive, path, progress)
+            outcome, wrong = verify_path(archive, path, progress)
         except ArchiveError as exc:
             outcome, why = "unreadable", exc.message
         except OSError as exc:
             outcome, why = "unreadable", describe(exc)  # "<op>: <reason>" when the op is known
         counts[outcome] += 1
         if outcome == "mismatch":
-            out.write(f"MISMATCH {name}: the bytes do not match the stored checksum\n")
+            out.write(f"MISMATCH {name}: the bytes do not match the stored {', '.join(wrong)} checksum\n")
         elif outcome == "no checksum":
             out.write(f"NO CHECKSUM {name}\n")
         elif outcome == "unreadable":

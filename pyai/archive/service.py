@@ -8,14 +8,20 @@ request into the values handed down here (an ``Upload`` for a PUT).
 
 import dataclasses
 import errno
+import logging
 from typing import Optional
 
 from pyai.archive import checksums
 from pyai.archive.ids import InvalidId
-from pyai.errors import BadRequest, Conflict, Forbidden, NotFound
+from pyai.archive.inflight import InFlight
+from pyai.errors import ArchiveError, BadRequest, Conflict, Forbidden, NotFound, describe
 
 # Checksums strong enough to say "these are the stored bytes" (no crafted collisions).
-RETRY_ALGORITHMS = frozenset({"sha256", "sha512"})
+RETRY_ALGORITHMS = frozenset(checksums.STRONG)
+# Files a worker process hashes at once for digests asked for but not stored;
+# asks beyond that (or for a file being hashed already) answer without them.
+COMPUTE_AT_ONCE = 2
+log = logging.getLogger("pyai")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Archive:
     def __init__(self, config, backend):
         self.config = config
         self.backend = backend
+        self._computing = InFlight(COMPUTE_AT_ONCE)  # paths being hashed on demand in this process
 
     def check(self):
         """Raise BackendUnavailable when the storage cannot serve requests now."""
@@ -75,7 +82,7 @@ class Archive:
         """
         path = self.path(upload.ident)
         replace = self.config.allow_overwrite
-        if not replace and self.backend.exists(path) and not self._may_be_a_retry(path, upload.length):
+        if not replace and self.backend.exists(path) and not self._may_be_a_retry(path, upload):
             raise Conflict(
                 "the id already holds a file and the archive is write-once", detail="id already holds a file"
             )
@@ -93,39 +100,116 @@ class Archive:
                     " nothing was stored",
                     detail=f"{wrong} digest mismatch",
                 )
-            algorithm = self.config.checksum
             try:
-                writer.commit(upload.mtime, (algorithm, computed[algorithm]) if algorithm else None)
+                # every digest computed is kept: the configured ones and those the client sent (checked)
+                writer.commit(upload.mtime, computed or None)
             except Conflict:
                 if replace or not self._holds(path, size, computed):
                     raise
                 self.backend.confirm_durable(path)  # the 201 of the first PUT may never have been said
         return size
 
-    def _may_be_a_retry(self, path, length):
-        """Whether the stored file could be the ``length`` bytes coming: worth receiving them to compare."""
-        stored = self.backend.checksum(path)
-        if length is None or stored is None or stored[0] not in RETRY_ALGORITHMS:
+    def _may_be_a_retry(self, path, upload):
+        """Whether the stored file could be the bytes coming: worth receiving them to compare
+        (same announced size, and a strong stored checksum the upload computes)."""
+        if upload.length is None:
             return False
-        return stored[0] == self.config.checksum and self.backend.stored_size(path) == length
+        strong = checksums.strongest(self.backend.checksums(path))
+        if strong is None or strong[0] not in upload.algorithms:
+            return False
+        return self.backend.stored_size(path) == upload.length
 
     def _holds(self, path, size, computed):
         """Whether the file stored at ``path`` has these bytes (by size and a strong checksum)."""
-        stored = self.backend.checksum(path)
-        if stored is None or stored[0] not in RETRY_ALGORITHMS or computed.get(stored[0]) != stored[1]:
+        strong = checksums.strongest(self.backend.checksums(path))
+        if strong is None or computed.get(strong[0]) != strong[1]:
             return False
         return self.backend.stored_size(path) == size
 
     def wanted_algorithms(self, expected):
-        """The digests to compute while receiving: the configured one and the client's."""
-        names = set(expected)
-        if self.config.checksum:
-            names.add(self.config.checksum)
-        return tuple(sorted(names))
+        """The digests to compute while receiving: the configured ones and the client's."""
+        names = set(expected) | set(self.config.checksums)
+        return tuple(name for name in checksums.ALGORITHMS if name in names)
+
+    def checksums(self, path, reader=None):
+        """The stored ``{algorithm: digest}`` of the file at ``path`` (open as ``reader``), {} when none."""
+        return reader.checksums() if reader is not None else self.backend.checksums(path)
 
     def checksum(self, path, reader=None):
-        """The stored ``(algorithm, digest)`` of the file at ``path`` (open as ``reader``), or None."""
-        return reader.checksum() if reader is not None else self.backend.checksum(path)
+        """The primary stored ``(algorithm, digest)`` of the file, or None: the one-checksum API of
+        earlier versions, kept for its callers (PROPFIND's ``webdav.stored_digests``); new code
+        calls ``checksums`` (all stored) or ``digests``/``digests_at`` (negotiated, computed once)."""
+        primary = self.primary_digest(self.checksums(path, reader))
+        return next(iter(primary.items()), None)
+
+    def primary_digest(self, stored):
+        """``{name: digest}`` of the one stored digest a response carries when the client asks for
+        none: the first configured algorithm stored, else the strongest, else any; {} without."""
+        for name in tuple(self.config.checksums) + checksums.ALGORITHMS:
+            if name in stored:
+                return {name: stored[name]}
+        return {}
+
+    def digests(self, ident, wanted):
+        """``{name: digest}`` of the algorithms ``wanted`` (pyai names, e.g. from a Want-Digest)
+        of the file under ``ident``: stored ones, and those computed now (see ``digests_at``).
+        NotFound when the id holds no file.  For PROPFIND and anything else that has an id."""
+        path = self.path(ident)
+        status = self.backend.status(path)
+        if status is None:
+            raise NotFound("no file is stored under this id", detail="not found")
+        return self.digests_at(path, wanted, status=status)
+
+    def digests_at(self, path, wanted, reader=None, status=None):
+        """``{name: digest}`` of the ``wanted`` algorithms of the stored file at ``path`` (open as
+        ``reader``, when it is; its FileStatus, when known).
+
+        A wanted digest that is not stored is computed from the stored bytes,
+        once, and kept with the others, so the next ask reads nothing -- but
+        only when the file is on disk (a file on tape is never staged for it),
+        at most ``[archive] digest_compute_max`` bytes, not already being
+        hashed by this process, and while fewer than COMPUTE_AT_ONCE files
+        are; otherwise the digest is simply not in the answer.  The
+        configured algorithms the file lacks are computed in the same pass."""
+        wanted = [name for name in wanted if name in checksums.DIGEST_SIZES]
+        stored = self.checksums(path, reader)
+        if any(name not in stored for name in wanted):
+            stored = self._compute_missing(path, wanted, stored, status)
+        return {name: stored[name] for name in wanted if name in stored}
+
+    def _compute_missing(self, path, wanted, stored, status):
+        try:
+            status = status or self.backend.status(path)
+        except ArchiveError:  # e.g. the sideband database is down: whether it is on disk is unknown
+            return stored
+        limit = self.config.digest_compute_max
+        if status is None or status.media != "disk" or (limit and status.size > limit):
+            return stored
+        names = [name for name in checksums.ALGORITHMS if name not in stored]
+        names = [name for name in names if name in wanted or name in self.config.checksums]
+        with self._computing.claim(path) as claimed:
+            if not claimed:
+                return stored
+            try:
+                reader = self.backend.open_read(path)
+            except (OSError, ArchiveError):
+                return stored
+            try:
+                stored = reader.checksums()  # another process may have kept them meanwhile
+                names = [name for name in names if name not in stored]
+                if not names:
+                    return stored
+                computed = checksums.compute(reader.read, names)
+                try:
+                    return self.backend.add_checksums(path, reader, computed)
+                except OSError as exc:  # the digests are right, only not kept
+                    log.warning("could not keep the digests computed from %s: %s", path, describe(exc))
+                    return {**computed, **stored}
+            except OSError as exc:
+                log.warning("could not compute the digests of %s: %s", path, describe(exc))
+                return stored
+            finally:
+                reader.close()
 
     def stage(self, ident):
         """Ask for the file on disk; True when it is there now, False while it is staging."""

@@ -8,7 +8,7 @@ are strings in the backend's own namespace (a local path for posix).
 import abc
 import contextlib
 import dataclasses
-from typing import Iterator, Optional, Protocol, Tuple, TypeVar, Union
+from typing import Dict, Iterator, Optional, Protocol, TypeVar, Union
 
 from pyai.errors import Conflict
 
@@ -18,8 +18,8 @@ TEMP_PREFIX = ".pyai-tmp-"
 # Archived files are read-only: write-once is also what the file system says.
 FILE_MODE = 0o444
 
-# A stored checksum: (hashlib algorithm name, raw digest).
-Checksum = Tuple[str, bytes]
+# A file's stored checksums: {algorithm name (pyai.archive.checksums): raw digest}; {} when none.
+Checksums = Dict[str, bytes]
 # What a writer accepts: the bytes of a body, or a view of a receive buffer.
 Bytes = Union[bytes, bytearray, memoryview]
 _W = TypeVar("_W", bound="Writer")
@@ -52,6 +52,7 @@ class Reader(Protocol):
     """An open stored file: ``fileno()`` is a real descriptor when the backend has one
     (else it raises io.UnsupportedOperation and the bytes come through ``read``)."""
 
+    path: str  # the backend's path of the file
     size: int
     mtime: float
     etag: str
@@ -59,7 +60,7 @@ class Reader(Protocol):
     def fileno(self) -> int: ...
     def seek(self, offset: int) -> int: ...
     def read(self, size: int) -> bytes: ...
-    def checksum(self) -> Optional[Checksum]: ...  # the stored (algorithm, digest), None when none
+    def checksums(self) -> Checksums: ...  # the stored {algorithm: digest}, {} when none
     def close(self) -> None: ...
 
 
@@ -79,8 +80,8 @@ class Writer(abc.ABC):
         """Append all of ``data``."""
 
     @abc.abstractmethod
-    def commit(self, mtime: float, checksum: Optional[Checksum] = None) -> None:
-        """Publish the bytes under the id, stamped ``mtime``, with their (algorithm, digest) when given."""
+    def commit(self, mtime: float, checksums: Optional[Checksums] = None) -> None:
+        """Publish the bytes under the id, stamped ``mtime``, with their {algorithm: digest} when given."""
 
     @abc.abstractmethod
     def abort(self) -> None:
@@ -124,7 +125,10 @@ class Backend(Protocol):
     def move(self, source: str, path: str) -> None: ...  # PATCH
     def delete(self, path: str) -> None: ...  # with its stored checksum
     def sweep(self) -> int: ...  # removes dead uploads' temporary files; how many
-    def checksum(self, path: str) -> Optional[Checksum]: ...  # the stored (algorithm, digest), None when none
+    def checksums(self, path: str) -> Checksums: ...  # the stored {algorithm: digest}, {} when none
+    # Keep digests computed from the stored bytes beside the stored ones (one atomic replace
+    # of the set); returns the whole set.  The file is open as ``reader`` (from open_read).
+    def add_checksums(self, path: str, reader: Reader, computed: Checksums) -> Checksums: ...
     def stored_paths(self) -> Iterator[str]: ...  # every stored file, for verify --all
     def stored_size(self, path: str) -> Optional[int]: ...  # never staging, never asking a database
     def confirm_durable(self, path: str) -> None: ...  # StoredNotDurable when it cannot be made durable

@@ -1,22 +1,30 @@
-"""Where a posix file's checksum is kept: an xattr, else a sidecar file.
+"""Where a posix file's checksums are kept: an xattr, else a sidecar file.
 
-The xattr ``user.pyai.checksum`` (text ``sha256:<hex>``) is set on the
-temporary file before it is published, so it is atomic with the file, moves
-with it on rename and vanishes with it on unlink: one syscall per PUT and per
-HEAD/GET.  Where the file system refuses user xattrs the checksum goes to the
-sidecar ``<dir>/.pyai-sum-<name>`` (no id can name a file starting with
-``.``), which also records the inode and size of the file it describes: a
+The xattr ``user.pyai.checksum`` (text ``sha256:<hex> md5:<hex> adler32:<hex>``,
+see ``checksums.encode_set``; earlier versions wrote one ``sha256:<hex>``) is
+set on the temporary file before it is published, so it is atomic with the
+file, moves with it on rename and vanishes with it on unlink: one syscall per
+PUT and per HEAD/GET.  Where the file system refuses user xattrs the checksums
+go to the sidecar ``<dir>/.pyai-sum-<name>`` (no id can name a file starting
+with ``.``), which also records the inode and size of the file it describes: a
 sidecar left over from a replaced or moved file is ignored, never believed.
+
+A digest computed later (``add``) replaces the whole set in one setxattr (or one
+rename of the sidecar), under an exclusive flock of the stored file so that
+processes adding different algorithms at once do not drop each other's.
 """
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
-from typing import Optional
+import stat
+from typing import Dict, Iterator, Optional
 
 from pyai.archive import checksums as digests
 from pyai.backends import tempfiles
-from pyai.backends.base import Checksum
+from pyai.backends.base import FILE_MODE, Checksums
 
 XATTR = "user.pyai.checksum"
 SIDECAR_PREFIX = ".pyai-sum-"
@@ -33,23 +41,24 @@ def sidecar_path(path: str) -> str:
     return os.path.join(directory, sidecar)
 
 
-def sidecar_text(checksum: Checksum, st: os.stat_result) -> str:
-    return f"{digests.encode(*checksum)} {st.st_ino} {st.st_size}\n"
+def sidecar_text(checksums: Checksums, st: os.stat_result) -> str:
+    """``<checksums...> <inode> <size>``: the inode and size are the last two words."""
+    return f"{digests.encode_set(checksums)} {st.st_ino} {st.st_size}\n"
 
 
-def parse_sidecar(text: str, st: os.stat_result) -> Optional[Checksum]:
-    """The checksum a sidecar holds, if it describes the file ``st`` (else None)."""
+def parse_sidecar(text: str, st: os.stat_result) -> Checksums:
+    """The checksums a sidecar holds, if it describes the file ``st`` (else {})."""
     fields = text.split()
-    if len(fields) != 3 or fields[1:] != [str(st.st_ino), str(st.st_size)]:
-        return None
-    return digests.decode(fields[0])
+    if len(fields) < 3 or fields[-2:] != [str(st.st_ino), str(st.st_size)]:
+        return {}
+    return digests.decode_set(" ".join(fields[:-2]))
 
 
-def set_on_temp(fd: int, checksum: Checksum) -> bool:
-    """Attach the checksum to the unpublished file; False when xattrs are unsupported
+def set_on_temp(fd: int, checksums: Checksums) -> bool:
+    """Attach the checksums to the unpublished file; False when xattrs are unsupported
     (the caller then writes a sidecar once the file is published)."""
     try:
-        os.setxattr(fd, XATTR, digests.encode(*checksum).encode("ascii"))
+        os.setxattr(fd, XATTR, digests.encode_set(checksums).encode("ascii"))
     except OSError as exc:
         if exc.errno in _NO_XATTRS:
             return False
@@ -57,12 +66,12 @@ def set_on_temp(fd: int, checksum: Checksum) -> bool:
     return True
 
 
-def write_sidecar(path: str, fd: int, checksum: Checksum) -> None:
+def write_sidecar(path: str, fd: int, checksums: Checksums) -> None:
     """Write the sidecar of the just-published ``path`` (open as ``fd``): a temporary
     file, locked before it has a sweepable name (see tempfiles), renamed over any old sidecar."""
     side, temp = tempfiles.create_locked(os.path.dirname(path), 0o444)
     try:
-        os.write(side, sidecar_text(checksum, os.fstat(fd)).encode("ascii"))
+        os.write(side, sidecar_text(checksums, os.fstat(fd)).encode("ascii"))
         os.fsync(side)
         os.replace(temp, sidecar_path(path))
     except BaseException:
@@ -72,27 +81,74 @@ def write_sidecar(path: str, fd: int, checksum: Checksum) -> None:
         os.close(side)
 
 
-def read(path: str, fd: Optional[int] = None) -> Optional[Checksum]:
-    """The stored ``(algorithm, digest)`` of the file, or None when it has none."""
+def read(path: str, fd: Optional[int] = None) -> Checksums:
+    """The stored ``{algorithm: digest}`` of the file, {} when it has none."""
     try:
         value = os.getxattr(path if fd is None else fd, XATTR)
     except OSError as exc:
         if exc.errno in _NO_XATTRS:
             return _read_sidecar(path, fd)
         if exc.errno == errno.ENODATA:
-            return None
+            return {}
         raise
-    return digests.decode(value.decode("ascii", "replace"))
+    return digests.decode_set(value.decode("ascii", "replace"))
 
 
-def _read_sidecar(path: str, fd: Optional[int]) -> Optional[Checksum]:
+def _read_sidecar(path: str, fd: Optional[int]) -> Checksums:
     try:
         with open(sidecar_path(path), encoding="ascii", errors="replace") as handle:
-            text = handle.read(512)
+            text = handle.read(1024)
         st = os.stat(path) if fd is None else os.fstat(fd)
     except (FileNotFoundError, NotADirectoryError):
-        return None
+        return {}
     return parse_sidecar(text, st)
+
+
+def add(path: str, fd: int, computed: Dict[str, bytes]) -> Checksums:
+    """Keep the digests ``computed`` from the stored file ``path`` (open as ``fd``) beside
+    the ones it has; the whole set after.
+
+    Under an exclusive flock of the file the set is read again, merged and
+    written back in one setxattr: processes adding different algorithms at
+    once keep both.  A read-only file (mode 0444) has user xattrs only for
+    root; anyone else makes it owner-writable for the one call, and back."""
+    with _locked(fd):
+        stored = read(path, fd)
+        merged = {**computed, **stored}  # a digest already stored stays as it is
+        if merged == stored:
+            return stored
+        try:
+            _set_xattr(fd, digests.encode_set(merged).encode("ascii"))
+        except OSError as exc:
+            if exc.errno not in _NO_XATTRS:
+                raise
+            write_sidecar(path, fd, merged)
+    return merged
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _set_xattr(fd: int, value: bytes) -> None:
+    try:
+        os.setxattr(fd, XATTR, value)
+        return
+    except PermissionError:
+        pass
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode != FILE_MODE:  # not an archived file as pyai leaves it: not ours to change
+        raise PermissionError(errno.EACCES, "the stored file is not read-only as archived")
+    os.fchmod(fd, FILE_MODE | stat.S_IWUSR)  # on the descriptor: no path to swap meanwhile
+    try:
+        os.setxattr(fd, XATTR, value)
+    finally:
+        os.fchmod(fd, FILE_MODE)
 
 
 def forget(path: str) -> None:

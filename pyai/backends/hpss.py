@@ -10,6 +10,10 @@ and publishes it without ever replacing a file.  Before each request the core
 server is pinged (at most every ``[hpss] ping_interval`` seconds per process):
 down, or slower than ``accept_latency``, is 503.
 
+Checksums are user-defined attributes of the file (see ``uda_checksums``),
+set on the temporary file before it is published (UDAs belong to the file,
+so they come along with the link that publishes it).
+
 With pyai's emulator as the library, the HPSS namespace is the local
 directory tree under the prefix (state in ``<prefix>/.hpss-emu``).
 """
@@ -25,8 +29,18 @@ import time
 from typing import Any, Iterator, Optional, Tuple
 
 from pyai.archive.ids import id2filename, parse_integer
-from pyai.backends import moves, tree
-from pyai.backends.base import FILE_MODE, TEMP_PREFIX, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
+from pyai.backends import moves, tree, uda_checksums
+from pyai.backends.base import (
+    FILE_MODE,
+    TEMP_PREFIX,
+    Bytes,
+    Checksums,
+    FileStatus,
+    Reader,
+    Writer,
+    id_taken,
+    publishing,
+)
 from pyai.backends.jobs import KeyedPool
 from pyai.config import Config
 from pyai.errors import BackendUnavailable, ConfigError, describe
@@ -70,17 +84,19 @@ def etag_of(st: Any) -> str:  # st: an hpss_client.Stat
 class HpssReader:
     """A stored file open for reading through hpss_Read (there is no local descriptor)."""
 
-    def __init__(self, hpss: Any, fd: int, st: Any):  # st: an hpss_client.Stat
+    def __init__(self, hpss: Any, fd: int, st: Any, path: str):  # st: an hpss_client.Stat
         self.hpss = hpss
         self.fd = fd
+        self.path = path
         self.size = st.size
         self.mtime = st.mtime
         self.etag = etag_of(st)
         self.offset = 0
         self.buffer: Any = None  # a cffi char[] once read
 
-    def checksum(self) -> Optional[Checksum]:
-        return None  # HPSS files keep no checksum (see HpssBackend.checksum)
+    def checksums(self) -> Checksums:
+        """The stored ``{algorithm: digest}`` of this file (its user-defined attributes), {} when none."""
+        return uda_checksums.read(self.hpss, self.path, self.size)
 
     def fileno(self) -> int:
         raise io.UnsupportedOperation("an HPSS file has no local descriptor")
@@ -136,11 +152,13 @@ class HpssWriter(Writer):
         # but never for longer than REFRESH_EVERY (see HpssBackend.sweep).
         self.pending = bytearray()
         self.refreshed = time.monotonic()
+        self.size = 0  # bytes written so far (the checksum attributes record it)
 
     def fileno(self) -> None:
         return None  # the body comes through write()
 
     def write(self, data: Bytes) -> None:
+        self.size += len(data)
         if not self.pending and len(data) >= WRITE_BLOCK:
             self.hpss.write_all(self.fd, data)
             self.refreshed = time.monotonic()
@@ -155,14 +173,22 @@ class HpssWriter(Writer):
             self.pending = bytearray()
         self.refreshed = time.monotonic()
 
-    def commit(self, mtime: float, checksum: Optional[Checksum] = None) -> None:
-        """Close, stamp, make read-only, then publish under the id without replacing anything.
+    def commit(self, mtime: float, checksums: Optional[Checksums] = None) -> None:
+        """Close, keep the checksums, stamp, make read-only, then publish under the id
+        without replacing anything.
 
-        ``checksum`` is not stored (see HpssBackend.checksum)."""
+        The checksums are user-defined attributes of the temporary file, so the
+        file is never visible under its id without them; HPSS refusing them
+        (a system without UDAs) is logged and the file stored without."""
         with publishing(self):
             self._flush()
             fd, self.fd = self.fd, -1
             self.hpss.close(fd)
+            if checksums:
+                try:
+                    uda_checksums.write(self.hpss, self.temp, self.size, checksums, time.time())
+                except OSError as exc:
+                    log.warning("could not keep the checksums of an upload in HPSS attributes: %s", describe(exc))
             self.hpss.utime(self.temp, mtime)
             self.hpss.chmod(self.temp, FILE_MODE)
             if self.replace:
@@ -275,7 +301,7 @@ class HpssBackend:
         if not self._on_disk(path):
             self._wait_for_disk(path)
         fd = self.hpss.open(path, os.O_RDONLY)
-        return HpssReader(self.hpss, fd, st)
+        return HpssReader(self.hpss, fd, st, path)
 
     def _wait_for_disk(self, path: str) -> None:
         """Stage and wait up to stage_timeout; past it, 503 with Retry-After (the stage goes on)."""
@@ -347,8 +373,11 @@ class HpssBackend:
         source = posixpath.normpath(source)
         moves.allowed_source(source, self.move_roots)
         # lstat: a link would move as a link, pointing who knows where
-        moves.check_source(self.hpss.lstat(source).mode)  # HPSS tells no link count
+        st = self.hpss.lstat(source)
+        moves.check_source(st.mode)  # HPSS tells no link count
         self.make_dirs(posixpath.dirname(path))
+        # its bytes were never hashed here: whatever pyai keys it carries are not believed
+        uda_checksums.forget(self.hpss, source, st.size)
         try:
             self.publish(source, path)
         except FileExistsError:
@@ -364,10 +393,18 @@ class HpssBackend:
     def confirm_durable(self, path: str) -> None:
         """HPSS makes a closed file durable itself."""
 
-    def checksum(self, path: str) -> Optional[Checksum]:
-        """None: the binding has no user-defined attributes to keep one in, and a
-        sidecar file per file would be one more HPSS file (and tape object) per PUT."""
-        return None
+    def checksums(self, path: str) -> Checksums:
+        """The stored ``{algorithm: digest}`` of the file at ``path`` (user-defined attributes), {} when none."""
+        try:
+            size = self._regular(path).size
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        return uda_checksums.read(self.hpss, path, size)
+
+    def add_checksums(self, path: str, reader: Reader, computed: Checksums) -> Checksums:
+        """Keep ``computed`` (digests of the stored bytes) with the stored ones, in one
+        UserAttrSetAttrs; the whole set after."""
+        return uda_checksums.add(self.hpss, path, reader.size, computed, time.time())
 
     def _list_dir(self, directory: str) -> Iterator[tree.Entry]:
         """The tree.Lister of HPSS: its readdir, then an lstat per name (HPSS tells no file types)."""

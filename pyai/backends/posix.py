@@ -20,7 +20,6 @@ it does not own) the bytes are copied, with their checksum, instead.
 import contextlib
 import errno
 import fcntl
-import hashlib
 import io
 import logging
 import os
@@ -28,9 +27,10 @@ import stat
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 from pyai import native as fileio
+from pyai.archive import checksums as digests
 from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
-from pyai.backends.base import FILE_MODE, Bytes, Checksum, FileStatus, Writer, id_taken, publishing
+from pyai.backends.base import FILE_MODE, Bytes, Checksums, FileStatus, Reader, Writer, id_taken, publishing
 from pyai.backends.dirsync import DirectorySyncer
 from pyai.backends.flusher import Flusher
 from pyai.config import Config
@@ -60,8 +60,8 @@ class PosixReader(io.FileIO):
         self.etag = etag_of(st)
         self.path = path
 
-    def checksum(self) -> Optional[Checksum]:
-        """The stored ``(algorithm, digest)`` of this file, or None."""
+    def checksums(self) -> Checksums:
+        """The stored ``{algorithm: digest}`` of this file, {} when none."""
         return checksum_store.read(self.path, self.fileno())
 
 
@@ -110,9 +110,9 @@ class PosixWriter(Writer):
     def write(self, data: Bytes) -> None:
         fileio.write_all(self.fd, data)
 
-    def commit(self, mtime: float, checksum: Optional[Checksum] = None) -> None:
+    def commit(self, mtime: float, checksums: Optional[Checksums] = None) -> None:
         """Make the bytes durable and read-only, then publish them under the id,
-        with their ``(algorithm, digest)`` when given (see checksum_store).
+        with their ``{algorithm: digest}`` when given (see checksum_store).
 
         StoredNotDurable when the file is stored but its directory entry could
         not be made durable (a retry of the same bytes is then answered 201)."""
@@ -120,7 +120,7 @@ class PosixWriter(Writer):
             steps = self.flusher.for_dev(os.fstat(self.fd).st_dev)
             steps.written(self.fd)
             # before fchmod: user xattrs need a writable file
-            in_xattr = checksum is None or checksum_store.set_on_temp(self.fd, checksum)
+            in_xattr = not checksums or checksum_store.set_on_temp(self.fd, checksums)
             os.utime(self.fd, (mtime, mtime))
             os.fchmod(self.fd, FILE_MODE)
             steps.before_publish(self.fd)
@@ -132,8 +132,8 @@ class PosixWriter(Writer):
         self.temp = ""
         try:
             # only once the file is the id's: a 409 must not touch the old sidecar
-            if checksum is not None and not in_xattr:
-                checksum_store.write_sidecar(self.path, self.fd, checksum)
+            if checksums and not in_xattr:
+                checksum_store.write_sidecar(self.path, self.fd, checksums)
         except OSError as exc:  # the file is stored: its checksum is unknown, not wrong
             log.warning("could not write the checksum sidecar of a stored file: %s", describe(exc))
         finally:
@@ -212,7 +212,7 @@ class PosixBackend:
         # PATCH may take files from these trees only (all resolved at start-up).
         self.move_roots = (config.prefix,) + tuple(config.patch_roots)
         # what PATCH stores with a file it copies (a renamed file keeps no checksum)
-        self.checksum_algorithm = config.checksum
+        self.checksum_algorithms = config.checksums
         self.syncer = DirectorySyncer()
         self.flusher = Flusher(config.prefix, config.durability, self.syncer)  # logs its choice
         self.sweep_min_age = config.sweep_min_age
@@ -385,8 +385,8 @@ class PosixBackend:
         """A move across file systems (or of a file only a copy can make the service's):
         a durable copy the service owns, with its checksum, first; the source removed last."""
         with self.create(path, size_hint=src.st.st_size) as writer:
-            checksum = _copy_hashing(src.fd, writer, self.checksum_algorithm)
-            writer.commit(src.st.st_mtime, checksum)
+            computed = _copy_hashing(src.fd, writer, self.checksum_algorithms)
+            writer.commit(src.st.st_mtime, computed)
         try:
             now = os.stat(src.name, dir_fd=src.dir_fd, follow_symlinks=False)
             if (now.st_dev, now.st_ino) == (src.st.st_dev, src.st.st_ino):
@@ -405,12 +405,16 @@ class PosixBackend:
         checksum_store.remove_sidecar(path)
         fileio.fsync_dir(os.path.dirname(path))
 
-    def checksum(self, path: str) -> Optional[Checksum]:
-        """The stored ``(algorithm, digest)`` of the file at ``path``, or None."""
+    def checksums(self, path: str) -> Checksums:
+        """The stored ``{algorithm: digest}`` of the file at ``path``, {} when none."""
         try:
             return checksum_store.read(path)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return {}
+
+    def add_checksums(self, path: str, reader: Reader, computed: Checksums) -> Checksums:
+        """Keep ``computed`` (digests of the stored bytes) with the file's stored ones; the whole set."""
+        return checksum_store.add(path, reader.fileno(), computed)
 
     def stored_paths(self) -> Iterator[str]:
         """Every stored file under the prefix (never temporary files, sidecars or other dot names)."""
@@ -533,17 +537,18 @@ def _unlink_at(dir_fd: int, name: str) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def _copy_hashing(fd: int, writer: PosixWriter, algorithm: Optional[str]) -> Optional[Checksum]:
-    """Copy the open file ``fd`` into ``writer``; its ``(algorithm, digest)``, None without an algorithm."""
-    if algorithm is None:
+def _copy_hashing(fd: int, writer: PosixWriter, algorithms: Tuple[str, ...]) -> Optional[Checksums]:
+    """Copy the open file ``fd`` into ``writer``; its ``{algorithm: digest}``, None without algorithms."""
+    if not algorithms:
         fileio.copy_fd(fd, writer.fileno(), os.fstat(fd).st_size)
         return None
-    hasher = hashlib.new(algorithm)
+    hashers = digests.hashers(algorithms)
     block = bytearray(COPY_BLOCK)
     view = memoryview(block)
     while True:
         n = os.readv(fd, [block])
         if n == 0:
-            return algorithm, hasher.digest()
-        hasher.update(view[:n])
+            return {name: hasher.digest() for name, hasher in hashers.items()}
+        for hasher in hashers.values():
+            hasher.update(view[:n])
         writer.write(view[:n])

@@ -181,6 +181,56 @@ def listdir(path):
         lib.pyai_closedir(dirdes)
 
 
+def _keys(keys):
+    encoded = [ffi.new("char[]", key.encode("ascii")) for key in keys]
+    return encoded, ffi.new("const char *[]", encoded)
+
+
+def get_user_attrs(path, keys):
+    """``{key: value}`` of the user-defined attributes ``keys`` of ``path`` that are set
+    (plain text: the XML HPSS wraps a value in is stripped).
+
+    HPSS fails a whole get with ENOENT when one key is missing; then each key
+    is asked alone, so a file with only some of them still tells those."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    values = _get_attrs(path, keys)
+    if values is not None:
+        return values
+    found = {}
+    for key in keys if len(keys) > 1 else ():
+        one = _get_attrs(path, [key])
+        if one:
+            found.update(one)
+    return found
+
+
+def _get_attrs(path, keys):
+    """The values of all ``keys``, or None when any is not set (or ``path`` does not exist)."""
+    size = lib.PYAI_UDA_VALUE_SIZE
+    holders, array = _keys(keys)
+    out = ffi.new("char[]", size * len(keys))
+    rc = lib.pyai_uda_get(path.encode(), array, len(keys), out, size)
+    if rc == -errno.ENOENT:
+        return None
+    _check(rc, "UserAttrGetAttrs", path)
+    raw = ffi.buffer(out)[:]
+    return {
+        key: raw[i * size : (i + 1) * size].split(b"\0", 1)[0].decode("ascii", "replace") for i, key in enumerate(keys)
+    }
+
+
+def set_user_attrs(path, mapping):
+    """Set the user-defined attributes ``{key: value}`` of ``path`` in one call (text values)."""
+    if not mapping:
+        return
+    key_holders, keys = _keys(mapping)
+    value_holders = [ffi.new("char[]", str(value).encode("ascii")) for value in mapping.values()]
+    values = ffi.new("const char *[]", value_holders)
+    _check(lib.pyai_uda_set(path.encode(), keys, values, len(mapping)), "UserAttrSetAttrs", path)
+
+
 class Session:
     """A login as ``user`` with a keytab, made at most once in each process."""
 

@@ -22,7 +22,7 @@ from pyai.errors import BadRequest, IncompleteBody, PreconditionFailed
 from pyai.web import conditions, parking, webdav
 from pyai.web.answers import json_answer
 from pyai.web.dates import http_date, mtime_from
-from pyai.web.digest_fields import expected_digests
+from pyai.web.digest_fields import expected_digests, wanted_digests
 from pyai.web.digest_fields import response_headers as digest_headers
 from pyai.web.ranges import parse_byte_range, parse_range_header
 from pyai.web.receive import CLOSE_CONNECTION, RequestBody, abandon_body
@@ -103,7 +103,7 @@ class DataPlane:
                 return stopped
         headers = status_headers(status)
         if status:
-            headers.update(digest_headers(self.archive.checksum(status.path)))
+            headers.update(self.digest_headers(environ, status.path, status=status))
         headers["Content-Type"] = "application/json"
         if status is None:
             headers["Content-Length"] = "0"
@@ -129,7 +129,8 @@ class DataPlane:
                     start, stop = chosen
                     status = 206
                     headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-            headers.update(digest_headers(reader.checksum(), partial=status == 206 or (start, stop) != (0, size)))
+            partial = status == 206 or (start, stop) != (0, size)
+            headers.update(self.digest_headers(environ, reader.path, reader=reader, partial=partial))
             if start:
                 reader.seek(start)
             headers["Content-Length"] = str(stop - start)
@@ -144,6 +145,16 @@ class DataPlane:
             reader.close()
             raise
         return status, headers, body
+
+    def digest_headers(self, environ, path, reader=None, status=None, partial=False):
+        """``Digest``/``Repr-Digest`` of the stored file: what Want-Digest / Want-Repr-Digest ask
+        for (computed once when not stored, see Archive.digests_at), else its primary digest."""
+        wanted = wanted_digests(EnvironHeaders(environ))
+        if wanted is None:
+            found = self.archive.primary_digest(self.archive.checksums(path, reader))
+        else:
+            found = self.archive.digests_at(path, wanted.names(), reader=reader, status=status)
+        return digest_headers(found, wanted, partial=partial)
 
     def put(self, ident, environ):
         """PUT, as a generator: yields a ``parking.Wait`` while the client is slow (only

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import zlib
 
 import pytest
 import requests
@@ -13,7 +14,7 @@ from server import assert_error, raw, service_env
 
 from .test_config import CMD, run_cli
 
-NO_CHECKSUM_ON_HPSS = pytest.mark.posix_only("the hpss backend keeps no checksum")
+XATTRS = pytest.mark.posix_only("xattrs and sidecars are the posix store (hpss keeps UDAs: tests/hpss)")
 MiB = 1024 * 1024
 
 
@@ -53,7 +54,6 @@ def assert_nothing_stored(srv, ident):
 # ---- the stored checksum on HEAD and GET --------------------------------------
 
 
-@NO_CHECKSUM_ON_HPSS
 @pytest.mark.parametrize("size", [0, 30, 64 * 1024, 3 * MiB + 17])
 def test_head_and_get_send_the_checksum(server, uid, size):
     data = os.urandom(size)
@@ -66,7 +66,6 @@ def test_head_and_get_send_the_checksum(server, uid, size):
     assert_digest_headers(get.headers, data)
 
 
-@NO_CHECKSUM_ON_HPSS
 def test_partial_get_sends_only_repr_digest(server, uid):
     data = os.urandom(100_000)
     assert put(server, uid, data).status_code == 201
@@ -78,16 +77,15 @@ def test_partial_get_sends_only_repr_digest(server, uid):
     assert_digest_headers(original.headers, data, partial=True)
 
 
-@NO_CHECKSUM_ON_HPSS
 def test_chunked_put_is_checksummed(server, uid):
     data = os.urandom(MiB + 5)
     assert put(server, uid, chunks(data)).status_code == 201
     assert_digest_headers(requests.head(server.id_url(uid), timeout=10).headers, data)
 
 
-@NO_CHECKSUM_ON_HPSS
 def test_files_stored_before_checksums_get_no_digest(server, uid):
     path = server.stored_path(uid)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"stored by an older version")
     head = requests.head(server.id_url(uid), timeout=10)
     get = requests.get(server.id_url(uid), timeout=10)
@@ -187,7 +185,6 @@ def test_checksum_none_sends_no_digest_but_still_checks_clients(make_server, uid
     assert requests.head(srv.id_url(uid + "1"), timeout=10).status_code == 404
 
 
-@NO_CHECKSUM_ON_HPSS
 def test_checksum_sha512(make_server, uid):
     srv = make_server("sha512", PAI_CHECKSUM="sha512")
     data = os.urandom(2 * MiB + 1)
@@ -201,18 +198,20 @@ def test_checksum_sha512(make_server, uid):
 # ---- where it is stored ---------------------------------------------------------
 
 
-@NO_CHECKSUM_ON_HPSS
+@XATTRS
 def test_xattr_travels_with_the_file_and_is_not_an_id(server, uid):
     data = b"kept in an xattr"
     assert put(server, uid, data).status_code == 201
     path = server.stored_path(uid)
-    assert os.getxattr(path, "user.pyai.checksum") == f"sha256:{sha256(data).hex()}".encode()
+    md5, adler32 = hashlib.md5(data).hexdigest(), f"{zlib.adler32(data):08x}"
+    stored = f"sha256:{sha256(data).hex()} md5:{md5} adler32:{adler32}"
+    assert os.getxattr(path, "user.pyai.checksum") == stored.encode()
     assert not [p for p in server.prefix.rglob(".pyai-sum-*")]  # xattrs work here: no sidecar
     assert requests.delete(server.id_url(uid), timeout=10).status_code == 200
     assert not path.exists()
 
 
-@NO_CHECKSUM_ON_HPSS
+@XATTRS
 def test_patch_moved_file_has_no_checksum(make_server, uid, tmp_path_factory):
     root = tmp_path_factory.mktemp("sumroot")
     srv = make_server("sumpatch", PAI_PATCH_ROOTS=str(root))
@@ -240,7 +239,7 @@ def ramfs(path):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-@NO_CHECKSUM_ON_HPSS
+@XATTRS
 def test_sidecar_where_xattrs_are_unsupported(fresh_server, uid, tmp_path):
     with ramfs(tmp_path / "ram") as prefix:
         srv = fresh_server.start("ramfs", PAI_PREFIX=str(prefix / "archive"))
@@ -250,6 +249,11 @@ def test_sidecar_where_xattrs_are_unsupported(fresh_server, uid, tmp_path):
         assert sidecar.read_text().split()[0] == f"sha256:{sha256(data).hex()}"
         assert_digest_headers(requests.head(srv.id_url(uid), timeout=10).headers, data)
         assert_digest_headers(requests.get(srv.id_url(uid), timeout=10).headers, data)
+        # a digest computed on demand is kept in the sidecar too (rewritten whole, inode and size kept)
+        sha512 = requests.head(srv.id_url(uid), headers={"Want-Digest": "sha-512"}, timeout=10)
+        assert sha512.headers["Digest"] == f"SHA-512={b64(hashlib.sha512(data).digest())}"
+        assert f"sha512:{hashlib.sha512(data).hexdigest()}" in sidecar.read_text().split()
+        assert_digest_headers(requests.head(srv.id_url(uid), timeout=10).headers, data)
         # no id reaches it, whatever the encoding
         for target in (f"/.pyai-sum-{uid}", f"/%2Epyai-sum-{uid}"):
             assert raw("GET", target, srv.port).status == 400
@@ -287,7 +291,7 @@ def test_sidecar_where_xattrs_are_unsupported(fresh_server, uid, tmp_path):
 # ---- verify --------------------------------------------------------------------
 
 
-@NO_CHECKSUM_ON_HPSS
+@XATTRS
 def test_verify_finds_a_file_corrupted_behind_the_service(make_server, impl, tmp_path, uid):
     srv = make_server("verify")
     good, bad = uid + "-good", uid + "-bad"
@@ -318,12 +322,15 @@ def test_verify_finds_a_file_corrupted_behind_the_service(make_server, impl, tmp
     assert rc == 2 and "ids or --all" in err
 
 
-def test_verify_on_hpss_lists_files_without_checksum(server, backend, tmp_path, uid):
+def test_verify_on_hpss_checks_the_attributes(server, backend, tmp_path, uid):
     if backend != "hpss":
-        pytest.skip("hpss only: the posix backend keeps checksums (see the tests above)")
+        pytest.skip("hpss only: the posix backend is verified above")
     assert put(server, uid, b"on the emulator").status_code == 201
+    behind = server.stored_path(uid + "1")
+    behind.parent.mkdir(parents=True, exist_ok=True)
+    behind.write_bytes(b"stored behind the service: no attributes")
     env = service_env(tmp_path, PAI_BACKEND_TYPE="hpss", PAI_USE_ID2FILENAME="true")
-    rc, out, err = run_cli([CMD, "--prefix", str(server.prefix), "verify", "--all"], env)
-    assert rc == 0, (out, err)
-    assert f"NO CHECKSUM {server.stored_path(uid)}" in out and "MISMATCH" not in out
+    rc, out, err = run_cli([CMD, "--prefix", str(server.prefix), "verify", uid, uid + "1"], env)
+    assert rc == 0 and "1 ok" in out, (out, err)
+    assert f"NO CHECKSUM {uid}1" in out and "MISMATCH" not in out
     assert ".pyai" not in out and ".hpss-emu" not in out

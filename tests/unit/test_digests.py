@@ -87,15 +87,15 @@ def test_only_unknown_algorithms_is_refused(headers):
 
 
 def test_response_headers():
-    assert digest_fields.response_headers(None) == {}
-    full = digest_fields.response_headers(("sha256", SHA256))
+    assert digest_fields.response_headers({}) == {}
+    full = digest_fields.response_headers({"sha256": SHA256})
     assert full == {"Digest": f"SHA-256={b64(SHA256)}", "Repr-Digest": f"sha-256=:{b64(SHA256)}:"}
-    assert digest_fields.response_headers(("sha256", SHA256), partial=True) == {
+    assert digest_fields.response_headers({"sha256": SHA256}, partial=True) == {
         "Repr-Digest": f"sha-256=:{b64(SHA256)}:"
     }
-    assert digest_fields.response_headers(("md5", MD5))["Digest"] == f"MD5={b64(MD5)}"
+    assert digest_fields.response_headers({"md5": MD5})["Digest"] == f"MD5={b64(MD5)}"
     # what we send, we read back
-    sent = digest_fields.response_headers(("sha512", SHA512))
+    sent = digest_fields.response_headers({"sha512": SHA512})
     assert digest_fields.expected_digests(
         Headers({"Content-Digest": sent["Repr-Digest"], "Digest": sent["Digest"]})
     ) == {"sha512": SHA512}
@@ -103,7 +103,9 @@ def test_response_headers():
 
 def test_stored_form_round_trip():
     for name in checksums.ALGORITHMS:
-        digest = hashlib.new(name, BODY).digest()
+        hasher = checksums.new(name)
+        hasher.update(BODY)
+        digest = hasher.digest()
         assert checksums.decode(checksums.encode(name, digest)) == (name, digest)
     assert checksums.encode("sha256", SHA256) == "sha256:" + SHA256.hex()
     for bad in ("", "sha256", "sha256:zz", "sha256:" + SHA256.hex()[:-2], "crc32:00000000", "md5:" + SHA256.hex()):
@@ -117,22 +119,27 @@ def test_mismatch():
 
 
 @pytest.mark.parametrize(
-    "text, name",
+    "text, names",
     [
-        ("sha256", "sha256"),
-        ("SHA-256", "sha256"),
-        ("sha512", "sha512"),
-        ("sha1", "sha1"),
-        ("md5", "md5"),
-        ("none", None),
+        ("sha256", ("sha256",)),
+        ("SHA-256", ("sha256",)),
+        ("sha512", ("sha512",)),
+        ("sha1", ("sha1",)),
+        ("md5", ("md5",)),
+        ("adler32", ("adler32",)),
+        ("ADLER32, sha-256", ("adler32", "sha256")),
+        ("sha256,adler32,md5,sha256", ("sha256", "adler32", "md5")),
+        ("none", ()),
     ],
 )
-def test_config_checksum(tmp_path, text, name):
+def test_config_checksum(tmp_path, text, names):
     config = load({"prefix": str(tmp_path)}, environ={"PAI_CHECKSUM": text, "HOME": str(tmp_path)})
-    assert config.checksum == name
+    assert config.checksums == names
 
 
 def test_config_checksum_default_and_bad(tmp_path):
-    assert load({"prefix": str(tmp_path)}, environ={"HOME": str(tmp_path)}).checksum == "sha256"
-    with pytest.raises(ConfigError, match="PAI_CHECKSUM"):
-        load({"prefix": str(tmp_path)}, environ={"PAI_CHECKSUM": "crc32", "HOME": str(tmp_path)})
+    default = load({"prefix": str(tmp_path)}, environ={"HOME": str(tmp_path)})
+    assert default.checksums == ("sha256", "adler32", "md5")
+    for bad in ("crc32", "sha256, crc32", "none, md5", ","):
+        with pytest.raises(ConfigError, match="PAI_CHECKSUM"):
+            load({"prefix": str(tmp_path)}, environ={"PAI_CHECKSUM": bad, "HOME": str(tmp_path)})
