@@ -135,13 +135,6 @@ class Archive:
         """The stored ``{algorithm: digest}`` of the file at ``path`` (open as ``reader``), {} when none."""
         return reader.checksums() if reader is not None else self.backend.checksums(path)
 
-    def checksum(self, path, reader=None):
-        """The primary stored ``(algorithm, digest)`` of the file, or None: the one-checksum API of
-        earlier versions, kept for its callers (PROPFIND's ``webdav.stored_digests``); new code
-        calls ``checksums`` (all stored) or ``digests``/``digests_at`` (negotiated, computed once)."""
-        primary = self.primary_digest(self.checksums(path, reader))
-        return next(iter(primary.items()), None)
-
     def primary_digest(self, stored):
         """``{name: digest}`` of the one stored digest a response carries when the client asks for
         none: the first configured algorithm stored, else the strongest, else any; {} without."""

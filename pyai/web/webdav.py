@@ -42,13 +42,11 @@ _LOCALITY = {(True, False): "ONLINE", (False, True): "NEARLINE", (True, True): "
 
 
 def stored_digests(archive, status):
-    """``{algorithm: digest}`` of the stored file; {} when none is kept.
+    """``{algorithm: digest}`` of every checksum kept for the stored file; {} when none.
 
-    The one place PROPFIND asks the archive for checksums: today the archive
-    keeps one (``Archive.checksum``), tomorrow several (``Archive.digests``).
+    Only what is stored: a stat computes nothing (a Want-Digest on HEAD or GET does).
     """
-    checksum = archive.checksum(status.path)
-    return {checksum[0]: checksum[1]} if checksum else {}
+    return archive.checksums(status.path)
 
 
 # -- the request --------------------------------------------------------------

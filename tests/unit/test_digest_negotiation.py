@@ -151,8 +151,8 @@ def test_in_flight_claims_a_path_once_and_a_few_at_once():
         assert later  # released
 
 
-def test_archive_checksum_still_answers_the_primary_digest(tmp_path):
-    """The one-checksum call earlier callers (PROPFIND) use: the primary of the stored set."""
+def test_archive_primary_digest_is_the_first_configured_one_stored(tmp_path):
+    """What an answer carries when the client asks for no digest: the first configured algorithm kept."""
     from pyai.archive.service import Archive
     from pyai.backends.posix import PosixBackend
     from pyai.config import load
@@ -161,10 +161,12 @@ def test_archive_checksum_still_answers_the_primary_digest(tmp_path):
     archive = Archive(config, PosixBackend(config))
     path = tmp_path / "f"
     path.write_bytes(b"x")
-    assert archive.checksum(str(path)) is None
+    assert archive.checksums(str(path)) == {}
+    assert archive.primary_digest({}) == {}
     os.setxattr(path, "user.pyai.checksum", f"sha256:{hashlib.sha256(b'x').hexdigest()} md5:{'00' * 16}".encode())
-    assert archive.checksum(str(path)) == ("md5", bytes(16))  # the first configured one kept
-    assert archive.checksums(str(path)) == {"sha256": hashlib.sha256(b"x").digest(), "md5": bytes(16)}
+    stored = archive.checksums(str(path))
+    assert stored == {"sha256": hashlib.sha256(b"x").digest(), "md5": bytes(16)}
+    assert archive.primary_digest(stored) == {"md5": bytes(16)}  # the first configured one kept
 
 
 def test_put_md5_in_hex_as_gfal2_sends_it():
