@@ -338,8 +338,9 @@ SETTINGS = (
         "sam_qfs_prefix",
         "PAI_SAM_QFS_PREFIX",
         str,
-        "/tmp",
-        help="the mount point of the HSM file system",
+        "/data/pacifica/test/",
+        default_note="the original's",
+        help="the archive directory as the sideband database names it (the original's rule: see README)",
     ),
     Setting(
         "sideband_host",

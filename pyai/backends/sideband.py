@@ -7,12 +7,17 @@ tell -- whether a file's data is online (on disk) or only on tape -- comes
 from the MySQL/MariaDB "sideband" database the HSM keeps (see
 ``sideband_models``), read with peewee over PyMySQL.
 
-The database location of a file: ``[hsm_sideband] sam_qfs_prefix`` is the
-mount point of the SAM-QFS file system; the file's path relative to it is
-split into ``sam_path.path`` (its directory, with a trailing ``/``; the root
-directory is the empty path) and ``sam_file.name``.  With the mount point
-``/sam1`` and the prefix ``/sam1/archive``, id 12345 (``/sam1/archive/39/3039``)
-is looked up as path ``archive/39/``, name ``3039``.
+The database location of a file follows the original's rule:
+``[hsm_sideband] sam_qfs_prefix`` is the archive directory as the database
+names it (whatever the file system's mount point is on this host), and the
+file of an id is ``sam_qfs_prefix`` joined with its id2filename path: its
+directory, with a trailing ``/``, is ``sam_path.path`` and its base name is
+``sam_file.name``.  With the original's example ``sam_qfs_prefix = /tmp/path``,
+id 12345 is looked up as path ``/tmp/path/39/``, name ``3039``, wherever
+``prefix`` is.  The rows are joined as the original joins them:
+``sam_path.ino = sam_file.p_ino`` and ``sam_file.ino = sam_inode.ino``
+(generations are not required to agree; where several inode rows match, the
+one of the entry's own generation, else the newest, is taken).
 
 - HEAD: a file missing from the file system is 404 (the database is not asked);
   otherwise one joined query (sam_path -> sam_file -> sam_inode) gives size,
@@ -34,6 +39,7 @@ is looked up as path ``archive/39/``, name ``3039``.
 import datetime
 import logging
 import os
+import posixpath
 import stat
 import threading
 import time
@@ -91,14 +97,15 @@ def _head_query() -> Tuple[str, Callable[[str, str], Tuple[Any, ...]]]:
 
     Built once with peewee from the models; the SQL is then run as is on
     every HEAD (sam_path by its path index, sam_file by its name index joined
-    on (p_ino, p_gen), sam_inode by its primary key).
+    on p_ino, sam_inode by the ino of its primary key).
     """
     directory, name = "\0directory", "\0name"
     query = (
         SamPath.select(SamInode.size, SamInode.online, SamInode.modify_time, SamInode.create_time)
-        .join(SamFile, on=((SamFile.p_ino == SamPath.ino) & (SamFile.p_gen == SamPath.gen)))
-        .join(SamInode, on=((SamInode.ino == SamFile.ino) & (SamInode.gen == SamFile.gen)))
+        .join(SamFile, on=(SamFile.p_ino == SamPath.ino))
+        .join(SamInode, on=(SamInode.ino == SamFile.ino))
         .where((SamPath.path == directory) & (SamFile.name == name))
+        .order_by((SamInode.gen == SamFile.gen).desc(), SamInode.gen.desc())
         .limit(1)
     )
     sql, params = peewee.MySQLDatabase(None).get_sql_context().sql(query).query()
@@ -182,12 +189,7 @@ class SidebandBackend(PosixBackend):
         self.use_id2filename = True  # ids are integers, always in the nested layout
         self.config = config
         self.retry_after = config.sideband_retry_after
-        self.mount = os.path.realpath(os.path.expanduser(config.sideband_prefix))
-        if not (self.prefix == self.mount or self.prefix.startswith(self.mount.rstrip("/") + "/")):
-            raise ConfigError(
-                f"the archive prefix {self.prefix} is not on the SAM-QFS file system mounted at {self.mount} "
-                "([hsm_sideband] sam_qfs_prefix / PAI_SAM_QFS_PREFIX must be the mount point above the prefix)"
-            )
+        self.sam_qfs_prefix = config.sideband_prefix.strip()  # the database's name, not a local path
         for name in ("sideband_connect_timeout", "sideband_query_timeout"):
             if getattr(config, name) <= 0:
                 raise ConfigError(f"[hsm_sideband] {name.split('_', 1)[1]} must be more than 0 seconds")
@@ -323,10 +325,10 @@ class SidebandBackend(PosixBackend):
         )
 
     def sam_location(self, path: str) -> Tuple[str, str]:
-        """``(sam_path.path, sam_file.name)`` of a file under the mount point."""
-        directory, _, name = path.rpartition("/")
-        relative = directory[len(self.mount) :].strip("/")
-        return (relative + "/" if relative else ""), name
+        """``(sam_path.path, sam_file.name)`` of the file at ``path`` (``<prefix><id2filename>``):
+        ``sam_qfs_prefix`` joined with the id2filename part, split at its last ``/``."""
+        sam_qfs_path = posixpath.join(self.sam_qfs_prefix, path[len(self.prefix) :].lstrip("/"))
+        return posixpath.dirname(sam_qfs_path) + "/", posixpath.basename(sam_qfs_path)
 
     def _record(self, path: str) -> Optional[Tuple[Any, ...]]:
         """The database's (size, online, modify_time, create_time) of the file, or None."""
@@ -351,9 +353,11 @@ class SidebandBackend(PosixBackend):
             return FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk", etag_of(st))
         size, online, mtime, ctime = row
         size, mtime, ctime = int(size or 0), _epoch(mtime), _epoch(ctime)
-        if online:
-            return FileStatus(path, size, mtime, ctime, (size,), "disk", etag_of(st))
-        return FileStatus(path, size, mtime, ctime, (0, size), "tape", etag_of(st))
+        # the original's levels: (size,) online, (0, size) not; the medium is the level
+        # holding the whole file, so an empty file is on disk either way
+        per_level = (size,) if online else (0, size)
+        media = "disk" if per_level[0] == size else "tape"
+        return FileStatus(path, size, mtime, ctime, per_level, media, etag_of(st))
 
     def stage(self, path: str) -> bool:
         """True when the data is online; else start one recall (per process) and return False."""
@@ -363,7 +367,7 @@ class SidebandBackend(PosixBackend):
             self.fail_if_prefix_missing("stage")
             raise
         row = self._record(path)
-        if row is None or row[1]:
+        if row is None or row[1] or not row[0]:  # online, or empty: nothing to recall
             return True
         self._recalls.start(path, lambda: self._recall(path))
         return False

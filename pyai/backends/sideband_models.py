@@ -11,10 +11,9 @@ The models are bound to no database: the backend runs its queries on the
 connection pool of its worker (``query.execute(database)``), and the tests
 bind them to their own connection (``database.bind(MODELS)``).
 
-Paths: ``sam_path.path`` is a directory relative to the mount point of the
-SAM-QFS file system with a trailing ``/`` (the root directory is the empty
-path); ``sam_file.name`` is the entry's name in it, so ``path + name`` is the
-file's path relative to the mount point.
+Paths: ``sam_path.path`` is a directory as the HSM names it, with a trailing
+``/``; ``sam_file.name`` is the entry's name in it.  Which directory holds an
+id's file is the backend's rule (``pyai.backends.sideband``).
 """
 
 from peewee import BigIntegerField, CharField, CompositeKey, IntegerField, Model, SmallIntegerField
@@ -77,7 +76,7 @@ class SamFile(SamModel):
 
 
 class SamPath(SamModel):
-    """A directory ``(ino, gen)`` and its path relative to the mount point, ending in ``/``."""
+    """A directory ``(ino, gen)`` and its path, ending in ``/``."""
 
     ino = BigIntegerField()
     gen = IntegerField()

@@ -6,6 +6,7 @@ as root).  Without it they fail with a message saying so, unless
 """
 
 import os
+import secrets
 
 import pytest
 from server import ServerPool
@@ -51,17 +52,19 @@ def mariadb(tmp_path_factory):
 
 
 class SidebandPool(ServerPool):
-    """Servers with -t hsmsideband whose prefixes all lie under one mount point (``base``)."""
+    """Servers with -t hsmsideband, each by default with ``sam_qfs_prefix`` = its own prefix:
+    the database names each file by its real path, which ``SamDB`` writes without being told more."""
 
     def __init__(self, base, mariadb, impl="c"):
         super().__init__(base, impl, "hsmsideband")
         self.base.mkdir(parents=True, exist_ok=True)
-        self.mount = os.path.realpath(self.base)
         self.mariadb = mariadb
 
     def start(self, name="sb", **settings):
+        prefix = settings.pop("PAI_PREFIX", None) or str(self.base / f"{name}-{secrets.token_hex(4)}-prefix")
         defaults = {
-            "PAI_SAM_QFS_PREFIX": self.mount,
+            "PAI_PREFIX": prefix,
+            "PAI_SAM_QFS_PREFIX": os.path.realpath(prefix),
             "PAI_USE_ID2FILENAME": "true",  # where Server.stored_path looks (the backend always uses it)
             **self.mariadb.settings(),
         }
@@ -95,5 +98,5 @@ def sideband(sideband_pool):
 
 @pytest.fixture(scope="module")
 def samdb(mariadb, sideband_pool):
-    """Writes sideband rows for files under the pool's mount point."""
-    return SamDB(mariadb, sideband_pool.mount)
+    """Writes sideband rows for the files of the pool's servers."""
+    return SamDB(mariadb)

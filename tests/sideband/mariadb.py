@@ -8,11 +8,13 @@ uses.  Nothing is mocked.
 
 ``SamDB`` writes what Oracle HSM would record about files on its file
 system: a ``sam_path`` row per directory, a ``sam_file`` row per entry, a
-``sam_inode`` row per inode, by local path under the mount point.
+``sam_inode`` row per inode, for a local file named by the database path the
+original's rule gives it (see ``SamDB``).
 """
 
 import itertools
 import os
+import posixpath
 import shutil
 import subprocess
 import time
@@ -170,17 +172,25 @@ _inodes = itertools.count(1000)
 
 
 class SamDB:
-    """Writes sideband rows, as the HSM would, for files under the mount point ``mount``."""
+    """Writes sideband rows, as the HSM would, for local files.
 
-    def __init__(self, mariadb, mount, schema=SCHEMA):
+    A local file's database path is its real path, unless it lies under one of
+    ``roots`` (``{local prefix: sam_qfs_prefix}``): then it is the
+    ``sam_qfs_prefix`` joined with the part below the prefix (the original's
+    rule).  A server whose ``sam_qfs_prefix`` is its own prefix needs no root.
+    """
+
+    def __init__(self, mariadb, roots=None, schema=SCHEMA):
         self.mariadb = mariadb
-        self.mount = os.path.realpath(mount)
+        self.roots = {os.path.realpath(local): db for local, db in (roots or {}).items()}
         self.schema = schema
 
-    def _relative(self, path):
+    def db_path(self, path):
         path = os.path.realpath(path)
-        assert path.startswith(self.mount.rstrip("/") + "/"), (path, self.mount)
-        return path[len(self.mount.rstrip("/")) + 1 :]
+        for local, db in self.roots.items():
+            if path.startswith(local.rstrip("/") + "/"):
+                return posixpath.join(db, path[len(local.rstrip("/")) + 1 :])
+        return path
 
     def _run(self, work):
         db = self.mariadb.root(self.schema)
@@ -196,9 +206,10 @@ class SamDB:
         ino = SamInode.select(peewee.fn.COALESCE(peewee.fn.MAX(SamInode.ino), 0)).scalar() + 1
         return max(ino, next(_inodes)), 1
 
-    def _directory(self, relative_dir):
-        """(ino, gen) of the directory ``relative_dir`` ("" or "a/b/"), with its parents."""
-        row = SamPath.get_or_none(SamPath.path == relative_dir)
+    def _directory(self, directory):
+        """(ino, gen) of the directory whose database path is ``directory`` (ending in "/", or
+        "" for the root of relative paths), with its parents."""
+        row = SamPath.get_or_none(SamPath.path == directory)
         if row is not None:
             return row.ino, row.gen
         ino, gen = self._new_inode()
@@ -211,16 +222,16 @@ class SamDB:
             create_time=int(time.time()),
             modify_time=int(time.time()),
         )
-        SamPath.create(ino=ino, gen=gen, path=relative_dir)
-        if relative_dir:
-            parent, _, name = relative_dir.rstrip("/").rpartition("/")
-            p_ino, p_gen = self._directory(parent + "/" if parent else "")
+        SamPath.create(ino=ino, gen=gen, path=directory)
+        parent, slash, name = directory.rstrip("/").rpartition("/")
+        if name:  # not a root
+            p_ino, p_gen = self._directory(parent + slash)
             SamFile.create(ino=ino, gen=gen, p_ino=p_ino, p_gen=p_gen, name=name, name_hash=zlib.crc32(name.encode()))
         return ino, gen
 
     def _entry(self, path):
-        directory, _, name = self._relative(path).rpartition("/")
-        p_ino, p_gen = self._directory(directory + "/" if directory else "")
+        directory, _, name = self.db_path(path).rpartition("/")
+        p_ino, p_gen = self._directory(directory + "/")
         return SamFile.get_or_none((SamFile.p_ino == p_ino) & (SamFile.p_gen == p_gen) & (SamFile.name == name)), (
             p_ino,
             p_gen,
@@ -255,6 +266,15 @@ class SamDB:
             return ino, gen
 
         return self._run(work)
+
+    def rows(self):
+        """Every ``(sam_path.path, sam_file.name)`` pair recorded (the original's join)."""
+        db = self.mariadb.root(self.schema)
+        try:
+            sql = "SELECT p.path, f.name FROM sam_path p JOIN sam_file f ON f.p_ino = p.ino"
+            return set(db.execute_sql(sql).fetchall())
+        finally:
+            db.close()
 
     def set_online(self, path, online):
         def work():

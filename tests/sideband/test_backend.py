@@ -14,12 +14,12 @@ from pyai.errors import BackendUnavailable, ConfigError
 from .mariadb import SamDB
 
 
-def make_backend(mariadb, mount, prefix, **env):
+def make_backend(mariadb, sam_qfs_prefix, prefix, **env):
     environ = {
         "PAI_BACKEND_TYPE": "hsmsideband",
         "PAI_PREFIX": str(prefix),
-        "PAI_SAM_QFS_PREFIX": str(mount),
-        "HOME": str(mount),
+        "PAI_SAM_QFS_PREFIX": str(sam_qfs_prefix),
+        "HOME": str(prefix),
         **mariadb.settings(),
         **env,
     }
@@ -34,28 +34,26 @@ def mount(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "relative_prefix, ident, expected",
+    "sam_qfs_prefix, ident, expected",
     [
-        ("", "12345", ("39/", "3039")),
-        ("", "255", ("", "file.ff")),
-        ("archive", "12345", ("archive/39/", "3039")),
-        ("archive", "1", ("archive/", "file.1")),
-        ("a/b", "305419896", ("a/b/78/56/34/", "12345678")),
-        ("a/b", "32768", ("a/b/00/", "8000")),
+        # the original's documented example: sam_qfs_prefix = /tmp/path
+        ("/tmp/path", "12345", ("/tmp/path/39/", "3039")),
+        ("/tmp/path/", "12345", ("/tmp/path/39/", "3039")),
+        ("/tmp/path", "255", ("/tmp/path/", "file.ff")),
+        ("/tmp/path", "1", ("/tmp/path/", "file.1")),
+        ("/tmp/path", "305419896", ("/tmp/path/78/56/34/", "12345678")),
+        ("/tmp/path", "32768", ("/tmp/path/00/", "8000")),
+        ("/", "12345", ("/39/", "3039")),
+        ("archive", "12345", ("archive/39/", "3039")),  # a relative one is joined as is, as the original did
     ],
 )
-def test_database_path_rule(mariadb, mount, relative_prefix, ident, expected):
-    backend = make_backend(mariadb, mount, mount / relative_prefix)
+def test_database_path_rule(mariadb, tmp_path, sam_qfs_prefix, ident, expected):
+    """The original's rule: join(sam_qfs_prefix, id2filename(id) without its "/"), split at the last "/"."""
+    prefix = tmp_path / "srv" / "archive"  # where the files are here has nothing to do with it
+    backend = make_backend(mariadb, sam_qfs_prefix, prefix)
     path = backend.path_for(ident)
-    assert path == os.path.realpath(mount / relative_prefix) + id2filename(int(ident))
+    assert path == os.path.realpath(prefix) + id2filename(int(ident))
     assert backend.sam_location(path) == expected
-
-
-def test_mount_point_root(mariadb, tmp_path):
-    """sam_qfs_prefix = / : the path is the whole directory path without its leading '/'."""
-    backend = make_backend(mariadb, "/", tmp_path / "arch")
-    directory, name = backend.sam_location(backend.path_for("12345"))
-    assert directory == str(tmp_path / "arch").lstrip("/") + "/39/" and name == "3039"
 
 
 def test_ids_are_integers(mariadb, mount):
@@ -68,8 +66,8 @@ def test_ids_are_integers(mariadb, mount):
 def test_head_query_uses_the_indexes(mariadb, mount):
     """One joined query per HEAD, every table read through an index (never a full scan)."""
     prefix = mount / "archive"
-    samdb = SamDB(mariadb, mount)
-    backend = make_backend(mariadb, mount, prefix)
+    samdb = SamDB(mariadb, {prefix: "/sam1/archive"})
+    backend = make_backend(mariadb, "/sam1/archive", prefix)
     paths = []
     for ident in range(4096, 4096 + 300, 7):
         path = backend.path_for(str(ident))
@@ -95,7 +93,7 @@ def test_head_query_uses_the_indexes(mariadb, mount):
         status = backend.status(path)
         size = os.path.getsize(path)
         ident = int(os.path.basename(path), 16)
-        assert (status.size, status.media) == (size, "disk" if ident % 2 else "tape")
+        assert (status.size, status.media) == (size, "disk" if ident % 2 or not size else "tape")  # empty: disk
 
 
 def test_unreachable_database_fails_fast(mariadb, mount):
@@ -127,3 +125,34 @@ def test_wrong_password_in_process(mariadb, mount):
     with pytest.raises(ConfigError) as info:
         make_backend(mariadb, mount, mount / "archive", PAI_SIDEBAND_PASSWORD="nope")
     assert "refused user 'pyai' (access denied)" in str(info.value)
+
+
+def test_rows_are_joined_on_ino_as_the_original_joins_them(mariadb, mount):
+    """The original joins sam_path.ino = sam_file.p_ino and sam_file.ino = sam_inode.ino:
+    an entry whose generation differs from its inode row's is still found; where an old
+    generation's inode row is left beside the current one, the entry's own is taken."""
+    prefix = mount / "archive"
+    samdb = SamDB(mariadb, {prefix: "/gens/archive"})
+    backend = make_backend(mariadb, "/gens/archive", prefix)
+    paths = [backend.path_for(str(ident)) for ident in (70001, 70002)]
+    for path in paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"y" * 7)
+    ino_a, _ = samdb.record(paths[0], online=False)
+    ino_b, gen_b = samdb.record(paths[1], online=True)
+    db = mariadb.root("samdb")
+    try:
+        # a: the entry says generation 5, the inode row 1 (pyai's (ino, gen) join missed it)
+        db.execute_sql("UPDATE sam_file SET gen = 5 WHERE ino = %s", (ino_a,))
+        # b: another generation of its inode, offline, left beside the current one
+        db.execute_sql(
+            "INSERT INTO sam_inode (ino, gen, type, size, create_time, modify_time, online, uid, gid)"
+            " VALUES (%s, %s, 0, 99, 0, 0, 0, 0, 0)",
+            (ino_b, gen_b - 1 if gen_b > 1 else gen_b + 1),
+        )
+    finally:
+        db.close()
+    assert backend.status(paths[0]).media == "tape"
+    status = backend.status(paths[1])
+    assert (status.media, status.size) == ("disk", 7)

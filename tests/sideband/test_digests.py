@@ -72,7 +72,7 @@ def test_verify_compares_every_digest_on_hsmsideband(sideband_pool, samdb, maria
     env = service_env(
         tmp_path,
         PAI_BACKEND_TYPE="hsmsideband",
-        PAI_SAM_QFS_PREFIX=sideband_pool.mount,
+        PAI_SAM_QFS_PREFIX=str(srv.prefix),
         PAI_USE_ID2FILENAME="true",
         **mariadb.settings(),
     )

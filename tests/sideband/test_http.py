@@ -1,13 +1,17 @@
 """The hsmsideband backend over HTTP: HEAD from the sideband database rows, file I/O as posix, recalls."""
 
-import concurrent.futures
 import os
+import posixpath
 import secrets
 import time
 
 import pytest
 import requests
 from server import assert_error, wait_until
+
+from pyai.archive.ids import id2filename
+
+from .mariadb import SamDB
 
 NOT_FOUND = "File Not Found"
 
@@ -186,47 +190,73 @@ def test_post_on_disk_unknown_and_missing(sideband, samdb):
     assert_error(requests.post(sideband.id_url(new_id()), timeout=10), 404, sideband.prefix)
 
 
-def test_prefix_below_the_mount_point(sideband_pool, samdb):
-    """The database path of a file is its directory relative to sam_qfs_prefix, with a trailing '/'."""
-    mount = sideband_pool.mount
-    prefix = os.path.join(mount, "deep", f"archive-{secrets.token_hex(3)}")
-    srv = sideband_pool.start("deep", PAI_PREFIX=prefix)
-    for ident in ("12345", "255", "305419896"):  # /39/3039, /file.ff, /78/56/34/12345678
-        path = put(srv, ident, b"x" * 10)
-        samdb.record(path, online=False)
-        assert head(srv, ident).headers["X-Pacifica-File-Storage-Media"] == "tape", ident
-    # the rows are where the rule says
-    db = samdb.mariadb.root("samdb")
-    try:
-        relative = prefix[len(mount) + 1 :]
-        rows = db.execute_sql(
-            "SELECT p.path, f.name FROM sam_path p JOIN sam_file f ON f.p_ino = p.ino AND f.p_gen = p.gen "
-            "WHERE p.path LIKE %s ORDER BY p.path, f.name",
-            (relative + "/%",),
-        ).fetchall()
-    finally:
-        db.close()
-    assert set(rows) >= {
-        (f"{relative}/39/", "3039"),
-        (f"{relative}/", "file.ff"),
-        (f"{relative}/78/56/34/", "12345678"),
+def original_headers(size, online, mtime, ctime, path):
+    """The HEAD headers the original sends for a file the database knows (its status.py rules)."""
+    per_level = (size,) if online else (0, size)
+    return {
+        "X-Pacifica-Messsage": "File was found",
+        "X-Pacifica-File": str(path),
+        "X-Content-Length": str(size),
+        "Last-Modified": repr(float(mtime)),
+        "X-Pacifica-Ctime": repr(float(ctime)),
+        "X-Pacifica-Bytes-Per-Level": repr(per_level),
+        "X-Pacifica-File-Storage-Media": "disk" if per_level[0] == size else "tape",
     }
 
 
-def test_many_heads_from_several_workers(sideband_pool, samdb):
-    srv = sideband_pool.start("busy", PAI_WORKERS="3", PAI_THREADS="8")
-    files = {}
-    for n in range(12):
-        ident = new_id()
-        path = put(srv, ident, os.urandom(100 + n))
-        samdb.record(path, online=bool(n % 2))
-        files[ident] = ("disk" if n % 2 else "tape", 100 + n)
+def test_the_originals_example_configuration(sideband_pool, mariadb):
+    """sam_qfs_prefix = /tmp/path (the original's documented example) with the files elsewhere:
+    HEAD, GET and POST of an online and an offline file find the rows the original's query finds."""
+    srv = sideband_pool.start("example", PAI_SAM_QFS_PREFIX="/tmp/path")
+    samdb = SamDB(mariadb, {srv.prefix: "/tmp/path"})
+    online_id, offline_id = new_id(), new_id()
+    online = put(srv, online_id, b"o" * 3000)
+    offline = put(srv, offline_id, b"t" * 4000)
+    samdb.record(online, online=True, mtime=1_600_000_000, ctime=1_600_000_100)
+    samdb.record(offline, online=False, mtime=1_500_000_000, ctime=1_500_000_100)
+    # the rows lie where the original looks: dirname(join(sam_qfs_prefix, id2filename)) + "/", basename
+    rows = samdb.rows()
+    for ident in (online_id, offline_id):
+        directory, name = posixpath.split(posixpath.join("/tmp/path", id2filename(int(ident)).lstrip("/")))
+        assert (directory + "/", name) in rows
+    for path, ident, size, is_online, mtime, ctime in (
+        (online, online_id, 3000, True, 1_600_000_000, 1_600_000_100),
+        (offline, offline_id, 4000, False, 1_500_000_000, 1_500_000_100),
+    ):
+        resp = head(srv, ident)
+        assert resp.status_code == 204
+        for name, value in original_headers(size, is_online, mtime, ctime, path).items():
+            assert resp.headers[name] == value, (ident, name, resp.headers)
+    assert requests.post(srv.id_url(online_id), timeout=10).json() == {"message": "File was staged", "file": online_id}
+    resp = requests.post(srv.id_url(offline_id), timeout=10)
+    assert resp.status_code == 202 and resp.json() == {"message": "File is being staged", "file": offline_id}
+    assert requests.get(srv.id_url(online_id), timeout=30).content == b"o" * 3000
+    assert requests.get(srv.id_url(offline_id), timeout=30).content == b"t" * 4000  # the read stages it
+    samdb.set_online(offline, True)
+    assert requests.post(srv.id_url(offline_id), timeout=10).status_code == 200
+    assert head(srv, offline_id).headers["X-Pacifica-Bytes-Per-Level"] == "(4000,)"
 
-    def check(ident):
-        h = head(srv, ident).headers
-        return h["X-Pacifica-File-Storage-Media"], int(h["X-Content-Length"])
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        idents = list(files) * 20
-        answers = list(pool.map(check, idents))
-    assert answers == [files[i] for i in idents]
+def test_a_sam_qfs_prefix_unrelated_to_the_prefix(sideband_pool, mariadb):
+    """The prefix need not lie under sam_qfs_prefix (pyai once refused to start then): the
+    database's name of the archive directory and this host's mount are independent."""
+    elsewhere = f"/hsm/fs{secrets.token_hex(3)}/archive"
+    srv = sideband_pool.start("unrelated", PAI_SAM_QFS_PREFIX=elsewhere)
+    samdb = SamDB(mariadb, {srv.prefix: elsewhere})
+    ident = "12345"
+    path = put(srv, ident, b"x" * 10)
+    samdb.record(path, online=False)
+    assert (f"{elsewhere}/39/", "3039") in samdb.rows()
+    h = head(srv, ident).headers
+    assert h["X-Pacifica-File-Storage-Media"] == "tape" and h["X-Pacifica-Bytes-Per-Level"] == "(0, 10)"
+
+
+def test_an_empty_file_offline_is_on_disk(sideband, samdb):
+    """As the original: the medium is the level holding the whole file, so an empty file is
+    "disk" even when the database says offline (there is nothing to recall)."""
+    ident = new_id()
+    path = put(sideband, ident, b"")
+    samdb.record(path, online=False)
+    h = head(sideband, ident).headers
+    assert h["X-Pacifica-Bytes-Per-Level"] == "(0, 0)" and h["X-Pacifica-File-Storage-Media"] == "disk"
+    assert requests.post(sideband.id_url(ident), timeout=10).status_code == 200

@@ -54,7 +54,7 @@ def answers(srv, ident, span=RETRY_CONNECT_AFTER + 0.5):
 
 def test_database_stopped_mid_run_gives_503_and_recovers(own_mariadb, tmp_path):
     pool = SidebandPool(tmp_path / "servers", own_mariadb)
-    samdb = SamDB(own_mariadb, pool.mount)
+    samdb = SamDB(own_mariadb)
     try:
         srv = pool.start("outage", PAI_SIDEBAND_RETRY_AFTER="7", PAI_WORKERS="2")
         ident, data = new_id(), os.urandom(5000)
@@ -145,10 +145,3 @@ def test_cli_wrong_password_one_line_exit_2(mariadb, tmp_path):
     errors = [line for line in lines if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("pyai: error: the sideband database"), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-
-
-def test_prefix_outside_the_mount_point_is_refused(fresh_sideband, tmp_path):
-    with pytest.raises(RuntimeError) as info:
-        fresh_sideband.start("outside", PAI_SAM_QFS_PREFIX=str(tmp_path / "elsewhere"))
-    message = str(info.value)
-    assert "is not on the SAM-QFS file system mounted at" in message and "Traceback" not in message
