@@ -131,9 +131,10 @@ def check_config(config):
         read_tokens_file(config.auth_tokens_file)
 
 
-def check(tokens, method, path, environ):
+def check(tokens, method, path, environ, writes=WRITE_METHODS):
     """Raise Unauthorized or InsufficientScope unless the request may go on.
 
+    ``writes``: the methods that need a read-write token on this route.
     Runs before the view: no storage has been touched and no body byte read.
     A refused request's body is never read, so a connection that carries one
     is closed (draining an unauthenticated upload would be work for anyone).
@@ -160,7 +161,7 @@ def check(tokens, method, path, environ):
                     detail="malformed Authorization",
                 )
             raise Unauthorized("the bearer token is not valid here", token_given=True, detail="unknown token")
-        if scope == READ and method in WRITE_METHODS:
+        if scope == READ and method in writes:
             raise InsufficientScope(
                 f"the token is read-only and {method} changes the archive", detail="read-only token"
             )
