@@ -47,7 +47,9 @@ def stage_files(document):
     """
     files = document.get("files") if isinstance(document, dict) else None
     if not isinstance(files, list) or not files:
-        raise BadRequest('the body must be {"files": [{"path": "/<id>"}, ...]} with at least one file', detail="no files")
+        raise BadRequest(
+            'the body must be {"files": [{"path": "/<id>"}, ...]} with at least one file', detail="no files"
+        )
     parsed = []
     for number, entry in enumerate(files):
         if not isinstance(entry, dict):

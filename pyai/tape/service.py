@@ -15,7 +15,7 @@ from pyai.errors import ArchiveError, BackendUnavailable, BadRequest, NotFound
 from pyai.tape import bodies
 from pyai.tape.executor import Executor
 from pyai.tape.models import FAILED, RUNNING, SUBMITTED
-from pyai.tape.store import Store, target_key
+from pyai.tape.store import Store, check_config, target_key
 
 log = logging.getLogger("pyai")
 ANONYMOUS = "anyone"
@@ -41,6 +41,7 @@ class TapeService:
     def __init__(self, config, backend):
         self.config = config
         self.backend = backend
+        check_config(config)  # a bad [tape] store stops the worker's boot with one line
         self.store = Store(config)
         self.executor = Executor(self.store, backend, config)
 

@@ -162,7 +162,9 @@ class Store:
             found = StageRequest.get_or_none((StageRequest.id == request_id) & (StageRequest.owner == owner))
             if found is None:
                 return None
-            return found, list(StageFile.select().where(StageFile.request_id == request_id).order_by(StageFile.position))
+            return found, list(
+                StageFile.select().where(StageFile.request_id == request_id).order_by(StageFile.position)
+            )
 
     def cancel(self, request_id, paths, now):
         """Every running file of the request among ``paths`` (all of them when None) becomes CANCELLED."""
@@ -213,7 +215,9 @@ class Store:
         with self.session():
             candidates = list(
                 StageFile.select(StageFile.id)
-                .where(StageFile.state.in_(RUNNING) & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now)))
+                .where(
+                    StageFile.state.in_(RUNNING) & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now))
+                )
                 .order_by(StageFile.id)
                 .limit(count)
             )
@@ -238,7 +242,9 @@ class Store:
                     claimed.append(row.id)
             if not claimed:
                 return []
-            return list(StageFile.select(StageFile.id, StageFile.target, StageFile.started_at).where(StageFile.id.in_(claimed)))
+            return list(
+                StageFile.select(StageFile.id, StageFile.target, StageFile.started_at).where(StageFile.id.in_(claimed))
+            )
 
     def still_held(self, owner, ids, now, lease):
         """Of ``ids``, those still running and held by ``owner``, their leases renewed."""

@@ -2,8 +2,9 @@
 
 The health check ``/``, the service description ``/openapi.json`` and the
 WLCG Tape REST API (``/.well-known/wlcg-tape-rest-api``, ``/api/v1/...``,
-``pyai.web.tape_api``); the coming APIs (metrics, health) are blueprints here too.  The gate routes, authenticates and maps errors before
-and after Flask: Flask is configured to let every exception through to it.
+``pyai.web.tape_api``); the coming APIs (metrics, health) are blueprints here
+too.  The gate routes, authenticates and maps errors before and after Flask:
+Flask is configured to let every exception through to it.
 """
 
 import json

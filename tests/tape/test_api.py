@@ -230,7 +230,9 @@ def test_auth_reads_need_ro_writes_need_rw_discovery_is_open(authed):
     assert_problem(poll(authed, request_id, bearer(RW2)), 404)
     assert_problem(requests.delete(f"{authed.url}{API}/stage/{request_id}", headers=bearer(RW2), timeout=TIMEOUT), 404)
     wait_done(authed, request_id, headers=bearer(RW))
-    assert requests.delete(f"{authed.url}{API}/stage/{request_id}", headers=bearer(RW), timeout=TIMEOUT).status_code == 200
+    assert (
+        requests.delete(f"{authed.url}{API}/stage/{request_id}", headers=bearer(RW), timeout=TIMEOUT).status_code == 200
+    )
 
 
 def test_problem_documents_carry_their_media_type(posix):

@@ -8,7 +8,19 @@ import time
 import requests
 from server import wait_until
 
-from .conftest import API, TIMEOUT, archiveinfo, assert_problem, emu, kill, poll, stage, states, tape_settings, wait_done
+from .conftest import (
+    API,
+    TIMEOUT,
+    archiveinfo,
+    assert_problem,
+    emu,
+    kill,
+    poll,
+    stage,
+    states,
+    tape_settings,
+    wait_done,
+)
 
 
 def new_id():
@@ -50,7 +62,10 @@ def test_localities_stage_and_release_on_hpss(hpss_pool):
     assert states(doc) == {path: "COMPLETED"}
     assert locality(srv, path) == "DISK_AND_TAPE"
 
-    assert requests.post(f"{srv.url}{API}/release/{request_id}", json={"paths": [path]}, timeout=TIMEOUT).status_code == 200
+    assert (
+        requests.post(f"{srv.url}{API}/release/{request_id}", json={"paths": [path]}, timeout=TIMEOUT).status_code
+        == 200
+    )
     assert locality(srv, path) == "TAPE"  # no other pin held it: purged from disk
     # a file only on disk (never migrated) is never purged by a release
     request_id = stage(srv, [f"/{fresh}"]).json()["requestId"]
