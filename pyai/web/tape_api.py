@@ -18,10 +18,10 @@ from pyai.tape import bodies
 from pyai.tape.service import owner_of
 from pyai.web import parking
 from pyai.web.auth import BEARER
+from pyai.web.openapi import TAPE_API, TAPE_DISCOVERY
 from pyai.web.receive import CLOSE_CONNECTION
 
-API = "/api/v1"
-DISCOVERY = "/.well-known/wlcg-tape-rest-api"
+API, DISCOVERY = TAPE_API, TAPE_DISCOVERY
 # A stage body of max_files long paths fits; a larger body is no client's mistake worth reading.
 MAX_BODY = 8 * 1024 * 1024
 
@@ -32,6 +32,12 @@ def tape_blueprint(service, config, auth_on):
 
     def answer(status, document, headers=None):
         return Response(json.dumps(document), status=status, headers=headers, content_type="application/json")
+
+    def done():
+        """200 without a body (cancel, delete, release): no Content-Type either."""
+        response = Response(status=200)
+        del response.headers["Content-Type"]
+        return response
 
     def base_uri():
         if config.tape_endpoint_uri:
@@ -84,17 +90,17 @@ def tape_blueprint(service, config, auth_on):
     @blueprint.post(API + "/stage/<request_id>/cancel")
     def cancel(request_id):
         service.cancel(owner(), request_id, bodies.paths_of(document()))
-        return Response(status=200)
+        return done()
 
     @blueprint.delete(API + "/stage/<request_id>")
     def delete(request_id):
         service.delete(owner(), request_id)
-        return Response(status=200)
+        return done()
 
     @blueprint.post(API + "/release/<request_id>")
     def release(request_id):
         service.release(owner(), request_id, bodies.paths_of(document()))
-        return Response(status=200)
+        return done()
 
     @blueprint.post(API + "/archiveinfo")
     def archiveinfo():
