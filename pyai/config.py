@@ -438,7 +438,7 @@ SETTINGS = (
         "PAI_TAPE_MAX_FILES",
         _positive_int,
         "1000",
-        help="most files one stage request may name (more: 413)",
+        help="most files one stage request may name (more: 400 too many files)",
     ),
     Setting(
         "tape_max_open_requests",
