@@ -17,6 +17,7 @@ pauses have grown.  The thread starts lazily and again after a fork (threads
 do not survive one), as ``pyai.backends.jobs`` does.
 """
 
+import atexit
 import dataclasses
 import errno
 import logging
@@ -55,6 +56,8 @@ class Executor:
         self._lock = threading.Lock()
         self._pid = None
         self._wake = threading.Event()
+        self._held = {}  # this process's files: id -> Held (the thread's, read at exit)
+        self.name = ""
 
     def ensure_running(self):
         """Start this process's thread unless it runs (cheap: called on every Tape API request)."""
@@ -66,13 +69,23 @@ class Executor:
             self._pid = os.getpid()
             self._wake = threading.Event()
             self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-            threading.Thread(target=self._run, name="tape-executor", daemon=True).start()
+            self._held = {}
+            threading.Thread(target=self._run, args=(self._held,), name="tape-executor", daemon=True).start()
+            atexit.register(self._let_go, os.getpid())
+
+    def _let_go(self, pid):
+        """At a clean exit, hand the files held back at once (a crash leaves them to their leases)."""
+        if pid != os.getpid() or not self._held:
+            return
+        try:
+            self.store.let_go(self.name, list(self._held))
+        except Exception:  # noqa: BLE001 - on the way out: the leases expire anyway
+            log.warning("could not hand back %d files of stage requests; their leases expire", len(self._held))
 
     def wake(self):
         self._wake.set()
 
-    def _run(self):
-        held = {}
+    def _run(self, held):
         claimed_at = float("-inf")
         renewed_at = time.monotonic()
         while True:

@@ -27,6 +27,12 @@ log = logging.getLogger("pyai")
 SQLITE_NAME = "tape-requests.sqlite3"
 STATE_DIR_NAME = ".pyai-state"  # under a posix prefix: a dot name, which no id can reach
 RETRY_AFTER = 10  # seconds, when the store cannot be reached
+CHUNK = 500  # values per IN (...): far below SQLite's limit on the variables of one statement
+
+
+def _chunks(values):
+    values = list(values)
+    return (values[start : start + CHUNK] for start in range(0, len(values), CHUNK))
 
 
 def state_dir(config):
@@ -168,13 +174,13 @@ class Store:
 
     def cancel(self, request_id, paths, now):
         """Every running file of the request among ``paths`` (all of them when None) becomes CANCELLED."""
-        with self.session():
+        with self.session(transaction=True):
             query = StageFile.update(state=models.CANCELLED, finished_at=now, lease_owner=None).where(
                 (StageFile.request_id == request_id) & StageFile.state.in_(RUNNING)
             )
-            if paths is not None:
-                query = query.where(StageFile.path.in_(list(paths)))
-            return query.execute()
+            if paths is None:
+                return query.execute()
+            return sum(query.where(StageFile.path.in_(chunk)).execute() for chunk in _chunks(paths))
 
     def delete(self, request_id, now):
         with self.session(transaction=True):
@@ -185,16 +191,15 @@ class Store:
     def release(self, request_id, paths, now):
         """Drop the request's pins on ``paths``; the targets no live pin holds any more (to evict)."""
         with self.session(transaction=True):
-            rows = list(
-                StageFile.select(StageFile.target, StageFile.target_key).where(
-                    (StageFile.request_id == request_id)
-                    & StageFile.path.in_(list(paths))
-                    & StageFile.target_key.is_null(False)
+            rows = []
+            for chunk in _chunks(paths):
+                ours = (StageFile.request_id == request_id) & StageFile.path.in_(chunk)
+                rows.extend(
+                    StageFile.select(StageFile.target, StageFile.target_key).where(
+                        ours & StageFile.target_key.is_null(False)
+                    )
                 )
-            )
-            StageFile.update(released=True).where(
-                (StageFile.request_id == request_id) & StageFile.path.in_(list(paths))
-            ).execute()
+                StageFile.update(released=True).where(ours).execute()
             free = []
             for row in {row.target_key: row for row in rows}.values():
                 held = StageFile.select().where(
@@ -248,19 +253,13 @@ class Store:
 
     def still_held(self, owner, ids, now, lease):
         """Of ``ids``, those still running and held by ``owner``, their leases renewed."""
-        if not ids:
-            return set()
+        kept = set()
         with self.session():
-            ids = list(ids)
-            StageFile.update(lease_until=now + lease).where(
-                StageFile.id.in_(ids) & (StageFile.lease_owner == owner) & StageFile.state.in_(RUNNING)
-            ).execute()
-            return {
-                row.id
-                for row in StageFile.select(StageFile.id).where(
-                    StageFile.id.in_(ids) & (StageFile.lease_owner == owner) & StageFile.state.in_(RUNNING)
-                )
-            }
+            for chunk in _chunks(ids):
+                mine = StageFile.id.in_(chunk) & (StageFile.lease_owner == owner) & StageFile.state.in_(RUNNING)
+                StageFile.update(lease_until=now + lease).where(mine).execute()
+                kept.update(row.id for row in StageFile.select(StageFile.id).where(mine))
+        return kept
 
     def finish(self, owner, file_id, state, now, error=None):
         """Set a held file's terminal state (unless it was cancelled or taken meanwhile)."""
@@ -273,10 +272,10 @@ class Store:
 
     def let_go(self, owner, ids):
         """Give up the claims on ``ids`` (a worker on its way out), so others take them at once."""
-        if ids:
-            with self.session():
+        with self.session():
+            for chunk in _chunks(ids):
                 StageFile.update(lease_owner=None, lease_until=0).where(
-                    StageFile.id.in_(list(ids)) & (StageFile.lease_owner == owner) & (StageFile.state == STARTED)
+                    StageFile.id.in_(chunk) & (StageFile.lease_owner == owner) & (StageFile.state == STARTED)
                 ).execute()
 
 
