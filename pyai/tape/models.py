@@ -8,7 +8,7 @@ taken over by any other process after it expires.  ``pinned_until`` and
 ``released`` are the file's pin (``diskLifetime``), which release drops.
 """
 
-from peewee import BigIntegerField, BooleanField, CharField, DatabaseProxy, FloatField, IntegerField, Model, TextField
+from peewee import BigIntegerField, BooleanField, CharField, DatabaseProxy, DoubleField, IntegerField, Model, TextField
 
 database = DatabaseProxy()
 
@@ -45,7 +45,7 @@ class StageFile(TapeModel):
     pinned_until = BigIntegerField()
     released = BooleanField(default=False)
     lease_owner = CharField(max_length=96, null=True)
-    lease_until = FloatField(default=0.0)
+    lease_until = DoubleField(default=0.0)  # DOUBLE: MySQL's FLOAT would round epoch seconds to minutes
 
     class Meta:
         table_name = "tape_stage_file"

@@ -84,6 +84,9 @@ def _database(config):
         raise ConfigError("[tape] store names no database (mysql://user:password@host:port/database)")
     kwargs.setdefault("charset", "utf8mb4")
     kwargs.setdefault("connect_timeout", 5)
+    # a statement that hangs (a server gone silent) fails instead of holding a thread for ever
+    kwargs.setdefault("read_timeout", 30)
+    kwargs.setdefault("write_timeout", 30)
     return peewee.MySQLDatabase(name, **kwargs), None
 
 
