@@ -37,5 +37,6 @@ def create_app(config=None):
               errors=problem_answer, writes=tape_writes),  # the rest of the Tape API
         Route(ID_PATH,        METHODS,         DataPlane(archive, config)),  # every other path names an id
     )  # fmt: skip
-    tape.executor.ensure_running()  # requests of a worker that died are taken over without waiting for a client
+    if tape.store.exists():  # requests a dead worker left are taken over without waiting for a client
+        tape.executor.ensure_running()
     return Gate(routes, tokens, archive.backend)

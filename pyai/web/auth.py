@@ -6,7 +6,8 @@ comment.  When on, every request except ``GET /`` and ``HEAD /`` (the health
 check) needs ``Authorization: Bearer <token>``: none, a malformed one or an
 unknown one is 401, a read-only token on PUT, PATCH or DELETE is 403.  POST
 (stage from tape) is a read: it changes no data, and readers such as cartd
-stage a file before they GET it.
+stage a file before they GET it.  A route may name other methods that need
+``rw`` (``writes``: the Tape REST API's POST and DELETE, see pyai.web.app).
 
 Only the SHA-256 digests of the tokens are kept.  A presented token is digested
 and compared with every configured digest by ``hmac.compare_digest``, without
