@@ -122,6 +122,7 @@ class Backend(Protocol):
     def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> Writer: ...
     def exists(self, path: str) -> bool: ...
     def stage(self, path: str) -> bool: ...  # True when on disk now, False while it is staging
+    def release(self, path: str) -> None: ...  # no one needs it on disk any more: the disk copy may go
     def move(self, source: str, path: str) -> None: ...  # PATCH
     def delete(self, path: str) -> None: ...  # with its stored checksum
     def sweep(self) -> int: ...  # removes dead uploads' temporary files; how many

@@ -340,6 +340,17 @@ class HpssBackend:
         except OSError as exc:
             log.warning("a stage from tape of %s failed: %s", path, describe(exc))
 
+    def release(self, path: str) -> None:
+        """Purge the disk copy, only when a tape level holds the whole file (never the only copy)."""
+        size, per_level = self.hpss.levels(path)
+        if size == 0 or not any(count == size for count in per_level[1:]) or per_level[0] == 0:
+            return
+        fd = self.hpss.open(path, os.O_RDWR | os.O_NONBLOCK)  # O_NONBLOCK: opening must not stage
+        try:
+            self.hpss.purge(fd)
+        finally:
+            self.hpss.close(fd)
+
     # -- writing ---------------------------------------------------------------
 
     def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> HpssWriter:

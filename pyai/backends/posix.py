@@ -274,6 +274,9 @@ class PosixBackend:
             raise FileNotFoundError(errno.ENOENT, "no such file")
         return True
 
+    def release(self, path: str) -> None:
+        """Nothing to evict: a posix file system has only the disk."""
+
     def move(self, source: str, path: str) -> None:
         """PATCH: move the server-side file ``source`` under the id's ``path``.
 

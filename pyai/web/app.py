@@ -7,11 +7,14 @@
 from pyai.archive.service import Archive
 from pyai.backends import create_backend
 from pyai.config import load as load_config
+from pyai.tape.service import TapeService
 from pyai.web import auth
 from pyai.web.control import control_plane
 from pyai.web.data import METHODS, DataPlane
 from pyai.web.gate import ID_PATH, Gate, Route
 from pyai.web.openapi import RESERVED_ID
+from pyai.web.problems import problem_answer
+from pyai.web.tape_api import API, DISCOVERY, tape_blueprint
 from pyai.web.webdav import RootPlane
 
 
@@ -19,12 +22,24 @@ def create_app(config=None):
     """The WSGI app for ``config`` (loaded from file and environment when None)."""
     config = config or load_config()
     archive = Archive(config, create_backend(config))
-    control = control_plane()
+    tokens = auth.read_tokens_file(config.auth_tokens_file) if config.auth_tokens_file else None
+    tape = TapeService(config, archive.backend)
+    control = control_plane(tape_blueprint(tape, config, auth_on=tokens is not None))
+    tape_writes = frozenset({"POST", "DELETE"})  # stage, cancel, release, delete need a read-write token
     routes = (
         # path                 methods                      plane
         Route("/",               ("GET", "HEAD", "PROPFIND"), RootPlane(control), wsgi=True),  # health check; DAV stat
         Route("/" + RESERVED_ID, ("GET", "HEAD"),             control, wsgi=True),  # the service description
+        Route(DISCOVERY,         ("GET", "HEAD"),             control, wsgi=True, errors=problem_answer,
+              public=("GET", "HEAD")),  # the Tape API's discovery (open to anyone)
+        Route(API + "/archiveinfo", ("POST",),                control, wsgi=True, errors=problem_answer,
+              writes=frozenset()),  # a POST that only reads
+        Route(API + "/archiveinfo/", ("POST",),               control, wsgi=True, errors=problem_answer,
+              writes=frozenset()),  # the same, as gfal2 spells it
+        Route(API + "/",         ("GET", "HEAD", "POST", "DELETE"), control, wsgi=True, prefix=True,
+              errors=problem_answer, writes=tape_writes),  # the rest of the Tape API
         Route(ID_PATH,           METHODS,                     DataPlane(archive, config)),  # every other path: an id
     )  # fmt: skip
-    tokens = auth.read_tokens_file(config.auth_tokens_file) if config.auth_tokens_file else None
+    if tape.store.exists():  # requests a dead worker left are taken over without waiting for a client
+        tape.executor.ensure_running()
     return Gate(routes, tokens, archive.backend)

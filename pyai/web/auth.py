@@ -6,7 +6,8 @@ comment.  When on, every request except ``GET /`` and ``HEAD /`` (the health
 check) needs ``Authorization: Bearer <token>``: none, a malformed one or an
 unknown one is 401, a read-only token on PUT, PATCH or DELETE is 403.  POST
 (stage from tape) is a read: it changes no data, and readers such as cartd
-stage a file before they GET it.
+stage a file before they GET it.  A route may name other methods that need
+``rw`` (``writes``: the Tape REST API's POST and DELETE, see pyai.web.app).
 
 Only the SHA-256 digests of the tokens are kept.  A presented token is digested
 and compared with every configured digest by ``hmac.compare_digest``, without
@@ -131,9 +132,10 @@ def check_config(config):
         read_tokens_file(config.auth_tokens_file)
 
 
-def check(tokens, method, path, environ):
+def check(tokens, method, path, environ, writes=WRITE_METHODS):
     """Raise Unauthorized or InsufficientScope unless the request may go on.
 
+    ``writes``: the methods that need a read-write token on this route.
     Runs before the view: no storage has been touched and no body byte read.
     A refused request's body is never read, so a connection that carries one
     is closed (draining an unauthenticated upload would be work for anyone).
@@ -160,7 +162,7 @@ def check(tokens, method, path, environ):
                     detail="malformed Authorization",
                 )
             raise Unauthorized("the bearer token is not valid here", token_given=True, detail="unknown token")
-        if scope == READ and method in WRITE_METHODS:
+        if scope == READ and method in writes:
             raise InsufficientScope(
                 f"the token is read-only and {method} changes the archive", detail="read-only token"
             )

@@ -1,7 +1,8 @@
 """The gate: the one WSGI callable every request passes.
 
 It finds the request's route, checks the token, answers OPTIONS and 405 from
-the route's methods, turns every failure into its JSON answer, and closes the
+the route's methods, turns every failure into its route's error answer (the
+Pacifica JSON document, or an RFC 7807 problem for the Tape API), and closes the
 connection after a response whose request body was left unread.  Each of these
 happens here and nowhere else.  A route's plane is either the data plane (a
 callable of the environ that returns ``(status, headers, body)``, or a
@@ -24,10 +25,14 @@ ID_PATH = "/<id>"
 
 @dataclasses.dataclass(frozen=True)
 class Route:
-    path: str  # a fixed path, or ID_PATH for every other path
+    path: str  # a fixed path, a prefix (with ``prefix``), or ID_PATH for every other path
     methods: tuple
     plane: Callable
     wsgi: bool = False  # the plane is a WSGI app (start_response is its to call)
+    prefix: bool = False  # ``path`` is a prefix: every path that starts with it is the route's
+    errors: Callable = error_answer  # (exc, method, path, storage) -> the answer to a failure
+    writes: frozenset = auth.WRITE_METHODS  # the methods that need a read-write token
+    public: tuple = ()  # the methods anyone may call, also with authentication on
 
     @property
     def allow(self):
@@ -36,21 +41,32 @@ class Route:
 
 
 class Gate:
-    """The WSGI app: ``routes`` (a fixed path each, and one ``ID_PATH``), the Tokens or None,
-    and the backend (``storage``) that 503 answers name."""
+    """The WSGI app: ``routes`` (a fixed path or a prefix each, and one ``ID_PATH``), the Tokens
+    or None, and the backend (``storage``) that 503 answers name."""
 
     def __init__(self, routes, tokens=None, storage=None):
-        self.fixed = {route.path: route for route in routes if route.path != ID_PATH}
+        self.fixed = {route.path: route for route in routes if route.path != ID_PATH and not route.prefix}
+        self.prefixed = tuple(route for route in routes if route.prefix)
         self.ids = next(route for route in routes if route.path == ID_PATH)
         self.tokens = tokens  # None: authentication is off
         self.storage = storage  # the backend, which names itself in a 503
 
+    def route(self, path):
+        """The route of ``path``: a dict lookup, then a startswith per prefix (the ids are the hot case)."""
+        route = self.fixed.get(path)
+        if route is None:
+            for candidate in self.prefixed:
+                if path.startswith(candidate.path):
+                    return candidate
+            return self.ids
+        return route
+
     def __call__(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
-        route = self.fixed.get(environ.get("PATH_INFO", "/"), self.ids)
+        route = self.route(environ.get("PATH_INFO", "/"))
         try:
-            if self.tokens is not None:
-                auth.check(self.tokens, method, request_path(environ), environ)
+            if self.tokens is not None and method not in route.public:
+                auth.check(self.tokens, method, request_path(environ), environ, route.writes)
             if method not in route.methods:
                 if method != "OPTIONS":
                     raise not_allowed(route)
@@ -63,22 +79,22 @@ class Gate:
                 parts = route.plane(environ)
                 if type(parts) is GeneratorType:
                     if environ.get(parking.CAN_PARK):
-                        return self._parked(environ, start_response, parts)
+                        return self._parked(environ, start_response, parts, route)
                     parts = parking.run_to_end(parts)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
-            parts = self._failed(environ, exc)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its route's error answer
+            parts = self._failed(environ, exc, route)
         return self._answer(environ, start_response, parts)
 
-    def _parked(self, environ, start_response, steps):
+    def _parked(self, environ, start_response, steps, route):
         """The response iterable of a request that may wait for its client in the poller."""
         try:
             parts = yield from steps
-        except Exception as exc:  # noqa: BLE001 - every failure becomes its JSON answer
-            parts = self._failed(environ, exc)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its route's error answer
+            parts = self._failed(environ, exc, route)
         yield from self._answer(environ, start_response, parts)
 
-    def _failed(self, environ, exc):
-        return error_answer(exc, environ["REQUEST_METHOD"], request_path(environ), self.storage)
+    def _failed(self, environ, exc, route):
+        return route.errors(exc, environ["REQUEST_METHOD"], request_path(environ), self.storage)
 
     def _answer(self, environ, start_response, parts):
         status, headers, body = parts

@@ -2,6 +2,8 @@
 
 Read and converted once, when the app is created; ``GET /openapi.json`` then
 sends the same bytes every time.  The id ``openapi.json`` is reserved for it.
+The Tape REST API's paths (``RESERVED_PREFIXES``) are reserved as well, and no
+id could name them anyway: an id is one segment and never starts with a dot.
 """
 
 import json
@@ -12,6 +14,10 @@ import yaml
 from pyai import __version__
 
 RESERVED_ID = "openapi.json"
+# The WLCG Tape REST API (pyai.web.tape_api): its discovery document, and everything under its base.
+TAPE_DISCOVERY = "/.well-known/wlcg-tape-rest-api"
+TAPE_API = "/api/v1"
+RESERVED_PREFIXES = (TAPE_DISCOVERY, TAPE_API + "/")
 
 
 def load_description():

@@ -171,8 +171,9 @@ def test_gfal_evict(tape, payload, gfal):
     emu_cli(tape.prefix, "purge", ident)
     gfal.run("gfal-bringonline", "--polling-timeout", "60", tape.id_url(ident))
     assert wait_until(lambda: media(tape, ident) == "disk", timeout=30)
-    # without a request id gfal2 releases under a placeholder id: the server must take it
+    # without a request id gfal2 releases under a placeholder id: the server must take it,
+    # and with no other pin on the file its disk copy goes (the file never does)
     gfal.run("gfal-evict", tape.id_url(ident))
-    # the disk copy MAY go; the file never does
+    assert media(tape, ident) == "tape"
     got = requests.get(tape.id_url(ident), timeout=30)
     assert got.status_code == 200 and got.content == payload

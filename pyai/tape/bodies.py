@@ -1,0 +1,88 @@
+"""What the Tape API's clients send: the JSON bodies, checked, and the paths, read as ids.
+
+Every malformed body is a BadRequest naming what is wrong.  A path is the path
+of an id's URL, ``/<id>``: duplicate slashes are collapsed (the spec's
+sanitising) and the id is decoded exactly as the data plane decodes a request
+target (``pyai.web.targets.id_from_uri``).  A path that names no id is not a
+malformed body: it is that file's error.
+"""
+
+import json
+import re
+from urllib.parse import unquote_to_bytes
+
+from pyai.archive.ids import InvalidId
+from pyai.errors import ArchiveError, BadRequest
+from pyai.tape.durations import parse_duration
+from pyai.web.targets import id_from_uri
+
+MAX_PATH = 4096
+_SLASHES = re.compile(r"/{2,}")
+
+
+def parse_json(data):
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        raise BadRequest("the body must be a JSON document", detail="body is not JSON") from None
+
+
+def _check_path(path, where):
+    if not isinstance(path, str):
+        raise BadRequest(f"{where} must be a string", detail="path is not a string")
+    if not path or len(path) > MAX_PATH or "\0" in path:
+        raise BadRequest(f"{where} must be a non-empty path of at most {MAX_PATH} characters", detail="bad path")
+    return sanitise(path)
+
+
+def sanitise(path):
+    """The path with duplicate slashes collapsed (the form every answer gives back)."""
+    return _SLASHES.sub("/", path)
+
+
+def stage_files(document):
+    """[(path, diskLifetime seconds or None)] of a stage body ``{"files": [{"path": ...}, ...]}``.
+
+    ``targetedMetadata`` and any other key are accepted and ignored (pyai needs none).
+    """
+    files = document.get("files") if isinstance(document, dict) else None
+    if not isinstance(files, list) or not files:
+        raise BadRequest(
+            'the body must be {"files": [{"path": "/<id>"}, ...]} with at least one file', detail="no files"
+        )
+    parsed = []
+    for number, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            raise BadRequest(f"files[{number}] must be an object with a path", detail="file entry is not an object")
+        path = _check_path(entry.get("path"), f"files[{number}].path")
+        lifetime = entry.get("diskLifetime")
+        parsed.append((path, None if lifetime is None else parse_duration(lifetime)))
+    return parsed
+
+
+def paths_of(document):
+    """The paths of a ``{"paths": [...]}`` body (cancel, release, archiveinfo), each once, in order."""
+    paths = document.get("paths") if isinstance(document, dict) else None
+    if not isinstance(paths, list) or not paths:
+        raise BadRequest('the body must be {"paths": ["/<id>", ...]} with at least one path', detail="no paths")
+    return list(dict.fromkeys(_check_path(path, f"paths[{number}]") for number, path in enumerate(paths)))
+
+
+def ident_of(path):
+    """The id a (sanitised) path names; ValueError with the reason when it names none."""
+    if not path.startswith("/"):
+        raise ValueError("a path is /<id>")
+    try:
+        decoded = unquote_to_bytes(path).decode("latin-1")  # as a WSGI server hands PATH_INFO over
+        return id_from_uri({"RAW_URI": path, "PATH_INFO": decoded})
+    except ArchiveError as exc:
+        raise ValueError(exc.message) from None
+
+
+def target_of(backend, path):
+    """The backend's path of the file a client path names; ValueError with the reason when none."""
+    ident = ident_of(path)
+    try:
+        return backend.path_for(ident)
+    except InvalidId as exc:
+        raise ValueError(f"invalid id: {exc}") from None

@@ -1,0 +1,203 @@
+"""The Tape API's operations, as the HTTP layer calls them: stage, poll, cancel, delete, release, archiveinfo.
+
+Owners: a request is visible to, and may be changed by, the owner that made
+it (the token it came with; everyone is one owner with authentication off).
+Another owner's request is answered as if it did not exist (404).
+"""
+
+import errno
+import hashlib
+import logging
+import time
+import uuid
+
+from pyai.errors import ArchiveError, BackendUnavailable, BadRequest, NotFound
+from pyai.tape import bodies
+from pyai.tape.executor import Executor
+from pyai.tape.models import FAILED, RUNNING, SUBMITTED
+from pyai.tape.store import Store, check_config, target_key
+
+log = logging.getLogger("pyai")
+ANONYMOUS = "anyone"
+OPEN_REQUESTS_RETRY_AFTER = 60  # seconds: how soon an owner at its limit may find a request finished
+
+
+class TooManyRequests(ArchiveError):
+    status = 429
+
+    def __init__(self, message, *, retry_after, detail=None):
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
+
+
+def owner_of(token):
+    """The owner a bearer token stands for: a digest of it, never the token itself."""
+    if token is None:
+        return ANONYMOUS
+    return "token-" + hashlib.sha256(token.encode("latin-1")).hexdigest()[:40]
+
+
+class TapeService:
+    def __init__(self, config, backend):
+        self.config = config
+        self.backend = backend
+        check_config(config)  # a bad [tape] store stops the worker's boot with one line
+        self.store = Store(config)
+        self.executor = Executor(self.store, backend, config)
+
+    # -- stage -------------------------------------------------------------------
+
+    def stage(self, owner, files):
+        """Store a stage request for ``files`` ([(path, lifetime)]); its id."""
+        if len(files) > self.config.tape_max_files:
+            raise BadRequest(
+                f"too many files: a stage request may name at most {self.config.tape_max_files}",
+                detail="too many files",
+            )
+        if self.store.open_requests(owner) >= self.config.tape_max_open_requests:
+            raise TooManyRequests(
+                f"{self.config.tape_max_open_requests} stage requests of this client are unfinished; "
+                "wait for some to finish (or cancel them)",
+                retry_after=OPEN_REQUESTS_RETRY_AFTER,
+                detail="too many open requests",
+            )
+        now = int(time.time())
+        request_id = str(uuid.uuid4())
+        rows, seen = [], set()
+        for path, lifetime in files:
+            if path in seen:
+                continue  # each path once in a request
+            seen.add(path)
+            rows.append(self._file_row(request_id, len(rows), path, lifetime, now))
+        self.store.add_request(request_id, owner, now, rows)
+        self.executor.ensure_running()
+        self.executor.wake()
+        return request_id
+
+    def _file_row(self, request_id, position, path, lifetime, now):
+        seconds = self.config.tape_default_lifetime if lifetime is None else lifetime
+        row = {
+            "request_id": request_id,
+            "position": position,
+            "path": path,
+            "state": SUBMITTED,
+            "pinned_until": now + int(min(seconds, self.config.tape_max_lifetime)),
+            "target": None,
+            "target_key": None,
+            "error": None,
+            "started_at": None,
+            "finished_at": None,
+        }
+        try:
+            target = bodies.target_of(self.backend, path)
+        except ValueError as exc:  # no id: FAILED at once, reported when polled
+            row.update(state=FAILED, error=str(exc), started_at=now, finished_at=now)
+        else:
+            row.update(target=target, target_key=target_key(target))
+        return row
+
+    def poll(self, owner, request_id):
+        """The document of ``GET /stage/<id>``."""
+        self.executor.ensure_running()
+        request, files = self._request(owner, request_id)
+        document = {"id": request.id, "createdAt": request.created_at, "startedAt": request.created_at}
+        entries, finished = [], []
+        for row in files:
+            entry = {"path": row.path, "state": row.state}
+            if row.started_at is not None:
+                entry["startedAt"] = row.started_at
+            if row.finished_at is not None:
+                entry["finishedAt"] = row.finished_at
+                finished.append(row.finished_at)
+            if row.error:
+                entry["error"] = row.error
+            entries.append(entry)
+        if len(finished) == len(files):
+            document["completedAt"] = max(finished, default=request.created_at)
+        document["files"] = entries
+        return document
+
+    def _request(self, owner, request_id):
+        found = self.store.request(request_id[:64], owner)
+        if found is None:
+            raise NotFound("no stage request has this id", detail="unknown request")
+        return found
+
+    def cancel(self, owner, request_id, paths):
+        _, files = self._request(owner, request_id)
+        known = {row.path for row in files}
+        missing = [path for path in paths if path not in known]
+        if missing:
+            raise BadRequest(f"File missing from stage request: {missing[0][:200]}", detail="path not in request")
+        self.store.cancel(request_id, paths, int(time.time()))
+
+    def delete(self, owner, request_id):
+        self._request(owner, request_id)
+        self.store.delete(request_id, int(time.time()))
+
+    def release(self, owner, request_id, paths):
+        """Drop pins on ``paths`` and evict what no pin holds any more.
+
+        With the id of one of the owner's requests, that request's pins on
+        them go (paths outside it are ignored).  An id that names none -- gfal2
+        releases under a placeholder id when it has none, and CTA ignores the
+        id -- releases the owner's pins on those paths in every request, and
+        a file no request pins at all may be evicted too.
+        """
+        now = int(time.time())
+        if self.store.request(request_id[:64], owner) is not None:
+            free = self.store.release(paths, now, request_id=request_id)
+        else:
+            free = self.store.release(paths, now, owner=owner)
+            named = []
+            for path in paths:
+                try:
+                    named.append(bodies.target_of(self.backend, path))
+                except ValueError:
+                    continue  # names no id: nothing to release
+            free = self.store.unpinned(set(free) | set(named), now)
+        for target in free:
+            try:
+                self.backend.release(target)
+            except OSError as exc:  # the file stays on disk: release is advice, not a promise
+                log.warning("releasing a file from disk failed: %s", exc.strerror or exc)
+
+    # -- archiveinfo -------------------------------------------------------------------
+
+    def archiveinfo(self, paths):
+        """``[{"path", "locality"} | {"path", "error"}]`` for the first ``max_archiveinfo`` paths."""
+        return [self._locality(path) for path in paths[: self.config.tape_max_archiveinfo]]
+
+    def _locality(self, path):
+        try:
+            target = bodies.target_of(self.backend, path)
+        except ValueError as exc:
+            return {"path": path, "error": str(exc)}
+        try:
+            status = self.backend.status(target)
+        except (BackendUnavailable, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return {"path": path, "error": "no file is stored under this id"}
+            return {"path": path, "locality": "UNAVAILABLE"}
+        if status is None:
+            return {"path": path, "error": "no file is stored under this id"}
+        return {"path": path, "locality": locality(status)}
+
+
+def locality(status):
+    """DISK, TAPE, DISK_AND_TAPE, NONE (empty) or LOST, from a FileStatus's levels."""
+    if status.size == 0:
+        return "NONE"
+    levels = tuple(status.bytes_per_level)
+    on_disk = bool(levels) and levels[0] >= status.size
+    on_tape = any(count >= status.size for count in levels[1:])
+    if on_disk and on_tape:
+        return "DISK_AND_TAPE"
+    if on_disk:
+        return "DISK"
+    if on_tape:
+        return "TAPE"
+    return "LOST"
+
+
+__all__ = ["TapeService", "TooManyRequests", "owner_of", "RUNNING"]

@@ -1,0 +1,309 @@
+"""Where stage requests are kept: SQLite in the state directory, or a shared MariaDB/MySQL.
+
+Several gunicorn workers, and several instances on one MariaDB, share the
+store, so every change is one statement or one transaction, and the claims
+of the executor are conditional UPDATEs (exactly one process wins a file).
+Connections are per thread (peewee's default) and opened per operation: none
+outlives a request or survives a fork, and a database that restarts costs
+one failed operation, not a broken worker.  Tables are created idempotently
+the first time a process uses the store.
+"""
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+from urllib.parse import urlsplit
+
+import peewee
+from playhouse.db_url import parse as parse_url
+
+from pyai.errors import BackendUnavailable, ConfigError
+from pyai.tape import models
+from pyai.tape.models import RUNNING, STARTED, SUBMITTED, StageFile, StageRequest
+
+log = logging.getLogger("pyai")
+SQLITE_NAME = "tape-requests.sqlite3"
+STATE_DIR_NAME = ".pyai-state"  # under a posix prefix: a dot name, which no id can reach
+RETRY_AFTER = 10  # seconds, when the store cannot be reached
+CHUNK = 500  # values per IN (...): far below SQLite's limit on the variables of one statement
+
+
+def _chunks(values):
+    values = list(values)
+    return (values[start : start + CHUNK] for start in range(0, len(values), CHUNK))
+
+
+def state_dir(config):
+    """The directory of the SQLite store (see ``[tape] state_dir``)."""
+    if config.tape_state_dir:
+        return config.tape_state_dir
+    if config.backend == "hpss":
+        # the prefix is HPSS's namespace, no place for a database: a local directory per archive
+        digest = hashlib.sha256(config.prefix.encode()).hexdigest()[:12]
+        return os.path.join(os.path.expanduser("~"), ".pacifica-archiveinterface", f"tape-state-{digest}")
+    return os.path.join(config.prefix, STATE_DIR_NAME)
+
+
+def describe_store(config):
+    """The store as a log line may name it (no password)."""
+    if not config.tape_store:
+        return os.path.join(state_dir(config), SQLITE_NAME)
+    parts = urlsplit(config.tape_store)
+    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+
+
+def check_config(config):
+    """A bad ``[tape] store`` stops the service at start-up with one line."""
+    if config.tape_store:
+        _database(config)
+
+
+def target_key(target):
+    return hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _database(config):
+    url = config.tape_store
+    if not url:
+        path = os.path.join(state_dir(config), SQLITE_NAME)
+        # WAL: readers never wait for the writer; busy_timeout: writers of other workers wait their turn
+        return peewee.SqliteDatabase(
+            path, pragmas={"journal_mode": "wal", "busy_timeout": 10000, "synchronous": "normal"}
+        ), path
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("mysql", "mariadb"):
+        raise ConfigError(f"[tape] store must be a mysql://user:password@host:port/database URL, not {scheme}://...")
+    try:
+        kwargs = parse_url(url.replace(scheme + "://", "mysql://", 1))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"[tape] store is not a valid URL: {exc}") from None
+    name = kwargs.pop("database", None)
+    if not name:
+        raise ConfigError("[tape] store names no database (mysql://user:password@host:port/database)")
+    kwargs.setdefault("charset", "utf8mb4")
+    kwargs.setdefault("connect_timeout", 5)
+    # a statement that hangs (a server gone silent) fails instead of holding a thread for ever
+    kwargs.setdefault("read_timeout", 30)
+    kwargs.setdefault("write_timeout", 30)
+    return peewee.MySQLDatabase(name, **kwargs), None
+
+
+class Store:
+    """The stage requests of one archive; safe to share between the threads of a process."""
+
+    def __init__(self, config):
+        self.config = config
+        self._lock = threading.Lock()
+        self._pid = None
+        self.db = None
+        self.sqlite_path = None
+
+    # -- connections -------------------------------------------------------------
+
+    def _prepare(self):
+        """This process's database, its tables made (once per process, idempotently)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                return self.db
+            db, path = _database(self.config)
+            if path is not None:
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            models.database.initialize(db)
+            with db.connection_context():
+                _create_tables(db)
+            self.db, self.sqlite_path, self._pid = db, path, os.getpid()
+            return db
+
+    def exists(self):
+        """Whether there may be requests at all (an archive that never got one has no SQLite file)."""
+        if self.config.tape_store:
+            return True
+        return os.path.exists(os.path.join(state_dir(self.config), SQLITE_NAME))
+
+    @contextlib.contextmanager
+    def session(self, transaction=False):
+        """A connection for one operation (and a transaction with ``transaction``); 503 when unreachable."""
+        try:
+            db = self._prepare()
+            opened = db.is_closed()
+            if opened:
+                db.connect()
+            try:
+                if transaction:
+                    with db.atomic():
+                        yield db
+                else:
+                    yield db
+            finally:
+                if opened:
+                    db.close()
+        except peewee.OperationalError as exc:
+            log.warning("the tape request store %s failed: %s", describe_store(self.config), exc)
+            raise BackendUnavailable(
+                "the store of tape requests is unavailable", retry_after=RETRY_AFTER, detail="store unavailable"
+            ) from None
+
+    # -- requests ----------------------------------------------------------------
+
+    def add_request(self, request_id, owner, now, files):
+        """Store a request and its file rows (dicts of StageFile fields) in one transaction."""
+        with self.session(transaction=True):
+            StageRequest.create(id=request_id, owner=owner, created_at=now)
+            for start in range(0, len(files), 100):  # bounded statements (SQLite's variable limit)
+                StageFile.insert_many(files[start : start + 100]).execute()
+
+    def open_requests(self, owner):
+        """How many of ``owner``'s requests have a file not finished."""
+        with self.session():
+            query = (
+                StageFile.select(StageFile.request_id)
+                .join(StageRequest, on=(StageRequest.id == StageFile.request_id))
+                .where((StageRequest.owner == owner) & StageFile.state.in_(RUNNING))
+                .distinct()
+            )
+            return query.count()
+
+    def request(self, request_id, owner):
+        """(StageRequest, [StageFile]) of ``owner``'s request, None when there is none."""
+        with self.session():
+            found = StageRequest.get_or_none((StageRequest.id == request_id) & (StageRequest.owner == owner))
+            if found is None:
+                return None
+            return found, list(
+                StageFile.select().where(StageFile.request_id == request_id).order_by(StageFile.position)
+            )
+
+    def cancel(self, request_id, paths, now):
+        """Every running file of the request among ``paths`` (all of them when None) becomes CANCELLED."""
+        with self.session(transaction=True):
+            query = StageFile.update(state=models.CANCELLED, finished_at=now, lease_owner=None).where(
+                (StageFile.request_id == request_id) & StageFile.state.in_(RUNNING)
+            )
+            if paths is None:
+                return query.execute()
+            return sum(query.where(StageFile.path.in_(chunk)).execute() for chunk in _chunks(paths))
+
+    def delete(self, request_id, now):
+        with self.session(transaction=True):
+            self.cancel(request_id, None, now)
+            StageFile.delete().where(StageFile.request_id == request_id).execute()
+            StageRequest.delete().where(StageRequest.id == request_id).execute()
+
+    def release(self, paths, now, *, request_id=None, owner=None):
+        """Drop the pins on ``paths`` of the request ``request_id``, or (without one) of every
+        request of ``owner``; the targets among them that no live pin holds any more (to evict)."""
+        with self.session(transaction=True):
+            if request_id is not None:
+                scope = StageFile.request_id == request_id
+            else:
+                scope = StageFile.request_id.in_(
+                    StageRequest.select(StageRequest.id).where(StageRequest.owner == owner)
+                )
+            rows = []
+            for chunk in _chunks(paths):
+                ours = scope & StageFile.path.in_(chunk)
+                rows.extend(
+                    StageFile.select(StageFile.target, StageFile.target_key).where(
+                        ours & StageFile.target_key.is_null(False)
+                    )
+                )
+                StageFile.update(released=True).where(ours).execute()
+            return self._unpinned({row.target_key: row.target for row in rows}, now)
+
+    def unpinned(self, targets, now):
+        """The ``targets`` (backend paths) that no live pin of any request holds."""
+        with self.session():
+            return self._unpinned({target_key(target): target for target in targets}, now)
+
+    def _unpinned(self, targets, now):
+        free = []
+        for key, target in targets.items():
+            held = StageFile.select().where(
+                (StageFile.target_key == key)
+                & (StageFile.released == False)  # noqa: E712 - peewee builds SQL from ==
+                & (StageFile.state.in_(RUNNING) | (StageFile.pinned_until > now))
+                & (StageFile.state != models.CANCELLED)
+                & (StageFile.state != models.FAILED)
+            )
+            if not held.exists():
+                free.append(target)
+        return free
+
+    # -- execution (pyai.tape.executor) --------------------------------------------
+
+    def claim(self, owner, count, now, lease):
+        """Up to ``count`` running files no live process holds, now held by ``owner`` (in submission order)."""
+        with self.session():
+            candidates = list(
+                StageFile.select(StageFile.id)
+                .where(
+                    StageFile.state.in_(RUNNING) & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now))
+                )
+                .order_by(StageFile.id)
+                .limit(count)
+            )
+            claimed = []
+            for row in candidates:
+                # the one atomic step: of all processes trying this row, one updates it
+                won = (
+                    StageFile.update(
+                        lease_owner=owner,
+                        lease_until=now + lease,
+                        state=STARTED,
+                        started_at=peewee.fn.COALESCE(StageFile.started_at, int(now)),
+                    )
+                    .where(
+                        (StageFile.id == row.id)
+                        & StageFile.state.in_(RUNNING)
+                        & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now))
+                    )
+                    .execute()
+                )
+                if won:
+                    claimed.append(row.id)
+            if not claimed:
+                return []
+            return list(
+                StageFile.select(StageFile.id, StageFile.target, StageFile.started_at).where(StageFile.id.in_(claimed))
+            )
+
+    def still_held(self, owner, ids, now, lease):
+        """Of ``ids``, those still running and held by ``owner``, their leases renewed."""
+        kept = set()
+        with self.session():
+            for chunk in _chunks(ids):
+                mine = StageFile.id.in_(chunk) & (StageFile.lease_owner == owner) & StageFile.state.in_(RUNNING)
+                StageFile.update(lease_until=now + lease).where(mine).execute()
+                kept.update(row.id for row in StageFile.select(StageFile.id).where(mine))
+        return kept
+
+    def finish(self, owner, file_id, state, now, error=None):
+        """Set a held file's terminal state (unless it was cancelled or taken meanwhile)."""
+        with self.session():
+            return (
+                StageFile.update(state=state, finished_at=now, error=error, lease_owner=None)
+                .where((StageFile.id == file_id) & (StageFile.lease_owner == owner) & StageFile.state.in_(RUNNING))
+                .execute()
+            )
+
+    def let_go(self, owner, ids):
+        """Give up the claims on ``ids`` (a worker on its way out), so others take them at once."""
+        with self.session():
+            for chunk in _chunks(ids):
+                StageFile.update(lease_owner=None, lease_until=0).where(
+                    StageFile.id.in_(chunk) & (StageFile.lease_owner == owner) & (StageFile.state == STARTED)
+                ).execute()
+
+
+def _create_tables(db):
+    """CREATE TABLE/INDEX IF NOT EXISTS; a concurrent creator winning a race is no failure."""
+    try:
+        db.create_tables(models.MODELS, safe=True)
+    except peewee.DatabaseError:
+        if not all(db.table_exists(model._meta.table_name) for model in models.MODELS):
+            raise
+
+
+__all__ = ["Store", "state_dir", "target_key", "SUBMITTED"]

@@ -1,0 +1,110 @@
+"""The WLCG Tape REST API v1 over HTTP: a Flask blueprint of the control plane.
+
+``/.well-known/wlcg-tape-rest-api`` (discovery) and ``/api/v1/stage``,
+``/api/v1/stage/<id>``, ``/api/v1/stage/<id>/cancel``, ``/api/v1/release/<id>``,
+``/api/v1/archiveinfo``.  The views parse the body (bounded, JSON), call
+``pyai.tape.service`` and answer JSON; every failure goes up to the gate,
+whose route for these paths answers it as an RFC 7807 problem
+(``pyai.web.problems``).  No path under ``/api/v1/`` or ``/.well-known/`` is an
+id: ids are one segment and never start with a dot.
+"""
+
+import json
+
+from flask import Blueprint, Response, request
+
+from pyai.errors import PayloadTooLarge
+from pyai.tape import bodies
+from pyai.tape.service import owner_of
+from pyai.web import parking
+from pyai.web.auth import BEARER
+from pyai.web.openapi import TAPE_API, TAPE_DISCOVERY
+from pyai.web.receive import CLOSE_CONNECTION
+
+API, DISCOVERY = TAPE_API, TAPE_DISCOVERY
+# A stage body of max_files long paths fits; a larger body is no client's mistake worth reading.
+MAX_BODY = 8 * 1024 * 1024
+
+
+def tape_blueprint(service, config, auth_on):
+    """The blueprint over ``service`` (a pyai.tape.service.TapeService)."""
+    # gfal2 posts to ``{uri}/stage/`` and ``{uri}/archiveinfo/``: a trailing slash names the same endpoint
+    blueprint = Blueprint("tape", __name__)
+
+    def answer(status, document, headers=None):
+        return Response(json.dumps(document), status=status, headers=headers, content_type="application/json")
+
+    def done():
+        """200 without a body (cancel, delete, release): no Content-Type either."""
+        response = Response(status=200)
+        del response.headers["Content-Type"]
+        return response
+
+    def base_uri():
+        if config.tape_endpoint_uri:
+            return config.tape_endpoint_uri.rstrip("/")
+        scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip().lower()
+        if scheme not in ("http", "https"):
+            scheme = request.scheme
+        return f"{scheme}://{request.host}{API}"
+
+    def owner():
+        if not auth_on:
+            return owner_of(None)
+        match = BEARER.fullmatch(request.headers.get("Authorization", ""))
+        return owner_of(match.group(1) if match else None)  # the gate has checked it
+
+    def document():
+        length = request.content_length
+        if length is not None and length > MAX_BODY:
+            request.environ[CLOSE_CONNECTION] = True  # its body stays unread
+            raise PayloadTooLarge(f"the body may hold at most {MAX_BODY} bytes", detail="body too large")
+        parking.send_continue(request.environ)
+        data = request.stream.read(MAX_BODY + 1)
+        if len(data) > MAX_BODY:
+            request.environ[CLOSE_CONNECTION] = True
+            raise PayloadTooLarge(f"the body may hold at most {MAX_BODY} bytes", detail="body too large")
+        return bodies.parse_json(data)
+
+    @blueprint.get(DISCOVERY)
+    def discovery():
+        return answer(
+            200,
+            {
+                "sitename": config.tape_sitename,
+                "description": "pyai: the Pacifica Archive Interface, WLCG Tape REST API",
+                "endpoints": [{"uri": base_uri(), "version": "v1", "metadata": {}}],
+            },
+        )
+
+    @blueprint.post(API + "/stage", strict_slashes=False)
+    def stage():
+        files = bodies.stage_files(document())
+        request_id = service.stage(owner(), files)
+        location = f"{base_uri()}/stage/{request_id}"
+        return answer(201, {"requestId": request_id}, {"Location": location})
+
+    @blueprint.get(API + "/stage/<request_id>", strict_slashes=False)
+    def poll(request_id):
+        return answer(200, service.poll(owner(), request_id))
+
+    @blueprint.post(API + "/stage/<request_id>/cancel", strict_slashes=False)
+    def cancel(request_id):
+        service.cancel(owner(), request_id, bodies.paths_of(document()))
+        return done()
+
+    @blueprint.delete(API + "/stage/<request_id>", strict_slashes=False)
+    def delete(request_id):
+        service.delete(owner(), request_id)
+        return done()
+
+    @blueprint.post(API + "/release/<request_id>", strict_slashes=False)
+    def release(request_id):
+        service.release(owner(), request_id, bodies.paths_of(document()))
+        return done()
+
+    @blueprint.post(API + "/archiveinfo", strict_slashes=False)
+    def archiveinfo():
+        return answer(200, service.archiveinfo(bodies.paths_of(document())))
+
+    return blueprint

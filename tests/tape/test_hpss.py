@@ -1,0 +1,137 @@
+"""The Tape REST API on the HPSS emulator: files really on tape, slow stages, cancel, release,
+admission limits, and a server killed in the middle of a stage request."""
+
+import os
+import secrets
+import time
+
+import requests
+from server import wait_until
+
+from .conftest import (
+    API,
+    TIMEOUT,
+    archiveinfo,
+    assert_problem,
+    emu,
+    kill,
+    poll,
+    stage,
+    states,
+    tape_settings,
+    wait_done,
+)
+
+
+def new_id():
+    return str(secrets.randbits(40) | (1 << 41))
+
+
+def on_tape(srv, count, size=3000):
+    """``count`` new files, purged to tape; their paths."""
+    idents = [new_id() for _ in range(count)]
+    for ident in idents:
+        assert requests.put(srv.id_url(ident), data=os.urandom(size), timeout=TIMEOUT).status_code == 201
+    emu(srv, "purge", *idents)
+    return [f"/{ident}" for ident in idents]
+
+
+def locality(srv, path):
+    return archiveinfo(srv, [path]).json()[0].get("locality")
+
+
+def test_localities_stage_and_release_on_hpss(hpss_pool):
+    srv = hpss_pool.start("tape", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    emu(srv, "set-stage-delay", "1.0")
+    (path,) = on_tape(srv, 1)
+    fresh = new_id()
+    assert requests.put(srv.id_url(fresh), data=b"new", timeout=TIMEOUT).status_code == 201
+    empty = new_id()
+    assert requests.put(srv.id_url(empty), data=b"", timeout=TIMEOUT).status_code == 201
+    answer = archiveinfo(srv, [path, f"/{fresh}", f"/{empty}", f"/{new_id()}", "/not-an-integer"]).json()
+    assert [entry.get("locality") for entry in answer] == ["TAPE", "DISK", "NONE", None, None]
+    assert "error" in answer[3] and "error" in answer[4]
+    time.sleep(1.3)  # longer than a stage: archiveinfo must not have started one
+    assert locality(srv, path) == "TAPE"
+
+    resp = stage(srv, [path])
+    assert resp.status_code == 201
+    request_id = resp.json()["requestId"]
+    assert states(poll(srv, request_id).json())[path] in ("SUBMITTED", "STARTED")
+    doc = wait_done(srv, request_id)
+    assert states(doc) == {path: "COMPLETED"}
+    assert locality(srv, path) == "DISK_AND_TAPE"
+
+    assert (
+        requests.post(f"{srv.url}{API}/release/{request_id}", json={"paths": [path]}, timeout=TIMEOUT).status_code
+        == 200
+    )
+    assert locality(srv, path) == "TAPE"  # no other pin held it: purged from disk
+    # a file only on disk (never migrated) is never purged by a release
+    request_id = stage(srv, [f"/{fresh}"]).json()["requestId"]
+    wait_done(srv, request_id)
+    requests.post(f"{srv.url}{API}/release/{request_id}", json={"paths": [f"/{fresh}"]}, timeout=TIMEOUT)
+    assert locality(srv, f"/{fresh}") == "DISK"
+
+
+def test_release_keeps_a_file_another_request_pins(hpss_pool):
+    srv = hpss_pool.start("pins", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    emu(srv, "set-stage-delay", "0.2")
+    (path,) = on_tape(srv, 1)
+    first = stage(srv, [path]).json()["requestId"]
+    second = stage(srv, [path], diskLifetime="P1D").json()["requestId"]
+    wait_done(srv, first)
+    wait_done(srv, second)
+    requests.post(f"{srv.url}{API}/release/{first}", json={"paths": [path]}, timeout=TIMEOUT)
+    assert locality(srv, path) == "DISK_AND_TAPE"  # the second request still pins it
+    requests.post(f"{srv.url}{API}/release/{second}", json={"paths": [path]}, timeout=TIMEOUT)
+    assert locality(srv, path) == "TAPE"
+
+
+def test_release_under_an_id_of_no_request(hpss_pool):
+    """gfal-evict without a request id releases under a placeholder (CTA ignores the id): the
+    owner's pins on the paths go in every request, and what no pin holds is evicted."""
+    srv = hpss_pool.start("placeholder", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    emu(srv, "set-stage-delay", "0.2")
+    staged, pacifica = on_tape(srv, 2)
+    wait_done(srv, stage(srv, [staged]).json()["requestId"])
+    assert requests.post(srv.id_url(pacifica[1:]), timeout=TIMEOUT).status_code in (200, 202)  # a Pacifica stage
+    assert wait_until(lambda: locality(srv, pacifica) == "DISK_AND_TAPE", timeout=30)
+    assert locality(srv, staged) == "DISK_AND_TAPE"
+    body = {"paths": [staged, pacifica]}
+    resp = requests.post(f"{srv.url}{API}/release/gfal2-placeholder-id", json=body, timeout=TIMEOUT)
+    assert resp.status_code == 200
+    assert locality(srv, staged) == "TAPE" and locality(srv, pacifica) == "TAPE"
+
+
+def test_cancel_during_a_stage_and_the_open_requests_limit(hpss_pool):
+    srv = hpss_pool.start("cancel", **tape_settings(PAI_HPSS_PING_INTERVAL="0", PAI_TAPE_MAX_OPEN_REQUESTS="1"))
+    emu(srv, "set-stage-delay", "30")
+    slow, other = on_tape(srv, 2)
+    request_id = stage(srv, [slow, other]).json()["requestId"]
+    assert wait_until(lambda: set(states(poll(srv, request_id).json()).values()) == {"STARTED"}, timeout=10)
+    refused = stage(srv, [other])
+    assert_problem(refused, 429)
+    assert int(refused.headers["Retry-After"]) > 0
+    resp = requests.post(f"{srv.url}{API}/stage/{request_id}/cancel", json={"paths": [slow]}, timeout=TIMEOUT)
+    assert resp.status_code == 200
+    got = states(poll(srv, request_id).json())
+    assert got == {slow: "CANCELLED", other: "STARTED"}
+    assert "completedAt" not in poll(srv, request_id).json()
+    requests.post(f"{srv.url}{API}/stage/{request_id}/cancel", json={"paths": [other]}, timeout=TIMEOUT)
+    doc = poll(srv, request_id).json()
+    assert states(doc) == {slow: "CANCELLED", other: "CANCELLED"} and "completedAt" in doc
+    assert stage(srv, [other]).status_code == 201  # no open request left: admitted again
+
+
+def test_a_stage_request_survives_a_server_killed_mid_stage(hpss_pool):
+    srv = hpss_pool.start("restart", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    emu(srv, "set-stage-delay", "3")
+    paths = on_tape(srv, 2)
+    request_id = stage(srv, paths).json()["requestId"]
+    assert wait_until(lambda: set(states(poll(srv, request_id).json()).values()) == {"STARTED"}, timeout=10)
+    kill(srv)  # its leases stay in the store until they expire
+    srv.start()
+    doc = wait_done(srv, request_id, timeout=40)
+    assert states(doc) == dict.fromkeys(paths, "COMPLETED"), doc
+    assert all(locality(srv, path) == "DISK_AND_TAPE" for path in paths)

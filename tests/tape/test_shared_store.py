@@ -1,0 +1,52 @@
+"""Two instances of one archive on one MariaDB store: a request made through one is polled,
+and completed, through the other, also after the first is gone (its claims expire)."""
+
+import pytest
+import requests
+from sideband.mariadb import MariaDB, MariaDBMissing
+
+from .conftest import HAS_HPSS, TIMEOUT, archiveinfo, emu, kill, poll, stage, states, tape_settings, wait_done
+from .test_hpss import on_tape
+
+USER, PASSWORD, SCHEMA = "tape", "tape-Store-Secret1", "tapestore"
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory):
+    try:
+        db = MariaDB(tmp_path_factory.mktemp("tape-mariadb"))
+    except MariaDBMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    db.install()
+    try:
+        db.start()
+        root = db.root()
+        try:
+            root.execute_sql(f"CREATE DATABASE IF NOT EXISTS `{SCHEMA}`")
+            for host in ("127.0.0.1", "localhost"):
+                root.execute_sql(f"CREATE USER IF NOT EXISTS '{USER}'@'{host}' IDENTIFIED BY %s", (PASSWORD,))
+                root.execute_sql(f"GRANT ALL ON `{SCHEMA}`.* TO '{USER}'@'{host}'", ())
+        finally:
+            root.close()
+        yield f"mysql://{USER}:{PASSWORD}@127.0.0.1:{db.port}/{SCHEMA}"
+    finally:
+        db.stop()
+
+
+def test_two_instances_share_requests(hpss_pool, store_url, tmp_path):
+    if not HAS_HPSS:
+        pytest.skip("no HPSS emulator")
+    prefix = str(tmp_path / "shared-prefix")
+    settings = tape_settings(PAI_TAPE_STORE=store_url, PAI_PREFIX=prefix, PAI_HPSS_PING_INTERVAL="0")
+    first = hpss_pool.start("first", prefix=prefix, **settings)
+    second = hpss_pool.start("second", prefix=prefix, **settings)
+    emu(first, "set-stage-delay", "2")
+    paths = on_tape(first, 2)
+    request_id = stage(first, paths).json()["requestId"]
+    assert poll(second, request_id).status_code == 200
+    assert sorted(entry["path"] for entry in poll(second, request_id).json()["files"]) == sorted(paths)
+    kill(first)  # whatever it had claimed, the second takes over
+    doc = wait_done(second, request_id, timeout=40)
+    assert states(doc) == dict.fromkeys(paths, "COMPLETED")
+    assert [entry["locality"] for entry in archiveinfo(second, paths).json()] == ["DISK_AND_TAPE"] * 2
+    assert requests.delete(f"{second.url}/api/v1/stage/{request_id}", timeout=TIMEOUT).status_code == 200
