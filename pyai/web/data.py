@@ -25,7 +25,7 @@ from pyai.web.dates import http_date, mtime_from
 from pyai.web.digest_fields import expected_digests, wanted_digests
 from pyai.web.digest_fields import response_headers as digest_headers
 from pyai.web.ranges import parse_byte_range, parse_range_header
-from pyai.web.receive import CLOSE_CONNECTION, RequestBody, abandon_body
+from pyai.web.receive import CLOSE_CONNECTION, RequestBody, abandon_body, read_body
 from pyai.web.targets import id_from_uri, query_value
 
 METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "PROPFIND")
@@ -316,19 +316,3 @@ def patch_source(environ):
     if not isinstance(doc, dict) or not isinstance(doc.get("path"), str) or not doc["path"] or "\0" in doc["path"]:
         raise BadRequest('the PATCH body must be {"path": "<file on the server>"}', detail="body has no path")
     return doc["path"]
-
-
-def read_body(environ, announced, limit):
-    """Up to ``limit`` bytes of a small request body: its announced length, or to its
-    end when chunked (the server decodes the chunks and says where they end)."""
-    stream = environ["wsgi.input"]
-    if announced is not None:
-        limit = min(limit, announced)
-    pieces, left = [], limit
-    while left > 0:
-        piece = stream.read(left)
-        if not piece:
-            break
-        pieces.append(piece)
-        left -= len(piece)
-    return b"".join(pieces)

@@ -29,7 +29,7 @@ from pyai.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from pyai.web import parking
 from pyai.web.answers import STATUS_LINES
 from pyai.web.dates import http_date
-from pyai.web.receive import CLOSE_CONNECTION, abandon_body
+from pyai.web.receive import CLOSE_CONNECTION, abandon_body, read_body
 from pyai.web.targets import request_path
 
 MAX_BODY = 64 * 1024  # a propfind naming every property there is fits in far less
@@ -123,16 +123,7 @@ def _small_body(environ):
         environ[CLOSE_CONNECTION] = True  # its body stays unread on the socket
         raise _too_large()
     parking.send_continue(environ)
-    stream = environ["wsgi.input"]
-    limit = MAX_BODY + 1 if announced is None else announced
-    pieces, left = [], limit
-    while left > 0:
-        piece = stream.read(left)
-        if not piece:
-            break
-        pieces.append(piece)
-        left -= len(piece)
-    data = b"".join(pieces)
+    data = read_body(environ, announced, MAX_BODY + 1)
     if len(data) > MAX_BODY:
         environ[CLOSE_CONNECTION] = True
         raise _too_large()
