@@ -17,6 +17,8 @@ fields that carry digests are read and written by ``pyai.web.digest_fields``.
 import hashlib
 import zlib
 
+from pyai.archive.beside import Beside
+
 ALGORITHMS = ("sha256", "sha512", "sha1", "md5", "adler32")
 # Strong enough to say "these are the stored bytes" (no crafted collisions).
 STRONG = ("sha256", "sha512")
@@ -88,9 +90,15 @@ def parse_config_algorithms(text):
     return tuple(names)
 
 
+# Hashed on a thread of its own (``pyai.archive.beside``) when other algorithms are
+# computed too: md5 is the slowest, and beside the others it no longer bounds a large body.
+BESIDE = frozenset({"md5"})
+
+
 def hashers(names):
-    """``{name: hasher}`` for each algorithm in ``names``."""
-    return {name: new(name) for name in names}
+    """``{name: hasher}`` for each algorithm in ``names``; md5 beside the others (on a
+    thread of its own once the bytes are many) when there are others."""
+    return {name: Beside(new(name)) if name in BESIDE and len(names) > 1 else new(name) for name in names}
 
 
 def compute(read, names, on_block=None):
