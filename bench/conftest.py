@@ -176,7 +176,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         " the file system alone storing small files durably like pyai (8 threads) for small PUTs.",
         "pyai PUT fsyncs the file and the directory before 201 (nginx does not):"
         " small PUT on disk is an fsync benchmark.",
-        "configuration: every pyai row runs pyai's defaults (checksum sha256, durable PUT, PAI_DURABILITY unset),"
+        "configuration: every pyai row runs pyai's defaults (checksums sha256, adler32 and md5, the md5"
+        " on a thread beside the others; durable PUT, PAI_DURABILITY unset),"
         " so do small PUT 30B/64KiB (disk), 30B tmpfs and 30B ext4j; only the `no checksum` rows set"
         " PAI_CHECKSUM=none. Large PUTs send a Content-Length; `large PUT chunked` sends the same file as"
         " `curl -T -H 'Transfer-Encoding: chunked'` (no length) to pyai and to nginx (DAV).",
