@@ -16,6 +16,7 @@ failed).
 import queue
 import threading
 import weakref
+from typing import Optional
 
 DEPTH = 4
 START = 8 << 20  # bytes hashed in line before the thread starts
@@ -28,35 +29,38 @@ class Beside:
         self.digest_size = hasher.digest_size
         self._hasher = hasher
         self._inline = 0
-        self._queue = None
-        self._thread = None
-        self._finalizer = None
+        self._queue: Optional[queue.Queue] = None
+        self._thread: Optional[threading.Thread] = None
+        self._finalizer: Optional[weakref.finalize] = None
         self._failed = []  # what the thread's update raised, if anything (never left in the queue's way)
 
     def update(self, data):
-        if self._queue is None:
+        pieces = self._queue
+        if pieces is None:
             size = memoryview(data).nbytes
             if self._inline + size <= START:
                 self._hasher.update(data)
                 self._inline += size
                 return
-            self._start()
-        self._queue.put(bytes(data))
+            pieces = self._start()
+        pieces.put(bytes(data))
 
     def _start(self):
-        self._queue = queue.Queue(DEPTH)
+        pieces = self._queue = queue.Queue(DEPTH)
         self._thread = threading.Thread(
-            target=_hash, args=(self._hasher, self._queue, self._failed), name="hash-beside", daemon=True
+            target=_hash, args=(self._hasher, pieces, self._failed), name="hash-beside", daemon=True
         )
         self._thread.start()
         # an upload that fails drops its hashers without asking for a digest: end the thread then
-        self._finalizer = weakref.finalize(self, self._queue.put, _END)
+        self._finalizer = weakref.finalize(self, pieces.put, _END)
+        return pieces
 
     def digest(self):
-        if self._thread is not None:
-            self._finalizer.detach()
-            self._queue.put(_END)
-            self._thread.join()
+        thread, finalizer, pieces = self._thread, self._finalizer, self._queue
+        if thread is not None and finalizer is not None and pieces is not None:
+            finalizer.detach()
+            pieces.put(_END)
+            thread.join()
             self._thread = None
         if self._failed:
             raise self._failed[0]
