@@ -7,12 +7,14 @@
 from pyai.archive.service import Archive
 from pyai.backends import create_backend
 from pyai.config import load as load_config
+from pyai.ops.health import Health
 from pyai.tape.service import TapeService
 from pyai.web import auth
 from pyai.web.control import control_plane
 from pyai.web.data import METHODS, DataPlane
 from pyai.web.gate import ID_PATH, Gate, Route
 from pyai.web.openapi import RESERVED_ID
+from pyai.web.ops_api import HEALTHZ, METRICS, READYZ, ops_blueprint
 from pyai.web.problems import problem_answer
 from pyai.web.tape_api import API, DISCOVERY, tape_blueprint
 from pyai.web.webdav import RootPlane
@@ -24,12 +26,16 @@ def create_app(config=None):
     archive = Archive(config, create_backend(config))
     tokens = auth.read_tokens_file(config.auth_tokens_file) if config.auth_tokens_file else None
     tape = TapeService(config, archive.backend)
-    control = control_plane(tape_blueprint(tape, config, auth_on=tokens is not None))
+    health = Health(config, archive.backend, tape.store)
+    control = control_plane(tape_blueprint(tape, config, auth_on=tokens is not None), ops_blueprint(health))
     tape_writes = frozenset({"POST", "DELETE"})  # stage, cancel, release, delete need a read-write token
     routes = (
         # path                 methods                      plane
         Route("/",               ("GET", "HEAD", "PROPFIND"), RootPlane(control), wsgi=True),  # health check; DAV stat
         Route("/" + RESERVED_ID, ("GET", "HEAD"),             control, wsgi=True),  # the service description
+        Route(HEALTHZ,           ("GET", "HEAD"),             control, wsgi=True, public=("GET", "HEAD")),  # alive
+        Route(READYZ,            ("GET", "HEAD"),             control, wsgi=True, public=("GET", "HEAD")),  # usable
+        Route(METRICS,           ("GET", "HEAD"),             control, wsgi=True),  # Prometheus
         Route(DISCOVERY,         ("GET", "HEAD"),             control, wsgi=True, errors=problem_answer,
               public=("GET", "HEAD")),  # the Tape API's discovery (open to anyone)
         Route(API + "/archiveinfo", ("POST",),                control, wsgi=True, errors=problem_answer,

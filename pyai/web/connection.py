@@ -21,6 +21,7 @@ import socket
 import time
 from datetime import datetime
 
+from pyai.ops import observe
 from pyai.web import parking
 
 # Outcomes of a step, for the worker's poller.
@@ -147,6 +148,7 @@ class Exchange:
         self.send_timeout = send_timeout or None
         self.send_deadline = None
         self.started = datetime.now()
+        self.record = None  # the request's pyai.ops.record.Record, once the app is called
         self.done = False
         self.continue_pending = bool(getattr(req, "_expected_100_continue", False))
         if self.continue_pending:
@@ -192,6 +194,8 @@ class Exchange:
                 except (BlockingIOError, InterruptedError):
                     return self._blocked()
                 del self.out[:sent]
+                if self.record is not None and self.record.first_byte is None:
+                    self.record.sent_first_byte()
                 self._progress()
                 continue
             if self.file is not None:
@@ -253,6 +257,23 @@ class Exchange:
             worker.cfg.post_request(worker, self.req, self.environ or {}, self.resp)
         except Exception:
             worker.log.exception("Exception in post_request hook")
+        if self.record is not None:
+            try:
+                observe.finished(self.record, self._status(), self._body_bytes_sent(), self.conn.client)
+            except Exception:
+                worker.log.exception("observing a request failed")
+
+    def _status(self):
+        """The status code answered, None when no answer began (the client left first)."""
+        resp = self.resp
+        return getattr(resp, "status_code", None) if resp is not None and resp.status else None
+
+    def _body_bytes_sent(self):
+        """Body bytes that reached the socket: gunicorn counts a sendfile range as sent before it goes."""
+        if self.resp is None:
+            return 0
+        unsent = self.file[2] if self.file is not None else 0
+        return max(0, self.resp.sent - unsent)
 
 
 def _omits_body(resp):

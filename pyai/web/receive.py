@@ -37,6 +37,7 @@ import time
 from pyai import native as fileio
 from pyai.archive import checksums as digests
 from pyai.errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding, os_error
+from pyai.ops.record import record_of
 
 CHUNK = 1024 * 1024
 # environ key: the gate closes the connection after this response (a request body is left unread)
@@ -109,6 +110,9 @@ class RequestBody:
         if self.length is not None and self.length > (max_size or MAX_FILE_SIZE):
             raise _too_large(max_size or MAX_FILE_SIZE)
         self.received = 0
+        record = record_of(environ)
+        if record is not None:
+            record.body = self  # its bytes received, counted here, are the request's
         self._parts = self._gunicorn_parts()
         self._decoder = None  # the chunked decoder, once the direct path has taken a chunked body over
         self._took_read_ahead = False
@@ -404,4 +408,8 @@ def read_body(environ, announced, limit):
             break
         pieces.append(piece)
         left -= len(piece)
-    return b"".join(pieces)
+    body = b"".join(pieces)
+    record = record_of(environ)
+    if record is not None:
+        record.received += len(body)
+    return body

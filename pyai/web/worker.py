@@ -43,6 +43,8 @@ from gunicorn.http import wsgi
 from gunicorn.workers.base import Worker
 
 from pyai.config import load as load_config
+from pyai.ops import observe
+from pyai.ops.record import RECORD, Record
 from pyai.web import parking
 from pyai.web.answers import error_document
 from pyai.web.connection import (
@@ -92,7 +94,7 @@ class PyaiWorker(Worker):
         self.accepting = False
         self.accept_paused_until = 0.0  # after running out of descriptors (see _accept)
         self.stopping_since = None
-        settings = load_config(prepare=False)
+        settings = self.settings = load_config(prepare=False)
         self.head_timeout = settings.head_timeout or None
         self.send_timeout = settings.send_timeout or None
         self.head_max = head_limit(self.cfg)
@@ -111,10 +113,15 @@ class PyaiWorker(Worker):
             sys.exit(WORKER_BOOT_ERROR)
         self.poller = selectors.DefaultSelector()
         self.tpool = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="pyai")
+        observe.start(self, self.settings)
         super().init_process()
 
     def handle_exit(self, sig, frame):
         self.alive = False  # the signal's byte on self.PIPE wakes the poller
+
+    def handle_usr1(self, sig, frame):
+        super().handle_usr1(sig, frame)  # gunicorn's own log files
+        observe.reopen()
 
     def handle_quit(self, sig, frame):
         self.tpool.shutdown(wait=False)
@@ -405,6 +412,7 @@ class PyaiWorker(Worker):
             exchange = conn.exchange = Exchange(conn, req, self.send_timeout)
             resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
             exchange.resp, exchange.environ = resp, environ
+            environ[RECORD] = exchange.record = Record(req.method)
             resp.sock = exchange  # headers and body bytes collect in the exchange
             environ["wsgi.multithread"] = True
             environ[parking.CAN_PARK] = True

@@ -1,0 +1,1 @@
+"""Operations: what an operator sees of the running service (metrics, health, the transfer log)."""

@@ -1,0 +1,61 @@
+"""What one request did: the record the worker keeps for each, for the metrics and the transfer log.
+
+The worker puts a ``Record`` in every request's environ (under ``RECORD``) before
+the app runs.  The gate, the data plane and the receive path fill in what only
+they know (the id, the token's name, the request body, the digest, the medium,
+the stage wait); the exchange notes when the first byte of the answer went out.
+When the exchange ends (answered, abandoned, or its client gone) the worker
+calls ``finished`` once, which hands the record to the metrics and the
+transfer log.  Nothing here may raise into the worker: a failure to observe a
+request must never fail the request.
+"""
+
+import time
+
+RECORD = "pyai.record"
+
+
+class Record:
+    """One request, as it happened.  Times: ``time.monotonic()``, except ``wall`` (``time.time()``)."""
+
+    __slots__ = (
+        "wall",
+        "started",
+        "first_byte",
+        "method",
+        "ident",
+        "token",
+        "body",
+        "received",
+        "digest",
+        "medium",
+        "stage_wait",
+        "kind",
+    )
+
+    def __init__(self, method):
+        self.wall = time.time()
+        self.started = time.monotonic()
+        self.first_byte = None  # when the first byte of the answer was sent
+        self.method = method
+        self.ident = None  # the id the request named (str), None for a control-plane path
+        self.token = None  # the name of the token that authenticated it (never the token)
+        self.body = None  # the RequestBody receiving its body, which counts the bytes
+        self.received = 0  # body bytes read another way (a small body read whole)
+        self.digest = None  # "algorithm=value" stored or verified
+        self.medium = None  # where the file was: "disk", "tape", ... (the X-Pacifica-Status word)
+        self.stage_wait = None  # seconds waited for a stage from tape
+        self.kind = None  # "upload" or "download" while it is counted in progress (see metrics)
+
+    def bytes_received(self):
+        body = self.body
+        return self.received + (body.received if body is not None else 0)
+
+    def sent_first_byte(self):
+        if self.first_byte is None:
+            self.first_byte = time.monotonic()
+
+
+def record_of(environ):
+    """The request's Record, or None when it runs outside pyai's worker (an in-process test client)."""
+    return environ.get(RECORD)
