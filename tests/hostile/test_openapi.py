@@ -83,12 +83,12 @@ def test_description_is_served_as_json(apiserver):
 
 
 @pytest.mark.parametrize("method", ["PUT", "POST", "PATCH", "DELETE"])
-@pytest.mark.parametrize("target", ["/openapi.json", "/openapi%2Ejson"])
-def test_the_description_id_is_reserved(apiserver, method, target):
+@pytest.mark.parametrize("target", ["/openapi.json", "/openapi%2Ejson", "/healthz", "/readyz", "/metrics"])
+def test_the_service_paths_are_reserved_ids(apiserver, method, target):
     resp = requests.request(method, apiserver.url + target, data=b'{"path": "/etc/passwd"}', timeout=10)
     assert_error(resp, 405, apiserver.prefix)
     assert resp.headers["Allow"] == "GET, HEAD"
-    assert not (apiserver.prefix / "openapi.json").exists()
+    assert not (apiserver.prefix / target.replace("%2E", ".").lstrip("/")).exists()
 
 
 # The schema is built from the package's description when the module is collected
