@@ -27,9 +27,9 @@ import requests
 from harness import ROOT, children, free_port
 from server import wait_until
 
-from pyai.config import SETTINGS
 from deploy.tools import require_tool
 from deploy.unit import UNIT, environment, exec_start, one, parse_unit, render_unit
+from pyai.config import SETTINGS
 
 ANALYZE_TIMEOUT = 60
 DRAIN_DELAY_DEFAULT = 5.0  # seconds, until [ops] drain_delay is in the settings table
@@ -103,7 +103,11 @@ def test_systemd_accepts_the_unit(analyze, text, tmp_path):
         ("a misspelled key", "\nTimeoutStopSec=", "\nTimeoutStopSecs="),
         ("a value systemd cannot parse", "\nKillMode=mixed", "\nKillMode=master"),
         ("an ExecStart that does not exist", "/.venv/bin/gunicorn", "/.venv/bin/gunicorn-missing"),
-        ("a system call group that does not exist", "\nSystemCallFilter=@system-service", "\nSystemCallFilter=@system-servic"),
+        (
+            "a system call group that does not exist",
+            "\nSystemCallFilter=@system-service",
+            "\nSystemCallFilter=@system-servic",
+        ),
     ],
 )
 def test_verify_fails_on_a_defect(analyze, text, tmp_path, defect, old, new):
@@ -247,6 +251,24 @@ def test_exec_start_serves_reloads_and_stops(pool, entries):
             reload_with_exec_reload(srv, entries)
             assert requests.get(srv.id_url("kit-file"), timeout=60).status_code == 200
             assert stop_like_systemd(srv, entries, master_pid(srv)) == 0
+
+
+def test_exec_reload_reads_the_tokens_again(pool, entries, tmp_path):
+    """What `systemctl reload pyai` promises: after ExecReload the workers know the new tokens."""
+    tokens = tmp_path / "tokens"
+    old, new = "a" * 32, "b" * 32
+    tokens.write_text(f"rw {old}\n")
+    tokens.chmod(0o600)
+    srv = launch(pool, entries, "tokens", PAI_AUTH_TOKENS_FILE=str(tokens))
+
+    def put(ident, token):
+        headers = {"Authorization": f"Bearer {token}"}
+        return requests.put(srv.id_url(ident), data=b"kit", headers=headers, timeout=60).status_code
+
+    assert (put("kit-old", old), put("kit-new", new)) == (201, 401)
+    tokens.write_text(f"rw {new}\n")
+    reload_with_exec_reload(srv, entries)
+    assert (put("kit-old-2", old), put("kit-new-2", new)) == (401, 201)
 
 
 def test_bad_configuration_is_a_failed_start_not_a_restart_loop(pool, entries, tmp_path):
