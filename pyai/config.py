@@ -276,7 +276,8 @@ SETTINGS = (
         "",
         flag="--tokens-file",
         default_note="no authentication",
-        help="bearer tokens, `ro <token>` / `rw <token>` lines (see [Authentication](#authentication-optional))",
+        help="bearer tokens, `<scope> <token> [name]` lines, the scope `ro`, `rw` or `metrics` "
+        "(see [Authentication](#authentication-optional))",
     ),
     Setting(
         "use_id2filename",

@@ -14,7 +14,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import jsonschema_rs  # schemathesis's validator, installed with the test extras
@@ -198,7 +197,8 @@ def test_an_upload_the_client_abandons(logsrv):
 @pytest.mark.parametrize(
     "target, path",
     [("/", "/"), ("/?x=1", "/"), ("/healthz", "/healthz"), ("/metrics", "/metrics"),
-     ("/.well-known/wlcg-tape-rest-api", "/.well-known/wlcg-tape-rest-api"), ("/api/v1/stage/none", "/api/v1/stage/none")],
+     ("/.well-known/wlcg-tape-rest-api", "/.well-known/wlcg-tape-rest-api"),
+     ("/api/v1/stage/none", "/api/v1/stage/none")],
 )  # fmt: skip
 def test_control_plane_paths(logsrv, target, path):
     marker = secrets.token_hex(4)
@@ -226,7 +226,7 @@ def test_token_names_and_never_the_tokens(pool, tmp_path):
     log = tmp_path / "transfer.log"
     srv = pool.start("tokens", PAI_TRANSFER_LOG=str(log), PAI_AUTH_TOKENS_FILE=str(tokens))
     ident = new_id()
-    put = requests.put(srv.id_url(ident), data=b"with a token", headers={"Authorization": f"Bearer {RW}"}, timeout=10)
+    put = requests.put(srv.id_url(ident), data=b"token", headers={"Authorization": f"Bearer {RW}"}, timeout=10)
     assert put.status_code == 201
     get = requests.get(srv.id_url(ident), headers={"Authorization": f"Bearer {RO}"}, timeout=10)
     assert get.status_code == 200
@@ -255,7 +255,9 @@ def test_stage_wait_and_medium_on_hpss(tmp_path):
     log = tmp_path / "transfer.log"
     hpss_pool = ServerPool(tmp_path / "servers", "c", "hpss")
     try:
-        srv = hpss_pool.start("tape", PAI_TRANSFER_LOG=str(log), PAI_HPSS_STAGE_TIMEOUT="30", PAI_HPSS_PING_INTERVAL="0")
+        srv = hpss_pool.start(
+            "tape", PAI_TRANSFER_LOG=str(log), PAI_HPSS_STAGE_TIMEOUT="30", PAI_HPSS_PING_INTERVAL="0"
+        )
         emu_cli(srv.prefix, "set-stage-delay", "0.5")
         posted, got = (str(secrets.randbits(40) | (1 << 41)) for _ in range(2))
         data = os.urandom(100_000)
@@ -275,9 +277,7 @@ def test_stage_wait_and_medium_on_hpss(tmp_path):
         assert line["medium"] == "tape" and line["stage_wait"] > 0
         assert line["stage_wait"] <= line["ttfb"] <= line["duration"]
         assert requests.get(srv.id_url(got), timeout=TIMEOUT).status_code == 200  # on disk now
-        second = [entry for entry in read_lines(log) if entry["id"] == got and entry["method"] == "GET"]
-        assert [entry["medium"] for entry in second] == ["tape", "disk"]
-        assert second[1]["stage_wait"] is None
+        assert line_of(log, id=got, method="GET", medium="disk")["stage_wait"] is None
     finally:
         hpss_pool.close()
 
@@ -318,7 +318,12 @@ def test_rotation_on_usr1_loses_no_line(pool, tmp_path):
     after = [ask() for _ in range(10)]
     for ident in after:
         line_of(log, id=ident)
-    old = [line["id"] for line in read_lines(rotated) if line["id"] is not None]  # not the start-up probes of /
+
+    def logged():  # the ids of both files (not the start-up probes of /)
+        return [line["id"] for name in (rotated, log) for line in read_lines(name) if line["id"] is not None]
+
+    assert wait_until(lambda: set(logged()) >= set(asked), timeout=10)
+    old = [line["id"] for line in read_lines(rotated) if line["id"] is not None]
     new = [line["id"] for line in read_lines(log) if line["id"] is not None]
     assert sorted(old + new) == sorted(asked)  # each request's line in exactly one of the two files
     assert set(before + moved) <= set(old) and set(after) <= set(new)
@@ -351,8 +356,25 @@ def test_off_writes_no_line(pool):
     assert ident not in log and parsed(log) == []
 
 
-def test_a_transfer_log_that_cannot_be_opened_stops_the_start(tmp_path):
-    target = tmp_path / "no-such-directory" / "transfer.log"
+def test_lines_that_cannot_be_written_fail_no_request(pool):
+    """/dev/full takes no byte (ENOSPC): every request is still answered, and the error log says so once."""
+    srv = pool.start("full", PAI_TRANSFER_LOG="/dev/full", PAI_WORKERS="1")
+    ident = new_id()
+    with requests.Session() as session:
+        assert session.put(srv.id_url(ident), data=b"stored all the same", timeout=TIMEOUT).status_code == 201
+        for _ in range(5):
+            assert session.get(srv.id_url(ident), timeout=TIMEOUT).content == b"stored all the same"
+    said = [line for line in srv.log_path.read_text().splitlines() if "cannot write the transfer log" in line]
+    assert len(said) == 1 and "/dev/full" in said[0] and "No space left on device" in said[0], said
+    assert srv.proc.poll() is None
+
+
+@pytest.mark.parametrize("case", ["no directory", "a directory"])
+def test_a_transfer_log_that_cannot_be_opened_stops_the_start(tmp_path, case):
+    if case == "no directory":
+        target, problem = tmp_path / "nowhere" / "transfer.log", f"its directory {tmp_path / 'nowhere'} does not exist"
+    else:
+        target, problem = tmp_path, "it is a directory"
     env = service_env(tmp_path, PAI_PREFIX=str(tmp_path / "prefix"), PAI_TRANSFER_LOG=str(target))
     proc = subprocess.run(
         gunicorn_command(free_port()), cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
@@ -360,7 +382,7 @@ def test_a_transfer_log_that_cannot_be_opened_stops_the_start(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert errors == [f"pyai: error: cannot open the transfer log {target}: No such file or directory"]
+    assert errors == [f"pyai: error: cannot open the transfer log {target}: {problem}"]
 
 
 # --- the line itself, and the README ---------------------------------------------------
