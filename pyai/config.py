@@ -3,7 +3,7 @@
 The file is ``-c/--config``, else ``$ARCHIVEINTERFACE_CONFIG``, else
 ``~/.pacifica-archiveinterface/config.ini`` (when it exists).  It keeps the
 original sections (``[posix]``, ``[hpss]``, ``[hsm_sideband]``) and adds
-``[archive]`` and ``[auth]``.  Every setting is declared once, in ``SETTINGS``: its
+``[archive]``, ``[auth]``, ``[tape]`` and ``[ops]``.  Every setting is declared once, in ``SETTINGS``: its
 section and option, environment variable, parser, default and help.  The ``Config``
 class, the validation in ``load()`` (which raises ConfigError with one line an
 operator can act on) and the README's table (``settings_table()``) all come from it.
@@ -90,6 +90,16 @@ def _durability(text: str) -> str:
     if name not in DURABILITY:
         raise ValueError(f"expected one of {', '.join(DURABILITY)}")
     return name
+
+
+def _transfer_log(text: str) -> str:
+    """``-`` (stderr), ``off``, or a file name made absolute (the workers open it after the fork)."""
+    text = text.strip()
+    if text in ("-", "off"):
+        return text
+    if not text:
+        raise ValueError("expected -, off or a file name")
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def _checksums(text: str) -> Tuple[str, ...]:
@@ -287,7 +297,8 @@ SETTINGS = (
         "",
         flag="--tokens-file",
         default_note="no authentication",
-        help="bearer tokens, `ro <token>` / `rw <token>` lines (see [Authentication](#authentication-optional))",
+        help="bearer tokens, `<scope> <token> [name]` lines, the scope `ro`, `rw` or `metrics` "
+        "(see [Authentication](#authentication-optional))",
     ),
     Setting(
         "use_id2filename",
@@ -545,6 +556,17 @@ SETTINGS = (
         _seconds,
         "172800",
         help="seconds after which a file still not on disk is FAILED",
+    ),
+    Setting(
+        "transfer_log",
+        "ops",
+        "transfer_log",
+        "PAI_TRANSFER_LOG",
+        _transfer_log,
+        "-",
+        default_note="stderr",
+        help="the JSON transfer log, one line per request: `-` (stderr), a file (appended to; its directory "
+        "must exist; reopened on USR1) or `off` (see [Transfer log](#transfer-log))",
     ),
 )
 

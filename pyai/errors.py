@@ -76,6 +76,7 @@ class BackendUnavailable(ArchiveError):
     """The storage system is down or too slow; the service itself is fine."""
 
     status = 503
+    stage_wait: Optional[float] = None  # seconds the request waited for a stage from tape before this answer, if it did
 
     def __init__(self, message, *, retry_after=None, detail=None):
         super().__init__(message, detail=detail)

@@ -56,6 +56,8 @@ class Reader(Protocol):
     size: int
     mtime: float
     etag: str
+    media: Optional[str]  # where it was when opened, "disk" or "tape"; None when the backend cannot tell for free
+    stage_wait: Optional[float]  # seconds opening waited for a stage from tape, None when it did not
 
     def fileno(self) -> int: ...
     def seek(self, offset: int) -> int: ...

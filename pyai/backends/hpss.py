@@ -92,6 +92,8 @@ class HpssReader:
         self.size = st.size
         self.mtime = st.mtime
         self.etag = etag_of(st)
+        self.media: Optional[str] = "disk"  # "tape" when opening had to stage it
+        self.stage_wait: Optional[float] = None
         self.offset = 0
         self.buffer: Any = None  # a cffi char[] once read
 
@@ -306,27 +308,33 @@ class HpssBackend:
 
     def open_read(self, path: str) -> HpssReader:
         st = self._regular(path)
-        if not self._on_disk(path):
-            self._wait_for_disk(path)
+        waited = None if self._on_disk(path) else self._wait_for_disk(path)
         fd = self.hpss.open(path, os.O_RDONLY)
-        return HpssReader(self.hpss, fd, st, path)
+        reader = HpssReader(self.hpss, fd, st, path)
+        if waited is not None:
+            reader.media, reader.stage_wait = "tape", waited
+        return reader
 
-    def _wait_for_disk(self, path: str) -> None:
-        """Stage and wait up to stage_timeout; past it, 503 with Retry-After (the stage goes on)."""
-        deadline = time.monotonic() + self.config.hpss_stage_timeout
+    def _wait_for_disk(self, path: str) -> float:
+        """Stage and wait up to stage_timeout, returning the seconds waited; past it, 503 with
+        Retry-After (the stage goes on)."""
+        started = time.monotonic()
+        deadline = started + self.config.hpss_stage_timeout
         if self.stage(path):
-            return
+            return time.monotonic() - started
         pause = 0.05
         while time.monotonic() < deadline:
             time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
             if self._on_disk(path):
-                return
+                return time.monotonic() - started
             pause = min(pause * 2, 1.0)
-        raise BackendUnavailable(
+        exc = BackendUnavailable(
             "the file is on tape and is being staged to disk; ask again later",
             retry_after=self.config.hpss_retry_after,
             detail="file is on tape, staging",
         )
+        exc.stage_wait = time.monotonic() - started
+        raise exc
 
     def stage(self, path: str) -> bool:
         """True when the file is on disk; else queue one stage (per path and process) and return False."""

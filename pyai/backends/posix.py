@@ -62,6 +62,9 @@ log = logging.getLogger("pyai")
 class PosixReader(io.FileIO):
     """A stored file open for reading, with the facts GET needs from one fstat."""
 
+    media: Optional[str] = "disk"  # a posix file system has only the disk
+    stage_wait: Optional[float] = None
+
     def __init__(self, path: str):
         fd, st = _open_stored(path)
         super().__init__(fd, "rb")

@@ -370,6 +370,12 @@ class SidebandBackend(PosixBackend):
         media = "disk" if per_level[0] == size else "tape"
         return FileStatus(path, size, mtime, ctime, per_level, media, etag_of(st))
 
+    def open_read(self, path: str) -> PosixReader:
+        reader = super().open_read(path)
+        # online or not, the reads recall it (SAM-QFS waits in the kernel): knowing would cost a query
+        reader.media = None
+        return reader
+
     def stage(self, path: str) -> bool:
         """True when the data is online; else start one recall (per process) and return False."""
         try:

@@ -23,6 +23,8 @@ class Record:
         "started",
         "first_byte",
         "method",
+        "path",
+        "forwarded_for",
         "ident",
         "token",
         "body",
@@ -33,16 +35,18 @@ class Record:
         "kind",
     )
 
-    def __init__(self, method):
+    def __init__(self, method, path=None, forwarded_for=None):
         self.wall = time.time()
         self.started = time.monotonic()
         self.first_byte = None  # when the first byte of the answer was sent
         self.method = method
+        self.path = path  # the request path as sent (no query)
+        self.forwarded_for = forwarded_for  # the X-Forwarded-For header, as sent (None without one)
         self.ident = None  # the id the request named (str), None for a control-plane path
         self.token = None  # the name of the token that authenticated it (never the token)
         self.body = None  # the RequestBody receiving its body, which counts the bytes
         self.received = 0  # body bytes read another way (a small body read whole)
-        self.digest = None  # "algorithm=value" stored or verified
+        self.digest = None  # "sha256:<hex>": the digest stored (PUT) or sent (GET, HEAD)
         self.medium = None  # where the file was: "disk", "tape", ... (the X-Pacifica-Status word)
         self.stage_wait = None  # seconds waited for a stage from tape
         self.kind = None  # "upload" or "download" while it is counted in progress (see metrics)

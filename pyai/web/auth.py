@@ -1,10 +1,16 @@
-"""Optional bearer-token authentication: who may read, who may write.
+"""Optional bearer-token authentication: who may read, who may write, who may scrape.
 
-Off unless ``[auth] tokens_file`` names a file of tokens, one a line after its
-scope: ``ro <token>`` (read) or ``rw <token>`` (read and write); ``#`` starts a
-comment.  When on, every request except ``GET /`` and ``HEAD /`` (the health
-check) needs ``Authorization: Bearer <token>``: none, a malformed one or an
-unknown one is 401, a read-only token on PUT, PATCH or DELETE is 403.  POST
+Off unless ``[auth] tokens_file`` names a file of tokens, one a line:
+``<scope> <token> [name]``, the scope ``ro`` (read), ``rw`` (read and write)
+or ``metrics`` (``GET``/``HEAD /metrics`` only, for a Prometheus scraper);
+``#`` starts a comment.  The name (``[A-Za-z0-9._-]``, at most 64) is what the
+transfer log shows for the token; without one it is ``sha256:`` and the first
+8 hex digits of the token's SHA-256, which tells the lines of one token
+apart and nothing about the token (32 bits of a digest of a secret of at
+least 96 bits).  When on, every request except ``GET /`` and ``HEAD /``
+(the health check) needs ``Authorization: Bearer <token>``: none, a
+malformed one or an unknown one is 401, a read-only token on PUT, PATCH or
+DELETE is 403, and so is a metrics token anywhere but ``/metrics``.  POST
 (stage from tape) is a read: it changes no data, and readers such as cartd
 stage a file before they GET it.  A route may name other methods that need
 ``rw`` (``writes``: the Tape REST API's POST and DELETE, see pyai.web.app).
@@ -25,15 +31,21 @@ import socket
 import stat
 
 from pyai.errors import ArchiveError, ConfigError, Forbidden
+from pyai.web import ops_api
 from pyai.web.receive import abandon_body
 
-READ, WRITE = "ro", "rw"
+READ, WRITE, METRICS = "ro", "rw", "metrics"
+SCOPES = (READ, WRITE, METRICS)
+METRICS_PATH = ops_api.METRICS  # the one path a metrics token may read
+METRICS_METHODS = frozenset({"GET", "HEAD"})
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 OPEN_METHODS_OF_ROOT = frozenset({"GET", "HEAD"})  # the health check answers anyone
 # Shorter tokens are guessable; 16 characters of base64 are 96 bits.
 MIN_TOKEN_LENGTH = 16
 # RFC 6750's b64token: the only characters a client can send after "Bearer ".
 TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+NAME_SYNTAX = re.compile(r"[A-Za-z0-9._-]{1,64}")
+LINE_FORMAT = "'<scope> <token> [name]' with the scope ro, rw or metrics"
 BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 CHALLENGE = 'Bearer realm="pyai"'
 
@@ -50,7 +62,7 @@ class Unauthorized(ArchiveError):
 
 
 class InsufficientScope(Forbidden):
-    """A valid read-only token on a method that writes: 403."""
+    """A valid token whose scope does not cover the request (ro on a write, metrics off /metrics): 403."""
 
     def __init__(self, message, *, detail=None):
         super().__init__(message, detail=detail)
@@ -61,46 +73,67 @@ def _digest(token):
     return hashlib.sha256(token.encode("latin-1")).digest()
 
 
+def default_name(token):
+    """The name of a token the file names not: ``sha256:`` and 8 hex digits of its digest."""
+    return "sha256:" + _digest(token).hex()[:8]
+
+
 class Tokens:
-    """The configured tokens, kept as (SHA-256 digest, scope) pairs."""
+    """The configured tokens, kept as (SHA-256 digest, scope, name) triples."""
 
     def __init__(self, entries):
-        self._digests = tuple((_digest(token), scope) for scope, token in entries)
+        """``entries``: (scope, token) or (scope, token, name) each; a missing name is the default one."""
+        self._digests = tuple(
+            (_digest(token), scope, rest[0] if rest else default_name(token)) for scope, token, *rest in entries
+        )
 
     def __len__(self):
         return len(self._digests)
 
-    def scope_of(self, token):
-        """READ or WRITE for a configured token, None for any other."""
+    def find(self, token):
+        """(scope, name) of a configured token, (None, None) for any other."""
         presented = _digest(token)
-        found = None
-        for digest, scope in self._digests:
+        found = (None, None)
+        for digest, scope, name in self._digests:
             # every digest is compared, even after a match (no early exit)
             if hmac.compare_digest(presented, digest):
-                found = scope
+                found = (scope, name)
         return found
+
+    def scope_of(self, token):
+        """READ, WRITE or METRICS for a configured token, None for any other."""
+        return self.find(token)[0]
 
 
 def parse_tokens(lines):
-    """[(scope, token)] from the lines of a tokens file; ValueError naming the line, never the token."""
-    entries, seen = [], set()
+    """[(scope, token, name)] from the lines of a tokens file; ValueError naming the line, never the token."""
+    entries, seen, names = [], set(), {}
     for number, line in enumerate(lines, 1):
         fields = line.split("#", 1)[0].split()  # '#' is not a token character: the rest is a comment
         if not fields:
             continue
-        if len(fields) != 2 or fields[0] not in (READ, WRITE):
-            raise ValueError(f"line {number}: expected 'ro <token>' or 'rw <token>'")
-        scope, token = fields
+        if len(fields) not in (2, 3) or fields[0] not in SCOPES:
+            raise ValueError(f"line {number}: expected {LINE_FORMAT}")
+        scope, token = fields[:2]
         if not TOKEN_SYNTAX.fullmatch(token):
             raise ValueError(f"line {number}: a token may only hold letters, digits and - . _ ~ + / (then =)")
         if len(token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"line {number}: a token needs at least {MIN_TOKEN_LENGTH} characters")
         if token in seen:
             raise ValueError(f"line {number}: the token appears twice")
+        if len(fields) == 3:
+            name = fields[2]
+            if not NAME_SYNTAX.fullmatch(name):
+                raise ValueError(f"line {number}: a name is 1 to 64 of letters, digits and - . _")
+        else:
+            name = default_name(token)
+        if name in names:
+            raise ValueError(f"line {number}: its name is taken by line {names[name]} (names must differ)")
         seen.add(token)
-        entries.append((scope, token))
+        names[name] = number
+        entries.append((scope, token, name))
     if not entries:
-        raise ValueError("it holds no token ('ro <token>' or 'rw <token>' lines)")
+        raise ValueError(f"it holds no token ({LINE_FORMAT})")
     return entries
 
 
@@ -133,7 +166,8 @@ def check_config(config):
 
 
 def check(tokens, method, path, environ, writes=WRITE_METHODS):
-    """Raise Unauthorized or InsufficientScope unless the request may go on.
+    """The name of the request's token (None on the open health check); Unauthorized or
+    InsufficientScope when the request may not go on.
 
     ``writes``: the methods that need a read-write token on this route.
     Runs before the view: no storage has been touched and no body byte read.
@@ -141,10 +175,10 @@ def check(tokens, method, path, environ, writes=WRITE_METHODS):
     is closed (draining an unauthenticated upload would be work for anyone).
     """
     if path == "/" and method in OPEN_METHODS_OF_ROOT:
-        return
+        return None
     header = environ.get("HTTP_AUTHORIZATION")
     match = BEARER.fullmatch(header) if header else None
-    scope = tokens.scope_of(match.group(1)) if match else None
+    scope, name = tokens.find(match.group(1)) if match else (None, None)
     try:
         if scope is None:
             if header is None:
@@ -162,7 +196,12 @@ def check(tokens, method, path, environ, writes=WRITE_METHODS):
                     detail="malformed Authorization",
                 )
             raise Unauthorized("the bearer token is not valid here", token_given=True, detail="unknown token")
-        if scope == READ and method in writes:
+        if scope == METRICS:
+            if path != METRICS_PATH or method not in METRICS_METHODS:
+                raise InsufficientScope(
+                    f"the token may only read {METRICS_PATH} (GET or HEAD)", detail="metrics-only token"
+                )
+        elif scope == READ and method in writes:
             raise InsufficientScope(
                 f"the token is read-only and {method} changes the archive", detail="read-only token"
             )
@@ -170,6 +209,7 @@ def check(tokens, method, path, environ, writes=WRITE_METHODS):
         if _has_body(environ):
             abandon_body(environ)
         raise
+    return name
 
 
 def _has_body(environ):

@@ -14,11 +14,14 @@ never stages a file or reads a request body.
 """
 
 import json
+import time
 
 from werkzeug.datastructures import EnvironHeaders
 
+from pyai.archive import checksums
 from pyai.archive.service import Upload
-from pyai.errors import BadRequest, IncompleteBody, PreconditionFailed
+from pyai.errors import BackendUnavailable, BadRequest, IncompleteBody, PreconditionFailed
+from pyai.ops.record import record_of
 from pyai.web import conditions, parking, webdav
 from pyai.web.answers import json_answer
 from pyai.web.dates import http_date, mtime_from
@@ -60,6 +63,9 @@ class DataPlane:
         method = environ["REQUEST_METHOD"]
         handler = self.handlers[method]
         ident = id_from_uri(environ)
+        record = record_of(environ)
+        if record is not None:
+            record.ident = ident
         self.archive.check()
         if method != "HEAD" and conditions.has_conditions(environ):  # HEAD has the status at hand: its own check
             stopped = self.precondition(ident, environ, self.archive.status(ident))
@@ -104,6 +110,9 @@ class DataPlane:
         headers = status_headers(status)
         if status:
             headers.update(self.digest_headers(environ, status.path, status=status))
+            record = record_of(environ)
+            if record is not None:
+                record.medium = status.media
         headers["Content-Type"] = "application/json"
         if status is None:
             headers["Content-Length"] = "0"
@@ -111,7 +120,15 @@ class DataPlane:
 
     def get(self, ident, environ):
         """GET: the whole file, a ``byte_range`` of it, or the part a Range header asks for."""
-        reader = self.archive.open(ident)
+        record = record_of(environ)
+        try:
+            reader = self.archive.open(ident)
+        except BackendUnavailable as exc:
+            if record is not None and exc.stage_wait is not None:
+                record.medium, record.stage_wait = "tape", exc.stage_wait
+            raise
+        if record is not None:
+            record.medium, record.stage_wait = reader.media, reader.stage_wait
         try:
             size = reader.size
             start, stop, status = 0, size, 200
@@ -154,6 +171,7 @@ class DataPlane:
             found = self.archive.primary_digest(self.archive.checksums(path, reader))
         else:
             found = self.archive.digests_at(path, wanted.names(), reader=reader, status=status)
+        note_digest(environ, found)
         return digest_headers(found, wanted, partial=partial)
 
     def put(self, ident, environ):
@@ -174,6 +192,7 @@ class DataPlane:
         except BaseException:
             abandon_body(environ)
             raise
+        note_digest(environ, self.archive.primary_digest(body.digests()))
         answer = {"message": "File added to archive", "total_bytes": size}
         if warning:
             answer["warning"] = warning
@@ -181,7 +200,13 @@ class DataPlane:
 
     def stage(self, ident, environ):
         """POST: bring the file to disk; 200 when it is there, 202 while it comes."""
+        started = time.monotonic()
         on_disk = self.archive.stage(ident)
+        record = record_of(environ)
+        if record is not None:
+            # a POST never waits for the stage it starts: its wait is what starting it took
+            record.medium = "disk" if on_disk else "tape"
+            record.stage_wait = None if on_disk else time.monotonic() - started
         message = "File was staged" if on_disk else "File is being staged"
         return json_answer(200 if on_disk else 202, {"message": message, "file": ident})
 
@@ -197,6 +222,14 @@ class DataPlane:
     def propfind(self, ident, environ):
         """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged."""
         return webdav.propfind_file(self.archive, ident, environ)
+
+
+def note_digest(environ, digests):
+    """The transfer log's digest of the request: the first of ``digests`` ({name: digest}), as stored."""
+    record = record_of(environ)
+    if record is not None and digests:
+        name, digest = next(iter(digests.items()))
+        record.digest = checksums.encode(name, digest)
 
 
 def waiting_for(body, steps):

@@ -15,6 +15,7 @@ from types import GeneratorType
 from typing import Callable
 
 from pyai.errors import MethodNotAllowed
+from pyai.ops.record import record_of
 from pyai.web import auth, parking
 from pyai.web.answers import STATUS_LINES, error_answer
 from pyai.web.receive import CLOSE_CONNECTION
@@ -66,7 +67,10 @@ class Gate:
         route = self.route(environ.get("PATH_INFO", "/"))
         try:
             if self.tokens is not None and method not in route.public:
-                auth.check(self.tokens, method, request_path(environ), environ, route.writes)
+                name = auth.check(self.tokens, method, request_path(environ), environ, route.writes)
+                record = record_of(environ)
+                if record is not None:
+                    record.token = name  # the transfer log's: the token's name, never the token
             if method not in route.methods:
                 if method != "OPTIONS":
                     raise not_allowed(route)

@@ -13,19 +13,20 @@ from pyai import config as config_module
 from pyai.backends import create_backend
 from pyai.config import load as load_config
 from pyai.errors import ConfigError
-from pyai.ops import lifecycle
+from pyai.ops import lifecycle, transfer_log
 from pyai.web import auth
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 
 
 def prepare_archive(log=None, addresses=()):
-    """Check the configuration (tokens file included) and sweep stale temporary files;
+    """Check the configuration (tokens file and transfer log included) and sweep stale temporary files;
     one line and exit 2 on a bad config.  Warn when ``addresses`` (gunicorn's binds)
     reach beyond this host and no token is asked for."""
     try:
         config = load_config()
         auth.check_config(config)
+        transfer_log.check_config(config)
         backend = create_backend(config)
     except ConfigError as exc:
         sys.stderr.write(f"pyai: error: {exc}\n")

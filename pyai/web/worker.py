@@ -419,7 +419,8 @@ class PyaiWorker(Worker):
             exchange = conn.exchange = Exchange(conn, req, self.send_timeout)
             resp, environ = wsgi.create(req, conn.sock, conn.client, conn.server, self.cfg)
             exchange.resp, exchange.environ = resp, environ
-            environ[RECORD] = exchange.record = Record(req.method)
+            record = Record(req.method, req.path, environ.get("HTTP_X_FORWARDED_FOR"))
+            environ[RECORD] = exchange.record = record
             resp.sock = exchange  # headers and body bytes collect in the exchange
             environ["wsgi.multithread"] = True
             environ[parking.CAN_PARK] = True

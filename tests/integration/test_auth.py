@@ -12,6 +12,7 @@ from server import BIN, ROOT, assert_error, free_port, gunicorn_command, parse_r
 
 RO = "ro-token-for-the-auth-tests-0001"
 RW = "rw-token-for-the-auth-tests-0002"
+MT = "metrics-token-for-the-auth-tests-3"
 CHALLENGE = 'Bearer realm="pyai"'
 CREDENTIALS = {
     "none": None,
@@ -19,6 +20,7 @@ CREDENTIALS = {
     "basic": "Basic dXNlcjpwYXNzd29yZA==",
     "ro": f"Bearer {RO}",
     "rw": f"Bearer {RW}",
+    "metrics": f"Bearer {MT}",
 }
 
 
@@ -31,7 +33,7 @@ def write_tokens(path, text, mode=0o600):
 @pytest.fixture(scope="module")
 def authsrv(make_server, tmp_path_factory):
     base = tmp_path_factory.mktemp("auth")
-    tokens = write_tokens(base / "tokens", f"# the auth tests\nro {RO}\nrw {RW}  # the writer\n")
+    tokens = write_tokens(base / "tokens", f"# the auth tests\nro {RO}\nrw {RW}  # the writer\nmetrics {MT} prom\n")
     incoming = base / "incoming"
     incoming.mkdir()
     srv = make_server("auth", PAI_AUTH_TOKENS_FILE=str(tokens), PAI_PATCH_ROOTS=str(incoming))
@@ -65,6 +67,8 @@ def expected(method, credential):
         return 401
     if credential == "ro" and method in READ_ONLY_REFUSED:
         return 403
+    if credential == "metrics":  # it reads /metrics and nothing else
+        return 403
     return ALLOWED[method]
 
 
@@ -90,7 +94,7 @@ def test_method_and_credential(authsrv, uid, method, credential):
             assert resp.status_code == status
         else:
             body = assert_error(resp, status, authsrv.prefix)
-            assert RO not in resp.text and RW not in resp.text
+            assert RO not in resp.text and RW not in resp.text and MT not in resp.text
             assert body["traceback"].startswith(f"{method} /{uid}: ")
         challenge = resp.headers["WWW-Authenticate"]
         if status == 403:
@@ -125,6 +129,29 @@ def test_health_check_is_open(authsrv, credential):
     assert resp.status_code == 200
     assert resp.json() == {"message": "Pacifica Archive Interface Up and Running"}
     assert requests.head(authsrv.url + "/", headers=headers, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("credential", list(CREDENTIALS))
+def test_who_reads_the_metrics(authsrv, method, credential):
+    """Every configured scope reads /metrics (a scraper needs only the metrics one); no token is 401."""
+    headers = {} if CREDENTIALS[credential] is None else {"Authorization": CREDENTIALS[credential]}
+    resp = requests.request(method, authsrv.url + "/metrics", headers=headers, timeout=10)
+    if credential in ("none", "wrong", "basic"):
+        assert resp.status_code == 401
+        assert resp.headers["WWW-Authenticate"].startswith(CHALLENGE)
+    else:
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("method, target", [("PUT", "/metrics"), ("POST", "/metrics"), ("GET", "/api/v1/stage/x"),
+                                            ("GET", "/readyz/x"), ("GET", "/metrics/x")])  # fmt: skip
+def test_a_metrics_token_is_refused_elsewhere(authsrv, method, target):
+    resp = requests.request(method, authsrv.url + target, headers={"Authorization": f"Bearer {MT}"}, timeout=10)
+    assert resp.status_code == 403, resp.text
+    assert resp.headers["WWW-Authenticate"] == CHALLENGE + ', error="insufficient_scope"'
+    assert MT not in resp.text
 
 
 def test_refusal_comes_before_the_storage(authsrv, uid):
@@ -298,7 +325,7 @@ def bad_tokens_files(base):
             write_tokens(base / "open", f"rw {RW}\n", 0o644),
             ["readable or writable by everyone", "0644", "chmod o-rwx"],
         ),
-        "bad-line": (write_tokens(base / "bad", f"ro {RO}\nadmin {RW}\n"), ["line 2", "'ro <token>' or 'rw <token>'"]),
+        "bad-line": (write_tokens(base / "bad", f"ro {RO}\nadmin {RW}\n"), ["line 2", "'<scope> <token> [name]'"]),
         "missing": (base / "nowhere", ["cannot read the tokens file"]),
         "empty": (write_tokens(base / "empty", "# none yet\n"), ["holds no token"]),
     }

@@ -12,6 +12,8 @@ from pyai.web.receive import CLOSE_CONNECTION
 
 RO = "read-only-token-000000000001"
 RW = "read+write/token_0000000002=="
+MT = "metrics-scraper-token-0000003"
+LINE = "'<scope> <token> [name]' with the scope ro, rw or metrics"
 
 
 def write_tokens(path, text, mode=0o600):
@@ -25,7 +27,39 @@ def write_tokens(path, text, mode=0o600):
 
 def test_scopes_comments_and_blank_lines():
     lines = ["# tokens of the archive", "", f"ro {RO}", f"  rw   {RW}   # cartd on host x", "\t", "# end"]
-    assert auth.parse_tokens(lines) == [("ro", RO), ("rw", RW)]
+    assert auth.parse_tokens(lines) == [("ro", RO, auth.default_name(RO)), ("rw", RW, auth.default_name(RW))]
+
+
+def test_names_and_the_metrics_scope():
+    lines = [f"ro {RO} cartd", f"metrics {MT} prometheus.1 # the scraper", f"rw {RW} ingest_A-2"]
+    assert auth.parse_tokens(lines) == [("ro", RO, "cartd"), ("metrics", MT, "prometheus.1"), ("rw", RW, "ingest_A-2")]
+
+
+def test_the_default_name_is_a_short_digest():
+    import hashlib
+
+    name = auth.default_name(RO)
+    assert name == "sha256:" + hashlib.sha256(RO.encode()).hexdigest()[:8]
+    assert RO not in name and auth.default_name(RW) != name
+
+
+@pytest.mark.parametrize("name", ["x" * 65, "sha256:0123abcd", "caf\u00e9", "a/b", "a+b", "a=b"])
+def test_bad_names_are_refused_without_echo(name):
+    with pytest.raises(ValueError, match="line 1: a name is 1 to 64") as caught:
+        auth.parse_tokens([f"rw {RW} {name}"])
+    assert RW not in str(caught.value) and name not in str(caught.value)
+
+
+def test_a_comment_after_the_token_is_no_name():
+    assert auth.parse_tokens([f"rw {RW}#cartd"]) == [("rw", RW, auth.default_name(RW))]
+
+
+def test_a_name_twice_is_refused_naming_both_lines():
+    with pytest.raises(ValueError) as caught:
+        auth.parse_tokens([f"ro {RO} cartd", "", f"rw {RW} cartd"])
+    message = str(caught.value)
+    assert message == "line 3: its name is taken by line 1 (names must differ)"
+    assert RW not in message and RO not in message
 
 
 def test_crlf_line_endings(tmp_path):
@@ -39,11 +73,12 @@ def test_crlf_line_endings(tmp_path):
 @pytest.mark.parametrize(
     "line, words",
     [
-        (f"rx {RO}", "'ro <token>' or 'rw <token>'"),
-        (f"RW {RO}", "'ro <token>' or 'rw <token>'"),
-        ("rw", "'ro <token>' or 'rw <token>'"),
-        (RO, "'ro <token>' or 'rw <token>'"),
-        (f"rw {RO} cartd", "'ro <token>' or 'rw <token>'"),
+        (f"rx {RO}", LINE),
+        (f"RW {RO}", LINE),
+        (f"Metrics {RO}", LINE),
+        ("rw", LINE),
+        (RO, LINE),
+        (f"rw {RO} cartd extra", LINE),
         ("rw short-token", "at least 16 characters"),
         ('rw quoted"token-0000000000', "may only hold"),
         ("rw token-with-ä-0000000000", "may only hold"),
@@ -114,7 +149,7 @@ def test_bad_line_message_names_file_and_line(tmp_path):
     path = write_tokens(tmp_path / "tokens", f"ro {RO}\nwrite {RW}\n")
     with pytest.raises(ConfigError) as caught:
         auth.read_tokens_file(str(path))
-    assert str(caught.value) == f"bad tokens file {path}: line 2: expected 'ro <token>' or 'rw <token>'"
+    assert str(caught.value) == f"bad tokens file {path}: line 2: expected {LINE}"
 
 
 # --- comparison ----------------------------------------------------------------------
@@ -128,11 +163,19 @@ def test_scope_of():
         assert tokens.scope_of(other) is None, other
 
 
+def test_find_gives_the_scope_and_the_name():
+    tokens = auth.Tokens([("ro", RO, "cartd"), ("rw", RW), ("metrics", MT, "prom")])
+    assert tokens.find(RO) == ("ro", "cartd")
+    assert tokens.find(RW) == ("rw", auth.default_name(RW))
+    assert tokens.find(MT) == ("metrics", "prom")
+    assert tokens.find(RO + "x") == (None, None)
+
+
 def test_tokens_are_kept_only_as_digests():
     tokens = auth.Tokens([("ro", RO), ("rw", RW)])
     kept = repr(vars(tokens))
     assert RO not in kept and RW not in kept
-    assert all(len(digest) == 32 for digest, _ in tokens._digests)
+    assert all(len(digest) == 32 for digest, _, _ in tokens._digests)
 
 
 def test_every_digest_is_compared_even_after_a_match(monkeypatch):
@@ -154,7 +197,7 @@ def test_every_digest_is_compared_even_after_a_match(monkeypatch):
 
 # --- the request check ----------------------------------------------------------------
 
-TOKENS = auth.Tokens([("ro", RO), ("rw", RW)])
+TOKENS = auth.Tokens([("ro", RO, "reader"), ("rw", RW), ("metrics", MT, "prom")])
 
 
 def refusal(method, path="/x", **environ):
@@ -163,6 +206,31 @@ def refusal(method, path="/x", **environ):
     except auth.ArchiveError as exc:
         return exc
     return None
+
+
+def test_check_gives_the_name_of_the_token():
+    assert auth.check(TOKENS, "GET", "/x", {"HTTP_AUTHORIZATION": f"Bearer {RO}"}) == "reader"
+    assert auth.check(TOKENS, "PUT", "/x", {"HTTP_AUTHORIZATION": f"Bearer {RW}"}) == auth.default_name(RW)
+    assert auth.check(TOKENS, "GET", "/metrics", {"HTTP_AUTHORIZATION": f"Bearer {MT}"}) == "prom"
+    assert auth.check(TOKENS, "GET", "/", {"HTTP_AUTHORIZATION": f"Bearer {RW}"}) is None  # open: not looked at
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("token", [RO, RW, MT])
+def test_every_scope_reads_the_metrics(method, token):
+    assert refusal(method, "/metrics", HTTP_AUTHORIZATION=f"Bearer {token}") is None
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", "/x"), ("HEAD", "/x"), ("PUT", "/x"), ("POST", "/x"), ("OPTIONS", "/metrics"), ("POST", "/metrics"),
+     ("GET", "/metrics/"), ("GET", "/readyz"), ("GET", "/api/v1/stage/x"), ("DELETE", "/x")],
+)  # fmt: skip
+def test_a_metrics_token_reads_only_the_metrics(method, path):
+    exc = refusal(method, path, HTTP_AUTHORIZATION=f"Bearer {MT}")
+    assert isinstance(exc, auth.InsufficientScope) and exc.status == 403
+    assert exc.headers["WWW-Authenticate"] == 'Bearer realm="pyai", error="insufficient_scope"'
+    assert MT not in exc.message and MT not in exc.detail
 
 
 @pytest.mark.parametrize(
