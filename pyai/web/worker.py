@@ -69,7 +69,12 @@ LINGER = 0.005
 SEND_LINGER = 0.005
 # After "Connection: close" the client gets this long to read the answer and close.
 CLOSE_LINGER = 2.0
-CLOSE_DRAIN_MAX = 65536
+# What it may still send meanwhile is read and discarded, up to this much: closing with
+# unread bytes resets the connection, and a reset makes the peer drop our answer unread.
+# A proxy that streams a refused upload on (nginx answers 100 Continue itself) keeps
+# sending the body after our 401 or 409; it forwards the answer only if it gets to read it.
+CLOSE_DRAIN_MAX = 64 * 1024 * 1024
+_DISCARD = bytearray(256 * 1024)  # the main thread's: only the poller drains
 # A stopping worker keeps idle kept-alive connections this long, for a request already on its way.
 STOP_LINGER = 2.0
 # Out of descriptors, the worker stops accepting for this long (instead of spinning on the listener).
@@ -302,13 +307,13 @@ class PyaiWorker(Worker):
 
     def _drain(self, conn):
         try:
-            data = conn.sock.recv(CLOSE_DRAIN_MAX, socket.MSG_DONTWAIT)
+            count = conn.sock.recv_into(_DISCARD, len(_DISCARD), socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        conn.drained += len(data)
-        if not data or conn.drained >= CLOSE_DRAIN_MAX:
+            count = 0
+        conn.drained += count
+        if not count or conn.drained >= CLOSE_DRAIN_MAX:
             self._close(conn)
 
     def _expire(self, now):

@@ -76,7 +76,7 @@ def test_description_is_served_as_json(apiserver):
     assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
     doc = resp.json()
     assert doc["openapi"].startswith("3.1") and doc["info"]["version"] == pyai.__version__
-    assert set(doc["paths"]) == {"/", "/openapi.json", "/{id}"} | TAPE_PATHS
+    assert set(doc["paths"]) == {"/", "/openapi.json", "/{id}", "/healthz", "/readyz", "/metrics"} | TAPE_PATHS
     assert set(doc["paths"]["/{id}"]) - {"parameters", "description"} == METHODS  # PROPFIND: in the description
     head = requests.head(apiserver.url + "/openapi.json", timeout=10)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(resp.content)
