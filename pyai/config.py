@@ -219,6 +219,27 @@ SETTINGS = (
         help="seconds a temporary file must be old before a sweep may remove it (and it must not be locked)",
     ),
     Setting(
+        "sweep_interval",
+        "archive",
+        "sweep_interval",
+        "PAI_SWEEP_INTERVAL",
+        _seconds,
+        "3600",
+        default_note="an hour; 0: only at start-up",
+        help="seconds between two sweeps by the running service (a worker's crash brings the next one "
+        "forward to `sweep_min_age` after it)",
+    ),
+    Setting(
+        "drain_delay",
+        "ops",
+        "drain_delay",
+        "PAI_DRAIN_DELAY",
+        _seconds,
+        "5",
+        help="seconds a TERM leaves the instance serving while `/readyz` says 503, so load balancers "
+        "move away before it stops",
+    ),
+    Setting(
         "stage_workers",
         "archive",
         "stage_workers",

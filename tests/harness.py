@@ -51,6 +51,8 @@ def service_env(home, **settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
     env["HOME"] = str(home)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # No load balancer watches a test's instance: stop at once (the drain's own tests set it).
+    env["PAI_DRAIN_DELAY"] = "0"
     for key, value in settings.items():
         if value is None:
             env.pop(key, None)

@@ -8,7 +8,7 @@ are strings in the backend's own namespace (a local path for posix).
 import abc
 import contextlib
 import dataclasses
-from typing import Dict, Iterator, Optional, Protocol, TypeVar, Union
+from typing import Dict, Iterator, Optional, Protocol, Tuple, TypeVar, Union
 
 from pyai.errors import Conflict
 
@@ -108,6 +108,11 @@ def publishing(writer: Writer) -> Iterator[None]:
         raise
 
 
+# What a backend's readiness probe found, by part ("prefix", "hpss", "sideband_database"): the failure
+# (one line naming no server path) or None, and the seconds the part took to answer when it is a server.
+Probes = Dict[str, Tuple[Optional[str], Optional[float]]]
+
+
 class Backend(Protocol):
     """What the archive (pyai.archive.service), the web layer and the admin tools call."""
 
@@ -116,6 +121,7 @@ class Backend(Protocol):
     retry_after: Optional[float]  # the Retry-After of a 503, when the backend knows one
 
     def check(self) -> None: ...  # before each request: raise BackendUnavailable when down or too slow
+    def probe(self) -> Probes: ...  # readiness, asked now (never cached): see Probes
     def path_for(self, ident: str) -> str: ...  # InvalidId for an id this backend cannot store
     def status(self, path: str) -> Optional[FileStatus]: ...  # None when no file is stored (never stages)
     def open_read(self, path: str) -> Reader: ...  # FileNotFoundError when no file is stored

@@ -36,6 +36,7 @@ from pyai.backends.base import (
     Bytes,
     Checksums,
     FileStatus,
+    Probes,
     Reader,
     Writer,
     id_taken,
@@ -255,16 +256,23 @@ class HpssBackend:
             raise BackendUnavailable(failure, retry_after=self.config.hpss_retry_after, detail="HPSS unavailable")
 
     def _ping(self) -> Optional[str]:
+        return self._probe_core()[0]
+
+    def _probe_core(self) -> Tuple[Optional[str], Optional[float]]:
+        """(failure or None, the ping's latency in seconds when it answered)."""
         try:
             latency = self.session.ping()
         except OSError as exc:
-            return f"HPSS is unavailable: the core server does not answer ({exc.strerror})"
+            return f"HPSS is unavailable: the core server does not answer ({exc.strerror})", None
         if latency > self.config.hpss_accept_latency:
             return (
                 f"HPSS is too slow: the core server answered in {latency:.2f} s "
                 f"(accept_latency is {self.config.hpss_accept_latency:g} s)"
-            )
-        return None
+            ), latency
+        return None, latency
+
+    def probe(self) -> Probes:
+        return {"hpss": self._probe_core()}
 
     # -- reading ---------------------------------------------------------------
 

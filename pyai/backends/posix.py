@@ -30,7 +30,17 @@ from pyai import native as fileio
 from pyai.archive import checksums as digests
 from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
-from pyai.backends.base import FILE_MODE, Bytes, Checksums, FileStatus, Reader, Writer, id_taken, publishing
+from pyai.backends.base import (
+    FILE_MODE,
+    Bytes,
+    Checksums,
+    FileStatus,
+    Probes,
+    Reader,
+    Writer,
+    id_taken,
+    publishing,
+)
 from pyai.backends.dirsync import DirectorySyncer
 from pyai.backends.flusher import Flusher
 from pyai.config import Config
@@ -199,6 +209,22 @@ def make_dirs(directory: str, root: str, sync_dir: Optional[Callable[[str], None
     tree.make_dirs(directory, os.mkdir, root=root, root_exists=os.path.isdir, sync_dir=sync_dir or fileio.fsync_dir)
 
 
+def prefix_problem(prefix: str) -> Optional[str]:
+    """Why files cannot be stored under ``prefix`` now, or None.  As root, access() says yes to
+    anything: a read-only mount is asked of the file system itself."""
+    try:
+        st = os.statvfs(prefix)
+    except OSError as exc:
+        return f"the archive directory is unavailable ({exc.strerror})"
+    if st.f_flag & os.ST_RDONLY:
+        return "the archive directory is on a read-only file system"
+    if not os.path.isdir(prefix):
+        return "the archive directory is not a directory"
+    if not os.access(prefix, os.W_OK | os.X_OK):
+        return "the archive directory is not writable by this user"
+    return None
+
+
 class PosixBackend:
     """Files under ``config.prefix``, by safe name or by the id2filename layout."""
 
@@ -219,6 +245,9 @@ class PosixBackend:
 
     def check(self) -> None:
         """A local file system has no server to be down; failures surface per operation."""
+
+    def probe(self) -> Probes:
+        return {"prefix": (prefix_problem(self.prefix), None)}
 
     def fail_if_prefix_missing(self, op: str) -> None:
         """Called when ``op`` found no file: if the prefix itself is gone, that is

@@ -48,7 +48,7 @@ from typing import Any, Callable, Dict, Optional, Set, Tuple
 import peewee
 from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
-from pyai.backends.base import FileStatus
+from pyai.backends.base import FileStatus, Probes
 from pyai.backends.jobs import KeyedPool
 from pyai.backends.posix import PosixBackend, PosixReader, etag_of
 from pyai.backends.sideband_models import SamFile, SamInode, SamPath
@@ -323,6 +323,17 @@ class SidebandBackend(PosixBackend):
             retry_after=self.config.sideband_retry_after,
             detail="sideband database unavailable",
         )
+
+    def probe(self) -> Probes:
+        probes = super().probe()
+        started = time.monotonic()
+        try:
+            self._fetch_one("SELECT 1", ())
+        except BackendUnavailable as exc:
+            probes["sideband_database"] = (exc.message, None)
+        else:
+            probes["sideband_database"] = (None, time.monotonic() - started)
+        return probes
 
     def sam_location(self, path: str) -> Tuple[str, str]:
         """``(sam_path.path, sam_file.name)`` of the file at ``path`` (``<prefix><id2filename>``):

@@ -1,16 +1,29 @@
 """Readiness: whether this instance can serve the archive now (``/readyz``, the metrics' up gauges).
 
 A ``Report`` holds one ``Check`` per thing the archive needs, by name:
-``serving`` (false once a TERM arrived: the instance drains), ``prefix`` (the
-archive directory is writable; posix and hsmsideband), ``hpss`` (the core
-server answers its ping within ``accept_latency``; ``seconds`` is the ping's
-latency), ``sideband_database`` (hsmsideband) and ``stage_store`` (the Tape
-API's database).  The instance is ready when every check is ok.
-(Stub: the checks are filled in by the health work.)
+``serving`` (false once a TERM arrived: the instance drains, see
+``pyai.ops.lifecycle``), ``prefix`` (the archive directory is writable;
+posix and hsmsideband), ``hpss`` (the core server answers its ping within
+``accept_latency``; ``seconds`` is the ping's latency), ``sideband_database``
+(hsmsideband) and ``stage_store`` (the Tape API's database, when there is
+one).  The instance is ready when every check is ok.  What the backend
+needs is asked of the backend (``probe``); the answers are kept for
+``CACHE_FOR`` so that several balancers probing often cost one ping, but
+the drain is seen at once.
 """
 
 import dataclasses
+import threading
+import time
 from typing import Dict, Optional
+
+from pyai.errors import BackendUnavailable
+from pyai.ops import lifecycle
+
+CACHE_FOR = 0.5  # seconds
+# A probe that waits this long for another's answer (a core server that hangs) says unready:
+# readiness probes must not pile up on a hung storage, each holding a thread.
+PROBE_WAIT = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +57,44 @@ class Report:
 
 
 class Health:
+    """The readiness of one worker's archive: its backend and the Tape API's store."""
+
     def __init__(self, config, backend, store):
         self.config = config
         self.backend = backend
         self.store = store
+        self._lock = threading.Lock()
+        self._cached = (float("-inf"), {})  # (monotonic time, checks of the storage)
 
     def check(self):
-        return Report({"serving": Check(True)})
+        serving = Check(False, error="the instance is stopping") if lifecycle.draining() else Check(True)
+        return Report({"serving": serving, **self._storage_checks()})
+
+    def _storage_checks(self):
+        if not self._lock.acquire(timeout=PROBE_WAIT):  # one probe at a time; the others take its answer
+            return {"storage": Check(False, error=f"the storage has not answered a probe within {PROBE_WAIT:g} s")}
+        try:
+            asked_at, checks = self._cached
+            if time.monotonic() - asked_at >= CACHE_FOR:
+                checks = self._probe()
+                self._cached = (time.monotonic(), checks)
+            return checks
+        finally:
+            self._lock.release()
+
+    def _probe(self):
+        checks = {}
+        for name, (error, seconds) in self.backend.probe().items():
+            checks[name] = Check(error is None, seconds, error)
+        if self.store.exists():
+            checks["stage_store"] = self._probe_store()
+        return checks
+
+    def _probe_store(self):
+        started = time.monotonic()
+        try:
+            with self.store.session() as db:
+                db.execute_sql("SELECT 1")
+        except BackendUnavailable as exc:
+            return Check(False, error=exc.message)
+        return Check(True, time.monotonic() - started)

@@ -11,3 +11,7 @@ def request_finished(record, status, sent):
 
 def exposition(health):
     return "text/plain; version=0.0.4; charset=utf-8", b""
+
+
+def count_swept(removed):
+    pass

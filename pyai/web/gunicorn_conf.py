@@ -50,8 +50,19 @@ def on_starting(server):
 
 
 def when_ready(server):
-    """Bound each blocking read of a client socket by receive_timeout (see pyai.web.server.limit_request_reads)."""
+    """Bound each blocking read of a client socket by receive_timeout (see pyai.web.server.limit_request_reads);
+    drain on TERM and sweep while serving (pyai.ops.lifecycle)."""
     from pyai.config import load
+    from pyai.ops import lifecycle
     from pyai.web.server import limit_request_reads
 
-    limit_request_reads(server.LISTENERS, load(prepare=False).receive_timeout)
+    config = load(prepare=False)
+    limit_request_reads(server.LISTENERS, config.receive_timeout)
+    lifecycle.install(server, config)
+
+
+def child_exit(server, worker):
+    """A worker ended (in the master): a crashed one's temporary files are swept soon."""
+    from pyai.ops import lifecycle
+
+    lifecycle.worker_exited(server)

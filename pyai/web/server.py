@@ -12,7 +12,8 @@ from gunicorn.app.base import BaseApplication
 from pyai import config as config_module
 from pyai.backends import create_backend
 from pyai.config import load as load_config
-from pyai.errors import ConfigError, describe
+from pyai.errors import ConfigError
+from pyai.ops import lifecycle
 from pyai.web import auth
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
@@ -34,19 +35,8 @@ def prepare_archive(log=None, addresses=()):
         auth.warn_if_open(config, addresses, log)
     config_module.checked_prefix = config.prefix  # the workers forked from here need not check it again
     if config.sweep_on_start:
-        _sweep(backend, config, log or logging.getLogger("pyai"))
+        lifecycle.sweep(config, log or logging.getLogger("pyai"), backend)
     return config
-
-
-def _sweep(backend, config, log):
-    """The start-up sweep: housekeeping, so a failure of it is a warning, never a failed start."""
-    try:
-        removed = backend.sweep()
-    except Exception as exc:  # noqa: BLE001 - whatever it was, the archive can still serve
-        log.warning("the start-up sweep of stale temporary files under %s failed: %s", config.prefix, describe(exc))
-        return
-    if removed:
-        log.info("removed %d stale temporary file(s) under %s", removed, config.prefix)
 
 
 def limit_request_reads(listeners, receive_timeout):

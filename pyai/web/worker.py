@@ -172,8 +172,15 @@ class PyaiWorker(Worker):
         return True
 
     def _begin_stop(self, now):
-        """Stop accepting; idle connections get STOP_LINGER for a request already on its way."""
+        """Stop accepting and close the listeners; idle connections get STOP_LINGER for a request
+        already on its way.  A listener left open would still let the kernel complete connections
+        no one will answer; once every process has closed it, they are refused (on HUP the new
+        workers hold it: nothing is refused)."""
         self.stopping_since = now
+        self._set_accepting(False)
+        for listener in self.sockets:
+            listener.close()
+        self.sockets = []
         for conn in self.conns:
             if conn.exchange is None and not conn.head and conn.deadline is not None:
                 conn.deadline = min(conn.deadline, now + STOP_LINGER)

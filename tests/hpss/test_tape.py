@@ -122,6 +122,27 @@ def test_core_server_down_gives_503_and_recovers(fresh_hpss):
     assert wait_until(lambda: requests.get(srv.id_url(ident), timeout=10).status_code == 200, timeout=10)
 
 
+def test_readiness_follows_the_core_server(fresh_hpss):
+    srv = fresh_hpss.start("ready", PAI_HPSS_ACCEPT_LATENCY="0.2")
+
+    def readiness():
+        resp = requests.get(srv.url + "/readyz", timeout=10)
+        return resp.status_code, resp.json()["checks"]["hpss"]
+
+    status, hpss = readiness()
+    assert status == 200 and hpss["ok"] is True and 0 <= hpss["seconds"] < 0.2, hpss
+    emu_cli(srv.prefix, "set-latency", "0.5")
+    assert wait_until(lambda: readiness()[0] == 503, timeout=10)
+    status, hpss = readiness()
+    assert hpss["ok"] is False and hpss["seconds"] >= 0.5 and "too slow" in hpss["error"], hpss
+    emu_cli(srv.prefix, "set-latency", "0")
+    emu_cli(srv.prefix, "down")
+    assert wait_until(lambda: "does not answer" in readiness()[1].get("error", ""), timeout=10)
+    assert requests.get(srv.url + "/healthz", timeout=10).status_code == 200  # alive, not ready
+    emu_cli(srv.prefix, "up")
+    assert wait_until(lambda: readiness()[0] == 200, timeout=10)
+
+
 def test_login_failure_is_a_clear_start_up_error(fresh_hpss, tmp_path):
     prefix = tmp_path / "denied"
     prefix.mkdir()

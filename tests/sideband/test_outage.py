@@ -145,3 +145,45 @@ def test_cli_wrong_password_one_line_exit_2(mariadb, tmp_path):
     errors = [line for line in lines if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("pyai: error: the sideband database"), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_readiness_follows_the_databases(own_mariadb, tmp_path):
+    """/readyz names the sideband database and the Tape API's store, which are down together here."""
+    user, password, schema = "tape", "tape-Store-Secret1", "tapestore"
+    root = own_mariadb.root()
+    try:
+        root.execute_sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
+        for host in ("127.0.0.1", "localhost"):
+            root.execute_sql(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+            root.execute_sql(f"GRANT ALL ON `{schema}`.* TO '{user}'@'{host}'", ())
+    finally:
+        root.close()
+    store = f"mysql://{user}:{password}@127.0.0.1:{own_mariadb.port}/{schema}"
+    pool = SidebandPool(tmp_path / "servers", own_mariadb)
+
+    def checks(srv):
+        resp = requests.get(srv.url + "/readyz", timeout=20)
+        return resp.status_code, resp.json()["checks"]
+
+    try:
+        srv = pool.start("ready", PAI_TAPE_STORE=store)
+        status, found = checks(srv)
+        assert status == 200, found
+        assert {"serving", "prefix", "sideband_database", "stage_store"} <= set(found)
+        assert found["sideband_database"]["seconds"] >= 0 and found["stage_store"]["seconds"] >= 0
+        own_mariadb.stop()
+
+        def both_down():  # each worker keeps its last answer half a second: ask until one has news
+            status, found = checks(srv)
+            return found if status == 503 and not found["sideband_database"]["ok"] else None
+
+        found = wait_until(both_down, timeout=20)
+        assert found, checks(srv)
+        assert "sideband database" in found["sideband_database"]["error"]
+        assert found["stage_store"]["ok"] is False and "store" in found["stage_store"]["error"]
+        assert found["prefix"]["ok"] is True
+        assert str(own_mariadb.port) not in str(found)
+        own_mariadb.start()
+        assert wait_until(lambda: checks(srv)[0] == 200, timeout=30)
+    finally:
+        pool.close()

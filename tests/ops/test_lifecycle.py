@@ -1,0 +1,174 @@
+"""The instance's lifecycle against the real gunicorn: drain on TERM, reload on HUP, a worker's crash.
+
+TERM turns /readyz to 503 at once while everything is served for drain_delay
+seconds, then the graceful stop lets the transfers in progress finish; HUP
+re-reads the configuration and the tokens and replaces the workers without
+cutting a transfer; a worker killed mid-upload loses only its own request, and
+its temporary file is swept while the instance serves on.
+"""
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+import requests
+from faults.procs import children, connect, holder_of, workers
+from faults.streams import BLOCK, put_head
+from server import ServerPool, parse_response, recv_all, wait_until
+
+TOKEN_A, TOKEN_B = "A" * 24, "B" * 24
+
+
+@pytest.fixture
+def pool(tmp_path):
+    pool = ServerPool(tmp_path / "servers", "c", "posix")
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def ready_status(srv):
+    return requests.get(srv.url + "/readyz", timeout=10).status_code
+
+
+def refuses_connections(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+def finish(sock, rest):
+    for start in range(0, len(rest), BLOCK):
+        sock.sendall(rest[start : start + BLOCK])
+    sock.settimeout(30)
+    return parse_response(recv_all(sock))
+
+
+def test_term_drains_then_stops_gracefully(pool):
+    srv = pool.start("drain", PAI_DRAIN_DELAY="3", PAI_WORKERS="2", GUNICORN_CMD_ARGS="--graceful-timeout 30")
+    assert ready_status(srv) == 200
+    ident, data = "in-flight", os.urandom(8 << 20)
+    sock = connect(srv.port)
+    try:
+        sock.sendall(put_head(ident, len(data)) + data[: len(data) // 2])
+        os.kill(srv.proc.pid, signal.SIGTERM)
+        began = time.monotonic()
+        assert wait_until(lambda: ready_status(srv) == 503, timeout=2, interval=0.05)
+        doc = requests.get(srv.url + "/readyz", timeout=10).json()
+        assert doc["checks"]["serving"] == {"ok": False, "error": "the instance is stopping"}, doc
+        os.kill(srv.proc.pid, signal.SIGTERM)  # a second TERM does not cut the drain short
+        # draining: new connections and new requests are still served
+        assert requests.put(srv.id_url("during-drain"), data=b"late", timeout=10).status_code == 201
+        assert requests.get(srv.id_url("during-drain"), timeout=10).content == b"late"
+        assert requests.get(srv.url + "/healthz", timeout=10).status_code == 200
+        assert time.monotonic() - began < 3, "the checks above took longer than the drain: the test proves nothing"
+        # then the listeners close: new connections are refused, the upload in flight goes on
+        assert wait_until(lambda: refuses_connections(srv.port), timeout=10, interval=0.05)
+        assert time.monotonic() - began >= 3 - 0.1
+        resp = finish(sock, data[len(data) // 2 :])
+    finally:
+        sock.close()
+    assert resp.status == 201, resp
+    assert srv.proc.wait(timeout=30) == 0
+    assert (srv.prefix / ident).read_bytes() == data
+    assert "draining: /readyz says 503 for 3 s" in srv.log()
+
+
+def test_without_a_drain_term_stops_at_once(pool):
+    srv = pool.start("no-drain", PAI_DRAIN_DELAY="0")
+    os.kill(srv.proc.pid, signal.SIGTERM)
+    assert srv.proc.wait(timeout=10) == 0
+    assert "draining" not in srv.log()
+
+
+def test_hup_rereads_configuration_and_tokens_without_cutting_a_transfer(pool, tmp_path):
+    tokens_a, tokens_b = tmp_path / "tokens-a", tmp_path / "tokens-b"
+    for path, token in ((tokens_a, TOKEN_A), (tokens_b, TOKEN_B)):
+        path.write_text(f"rw {token}\n")
+        path.chmod(0o600)
+    ini = tmp_path / "archive.ini"
+    ini.write_text(f"[auth]\ntokens_file = {tokens_a}\n")
+    srv = pool.start("reload", ARCHIVEINTERFACE_CONFIG=str(ini), PAI_WORKERS="2")
+    as_a, as_b = ({"Authorization": f"Bearer {t}"} for t in (TOKEN_A, TOKEN_B))
+    assert requests.get(srv.url + "/openapi.json", headers=as_a, timeout=10).status_code == 200
+    assert requests.get(srv.url + "/openapi.json", headers=as_b, timeout=10).status_code == 401
+    old_workers = set(workers(srv, 2))
+
+    ident, data = "across-hup", os.urandom(8 << 20)
+    sock = connect(srv.port)
+    try:
+        head = put_head(ident, len(data), extra=(f"Authorization: Bearer {TOKEN_A}",))
+        sock.sendall(head + data[: len(data) // 2])
+        assert wait_until(lambda: any(p.stat().st_size for p in srv.temp_files()), timeout=30)
+        ini.write_text(f"[auth]\ntokens_file = {tokens_b}\n")  # the configuration names another tokens file
+        os.kill(srv.proc.pid, signal.SIGHUP)
+
+        def reloaded():
+            a = requests.get(srv.url + "/openapi.json", headers=as_a, timeout=10).status_code
+            b = requests.get(srv.url + "/openapi.json", headers=as_b, timeout=10).status_code
+            return (a, b) == (401, 200)
+
+        assert wait_until(reloaded, timeout=30)
+        assert set(children(srv.proc.pid)) - old_workers, "HUP started no new worker"
+        resp = finish(sock, data[len(data) // 2 :])
+    finally:
+        sock.close()
+    assert resp.status == 201, resp  # authenticated before the reload: the transfer completes
+    got = requests.get(srv.id_url(ident), headers=as_b, timeout=30)
+    assert got.status_code == 200 and got.content == data
+
+
+def test_a_crashed_workers_upload_is_swept_while_serving(pool):
+    srv = pool.start("crash-sweep", PAI_WORKERS="2", PAI_SWEEP_MIN_AGE="1")
+    pids = workers(srv, 2)
+    doomed, survivor = (connect(srv.port) for _ in range(2))
+    data = os.urandom(4 << 20)
+    try:
+        doomed.sendall(put_head("doomed", 64 << 20) + data)
+        assert wait_until(lambda: len([p for p in srv.temp_files() if p.stat().st_size]) == 1, timeout=30)
+        victim = holder_of(doomed, pids)
+        assert victim is not None
+        # an upload on the other worker, which must survive its neighbour's crash and the sweep
+        other = None
+        for _ in range(20):
+            survivor.sendall(put_head("survivor", 2 * len(data)) + data)
+            if holder_of(survivor, pids) not in (None, victim):
+                other = survivor
+                break
+            survivor.close()
+            survivor = connect(srv.port)
+        assert other is not None, "no connection reached the other worker"
+        assert wait_until(lambda: len([p for p in srv.temp_files() if p.stat().st_size]) == 2, timeout=30)
+        doomed_file = next(p for p in srv.temp_files() if p.stat().st_size >= len(data) and p.stat().st_size)
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.5)  # the sweep comes after sweep_min_age: the survivor's file is that old too
+        # the dead upload's file goes without a restart; the live one (locked) stays
+        assert wait_until(lambda: len(srv.temp_files()) == 1, timeout=20), srv.temp_files()
+        assert srv.proc.poll() is None
+        resp = finish(survivor, data)
+    finally:
+        doomed.close()
+        survivor.close()
+    assert resp.status == 201, resp
+    assert (srv.prefix / "survivor").read_bytes() == data + data
+    assert not (srv.prefix / "doomed").exists()
+    assert not doomed_file.exists()
+    assert "removed 1 stale temporary file(s)" in srv.log()
+
+
+def test_stale_temporary_files_are_swept_every_interval(pool):
+    srv = pool.start("interval", PAI_SWEEP_INTERVAL="1", PAI_SWEEP_MIN_AGE="60")
+    stale = srv.prefix / ".pyai-tmp-left-by-a-crash"
+    stale.write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    young = srv.prefix / ".pyai-tmp-young"
+    young.write_bytes(b"y")
+    assert wait_until(lambda: not stale.exists(), timeout=20)
+    assert young.exists()  # younger than sweep_min_age
+    assert requests.get(srv.url + "/readyz", timeout=10).status_code == 200
