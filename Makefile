@@ -28,7 +28,8 @@ SYSTEM_TOOLS := curl wget strace
 # Debian packages the tests drive that are no single command: gfal2's scripts (gfal-copy,
 # gfal-stat, ...) and its HTTP/WebDAV plugin (tests/grid).  The tests run the scripts
 # with GFAL_PYTHONBIN=/usr/bin/python3, so no `python` command is needed.
-SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http
+# haproxy: tests/deploy/test_haproxy.py runs deploy/haproxy/haproxy.cfg in front of three instances.
+SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http haproxy
 
 .PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean
 
