@@ -30,7 +30,8 @@ SYSTEM_TOOLS := curl wget strace
 # with GFAL_PYTHONBIN=/usr/bin/python3, so no `python` command is needed.
 # systemd: systemd-analyze verifies deploy/pyai.service (tests/deploy; systemd need not run).
 # nginx-light: the nginx that tests/deploy puts in front of pyai with deploy/nginx/pyai.conf.
-SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light
+# haproxy: tests/deploy/test_haproxy.py runs deploy/haproxy/haproxy.cfg in front of three instances.
+SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy
 
 .PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean
 

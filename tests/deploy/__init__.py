@@ -1,0 +1,1 @@
+"""Tests of the deployment kit (deploy/): the shipped configurations, run for real."""
