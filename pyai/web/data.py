@@ -19,6 +19,7 @@ from werkzeug.datastructures import EnvironHeaders
 
 from pyai.archive.service import Upload
 from pyai.errors import BadRequest, IncompleteBody, PreconditionFailed
+from pyai.ops import metrics
 from pyai.web import conditions, parking, webdav
 from pyai.web.answers import json_answer
 from pyai.web.dates import http_date, mtime_from
@@ -59,6 +60,7 @@ class DataPlane:
         """The answer to a request for an id (the gate has checked the method and the token)."""
         method = environ["REQUEST_METHOD"]
         handler = self.handlers[method]
+        metrics.transfer_started(environ, method)  # a PUT or GET is in progress until its exchange ends
         ident = id_from_uri(environ)
         self.archive.check()
         if method != "HEAD" and conditions.has_conditions(environ):  # HEAD has the status at hand: its own check
