@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from pyai.archive.checksums import ALGORITHMS
 from pyai.ops.record import RECORD
 
 log = logging.getLogger("pyai")
@@ -41,6 +42,8 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 STAGE_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 TAPE, PACIFICA = "tape", "pacifica"  # the stage APIs: the Tape REST API, Pacifica's POST /<id>
 STAGE_STATES = ("SUBMITTED", "STARTED", "COMPLETED", "FAILED", "CANCELLED")  # pyai.tape.models
+STAGE_OUTCOMES = {TAPE: ("completed", "failed"), PACIFICA: ("on_disk", "staging")}
+TAPE_OPEN_REQUESTS = "tape_open_requests"  # the 429 of a Tape API client at [tape] max_open_requests
 PENDING_MAX = 10_000  # Pacifica stages remembered per process until they reach disk
 
 _instruments = None  # this process's _Instruments, once made
@@ -161,6 +164,14 @@ class _Instruments:
             buckets=STAGE_BUCKETS,
             registry=registry,
         )
+        # The label values known in advance are shown as 0 from the start (a rate needs a first sample).
+        for algorithm in ALGORITHMS:
+            self.mismatches.labels(algorithm)
+        self.refusals.labels(TAPE_OPEN_REQUESTS)
+        for api, outcomes in STAGE_OUTCOMES.items():
+            self.stage_wait.labels(api)
+            for outcome in outcomes:
+                self.stage_files.labels(api, outcome)
         self._requests = {}  # (method label, status) -> (requests child, duration child)
         self._transfers = {kind: self.transfers.labels(kind) for kind in (UPLOAD, DOWNLOAD)}
         for kind in self._transfers.values():

@@ -56,7 +56,7 @@ class TapeService:
                 detail="too many files",
             )
         if self.store.open_requests(owner) >= self.config.tape_max_open_requests:
-            metrics.count_refusal("tape_open_requests")
+            metrics.count_refusal(metrics.TAPE_OPEN_REQUESTS)
             raise TooManyRequests(
                 f"{self.config.tape_max_open_requests} stage requests of this client are unfinished; "
                 "wait for some to finish (or cancel them)",

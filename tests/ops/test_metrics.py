@@ -370,3 +370,42 @@ def test_hpss_ping_and_stages_through_both_apis(hpss_pool):
         pytest.skip("the health checks have no hpss check yet (pyai.ops.health is a stub on this branch)")
     assert value(samples, "pyai_backend_up", backend="hpss") == 1
     assert 0 < value(samples, "pyai_hpss_ping_seconds") < 10
+
+
+# -- the gauges of a scrape, from given health checks ------------------------------------------
+
+
+class Checked:
+    """What exposition reads of pyai.ops.health.Health: its checks, backend and store."""
+
+    class backend:
+        name = "hpss"
+
+    store = None
+
+    def __init__(self, checks):
+        self.checks = checks
+
+    def check(self):
+        from pyai.ops.health import Report
+
+        return Report(self.checks)
+
+
+def test_health_gauges_follow_the_checks():
+    from pyai.ops import metrics
+    from pyai.ops.health import Check
+
+    checks = {"serving": Check(True), "hpss": Check(True, seconds=0.012), "stage_store": Check(False, error="down")}
+    content_type, body = metrics.exposition(Checked(checks))
+    assert content_type.startswith("text/plain; version=")
+    samples = parse(body.decode())
+    assert value(samples, "pyai_ready") == 0  # the store is down
+    assert value(samples, "pyai_backend_up", backend="hpss") == 1
+    assert value(samples, "pyai_hpss_ping_seconds") == 0.012
+    assert value(samples, "pyai_stage_store_up") == 0
+    assert ("pyai_sideband_database_up", ()) not in samples  # no such check: no such gauge
+    checks["hpss"] = Check(False, error="the core server does not answer")
+    samples = parse(metrics.exposition(Checked(checks))[1].decode())
+    assert value(samples, "pyai_backend_up", backend="hpss") == 0
+    assert ("pyai_hpss_ping_seconds", ()) not in samples  # no latency without an answer
