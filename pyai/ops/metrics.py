@@ -17,6 +17,8 @@ scraping process at scrape time.  Counting never fails a request: a failure to
 count is logged once and forgotten.
 """
 
+import contextlib
+import fcntl
 import glob
 import logging
 import os
@@ -50,6 +52,8 @@ _instruments = None  # this process's _Instruments, once made
 _private_directory = None  # (master pid, the directory prepare_master made), None for the operator's
 _pending = {}  # path -> time.monotonic() of the Pacifica POST /<id> that found it on tape
 _complained = set()
+_swept_here = 0  # count_swept's count without a directory (this process's)
+SWEPT_FILE = "pyai-swept.count"  # count_swept's count in the directory (not *.db: the collector reads those)
 
 
 # -- the master -----------------------------------------------------------------------------
@@ -67,8 +71,10 @@ def prepare_master():
         if path:
             os.makedirs(path, exist_ok=True)
             # only prometheus_client's own files: the operator may have named a shared directory
-            for name in glob.glob(os.path.join(glob.escape(path), "*_*.db")):
-                os.remove(name)
+            stale = glob.glob(os.path.join(glob.escape(path), "*_*.db")) + [os.path.join(path, SWEPT_FILE)]
+            for name in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(name)
         else:
             path = tempfile.mkdtemp(prefix="pyai-metrics-")
             _private_directory = (os.getpid(), path)
@@ -142,9 +148,6 @@ class _Instruments:
             "Uploads refused because the body did not match the digest the client sent",
             ("algorithm",),
             registry=registry,
-        )
-        self.swept = Counter(
-            "pyai_temp_files_swept", "Stale temporary upload files removed by a sweep", registry=registry
         )
         self.refusals = Counter(
             "pyai_admission_refusals", "Requests refused with 429 Too Many Requests", ("reason",), registry=registry
@@ -247,8 +250,42 @@ def transfer_started(environ, method):
 
 
 def count_swept(removed):
-    """A sweep removed ``removed`` stale temporary files."""
-    _count("counting swept files", lambda m: m.swept.inc(removed))
+    """A sweep removed ``removed`` stale temporary files.
+
+    Sweeps run in the master and in short-lived children it forks: a
+    prometheus_client counter would leave a file per child in the directory for
+    ever, so the count is one number in a file of its own, added to under a lock."""
+    global _swept_here
+    if not removed:
+        return
+    directory = os.environ.get(DIRECTORY_ENV)
+    if not directory:
+        _swept_here += removed
+        return
+    try:
+        with open(os.path.join(directory, SWEPT_FILE), "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            total = int(handle.read() or 0) + removed
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(total))
+    except (OSError, ValueError) as exc:
+        _quietly("counting swept files", exc)
+
+
+def _swept():
+    directory = os.environ.get(DIRECTORY_ENV)
+    if not directory:
+        return _swept_here
+    try:
+        with open(os.path.join(directory, SWEPT_FILE)) as handle:
+            return int(handle.read() or 0)
+    except FileNotFoundError:
+        return 0  # no sweep removed anything yet
+    except (OSError, ValueError) as exc:
+        _quietly("reading the count of swept files", exc)
+        return 0
 
 
 def count_checksum_mismatch(algorithm):
@@ -323,13 +360,16 @@ class _Scrape:
 
 def _live(health):
     """The gauges of now, from the health checks (``pyai.ops.health``) and the Tape API's store."""
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     def gauge(name, text, value, labels=None):
         family = GaugeMetricFamily(name, text, labels=list(labels) if labels else None)
         family.add_metric(list(labels.values()) if labels else [], float(value))
         return family
 
+    swept = CounterMetricFamily("pyai_temp_files_swept", "Stale temporary upload files removed by a sweep")
+    swept.add_metric([], float(_swept()))
+    yield swept
     try:
         report = health.check()
     except Exception as exc:  # noqa: BLE001 - a scrape still shows the counts
@@ -338,7 +378,7 @@ def _live(health):
         return
     checks = report.checks
     yield gauge("pyai_ready", "1 while this instance can serve the archive (as /readyz)", report.ready)
-    storage = [checks[name] for name in ("prefix", "hpss", "sideband_database") if name in checks]
+    storage = [checks[name] for name in ("storage", "prefix", "hpss", "sideband_database") if name in checks]
     if storage:
         backend = getattr(health.backend, "name", "unknown")
         up = all(check.ok for check in storage)

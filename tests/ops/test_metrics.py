@@ -239,17 +239,28 @@ def test_a_killed_worker_leaves_no_transfer_in_progress_and_no_count_goes_back(p
     upload.close()
 
 
-def test_sweeps_are_counted_in_the_master(pool, tmp_path):
+def test_sweeps_are_counted_at_start_up_and_in_the_masters_sweeping_children(pool, tmp_path):
     prefix = tmp_path / "sweep-prefix"
     (prefix / "39").mkdir(parents=True)
-    an_hour_ago = time.time() - 3600
-    for name in (".pyai-tmp-a", "39/.pyai-tmp-b"):
+    directory = tmp_path / "multiproc"
+
+    def stale(name):
         (prefix / name).write_bytes(b"left by a crash")
+        an_hour_ago = time.time() - 3600
         os.utime(prefix / name, (an_hour_ago, an_hour_ago))
-    srv = pool.start("sweep", PAI_PREFIX=str(prefix), **TWO)
-    assert not list(prefix.rglob(".pyai-tmp*"))
-    for _ in range(3):  # whichever worker answers: the master's count is in every scrape
+
+    stale(".pyai-tmp-a")
+    stale("39/.pyai-tmp-b")
+    settings = {"PAI_SWEEP_INTERVAL": "1", "PAI_SWEEP_MIN_AGE": "60", **TWO}
+    srv = pool.start("sweep", PAI_PREFIX=str(prefix), PROMETHEUS_MULTIPROC_DIR=str(directory), **settings)
+    for _ in range(3):  # whichever worker answers, the sweep of the master is in every scrape
         assert value(scrape(srv)[1], "pyai_temp_files_swept_total") == 2
+    stale(".pyai-tmp-c")  # for the next sweep, in a child the master forks every second
+    assert wait_until(lambda: value(scrape(srv)[1], "pyai_temp_files_swept_total") == 3, timeout=TIMEOUT)
+    assert not list(prefix.rglob(".pyai-tmp*"))
+    # the sweeping children leave no file of their own: only the workers' files are there
+    pids = {int(name.stem.rsplit("_", 1)[1]) for name in directory.glob("*_*.db")}
+    assert pids == set(workers(srv, 2)), sorted(os.listdir(directory))
 
 
 # -- the metrics directory -------------------------------------------------------------------
