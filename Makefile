@@ -31,7 +31,8 @@ SYSTEM_TOOLS := curl wget strace
 # systemd: systemd-analyze verifies deploy/pyai.service (tests/deploy; systemd need not run).
 # nginx-light: the nginx that tests/deploy puts in front of pyai with deploy/nginx/pyai.conf.
 # haproxy: tests/deploy/test_haproxy.py runs deploy/haproxy/haproxy.cfg in front of three instances.
-SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy
+# prometheus: its promtool checks a real scrape of /metrics (tests/ops/test_metrics.py).
+SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus
 
 .PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean
 
@@ -91,13 +92,13 @@ test-python: compile system-deps
 # would: from a clean copy of the tree (no extension, C file or build/ left by `make
 # compile`), not editable, the extensions built by the floor setuptools/Cython/cffi.  The
 # copy then loses pyai/, so the tests (and the servers they start) import the installed
-# package.  The HTTP suite on posix, the sideband suite (peewee, PyMySQL), the HPSS and
-# unit tests: about 5 minutes.
+# package.  The HTTP suite on posix, the sideband suite (peewee, PyMySQL), the HPSS,
+# unit and metrics tests: about 5 minutes.
 FLOORS ?= constraints/floors.txt
 FLOORS_DIR ?= build/floors
 FLOORS_VENV := $(FLOORS_DIR)/venv
 FLOORS_PY := $(abspath $(FLOORS_VENV))/bin/python
-FLOORS_TESTS ?= tests/integration tests/hostile/test_worker_lifecycle.py tests/sideband tests/hpss tests/unit
+FLOORS_TESTS ?= tests/integration tests/hostile/test_worker_lifecycle.py tests/sideband tests/hpss tests/unit tests/ops/test_metrics.py
 test-floors: system-deps
 	rm -rf $(FLOORS_DIR)
 	$(PYTHON) -m venv $(FLOORS_VENV)
@@ -107,7 +108,7 @@ test-floors: system-deps
 	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(FLOORS_DIR)/src
 	cd $(FLOORS_DIR)/src && $(FLOORS_PY) -m pip install -q --no-build-isolation -c $(abspath $(FLOORS)) '.[test]'
 	rm -rf $(FLOORS_DIR)/src/pyai $(FLOORS_DIR)/src/build
-	$(FLOORS_PY) -m pip freeze --all --exclude-editable | grep -iE '^(setuptools|cython|cffi|gunicorn|flask|werkzeug|peewee|pymysql|pyyaml)=='
+	$(FLOORS_PY) -m pip freeze --all --exclude-editable | grep -iE '^(setuptools|cython|cffi|gunicorn|flask|werkzeug|peewee|pymysql|pyyaml|prometheus.client)=='
 	cd $(FLOORS_DIR)/src && PYAI_TEST_BACKENDS="posix hsmsideband" $(FLOORS_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(FLOORS_TESTS)
 
 # Benchmarks (bench/): pyai against nginx on the same files, its pure-Python path and

@@ -15,6 +15,7 @@ from pyai.archive import checksums
 from pyai.archive.ids import InvalidId
 from pyai.archive.inflight import InFlight
 from pyai.errors import ArchiveError, BadRequest, Conflict, Forbidden, NotFound, describe
+from pyai.ops import metrics
 
 # Checksums strong enough to say "these are the stored bytes" (no crafted collisions).
 RETRY_ALGORITHMS = frozenset(checksums.STRONG)
@@ -95,6 +96,7 @@ class Archive:
             computed = body.digests()
             wrong = checksums.mismatch(upload.expected, computed)
             if wrong:
+                metrics.count_checksum_mismatch(wrong)
                 raise BadRequest(
                     f"the body does not match the {checksums.RFC9530_NAMES[wrong]} digest the client sent;"
                     " nothing was stored",
@@ -206,10 +208,13 @@ class Archive:
 
     def stage(self, ident):
         """Ask for the file on disk; True when it is there now, False while it is staging."""
+        path = self.path(ident)
         try:
-            return self.backend.stage(self.path(ident))
+            on_disk = self.backend.stage(path)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound("no file is stored under this id", detail="not found") from None
+        metrics.pacifica_stage_asked(path, on_disk)
+        return on_disk
 
     def move(self, ident, source):
         """Move the server-side file ``source`` under the id (PATCH)."""

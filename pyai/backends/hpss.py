@@ -45,6 +45,7 @@ from pyai.backends.base import (
 from pyai.backends.jobs import KeyedPool
 from pyai.config import Config
 from pyai.errors import BackendUnavailable, ConfigError, describe
+from pyai.ops import metrics
 
 # What each storage level is, as the original reported it.
 LEVEL_MEDIA = ("disk", "tape", "tape", "error", "error")
@@ -355,6 +356,8 @@ class HpssBackend:
                 self.hpss.close(fd)
         except OSError as exc:
             log.warning("a stage from tape of %s failed: %s", path, describe(exc))
+        else:
+            metrics.stage_reached_disk(path)
 
     def release(self, path: str) -> None:
         """Purge the disk copy, only when a tape level holds the whole file (never the only copy)."""

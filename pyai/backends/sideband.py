@@ -54,6 +54,7 @@ from pyai.backends.posix import PosixBackend, PosixReader, etag_of
 from pyai.backends.sideband_models import SamFile, SamInode, SamPath
 from pyai.config import Config
 from pyai.errors import BackendUnavailable, ConfigError, describe
+from pyai.ops import metrics
 
 log = logging.getLogger("pyai")
 RECALL_BLOCK = 1 << 20
@@ -403,3 +404,5 @@ class SidebandBackend(PosixBackend):
             log.info("recalled %s in %.1f s", path, time.monotonic() - started)
         except OSError as exc:
             log.warning("the recall of %s from tape failed: %s", path, describe(exc))
+        else:
+            metrics.stage_reached_disk(path)

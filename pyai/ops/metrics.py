@@ -1,17 +1,415 @@
-"""Prometheus metrics (stub: filled in by the metrics work)."""
+"""Prometheus metrics: the counters the workers keep, and the ``/metrics`` exposition.
+
+gunicorn runs several worker processes; each keeps its counts in
+prometheus-client's multiprocess mode (one mmapped file per process and kind,
+in ``PROMETHEUS_MULTIPROC_DIR``), and a scrape, whichever worker it lands in,
+sums the files of every worker, live or dead.  The master sets the directory
+up before it forks (``prepare_master``: a private fresh one, or the operator's
+emptied), drops a dead worker's in-progress gauges (``worker_exited``) and
+removes the private directory at its exit (``master_exiting``).
+prometheus_client picks its value class when it is first imported, from the
+environment, so it is imported only inside functions here, never at import
+time (the master imports pyai before it runs the hooks).
+
+Outside gunicorn (an in-process test client) the counts are this process's.
+The health gauges (``pyai_ready``, ``pyai_backend_up``, ...) are computed by the
+scraping process at scrape time.  Counting never fails a request: a failure to
+count is logged once and forgotten.
+"""
+
+import contextlib
+import fcntl
+import glob
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from pyai.archive.checksums import ALGORITHMS
+from pyai.ops.record import RECORD
+
+log = logging.getLogger("pyai")
+DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Bounded label values: a method a client makes up is "other"; a request never answered is "none".
+METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "PROPFIND")
+METHOD_LABELS = {method: method for method in METHODS}
+STATUS_CLASSES = {code: f"{code // 100}xx" for code in range(100, 600)}
+UPLOAD, DOWNLOAD = "upload", "download"
+TRANSFERS = {"PUT": UPLOAD, "GET": DOWNLOAD}  # the data plane's methods that move a file's bytes
+# Seconds: from a HEAD answered in microseconds to a GiB-sized file over a slow link.
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+# Seconds a file takes from tape: a mounted cartridge in seconds, a queue of mounts in hours.
+STAGE_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+TAPE, PACIFICA = "tape", "pacifica"  # the stage APIs: the Tape REST API, Pacifica's POST /<id>
+STAGE_STATES = ("SUBMITTED", "STARTED", "COMPLETED", "FAILED", "CANCELLED")  # pyai.tape.models
+STAGE_OUTCOMES = {TAPE: ("completed", "failed"), PACIFICA: ("on_disk", "staging")}
+TAPE_OPEN_REQUESTS = "tape_open_requests"  # the 429 of a Tape API client at [tape] max_open_requests
+PENDING_MAX = 10_000  # Pacifica stages remembered per process until they reach disk
+
+_instruments = None  # this process's _Instruments, once made
+_private_directory = None  # (master pid, the directory prepare_master made), None for the operator's
+_pending = {}  # path -> time.monotonic() of the Pacifica POST /<id> that found it on tape
+_complained = set()
+_swept_here = 0  # count_swept's count without a directory (this process's)
+SWEPT_FILE = "pyai-swept.count"  # count_swept's count in the directory (not *.db: the collector reads those)
+
+
+# -- the master -----------------------------------------------------------------------------
+
+
+def prepare_master():
+    """Before any worker starts: the directory every process keeps its counts in.
+
+    Without ``PROMETHEUS_MULTIPROC_DIR`` a private fresh directory; with it, that
+    directory emptied of the files of a previous run (they would poison the sums).
+    One line and exit 2 when it cannot be used."""
+    global _private_directory
+    path = os.environ.get(DIRECTORY_ENV)
+    try:
+        if path:
+            os.makedirs(path, exist_ok=True)
+            # only prometheus_client's own files: the operator may have named a shared directory
+            stale = glob.glob(os.path.join(glob.escape(path), "*_*.db")) + [os.path.join(path, SWEPT_FILE)]
+            for name in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(name)
+        else:
+            path = tempfile.mkdtemp(prefix="pyai-metrics-")
+            _private_directory = (os.getpid(), path)
+            os.environ[DIRECTORY_ENV] = path
+    except OSError as exc:
+        sys.stderr.write(f"pyai: error: the metrics directory {DIRECTORY_ENV}={path}: {exc.strerror or exc}\n")
+        sys.stderr.flush()
+        os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
+    _value_class_in_step()
+
+
+def worker_exited(pid):
+    """A worker died (or ended): its in-progress gauges go; its counters stay in the sums."""
+    path = os.environ.get(DIRECTORY_ENV)
+    if not path:
+        return
+    from prometheus_client import multiprocess
+
+    try:
+        multiprocess.mark_process_dead(pid, path)
+    except OSError as exc:
+        log.warning("could not drop the metrics of worker %s: %s", pid, exc.strerror or exc)
+
+
+def master_exiting():
+    """The master ends: the private directory goes with it (the operator's stays)."""
+    if _private_directory is not None and _private_directory[0] == os.getpid():  # never from a forked worker
+        shutil.rmtree(_private_directory[1], ignore_errors=True)
+
+
+def _value_class_in_step():
+    """prometheus_client chose its value class when imported; if that was before the directory
+    was set, choose again (a metric made from now on uses the new one)."""
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
+
+
+# -- the instruments ------------------------------------------------------------------------
+
+
+class _Instruments:
+    """This process's metrics, and the children of their labels made once (the hot path)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        _value_class_in_step()
+        self.registry = registry = CollectorRegistry()  # read alone outside multiprocess mode
+        self.requests = Counter(
+            "pyai_requests", "HTTP requests by method and status class", ("method", "status"), registry=registry
+        )
+        self.duration = Histogram(
+            "pyai_request_duration_seconds",
+            "From the request's head to the end of its answer (or its abandonment)",
+            ("method",),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.received = Counter("pyai_received_bytes", "Request body bytes received", registry=registry)
+        self.sent = Counter("pyai_sent_bytes", "Response body bytes sent", registry=registry)
+        self.transfers = Gauge(
+            "pyai_transfers_in_progress",
+            "Data-plane transfers under way: uploads (PUT) and downloads (GET of a file)",
+            ("direction",),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.mismatches = Counter(
+            "pyai_checksum_mismatches",
+            "Uploads refused because the body did not match the digest the client sent",
+            ("algorithm",),
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "pyai_admission_refusals", "Requests refused with 429 Too Many Requests", ("reason",), registry=registry
+        )
+        self.stage_files = Counter(
+            "pyai_stage_files",
+            "Files asked from tape: the Tape API's finished (completed, failed) by this instance's"
+            " executors; Pacifica POST /<id> by answer (on_disk 200, staging 202)",
+            ("api", "outcome"),
+            registry=registry,
+        )
+        self.stage_wait = Histogram(
+            "pyai_stage_wait_seconds",
+            "Until a file asked from tape was on disk: the Tape API from the file's first claim, Pacifica"
+            " from the POST /<id> that found it on tape",
+            ("api",),
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        # The label values known in advance are shown as 0 from the start (a rate needs a first sample).
+        for algorithm in ALGORITHMS:
+            self.mismatches.labels(algorithm)
+        self.refusals.labels(TAPE_OPEN_REQUESTS)
+        for api, outcomes in STAGE_OUTCOMES.items():
+            self.stage_wait.labels(api)
+            for outcome in outcomes:
+                self.stage_files.labels(api, outcome)
+        self._requests = {}  # (method label, status) -> (requests child, duration child)
+        self._transfers = {kind: self.transfers.labels(kind) for kind in (UPLOAD, DOWNLOAD)}
+        for kind in self._transfers.values():
+            kind.set(0)  # shown as 0 before the first transfer, not absent
+
+    def request_children(self, method, status):
+        label = METHOD_LABELS.get(method, "other")
+        key = (label, status)
+        pair = self._requests.get(key)
+        if pair is None:
+            status_label = STATUS_CLASSES.get(status, "none") if status is not None else "none"
+            pair = self._requests[key] = (self.requests.labels(label, status_label), self.duration.labels(label))
+        return pair
+
+    def finished(self, record, status, sent):
+        count, duration = self.request_children(record.method, status)
+        count.inc()
+        duration.observe(time.monotonic() - record.started)
+        received = record.bytes_received()
+        if received:
+            self.received.inc(received)
+        if sent:
+            self.sent.inc(sent)
+        kind = record.kind
+        if kind is not None:
+            record.kind = None
+            self._transfers[kind].dec()
+
+    def transfer_started(self, record, kind):
+        record.kind = kind
+        self._transfers[kind].inc()
+
+
+def _get():
+    global _instruments
+    if _instruments is None:
+        _instruments = _Instruments()
+    return _instruments
+
+
+def _quietly(what, exc):
+    """Log a failure to count once per kind: counting must never fail the request."""
+    if what not in _complained:
+        _complained.add(what)
+        log.warning("metrics: %s failed: %s", what, exc)
+
+
+# -- what the service counts -----------------------------------------------------------------
 
 
 def start_worker(config):
-    pass
+    """In each worker, before it serves: its instruments (made in the master, they follow the fork)."""
+    _get()
 
 
 def request_finished(record, status, sent):
-    pass
+    """An exchange ended (``status`` None: no answer began) after ``sent`` body bytes."""
+    instruments = _instruments
+    if instruments is not None:
+        instruments.finished(record, status, sent)
 
 
-def exposition(health):
-    return "text/plain; version=0.0.4; charset=utf-8", b""
+def transfer_started(environ, method):
+    """The data plane begins a PUT or GET: counted in progress until the exchange ends."""
+    kind = TRANSFERS.get(method)
+    record = environ.get(RECORD)
+    if kind is None or record is None or record.kind is not None or _instruments is None:
+        return
+    try:
+        _instruments.transfer_started(record, kind)
+    except Exception as exc:  # noqa: BLE001 - see _quietly
+        _quietly("counting a transfer", exc)
 
 
 def count_swept(removed):
-    pass
+    """A sweep removed ``removed`` stale temporary files.
+
+    Sweeps run in the master and in short-lived children it forks: a
+    prometheus_client counter would leave a file per child in the directory for
+    ever, so the count is one number in a file of its own, added to under a lock."""
+    global _swept_here
+    if not removed:
+        return
+    directory = os.environ.get(DIRECTORY_ENV)
+    if not directory:
+        _swept_here += removed
+        return
+    try:
+        with open(os.path.join(directory, SWEPT_FILE), "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            total = int(handle.read() or 0) + removed
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(total))
+    except (OSError, ValueError) as exc:
+        _quietly("counting swept files", exc)
+
+
+def _swept():
+    directory = os.environ.get(DIRECTORY_ENV)
+    if not directory:
+        return _swept_here
+    try:
+        with open(os.path.join(directory, SWEPT_FILE)) as handle:
+            return int(handle.read() or 0)
+    except FileNotFoundError:
+        return 0  # no sweep removed anything yet
+    except (OSError, ValueError) as exc:
+        _quietly("reading the count of swept files", exc)
+        return 0
+
+
+def count_checksum_mismatch(algorithm):
+    """An upload was refused: its body did not match the client's ``algorithm`` digest."""
+    _count("counting a checksum mismatch", lambda m: m.mismatches.labels(algorithm).inc())
+
+
+def count_refusal(reason):
+    """A 429 for ``reason`` (a fixed word per place that refuses)."""
+    _count("counting a refusal", lambda m: m.refusals.labels(reason).inc())
+
+
+def count_stage(api, outcome, waited=None):
+    """A file asked from tape through ``api`` ended in ``outcome``; ``waited`` seconds when it reached disk."""
+
+    def count(m):
+        m.stage_files.labels(api, outcome).inc()
+        if waited is not None:
+            m.stage_wait.labels(api).observe(max(waited, 0.0))
+
+    _count("counting a stage", count)
+
+
+def pacifica_stage_asked(path, on_disk):
+    """A Pacifica POST /<id> found the file at ``path`` on disk, or started (or found going) its stage."""
+    count_stage(PACIFICA, "on_disk" if on_disk else "staging")
+    if on_disk:
+        _pending.pop(path, None)  # it came another way (another process's stage): its time is unknown
+    elif path not in _pending and len(_pending) < PENDING_MAX:
+        _pending[path] = time.monotonic()
+
+
+def stage_reached_disk(path):
+    """This process's stage of ``path`` ended with the file on disk (from the backend's stage job)."""
+    asked = _pending.pop(path, None)
+    if asked is not None:
+        _count("timing a stage", lambda m: m.stage_wait.labels(PACIFICA).observe(time.monotonic() - asked))
+
+
+def _count(what, count):
+    try:
+        count(_get())
+    except Exception as exc:  # noqa: BLE001 - see _quietly
+        _quietly(what, exc)
+
+
+# -- the scrape -----------------------------------------------------------------------------
+
+
+def exposition(health):
+    """``(content type, body)`` of ``GET /metrics``: every process's counts, and ``health`` now."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return CONTENT_TYPE_LATEST, generate_latest(_Scrape(health))
+
+
+class _Scrape:
+    """What one scrape shows (generate_latest takes anything with ``collect``)."""
+
+    def __init__(self, health):
+        self.health = health
+
+    def collect(self):
+        if os.environ.get(DIRECTORY_ENV):
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            yield from MultiProcessCollector(None).collect()
+        else:
+            yield from _get().registry.collect()
+        yield from _live(self.health)
+
+
+def _live(health):
+    """The gauges of now, from the health checks (``pyai.ops.health``) and the Tape API's store."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    def gauge(name, text, value, labels=None):
+        family = GaugeMetricFamily(name, text, labels=list(labels) if labels else None)
+        family.add_metric(list(labels.values()) if labels else [], float(value))
+        return family
+
+    swept = CounterMetricFamily("pyai_temp_files_swept", "Stale temporary upload files removed by a sweep")
+    swept.add_metric([], float(_swept()))
+    yield swept
+    try:
+        report = health.check()
+    except Exception as exc:  # noqa: BLE001 - a scrape still shows the counts
+        _quietly("the health check of a scrape", exc)
+        yield gauge("pyai_ready", "1 while this instance can serve the archive (as /readyz)", 0)
+        return
+    checks = report.checks
+    yield gauge("pyai_ready", "1 while this instance can serve the archive (as /readyz)", report.ready)
+    storage = [checks[name] for name in ("storage", "prefix", "hpss", "sideband_database") if name in checks]
+    if storage:
+        backend = getattr(health.backend, "name", "unknown")
+        up = all(check.ok for check in storage)
+        yield gauge("pyai_backend_up", "1 while the storage backend answers", up, {"backend": backend})
+    hpss = checks.get("hpss")
+    if hpss is not None and hpss.seconds is not None:
+        yield gauge("pyai_hpss_ping_seconds", "Latency of the last ping of the HPSS core server", hpss.seconds)
+    for name, metric, text in (
+        ("sideband_database", "pyai_sideband_database_up", "1 while the hsmsideband database answers"),
+        ("stage_store", "pyai_stage_store_up", "1 while the Tape API's store of stage requests answers"),
+    ):
+        if name in checks:
+            yield gauge(metric, text, checks[name].ok)
+    yield from _stage_store_files(health.store, GaugeMetricFamily)
+
+
+def _stage_store_files(store, family_class):
+    """The Tape API's files by state, counted in its store (none while no request was ever made)."""
+    if store is None or not store.exists():
+        return
+    try:
+        counts = store.files_by_state()
+    except Exception as exc:  # noqa: BLE001 - the store's own gauge says it is down
+        _quietly("counting the stage store's files", exc)
+        return
+    family = family_class(
+        "pyai_tape_stage_files",
+        "Files of Tape API stage requests by state, in the store; a shared store (MariaDB) counts"
+        " every instance's, so do not sum this over instances",
+        labels=["state"],
+    )
+    for state in STAGE_STATES:
+        family.add_metric([state.lower()], float(counts.get(state, 0)))
+    yield family

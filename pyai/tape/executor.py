@@ -28,6 +28,7 @@ import threading
 import time
 
 from pyai.errors import STORAGE_UNREACHABLE, BackendUnavailable
+from pyai.ops import metrics
 from pyai.tape.models import COMPLETED, FAILED
 
 log = logging.getLogger("pyai")
@@ -130,7 +131,9 @@ class Executor:
                 item.due = time.monotonic() + item.pause
                 continue
             state, error = outcome
-            self.store.finish(self.name, file_id, state, int(time.time()), error)
+            if self.store.finish(self.name, file_id, state, int(time.time()), error):  # not cancelled meanwhile
+                waited = time.time() - item.started_at if state == COMPLETED else None
+                metrics.count_stage(metrics.TAPE, state.lower(), waited)
             del held[file_id]
 
     def _outcome(self, item):

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from pyai.errors import ArchiveError, BackendUnavailable, BadRequest, NotFound
+from pyai.ops import metrics
 from pyai.tape import bodies
 from pyai.tape.executor import Executor
 from pyai.tape.models import FAILED, RUNNING, SUBMITTED
@@ -55,6 +56,7 @@ class TapeService:
                 detail="too many files",
             )
         if self.store.open_requests(owner) >= self.config.tape_max_open_requests:
+            metrics.count_refusal(metrics.TAPE_OPEN_REQUESTS)
             raise TooManyRequests(
                 f"{self.config.tape_max_open_requests} stage requests of this client are unfinished; "
                 "wait for some to finish (or cancel them)",

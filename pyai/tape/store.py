@@ -288,6 +288,12 @@ class Store:
                 .execute()
             )
 
+    def files_by_state(self):
+        """``{state: number of file rows}`` over every request (the metrics' gauge)."""
+        with self.session():
+            query = StageFile.select(StageFile.state, peewee.fn.COUNT(StageFile.id)).group_by(StageFile.state)
+            return dict(query.tuples())
+
     def let_go(self, owner, ids):
         """Give up the claims on ``ids`` (a worker on its way out), so others take them at once."""
         with self.session():

@@ -21,6 +21,7 @@ from werkzeug.datastructures import EnvironHeaders
 from pyai.archive import checksums
 from pyai.archive.service import Upload
 from pyai.errors import BackendUnavailable, BadRequest, IncompleteBody, PreconditionFailed
+from pyai.ops import metrics
 from pyai.ops.record import record_of
 from pyai.web import conditions, parking, webdav
 from pyai.web.answers import json_answer
@@ -62,6 +63,7 @@ class DataPlane:
         """The answer to a request for an id (the gate has checked the method and the token)."""
         method = environ["REQUEST_METHOD"]
         handler = self.handlers[method]
+        metrics.transfer_started(environ, method)  # a PUT or GET is in progress until its exchange ends
         ident = id_from_uri(environ)
         record = record_of(environ)
         if record is not None:

@@ -44,8 +44,10 @@ loglevel = os.environ.get("PAI_LOG_LEVEL", "info")
 
 def on_starting(server):
     """Validate the configuration once and sweep stale temporary files, before any worker starts."""
+    from pyai.ops import metrics  # imports no prometheus_client: prepare_master sets its directory first
     from pyai.web.server import prepare_archive
 
+    metrics.prepare_master()  # first: before anything counts, and before any worker forks
     prepare_archive(server.log, server.cfg.address)
 
 
@@ -62,7 +64,15 @@ def when_ready(server):
 
 
 def child_exit(server, worker):
-    """A worker ended (in the master): a crashed one's temporary files are swept soon."""
-    from pyai.ops import lifecycle
+    """A worker ended (in the master): a crashed one's temporary files are swept soon, its gauges go."""
+    from pyai.ops import lifecycle, metrics
 
     lifecycle.worker_exited(server)
+    metrics.worker_exited(worker.pid)  # in the master: a dead worker's in-progress gauges go
+
+
+def on_exit(server):
+    """The master ends: the metrics directory it made goes."""
+    from pyai.ops import metrics
+
+    metrics.master_exiting()
