@@ -88,6 +88,17 @@ def fresh_server(backend, impl, tmp_path):
 
 
 @pytest.fixture
+def pool(tmp_path):
+    """Real servers (gunicorn, posix, the C I/O path) for one test of what no flavor changes:
+    the operator's endpoints, the lifecycle, the deployment kit."""
+    servers = ServerPool(tmp_path / "servers", "c", "posix")
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture
 def uid(backend):
     """A fresh id: a safe name on posix, an integer on hpss (where ids are integers)."""
     if backend == "hpss":

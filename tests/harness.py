@@ -169,9 +169,12 @@ class Spawned:
             self._log = None
         return self.proc.returncode
 
-    def log(self, tail=6000):
+    def log(self, tail=None):
+        """The output so far (the last ``tail`` characters of it): the whole of it by default, since a
+        service logs a JSON line per request (the transfer log) besides what the tests look for."""
         try:
-            return self.log_path.read_text(errors="replace")[-tail:]
+            text = self.log_path.read_text(errors="replace")
+            return text[-tail:] if tail else text
         except OSError:
             return "<no log>"
 

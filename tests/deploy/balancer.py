@@ -113,24 +113,13 @@ class HAProxy(Spawned):
 class StageStores:
     """Fresh schemas on one private MariaDB, each a `[tape] store` URL."""
 
-    USER, PASSWORD = "tape", "tape-Store-Secret1"
-
     def __init__(self, db):
         self.db = db
         self.count = 0
 
     def new(self):
         self.count += 1
-        schema = f"stage{self.count}"
-        root = self.db.root()
-        try:
-            root.execute_sql(f"CREATE DATABASE `{schema}`")
-            for host in ("127.0.0.1", "localhost"):
-                root.execute_sql(f"CREATE USER IF NOT EXISTS '{self.USER}'@'{host}' IDENTIFIED BY %s", (self.PASSWORD,))
-                root.execute_sql(f"GRANT ALL ON `{schema}`.* TO '{self.USER}'@'{host}'", ())
-        finally:
-            root.close()
-        return f"mysql://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.db.port}/{schema}"
+        return self.db.tape_store(f"stage{self.count}")
 
 
 class Cluster:

@@ -1,18 +1,8 @@
 """/healthz and /readyz against the real gunicorn: alive while it serves, ready only while it can store."""
 
-import pytest
 import requests
 from faults import mounts
-from server import ServerPool, wait_until
-
-
-@pytest.fixture
-def pool(tmp_path):
-    pool = ServerPool(tmp_path / "servers", "c", "posix")
-    try:
-        yield pool
-    finally:
-        pool.close()
+from server import wait_until
 
 
 def unready(srv):

@@ -12,22 +12,12 @@ import signal
 import socket
 import time
 
-import pytest
 import requests
 from faults.procs import children, connect, holder_of, workers
 from faults.streams import BLOCK, put_head
-from server import ServerPool, parse_response, recv_all, wait_until
+from server import parse_response, recv_all, wait_until
 
 TOKEN_A, TOKEN_B = "A" * 24, "B" * 24
-
-
-@pytest.fixture
-def pool(tmp_path):
-    pool = ServerPool(tmp_path / "servers", "c", "posix")
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def ready_status(srv):
@@ -113,7 +103,7 @@ def test_hup_rereads_configuration_and_tokens_without_cutting_a_transfer(pool, t
             b = requests.get(srv.url + "/openapi.json", headers=as_b, timeout=10).status_code
             return (a, b) == (401, 200)
 
-        assert wait_until(reloaded, timeout=30)
+        assert wait_until(reloaded, timeout=60)
         assert set(children(srv.proc.pid)) - old_workers, "HUP started no new worker"
         resp = finish(sock, data[len(data) // 2 :])
     finally:

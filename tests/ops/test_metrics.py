@@ -24,15 +24,6 @@ TIMEOUT = 15
 TWO = {"PAI_WORKERS": "2", "PAI_THREADS": "4"}
 
 
-@pytest.fixture
-def pool(tmp_path):
-    pool = ServerPool(tmp_path / "servers", "c", "posix")
-    try:
-        yield pool
-    finally:
-        pool.close()
-
-
 # -- reading a scrape --------------------------------------------------------------------------
 
 

@@ -138,6 +138,18 @@ class MariaDB(Spawned):
         db.connect()
         return db
 
+    def tape_store(self, schema, user="tape", password="tape-Store-Secret1"):
+        """A database ``schema`` that ``user`` owns, as a `[tape] store` URL (the Tape API's requests)."""
+        root = self.root()
+        try:
+            root.execute_sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
+            for host in ("127.0.0.1", "localhost"):
+                root.execute_sql(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+                root.execute_sql(f"GRANT ALL ON `{schema}`.* TO '{user}'@'{host}'", ())
+        finally:
+            root.close()
+        return f"mysql://{user}:{password}@127.0.0.1:{self.port}/{schema}"
+
     def create_schema(self, schema=SCHEMA, user=SERVICE_USER, password=SERVICE_PASSWORD):
         """The sideband tables in ``schema``, readable (only) by ``user`` from anywhere."""
         db = self.root()

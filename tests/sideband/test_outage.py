@@ -149,16 +149,7 @@ def test_cli_wrong_password_one_line_exit_2(mariadb, tmp_path):
 
 def test_readiness_follows_the_databases(own_mariadb, tmp_path):
     """/readyz names the sideband database and the Tape API's store, which are down together here."""
-    user, password, schema = "tape", "tape-Store-Secret1", "tapestore"
-    root = own_mariadb.root()
-    try:
-        root.execute_sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
-        for host in ("127.0.0.1", "localhost"):
-            root.execute_sql(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY %s", (password,))
-            root.execute_sql(f"GRANT ALL ON `{schema}`.* TO '{user}'@'{host}'", ())
-    finally:
-        root.close()
-    store = f"mysql://{user}:{password}@127.0.0.1:{own_mariadb.port}/{schema}"
+    store = own_mariadb.tape_store("tapestore")
     pool = SidebandPool(tmp_path / "servers", own_mariadb)
 
     def checks(srv):

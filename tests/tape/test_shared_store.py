@@ -8,8 +8,6 @@ from sideband.mariadb import MariaDB, MariaDBMissing
 from .conftest import HAS_HPSS, TIMEOUT, archiveinfo, emu, kill, poll, stage, states, tape_settings, wait_done
 from .test_hpss import on_tape
 
-USER, PASSWORD, SCHEMA = "tape", "tape-Store-Secret1", "tapestore"
-
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory):
@@ -20,15 +18,7 @@ def store_url(tmp_path_factory):
     db.install()
     try:
         db.start()
-        root = db.root()
-        try:
-            root.execute_sql(f"CREATE DATABASE IF NOT EXISTS `{SCHEMA}`")
-            for host in ("127.0.0.1", "localhost"):
-                root.execute_sql(f"CREATE USER IF NOT EXISTS '{USER}'@'{host}' IDENTIFIED BY %s", (PASSWORD,))
-                root.execute_sql(f"GRANT ALL ON `{SCHEMA}`.* TO '{USER}'@'{host}'", ())
-        finally:
-            root.close()
-        yield f"mysql://{USER}:{PASSWORD}@127.0.0.1:{db.port}/{SCHEMA}"
+        yield db.tape_store("tapestore")
     finally:
         db.stop()
 
