@@ -13,8 +13,8 @@ from pyai.web import auth
 from pyai.web.control import control_plane
 from pyai.web.data import METHODS, DataPlane
 from pyai.web.gate import ID_PATH, Gate, Route
-from pyai.web.openapi import RESERVED_ID
-from pyai.web.ops_api import HEALTHZ, METRICS, READYZ, ops_blueprint
+from pyai.web.openapi import HEALTHZ, METRICS, READYZ, RESERVED_ID
+from pyai.web.ops_api import ops_blueprint
 from pyai.web.problems import problem_answer
 from pyai.web.tape_api import API, DISCOVERY, tape_blueprint
 from pyai.web.webdav import RootPlane

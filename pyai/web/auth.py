@@ -31,12 +31,11 @@ import socket
 import stat
 
 from pyai.errors import ArchiveError, ConfigError, Forbidden
-from pyai.web import ops_api
+from pyai.web.openapi import METRICS as METRICS_PATH  # the one path a metrics token may read
 from pyai.web.receive import abandon_body
 
 READ, WRITE, METRICS = "ro", "rw", "metrics"
 SCOPES = (READ, WRITE, METRICS)
-METRICS_PATH = ops_api.METRICS  # the one path a metrics token may read
 METRICS_METHODS = frozenset({"GET", "HEAD"})
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 OPEN_METHODS_OF_ROOT = frozenset({"GET", "HEAD"})  # the health check answers anyone

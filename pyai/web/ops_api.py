@@ -11,8 +11,7 @@ import json
 from flask import Blueprint, Response
 
 from pyai.ops import metrics
-
-HEALTHZ, READYZ, METRICS = "/healthz", "/readyz", "/metrics"
+from pyai.web.openapi import HEALTHZ, METRICS, READYZ
 
 
 def ops_blueprint(health):

@@ -16,7 +16,7 @@ import requests
 from faults.checks import assert_absent, assert_intact
 from hpss.conftest import emu_cli
 from server import ServerPool, wait_until
-from sideband.mariadb import MariaDB, MariaDBMissing
+from sideband.mariadb import started
 
 from .balancer import NAMES, Cluster, StageStores, open_files, open_temp_files
 from .traffic import SIZES, TIMEOUT, SlowDownload, SlowUpload, Traffic, new_id, sha256
@@ -31,13 +31,8 @@ BIG = 32 << 20  # a download of it outlasts every socket buffer between an insta
 
 @pytest.fixture(scope="module")
 def stage_stores(tmp_path_factory):
+    db = started(tmp_path_factory.mktemp("deploy-mariadb"))
     try:
-        db = MariaDB(tmp_path_factory.mktemp("deploy-mariadb"))
-    except MariaDBMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    db.install()
-    try:
-        db.start()
         yield StageStores(db)
     finally:
         db.stop()

@@ -11,7 +11,7 @@ import secrets
 import pytest
 from server import ServerPool
 
-from .mariadb import MariaDB, MariaDBMissing, SamDB
+from .mariadb import SamDB, started
 
 SELECTED = "hsmsideband" in os.environ.get("PYAI_TEST_BACKENDS", "posix hpss hsmsideband").split()
 
@@ -25,16 +25,9 @@ def _hsmsideband_selected():
 
 def start_mariadb(base):
     """An installed, started MariaDB with the sideband schema (fails the test when there is none)."""
-    missing = None
+    db = started(base)
     try:
-        db = MariaDB(base)
-    except MariaDBMissing as exc:
-        missing = str(exc)
-    if missing:
-        pytest.fail(missing, pytrace=False)
-    db.install()
-    try:
-        db.start().create_schema()
+        db.create_schema()
     except BaseException:
         db.stop()
         raise

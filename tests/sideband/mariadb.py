@@ -306,3 +306,21 @@ class SamDB:
                 SamFile.delete().where((SamFile.ino == entry.ino) & (SamFile.gen == entry.gen)).execute()
 
         self._run(work)
+
+
+def started(base):
+    """A private MariaDB under ``base``, installed and started; fails the test (pytest.fail) when
+    none is installed.  The caller stops it."""
+    import pytest  # here: the benchmarks import this module without pytest's fixtures
+
+    try:
+        db = MariaDB(base)
+    except MariaDBMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    db.install()
+    try:
+        db.start()
+    except BaseException:
+        db.stop()
+        raise
+    return db

@@ -3,7 +3,7 @@ and completed, through the other, also after the first is gone (its claims expir
 
 import pytest
 import requests
-from sideband.mariadb import MariaDB, MariaDBMissing
+from sideband.mariadb import started
 
 from .conftest import HAS_HPSS, TIMEOUT, archiveinfo, emu, kill, poll, stage, states, tape_settings, wait_done
 from .test_hpss import on_tape
@@ -11,13 +11,8 @@ from .test_hpss import on_tape
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory):
+    db = started(tmp_path_factory.mktemp("tape-mariadb"))
     try:
-        db = MariaDB(tmp_path_factory.mktemp("tape-mariadb"))
-    except MariaDBMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    db.install()
-    try:
-        db.start()
         yield db.tape_store("tapestore")
     finally:
         db.stop()
