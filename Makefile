@@ -108,7 +108,7 @@ test-floors: system-deps
 	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(FLOORS_DIR)/src
 	cd $(FLOORS_DIR)/src && $(FLOORS_PY) -m pip install -q --no-build-isolation -c $(abspath $(FLOORS)) '.[test]'
 	rm -rf $(FLOORS_DIR)/src/pyai $(FLOORS_DIR)/src/build
-	$(FLOORS_PY) -m pip freeze --all --exclude-editable | grep -iE '^(setuptools|cython|cffi|gunicorn|flask|werkzeug|peewee|pymysql|pyyaml|prometheus.client)=='
+	$(FLOORS_PY) -m pip freeze --all --exclude-editable | grep -iE '^(setuptools|cython|cffi|gunicorn|flask|werkzeug|peewee|pymysql|pyyaml|prometheus.client|defusedxml)=='
 	cd $(FLOORS_DIR)/src && PYAI_TEST_BACKENDS="posix hsmsideband" $(FLOORS_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(FLOORS_TESTS)
 
 # Benchmarks (bench/): pyai against nginx on the same files, its pure-Python path and

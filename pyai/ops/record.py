@@ -28,7 +28,6 @@ class Record:
         "ident",
         "token",
         "body",
-        "received",
         "digest",
         "medium",
         "stage_wait",
@@ -44,8 +43,7 @@ class Record:
         self.forwarded_for = forwarded_for  # the X-Forwarded-For header, as sent (None without one)
         self.ident = None  # the id the request named (str), None for a control-plane path
         self.token = None  # the name of the token that authenticated it (never the token)
-        self.body = None  # the RequestBody receiving its body, which counts the bytes
-        self.received = 0  # body bytes read another way (a small body read whole)
+        self.body = None  # the RequestBody receiving its body (an upload or a small body), which counts the bytes
         self.digest = None  # "sha256:<hex>": the digest stored (PUT) or sent (GET, HEAD)
         self.medium = None  # where the file was: "disk", "tape", ... (the X-Pacifica-Status word)
         self.stage_wait = None  # seconds waited for a stage from tape
@@ -53,7 +51,7 @@ class Record:
 
     def bytes_received(self):
         body = self.body
-        return self.received + (body.received if body is not None else 0)
+        return body.received if body is not None else 0
 
     def sent_first_byte(self):
         if self.first_byte is None:

@@ -16,8 +16,8 @@ from pyai.web.gate import ID_PATH, Gate, Route
 from pyai.web.openapi import HEALTHZ, METRICS, READYZ, RESERVED_ID
 from pyai.web.ops_api import ops_blueprint
 from pyai.web.problems import problem_answer
-from pyai.web.tape_api import API, DISCOVERY, tape_blueprint
-from pyai.web.webdav import RootPlane
+from pyai.web.tape_api import API, DISCOVERY, read_documents, tape_blueprint
+from pyai.web.webdav import RootPlane, read_root_body
 
 
 def create_app(config=None):
@@ -29,9 +29,11 @@ def create_app(config=None):
     health = Health(config, archive.backend, tape.store)
     control = control_plane(tape_blueprint(tape, config, auth_on=tokens is not None), ops_blueprint(health))
     tape_writes = frozenset({"POST", "DELETE"})  # stage, cancel, release, delete need a read-write token
+    tape_documents = read_documents(config)  # a mounted app's request body is read (parked) by the gate
     routes = (
         # path                 methods                      plane
-        Route("/",               ("GET", "HEAD", "PROPFIND"), RootPlane(control), wsgi=True),  # health check; DAV stat
+        Route("/",               ("GET", "HEAD", "PROPFIND"), RootPlane(control), wsgi=True,
+              reads=read_root_body(config)),  # health check; DAV stat
         Route("/" + RESERVED_ID, ("GET", "HEAD"),             control, wsgi=True),  # the service description
         Route(HEALTHZ,           ("GET", "HEAD"),             control, wsgi=True, public=("GET", "HEAD")),  # alive
         Route(READYZ,            ("GET", "HEAD"),             control, wsgi=True, public=("GET", "HEAD")),  # usable
@@ -39,11 +41,11 @@ def create_app(config=None):
         Route(DISCOVERY,         ("GET", "HEAD"),             control, wsgi=True, errors=problem_answer,
               public=("GET", "HEAD")),  # the Tape API's discovery (open to anyone)
         Route(API + "/archiveinfo", ("POST",),                control, wsgi=True, errors=problem_answer,
-              writes=frozenset()),  # a POST that only reads
+              writes=frozenset(), reads=tape_documents),  # a POST that only reads
         Route(API + "/archiveinfo/", ("POST",),               control, wsgi=True, errors=problem_answer,
-              writes=frozenset()),  # the same, as gfal2 spells it
+              writes=frozenset(), reads=tape_documents),  # the same, as gfal2 spells it
         Route(API + "/",         ("GET", "HEAD", "POST", "DELETE"), control, wsgi=True, prefix=True,
-              errors=problem_answer, writes=tape_writes),  # the rest of the Tape API
+              errors=problem_answer, writes=tape_writes, reads=tape_documents),  # the rest of the Tape API
         Route(ID_PATH,           METHODS,                     DataPlane(archive, config)),  # every other path: an id
     )  # fmt: skip
     if tape.store.exists():  # requests a dead worker left are taken over without waiting for a client

@@ -20,26 +20,22 @@ from werkzeug.datastructures import EnvironHeaders
 
 from pyai.archive import checksums
 from pyai.archive.service import Upload
-from pyai.errors import BackendUnavailable, BadRequest, IncompleteBody, PreconditionFailed
+from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed
 from pyai.ops import metrics
 from pyai.ops.record import record_of
-from pyai.web import conditions, parking, webdav
+from pyai.web import conditions, parking, small_body, webdav
 from pyai.web.answers import json_answer
 from pyai.web.dates import http_date, mtime_from
 from pyai.web.digest_fields import expected_digests, wanted_digests
 from pyai.web.digest_fields import response_headers as digest_headers
 from pyai.web.ranges import parse_byte_range, parse_range_header
-from pyai.web.receive import CLOSE_CONNECTION, RequestBody, abandon_body, read_body
+from pyai.web.receive import RequestBody, abandon_body
 from pyai.web.targets import id_from_uri, query_value
 
 METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "PROPFIND")
 SEND_BLOCK = 1024 * 1024
 INLINE_MAX = 16 * 1024  # bodies up to this size are read and sent from memory (64 KiB measured faster with sendfile)
 MAX_PATCH_BODY = 64 * 1024
-# How long a thread waits for an upload's next bytes before the upload is parked
-# in the worker's poller: longer than the gaps of a healthy stream, short enough
-# that slow clients hand their thread back at once.
-PATIENCE = 0.1
 NOT_FOUND = "File Not Found"
 
 
@@ -87,7 +83,7 @@ class DataPlane:
         if result is None:
             return None
         if result == conditions.FAILED:
-            if _has_body(environ):
+            if small_body.has_body(environ):
                 abandon_body(environ)  # refused before any byte of it is read
             exc = PreconditionFailed(
                 "a precondition of the request (If-Match, If-None-Match, If-Unmodified-Since) does not hold",
@@ -188,7 +184,7 @@ class DataPlane:
             )
             mtime, warning = mtime_from(environ.get("HTTP_LAST_MODIFIED"))
             upload = Upload(ident, body.length, mtime, expected, algorithms)
-            patience = PATIENCE if environ.get(parking.CAN_PARK) and body.fileno() is not None else None
+            patience = parking.PATIENCE if environ.get(parking.CAN_PARK) and body.fileno() is not None else None
             steps = self.archive.storing(upload, body, patience, lambda: parking.send_continue(environ))
             size = yield from waiting_for(body, steps)
         except BaseException:
@@ -213,8 +209,10 @@ class DataPlane:
         return json_answer(200 if on_disk else 202, {"message": message, "file": ident})
 
     def move(self, ident, environ):
-        """PATCH: move the server-side file named by the body under the id."""
-        self.archive.move(ident, patch_source(environ))
+        """PATCH: move the server-side file named by the body under the id (a generator: its
+        body may wait for the client, see ``pyai.web.small_body``)."""
+        data = yield from small_body.read(environ, MAX_PATCH_BODY, self.config, "a PATCH body")
+        self.archive.move(ident, patch_source(data))
         return json_answer(200, {"message": "File Moved Successfully"})
 
     def delete(self, ident, environ):
@@ -223,7 +221,7 @@ class DataPlane:
 
     def propfind(self, ident, environ):
         """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged."""
-        return webdav.propfind_file(self.archive, ident, environ)
+        return webdav.propfind_file(self.archive, ident, environ, self.config)
 
 
 def note_digest(environ, digests):
@@ -270,11 +268,6 @@ def status_headers(status):
         "X-Pacifica-File-Storage-Media": status.media,
         **({"ETag": status.etag} if status.etag else {}),  # GET's: for conditional HEADs and caches
     }
-
-
-def _has_body(environ):
-    """Whether the request announces a body (a length above 0, or chunked)."""
-    return environ.get("CONTENT_LENGTH", "") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 def if_range_holds(condition, reader):
@@ -328,20 +321,8 @@ class FileRange:
         self.reader.close()
 
 
-def patch_source(environ):
+def patch_source(data):
     """The server-side path named by a PATCH body ``{"path": "..."}``."""
-    length = environ.get("CONTENT_LENGTH", "")
-    announced = int(length) if length else None  # the server has validated it
-    if announced is not None and announced > MAX_PATCH_BODY:
-        environ[CLOSE_CONNECTION] = True  # its body stays unread on the socket
-        raise BadRequest("the PATCH body is too large", detail="body too large")
-    parking.send_continue(environ)
-    data = read_body(environ, announced, MAX_PATCH_BODY + 1)  # never more than that into memory, chunked or not
-    if len(data) > MAX_PATCH_BODY:
-        environ[CLOSE_CONNECTION] = True
-        raise BadRequest("the PATCH body is too large", detail="body too large")
-    if announced is not None and len(data) < announced:
-        raise IncompleteBody(len(data), announced)
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep

@@ -7,12 +7,14 @@ connection after a response whose request body was left unread.  Each of these
 happens here and nowhere else.  A route's plane is either the data plane (a
 callable of the environ that returns ``(status, headers, body)``, or a
 generator of ``parking.Wait`` that returns them) or a WSGI app (Flask's
-control plane), which the gate mounts.
+control plane), which the gate mounts.  A mounted app never reads a request
+body itself: the route's ``reads`` reads it first (``pyai.web.small_body``),
+parked while the client is slow, so no thread waits on a client.
 """
 
 import dataclasses
 from types import GeneratorType
-from typing import Callable
+from typing import Callable, Optional
 
 from pyai.errors import MethodNotAllowed
 from pyai.ops.record import record_of
@@ -34,6 +36,9 @@ class Route:
     errors: Callable = error_answer  # (exc, method, path, storage) -> the answer to a failure
     writes: frozenset = auth.WRITE_METHODS  # the methods that need a read-write token
     public: tuple = ()  # the methods anyone may call, also with authentication on
+    # A WSGI plane's body reader: a generator function of the environ that reads the request's
+    # body (yielding parking.Wait while the client is slow) and keeps it there for the plane.
+    reads: Optional[Callable] = None
 
     @property
     def allow(self):
@@ -78,6 +83,11 @@ class Gate:
                 if "PROPFIND" in route.methods:
                     parts[1]["DAV"] = "1"  # WebDAV stat is served here (what davix and rclone probe for)
             elif route.wsgi:
+                if route.reads is not None:
+                    reading = route.reads(environ)
+                    if environ.get(parking.CAN_PARK):
+                        return self._mounted_after(environ, start_response, reading, route)
+                    parking.run_to_end(reading)
                 return route.plane(environ, self._start_for(environ, start_response))
             else:
                 parts = route.plane(environ)
@@ -96,6 +106,20 @@ class Gate:
         except Exception as exc:  # noqa: BLE001 - every failure becomes its route's error answer
             parts = self._failed(environ, exc, route)
         yield from self._answer(environ, start_response, parts)
+
+    def _mounted_after(self, environ, start_response, reading, route):
+        """The response iterable of a mounted app whose request body is read first, parked."""
+        try:
+            yield from reading
+            body = route.plane(environ, self._start_for(environ, start_response))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes its route's error answer
+            yield from self._answer(environ, start_response, self._failed(environ, exc, route))
+            return
+        try:
+            yield from body
+        finally:
+            if hasattr(body, "close"):
+                body.close()
 
     def _failed(self, environ, exc, route):
         return route.errors(exc, environ["REQUEST_METHOD"], request_path(environ), self.storage)

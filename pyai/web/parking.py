@@ -16,6 +16,10 @@ token, an id that holds a file) never invites the body.
 
 CAN_PARK = "pyai.can_park"
 SEND_CONTINUE = "pyai.send_continue"
+# How long a thread waits for a request body's next bytes before the request is parked
+# in the worker's poller: longer than the gaps of a healthy stream, short enough that
+# slow clients hand their thread back at once.
+PATIENCE = 0.1
 
 
 class Wait:

@@ -393,23 +393,3 @@ class _socket_timeout:
     def __exit__(self, *exc_info):
         if self.sock is not None:
             self.sock.settimeout(self.previous)
-
-
-def read_body(environ, announced, limit):
-    """Up to ``limit`` bytes of a small request body: its announced length, or to its
-    end when chunked (the server decodes the chunks and says where they end)."""
-    stream = environ["wsgi.input"]
-    if announced is not None:
-        limit = min(limit, announced)
-    pieces, left = [], limit
-    while left > 0:
-        piece = stream.read(left)
-        if not piece:
-            break
-        pieces.append(piece)
-        left -= len(piece)
-    body = b"".join(pieces)
-    record = record_of(environ)
-    if record is not None:
-        record.received += len(body)
-    return body

@@ -2,7 +2,8 @@
 
 ``/.well-known/wlcg-tape-rest-api`` (discovery) and ``/api/v1/stage``,
 ``/api/v1/stage/<id>``, ``/api/v1/stage/<id>/cancel``, ``/api/v1/release/<id>``,
-``/api/v1/archiveinfo``.  The views parse the body (bounded, JSON), call
+``/api/v1/archiveinfo``.  The gate reads a POST's body first (``read_documents``:
+bounded, parked while the client is slow); the views parse it (JSON), call
 ``pyai.tape.service`` and answer JSON; every failure goes up to the gate,
 whose route for these paths answers it as an RFC 7807 problem
 (``pyai.web.problems``).  No path under ``/api/v1/`` or ``/.well-known/`` is an
@@ -13,17 +14,26 @@ import json
 
 from flask import Blueprint, Response, request
 
-from pyai.errors import PayloadTooLarge
 from pyai.tape import bodies
 from pyai.tape.service import owner_of
-from pyai.web import parking
+from pyai.web import small_body
 from pyai.web.auth import BEARER
 from pyai.web.openapi import TAPE_API, TAPE_DISCOVERY
-from pyai.web.receive import CLOSE_CONNECTION
 
 API, DISCOVERY = TAPE_API, TAPE_DISCOVERY
 # A stage body of max_files long paths fits; a larger body is no client's mistake worth reading.
 MAX_BODY = 8 * 1024 * 1024
+
+
+def read_documents(settings):
+    """The gate's reader of the Tape API's request bodies: a POST's JSON document."""
+
+    def read(environ):
+        if environ["REQUEST_METHOD"] == "POST":
+            data = yield from small_body.read(environ, MAX_BODY, settings, "a Tape API body")
+            small_body.keep(environ, data)
+
+    return read
 
 
 def tape_blueprint(service, config, auth_on):
@@ -55,16 +65,7 @@ def tape_blueprint(service, config, auth_on):
         return owner_of(match.group(1) if match else None)  # the gate has checked it
 
     def document():
-        length = request.content_length
-        if length is not None and length > MAX_BODY:
-            request.environ[CLOSE_CONNECTION] = True  # its body stays unread
-            raise PayloadTooLarge(f"the body may hold at most {MAX_BODY} bytes", detail="body too large")
-        parking.send_continue(request.environ)
-        data = request.stream.read(MAX_BODY + 1)
-        if len(data) > MAX_BODY:
-            request.environ[CLOSE_CONNECTION] = True
-            raise PayloadTooLarge(f"the body may hold at most {MAX_BODY} bytes", detail="body too large")
-        return bodies.parse_json(data)
+        return bodies.parse_json(small_body.kept(request.environ))  # read by the gate (read_documents)
 
     @blueprint.get(DISCOVERY)
     def discovery():

@@ -104,6 +104,30 @@ def trickled_patch_bodies(server, n=4):
     return trickled_bodies(server, n, "patch", "PATCH", "Content-Type: application/json\r\n", b" ")
 
 
+# Requests whose small body the app reads whole (PATCH's JSON, PROPFIND's XML, the Tape
+# API's JSON), sent chunked or with a length above what the poller reads with the head.
+SMALL_BODY_KINDS = {
+    "patch-chunked": ("PATCH", "/patch-{n}", "Transfer-Encoding: chunked\r\n"),
+    "propfind-id-chunked": ("PROPFIND", "/dav-{n}", "Depth: 0\r\nTransfer-Encoding: chunked\r\n"),
+    "propfind-root-chunked": ("PROPFIND", "/", "Depth: 0\r\nTransfer-Encoding: chunked\r\n"),
+    "tape-stage-chunked": ("POST", "/api/v1/stage", "Transfer-Encoding: chunked\r\n"),
+    "tape-stage-long": ("POST", "/api/v1/stage", "Content-Length: 100000\r\n"),
+    "tape-archiveinfo-chunked": ("POST", "/api/v1/archiveinfo", "Transfer-Encoding: chunked\r\n"),
+}
+
+
+def trickled_small_bodies(server, kind, n=4, every=3.0):
+    """``n`` requests of ``kind`` whose head comes at once and whose body is trickled."""
+    method, target, fields = SMALL_BODY_KINDS[kind]
+    tricklers = []
+    for i in range(n):
+        sock = connect(server)
+        sock.sendall(f"{method} {target.format(n=f'{os.getpid()}-{i}')} HTTP/1.1\r\nHost: x\r\n{fields}\r\n".encode())
+        body = b"64\r\n" + b" " * 100 if "chunked" in fields else b" " * 100
+        tricklers.append(Trickler(sock, body, every))
+    return tricklers
+
+
 def closing_clients(server, n=4):
     socks = []
     for _ in range(n):
@@ -157,6 +181,14 @@ def test_trickled_bodies(four_threads):
 def test_trickled_small_bodies(four_threads):
     """A PATCH body is read by the poller with its head, not by the thread that answers."""
     with trickling(trickled_patch_bodies(four_threads)):
+        assert probes_answered_while(four_threads)
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL_BODY_KINDS))
+def test_trickled_small_bodies_read_by_the_app(four_threads, kind):
+    """Chunked, or longer than the poller reads with the head: the app reads these
+    bodies, and a client that trickles one still holds no thread while it waits."""
+    with trickling(trickled_small_bodies(four_threads, kind)):
         assert probes_answered_while(four_threads)
 
 
@@ -272,3 +304,17 @@ def test_body_rate_deadline(short_deadlines, uid):
     assert took < 12
     assert requests.head(short_deadlines.id_url(uid), timeout=5).status_code == 404
     assert not short_deadlines.temp_files()
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL_BODY_KINDS))
+def test_small_body_rate_deadline(short_deadlines, kind):
+    """min_body_rate holds for every body the app reads, not only uploads: 408, then closed."""
+    (trickler,) = trickled_small_bodies(short_deadlines, kind, n=1, every=0.5)
+    trickler.start()
+    try:
+        data, took = read_until_closed(trickler.sock, limit=20)
+    finally:
+        trickler.stop()
+    assert data.startswith(b"HTTP/1.1 408"), data[:300]
+    assert b"application/" in data and b"json" in data  # a JSON document (a problem, on the Tape API)
+    assert took < 12
