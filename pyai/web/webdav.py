@@ -18,19 +18,18 @@ client is slow) and parsed with defusedxml, whose parser refuses a DTD, an
 entity declaration or an external reference in whatever encoding the body
 comes, so no entity is ever expanded.  The work stays linear and the answer
 small: at most MAX_PROPERTIES properties may be asked, each name and namespace
-at most MAX_NAME characters (the parse stops at the first past a cap), and
+at most MAX_NAME characters (the parser stops at the first past a cap), and
 each namespace is declared once, on the answer's root element.
 """
 
 import base64
-import io
 import time
 import xml.etree.ElementTree as ET
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 import defusedxml
-import defusedxml.ElementTree as SafeET
+from defusedxml.ElementTree import DefusedXMLParser
 
 from pyai.archive.checksums import RFC3230_NAMES
 from pyai.errors import BadRequest, Forbidden, NotFound
@@ -95,29 +94,40 @@ def wanted(data):
 
 
 def _parse(data):
-    """The body's root element, parsed by defusedxml and stopped at the first element or
-    namespace past the caps (so a small body never makes a large tree); 400 otherwise."""
-    elements = 0
+    """The body's root element, parsed by defusedxml; 400 when it is not a plain XML document
+    or asks past the caps, which are checked as each element is parsed (so no small body
+    ever makes a large tree)."""
+    parser = DefusedXMLParser(target=_CappedTree(), forbid_dtd=True)
     try:
-        events = SafeET.iterparse(io.BytesIO(data), events=("start", "start-ns"), forbid_dtd=True)
-        for event, item in events:
-            if event == "start-ns":
-                if len(item[1]) > MAX_NAME:
-                    raise _over_cap(f"a namespace of at most {MAX_NAME} characters")
-                continue
-            elements += 1
-            # propfind, prop, and the properties: anything more is past the cap
-            if elements > MAX_PROPERTIES + 2:
-                raise _over_cap(f"at most {MAX_PROPERTIES} properties")
-            if len(item.tag) > MAX_NAME + 2 + MAX_NAME:
-                raise _over_cap(f"property names of at most {MAX_NAME} characters")
-        return events.root
+        parser.feed(data)
+        return parser.close()
     except defusedxml.DefusedXmlException:
         raise BadRequest(
             "a PROPFIND body may not hold a DTD, entity declarations or external references", detail="DTD in body"
         ) from None
     except (ET.ParseError, ValueError, RecursionError):
         raise BadRequest("the PROPFIND body is not well-formed XML", detail="body is not XML") from None
+
+
+class _CappedTree(ET.TreeBuilder):
+    """The tree of a propfind, refused (raised out of the parser) at the first namespace
+    or element past the caps."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def start_ns(self, prefix, uri):
+        if len(uri) > MAX_NAME:
+            raise _over_cap(f"namespaces of at most {MAX_NAME} characters")
+
+    def start(self, tag, attrs):
+        self.elements += 1
+        if self.elements > MAX_PROPERTIES + 2:  # propfind, prop, and the properties
+            raise _over_cap(f"at most {MAX_PROPERTIES} properties")
+        if len(tag) > 2 * MAX_NAME + 2:  # {namespace}local
+            raise _over_cap(f"names of at most {MAX_NAME} characters")
+        return super().start(tag, attrs)
 
 
 def _over_cap(what):

@@ -150,6 +150,21 @@ def test_patch_bad_body_400(patchsrv, uid, body):
     assert not patchsrv.stored_path(uid).exists()
 
 
+def chunks(data, size=1000):
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_patch_body_over_its_cap_is_413(patchsrv, uid, framing):
+    """As every small body over its cap (PROPFIND's, the Tape API's): 413, the connection closed."""
+    body = json.dumps({"path": "/x" * 40_000}).encode()
+    data = body if framing == "length" else chunks(body)
+    resp = requests.patch(patchsrv.id_url(uid), data=data, timeout=10)
+    assert_error(resp, 413, patchsrv.prefix)
+    assert resp.headers.get("Connection") == "close"
+
+
 def test_patch_invalid_id_400(patchsrv):
     src = patchsrv.roots["root"] / "for-invalid-id"
     src.write_bytes(b"x")

@@ -165,6 +165,51 @@ def test_propfind_bad_bodies_are_400(server, stored, body):
     assert_error(propfind(server.id_url(uid), body=body), 400, server.prefix)
 
 
+def test_a_dtd_in_utf16_is_refused_too(server):
+    """expat decodes UTF-16 itself: the refusal of a DTD must not depend on the encoding
+    (an entity expanded in a propfind's text once turned 1 KB into 6.4 MB)."""
+    expanded = "&b;" * 40
+    body = (
+        '<?xml version="1.0" encoding="UTF-16"?>'
+        f'<!DOCTYPE d [<!ENTITY a "{"x" * 100}"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        f'<D:propfind xmlns:D="DAV:"><D:prop><D:getetag>{expanded}</D:getetag></D:prop></D:propfind>'
+    ).encode("utf-16")
+    resp = propfind(server.url + "/", body=body, **{"Content-Type": "application/xml; charset=utf-16"})
+    assert_error(resp, 400, server.prefix)
+    assert "DTD" in resp.json()["message"]
+
+
+def many_properties(count, namespace):
+    names = "".join(f"<x:p{number}/>" for number in range(count))
+    return f'<D:propfind xmlns:D="DAV:"><D:prop xmlns:x="{namespace}">{names}</D:prop></D:propfind>'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        many_properties(3100, "urn:" + "n" * 30_000),
+        many_properties(3100, "urn:x"),
+        many_properties(3, "urn:" + "n" * 30_000),
+    ],
+    ids=["many-in-a-long-namespace", "many", "long-namespace"],
+)
+def test_propfind_past_its_caps_is_400_at_once(server, body):
+    """3,100 names in one 30,000-character namespace once cost 18 s of CPU and a 93 MB answer."""
+    resp = propfind(server.url + "/", body=body)
+    assert_error(resp, 400, server.prefix)
+    assert "PROPFIND body may ask for" in resp.json()["message"]
+
+
+def test_each_namespace_is_declared_once(server, stored):
+    uid, _ = stored
+    namespace = "urn:" + "n" * 400
+    resp = propfind(server.id_url(uid), body=many_properties(90, namespace))
+    _, props = only(resp)
+    assert len(props["404"]) == 90
+    assert resp.content.count(namespace.encode()) == 1
+    assert len(resp.content) < 10_000
+
+
 def test_propfind_body_too_large_is_413(server, stored):
     uid, _ = stored
     body = '<D:propfind xmlns:D="DAV:"><D:prop>' + "<D:getetag/>" * 10_000 + "</D:prop></D:propfind>"

@@ -208,6 +208,22 @@ def test_control_plane_paths(logsrv, target, path):
     assert line["method"] == "GET" and line["bytes_sent"] == len(resp.content)
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_tape_api_body_is_counted(logsrv, chunked):
+    """Every small body the app reads is received bytes (a Tape API body once was not)."""
+    marker = secrets.token_hex(4)
+    body = json.dumps({"paths": [f"/absent-{marker}"]}).encode()
+    resp = requests.post(
+        logsrv.url + "/api/v1/archiveinfo",
+        data=iter([body]) if chunked else body,
+        headers={"X-Forwarded-For": f"192.0.2.{marker}"},
+        timeout=TIMEOUT,
+    )
+    assert resp.status_code == 200, resp.text
+    line = line_of(logsrv.transfer_log, forwarded_for=f"192.0.2.{marker}")
+    assert line["bytes_received"] == len(body)
+
+
 def test_a_bad_path_and_long_client_text_are_bounded(logsrv):
     long_id = "x" * 3000
     resp = requests.get(logsrv.url + "/" + long_id, headers={"X-Forwarded-For": "f" * 500}, timeout=TIMEOUT)
