@@ -236,8 +236,8 @@ SETTINGS = (
         _seconds,
         "3600",
         default_note="an hour; 0: only at start-up",
-        help="seconds between two sweeps by the running service (a worker's crash brings the next one "
-        "forward to `sweep_min_age` after it)",
+        help="seconds between two sweeps by the running service (the start, with `sweep_on_start`, and a "
+        "worker's crash bring the next one forward to `sweep_min_age` after them)",
     ),
     Setting(
         "drain_delay",

@@ -14,6 +14,7 @@ from typing import Optional
 from pyai.archive import checksums
 from pyai.archive.ids import InvalidId
 from pyai.archive.inflight import InFlight
+from pyai.archive.unkept import Unkept
 from pyai.errors import ArchiveError, BadRequest, Conflict, Forbidden, NotFound, describe
 from pyai.ops import metrics
 
@@ -41,6 +42,7 @@ class Archive:
         self.config = config
         self.backend = backend
         self._computing = InFlight(COMPUTE_AT_ONCE)  # paths being hashed on demand in this process
+        self._unkept = Unkept()  # digests computed here that the backend could not keep
 
     def check(self):
         """Raise BackendUnavailable when the storage cannot serve requests now."""
@@ -160,7 +162,8 @@ class Archive:
         ``reader``, when it is; its FileStatus, when known).
 
         A wanted digest that is not stored is computed from the stored bytes,
-        once, and kept with the others, so the next ask reads nothing -- but
+        once, and kept with the others, so the next ask reads nothing (where
+        keeping it fails, this process remembers it: see pyai.archive.unkept) -- but
         only when the file is on disk (a file on tape is never staged for it),
         at most ``[archive] digest_compute_max`` bytes, not already being
         hashed by this process, and while fewer than COMPUTE_AT_ONCE files
@@ -180,6 +183,9 @@ class Archive:
         limit = self.config.digest_compute_max
         if status is None or status.media != "disk" or (limit and status.size > limit):
             return stored
+        stored = {**self._unkept.get(status), **stored}
+        if all(name in stored for name in wanted):
+            return stored  # computed before and remembered: nothing to read
         names = [name for name in checksums.ALGORITHMS if name not in stored]
         names = [name for name in names if name in wanted or name in self.config.checksums]
         with self._computing.claim(path) as claimed:
@@ -199,12 +205,24 @@ class Archive:
                     return self.backend.add_checksums(path, reader, computed)
                 except OSError as exc:  # the digests are right, only not kept
                     log.warning("could not keep the digests computed from %s: %s", path, describe(exc))
+                    self._remember(path, reader, computed)
                     return {**computed, **stored}
             except OSError as exc:
                 log.warning("could not compute the digests of %s: %s", path, describe(exc))
                 return stored
             finally:
                 reader.close()
+
+    def _remember(self, path, reader, computed):
+        """Remember ``computed`` under the status the file has now (a failed keep may have changed
+        its ctime), if that still is the file ``reader`` holds open (whose inode no other file can
+        take meanwhile)."""
+        try:
+            status = self.backend.status(path)
+        except (OSError, ArchiveError):
+            return
+        if status is not None and status.etag == reader.etag:
+            self._unkept.remember(status, computed)
 
     def stage(self, ident):
         """Ask for the file on disk; True when it is there now, False while it is staging."""

@@ -13,7 +13,10 @@ Sweeps.  Besides the start-up sweep, the master sweeps every ``sweep_interval``
 seconds, in a child process of its own so the arbiter never waits on a walk of
 the archive.  When a worker ends while the instance serves (killed, crashed),
 the next sweep comes ``sweep_min_age`` after it: the dead uploads' temporary
-files are old enough for it by then.
+files are old enough for it by then.  So does one after the start (with
+``sweep_on_start``): a restart right after the whole instance was killed finds
+its dead uploads' files too young for the start-up sweep.  No sweep takes a
+live upload's file, whatever its age (see pyai.backends.tempfiles).
 
 ``install(server)`` hooks this into gunicorn's arbiter (from ``when_ready``);
 ``worker_exited(server)`` is called from ``child_exit``.
@@ -50,7 +53,12 @@ class Lifecycle:
         self.drain_ends = None  # monotonic time the drain ends, once a TERM came
         self.sweeper = None  # pid of the sweep running now
         interval = config.sweep_interval
-        self.next_sweep = time.monotonic() + interval if interval else None
+        now = time.monotonic()
+        self.next_sweep = now + interval if interval else None
+        if config.sweep_on_start:
+            # The start-up sweep left what was younger than sweep_min_age: the files of
+            # uploads a killed instance (SIGKILL, power loss) was receiving a moment ago.
+            self._sweep_by(now + config.sweep_min_age + SWEEP_SLACK)
         self._stop = server.handle_term
         self._manage = server.manage_workers
 
@@ -91,7 +99,10 @@ class Lifecycle:
         """A worker ended: unless the instance is stopping, sweep what it may have left."""
         if self.drain_ends is not None or not self.server.LISTENERS:
             return  # stopping (or reloading into a stop): the next start sweeps
-        due = time.monotonic() + self.config.sweep_min_age + SWEEP_SLACK
+        self._sweep_by(time.monotonic() + self.config.sweep_min_age + SWEEP_SLACK)
+
+    def _sweep_by(self, due):
+        """Bring the next sweep forward to ``due`` (monotonic) at the latest."""
         self.next_sweep = due if self.next_sweep is None else min(self.next_sweep, due)
 
     def _sweeping(self):

@@ -137,18 +137,15 @@ def parse_tokens(lines):
 
 
 def read_tokens_file(path):
-    """The Tokens of ``path``; ConfigError (one line) when unreadable, open to everyone or malformed."""
+    """The Tokens of ``path``; ConfigError (one line) when unreadable, open to everyone, writable by
+    its group or malformed."""
     try:
         with open(path, encoding="latin-1") as handle:
             # the mode of what was opened, not of what the name points to a moment later
             mode = os.fstat(handle.fileno()).st_mode
             if not stat.S_ISREG(mode):
                 raise ConfigError(f"the tokens file {path} is not a regular file")
-            if mode & (stat.S_IROTH | stat.S_IWOTH):
-                raise ConfigError(
-                    f"the tokens file {path} is readable or writable by everyone "
-                    f"(mode {stat.S_IMODE(mode):04o}): run chmod o-rwx on it"
-                )
+            _check_mode(path, mode)
             lines = handle.read().splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror}") from None
@@ -156,6 +153,24 @@ def read_tokens_file(path):
         return Tokens(parse_tokens(lines))
     except ValueError as exc:
         raise ConfigError(f"bad tokens file {path}: {exc}") from None
+
+
+def _check_mode(path, mode):
+    """ConfigError unless only the owner may write the file and only the owner and group may read it.
+
+    A group-writable file is refused too: a member of the group could add an ``rw`` token.
+    """
+    group_fix = "g-w," if mode & stat.S_IWGRP else ""
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise ConfigError(
+            f"the tokens file {path} is readable or writable by everyone "
+            f"(mode {stat.S_IMODE(mode):04o}): run chmod {group_fix}o-rwx on it"
+        )
+    if group_fix:
+        raise ConfigError(
+            f"the tokens file {path} is writable by its group (mode {stat.S_IMODE(mode):04o}): "
+            "run chmod g-w,o-rwx on it"
+        )
 
 
 def check_config(config):

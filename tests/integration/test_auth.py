@@ -325,13 +325,17 @@ def bad_tokens_files(base):
             write_tokens(base / "open", f"rw {RW}\n", 0o644),
             ["readable or writable by everyone", "0644", "chmod o-rwx"],
         ),
+        "group-writable": (
+            write_tokens(base / "shared", f"rw {RW}\n", 0o660),
+            ["writable by its group", "0660", "chmod g-w,o-rwx"],
+        ),
         "bad-line": (write_tokens(base / "bad", f"ro {RO}\nadmin {RW}\n"), ["line 2", "'<scope> <token> [name]'"]),
         "missing": (base / "nowhere", ["cannot read the tokens file"]),
         "empty": (write_tokens(base / "empty", "# none yet\n"), ["holds no token"]),
     }
 
 
-@pytest.mark.parametrize("case", ["world-readable", "bad-line", "missing", "empty"])
+@pytest.mark.parametrize("case", ["world-readable", "group-writable", "bad-line", "missing", "empty"])
 @pytest.mark.parametrize("how", ["cli-flag", "gunicorn-env"])
 def test_bad_tokens_file_refused_with_one_line(tmp_path, case, how):
     tokens, words = bad_tokens_files(tmp_path)[case]
@@ -413,3 +417,18 @@ def test_tokens_rotate_on_sighup(fresh_server, tmp_path, uid):
 
     assert wait_until(rotated, timeout=30), srv.log()
     assert requests.delete(url, headers={"Authorization": f"Bearer {fresh}"}, timeout=10).status_code == 403
+
+
+def test_a_group_readable_file_serves_and_a_group_writable_one_stops_a_reload(fresh_server, tmp_path, uid):
+    """0640 (the service's group reads it) is the documented mode; made group-writable, the
+    next HUP's workers refuse it and the service stops, as with a file open to everyone."""
+    tokens = write_tokens(tmp_path / "tokens", f"rw {RW}\n", 0o640)
+    srv = fresh_server.start("group", PAI_AUTH_TOKENS_FILE=str(tokens))
+    resp = requests.put(srv.id_url(uid), data=b"x", headers={"Authorization": f"Bearer {RW}"}, timeout=10)
+    assert resp.status_code == 201
+    tokens.chmod(0o660)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    assert wait_until(lambda: srv.proc.poll() is not None, timeout=60), "the service went on with a group-writable file"
+    lines = [line for line in srv.log().splitlines() if "writable by its group" in line]
+    assert lines and str(tokens) in lines[0] and "0660" in lines[0], srv.log()
+    assert RW not in srv.log()

@@ -162,3 +162,38 @@ def test_stale_temporary_files_are_swept_every_interval(pool):
     assert wait_until(lambda: not stale.exists(), timeout=20)
     assert young.exists()  # younger than sweep_min_age
     assert requests.get(srv.url + "/readyz", timeout=10).status_code == 200
+
+
+def test_a_killed_instances_upload_is_swept_soon_after_the_restart(pool):
+    """SIGKILL of the whole service mid-upload, then a restart at once: the start-up sweep
+    finds the dead upload's file younger than sweep_min_age and leaves it; the sweep that
+    comes sweep_min_age after the start takes it (not the next sweep_interval, an hour
+    away), and leaves the upload the new instance is receiving."""
+    srv = pool.start("killed", PAI_WORKERS="2")
+    data = os.urandom(4 << 20)
+    sock = connect(srv.port)
+    try:
+        sock.sendall(put_head("doomed", 64 << 20) + data)
+        assert wait_until(lambda: any(p.stat().st_size for p in srv.temp_files()), timeout=30)
+        os.killpg(srv.proc.pid, signal.SIGKILL)  # master and workers at once: no arbiter sweeps
+        srv.proc.wait(timeout=10)
+    finally:
+        sock.close()
+    (leftover,) = srv.temp_files()
+
+    again = pool.start("restarted", PAI_PREFIX=str(srv.prefix), PAI_SWEEP_MIN_AGE="5", PAI_SWEEP_INTERVAL="3600")
+    live = connect(again.port)
+    try:
+        live.sendall(put_head("alive", 2 * len(data)) + data)
+        assert wait_until(lambda: len(again.temp_files()) == 2, timeout=30), again.temp_files()
+        # the defect's condition: the start-up sweep found it too young (5 s is far more than a start takes)
+        assert leftover.exists(), "the start-up sweep took the leftover: the test proves nothing"
+        assert wait_until(lambda: not leftover.exists(), timeout=30), again.temp_files()
+        assert len(again.temp_files()) == 1  # the live upload's (locked) file stays
+        resp = finish(live, data)
+    finally:
+        live.close()
+    assert resp.status == 201, resp
+    assert (again.prefix / "alive").read_bytes() == data + data
+    assert not (again.prefix / "doomed").exists()
+    assert "removed 1 stale temporary file(s)" in again.log()

@@ -110,7 +110,7 @@ def test_a_file_without_tokens_is_refused(tmp_path, text):
 # --- the file ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o660])
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
 def test_private_modes_are_accepted(tmp_path, mode):
     path = write_tokens(tmp_path / "tokens", f"rw {RW}\n", mode)
     assert len(auth.read_tokens_file(str(path))) == 1
@@ -122,8 +122,19 @@ def test_modes_open_to_everyone_are_refused(tmp_path, mode):
     with pytest.raises(ConfigError) as caught:
         auth.read_tokens_file(str(path))
     message = str(caught.value)
-    assert str(path) in message and f"{mode:04o}" in message and "chmod o-rwx" in message
+    assert str(path) in message and f"{mode:04o}" in message and "o-rwx on it" in message
     assert "\n" not in message and RW not in message
+
+
+@pytest.mark.parametrize("mode", [0o660, 0o620, 0o670, 0o460])
+def test_modes_the_group_may_write_are_refused(tmp_path, mode):
+    """A member of the group could add an rw token: refused like a world-readable file."""
+    path = write_tokens(tmp_path / "tokens", f"rw {RW}\n", mode)
+    with pytest.raises(ConfigError) as caught:
+        auth.read_tokens_file(str(path))
+    message = str(caught.value)
+    assert str(path) in message and f"{mode:04o}" in message and "writable by its group" in message
+    assert "chmod g-w,o-rwx" in message and "\n" not in message and RW not in message
 
 
 def test_a_symlink_is_judged_by_the_file_it_names(tmp_path):
