@@ -253,6 +253,14 @@ static int parse_size_line(const char *line, size_t n, int64_t *size)
  * file (and one for the tee pipe) instead of 64 writes each is what makes
  * the decoding cost little more than the copy. */
 #define MAX_RUNS 64
+/* A run this small is moved back in st->buf to the end of the run before it
+ * (over the framing between them, decoded already) instead of taking an iovec
+ * of its own: a piece of 1-byte chunks is then one run, hashed by one call of
+ * on_data (a Python callback taking the GIL) and written by one writev, not
+ * one call per byte and a writev per 64 bytes (measured: 114 ms of server CPU
+ * per wire MB of 1-byte chunks, against 5 ms of 1 MiB chunks).  Copying runs
+ * this small costs less than an iovec and a callback each. */
+#define MERGE_MAX 4096
 
 /* What one receive writes to and with. */
 struct sink {
@@ -294,15 +302,24 @@ static int writev_all(int fd, struct iovec *iov, int n)
     return 0;
 }
 
-/* Write the pending runs: to the tee pipe, then to the file, then write the file back behind. */
+/* Write the pending runs: show them to on_data, write them to the tee pipe,
+ * then to the file, then write the file back behind.  A run on_data refuses
+ * is not written, nor are the runs after it. */
 static int flush(pyai_chunked *st, struct sink *out)
 {
     struct iovec copy[MAX_RUNS];
     int64_t pos = out->start_pos + out->done, n = (int64_t)out->pending;
-    int rc;
+    int rc, i;
 
     if (out->nruns == 0)
         return 0;
+    for (i = 0; out->on_data && i < out->nruns; i++) {
+        if ((rc = out->on_data(out->data_ctx, out->runs[i].iov_base, out->runs[i].iov_len)) < 0) {
+            out->nruns = 0; /* a later flush must not show them again */
+            out->pending = 0;
+            return rc;
+        }
+    }
     if (out->tee_fd >= 0) {
         memcpy(copy, out->runs, sizeof(struct iovec) * (size_t)out->nruns);
         if ((rc = writev_all(out->tee_fd, copy, out->nruns)) < 0)
@@ -323,7 +340,7 @@ static int flush(pyai_chunked *st, struct sink *out)
     return 0;
 }
 
-/* Take one run of data of the current chunk: hashed now, written with the others of the piece. */
+/* Take one run of data of the current chunk: hashed and written with the others of the piece. */
 static int add_run(pyai_chunked *st, struct sink *out, const char *p, size_t n)
 {
     int64_t pos = out->start_pos + out->done + (int64_t)out->pending;
@@ -341,13 +358,20 @@ static int add_run(pyai_chunked *st, struct sink *out, const char *p, size_t n)
             st->reserved_to = rc == 0 ? INT64_MAX : pos + len;
         }
     }
-    if (out->on_data && (rc = out->on_data(out->data_ctx, p, n)) < 0)
-        return rc;
-    if (out->nruns == MAX_RUNS && (rc = flush(st, out)) < 0)
-        return rc;
-    out->runs[out->nruns].iov_base = (void *)p;
-    out->runs[out->nruns].iov_len = n;
-    out->nruns++;
+    if (out->nruns > 0 && n <= MERGE_MAX) {
+        /* The runs are in order in st->buf, so the last one ends at or before p. */
+        struct iovec *last = &out->runs[out->nruns - 1];
+        char *end = (char *)last->iov_base + last->iov_len;
+        if (end != p)
+            memmove(end, p, n);
+        last->iov_len += n;
+    } else {
+        if (out->nruns == MAX_RUNS && (rc = flush(st, out)) < 0)
+            return rc;
+        out->runs[out->nruns].iov_base = (void *)p;
+        out->runs[out->nruns].iov_len = n;
+        out->nruns++;
+    }
     out->pending += n;
     st->decoded += (int64_t)n;
     return 0;
