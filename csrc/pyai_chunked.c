@@ -35,8 +35,11 @@
 #define CHUNKED_BUF (1 << 20)
 #endif
 /* A line may run this far past its limit within one piece received before
- * it is refused anyway (see the top of this file). */
+ * it is refused anyway (see the top of this file).  The fuzzer (tests/fuzz)
+ * builds with a small one, as with CHUNKED_BUF, MAX_RUNS and MERGE_MAX below. */
+#ifndef LINE_SLACK
 #define LINE_SLACK (64 << 10)
+#endif
 /* Below this a reservation costs a syscall and gains nothing (as RESERVE_FROM in receive.py). */
 #define RESERVE_MIN (1 << 20)
 /* ---- the state ------------------------------------------------------------ */
@@ -252,15 +255,20 @@ static int parse_size_line(const char *line, size_t n, int64_t *size)
  * chunks (curl's) a 1 MiB piece holds 64 of them, and one writev for the
  * file (and one for the tee pipe) instead of 64 writes each is what makes
  * the decoding cost little more than the copy. */
+#ifndef MAX_RUNS
 #define MAX_RUNS 64
+#endif
 /* A run this small is moved back in st->buf to the end of the run before it
  * (over the framing between them, decoded already) instead of taking an iovec
  * of its own: a piece of 1-byte chunks is then one run, hashed by one call of
  * on_data (a Python callback taking the GIL) and written by one writev, not
  * one call per byte and a writev per 64 bytes (measured: 114 ms of server CPU
  * per wire MB of 1-byte chunks, against 5 ms of 1 MiB chunks).  Copying runs
- * this small costs less than an iovec and a callback each. */
+ * this small costs less than an iovec and a callback each.  (The fuzzer
+ * builds with small MAX_RUNS and MERGE_MAX, to reach both with small inputs.) */
+#ifndef MERGE_MAX
 #define MERGE_MAX 4096
+#endif
 
 /* What one receive writes to and with. */
 struct sink {
