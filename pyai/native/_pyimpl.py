@@ -565,9 +565,9 @@ def recv_chunked_to_file(
     """
     clock = _Clock(timeout, patience, budget, waited)
     operator.index(reserve)
-    if decoder.phase == "failed":
-        raise os_error(decoder._error, "receive")
     try:
+        if decoder.phase == "failed":  # raised again, with characters_written and idle as in C
+            raise os_error(decoder._error, "receive")
         start = _offset(file_fd) if writeback > 0 and decoder.phase != "done" else -1
         _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback, max_size)
     except OSError as exc:

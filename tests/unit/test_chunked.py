@@ -311,7 +311,7 @@ def test_framing_errors_are_eproto(fio, pair, out, name):
     assert decoder.phase == "failed"
     with pytest.raises(OSError) as again:  # the decoder stays failed
         fio.recv_chunked_to_file(rx.fileno(), fd, decoder, 10, patience=0.01)
-    assert again.value.errno == errno.EPROTO
+    assert again.value.errno == errno.EPROTO and again.value.characters_written == 0
     sender.finish()
 
 
