@@ -6,7 +6,8 @@ are cut into random pieces, each fed (the server's read-ahead) or sent on the
 socket, and decoded by both twins with the same limits, one call per piece.
 After every call both must agree on what it returned or raised (errno and the
 bytes written before), the phase and the bytes decoded; at the end on the
-file, the digest, the trailers and the leftover.  The fuzzer (tests/fuzz)
+file, the digest (and the length of every update of the hasher: the same
+runs, small ones merged alike), the trailers and the leftover.  The fuzzer (tests/fuzz)
 checks the C decoder alone, longer and with a sanitizer.
 """
 
@@ -86,11 +87,22 @@ def _call(fio, rx, fd, decoder, hashers, max_size):
         return ("raised", exc.errno, exc.characters_written)
 
 
+class Hasher:
+    """A sha256 that records the length of every update: the twins hash the same runs."""
+
+    def __init__(self):
+        self.sha, self.updates = hashlib.sha256(), []
+
+    def update(self, data):
+        self.updates.append(len(data))
+        self.sha.update(data)
+
+
 def _run(fio, pieces, max_line, max_trailer, max_size):
     """Decode the pieces with one twin: what every call did, and where it all ended."""
     rx, tx = socket.socketpair()
     fd = os.memfd_create("chunked")
-    hasher = hashlib.sha256()
+    hasher = Hasher()
     decoder = fio.ChunkedDecoder(max_line=max_line, max_trailer=max_trailer)
     steps = []
     try:
@@ -114,7 +126,8 @@ def _run(fio, pieces, max_line, max_trailer, max_size):
             "steps": steps,
             "complete": decoder.complete,
             "written": written,
-            "digest": hasher.hexdigest(),
+            "digest": hasher.sha.hexdigest(),
+            "updates": hasher.updates,
             "trailers": bytes(decoder.trailers),
             "leftover": bytes(decoder.leftover),
             "unread": unread,
