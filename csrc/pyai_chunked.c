@@ -311,27 +311,33 @@ static int writev_all(int fd, struct iovec *iov, int n)
 }
 
 /* Write the pending runs: show them to on_data, write them to the tee pipe,
- * then to the file, then write the file back behind.  A run on_data refuses
- * is not written, nor are the runs after it. */
+ * then to the file, then write the file back behind.  The runs on_data took
+ * are written (the file holds what was hashed), the one it refused and those
+ * after it are not: its error is returned, and the decoder is not to be
+ * resumed (its state counts them as decoded). */
 static int flush(pyai_chunked *st, struct sink *out)
 {
     struct iovec copy[MAX_RUNS];
-    int64_t pos = out->start_pos + out->done, n = (int64_t)out->pending;
-    int rc, i;
+    int64_t pos = out->start_pos + out->done, n;
+    int rc, i, refused = 0;
 
     if (out->nruns == 0)
         return 0;
     for (i = 0; out->on_data && i < out->nruns; i++) {
-        if ((rc = out->on_data(out->data_ctx, out->runs[i].iov_base, out->runs[i].iov_len)) < 0) {
-            out->nruns = 0; /* a later flush must not show them again */
+        if ((refused = out->on_data(out->data_ctx, out->runs[i].iov_base, out->runs[i].iov_len)) < 0) {
+            while (out->nruns > i)
+                out->pending -= out->runs[--out->nruns].iov_len;
+            break;
+        }
+    }
+    n = (int64_t)out->pending;
+    if (out->tee_fd >= 0) {
+        memcpy(copy, out->runs, sizeof(struct iovec) * (size_t)out->nruns);
+        if ((rc = writev_all(out->tee_fd, copy, out->nruns)) < 0) {
+            out->nruns = 0; /* a later flush must not show them to on_data again */
             out->pending = 0;
             return rc;
         }
-    }
-    if (out->tee_fd >= 0) {
-        memcpy(copy, out->runs, sizeof(struct iovec) * (size_t)out->nruns);
-        if ((rc = writev_all(out->tee_fd, copy, out->nruns)) < 0)
-            return rc;
     }
     rc = writev_all(out->file_fd, out->runs, out->nruns);
     out->nruns = 0;
@@ -339,13 +345,13 @@ static int flush(pyai_chunked *st, struct sink *out)
     if (rc < 0)
         return rc;
     out->done += n;
-    if (out->start_pos >= 0 && out->writeback_step > 0 &&
+    if (n > 0 && out->start_pos >= 0 && out->writeback_step > 0 &&
         (rc = pyai_write_behind(out->file_fd, pos, pos + n, out->writeback_step)) < 0) {
         if (!pyai_write_behind_unsupported(rc))
             return rc;
         out->writeback_step = 0; /* this file cannot be written back so: just receive it */
     }
-    return 0;
+    return refused;
 }
 
 /* Take one run of data of the current chunk: hashed and written with the others of the piece. */

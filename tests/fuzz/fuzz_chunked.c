@@ -8,7 +8,9 @@
  * points, and each piece is either fed (pyai_chunked_feed: the server's
  * read-ahead) or sent on a socketpair for pyai_recv_chunked to recv() a few
  * bytes at a time, so the decoder's state machine is stopped and resumed
- * everywhere; they also choose its limits, max_size and a tee pipe.
+ * everywhere; they also choose its limits, max_size, a tee pipe, space
+ * reserved and written back, an on_data that fails (a hasher's error), and
+ * whether what follows a complete body is fed to it (kept as the leftover).
  *
  * After every call the decoder's state must be consistent with what the call
  * returned.  At the end, what it decoded (shown to on_data, written to the
@@ -230,12 +232,18 @@ static void ref_decode(const unsigned char *w, size_t n, size_t max_line, size_t
 struct seen {
     unsigned char *buf;
     size_t len, cap;
+    size_t fail_past; /* > 0: refuse (as a hasher that raises) the run that would pass this many bytes */
+    int refused;
 };
 
 static int on_data(void *ctx, const char *buf, size_t len)
 {
     struct seen *s = ctx;
     CHECK(len > 0 && s->len + len <= s->cap);
+    if (s->fail_past > 0 && s->len + len > s->fail_past) {
+        s->refused = 1;
+        return -ECANCELED;
+    }
     memcpy(s->buf + s->len, buf, len);
     s->len += len;
     return 0;
@@ -292,7 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
     const unsigned char *w = input + 3;
     size_t n = size - 3, sent = 0, max_piece;
     uint64_t x;
-    int feed_mode, tee, sv[2], tp[2] = {-1, -1}, file;
+    int feed_mode, tee, feed_after, sv[2], tp[2] = {-1, -1}, file;
     int64_t rc = 0, returned = 0, max_size = 0;
     pyai_chunked st;
     pyai_recv_limits lim;
@@ -307,6 +315,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
     max_piece = pieces[input[1] & 7];
     feed_mode = (input[1] >> 3) & 3; /* 0: all sent, 1: all fed, 2, 3: either, at random */
     tee = (input[1] >> 6) & 1;
+    feed_after = (input[0] >> 6) & 1;
     pyai_chunked_init(&st, 0);
     if (input[1] & 0x20) { /* small limits, to reach the bounds */
         st.max_line = 1 + (input[2] & 15);
@@ -326,7 +335,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
     }
     seen.buf = malloc(n + 1);
     seen.len = 0;
+    seen.refused = 0;
     seen.cap = n;
+    seen.fail_past = (input[0] & 0x80) ? 1 + input[2] / 2 : 0;
     out = malloc(n + 1);
     teed = malloc(n + 1);
 
@@ -334,6 +345,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
     lim.timeout_ms = 10000;
     lim.patience_ms = 0; /* return -EAGAIN as soon as the socket is empty */
     lim.budget_ms = -1;
+    if (input[0] & 0x20) { /* space reserved (1 MiB chunks and more) and written back: a memfd takes both or says no */
+        lim.reserve_step = 1 << 20;
+        lim.writeback_step = 4096;
+    }
     while (sent < n && st.phase != PYAI_CHUNKED_DONE && st.phase != PYAI_CHUNKED_FAILED) {
         size_t piece = 1 + (size_t)(next(&x) % max_piece);
         int fed = feed_mode == 1 || (feed_mode >= 2 && (next(&x) & 1));
@@ -345,11 +360,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
             CHECK(write(sv[1], w + sent, piece) == (ssize_t)piece);
         sent += piece;
         rc = pyai_recv_chunked(sv[0], file, &st, &lim, NULL, NULL, on_data, &seen, tp[1]);
+        if (seen.refused) { /* the call stops with on_data's error, or a framing error after it in the piece */
+            CHECK(rc == -ECANCELED || (st.phase == PYAI_CHUNKED_FAILED && rc == st.error));
+            CHECK(lim.moved >= 0);
+            returned += lim.moved;
+            break;
+        }
         check_state(&st, rc, st.max_line + LINE_SLACK + 2, st.max_trailer + LINE_SLACK + 4);
         CHECK(rc >= 0 ? st.phase == PYAI_CHUNKED_DONE : lim.moved >= 0);
         returned += rc >= 0 ? rc : lim.moved;
         if (tee)
             teed_len += drain(tp[0], teed + teed_len, n - teed_len);
+    }
+    if (tee)
+        teed_len += drain(tp[0], teed + teed_len, n - teed_len);
+    if (seen.refused) {
+        /* what on_data took, and only that, was written: the start of the reference's data */
+        CHECK(lseek(file, 0, SEEK_SET) == 0);
+        out_len = drain(file, out, n);
+        CHECK(out_len == seen.len && memcmp(out, seen.buf, out_len) == 0 && (int64_t)out_len == returned);
+        CHECK(prefix(out, out_len, ref.data, ref.data_len));
+        if (tee)
+            CHECK(teed_len == out_len && memcmp(teed, out, out_len) == 0);
+        goto done;
+    }
+    if (st.phase == PYAI_CHUNKED_DONE && feed_after && sent < n) {
+        /* what follows the body, fed once it is complete (none of it was left in the socket):
+         * the decoder keeps it as the leftover and reads nothing */
+        unsigned char probe;
+        if (recv(sv[0], &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0) {
+            while (sent < n) {
+                size_t piece = 1 + (size_t)(next(&x) % max_piece);
+                if (piece > n - sent)
+                    piece = n - sent;
+                CHECK(pyai_chunked_feed(&st, w + sent, piece) == 0);
+                sent += piece;
+                rc = pyai_recv_chunked(sv[0], file, &st, &lim, NULL, NULL, on_data, &seen, tp[1]);
+                CHECK(rc == 0 && lim.moved == 0 && st.phase == PYAI_CHUNKED_DONE);
+            }
+        }
     }
     if (st.phase != PYAI_CHUNKED_DONE && st.phase != PYAI_CHUNKED_FAILED) {
         /* the peer closes: the call returns what it has, the decoder says where it stopped */
@@ -397,6 +446,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t size)
         CHECK(st.phase == PYAI_CHUNKED_FAILED && st.error == -EFBIG);
         CHECK(prefix(out, out_len, ref.data, ref.data_len) && (int64_t)out_len <= max_size);
     }
+done:
 
     pyai_chunked_free(&st);
     free(ref.data);

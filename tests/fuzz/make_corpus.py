@@ -53,6 +53,14 @@ SEEDS = [
     (4, 1 | MIXED, 0, b"5\r\nhello\r"),
     (5, 3 | MIXED, 0, b"5\r\nhello\r\n0\r\nX: 1\r\n"),
     (6, 4 | MIXED | TEE, 0, chunked(*[bytes([i]) * (i % 9 + 1) for i in range(90)])),
+    # first byte: bit 5 reserve and write back, bit 6 feed what follows a complete body,
+    # bit 7 on_data refuses the run that passes 1 + third byte / 2 bytes (a hasher's error)
+    (0x20 | 1, 3 | MIXED, 0, b"100000\r\n" + b"r" * 600),
+    (0x40 | 2, 2 | MIXED, 0, chunked(b"abc") + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"),
+    (0x80 | 3, 7 | FED, 10, chunked(b"a" * 5, b"b" * 5, b"c" * 5)),
+    # found by the fuzzer: a run refused by on_data, then a framing error in the same piece
+    (0xC0, 0x13, 0, b"5\r\n\r\n;n=vZfl\r\xff"),
+    (0x80, 7 | FED, 0, b"5\r\nhello\r\nzz\r\n"),
 ]
 
 

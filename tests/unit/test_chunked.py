@@ -386,6 +386,22 @@ def test_hasher_failure_stops_the_receive(fio, pair, out):
         fio.recv_chunked_to_file(rx.fileno(), fd, fio.ChunkedDecoder(), 10, [Broken()])
 
 
+def test_hasher_failure_wins_over_a_later_framing_error(fio, pair, out):
+    """The hashers see a piece's data when it is written, after its framing was read: a hasher's
+    error, about bytes before the framing error, is the one raised (by both twins)."""
+
+    class Broken:
+        def update(self, data):
+            raise MemoryError("hasher broke")
+
+    rx, _ = pair
+    fd, _ = out
+    decoder = fio.ChunkedDecoder()
+    decoder.feed(b"5\r\nhello\r\nzz\r\n")  # one piece: data, then a size that is not hex
+    with pytest.raises(MemoryError, match="hasher broke"):
+        fio.recv_chunked_to_file(rx.fileno(), fd, decoder, 10, [Broken()])
+
+
 def test_urgent_byte_does_not_spin(fio, out):
     """TCP urgent data: the socket is readable, the byte is not data; the receive neither spins nor hangs."""
     fd, read_back = out
