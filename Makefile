@@ -34,7 +34,8 @@ SYSTEM_TOOLS := curl wget strace
 # prometheus: its promtool checks a real scrape of /metrics (tests/ops/test_metrics.py).
 SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus
 
-.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean
+.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean \
+	fuzz fuzz-deps
 
 all: compile
 
@@ -127,6 +128,42 @@ bench: compile system-deps
 	  else echo "bench needs the packages:$$missing (install them, e.g. apt-get install$$missing)"; exit 1; fi; \
 	fi
 	BENCH_QUICK=$(if $(filter 1 yes true,$(QUICK)),1,0) $(PY) -m pytest -c bench/pytest.ini bench $(BENCH_ARGS)
+
+# Fuzzing (tests/fuzz): a libFuzzer harness of the C code that parses client bytes, the
+# chunked decoder (csrc/pyai_chunked.c), built by clang with ASan and UBSan and with tiny
+# buffers (every path reached by small inputs), run for FUZZ_SECONDS (CI: 60) or FUZZ_RUNS
+# inputs, on the committed seeds (tests/fuzz/corpus) and what earlier runs found
+# (build/fuzz/corpus-*).  A failing input is saved as build/fuzz/crash-* (rerun it:
+# build/fuzz/fuzz_chunked <file>).  FUZZ_ARGS are more libFuzzer flags.  clang and its
+# libFuzzer runtime are installed as root (Debian) when missing.
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_ARGS ?=
+FUZZ_CC ?= clang
+FUZZ_DIR := build/fuzz
+FUZZ_PACKAGES := clang libclang-rt-dev
+FUZZ_CFLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-D_GNU_SOURCE -Icsrc -DCHUNKED_BUF=16 -DLINE_SLACK=8 -DMAX_RUNS=4 -DMERGE_MAX=3
+FUZZ_CHUNKED_SOURCES := tests/fuzz/fuzz_chunked.c csrc/pyai_chunked.c csrc/pyai_io.c csrc/pyai_wait.c
+
+fuzz-deps:
+	@missing=""; command -v $(FUZZ_CC) >/dev/null || missing="$(FUZZ_PACKAGES)"; \
+	if [ -z "$$missing" ] && command -v dpkg-query >/dev/null; then for pkg in $(FUZZ_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; done; fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "fuzz needs the packages:$$missing (install them, e.g. apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+$(FUZZ_DIR)/fuzz_chunked: $(FUZZ_CHUNKED_SOURCES) $(wildcard csrc/*.h) | fuzz-deps
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_CHUNKED_SOURCES)
+
+fuzz: $(FUZZ_DIR)/fuzz_chunked
+	@mkdir -p $(FUZZ_DIR)/corpus-chunked
+	$(FUZZ_DIR)/fuzz_chunked -max_total_time=$(FUZZ_SECONDS) $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS)) -timeout=10 \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_ARGS) $(FUZZ_DIR)/corpus-chunked tests/fuzz/corpus/chunked
 
 # Code quality: ruff (lint and format, settings in pyproject.toml), mypy on the packages that
 # carry the backend protocol, clang-format on csrc/ (.clang-format).  `make format` applies them.

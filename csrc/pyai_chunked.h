@@ -90,10 +90,14 @@ int pyai_chunked_feed(pyai_chunked *st, const void *data, size_t len);
  * Progress, for the deadlines, is any byte received, framing included.
  *
  * The bytes pass through st->buf in user space: with on_data (not NULL)
- * every data run is shown to on_data(data_ctx, ...) before it is written;
- * with tee_fd >= 0, every data run is also written to the pipe tee_fd (for a
- * thread that hashes beside the receive; a full pipe is waited for: tee_fd
- * must be blocking).  (The Python binding hashes in line: measured faster.)
+ * the data runs of each piece received are shown to on_data(data_ctx, ...)
+ * before they are written (small runs merged: a piece of tiny chunks is one
+ * call, not one per chunk; the framing between them in st->buf is
+ * overwritten; should on_data refuse a run, the runs it took are written, the
+ * call returns its error, and st is not to be resumed); with tee_fd >= 0,
+ * every data run is also written to the pipe tee_fd (for a thread that
+ * hashes beside the receive; a full pipe is waited for: tee_fd must be
+ * blocking).  (The Python binding hashes in line: measured faster.)
  * With lim->reserve_step > 0, space is reserved ahead of the write position
  * within the current chunk only (the body's end is unknown, and space
  * reserved past the end of the file would stay allocated).  With

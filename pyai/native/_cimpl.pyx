@@ -414,7 +414,9 @@ def recv_chunked_to_file(int sock_fd, int file_fd, ChunkedDecoder decoder, timeo
             rc = pyai_recv_chunked(sock_fd, file_fd, st, &lim, _run_signal_handlers, <void *>interrupted,
                                    _feed_hashers, <void *>box, -1)
     if rc < 0:
-        if (rc == -EINTR or rc == -ECANCELED) and interrupted:
+        # A hasher's (or signal handler's) exception wins, also over a framing error later
+        # in the same piece (the runs are hashed when the piece is written): as in the twin.
+        if interrupted:
             raise interrupted[0]
         exc = os_error(rc, "receive")
         exc.characters_written = lim.moved

@@ -394,6 +394,9 @@ CHUNKED_MAX_LINE = 8190
 CHUNKED_MAX_TRAILER = 8190 * 32
 # A line may run this far past its limit within one piece received before it is refused anyway.
 _LINE_SLACK = 64 << 10
+# A data run this small is joined to the run before it (MERGE_MAX in C): a piece of 1-byte
+# chunks is hashed with one update and written as one run, not one per chunk.
+_MERGE_MAX = 4096
 # RFC 9112 7.1.1 chunk extensions, exactly gunicorn's CHUNK_EXT_RE
 _CHUNK_EXT = re.compile(
     rb"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -565,9 +568,9 @@ def recv_chunked_to_file(
     """
     clock = _Clock(timeout, patience, budget, waited)
     operator.index(reserve)
-    if decoder.phase == "failed":
-        raise os_error(decoder._error, "receive")
     try:
+        if decoder.phase == "failed":  # raised again, with characters_written and idle as in C
+            raise os_error(decoder._error, "receive")
         start = _offset(file_fd) if writeback > 0 and decoder.phase != "done" else -1
         _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback, max_size)
     except OSError as exc:
@@ -589,6 +592,7 @@ def _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback
         try:
             decoder._decode(data, runs, max_size)
         finally:  # what was decoded before a failure is written, as lim->moved says in C
+            runs = _merge_small(runs)
             for run in runs:
                 for hasher in hashers:
                     hasher.update(run)
@@ -625,6 +629,19 @@ def _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback
             return  # the peer closed before the end: decoder.phase says where
         clock.last = time.monotonic()
         decode(buf[:got], True)
+
+
+def _merge_small(runs):
+    """The data runs of one piece, each small one joined to the run before it (as C merges them)."""
+    merged = []
+    for run in runs:
+        if merged and len(run) <= _MERGE_MAX:
+            if not isinstance(merged[-1], bytearray):
+                merged[-1] = bytearray(merged[-1])
+            merged[-1] += run
+        else:
+            merged.append(run)
+    return merged
 
 
 def _write_runs(fd, runs):
