@@ -134,7 +134,10 @@ class Store:
                 db.connect()
             try:
                 if transaction:
-                    with db.atomic():
+                    # SQLite: the write lock at BEGIN (waiting up to busy_timeout for it).  A deferred
+                    # BEGIN whose first statement reads fails at once with "database is locked" when
+                    # it writes after another process did (its snapshot cannot become a writer).
+                    with db.atomic("IMMEDIATE") if self.sqlite_path else db.atomic():
                         yield db
                 else:
                     yield db
@@ -251,18 +254,22 @@ class Store:
             return self._unpinned({target_key(target): target for target in targets}, now)
 
     def _unpinned(self, targets, now):
-        free = []
-        for key, target in targets.items():
-            held = StageFile.select().where(
-                (StageFile.target_key == key)
-                & (StageFile.released == False)  # noqa: E712 - peewee builds SQL from ==
-                & (StageFile.state.in_(RUNNING) | (StageFile.pinned_until > now))
-                & (StageFile.state != models.CANCELLED)
-                & (StageFile.state != models.FAILED)
+        """Of ``targets`` ({target_key: target}), those no live pin holds: one indexed query per chunk."""
+        held = set()
+        for chunk in _chunks(targets):
+            held.update(
+                row.target_key
+                for row in StageFile.select(StageFile.target_key)
+                .where(
+                    StageFile.target_key.in_(chunk)
+                    & (StageFile.released == False)  # noqa: E712 - peewee builds SQL from ==
+                    & (StageFile.state.in_(RUNNING) | (StageFile.pinned_until > now))
+                    & (StageFile.state != models.CANCELLED)
+                    & (StageFile.state != models.FAILED)
+                )
+                .distinct()
             )
-            if not held.exists():
-                free.append(target)
-        return free
+        return [target for key, target in targets.items() if key not in held]
 
     # -- execution (pyai.tape.executor) --------------------------------------------
 
