@@ -52,8 +52,10 @@ class TapeService:
         check_config(config)  # a bad [tape] store stops the worker's boot with one line
         self.store = Store(config)
         self.executor = Executor(self.store, backend, config)
-        # on hpss the default SQLite store is on this host, not in HPSS: say where, once per process
-        log.info("the Tape API's stage requests are kept in %s", describe_store(config))
+        # on hpss the default SQLite store is on this host, not in HPSS: say where (gunicorn's
+        # error log when pyai's logger has no handler, as pyai.backends.flusher announces)
+        target = log if log.hasHandlers() else logging.getLogger("gunicorn.error")
+        target.info("the Tape API's stage requests are kept in %s", describe_store(config))
 
     # -- stage -------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The Tape API's bounds, over HTTP on posix: capped lists, paths no store can hold, what a stage
 decides at once, finished requests that expire and a per-token bound on the rows it keeps."""
 
+import collections
 import sqlite3
+import threading
 import uuid
 
 import pytest
@@ -107,3 +109,33 @@ def test_finished_requests_expire_and_a_token_keeps_a_bounded_number_of_rows(pos
     assert wait_until(lambda: poll(srv, first.json()["requestId"]).status_code == 404, timeout=10)
     assert wait_until(lambda: store_rows(srv) == (0, 0), timeout=10), store_rows(srv)
     assert stage(srv, bogus).status_code == 201
+
+
+def test_releases_and_stages_of_two_clients_never_fail_each_other(posix_pool):
+    """Releases (a read, then a write, in one transaction) while another client stages: every
+    answer is a success, none a 503 "database is locked"."""
+    srv = posix_pool.start("together", **tape_settings(PAI_TAPE_MAX_FILES="200", PAI_TAPE_MAX_OPEN_REQUESTS="1000"))
+    idents = [new_id() for _ in range(5)]
+    for ident in idents:
+        assert requests.put(srv.id_url(ident), data=b"x", timeout=TIMEOUT).status_code == 201
+    paths = [f"/{ident}" for ident in idents] + [f"/{new_id()}" for _ in range(195)]
+    assert stage(srv, paths).status_code == 201
+    statuses, stop = collections.Counter(), threading.Event()
+
+    def other_client():
+        with requests.Session() as session:
+            while not stop.is_set():
+                body = {"files": [{"path": f"/{new_id()}"} for _ in range(50)]}
+                statuses[session.post(srv.url + API + "/stage", json=body, timeout=TIMEOUT).status_code] += 1
+
+    thread = threading.Thread(target=other_client)
+    thread.start()
+    try:
+        with requests.Session() as session:
+            for _ in range(40):
+                resp = session.post(srv.url + API + "/release/placeholder", json={"paths": paths}, timeout=TIMEOUT)
+                statuses[resp.status_code] += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert set(statuses) == {200, 201} and statuses[200] == 40, statuses

@@ -165,3 +165,11 @@ def test_one_clients_queue_does_not_hold_back_anothers_stage(hpss_pool, tmp_path
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_log_names_where_the_requests_are_kept(hpss_pool):
+    """On hpss the default store is on this host (HPSS is no file system for SQLite): the log says where."""
+    srv = hpss_pool.start("where", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    lines = [line for line in srv.log().splitlines() if "stage requests are kept in" in line]
+    assert lines and all("/.pacifica-archiveinterface/tape-state-" in line for line in lines), srv.log()[-2000:]
+    assert not any(str(srv.prefix) in line for line in lines)

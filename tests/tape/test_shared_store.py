@@ -61,3 +61,4 @@ def test_two_instances_share_requests(hpss_pool, store_url, tmp_path):
     assert states(doc) == dict.fromkeys(paths, "COMPLETED")
     assert [entry["locality"] for entry in archiveinfo(second, paths).json()] == ["DISK_AND_TAPE"] * 2
     assert requests.delete(f"{second.url}/api/v1/stage/{request_id}", timeout=TIMEOUT).status_code == 200
+    assert "the tape executor failed" not in second.log()  # its claims and sweeps are MariaDB's SQL too
