@@ -517,7 +517,8 @@ SETTINGS = (
         "PAI_TAPE_REQUEST_EXPIRY",
         _positive_seconds,
         "86400",
-        help="seconds a finished stage request is kept after its last file finished (then `404`, its rows deleted)",
+        help="seconds a finished stage request is kept after its last file finished (or its last pin ended); "
+        "then `404`, its rows deleted",
     ),
     Setting(
         "tape_max_archiveinfo",

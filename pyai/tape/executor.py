@@ -40,7 +40,7 @@ GROWTH = 1.5
 IDLE_CLAIM_EVERY = 2.0  # seconds between looks for work other processes or instances submitted
 ERROR_PAUSE = 5.0  # after the store failed
 SWEEP_EVERY = 60.0  # seconds between two sweeps of expired requests (sooner with a shorter expiry)
-SWEEP_BATCHES = 20  # transactions of one sweep (EXPIRY_BATCH requests each): the rest wait for the next
+SWEEP_BATCHES = 500  # transactions of one sweep (EXPIRY_BATCH requests each), other writers between them
 
 
 @dataclasses.dataclass
@@ -125,7 +125,8 @@ class Executor:
     def _sweep(self):
         """Forget the requests finished ``request_expiry`` ago: a few bounded transactions."""
         for _ in range(SWEEP_BATCHES):
-            if self.store.expire(time.time() - self.expiry) < EXPIRY_BATCH:
+            now = time.time()
+            if self.store.expire(now - self.expiry, now) < EXPIRY_BATCH:
                 return
 
     def _claim(self, held):

@@ -93,7 +93,7 @@ class TapeService:
         """429 when ``owner``'s requests would hold more than ``max_kept_files`` file rows."""
         limit = self.config.tape_max_kept_files
         kept = self.store.kept_files(owner)
-        if kept + adding > limit and self.store.expire(now - self.config.tape_request_expiry, owner=owner):
+        if kept + adding > limit and self.store.expire(now - self.config.tape_request_expiry, now, owner=owner):
             kept = self.store.kept_files(owner)  # some were due to expire: the executor's sweep had not come
         if kept + adding > limit:
             metrics.count_refusal(KEPT_FILES_REFUSAL)

@@ -29,7 +29,7 @@ SQLITE_NAME = "tape-requests.sqlite3"
 STATE_DIR_NAME = ".pyai-state"  # under a posix prefix: a dot name, which no id can reach
 RETRY_AFTER = 10  # seconds, when the store cannot be reached
 CHUNK = 500  # values per IN (...): far below SQLite's limit on the variables of one statement
-EXPIRY_BATCH = 200  # requests one sweep's transaction deletes (at most max_files rows each)
+EXPIRY_BATCH = 10  # requests one transaction of a sweep deletes (at most max_files rows each): a short write lock
 
 
 def _chunks(values):
@@ -180,13 +180,20 @@ class Store:
                 .count()
             )
 
-    def expire(self, cutoff, owner=None, batch=EXPIRY_BATCH):
+    def expire(self, cutoff, now, owner=None, batch=EXPIRY_BATCH):
         """Delete up to ``batch`` requests (of ``owner``, or anyone's) made before ``cutoff`` whose
-        every file finished before it; how many.  One short transaction: a sweep holds no lock long."""
+        every file finished before it and pins nothing at ``now`` (a pin decides what a release
+        may evict: it outlives the request's expiry); how many.  One short transaction: a sweep
+        holds no lock long."""
         with self.session():
+            pinning = (
+                (StageFile.state == models.COMPLETED)
+                & (StageFile.released == False)  # noqa: E712 - peewee builds SQL from ==
+                & (StageFile.pinned_until > now)
+            )
             unfinished = StageFile.select(StageFile.id).where(
                 (StageFile.request_id == StageRequest.id)
-                & (StageFile.state.in_(RUNNING) | (StageFile.finished_at >= cutoff))
+                & (StageFile.state.in_(RUNNING) | (StageFile.finished_at >= cutoff) | pinning)
             )
             query = StageRequest.select(StageRequest.id).where(
                 (StageRequest.created_at < cutoff) & ~peewee.fn.EXISTS(unfinished)

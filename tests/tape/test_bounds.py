@@ -139,3 +139,19 @@ def test_releases_and_stages_of_two_clients_never_fail_each_other(posix_pool):
         stop.set()
         thread.join()
     assert set(statuses) == {200, 201} and statuses[200] == 40, statuses
+
+
+def test_a_request_is_kept_while_it_pins_a_file(posix_pool):
+    """A pin (diskLifetime) decides what a release may evict: its request outlives the expiry
+    until it is released."""
+    srv = posix_pool.start("pinned", **tape_settings(PAI_TAPE_REQUEST_EXPIRY="1"))
+    ident = new_id()
+    assert requests.put(srv.id_url(ident), data=b"x", timeout=TIMEOUT).status_code == 201
+    pinned = stage(srv, [f"/{ident}"], diskLifetime="PT1H").json()["requestId"]
+    unpinned = stage(srv, [f"/{new_id()}"]).json()["requestId"]  # FAILED at once: it pins nothing
+    assert wait_until(lambda: poll(srv, unpinned).status_code == 404, timeout=10)
+    assert wait_until(lambda: store_rows(srv) == (1, 1), timeout=10), store_rows(srv)  # a sweep has passed
+    assert states(poll(srv, pinned).json()) == {f"/{ident}": "COMPLETED"}
+    resp = requests.post(f"{srv.url}{API}/release/{pinned}", json={"paths": [f"/{ident}"]}, timeout=TIMEOUT)
+    assert resp.status_code == 200
+    assert wait_until(lambda: poll(srv, pinned).status_code == 404, timeout=10)
