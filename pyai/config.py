@@ -51,6 +51,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("expected a number of seconds above 0")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -492,6 +499,26 @@ SETTINGS = (
         _positive_int,
         "100",
         help="stage requests one owner (token) may have unfinished at once (more: 429 with Retry-After)",
+    ),
+    Setting(
+        "tape_max_kept_files",
+        "tape",
+        "max_kept_files",
+        "PAI_TAPE_MAX_KEPT_FILES",
+        _positive_int,
+        "100000",
+        help="files of one owner's (token's) requests the store keeps, finished ones until they expire "
+        "(more: 429 with Retry-After)",
+    ),
+    Setting(
+        "tape_request_expiry",
+        "tape",
+        "request_expiry",
+        "PAI_TAPE_REQUEST_EXPIRY",
+        _positive_seconds,
+        "86400",
+        help="seconds a finished stage request is kept after its last file finished (or its last pin ended); "
+        "then `404`, its rows deleted",
     ),
     Setting(
         "tape_max_archiveinfo",

@@ -4,7 +4,10 @@ Every malformed body is a BadRequest naming what is wrong.  A path is the path
 of an id's URL, ``/<id>``: duplicate slashes are collapsed (the spec's
 sanitising) and the id is decoded exactly as the data plane decodes a request
 target (``pyai.web.targets.id_from_uri``).  A path that names no id is not a
-malformed body: it is that file's error.
+malformed body: it is that file's error.  A path no UTF-8 can carry (a lone
+surrogate, which JSON's ``\\ud800`` makes) is malformed: no store, log or answer
+could hold it.  A list of paths is bounded: cancel and release refuse more than
+``max_files`` (as stage does), archiveinfo reads only the first ones it answers.
 """
 
 import json
@@ -32,6 +35,10 @@ def _check_path(path, where):
         raise BadRequest(f"{where} must be a string", detail="path is not a string")
     if not path or len(path) > MAX_PATH or "\0" in path:
         raise BadRequest(f"{where} must be a non-empty path of at most {MAX_PATH} characters", detail="bad path")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{where} must be valid Unicode (no lone surrogate)", detail="bad path") from None
     return sanitise(path)
 
 
@@ -60,12 +67,26 @@ def stage_files(document):
     return parsed
 
 
-def paths_of(document):
-    """The paths of a ``{"paths": [...]}`` body (cancel, release, archiveinfo), each once, in order."""
+def paths_of(document, limit, *, truncate=False):
+    """The paths of a ``{"paths": [...]}`` body (cancel, release, archiveinfo), each once, in order.
+
+    More than ``limit`` distinct paths is a BadRequest, or with ``truncate`` the first ``limit``
+    (archiveinfo: the spec wants an answer for those it could); the rest are not even checked.
+    """
     paths = document.get("paths") if isinstance(document, dict) else None
     if not isinstance(paths, list) or not paths:
         raise BadRequest('the body must be {"paths": ["/<id>", ...]} with at least one path', detail="no paths")
-    return list(dict.fromkeys(_check_path(path, f"paths[{number}]") for number, path in enumerate(paths)))
+    kept = {}
+    for number, path in enumerate(paths):
+        if truncate and len(kept) == limit:
+            break
+        path = _check_path(path, f"paths[{number}]")
+        if path in kept:
+            continue
+        if len(kept) == limit:
+            raise BadRequest(f"too many paths: a request may name at most {limit}", detail="too many paths")
+        kept[path] = None
+    return list(kept)
 
 
 def ident_of(path):

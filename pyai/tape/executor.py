@@ -13,7 +13,9 @@ its way is not started twice).
 Bounded: at most ``[tape] workers`` files held per process, one thread, waits
 on an Event with a timeout (a new request in this process wakes it), and
 looks at a file at most every ``[tape] max_poll_interval`` seconds once its
-pauses have grown.  The thread starts lazily and again after a fork (threads
+pauses have grown.  The same thread forgets finished requests once they are
+``[tape] request_expiry`` old (a sweep at most every minute, in bounded
+batches).  The thread starts lazily and again after a fork (threads
 do not survive one), as ``pyai.backends.jobs`` does.
 """
 
@@ -30,12 +32,15 @@ import time
 from pyai.errors import STORAGE_UNREACHABLE, BackendUnavailable
 from pyai.ops import metrics
 from pyai.tape.models import COMPLETED, FAILED
+from pyai.tape.store import EXPIRY_BATCH
 
 log = logging.getLogger("pyai")
 FIRST_PAUSE = 0.5  # seconds before the first look at a file that is staging
 GROWTH = 1.5
 IDLE_CLAIM_EVERY = 2.0  # seconds between looks for work other processes or instances submitted
 ERROR_PAUSE = 5.0  # after the store failed
+SWEEP_EVERY = 60.0  # seconds between two sweeps of expired requests (sooner with a shorter expiry)
+SWEEP_BATCHES = 500  # transactions of one sweep (EXPIRY_BATCH requests each), other writers between them
 
 
 @dataclasses.dataclass
@@ -54,6 +59,8 @@ class Executor:
         self.lease = max(config.tape_lease, 1.0)
         self.max_pause = max(config.tape_max_poll_interval, FIRST_PAUSE)
         self.stage_timeout = config.tape_stage_timeout
+        self.expiry = config.tape_request_expiry
+        self.sweep_every = min(SWEEP_EVERY, self.expiry)
         self._lock = threading.Lock()
         self._pid = None
         self._wake = threading.Event()
@@ -87,7 +94,7 @@ class Executor:
         self._wake.set()
 
     def _run(self, held):
-        claimed_at = float("-inf")
+        claimed_at = swept_at = float("-inf")
         renewed_at = time.monotonic()
         while True:
             now = time.monotonic()
@@ -105,12 +112,22 @@ class Executor:
                         self._claim(held)
                         claimed_at = now
                     self._look(held)
+                    if now - swept_at >= self.sweep_every:
+                        swept_at = now
+                        self._sweep()
                     if held:
                         pause = min([pause, self.lease / 3] + [item.due - time.monotonic() for item in held.values()])
             except Exception:  # noqa: BLE001 - the thread must outlive a failing store or backend
                 log.exception("the tape executor failed; it tries again in %g s", ERROR_PAUSE)
                 pause = ERROR_PAUSE
             self._wake.wait(max(pause, 0.05))
+
+    def _sweep(self):
+        """Forget the requests finished ``request_expiry`` ago: a few bounded transactions."""
+        for _ in range(SWEEP_BATCHES):
+            now = time.time()
+            if self.store.expire(now - self.expiry, now) < EXPIRY_BATCH:
+                return
 
     def _claim(self, held):
         rows = self.store.claim(self.name, self.capacity - len(held), time.time(), self.lease)

@@ -6,6 +6,9 @@ claims it writes its name in ``lease_owner`` until ``lease_until``, and renews
 that while it watches the stage; a claim not renewed (its process died) is
 taken over by any other process after it expires.  ``pinned_until`` and
 ``released`` are the file's pin (``diskLifetime``), which release drops.
+Every column a query matches on is indexed (``target_key`` stands for the
+unindexable TEXT ``target``); ``store`` adds indexes a table made by an older
+version lacks.
 """
 
 from peewee import BigIntegerField, BooleanField, CharField, DatabaseProxy, DoubleField, IntegerField, Model, TextField
@@ -26,7 +29,7 @@ class TapeModel(Model):
 class StageRequest(TapeModel):
     id = CharField(primary_key=True, max_length=36)  # a uuid4: not guessable
     owner = CharField(max_length=64, index=True)  # who may see and change it (see service.owner_of)
-    created_at = BigIntegerField()  # epoch seconds
+    created_at = BigIntegerField(index=True)  # epoch seconds; indexed for the expiry's sweep
 
     class Meta:
         table_name = "tape_stage_request"

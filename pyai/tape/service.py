@@ -3,6 +3,12 @@
 Owners: a request is visible to, and may be changed by, the owner that made
 it (the token it came with; everyone is one owner with authentication off).
 Another owner's request is answered as if it did not exist (404).
+
+Bounds: a stage decides at once what it can (a path naming no stored file is
+FAILED, an empty one too, one on disk COMPLETED), so only files that need the
+tape reach the executor; an owner keeps at most ``max_kept_files`` file rows
+(finished requests count until they expire after ``request_expiry``), so no
+client's traffic grows the store without bound.
 """
 
 import errno
@@ -15,12 +21,13 @@ from pyai.errors import ArchiveError, BackendUnavailable, BadRequest, NotFound
 from pyai.ops import metrics
 from pyai.tape import bodies
 from pyai.tape.executor import Executor
-from pyai.tape.models import FAILED, RUNNING, SUBMITTED
-from pyai.tape.store import Store, check_config, target_key
+from pyai.tape.models import COMPLETED, FAILED, RUNNING, SUBMITTED
+from pyai.tape.store import Store, check_config, describe_store, target_key
 
 log = logging.getLogger("pyai")
 ANONYMOUS = "anyone"
 OPEN_REQUESTS_RETRY_AFTER = 60  # seconds: how soon an owner at its limit may find a request finished
+KEPT_FILES_REFUSAL = "tape_kept_files"  # the reason of the 429 of a client at [tape] max_kept_files
 
 
 class TooManyRequests(ArchiveError):
@@ -45,6 +52,10 @@ class TapeService:
         check_config(config)  # a bad [tape] store stops the worker's boot with one line
         self.store = Store(config)
         self.executor = Executor(self.store, backend, config)
+        # on hpss the default SQLite store is on this host, not in HPSS: say where (gunicorn's
+        # error log when pyai's logger has no handler, as pyai.backends.flusher announces)
+        target = log if log.hasHandlers() else logging.getLogger("gunicorn.error")
+        target.info("the Tape API's stage requests are kept in %s", describe_store(config))
 
     # -- stage -------------------------------------------------------------------
 
@@ -64,17 +75,34 @@ class TapeService:
                 detail="too many open requests",
             )
         now = int(time.time())
+        paths = list(dict.fromkeys(path for path, _ in files))  # each path once in a request
+        self._check_kept(owner, len(paths), now)
         request_id = str(uuid.uuid4())
-        rows, seen = [], set()
-        for path, lifetime in files:
-            if path in seen:
-                continue  # each path once in a request
-            seen.add(path)
-            rows.append(self._file_row(request_id, len(rows), path, lifetime, now))
+        lifetimes = dict(reversed(files))  # the first entry of a path names its lifetime
+        rows = [self._file_row(request_id, position, path, lifetimes[path], now) for position, path in enumerate(paths)]
         self.store.add_request(request_id, owner, now, rows)
-        self.executor.ensure_running()
-        self.executor.wake()
+        for row in rows:
+            if row["state"] != SUBMITTED:
+                metrics.count_stage(metrics.TAPE, row["state"].lower())
+        if any(row["state"] == SUBMITTED for row in rows):
+            self.executor.ensure_running()
+            self.executor.wake()
         return request_id
+
+    def _check_kept(self, owner, adding, now):
+        """429 when ``owner``'s requests would hold more than ``max_kept_files`` file rows."""
+        limit = self.config.tape_max_kept_files
+        kept = self.store.kept_files(owner)
+        if kept + adding > limit and self.store.expire(now - self.config.tape_request_expiry, now, owner=owner):
+            kept = self.store.kept_files(owner)  # some were due to expire: the executor's sweep had not come
+        if kept + adding > limit:
+            metrics.count_refusal(KEPT_FILES_REFUSAL)
+            raise TooManyRequests(
+                f"too many files kept: this client's requests hold {kept} files and {limit} may be kept; "
+                "finished requests are forgotten after [tape] request_expiry (or DELETE them)",
+                retry_after=OPEN_REQUESTS_RETRY_AFTER,
+                detail="too many files kept",
+            )
 
     def _file_row(self, request_id, position, path, lifetime, now):
         seconds = self.config.tape_default_lifetime if lifetime is None else lifetime
@@ -94,9 +122,35 @@ class TapeService:
             target = bodies.target_of(self.backend, path)
         except ValueError as exc:  # no id: FAILED at once, reported when polled
             row.update(state=FAILED, error=str(exc), started_at=now, finished_at=now)
-        else:
-            row.update(target=target, target_key=target_key(target))
+            return row
+        row.update(target=target, target_key=target_key(target))
+        decided = self._decided(target)
+        if decided is not None:
+            state, error = decided
+            row.update(state=state, error=error, started_at=now, finished_at=now)
         return row
+
+    def _decided(self, target):
+        """(state, error) of a file whose stage needs no tape: missing, empty or on disk; else None.
+
+        One status per file (at most max_files per request), as archiveinfo asks; a backend
+        that cannot answer now leaves the file to the executor, which asks again.
+        """
+        try:
+            status = self.backend.status(target)
+        except BackendUnavailable:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return FAILED, "no file is stored under this id"
+            return None
+        if status is None:
+            return FAILED, "no file is stored under this id"
+        if status.size == 0:
+            return FAILED, "the file is empty: there is nothing on tape to stage"
+        if status.media == "disk":
+            return COMPLETED, None
+        return None
 
     def poll(self, owner, request_id):
         """The document of ``GET /stage/<id>``."""
@@ -147,17 +201,17 @@ class TapeService:
         a file no request pins at all may be evicted too.
         """
         now = int(time.time())
+        named = set()
+        for path in paths:  # at most max_files (bodies.paths_of)
+            try:
+                named.add(bodies.target_of(self.backend, path))
+            except ValueError:
+                continue  # names no id: no request pins it, nothing to release
         if self.store.request(request_id[:64], owner) is not None:
-            free = self.store.release(paths, now, request_id=request_id)
+            free = self.store.release(named, now, request_id=request_id)
         else:
-            free = self.store.release(paths, now, owner=owner)
-            named = []
-            for path in paths:
-                try:
-                    named.append(bodies.target_of(self.backend, path))
-                except ValueError:
-                    continue  # names no id: nothing to release
-            free = self.store.unpinned(set(free) | set(named), now)
+            free = self.store.release(named, now, owner=owner)
+            free = self.store.unpinned(set(free) | named, now)
         for target in free:
             try:
                 self.backend.release(target)

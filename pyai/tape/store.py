@@ -21,6 +21,7 @@ from playhouse.db_url import parse as parse_url
 
 from pyai.errors import BackendUnavailable, ConfigError
 from pyai.tape import models
+from pyai.tape.fairness import share_out
 from pyai.tape.models import RUNNING, STARTED, SUBMITTED, StageFile, StageRequest
 
 log = logging.getLogger("pyai")
@@ -28,6 +29,7 @@ SQLITE_NAME = "tape-requests.sqlite3"
 STATE_DIR_NAME = ".pyai-state"  # under a posix prefix: a dot name, which no id can reach
 RETRY_AFTER = 10  # seconds, when the store cannot be reached
 CHUNK = 500  # values per IN (...): far below SQLite's limit on the variables of one statement
+EXPIRY_BATCH = 10  # requests one transaction of a sweep deletes (at most max_files rows each): a short write lock
 
 
 def _chunks(values):
@@ -132,7 +134,10 @@ class Store:
                 db.connect()
             try:
                 if transaction:
-                    with db.atomic():
+                    # SQLite: the write lock at BEGIN (waiting up to busy_timeout for it).  A deferred
+                    # BEGIN whose first statement reads fails at once with "database is locked" when
+                    # it writes after another process did (its snapshot cannot become a writer).
+                    with db.atomic("IMMEDIATE") if self.sqlite_path else db.atomic():
                         yield db
                 else:
                     yield db
@@ -165,6 +170,43 @@ class Store:
             )
             return query.count()
 
+    def kept_files(self, owner):
+        """How many file rows ``owner``'s requests hold, finished ones too (until they expire)."""
+        with self.session():
+            return (
+                StageFile.select()
+                .join(StageRequest, on=(StageRequest.id == StageFile.request_id))
+                .where(StageRequest.owner == owner)
+                .count()
+            )
+
+    def expire(self, cutoff, now, owner=None, batch=EXPIRY_BATCH):
+        """Delete up to ``batch`` requests (of ``owner``, or anyone's) made before ``cutoff`` whose
+        every file finished before it and pins nothing at ``now`` (a pin decides what a release
+        may evict: it outlives the request's expiry); how many.  One short transaction: a sweep
+        holds no lock long."""
+        with self.session():
+            pinning = (
+                (StageFile.state == models.COMPLETED)
+                & (StageFile.released == False)  # noqa: E712 - peewee builds SQL from ==
+                & (StageFile.pinned_until > now)
+            )
+            unfinished = StageFile.select(StageFile.id).where(
+                (StageFile.request_id == StageRequest.id)
+                & (StageFile.state.in_(RUNNING) | (StageFile.finished_at >= cutoff) | pinning)
+            )
+            query = StageRequest.select(StageRequest.id).where(
+                (StageRequest.created_at < cutoff) & ~peewee.fn.EXISTS(unfinished)
+            )
+            if owner is not None:
+                query = query.where(StageRequest.owner == owner)
+            ids = [row.id for row in query.order_by(StageRequest.created_at).limit(batch)]
+        if ids:
+            with self.session(transaction=True):
+                StageFile.delete().where(StageFile.request_id.in_(ids)).execute()
+                StageRequest.delete().where(StageRequest.id.in_(ids)).execute()
+        return len(ids)
+
     def request(self, request_id, owner):
         """(StageRequest, [StageFile]) of ``owner``'s request, None when there is none."""
         with self.session():
@@ -191,26 +233,27 @@ class Store:
             StageFile.delete().where(StageFile.request_id == request_id).execute()
             StageRequest.delete().where(StageRequest.id == request_id).execute()
 
-    def release(self, paths, now, *, request_id=None, owner=None):
-        """Drop the pins on ``paths`` of the request ``request_id``, or (without one) of every
-        request of ``owner``; the targets among them that no live pin holds any more (to evict)."""
-        with self.session(transaction=True):
-            if request_id is not None:
-                scope = StageFile.request_id == request_id
-            else:
-                scope = StageFile.request_id.in_(
-                    StageRequest.select(StageRequest.id).where(StageRequest.owner == owner)
-                )
-            rows = []
-            for chunk in _chunks(paths):
-                ours = scope & StageFile.path.in_(chunk)
-                rows.extend(
-                    StageFile.select(StageFile.target, StageFile.target_key).where(
-                        ours & StageFile.target_key.is_null(False)
-                    )
+    def release(self, targets, now, *, request_id=None, owner=None):
+        """Drop the pins on ``targets`` (backend paths) of the request ``request_id``, or (without
+        one) of every request of ``owner``; those of them it pinned that no live pin holds any more
+        (to evict).  Matched on the indexed ``target_key``, a short transaction per chunk: a long
+        list holds the store's write lock for one chunk at a time, never for the whole list."""
+        if request_id is not None:
+            scope = StageFile.request_id == request_id
+        else:
+            scope = StageFile.request_id.in_(StageRequest.select(StageRequest.id).where(StageRequest.owner == owner))
+        keys = {target_key(target): target for target in targets}
+        pinned = {}
+        for chunk in _chunks(keys):
+            ours = scope & StageFile.target_key.in_(chunk)
+            with self.session(transaction=True):
+                pinned.update(
+                    (row.target_key, row.target)
+                    for row in StageFile.select(StageFile.target, StageFile.target_key).where(ours)
                 )
                 StageFile.update(released=True).where(ours).execute()
-            return self._unpinned({row.target_key: row.target for row in rows}, now)
+        with self.session():
+            return self._unpinned(pinned, now)
 
     def unpinned(self, targets, now):
         """The ``targets`` (backend paths) that no live pin of any request holds."""
@@ -218,32 +261,53 @@ class Store:
             return self._unpinned({target_key(target): target for target in targets}, now)
 
     def _unpinned(self, targets, now):
-        free = []
-        for key, target in targets.items():
-            held = StageFile.select().where(
-                (StageFile.target_key == key)
-                & (StageFile.released == False)  # noqa: E712 - peewee builds SQL from ==
-                & (StageFile.state.in_(RUNNING) | (StageFile.pinned_until > now))
-                & (StageFile.state != models.CANCELLED)
-                & (StageFile.state != models.FAILED)
+        """Of ``targets`` ({target_key: target}), those no live pin holds: one indexed query per chunk."""
+        held = set()
+        for chunk in _chunks(targets):
+            held.update(
+                row.target_key
+                for row in StageFile.select(StageFile.target_key)
+                .where(
+                    StageFile.target_key.in_(chunk)
+                    & (StageFile.released == False)  # noqa: E712 - peewee builds SQL from ==
+                    & (StageFile.state.in_(RUNNING) | (StageFile.pinned_until > now))
+                    & (StageFile.state != models.CANCELLED)
+                    & (StageFile.state != models.FAILED)
+                )
+                .distinct()
             )
-            if not held.exists():
-                free.append(target)
-        return free
+        return [target for key, target in targets.items() if key not in held]
 
     # -- execution (pyai.tape.executor) --------------------------------------------
 
     def claim(self, owner, count, now, lease):
-        """Up to ``count`` running files no live process holds, now held by ``owner`` (in submission order)."""
+        """Up to ``count`` running files no live process holds, now held by ``owner``.
+
+        Shared out (``fairness.share_out``) between the owners of requests with such files, and
+        within an owner between its requests, each oldest first: one client's long queue delays
+        another's files by one share of the slots, not by its length.
+        """
+        free = StageFile.state.in_(RUNNING) & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now))
         with self.session():
-            candidates = list(
-                StageFile.select(StageFile.id)
-                .where(
-                    StageFile.state.in_(RUNNING) & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now))
+            waiting = (
+                StageFile.select(
+                    StageFile.request_id, StageRequest.owner, peewee.fn.COUNT(StageFile.id), peewee.fn.MIN(StageFile.id)
                 )
-                .order_by(StageFile.id)
-                .limit(count)
+                .join(StageRequest, on=(StageRequest.id == StageFile.request_id))
+                .where(free)
+                .group_by(StageFile.request_id, StageRequest.owner)
+                .order_by(peewee.fn.MIN(StageFile.id))
+                .tuples()
             )
+            shares = share_out([(request_id, client, number) for request_id, client, number, _ in waiting], count)
+            candidates = []
+            for request_id, share in shares.items():
+                candidates.extend(
+                    StageFile.select(StageFile.id)
+                    .where(free & (StageFile.request_id == request_id))
+                    .order_by(StageFile.id)
+                    .limit(share)
+                )
             claimed = []
             for row in candidates:
                 # the one atomic step: of all processes trying this row, one updates it
@@ -254,11 +318,7 @@ class Store:
                         state=STARTED,
                         started_at=peewee.fn.COALESCE(StageFile.started_at, int(now)),
                     )
-                    .where(
-                        (StageFile.id == row.id)
-                        & StageFile.state.in_(RUNNING)
-                        & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now))
-                    )
+                    .where((StageFile.id == row.id) & free)
                     .execute()
                 )
                 if won:
@@ -310,6 +370,29 @@ def _create_tables(db):
     except peewee.DatabaseError:
         if not all(db.table_exists(model._meta.table_name) for model in models.MODELS):
             raise
+    _create_indexes(db)
+
+
+def _create_indexes(db):
+    """Every index of the models that the tables lack (made by an older pyai).
+
+    MySQL/MariaDB have no CREATE INDEX IF NOT EXISTS that peewee uses: there ``create_tables``
+    stops at the first index that exists, and later ones would never be made.  So each is
+    looked up, made when missing, and looked up again when making it failed (a concurrent
+    process made it first).
+    """
+    for model in models.MODELS:
+        table = model._meta.table_name
+        for index in model._meta.fields_to_index():
+            name = index._name
+            if name in {found.name for found in db.get_indexes(table)}:
+                continue
+            try:
+                db.execute(model._schema._create_index(index, safe=db.safe_create_index))
+            except peewee.DatabaseError:
+                if name not in {found.name for found in db.get_indexes(table)}:
+                    raise
+                log.info("the index %s of the tape request store was made by another process", name)
 
 
 __all__ = ["Store", "state_dir", "target_key", "SUBMITTED"]

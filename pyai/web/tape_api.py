@@ -91,7 +91,7 @@ def tape_blueprint(service, config, auth_on):
 
     @blueprint.post(API + "/stage/<request_id>/cancel", strict_slashes=False)
     def cancel(request_id):
-        service.cancel(owner(), request_id, bodies.paths_of(document()))
+        service.cancel(owner(), request_id, bodies.paths_of(document(), config.tape_max_files))
         return done()
 
     @blueprint.delete(API + "/stage/<request_id>", strict_slashes=False)
@@ -101,11 +101,12 @@ def tape_blueprint(service, config, auth_on):
 
     @blueprint.post(API + "/release/<request_id>", strict_slashes=False)
     def release(request_id):
-        service.release(owner(), request_id, bodies.paths_of(document()))
+        service.release(owner(), request_id, bodies.paths_of(document(), config.tape_max_files))
         return done()
 
     @blueprint.post(API + "/archiveinfo", strict_slashes=False)
     def archiveinfo():
-        return answer(200, service.archiveinfo(bodies.paths_of(document())))
+        paths = bodies.paths_of(document(), config.tape_max_archiveinfo, truncate=True)  # answers for the first
+        return answer(200, service.archiveinfo(paths))
 
     return blueprint

@@ -135,3 +135,41 @@ def test_a_stage_request_survives_a_server_killed_mid_stage(hpss_pool):
     doc = wait_done(srv, request_id, timeout=40)
     assert states(doc) == dict.fromkeys(paths, "COMPLETED"), doc
     assert all(locality(srv, path) == "DISK_AND_TAPE" for path in paths)
+
+
+def test_one_clients_queue_does_not_hold_back_anothers_stage(hpss_pool, tmp_path):
+    """Two executor slots, one client's eight files on tape queued first: the other client's
+    one file gets the next free slot, and is on disk while the first client's queue still waits."""
+    tokens = tmp_path / "tokens"
+    tokens.touch(mode=0o600)
+    first, second = "rw-token-of-the-first-tape-client-1", "rw-token-of-the-second-tape-client-2"
+    tokens.write_text(f"rw {first}\nrw {second}\n")
+    srv = hpss_pool.start(
+        "fair",
+        **tape_settings(
+            PAI_HPSS_PING_INTERVAL="0", PAI_AUTH_TOKENS_FILE=str(tokens), PAI_WORKERS="1", PAI_TAPE_WORKERS="2"
+        ),
+    )
+    emu(srv, "set-stage-delay", "1.0")
+    idents = [new_id() for _ in range(9)]
+    for ident in idents:
+        resp = requests.put(srv.id_url(ident), data=os.urandom(3000), headers=bearer(first), timeout=TIMEOUT)
+        assert resp.status_code == 201
+    emu(srv, "purge", *idents)
+    queued = stage(srv, [f"/{ident}" for ident in idents[:8]], headers=bearer(first)).json()["requestId"]
+    other = stage(srv, [f"/{idents[8]}"], headers=bearer(second)).json()["requestId"]
+    assert states(wait_done(srv, other, headers=bearer(second))) == {f"/{idents[8]}": "COMPLETED"}
+    waiting = [state for state in states(poll(srv, queued, bearer(first)).json()).values() if state == "SUBMITTED"]
+    assert len(waiting) >= 3, waiting  # FIFO would have claimed all eight before it
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_log_names_where_the_requests_are_kept(hpss_pool):
+    """On hpss the default store is on this host (HPSS is no file system for SQLite): the log says where."""
+    srv = hpss_pool.start("where", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    lines = [line for line in srv.log().splitlines() if "stage requests are kept in" in line]
+    assert lines and all("/.pacifica-archiveinterface/tape-state-" in line for line in lines), srv.log()[-2000:]
+    assert not any(str(srv.prefix) in line for line in lines)

@@ -55,3 +55,14 @@ def test_paths_are_read_as_the_data_plane_reads_targets():
     assert bodies.ident_of("/a%2Fb") == "a/b"
     with pytest.raises(InvalidId):
         parse_safe_name("a/b")
+
+
+def test_free_slots_are_shared_out_between_owners_then_requests():
+    from pyai.tape.fairness import share_out
+
+    waiting = [("a1", "A", 1000), ("a2", "A", 1000), ("b1", "B", 1), ("c1", "C", 5)]
+    # turns: A's a1, B, C, A's a2, C, A's a1 (B has nothing left)
+    assert share_out(waiting, 6) == {"a1": 2, "b1": 1, "c1": 2, "a2": 1}
+    assert share_out(waiting, 64) == {"a1": 29, "a2": 29, "b1": 1, "c1": 5}
+    assert share_out(waiting, 2) == {"a1": 1, "b1": 1}  # the third owner's turn comes at the next claim
+    assert share_out([], 5) == {} and share_out(waiting, 0) == {}
