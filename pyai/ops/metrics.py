@@ -46,6 +46,7 @@ TAPE, PACIFICA = "tape", "pacifica"  # the stage APIs: the Tape REST API, Pacifi
 STAGE_STATES = ("SUBMITTED", "STARTED", "COMPLETED", "FAILED", "CANCELLED")  # pyai.tape.models
 STAGE_OUTCOMES = {TAPE: ("completed", "failed"), PACIFICA: ("on_disk", "staging")}
 TAPE_OPEN_REQUESTS = "tape_open_requests"  # the 429 of a Tape API client at [tape] max_open_requests
+TAPE_KEPT_FILES = "tape_kept_files"  # the 429 of a Tape API client at [tape] max_kept_files
 PENDING_MAX = 10_000  # Pacifica stages remembered per process until they reach disk
 
 _instruments = None  # this process's _Instruments, once made
@@ -170,7 +171,8 @@ class _Instruments:
         # The label values known in advance are shown as 0 from the start (a rate needs a first sample).
         for algorithm in ALGORITHMS:
             self.mismatches.labels(algorithm)
-        self.refusals.labels(TAPE_OPEN_REQUESTS)
+        for reason in (TAPE_OPEN_REQUESTS, TAPE_KEPT_FILES):
+            self.refusals.labels(reason)
         for api, outcomes in STAGE_OUTCOMES.items():
             self.stage_wait.labels(api)
             for outcome in outcomes:

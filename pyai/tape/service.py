@@ -27,7 +27,6 @@ from pyai.tape.store import Store, check_config, describe_store, target_key
 log = logging.getLogger("pyai")
 ANONYMOUS = "anyone"
 OPEN_REQUESTS_RETRY_AFTER = 60  # seconds: how soon an owner at its limit may find a request finished
-KEPT_FILES_REFUSAL = "tape_kept_files"  # the reason of the 429 of a client at [tape] max_kept_files
 
 
 class TooManyRequests(ArchiveError):
@@ -96,7 +95,7 @@ class TapeService:
         if kept + adding > limit and self.store.expire(now - self.config.tape_request_expiry, now, owner=owner):
             kept = self.store.kept_files(owner)  # some were due to expire: the executor's sweep had not come
         if kept + adding > limit:
-            metrics.count_refusal(KEPT_FILES_REFUSAL)
+            metrics.count_refusal(metrics.TAPE_KEPT_FILES)
             raise TooManyRequests(
                 f"too many files kept: this client's requests hold {kept} files and {limit} may be kept; "
                 "finished requests are forgotten after [tape] request_expiry (or DELETE them)",
