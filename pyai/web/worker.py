@@ -18,7 +18,11 @@ more than a small request).  Every connection is counted once and closed
 once, by the main thread; ``worker_connections`` caps them.  On TERM (and so
 on HUP, which replaces the workers) the worker stops accepting, closes idle
 connections, and lets the transfers in progress finish within
-``graceful_timeout``.  A request gunicorn's parser refuses (a malformed
+``graceful_timeout``.  On INT or QUIT (Ctrl-C: the master and every worker
+get it) the worker stops at once instead: an exchange waiting in the poller is
+abandoned (its app closed, so an upload's temporary file goes and the transfer
+log gets its line), answered 503 when its answer has not begun, and the
+connections close within ``QUICK_STOP``.  A request gunicorn's parser refuses (a malformed
 request line or header, a head over the limits) is answered with pyai's JSON
 error document instead of gunicorn's HTML page.
 """
@@ -77,6 +81,9 @@ CLOSE_DRAIN_MAX = 64 * 1024 * 1024
 _DISCARD = bytearray(256 * 1024)  # the main thread's: only the poller drains
 # A stopping worker keeps idle kept-alive connections this long, for a request already on its way.
 STOP_LINGER = 2.0
+# INT/QUIT: the connections close within this (under the 2 s gunicorn's master gives a quick
+# stop that interrupts a graceful one before it SIGKILLs), the clients' 503 included.
+QUICK_STOP = 1.5
 # Out of descriptors, the worker stops accepting for this long (instead of spinning on the listener).
 ACCEPT_PAUSE = 0.5
 # How often the poller looks for expired deadlines, and tells the arbiter it lives.
@@ -99,6 +106,9 @@ class PyaiWorker(Worker):
         self.accepting = False
         self.accept_paused_until = 0.0  # after running out of descriptors (see _accept)
         self.stopping_since = None
+        self.quick = False  # INT or QUIT came: stop at once (see _begin_quick_stop)
+        self.quick_since = None
+        self.busy = set()  # connections a pool thread has now (the main thread adds and removes)
         settings = self.settings = load_config(prepare=False)
         self.head_timeout = settings.head_timeout or None
         self.send_timeout = settings.send_timeout or None
@@ -129,8 +139,12 @@ class PyaiWorker(Worker):
         observe.reopen()
 
     def handle_quit(self, sig, frame):
-        self.tpool.shutdown(wait=False)
-        super().handle_quit(sig, frame)
+        """INT or QUIT: a flag only.  The main thread stops at once (``_begin_quick_stop``).  Ctrl-C brings
+        INT from the terminal and QUIT from the master at once: gunicorn's own handler (sys.exit here,
+        the pool shut down here) could run inside itself, or inside the main thread's pool submit, and
+        wait for ever on a lock the interrupted code holds (measured: 60 s, then the master's SIGKILL)."""
+        self.alive = False
+        self.quick = True  # the signal's byte on self.PIPE wakes the poller
 
     # ---- the main thread -------------------------------------------------
 
@@ -143,7 +157,12 @@ class PyaiWorker(Worker):
             now = time.monotonic()
             if not self.alive and self.stopping_since is None:
                 self._begin_stop(now)
-            if self.stopping_since is not None:
+            if self.quick and self.quick_since is None:
+                self._begin_quick_stop(now)
+            if self.quick_since is not None:
+                if not self.conns or now - self.quick_since > QUICK_STOP:
+                    break
+            elif self.stopping_since is not None:
                 if not self.conns or now - self.stopping_since > self.cfg.graceful_timeout:
                     break
             self._set_accepting(
@@ -163,12 +182,18 @@ class PyaiWorker(Worker):
                 key.data(key.fileobj)
             self._collect_finished()
         self._set_accepting(False)
-        for conn in list(self.conns):
+        for conn in list(self.conns - self.busy):
             self._close(conn)
-        self.tpool.shutdown(wait=False)
+        self.tpool.shutdown(wait=False, cancel_futures=True)
         self.poller.close()
         for listener in self.sockets:
             listener.close()
+        if self.quick and self.busy:
+            # A thread still moving a client's bytes (an upload streaming at full speed) would hold
+            # the exit (the interpreter joins the pool) until its transfer ends: leave now.  Its
+            # temporary file is the next sweep's.
+            self.log.warning("quick stop: %d transfer(s) still running were cut", len(self.busy))
+            os._exit(0)
 
     def is_parent_alive(self):
         if self.ppid != os.getppid():
@@ -189,6 +214,49 @@ class PyaiWorker(Worker):
         for conn in self.conns:
             if conn.exchange is None and not conn.head and conn.deadline is not None:
                 conn.deadline = min(conn.deadline, now + STOP_LINGER)
+
+    def _begin_quick_stop(self, now):
+        """INT or QUIT: every connection ends now.  Those the poller holds are abandoned at once;
+        those a thread has are abandoned when it hands them back (``_collect_finished``)."""
+        self.quick_since = now
+        self.log.info("quick stop: abandoning %d connection(s)", len(self.conns))
+        self.cfg.worker_int(self)
+        for conn in list(self.conns - self.busy):
+            self._abandon(conn, None, now)
+
+    def _abandon(self, conn, outcome, now):
+        """End a connection in a quick stop.  An exchange whose answer has not begun is answered 503
+        (best effort) and logged as such; its app's iterable is closed (an upload's temporary file
+        goes, the transfer log gets its line).  The connection then half-closes and waits, at most
+        until the quick stop ends, for the client to close: closing with the rest of an upload
+        unread would reset it, and a reset can make the client drop the 503 unread."""
+        if conn.closed:
+            return
+        exchange = conn.exchange
+        for fileobj in (conn.sock, exchange.wait.fd if exchange is not None and exchange.wait else None):
+            try:
+                if fileobj is not None:
+                    self.poller.unregister(fileobj)
+            except (KeyError, ValueError):
+                pass
+        if exchange is not None:
+            exchange.wait = None
+            conn.exchange = None
+            resp = exchange.resp
+            if resp is not None and not resp.headers_sent and not exchange.out:
+                body = _error_body("503 Service Unavailable", "the server is stopping: send the request again")
+                try:
+                    conn.sock.send(_error_head("503 Service Unavailable", body) + body, socket.MSG_DONTWAIT)
+                except OSError:
+                    pass
+                resp.status, resp.status_code = "503 Service Unavailable", 503  # what the logs say
+            exchange.close(self)
+        elif outcome != CLOSE and not conn.head:
+            self._close(conn)  # idle, or its answer all sent: nothing to tell
+            return
+        self._close_gracefully(conn, now)
+        if not conn.closed:
+            conn.deadline = min(conn.deadline, self.quick_since + QUICK_STOP)
 
     def _set_accepting(self, enabled):
         if enabled == self.accepting:
@@ -261,6 +329,7 @@ class PyaiWorker(Worker):
 
     def _submit(self, conn, step):
         conn.deadline = None
+        self.busy.add(conn)
         self.waiting.append(None)
         self.tpool.submit(self._run_step, conn, step)
 
@@ -270,7 +339,11 @@ class PyaiWorker(Worker):
                 conn, outcome = self.finished.get_nowait()
             except queue.Empty:
                 return
-            self._after(conn, outcome, time.monotonic())
+            self.busy.discard(conn)
+            if self.quick_since is not None:
+                self._abandon(conn, outcome, time.monotonic())
+            else:
+                self._after(conn, outcome, time.monotonic())
 
     def _after(self, conn, outcome, now):
         """Put a connection a thread has finished with where it waits next."""

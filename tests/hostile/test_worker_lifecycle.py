@@ -4,9 +4,11 @@ Every connection is counted once and closed once, so ``worker_connections``
 is a real cap however connections ended before (closed by the client, by
 ``Connection: close``, by a refused request); and a worker told to stop (TERM,
 or HUP, which replaces the workers) finishes the transfers in progress within
-``graceful_timeout`` instead of cutting them off.
+``graceful_timeout`` instead of cutting them off.  INT (Ctrl-C: to the master and its
+workers at once) stops at once instead: an upload in flight is abandoned cleanly.
 """
 
+import json
 import os
 import signal
 import socket
@@ -16,7 +18,7 @@ import time
 import pytest
 import requests
 from faults.procs import children, cpu_seconds
-from server import parse_response, recv_all
+from server import parse_response, recv_all, wait_until
 
 LIMIT = 8
 
@@ -104,6 +106,43 @@ def test_stop_drains_an_upload_in_progress(fresh_server, uid, sig):
     assert srv.stored_path(uid).read_bytes() == data
     if sig == signal.SIGHUP:  # a new worker serves on
         assert requests.get(srv.id_url(uid), timeout=10).content == data
+
+
+# Ctrl-C stops well within this (about 2 s); gunicorn's graceful_timeout (60 s) and then a
+# SIGKILL is what a stuck worker costs.
+QUICK_STOP_BOUND = 10
+
+
+def test_int_abandons_an_upload_at_once(fresh_server, tmp_path, uid):
+    """Ctrl-C (INT to the master and its workers at once) after some traffic, an upload in flight:
+    the instance exits within QUICK_STOP_BOUND s, no worker is SIGKILLed, the upload's temporary file
+    goes, the client gets an answer or a clean close (no reset), and the transfer log has its line."""
+    log = tmp_path / "transfers.log"
+    srv = fresh_server.start("quick", PAI_WORKERS="2", PAI_TRANSFER_LOG=str(log))
+    end_connections_every_way(srv)
+    for n in range(20):
+        assert requests.put(srv.id_url(f"{uid}-{n}"), data=b"x" * 1000, timeout=5).status_code == 201
+    sock = start_upload(srv, uid, 4 << 20)
+    try:
+        sock.sendall(b"y" * (1 << 20))
+        assert wait_until(srv.temp_files, timeout=10), "the upload never began"
+        os.killpg(srv.proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        try:
+            srv.proc.wait(QUICK_STOP_BOUND)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"INT did not stop the instance within {QUICK_STOP_BOUND} s:\n{srv.log(3000)}")
+        sock.settimeout(5)
+        try:
+            answer = b"".join(iter(lambda: sock.recv(65536), b""))
+        except ConnectionResetError:
+            pytest.fail("the client of the upload in flight got a reset")
+    finally:
+        sock.close()
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 503"), answer[:300]
+    assert "SIGKILL" not in srv.log(), srv.log(3000)
+    assert srv.temp_files() == []
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["path"] for line in lines].count(f"/{uid}") == 1, lines[-3:]
 
 
 def test_id_with_fragment_is_refused(server, uid):
