@@ -290,6 +290,25 @@ def _swept():
         return 0
 
 
+_reloads_refused = None  # the master's counter (see count_reload_refused)
+
+
+def count_reload_refused(count=1):
+    """The master refused a HUP (bad configuration): ``pyai_reloads_refused_total``.  Made in the
+    master once the directory is set, before any worker forks (``count=0``), so it shows 0 from the
+    start; the master's own file in the directory carries it to every scrape."""
+    global _reloads_refused
+    try:
+        if _reloads_refused is None:
+            from prometheus_client import CollectorRegistry, Counter
+
+            text = "HUPs refused: the new configuration or tokens file was bad, the workers served on"
+            _reloads_refused = Counter("pyai_reloads_refused", text, registry=CollectorRegistry())
+        _reloads_refused.inc(count)
+    except Exception as exc:  # noqa: BLE001 - see _quietly
+        _quietly("counting a refused reload", exc)
+
+
 def count_checksum_mismatch(algorithm):
     """An upload was refused: its body did not match the client's ``algorithm`` digest."""
     _count("counting a checksum mismatch", lambda m: m.mismatches.labels(algorithm).inc())

@@ -48,6 +48,7 @@ def on_starting(server):
     from pyai.web.server import prepare_archive
 
     metrics.prepare_master()  # first: before anything counts, and before any worker forks
+    metrics.count_reload_refused(0)  # shown as 0 from the start
     prepare_archive(server.log, server.cfg.address)
 
 
@@ -61,6 +62,42 @@ def when_ready(server):
     config = load(prepare=False)
     limit_request_reads(server.LISTENERS, config.receive_timeout)
     lifecycle.install(server, config)
+    _check_before_reload(server)
+
+
+def reload_refusal():
+    """Why a HUP must not replace the workers (one line: the configuration, INI and PAI_*
+    environment, or the tokens file is bad), else None.  The master runs it before it touches
+    a worker: a worker that cannot boot would stop the whole instance."""
+    from pyai.config import load
+    from pyai.errors import ConfigError
+    from pyai.web.auth import read_tokens_file
+
+    try:
+        config = load(prepare=False)
+        if config.auth_tokens_file:
+            read_tokens_file(config.auth_tokens_file)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _check_before_reload(server):
+    """HUP: reload only a configuration that would serve; else one line, a count, and the workers
+    serve on untouched (gunicorn's own reload spawns the new workers before it knows)."""
+    from pyai.ops import metrics
+
+    reload = server.handle_hup
+
+    def handle_hup():
+        reason = reload_refusal()
+        if reason is None:
+            reload()
+            return
+        server.log.error("reload refused: %s; still serving with the previous configuration", reason)
+        metrics.count_reload_refused()
+
+    server.handle_hup = handle_hup
 
 
 def child_exit(server, worker):

@@ -3,15 +3,18 @@
 TERM turns /readyz to 503 at once while everything is served for drain_delay
 seconds, then the graceful stop lets the transfers in progress finish; HUP
 re-reads the configuration and the tokens and replaces the workers without
-cutting a transfer; a worker killed mid-upload loses only its own request, and
+cutting a transfer, and a HUP with a bad configuration or tokens file is refused
+(one line, a metric) while the old workers serve on; a worker killed mid-upload loses only its own request, and
 its temporary file is swept while the instance serves on.
 """
 
 import os
+import re
 import signal
 import socket
 import time
 
+import pytest
 import requests
 from faults.procs import children, connect, holder_of, workers
 from faults.streams import BLOCK, put_head
@@ -111,6 +114,57 @@ def test_hup_rereads_configuration_and_tokens_without_cutting_a_transfer(pool, t
     assert resp.status == 201, resp  # authenticated before the reload: the transfer completes
     got = requests.get(srv.id_url(ident), headers=as_b, timeout=30)
     assert got.status_code == 200 and got.content == data
+
+
+REFUSED = "reload refused: "
+STILL_SERVING = "; still serving with the previous configuration"
+
+
+@pytest.mark.parametrize("broken", ["ini", "tokens"])
+def test_hup_with_a_bad_configuration_is_refused_and_the_workers_serve_on(pool, tmp_path, broken):
+    """A HUP after a bad value in the INI, or a bad line in the tokens file: one line says the reload
+    was refused, the same workers serve on (none started, none stopped), the refusal is counted; the
+    next HUP, once the file is fixed, applies."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"rw {TOKEN_A}\n")
+    tokens.chmod(0o600)
+    ini = tmp_path / "archive.ini"
+    good_ini = f"[auth]\ntokens_file = {tokens}\n[archive]\nreceive_timeout = 30\n"
+    ini.write_text(good_ini)
+    srv = pool.start("refused", ARCHIVEINTERFACE_CONFIG=str(ini), PAI_WORKERS="2")
+    as_a, as_b = ({"Authorization": f"Bearer {t}"} for t in (TOKEN_A, TOKEN_B))
+    old_workers = set(workers(srv, 2))
+    booted = srv.log().count("Booting worker")
+
+    if broken == "ini":
+        ini.write_text(good_ini.replace("receive_timeout = 30", "receive_timeout = soon"))
+        reason = f"bad value 'soon' for [archive] receive_timeout in {ini}"
+    else:
+        tokens.write_text(f"rw {TOKEN_A}\nthis line is not a token\n")
+        reason = f"bad tokens file {tokens}"
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    assert wait_until(lambda: REFUSED in srv.log(), timeout=30), srv.log(3000)
+    (line,) = [line for line in srv.log().splitlines() if REFUSED in line]
+    assert reason in line and line.endswith(STILL_SERVING), line
+    assert "Traceback" not in srv.log()
+    assert requests.get(srv.url + "/openapi.json", headers=as_a, timeout=10).status_code == 200
+    assert set(children(srv.proc.pid)) == old_workers
+    assert srv.log().count("Booting worker") == booted  # no worker started, none replaced
+    scrape = requests.get(srv.url + "/metrics", headers=as_a, timeout=10).text
+    assert re.search(r"^pyai_reloads_refused_total 1\.0$", scrape, re.M), scrape
+
+    tokens.write_text(f"rw {TOKEN_B}\n")  # fixed, with another token: the reload shows it applied
+    ini.write_text(good_ini)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+
+    def reloaded():
+        a = requests.get(srv.url + "/openapi.json", headers={**as_a, "Connection": "close"}, timeout=10)
+        b = requests.get(srv.url + "/openapi.json", headers={**as_b, "Connection": "close"}, timeout=10)
+        return (a.status_code, b.status_code) == (401, 200)
+
+    assert wait_until(reloaded, timeout=60), srv.log(3000)
+    assert wait_until(lambda: not set(children(srv.proc.pid)) & old_workers, timeout=30), "the old workers stayed"
+    assert srv.log().count(REFUSED) == 1
 
 
 def test_a_crashed_workers_upload_is_swept_while_serving(pool):
