@@ -31,12 +31,14 @@ def _serve_options(parser):
     parser.add_argument("--gunicorn-config", help="gunicorn settings file (default ./gunicorn.conf.py or pyai's)")
 
 
-def _load(args):
+def _load(args, prepare=True):
     """Validate the configuration with the flags applied, then export the flags as the
     environment every process (gunicorn's workers included) will read."""
     tokens_file = getattr(args, "tokens_file", None)  # a serve flag only
     config = load_config(
-        {"backend": args.backend, "prefix": args.prefix, "auth_tokens_file": tokens_file}, config_file=args.config
+        {"backend": args.backend, "prefix": args.prefix, "auth_tokens_file": tokens_file},
+        config_file=args.config,
+        prepare=prepare,
     )
     if tokens_file:
         os.environ["PAI_AUTH_TOKENS_FILE"] = config.auth_tokens_file
@@ -58,7 +60,7 @@ def serve(args, prog):
     from pyai.web.auth import check_config as check_auth
 
     try:
-        check_auth(_load(args))
+        check_auth(_load(args, prepare=False))  # the master makes the prefix once it listens
     except ConfigError as exc:
         return _fail(prog, exc)
     from pyai.web.server import ArchiveServer

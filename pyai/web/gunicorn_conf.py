@@ -43,10 +43,11 @@ loglevel = os.environ.get("PAI_LOG_LEVEL", "info")
 
 
 def on_starting(server):
-    """Validate the configuration once and sweep stale temporary files, before any worker starts."""
+    """Listen, then validate the configuration once and sweep stale temporary files, before any worker starts."""
     from pyai.ops import metrics  # imports no prometheus_client: prepare_master sets its directory first
-    from pyai.web.server import prepare_archive
+    from pyai.web.server import listen_first, prepare_archive
 
+    listen_first(server)  # nothing is created (prefix, metrics directory) for an instance that cannot listen
     metrics.prepare_master()  # first: before anything counts, and before any worker forks
     metrics.count_reload_refused(0)  # shown as 0 from the start
     prepare_archive(server.log, server.cfg.address)

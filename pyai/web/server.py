@@ -1,5 +1,6 @@
 """Serving pyai with gunicorn from our own command line (``gunicorn.app.base``)."""
 
+import errno
 import logging
 import os
 import runpy
@@ -38,6 +39,40 @@ def prepare_archive(log=None, addresses=()):
     if config.sweep_on_start:
         lifecycle.sweep(config, log or logging.getLogger("pyai"), backend)
     return config
+
+
+def listen_first(server):
+    """Open gunicorn's listeners now, once each, before anything is created; one line with the fix
+    and exit 1 when an address is taken.  (gunicorn itself would try 5 times in 5 s with no hint,
+    after the hooks had made the prefix.)  Inherited sockets (systemd's, a USR2 re-exec's, fd://)
+    and reuse_port stay gunicorn's."""
+    from gunicorn import sock
+    from gunicorn.systemd import listen_fds
+
+    cfg = server.cfg
+    if server.LISTENERS or "GUNICORN_FD" in os.environ or cfg.reuse_port or listen_fds(unset_environment=False):
+        return
+    if any(isinstance(address, int) for address in cfg.address):
+        return
+    listeners = []
+    for address in cfg.address:
+        try:
+            listeners.append(sock._sock_type(address)(address, cfg, server.log))
+        except OSError as exc:
+            where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+            if exc.errno == errno.EADDRINUSE:
+                fix = (
+                    "another process listens there: stop it, or choose another port "
+                    "(pacifica-archiveinterface -p PORT, or PAI_BIND=host:port / --bind under gunicorn)"
+                )
+                problem = "is already in use"
+            else:
+                fix = "choose another address (pacifica-archiveinterface -a/-p, or PAI_BIND=host:port under gunicorn)"
+                problem = f"cannot be listened on ({exc.strerror})"
+            sys.stderr.write(f"pyai: error: {where} {problem}; {fix}\n")
+            sys.stderr.flush()
+            os._exit(1)  # not 2: a port may free up (systemd's Restart= tries again)
+    server.LISTENERS = listeners
 
 
 def limit_request_reads(listeners, receive_timeout):
