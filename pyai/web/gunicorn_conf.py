@@ -1,10 +1,11 @@
 """gunicorn settings for pyai (the repository's gunicorn.conf.py imports these).
 
 Environment variables adjust the common ones without editing this file:
-``PAI_BIND``, ``PAI_WORKERS``, ``PAI_THREADS``.
+``PAI_BIND``, ``PAI_WORKERS``, ``PAI_THREADS``; systemd's ``RUNTIME_DIRECTORY`` places the pidfile.
 """
 
 import os
+import sys
 
 bind = os.environ.get("PAI_BIND", "127.0.0.1:8080")
 
@@ -37,16 +38,27 @@ limit_request_field_size = 8190
 # archive instances on one host would fight over it, and pyai does not need it.
 control_socket_disable = True
 
+# Under systemd (RuntimeDirectory=pyai in deploy/pyai.service) the master's pid is kept in
+# /run/pyai/gunicorn.pid, where log rotation finds the process to send USR1 (README, "Transfer log").
+if os.environ.get("RUNTIME_DIRECTORY"):
+    pidfile = os.path.join(os.environ["RUNTIME_DIRECTORY"].split(":")[0], "gunicorn.pid")
+
 accesslog = os.environ.get("PAI_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("PAI_LOG_LEVEL", "info")
 
 
 def on_starting(server):
-    """Listen, then validate the configuration once and sweep stale temporary files, before any worker starts."""
+    """Check the configuration, listen, then make the prefix and sweep stale temporary files, before any
+    worker starts."""
     from pyai.ops import metrics  # imports no prometheus_client: prepare_master sets its directory first
     from pyai.web.server import listen_first, prepare_archive
 
+    reason = configuration_problem()  # said first, whatever the port
+    if reason is not None:
+        sys.stderr.write(f"pyai: error: {reason}\n")
+        sys.stderr.flush()
+        os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
     listen_first(server)  # nothing is created (prefix, metrics directory) for an instance that cannot listen
     metrics.prepare_master()  # first: before anything counts, and before any worker forks
     metrics.count_reload_refused(0)  # shown as 0 from the start
@@ -66,10 +78,11 @@ def when_ready(server):
     _check_before_reload(server)
 
 
-def reload_refusal():
-    """Why a HUP must not replace the workers (one line: the configuration, INI and PAI_*
-    environment, or the tokens file is bad), else None.  The master runs it before it touches
-    a worker: a worker that cannot boot would stop the whole instance."""
+def configuration_problem():
+    """Why this configuration cannot serve (one line: the INI file and PAI_* environment, or the
+    tokens file, is bad), else None; nothing is created.  The master checks it before it listens,
+    and on HUP before it touches a worker: a worker that cannot boot would stop the whole instance.
+    (The one place to switch to pyai.config's own check of both, once there is one.)"""
     from pyai.config import load
     from pyai.errors import ConfigError
     from pyai.web.auth import read_tokens_file
@@ -91,7 +104,7 @@ def _check_before_reload(server):
     reload = server.handle_hup
 
     def handle_hup():
-        reason = reload_refusal()
+        reason = configuration_problem()
         if reason is None:
             reload()
             return

@@ -4,14 +4,17 @@ systemd is not PID 1 here, so nothing is started by systemd itself: ``systemd-an
 verify`` (and ``security --offline``) read the unit like systemd would, with the
 /opt/pyai paths pointed at this checkout so that its executables exist.  The unit's
 ExecStart then runs as written, with its environment, and must tell systemd it is
-ready (Type=notify, on a $NOTIFY_SOCKET of ours), serve, reload on ExecReload and stop
-on a TERM to the master alone (KillMode=mixed) within TimeoutStopSec.  Under strace the
+ready (Type=notify, on a $NOTIFY_SOCKET of ours), serve, reload on ExecReload (its check,
+then the HUP) and stop on a TERM to the master alone (KillMode=mixed) within
+TimeoutStopSec.  The README's logrotate example is run, with the unit's directories
+(LogsDirectory=, RuntimeDirectory=) pointed at private ones, against what the unit runs.  Under strace the
 same command must make no system call outside the unit's SystemCallFilter and no
 writable-and-executable mapping (MemoryDenyWriteExecute).
 """
 
 import hashlib
 import os
+import pwd
 import re
 import runpy
 import shlex
@@ -181,6 +184,7 @@ def launch(pool, entries, name, wrapper=(), **extra):
     private prefix (the only changes: in production they come from /etc/pyai/pyai.env)."""
     env = environment(entries)
     env.pop("PAI_PREFIX")  # the pool gives each server a fresh prefix
+    env.pop("PAI_TRANSFER_LOG")  # /var/log/pyai is systemd's to make (LogsDirectory=): the server's log here
     port = free_port()
     env.update({"PAI_BIND": f"127.0.0.1:{port}", "PAI_WORKERS": "2", **extra})
     assert Path(one(entries, "WorkingDirectory")) == ROOT  # the pool runs it there
@@ -203,11 +207,16 @@ def exercise(srv):
 
 
 def reload_with_exec_reload(srv, entries):
-    """ExecReload= as written, $MAINPID being the master: new workers, still serving."""
+    """Every ExecReload= in order, as written, with the service's environment and $MAINPID being
+    the master (systemd stops at the first that fails): new workers, still serving."""
     before = set(srv.worker_pids())
     assert before
-    command = [part.replace("$MAINPID", str(master_pid(srv))) for part in shlex.split(one(entries, "ExecReload"))]
-    subprocess.run(command, check=True, timeout=10)
+    commands = entries[("Service", "ExecReload")]
+    assert "check-config" in commands[0] and "kill -HUP" in commands[-1], commands  # the check comes first
+    for line in commands:
+        command = [part.replace("$MAINPID", str(master_pid(srv))) for part in shlex.split(line)]
+        done = subprocess.run(command, cwd=ROOT, env=srv.env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
 
     def renewed():
         now = set(srv.worker_pids())
@@ -269,6 +278,62 @@ def test_exec_reload_reads_the_tokens_again(pool, entries, tmp_path):
     tokens.write_text(f"rw {new}\n")
     reload_with_exec_reload(srv, entries)
     assert (put("kit-old-2", old), put("kit-new-2", new)) == (401, 201)
+
+
+def logrotate_example():
+    """The logrotate configuration README.md gives (section "Transfer log")."""
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"With logrotate:\n\n```\n(.*?)```", readme, re.S)
+    assert match, "README.md no longer has its logrotate example"
+    return match.group(1)
+
+
+def test_the_logrotate_example_uses_the_units_directories(entries):
+    """The example rotates the transfer log the unit writes, in the directory the unit makes
+    writable (LogsDirectory=; ProtectSystem=strict makes every other one read-only), and reads
+    the pidfile gunicorn writes in the unit's RuntimeDirectory=."""
+    example = logrotate_example()
+    rotated = example.split("{", 1)[0].strip()
+    assert rotated == environment(entries)["PAI_TRANSFER_LOG"]
+    assert os.path.dirname(rotated) == "/var/log/" + one(entries, "LogsDirectory")
+    pidfile = re.search(r"cat (\S+)\)", example).group(1)
+    assert pidfile == f"/run/{one(entries, 'RuntimeDirectory')}/gunicorn.pid"
+    user = one(entries, "User")
+    assert f"create 0640 {user} {one(entries, 'Group')}" in example
+
+
+def test_the_logrotate_example_rotates_what_the_unit_writes(pool, entries, tmp_path):
+    """The example, run by logrotate against the unit's ExecStart with its directories private
+    (systemd sets $RUNTIME_DIRECTORY): the master's pidfile is where the example reads it, the
+    log is rotated, and the next requests' lines go to a new file (USR1 reached the workers)."""
+    logrotate = require_tool("logrotate", "logrotate")
+    logs, run = tmp_path / "log", tmp_path / "run"
+    logs.mkdir()
+    run.mkdir()
+    log = logs / "transfer.log"
+    srv = launch(pool, entries, "rotate", RUNTIME_DIRECTORY=str(run), PAI_TRANSFER_LOG=str(log))
+    assert (run / "gunicorn.pid").read_text().strip() == str(master_pid(srv))
+    assert requests.put(srv.id_url("kit-before"), data=b"kit", timeout=30).status_code == 201
+    assert wait_until(lambda: "kit-before" in log.read_text(), timeout=10)
+
+    me = pwd.getpwuid(os.getuid())
+    config = logrotate_example().replace("/var/log/pyai", str(logs)).replace("/run/pyai", str(run))
+    config = re.sub(r"create 0640 \S+ \S+", f"create 0640 {me.pw_name} {me.pw_gid}", config)
+    (tmp_path / "pyai.logrotate").write_text(config)
+    done = subprocess.run(
+        [logrotate, "--force", "--state", str(tmp_path / "state"), str(tmp_path / "pyai.logrotate")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "kit-before" in (logs / "transfer.log.1").read_text()  # delaycompress: the newest stays plain
+
+    def in_the_new_file():
+        requests.get(srv.id_url("kit-before"), headers={"Connection": "close"}, timeout=30)
+        return log.exists() and "kit-before" in log.read_text()
+
+    assert wait_until(in_the_new_file, timeout=20), srv.log(3000)
 
 
 def test_bad_configuration_is_a_failed_start_not_a_restart_loop(pool, entries, tmp_path):
