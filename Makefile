@@ -32,7 +32,7 @@ SYSTEM_TOOLS := curl wget strace
 # nginx-light: the nginx that tests/deploy puts in front of pyai with deploy/nginx/pyai.conf.
 # haproxy: tests/deploy/test_haproxy.py runs deploy/haproxy/haproxy.cfg in front of three instances.
 # prometheus: its promtool checks a real scrape of /metrics (tests/ops/test_metrics.py).
-SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus
+SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
 
 .PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean \
 	fuzz fuzz-deps
