@@ -3,7 +3,9 @@
 
 Flags are exported as the PAI_* environment variables before anything reads
 the configuration, so flags beat the environment, which beats the INI file,
-in the server and in every gunicorn worker alike.
+in the server and in every gunicorn worker alike.  An administration command
+acts only on an archive that is named (never on the default prefix), and
+``check-config`` checks a configuration without serving.
 """
 
 import argparse
@@ -11,8 +13,13 @@ import os
 import sys
 
 from pyai import __version__
+from pyai import config as config_module
 from pyai.config import load as load_config
 from pyai.errors import ArchiveError, ConfigError, describe
+
+# The original's CherryPy settings file (its --cherrypy-config flag and this variable):
+# accepted so that its command lines and units start pyai, and ignored (gunicorn serves).
+CHERRYPY_CONFIG_ENV = "ARCHIVEINTERFACE_CPCONFIG"
 
 
 def _archive_options(parser, default=None):
@@ -29,15 +36,30 @@ def _serve_options(parser):
     parser.add_argument("--threads", type=int, help="threads per worker")
     parser.add_argument("--tokens-file", help="bearer tokens (ro/rw <token> lines): turns authentication on")
     parser.add_argument("--gunicorn-config", help="gunicorn settings file (default ./gunicorn.conf.py or pyai's)")
-
-
-def _load(args):
-    """Validate the configuration with the flags applied, then export the flags as the
-    environment every process (gunicorn's workers included) will read."""
-    tokens_file = getattr(args, "tokens_file", None)  # a serve flag only
-    config = load_config(
-        {"backend": args.backend, "prefix": args.prefix, "auth_tokens_file": tokens_file}, config_file=args.config
+    parser.add_argument(
+        "--cherrypy-config", metavar="CP_CONFIG", help="the original's CherryPy settings file: accepted and ignored"
     )
+
+
+def _overrides(args):
+    """The settings the flags give (None: not given)."""
+    tokens_file = getattr(args, "tokens_file", None)  # a serve flag only
+    return {"backend": args.backend, "prefix": args.prefix, "auth_tokens_file": tokens_file}
+
+
+def _load(args, serving=False):
+    """Validate the configuration with the flags applied, then export the flags as the
+    environment every process (gunicorn's workers included) will read.
+
+    Unless ``serving``, the archive must be named: an administration command reads or
+    changes stored files, and the default prefix (/tmp) is nobody's archive.
+    """
+    tokens_file = getattr(args, "tokens_file", None)
+    config = load_config(_overrides(args), config_file=args.config, prepare=False)
+    if not serving and "prefix" in config.defaulted:
+        raise ConfigError(_no_archive_named(config))
+    if config.prefix != config_module.checked_prefix:
+        config_module.prepare_prefix(config.prefix)
     if tokens_file:
         os.environ["PAI_AUTH_TOKENS_FILE"] = config.auth_tokens_file
     if args.backend:
@@ -49,16 +71,39 @@ def _load(args):
     return config
 
 
+def _no_archive_named(config):
+    where = f" ({config.config_file} has no [archive] prefix)" if config.config_file else ""
+    return (
+        f"no archive named{where}: give --prefix DIR, PAI_PREFIX, or a config file (-c FILE or "
+        f"ARCHIVEINTERFACE_CONFIG) with [archive] prefix; the default {config.prefix} is not assumed"
+    )
+
+
 def _fail(prog, message):
     sys.stderr.write(f"{prog}: error: {message}\n")
     return 2
 
 
+def _warn_cherrypy_config(args, prog):
+    """The original's CherryPy settings file, by flag or environment: one warning line each."""
+    given = []
+    if getattr(args, "cherrypy_config", None):
+        given.append(f"--cherrypy-config {args.cherrypy_config}")
+    if os.environ.get(CHERRYPY_CONFIG_ENV):
+        given.append(f"{CHERRYPY_CONFIG_ENV}={os.environ[CHERRYPY_CONFIG_ENV]}")
+    for what in given:
+        sys.stderr.write(
+            f"{prog}: warning: {what} is ignored: pyai serves with gunicorn (-a/-p, --gunicorn-config; "
+            "see README, Migrating from the original)\n"
+        )
+
+
 def serve(args, prog):
     from pyai.web.auth import check_config as check_auth
 
+    _warn_cherrypy_config(args, prog)
     try:
-        check_auth(_load(args))
+        check_auth(_load(args, serving=True))
     except ConfigError as exc:
         return _fail(prog, exc)
     from pyai.web.server import ArchiveServer
@@ -121,6 +166,32 @@ def verify(args, prog):
     return verifier.run(archive, args.ids, args.all)
 
 
+def check_config(args, prog):
+    """Validate the configuration and the tokens file as a start would, serving nothing and creating
+    nothing: exit 0 with a one-line summary, or 2 with one line per problem."""
+    problems = config_module.check(args.config, overrides=_overrides(args))
+    for problem in problems:
+        sys.stderr.write(f"{prog}: error: {problem}\n")
+    if problems:
+        return 2
+    config = load_config(_overrides(args), config_file=args.config, prepare=False)
+    default = " (the default)" if "prefix" in config.defaulted else ""
+    auth = f"tokens from {config.auth_tokens_file}" if config.auth_tokens_file else "no authentication"
+    print(
+        f"configuration ok: {config.config_file or 'no config file'}; backend {config.backend}, "
+        f"prefix {config.prefix}{default}, {auth}"
+    )
+    return 0
+
+
+def _check_parser(prog):
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} check-config", description="Check the configuration and the tokens file; serve nothing."
+    )
+    _serve_options(parser)  # the serve command line, checked as it would be served
+    return parser
+
+
 def _cmd_parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description="Administer a pyai archive.")
     _archive_options(parser)
@@ -137,13 +208,22 @@ def _cmd_parser(prog):
     check.add_argument("--all", action="store_true", help="every file of the archive")
     check.set_defaults(run=verify)
     _archive_options(check, default=argparse.SUPPRESS)
+    validate = commands.add_parser("check-config", help="check the configuration and the tokens file")
+    validate.add_argument("--tokens-file", help="bearer tokens file to check")
+    validate.set_defaults(run=check_config)
+    _archive_options(validate, default=argparse.SUPPRESS)
     return parser
 
 
 def serve_main(argv=None):
     """pacifica-archiveinterface: serve the archive."""
     prog = "pacifica-archiveinterface"
-    parser = argparse.ArgumentParser(prog=prog, description="Serve a pyai archive over HTTP.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "check-config":
+        return check_config(_check_parser(prog).parse_args(argv[1:]), prog)
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Serve a pyai archive over HTTP (check-config [options]: only check)."
+    )
     _serve_options(parser)
     parser.add_argument("--version", action="version", version=f"pyai {__version__}")
     return serve(parser.parse_args(argv), prog)
@@ -157,13 +237,16 @@ def cmd_main(argv=None):
 
 
 def main(argv=None):
-    """pyai serve | delete | sweep | verify."""
+    """pyai serve | check-config | delete | sweep | verify."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
+    if argv and argv[0] == "check-config":
+        return serve_main(argv)
     if argv and argv[0] in ("delete", "sweep", "verify"):
         return cmd_main(argv)
     sys.stderr.write(
-        "usage: pyai serve [options] | pyai delete ID... | pyai sweep | pyai verify ID...|--all   (--help on each)\n"
+        "usage: pyai serve [options] | pyai check-config [options] | pyai delete ID... | pyai sweep | "
+        "pyai verify ID...|--all   (--help on each)\n"
     )
     return 2
