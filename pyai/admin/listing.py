@@ -18,7 +18,8 @@ from pyai.errors import ArchiveError, describe
 def run(archive, long=False, as_json=False, out=sys.stdout, err=sys.stderr):
     """List every id; return the exit status: 1 when a file could not be described, else 0."""
     backend = archive.backend
-    progress = Progress(err, verb="listed", counts_bytes=long)
+    # a bar redrawn on the terminal the ids go to would mangle them: then only the last line
+    progress = Progress(err, verb="listed", counts_bytes=long, live=not (out.isatty() and err.isatty()))
     failed = 0
     for item in inventory.stored(backend):
         if long:

@@ -14,8 +14,9 @@ BAR_EVERY = 0.2
 class Progress:
     """Files and bytes done so far, drawn on ``stream``."""
 
-    def __init__(self, stream, total_files=None, verb="verified", counts_bytes=True):
+    def __init__(self, stream, total_files=None, verb="verified", counts_bytes=True, live=True):
         self.stream = stream
+        self.live = live  # False: only the last line (the listing itself goes to the same terminal)
         self.verb = verb  # what the line says was done to the files so far
         self.counts_bytes = counts_bytes
         self.tty = stream.isatty()
@@ -28,7 +29,7 @@ class Progress:
         self.bytes += nbytes
         self.files += files
         now = time.monotonic()
-        if now - self.drawn >= (BAR_EVERY if self.tty else PLAIN_EVERY):
+        if self.live and now - self.drawn >= (BAR_EVERY if self.tty else PLAIN_EVERY):
             self.drawn = now
             self._draw(now)
 
