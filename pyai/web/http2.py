@@ -23,7 +23,7 @@ def frame(kind, payload, flags=0, stream=0):
     return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", kind, flags, stream & 0x7FFFFFFF) + payload
 
 
-# Sent whole, once per such connection (78 bytes: one non-blocking send takes them).
+# Sent whole, once per such connection (46 bytes: one non-blocking send takes them).
 REFUSAL = frame(SETTINGS, b"") + frame(GOAWAY, struct.pack(">II", 0, HTTP_1_1_REQUIRED) + DEBUG_DATA)
 
 
