@@ -168,6 +168,16 @@ SETTINGS = (
         help="`true`: PUT to an existing id replaces it atomically instead of 409",
     ),
     Setting(
+        "allow_multipart",
+        "archive",
+        "allow_multipart",
+        "PAI_ALLOW_MULTIPART",
+        _bool,
+        "false",
+        help="`true`: a PUT whose `Content-Type` is `multipart/form-data` (`curl -F`) is stored as sent, "
+        "envelope and all, instead of 415",
+    ),
+    Setting(
         "patch_roots",
         "archive",
         "patch_roots",

@@ -163,7 +163,42 @@ def verify(args, prog):
         archive = Archive(config, create_backend(config))
     except ConfigError as exc:
         return _fail(prog, exc)
-    return verifier.run(archive, args.ids, args.all)
+    return verifier.run(archive, args.ids, args.all, add_missing=args.add_missing)
+
+
+# -- operator tools: ls, du, stat (pyai.admin.listing, usage, fileinfo) ------------------
+
+
+def inspect(args, prog):
+    """ls, du and stat: open the archive named, then hand it to the tool's module."""
+    from pyai.archive.service import Archive
+    from pyai.backends import create_backend
+
+    try:
+        config = _load(args)
+        archive = Archive(config, create_backend(config))
+    except ConfigError as exc:
+        return _fail(prog, exc)
+    return args.tool(archive, args)
+
+
+def _inspect_parsers(commands):
+    from pyai.admin import fileinfo, listing, usage
+
+    ls = commands.add_parser("ls", help="list the ids stored (progress on stderr)")
+    ls.add_argument("-l", "--long", action="store_true", help="size, mtime, media and the digests stored")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.set_defaults(run=inspect, tool=lambda archive, args: listing.run(archive, args.long, args.json))
+    du = commands.add_parser("du", help="count the files stored and their bytes")
+    du.add_argument("--media", action="store_true", help="also by media (disk, tape) and bytes per level")
+    du.add_argument("--json", action="store_true", help="one JSON object")
+    du.set_defaults(run=inspect, tool=lambda archive, args: usage.run(archive, args.media, args.json))
+    st = commands.add_parser("stat", help="what HEAD says of an id, its stored digests and locality")
+    st.add_argument("ident", metavar="ID")
+    st.add_argument("--json", action="store_true", help="one JSON object")
+    st.set_defaults(run=inspect, tool=lambda archive, args: fileinfo.run(archive, args.ident, args.json))
+    for parser in (ls, du, st):
+        _archive_options(parser, default=argparse.SUPPRESS)  # accepted after the command too
 
 
 def check_config(args, prog):
@@ -206,8 +241,12 @@ def _cmd_parser(prog):
     check = commands.add_parser("verify", help="re-read files and compare them with their stored checksums")
     check.add_argument("ids", nargs="*", metavar="ID")
     check.add_argument("--all", action="store_true", help="every file of the archive")
+    check.add_argument(
+        "--add-missing", action="store_true", help="compute and keep the configured checksums a file lacks"
+    )
     check.set_defaults(run=verify)
     _archive_options(check, default=argparse.SUPPRESS)
+    _inspect_parsers(commands)
     validate = commands.add_parser("check-config", help="check the configuration and the tokens file")
     validate.add_argument("--tokens-file", help="bearer tokens file to check")
     validate.set_defaults(run=check_config)
@@ -237,16 +276,16 @@ def cmd_main(argv=None):
 
 
 def main(argv=None):
-    """pyai serve | check-config | delete | sweep | verify."""
+    """pyai serve | check-config | delete | sweep | verify | ls | du | stat."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
     if argv and argv[0] == "check-config":
         return serve_main(argv)
-    if argv and argv[0] in ("delete", "sweep", "verify"):
+    if argv and argv[0] in ("delete", "sweep", "verify", "ls", "du", "stat"):
         return cmd_main(argv)
     sys.stderr.write(
-        "usage: pyai serve [options] | pyai check-config [options] | pyai delete ID... | pyai sweep | "
-        "pyai verify ID...|--all   (--help on each)\n"
+        "usage: pyai serve [options] | pyai check-config [options] | pyai delete ID... | pyai sweep"
+        " | pyai verify ID...|--all | pyai ls | pyai du | pyai stat ID   (--help on each)\n"
     )
     return 2

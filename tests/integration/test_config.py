@@ -451,7 +451,16 @@ def test_a_named_prefix_is_not_warned_of(fresh_server):
 # --- admin commands never guess the archive -------------------------------------------
 
 
-ADMIN = [["delete", "{name}"], ["verify", "{name}"], ["verify", "--all"], ["sweep"]]
+ADMIN = [
+    ["delete", "{name}"],
+    ["verify", "{name}"],
+    ["verify", "--all"],
+    ["verify", "--all", "--add-missing"],
+    ["sweep"],
+    ["ls"],
+    ["du"],
+    ["stat", "{name}"],
+]
 
 
 @pytest.mark.parametrize("command", ADMIN, ids=lambda c: "-".join(c).replace("{name}", "id"))
