@@ -7,6 +7,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 ADDRESS ?= 127.0.0.1
+# `make run` stores under ./archive on posix, unless CONFIG= names an INI file: then the
+# file's prefix and backend apply, and PREFIX= or BACKEND= given too override them.
+RUN_PREFIX := $(if $(filter undefined,$(origin PREFIX)),,--prefix $(PREFIX))
+RUN_BACKEND := $(if $(filter undefined,$(origin BACKEND)),,-t $(BACKEND))
 PREFIX ?= ./archive
 BACKEND ?= posix
 CONFIG ?=
@@ -39,11 +43,17 @@ SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light hapr
 
 all: compile
 
-$(VENV)/.installed: requirements.txt pyproject.toml setup.py
+# What serving needs (`make run`): the build tools and pyai's own dependencies, at the
+# versions requirements.txt pins; the test tools come only with the targets that use them.
+$(VENV)/.run-installed: requirements.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.txt setuptools Cython cffi
+	$(PY) -m pip install -q -c requirements.txt --no-build-isolation -e .
+	touch $@
+
+# Everything requirements.txt pins: the test suite's and the benchmarks' tools too.
+$(VENV)/.installed: $(VENV)/.run-installed
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -53,17 +63,18 @@ $(HPSS_STAMP): FORCE
 	@echo "$(HPSS_ROOT) $$(test -f $(HPSS_ROOT)/include/hpss_api.h && echo vendor || echo emulator)" > $@.new
 	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
 
-$(IO_EXT) $(HPSS_EXT) &: $(VENV)/.installed $(NATIVE_SOURCES) setup.py $(HPSS_STAMP)
+$(IO_EXT) $(HPSS_EXT) &: $(VENV)/.run-installed $(NATIVE_SOURCES) setup.py $(HPSS_STAMP)
 	$(PY) setup.py -q build_ext --inplace --force
 
 compile: $(IO_EXT) $(HPSS_EXT)
 
 # Unoptimised, with debug symbols and Cython line tracing off: for gdb/valgrind.
-debug: $(VENV)/.installed
+debug: $(VENV)/.run-installed
 	PYAI_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 
 run: compile
-	$(VENV)/bin/pacifica-archiveinterface -t $(BACKEND) -a $(ADDRESS) -p $(PORT) --prefix $(PREFIX) $(if $(CONFIG),-c $(CONFIG))
+	$(VENV)/bin/pacifica-archiveinterface -a $(ADDRESS) -p $(PORT) \
+	  $(if $(CONFIG),-c $(CONFIG) $(RUN_BACKEND) $(RUN_PREFIX),-t $(BACKEND) --prefix $(PREFIX))
 
 # gfal2 (gfal-copy etc. and its HTTP plugin): the grid client tests (tests/grid).
 # mariadb-server: the hsmsideband tests run a private MariaDB (unless PYAI_TEST_BACKENDS leaves hsmsideband out).
@@ -80,13 +91,13 @@ system-deps:
 	fi
 
 # The whole suite; the HTTP tests run against both I/O paths (PYAI_IMPL=c and =python).
-test: compile system-deps
+test: compile venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-c: compile system-deps
+test-c: compile venv system-deps
 	PYAI_TEST_IMPLS=c $(PY) -m pytest $(PYTEST_ARGS)
 
-test-python: compile system-deps
+test-python: compile venv system-deps
 	PYAI_TEST_IMPLS=python $(PY) -m pytest $(PYTEST_ARGS)
 
 # The oldest releases pyproject.toml admits (constraints/floors.txt), installed as a user
@@ -117,7 +128,7 @@ test-floors: system-deps
 # QUICK=1 is the smoke run CI does (small sizes, one repetition, < 3 minutes).
 # BENCH_ARGS are extra pytest arguments; BENCH_LARGE_SIZE etc. are read from the environment.
 BENCH_ARGS ?=
-bench: compile system-deps
+bench: compile venv system-deps
 	@missing=""; for pair in nginx:nginx-light wrk:wrk hey:hey curl:curl; do \
 	  tool=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$tool >/dev/null || test -x /usr/sbin/$$tool || missing="$$missing $$pkg"; \

@@ -7,13 +7,18 @@ original sections (``[posix]``, ``[hpss]``, ``[hsm_sideband]``) and adds
 section and option, environment variable, parser, default and help.  The ``Config``
 class, the validation in ``load()`` (which raises ConfigError with one line an
 operator can act on) and the README's table (``settings_table()``) all come from it.
+A section, option or PAI_* variable that is no setting is an error too, with the
+nearest known name suggested (``unknown_names``): a typo must not be ignored.
+``check()`` lists every problem without creating anything (check-config, reloads).
 """
 
 import configparser
 import dataclasses
+import difflib
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Tuple, get_type_hints
+import types
+from typing import TYPE_CHECKING, Any, Callable, FrozenSet, List, Tuple, get_type_hints
 
 from pyai.archive.checksums import DEFAULT_CONFIG as DEFAULT_CHECKSUMS
 from pyai.archive.checksums import parse_config_algorithms
@@ -161,6 +166,16 @@ SETTINGS = (
         _bool,
         "false",
         help="`true`: PUT to an existing id replaces it atomically instead of 409",
+    ),
+    Setting(
+        "allow_multipart",
+        "archive",
+        "allow_multipart",
+        "PAI_ALLOW_MULTIPART",
+        _bool,
+        "false",
+        help="`true`: a PUT whose `Content-Type` is `multipart/form-data` (`curl -F`) is stored as sent, "
+        "envelope and all, instead of 415",
     ),
     Setting(
         "patch_roots",
@@ -322,10 +337,20 @@ SETTINGS = (
         "user",
         "PAI_HPSS_USER",
         str,
-        "hpss",
+        "hpss.unix",
+        default_note="the original's",
         help="principal to log in as (UNIX mechanism, client credentials)",
     ),
-    Setting("hpss_auth", "hpss", "auth", "PAI_HPSS_AUTH", str, "/var/hpss/etc/hpss.keytab", help="keytab file"),
+    Setting(
+        "hpss_auth",
+        "hpss",
+        "auth",
+        "PAI_HPSS_AUTH",
+        str,
+        "/var/hpss/etc/hpss.unix.keytab",
+        default_note="the original's",
+        help="keytab file",
+    ),
     Setting(
         "hpss_sitename",
         "hpss",
@@ -598,6 +623,18 @@ SETTINGS = (
 )
 
 
+# PAI_* variables read elsewhere than through SETTINGS, and who reads them.  Any other
+# PAI_* variable in the environment is a typo and stops the start (see unknown_names).
+OTHER_ENVIRONMENT = {
+    "PAI_BIND": "gunicorn's bind (pyai/web/gunicorn_conf.py)",
+    "PAI_WORKERS": "gunicorn's workers (pyai/web/gunicorn_conf.py)",
+    "PAI_THREADS": "gunicorn's threads (pyai/web/gunicorn_conf.py)",
+    "PAI_ACCESS_LOG": "gunicorn's accesslog (pyai/web/gunicorn_conf.py)",
+    "PAI_LOG_LEVEL": "gunicorn's loglevel (pyai/web/gunicorn_conf.py)",
+}
+ENV_PREFIX = "PAI_"
+
+
 def _value_type(parse):
     """What a parser returns, the annotation of its Config field: a type used as parser, or the return hint."""
     return parse if isinstance(parse, type) else get_type_hints(parse)["return"]
@@ -607,6 +644,7 @@ if TYPE_CHECKING:  # the fields are made at run time; to mypy a Config is an obj
 
     class Config:
         config_file: str
+        defaulted: FrozenSet[str]
 
         def __init__(self, **values: Any) -> None: ...
 
@@ -616,7 +654,9 @@ else:
     Config = dataclasses.make_dataclass(
         "Config",
         [(setting.name, _value_type(setting.parse)) for setting in SETTINGS]
-        + [("config_file", str, dataclasses.field(default=""))],  # the INI file read, "" for none
+        + [("config_file", str, dataclasses.field(default=""))]  # the INI file read, "" for none
+        # the names of the settings no source gave, which took their default
+        + [("defaulted", FrozenSet[str], dataclasses.field(default=frozenset()))],
         frozen=True,
         namespace={"__module__": __name__, "__doc__": "The validated settings of one archive service (see SETTINGS)"},
     )
@@ -684,15 +724,55 @@ def _read_ini(path):
     return parser
 
 
-def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> Config:
-    """Build the Config from the file, the environment and ``overrides`` (flag values by name).
+def _suggest(word, known, shown=lambda name: name):
+    """`` (did you mean X?)`` for the known name nearest to ``word``, or ""."""
+    match = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {shown(match[0])}?)" if match else ""
 
-    With ``prepare`` the prefix is created if missing and checked for writing.
-    """
+
+def unknown_names(ini, path, environ):
+    """One line per section or option of ``ini`` (read from ``path``) and per PAI_* variable
+    of ``environ`` that is no setting: a typo that would otherwise be ignored."""
+    problems = []
+    options = {}
+    for setting in SETTINGS:
+        options.setdefault(setting.section, set()).add(setting.option)
+    if ini is not None:
+        every_option = set().union(*options.values())
+        for option in ini.defaults():  # [DEFAULT] lends its options to every section
+            if option not in every_option:
+                problems.append(f"{path}: [DEFAULT] {option} is not a setting{_suggest(option, every_option)}")
+        for section in ini.sections():
+            if section not in options:
+                hint = _suggest(section, options, lambda name: f"[{name}]")
+                problems.append(f"{path}: [{section}] is not a section{hint}")
+                continue
+            for option in ini.options(section):
+                if option in options[section] or option in ini.defaults():
+                    continue
+                hint = _suggest(option, options[section])
+                if not hint:
+                    elsewhere = [name for name, known in options.items() if option in known]
+                    hint = f" (it is a setting of [{elsewhere[0]}])" if elsewhere else ""
+                problems.append(f"{path}: [{section}] {option} is not a setting{hint}")
+    variables = {setting.env for setting in SETTINGS} | set(OTHER_ENVIRONMENT)
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in variables:
+            problems.append(f"environment variable {name} is not a setting{_suggest(name, variables)}")
+    return problems
+
+
+def _resolve(overrides, config_file, environ):
+    """(the INI file's path, the values that parsed by name, the names that took their default,
+    every problem found: unknown names first, then bad values)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     path = config_path(config_file, environ)
-    ini = _read_ini(path) if path else None
-    values = {}
+    try:
+        ini = _read_ini(path) if path else None
+    except ConfigError as exc:
+        return path, {}, set(), [str(exc)]
+    problems = unknown_names(ini, path, environ)
+    values, defaulted = {}, set()
     for setting in SETTINGS:
         raw, origin = setting.default, "default"
         if ini is not None and ini.has_option(setting.section, setting.option):
@@ -701,14 +781,62 @@ def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> 
             raw, origin = environ[setting.env], setting.env
         if setting.name in overrides:
             raw, origin = str(overrides[setting.name]), f"the {setting.name} given on the command line"
+        if origin == "default":
+            defaulted.add(setting.name)
         try:
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"bad value {raw!r} for {origin}: {exc}") from None
-    config = Config(config_file=path, **values)
+            problems.append(f"bad value {raw!r} for {origin}: {exc}")
+    return path, values, defaulted, problems
+
+
+def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> Config:
+    """Build the Config from the file, the environment and ``overrides`` (flag values by name).
+
+    ConfigError (the first problem, one line) on an unknown section, option or PAI_*
+    variable or a bad value.  With ``prepare`` the prefix is created if missing and
+    checked for writing.
+    """
+    path, values, defaulted, problems = _resolve(overrides, config_file, environ)
+    if problems:
+        raise ConfigError(problems[0])
+    config = Config(config_file=path, defaulted=frozenset(defaulted), **values)
     if prepare and config.prefix != checked_prefix:
         prepare_prefix(config.prefix)
     return config
+
+
+def check(config_file=None, environ=os.environ, overrides=None) -> List[str]:
+    """Every problem of the configuration a start would read, one line each ([] when it would
+    start): unknown names, bad values, the tokens file, the transfer log and an existing prefix.
+    Creates nothing, changes nothing: safe before a reload, beside a running service.
+    ``config_file``, ``environ`` and ``overrides`` are those of ``load()``."""
+    from pyai.ops import transfer_log  # here: both import this module
+    from pyai.web import auth
+
+    _, values, _, problems = _resolve(overrides, config_file, environ)
+    parsed = types.SimpleNamespace(**values)  # what the checkers read, of the settings that parsed
+    for needs, checker in (
+        ("auth_tokens_file", auth.check_config),
+        ("transfer_log", transfer_log.check_config),
+        ("prefix", _check_existing_prefix),
+    ):
+        if needs in values:
+            try:
+                checker(parsed)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def _check_existing_prefix(config):
+    """What prepare_prefix would refuse of a prefix that exists (a missing one is created at start)."""
+    if not os.path.exists(config.prefix):
+        return
+    if not os.path.isdir(config.prefix):
+        raise ConfigError(f"the archive prefix {config.prefix} is not a directory")
+    if not os.access(config.prefix, os.W_OK | os.X_OK):
+        raise ConfigError(f"the archive prefix {config.prefix} is not writable by this user")
 
 
 def prepare_prefix(prefix):

@@ -58,6 +58,10 @@ class PayloadTooLarge(ArchiveError):
     status = 413
 
 
+class UnsupportedMediaType(ArchiveError):
+    status = 415
+
+
 class UnsupportedTransferCoding(ArchiveError):
     """A body in a transfer coding the archive cannot decode (gzip, ...): RFC 9112 says 501."""
 

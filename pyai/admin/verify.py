@@ -3,61 +3,30 @@
 Each file is read through its backend (as GET reads it), hashed once with
 every algorithm it has a stored checksum of, and reported on stdout when any
 of them does not match (naming which) or it has no checksum.  Progress goes to stderr: a bar redrawn in place on
-a terminal, a plain line every few seconds otherwise (logs, cron mail).
+a terminal, a plain line every few seconds otherwise (logs, cron mail).  ``--all`` walks what
+``pyai.admin.inventory`` lists (files an id addresses, never through a symlink).
+
+``--add-missing`` backfills: a file lacking some of the configured checksums
+(it came in by PATCH, or from an original deployment) gets them computed in
+the same read and kept as a PUT keeps them (``Backend.add_checksums``: the
+xattr or sidecar on posix and hsmsideband, the user-defined attributes on
+HPSS), so the next ``verify`` compares instead of saying ``NO CHECKSUM``.
 """
 
 import sys
-import time
 
+from pyai.admin import inventory
+from pyai.admin.progress import Progress
 from pyai.archive import checksums
 from pyai.errors import ArchiveError, describe
 
 READ_BLOCK = 1 << 20
-PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
-BAR_EVERY = 0.2
+# What --add-missing keeps for a file of an archive configured with no checksum at all (checksum = none).
+FALLBACK_ALGORITHMS = ("sha256",)
 
 
-class Progress:
-    """Files and bytes done so far, drawn on ``stream``."""
-
-    def __init__(self, stream, total_files=None):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.total = total_files
-        self.files = 0
-        self.bytes = 0
-        self.started = self.drawn = time.monotonic()
-
-    def advance(self, nbytes=0, files=0):
-        self.bytes += nbytes
-        self.files += files
-        now = time.monotonic()
-        if now - self.drawn >= (BAR_EVERY if self.tty else PLAIN_EVERY):
-            self.drawn = now
-            self._draw(now)
-
-    def _line(self, now):
-        rate = self.bytes / max(now - self.started, 1e-6) / 1e6
-        done = f"{self.files}/{self.total}" if self.total is not None else f"{self.files}"
-        return f"verified {done} files, {self.bytes / 1e6:.1f} MB, {rate:.0f} MB/s"
-
-    def _draw(self, now):
-        if self.tty:
-            bar = ""
-            if self.total:
-                filled = int(30 * self.files / self.total)
-                bar = "[" + "#" * filled + " " * (30 - filled) + "] "
-            self.stream.write("\r" + bar + self._line(now) + "\033[K")
-        else:
-            self.stream.write(self._line(now) + "\n")
-        self.stream.flush()
-
-    def finish(self):
-        now = time.monotonic()
-        self._draw(now)
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
+class NotKept(Exception):
+    """The new checksums of a file could not be kept (why: ``args[0]``)."""
 
 
 def compute(reader, algorithms, progress):
@@ -65,25 +34,45 @@ def compute(reader, algorithms, progress):
     return checksums.compute(reader.read, algorithms, progress.advance)
 
 
-def verify_path(archive, path, progress):
-    """``("ok" | "mismatch" | "no checksum", the algorithms that mismatch)`` for the stored file at ``path``."""
+def verify_path(archive, path, progress, add=()):
+    """``(outcome, the algorithms that mismatch, the algorithms added)`` for the stored file at
+    ``path``; outcome is "ok", "mismatch" or "no checksum".
+
+    ``add``: algorithms to compute and keep when the file lacks them, in the same pass that
+    checks the stored ones -- and only when those match: digests of bytes that no longer
+    match their stored checksum would bless the damage."""
     reader = archive.backend.open_read(path)
     try:
         stored = reader.checksums()
-        if not stored:
-            return "no checksum", []
-        computed = compute(reader, list(stored), progress)
+        missing = [name for name in add if name not in stored]
+        if not stored and not missing:
+            return "no checksum", [], []
+        computed = compute(reader, list(stored) + missing, progress)
         wrong = [name for name in checksums.ALGORITHMS if name in stored and computed[name] != stored[name]]
-        return ("mismatch" if wrong else "ok"), wrong
+        if wrong:
+            return "mismatch", wrong, []
+        if missing:
+            try:
+                archive.backend.add_checksums(path, reader, {name: computed[name] for name in missing})
+            except OSError as exc:  # the bytes were read and match: only the keeping failed
+                raise NotKept(describe(exc)) from None
+        return "ok", [], missing
     finally:
         reader.close()
 
 
-def run(archive, idents, every, out=sys.stdout, err=sys.stderr):
-    """Verify the files of ``idents`` (or of the whole archive with ``every``);
-    return the exit status: 1 when any file mismatches or cannot be read, else 0."""
+def algorithms_to_add(config):
+    """What --add-missing gives every file that lacks it: the configured algorithms."""
+    return tuple(config.checksums) or FALLBACK_ALGORITHMS
+
+
+def run(archive, idents, every, out=sys.stdout, err=sys.stderr, add_missing=False):
+    """Verify the files of ``idents`` (or of the whole archive with ``every``; named by path);
+    with ``add_missing``, also compute and keep the configured checksums each file lacks.
+    Return the exit status: 1 when any file mismatches, cannot be read or could not keep
+    its new checksums, else 0."""
     if every:
-        targets = [(path, path) for path in archive.backend.stored_paths()]
+        targets = [(item.path, item.path) for item in inventory.stored(archive.backend)]
     else:
         targets = []
         for ident in idents:
@@ -92,12 +81,16 @@ def run(archive, idents, every, out=sys.stdout, err=sys.stderr):
             except ArchiveError as exc:
                 out.write(f"{ident}: {exc.message}\n")
                 return 2
+    add = algorithms_to_add(archive.config) if add_missing else ()
     progress = Progress(err, len(targets))
-    counts = {"ok": 0, "mismatch": 0, "no checksum": 0, "unreadable": 0}
+    counts = {"ok": 0, "mismatch": 0, "no checksum": 0, "unreadable": 0, "not kept": 0}
+    added = 0
     for name, path in targets:
-        wrong = []
+        wrong, new = [], []
         try:
-            outcome, wrong = verify_path(archive, path, progress)
+            outcome, wrong, new = verify_path(archive, path, progress, add)
+        except NotKept as exc:
+            outcome, why = "not kept", exc.args[0]
         except ArchiveError as exc:
             outcome, why = "unreadable", exc.message
         except OSError as exc:
@@ -109,11 +102,17 @@ def run(archive, idents, every, out=sys.stdout, err=sys.stderr):
             out.write(f"NO CHECKSUM {name}\n")
         elif outcome == "unreadable":
             out.write(f"UNREADABLE {name}: {why}\n")
+        elif outcome == "not kept":
+            out.write(f"NOT KEPT {name}: the checksums computed could not be kept: {why}\n")
+        elif new:
+            added += 1
+            out.write(f"ADDED {name}: {', '.join(new)}\n")
         out.flush()
         progress.advance(files=1)
     progress.finish()
     out.write(
         f"{len(targets)} file(s): {counts['ok']} ok, {counts['mismatch']} mismatched, "
-        f"{counts['no checksum']} without checksum, {counts['unreadable']} unreadable\n"
+        f"{counts['no checksum']} without checksum, {counts['unreadable']} unreadable"
+        + (f", {added} given missing checksums, {counts['not kept']} not kept\n" if add_missing else "\n")
     )
-    return 1 if counts["mismatch"] or counts["unreadable"] else 0
+    return 1 if counts["mismatch"] or counts["unreadable"] or counts["not kept"] else 0

@@ -12,9 +12,9 @@ environment, so it is imported only inside functions here, never at import
 time (the master imports pyai before it runs the hooks).
 
 Outside gunicorn (an in-process test client) the counts are this process's.
-The health gauges (``pyai_ready``, ``pyai_backend_up``, ...) are computed by the
-scraping process at scrape time.  Counting never fails a request: a failure to
-count is logged once and forgotten.
+The health gauges (``pyai_ready``, ``pyai_backend_up``, ...), the build info and
+the prefix's free space are computed by the scraping process at scrape time.
+Counting never fails a request: a failure to count is logged once and forgotten.
 """
 
 import contextlib
@@ -47,6 +47,8 @@ STAGE_STATES = ("SUBMITTED", "STARTED", "COMPLETED", "FAILED", "CANCELLED")  # p
 STAGE_OUTCOMES = {TAPE: ("completed", "failed"), PACIFICA: ("on_disk", "staging")}
 TAPE_OPEN_REQUESTS = "tape_open_requests"  # the 429 of a Tape API client at [tape] max_open_requests
 TAPE_KEPT_FILES = "tape_kept_files"  # the 429 of a Tape API client at [tape] max_kept_files
+# Backends whose prefix is a local (or mounted) file system: the ones with free-space gauges.
+FREE_SPACE_BACKENDS = ("posix", "hsmsideband")
 PENDING_MAX = 10_000  # Pacifica stages remembered per process until they reach disk
 
 _instruments = None  # this process's _Instruments, once made
@@ -391,6 +393,7 @@ def _live(health):
     swept = CounterMetricFamily("pyai_temp_files_swept", "Stale temporary upload files removed by a sweep")
     swept.add_metric([], float(_swept()))
     yield swept
+    yield from _static(health, gauge)
     try:
         report = health.check()
     except Exception as exc:  # noqa: BLE001 - a scrape still shows the counts
@@ -414,6 +417,34 @@ def _live(health):
         if name in checks:
             yield gauge(metric, text, checks[name].ok)
     yield from _stage_store_files(health.store, GaugeMetricFamily)
+
+
+def _static(health, gauge):
+    """The build-info gauge and the prefix's free space: asked of this process and the file system
+    at each scrape, whatever the health checks say."""
+    from pyai import __version__
+    from pyai.native import __impl__
+
+    backend = getattr(health.backend, "name", "unknown")
+    labels = {"version": __version__, "implementation": __impl__, "backend": backend}
+    yield gauge("pyai_build_info", "Always 1: the version, I/O implementation and backend serving", 1, labels)
+    # hpss: the prefix is a path in the HPSS namespace, not a local file system (the emulator's
+    # directory would be the wrong answer), and the client API reports no free space: watch HPSS's own.
+    if backend not in FREE_SPACE_BACKENDS:
+        return
+    try:
+        st = os.statvfs(health.backend.prefix)
+    except OSError as exc:  # the prefix is gone: pyai_backend_up says so; no made-up free space
+        _quietly("the statvfs of the prefix", exc)
+        return
+    yield gauge(
+        "pyai_prefix_free_bytes", "Bytes free for the service in the prefix's file system", st.f_bavail * st.f_frsize
+    )
+    yield gauge("pyai_prefix_size_bytes", "Size in bytes of the prefix's file system", st.f_blocks * st.f_frsize)
+    yield gauge(
+        "pyai_prefix_free_inodes", "Inodes (files) free for the service in the prefix's file system", st.f_favail
+    )
+    yield gauge("pyai_prefix_inodes", "Inodes (files) of the prefix's file system", st.f_files)
 
 
 def _stage_store_files(store, family_class):

@@ -38,7 +38,7 @@ REASONS = {
     304: "Not Modified",
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 409: "Conflict", 411: "Length Required", 412: "Precondition Failed",
-    413: "Payload Too Large", 416: "Range Not Satisfiable", 429: "Too Many Requests",
+    413: "Payload Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable", 429: "Too Many Requests",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 507: "Insufficient Storage",
 }  # fmt: skip
 # Where Flask's status line said it otherwise (the names before RFC 9110), it still does.

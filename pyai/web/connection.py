@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 
 from pyai.ops import observe
-from pyai.web import parking
+from pyai.web import http2, parking
 
 # Outcomes of a step, for the worker's poller.
 READ_HEAD = "read-head"  # wait for (the rest of) the next request head
@@ -31,8 +31,8 @@ PARK_WRITE = "park-write"  # the answer waits for the client to take bytes
 CLOSE = "close"  # done: half-close, let the client read the answer, then close
 DROP = "drop"  # close now (the client is gone or the connection is unusable)
 
-# Head states (read_head).
-COMPLETE, PARTIAL, OVERLONG, EOF = "complete", "partial", "overlong", "eof"
+# Head states (read_head).  HTTP2: the connection opened with the HTTP/2 client preface.
+COMPLETE, PARTIAL, OVERLONG, EOF, HTTP2 = "complete", "partial", "overlong", "eof", "http2"
 
 RECV_SIZE = 65536
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -69,7 +69,7 @@ class Connection:
         self.drained = 0  # bytes discarded while the client closes (see PyaiWorker._close_gracefully)
 
     def read_head(self):
-        """Take what the socket holds without waiting; COMPLETE, PARTIAL, OVERLONG or EOF."""
+        """Take what the socket holds without waiting; COMPLETE, PARTIAL, OVERLONG, EOF or HTTP2."""
         while True:
             state = self.head_state()
             if state != PARTIAL:
@@ -90,6 +90,9 @@ class Connection:
         # Empty lines before a request line are ignored (RFC 9112 2.2).
         while self.head[:2] == b"\r\n":
             del self.head[:2]
+        if not self.served and self.head and http2.may_be_preface(self.head):
+            # checked before the blank line: the preface has one after "PRI * HTTP/2.0"
+            return HTTP2 if len(self.head) >= len(http2.PREFACE) else PARTIAL
         end = self.head.find(b"\r\n\r\n")
         if end >= 0:
             return COMPLETE if self._small_body_in(end + 4) else PARTIAL
@@ -108,6 +111,14 @@ class Connection:
             return True
         length = int(match.group(1))
         return length > SMALL_BODY or len(self.head) - body_start >= length
+
+    def refuse_http2(self):
+        """Tell an HTTP/2 client that HTTP/1.1 is required, in HTTP/2 (``pyai.web.http2``); best
+        effort, without waiting: the connection closes next."""
+        try:
+            self.sock.send(http2.REFUSAL, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
 
     def take_read_ahead(self):
         """Bytes the parser read past the last request (a pipelined next head) go back to the head buffer."""

@@ -20,7 +20,7 @@ from werkzeug.datastructures import EnvironHeaders
 
 from pyai.archive import checksums
 from pyai.archive.service import Upload
-from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed
+from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed, UnsupportedMediaType
 from pyai.ops import metrics
 from pyai.ops.record import record_of
 from pyai.web import conditions, parking, small_body, webdav
@@ -176,6 +176,11 @@ class DataPlane:
         """PUT, as a generator: yields a ``parking.Wait`` while the client is slow (only
         where the worker can park it); returns the 201, or raises and leaves the body unread."""
         try:
+            if is_form(environ) and not self.config.allow_multipart:
+                raise UnsupportedMediaType(
+                    "a PUT body is stored as the file: send the raw bytes (curl -T), not a form (multipart/form-data)",
+                    detail="body is a multipart form",
+                )
             expected = expected_digests(EnvironHeaders(environ))
             algorithms = self.archive.wanted_algorithms(expected)
             config = self.config
@@ -222,6 +227,13 @@ class DataPlane:
     def propfind(self, ident, environ):
         """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged."""
         return webdav.propfind_file(self.archive, ident, environ, self.config)
+
+
+def is_form(environ):
+    """True for a body sent as an HTML form upload (``curl -F``, ``requests.put(files=...)``): its
+    bytes are an envelope around the file, which a PUT would store as if it were the file."""
+    media_type = environ.get("CONTENT_TYPE", "").partition(";")[0]
+    return media_type.strip().lower() == "multipart/form-data"
 
 
 def note_digest(environ, digests):

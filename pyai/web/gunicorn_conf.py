@@ -79,21 +79,14 @@ def when_ready(server):
 
 
 def configuration_problem():
-    """Why this configuration cannot serve (one line: the INI file and PAI_* environment, or the
-    tokens file, is bad), else None; nothing is created.  The master checks it before it listens,
-    and on HUP before it touches a worker: a worker that cannot boot would stop the whole instance.
-    (The one place to switch to pyai.config's own check of both, once there is one.)"""
-    from pyai.config import load
-    from pyai.errors import ConfigError
-    from pyai.web.auth import read_tokens_file
+    """Why this configuration cannot serve (one line: the INI file and PAI_* environment, the
+    tokens file or the transfer log is bad), else None; nothing is created.  The master checks it
+    before it listens, and on HUP before it touches a worker: a worker that cannot boot would stop
+    the whole instance.  The same check as ``pacifica-archiveinterface check-config``."""
+    from pyai.config import check
 
-    try:
-        config = load(prepare=False)
-        if config.auth_tokens_file:
-            read_tokens_file(config.auth_tokens_file)
-    except ConfigError as exc:
-        return str(exc)
-    return None
+    problems = check()
+    return "; ".join(problems) if problems else None
 
 
 def _check_before_reload(server):

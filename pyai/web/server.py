@@ -35,6 +35,11 @@ def prepare_archive(log=None, addresses=()):
         os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
     if log is not None:
         auth.warn_if_open(config, addresses, log)
+    if "prefix" in config.defaulted:  # the original's default, kept for compatibility: say so
+        (log or logging.getLogger("pyai")).warning(
+            "serving the default prefix %s: no archive is named (--prefix, PAI_PREFIX or [archive] prefix)",
+            config.prefix,
+        )
     config_module.checked_prefix = config.prefix  # the workers forked from here need not check it again
     if config.sweep_on_start:
         lifecycle.sweep(config, log or logging.getLogger("pyai"), backend)

@@ -55,6 +55,7 @@ from pyai.web.connection import (
     CLOSE,
     DROP,
     EOF,
+    HTTP2,
     PARK_READ,
     PARK_WRITE,
     PARTIAL,
@@ -324,6 +325,10 @@ class PyaiWorker(Worker):
         self.poller.unregister(conn.sock)
         if state == EOF and not conn.head:
             self._close(conn)
+            return
+        if state == HTTP2:  # no request to answer: GOAWAY, then let the client read it and close
+            conn.refuse_http2()
+            self._close_gracefully(conn, time.monotonic())
             return
         self._submit(conn, self._serve)
 

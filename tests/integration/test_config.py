@@ -4,10 +4,12 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import pytest
 import requests
-from server import BIN, ROOT, free_port, service_env
+from server import BIN, ROOT, free_port, gunicorn_command, service_env
 
 SERVE = str(BIN / "pacifica-archiveinterface")
 CMD = str(BIN / "pacifica-archiveinterface-cmd")
@@ -298,3 +300,233 @@ def test_cmd_uses_ini(tmp_path, impl):
     rc, out, err = run_cli([CMD, "delete", "abc"], env)
     assert rc == 0, (out, err)
     assert not (prefix / "abc").exists()
+
+
+# --- strict configuration: a typo stops the start (issue 23) --------------------------
+
+
+def _typo_case(case, tmp_path):
+    """(extra args, env settings, the words the one line must hold) of a configuration with one typo."""
+    prefix = tmp_path / "typo-prefix"
+    if case == "option":
+        ini = tmp_path / "config.ini"
+        ini.write_text(f"[archive]\nbackend = posix\nprefx = {prefix}\n")
+        return ["-c", str(ini)], {"PAI_PREFIX": None}, ["config.ini: [archive] prefx", "did you mean prefix?"]
+    if case == "section":
+        ini = tmp_path / "config.ini"
+        ini.write_text(f"[archiv]\nbackend = posix\nprefix = {prefix}\n")
+        return ["-c", str(ini)], {"PAI_PREFIX": None}, ["[archiv]", "did you mean [archive]?"]
+    if case == "variable":
+        return [], {"PAI_PREFIX": None, "PAI_PREFX": str(prefix)}, ["PAI_PREFX", "did you mean PAI_PREFIX?"]
+    raise ValueError(case)
+
+
+TYPOS = ["option", "section", "variable"]
+
+
+def _check_typo_refused(rc, out, err, words):
+    assert rc == 2, (rc, out, err)
+    assert "Traceback" not in err + out, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", TYPOS)
+def test_serve_refuses_a_typo(impl, tmp_path, case):
+    args, settings, words = _typo_case(case, tmp_path)
+    port = free_port()
+    env = service_env(tmp_path, PYAI_IMPL=impl, PAI_BACKEND_TYPE="posix", PAI_SWEEP_ON_START="false", **settings)
+    # before the fix this served (/tmp, for the typo'd prefix): the timeout then fails the test
+    rc, out, err = run_cli([SERVE, "-p", str(port), "-a", "127.0.0.1", *args], env, timeout=20)
+    _check_typo_refused(rc, out, err, words)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
+@pytest.mark.parametrize("case", TYPOS)
+def test_gunicorn_refuses_a_typo(impl, tmp_path, case):
+    """The deployment kit's way in (gunicorn -c gunicorn.conf.py wsgi:app) refuses it too, with status 2."""
+    args, settings, words = _typo_case(case, tmp_path)
+    settings = dict(settings)
+    if args:  # -c FILE: gunicorn has no such flag of ours, the file is named by the environment
+        settings["ARCHIVEINTERFACE_CONFIG"] = args[1]
+    env = service_env(tmp_path, PYAI_IMPL=impl, PAI_BACKEND_TYPE="posix", PAI_SWEEP_ON_START="false", **settings)
+    rc, out, err = run_cli(gunicorn_command(free_port()), env, timeout=20)
+    assert rc == 2, (rc, err)
+    assert "Traceback" not in err, err
+    line = next(line for line in err.splitlines() if "error" in line)
+    for word in words:
+        assert word in line, line
+
+
+def test_cmd_refuses_a_typo(impl, tmp_path):
+    prefix = tmp_path / "kept"
+    prefix.mkdir()
+    (prefix / "abc").write_bytes(b"x")
+    ini = tmp_path / "config.ini"
+    ini.write_text(f"[archive]\nprefix = {prefix}\n[posix]\nuse_id2filenam = true\n")
+    env = service_env(tmp_path, PYAI_IMPL=impl)
+    rc, out, err = run_cli([CMD, "-c", str(ini), "delete", "abc"], env)
+    _check_typo_refused(rc, out, err, ["[posix] use_id2filenam", "did you mean use_id2filename?"])
+    assert (prefix / "abc").exists()
+
+
+@pytest.mark.posix_only("uses ids that are names")
+def test_the_originals_ini_and_the_gunicorn_variables_are_accepted(fresh_server, tmp_path):
+    """Every section and option of the original's INI file, and the PAI_* variables gunicorn_conf.py reads."""
+    prefix = tmp_path / "orig"
+    ini = tmp_path / "original.ini"
+    ini.write_text(
+        "[posix]\nuse_id2filename = false\n"
+        "[hpss]\nuser = hpss.unix\nauth = /var/hpss/etc/hpss.unix.keytab\nsitename = example.com\naccept_latency = 5\n"
+        "[hsm_sideband]\nsam_qfs_prefix = /data/pacifica/test/\nschema = samqfs1db\nhost = host\nuser = user\n"
+        "password = pass\nport = 3306\n"
+    )
+    srv = fresh_server.start(
+        "orig",
+        ARCHIVEINTERFACE_CONFIG=str(ini),
+        PAI_PREFIX=str(prefix),
+        PAI_WORKERS="1",
+        PAI_THREADS="4",
+        PAI_LOG_LEVEL="info",
+        PAI_ACCESS_LOG=str(tmp_path / "access.log"),
+    )
+    assert requests.put(srv.id_url("o.txt"), data=b"original", timeout=10).status_code == 201
+    assert (prefix / "o.txt").read_bytes() == b"original"
+
+
+# --- check-config --------------------------------------------------------------------
+
+
+def test_check_config_accepts_a_good_configuration(impl, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("rw " + "a" * 24 + " writer\n")
+    os.chmod(tokens, 0o600)
+    ini = tmp_path / "site.ini"
+    ini.write_text(f"[archive]\nprefix = {tmp_path / 'p'}\n[auth]\ntokens_file = {tokens}\n")
+    env = service_env(tmp_path, PYAI_IMPL=impl)
+    rc, out, err = run_cli([SERVE, "check-config", "-c", str(ini)], env)
+    assert rc == 0, (out, err)
+    assert len(out.splitlines()) == 1 and str(tmp_path / "p") in out, out
+    assert not (tmp_path / "p").exists()  # a check creates nothing
+
+
+def test_check_config_lists_every_problem(impl, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("rw short\n")
+    os.chmod(tokens, 0o600)
+    ini = tmp_path / "site.ini"
+    ini.write_text(f"[archive]\nprefx = /srv/archive\nmax_body_size = lots\n[auth]\ntokens_file = {tokens}\n")
+    env = service_env(tmp_path, PYAI_IMPL=impl, PAI_CHECKSUMM="md5")
+    rc, out, err = run_cli([SERVE, "check-config", "-c", str(ini)], env)
+    assert rc == 2, (out, err)
+    lines = err.splitlines()
+    assert len(lines) == 4, err
+    for words in (["prefx", "prefix?"], ["lots", "max_body_size"], ["PAI_CHECKSUMM", "PAI_CHECKSUM?"], ["tokens"]):
+        assert sum(all(w in line for w in words) for line in lines) == 1, (words, err)
+
+
+# --- the default prefix ----------------------------------------------------------------
+
+
+@pytest.mark.posix_only("the default prefix is a posix directory")
+def test_serving_the_default_prefix_is_warned_of(fresh_server, tmp_path):
+    srv = fresh_server.start(
+        "dflt", PAI_PREFIX=None, PAI_SWEEP_ON_START="false", PAI_TAPE_STATE_DIR=str(tmp_path / "state"), prefix="/tmp"
+    )
+    assert requests.get(srv.url + "/", timeout=10).status_code == 200
+    warnings = [line for line in srv.log().splitlines() if "default prefix /tmp" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0], srv.log()
+
+
+@pytest.mark.posix_only("uses ids that are names")
+def test_a_named_prefix_is_not_warned_of(fresh_server):
+    srv = fresh_server.start("named")
+    assert requests.get(srv.url + "/", timeout=10).status_code == 200
+    assert "default prefix" not in srv.log()
+
+
+# --- admin commands never guess the archive -------------------------------------------
+
+
+ADMIN = [
+    ["delete", "{name}"],
+    ["verify", "{name}"],
+    ["verify", "--all"],
+    ["verify", "--all", "--add-missing"],
+    ["sweep"],
+    ["ls"],
+    ["du"],
+    ["stat", "{name}"],
+]
+
+
+@pytest.mark.parametrize("command", ADMIN, ids=lambda c: "-".join(c).replace("{name}", "id"))
+def test_admin_commands_need_a_named_archive(impl, tmp_path, command):
+    # a file of our own in /tmp: what the command would act on with the default prefix
+    name = f"pyai-scratch-{os.getpid()}-{uuid.uuid4().hex}"
+    scratch = Path("/tmp") / name
+    scratch.write_bytes(b"not yours")
+    try:
+        env = service_env(tmp_path, PYAI_IMPL=impl)  # no PAI_PREFIX, no config file
+        rc, out, err = run_cli([CMD, *[part.format(name=name) for part in command]], env)
+        assert scratch.read_bytes() == b"not yours"
+        assert rc == 2, (rc, out, err)
+        assert out == "", out  # nothing was walked or verified
+        lines = err.splitlines()
+        assert len(lines) == 1 and "no archive named" in lines[0] and "--prefix" in lines[0], err
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def test_a_config_file_without_a_prefix_names_no_archive(impl, tmp_path):
+    ini = tmp_path / "site.ini"
+    ini.write_text("[archive]\nbackend = posix\n")
+    name = f"pyai-scratch-{os.getpid()}-{uuid.uuid4().hex}"
+    scratch = Path("/tmp") / name
+    scratch.write_bytes(b"not yours")
+    try:
+        env = service_env(tmp_path, PYAI_IMPL=impl, ARCHIVEINTERFACE_CONFIG=str(ini))
+        rc, out, err = run_cli([CMD, "delete", name], env)
+        assert scratch.exists()
+        assert rc == 2, (out, err)
+        assert "no archive named" in err and str(ini) in err, err
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def test_pai_prefix_names_the_archive(impl, tmp_path):
+    prefix = tmp_path / "envp"
+    prefix.mkdir()
+    (prefix / "gone").write_bytes(b"x")
+    env = service_env(tmp_path, PYAI_IMPL=impl, PAI_PREFIX=str(prefix))
+    rc, out, err = run_cli([CMD, "delete", "gone"], env)
+    assert rc == 0, (out, err)
+    assert not (prefix / "gone").exists()
+
+
+# --- the original's flags ----------------------------------------------------------------
+
+
+@pytest.mark.posix_only("uses ids that are names")
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_the_originals_cherrypy_config_is_accepted_and_ignored(fresh_server, tmp_path, how):
+    prefix = tmp_path / "cp"
+    cpconfig = tmp_path / "cpconfig.ini"
+    cpconfig.write_text("[global]\nserver.socket_port: 1\n")  # would be a bad port, were it read
+    flag = ["--cherrypy-config", str(cpconfig)] if how == "flag" else []
+    settings = {"ARCHIVEINTERFACE_CPCONFIG": str(cpconfig)} if how == "environment" else {}
+    srv = _cli_server(
+        fresh_server,
+        "cp",
+        lambda port: [SERVE, *flag, "-t", "posix", "-p", str(port), "-a", "127.0.0.1", "--prefix", str(prefix)],
+        prefix,
+        PAI_PREFIX=None,
+        **settings,
+    )
+    assert requests.put(srv.id_url("cp.txt"), data=b"cp", timeout=10).status_code == 201
+    warnings = [line for line in srv.log().splitlines() if "is ignored" in line]
+    assert len(warnings) == 1 and str(cpconfig) in warnings[0], srv.log()
+    _stop_gracefully(srv)

@@ -340,6 +340,43 @@ def test_metrics_need_a_token_when_authentication_is_on(pool, tmp_path):
     assert refusals() == 2
 
 
+# -- asked at scrape time: the build and the prefix's free space ------------------------------------
+
+
+def test_build_info_and_the_prefixs_free_space_follow_the_file_system(pool, tmp_path):
+    from faults import mounts
+
+    from pyai import __version__
+
+    prefix = tmp_path / "small"
+    with mounts.tmpfs(prefix, size="16m"):
+        srv = pool.start("space", PAI_PREFIX=str(prefix), **TWO)
+        text, before = scrape(srv)
+        st = os.statvfs(prefix)  # nothing else writes to this file system
+        assert value(before, "pyai_build_info", version=__version__, implementation="c", backend="posix") == 1
+        assert value(before, "pyai_prefix_size_bytes") == 16 * 1024 * 1024 == st.f_blocks * st.f_frsize
+        assert value(before, "pyai_prefix_free_bytes") == st.f_bavail * st.f_frsize
+        assert value(before, "pyai_prefix_inodes") == st.f_files
+        assert value(before, "pyai_prefix_free_inodes") == st.f_favail > 0
+        resp = requests.put(srv.url + "/four-mib", data=os.urandom(4 * 1024 * 1024), timeout=TIMEOUT)
+        assert resp.status_code == 201, resp.text
+        _, after = scrape(srv)
+        st = os.statvfs(prefix)
+        assert value(after, "pyai_prefix_free_bytes") == st.f_bavail * st.f_frsize
+        assert value(before, "pyai_prefix_free_bytes") - value(after, "pyai_prefix_free_bytes") >= 4 * 1024 * 1024
+        assert value(after, "pyai_prefix_free_inodes") == st.f_favail < value(before, "pyai_prefix_free_inodes")
+        srv.stop()
+
+
+def test_a_vanished_prefix_has_no_free_space_gauge(pool, tmp_path):
+    prefix = tmp_path / "vanishing"
+    srv = pool.start("space-gone", PAI_PREFIX=str(prefix))
+    prefix.rename(tmp_path / "moved-away")
+    _, samples = scrape(srv)
+    assert ("pyai_prefix_free_bytes", ()) not in samples and ("pyai_prefix_free_inodes", ()) not in samples
+    assert value(samples, "pyai_backend_up", backend="posix") == 0
+
+
 # -- the HPSS emulator: ping, stages from tape -----------------------------------------------------
 
 
@@ -395,6 +432,16 @@ def test_hpss_ping_and_stages_through_both_apis(hpss_pool):
         pytest.skip("the health checks have no hpss check yet (pyai.ops.health is a stub on this branch)")
     assert value(samples, "pyai_backend_up", backend="hpss") == 1
     assert 0 < value(samples, "pyai_hpss_ping_seconds") < 10
+
+
+def test_hpss_has_build_info_and_no_local_free_space(hpss_pool):
+    """The prefix is a path in HPSS: the emulator's directory is no answer for the real one."""
+    from pyai import __version__
+
+    srv = hpss_pool.start("hpss-space")
+    _, samples = scrape(srv)
+    assert value(samples, "pyai_build_info", version=__version__, implementation="c", backend="hpss") == 1
+    assert not [name for name, _ in samples if name.startswith("pyai_prefix_")]
 
 
 # -- the gauges of a scrape, from given health checks ------------------------------------------

@@ -1,10 +1,12 @@
 """Configuration precedence and validation (file < environment < flags)."""
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
-from pyai.config import load
+from pyai.config import OTHER_ENVIRONMENT, SETTINGS, check, load
 from pyai.errors import ConfigError
 
 
@@ -104,3 +106,88 @@ def test_unwritable_prefix_is_refused(tmp_path):
     prefix.mkdir(mode=0o555)
     with pytest.raises(ConfigError, match="not writable"):
         load(environ={"PAI_PREFIX": str(prefix)})
+
+
+# --- strictness: names that are no setting (issue 23) -------------------------------
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[archive]\nprefx = /srv/archive\n", ["config.ini: [archive] prefx is not a setting (did you mean prefix?)"]),
+        ("[archive]\nmax_body = 2T\n", ["[archive] max_body", "did you mean max_body_size?"]),
+        ("[posix]\nuse_id2filenam = true\n", ["[posix] use_id2filenam", "did you mean use_id2filename?"]),
+        ("[archiv]\nprefix = /srv/archive\n", ["[archiv] is not a section (did you mean [archive]?)"]),
+        ("[posix]\nprefix = /srv/archive\n", ["[posix] prefix is not a setting (it is a setting of [archive])"]),
+        ("[DEFAULT]\nprefx = /x\n", ["[DEFAULT] prefx is not a setting (did you mean prefix?)"]),
+    ],
+)
+def test_an_unknown_name_in_the_file_is_refused(tmp_path, text, words):
+    ini = write_ini(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load(environ={"ARCHIVEINTERFACE_CONFIG": ini}, prepare=False)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_an_unknown_pai_variable_is_refused():
+    with pytest.raises(ConfigError, match=r"PAI_PREFX is not a setting \(did you mean PAI_PREFIX\?\)"):
+        load(environ={"PAI_PREFX": "/srv/archive"}, prepare=False)
+
+
+def test_the_originals_file_is_accepted(tmp_path):
+    """Every section and option the original's get_config() knows (pacifica/archiveinterface/config.py)."""
+    ini = write_ini(
+        tmp_path,
+        "[posix]\nuse_id2filename = false\n"
+        "[hpss]\nuser = hpss.unix\nauth = /var/hpss/etc/hpss.unix.keytab\nsitename = example.com\naccept_latency = 5\n"
+        "[hsm_sideband]\nsam_qfs_prefix = /data/pacifica/test/\nschema = samqfs1db\nhost = host\nuser = user\n"
+        "password = pass\nport = 3306\n",
+    )
+    config = load(environ={"ARCHIVEINTERFACE_CONFIG": ini}, prepare=False)
+    assert (config.sideband_schema, config.hpss_user) == ("samqfs1db", "hpss.unix")
+
+
+def test_the_originals_hpss_defaults_are_kept(tmp_path):
+    config = load(environ={"HOME": str(tmp_path)}, prepare=False)
+    assert (config.hpss_user, config.hpss_auth) == ("hpss.unix", "/var/hpss/etc/hpss.unix.keytab")
+
+
+def _pai_names_read_in(root):
+    names = set()
+    for path in [
+        *root.joinpath("pyai").rglob("*.py"),
+        root / "gunicorn.conf.py",
+        root / "Makefile",
+        *root.joinpath("deploy").rglob("*"),
+    ]:
+        if path.is_file():
+            names.update(re.findall(r"\bPAI_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace")))
+    return names
+
+
+def test_every_pai_variable_the_code_reads_is_known():
+    """A PAI_* variable read anywhere but through SETTINGS must be in OTHER_ENVIRONMENT, or it would be refused."""
+    known = {setting.env for setting in SETTINGS} | set(OTHER_ENVIRONMENT)
+    assert _pai_names_read_in(Path(__file__).resolve().parents[2]) - known == set()
+
+
+def test_which_prefix_was_defaulted(tmp_path):
+    assert "prefix" in load(environ={"HOME": str(tmp_path)}, prepare=False).defaulted
+    assert "prefix" not in load(environ={"HOME": str(tmp_path), "PAI_PREFIX": "/tmp"}, prepare=False).defaulted
+
+
+def test_check_lists_every_problem_and_creates_nothing(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("rw short\n")
+    tokens.chmod(0o600)
+    ini = write_ini(tmp_path, f"[archiv]\nx = 1\n[archive]\nprefix = {tmp_path / 'p'}\nmax_body_size = lots\n")
+    environ = {"ARCHIVEINTERFACE_CONFIG": ini, "PAI_AUTH_TOKENS_FILE": str(tokens), "PAI_THREADZ": "4"}
+    problems = check(environ=environ)
+    assert len(problems) == 4, problems
+    assert [p for p in problems if "[archiv]" in p] and [p for p in problems if "PAI_THREADZ" in p]
+    assert [p for p in problems if "lots" in p] and [p for p in problems if str(tokens) in p]
+    assert not (tmp_path / "p").exists()
+    environ = {"ARCHIVEINTERFACE_CONFIG": write_ini(tmp_path, f"[archive]\nprefix = {tmp_path / 'p'}\n")}
+    assert check(environ=environ) == []
+    assert not (tmp_path / "p").exists()

@@ -37,7 +37,7 @@ def test_names_variables_and_options_are_unique():
 
 def test_config_has_a_field_per_setting_and_the_file():
     names = [field.name for field in dataclasses.fields(Config)]
-    assert names == [setting.name for setting in SETTINGS] + ["config_file"]
+    assert names == [setting.name for setting in SETTINGS] + ["config_file", "defaulted"]
 
 
 def test_every_default_is_valid(tmp_path):
