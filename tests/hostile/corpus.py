@@ -40,6 +40,8 @@ class Case:
     expect: tuple = ()
     # the connection may be closed without any answer (e.g. the request never completes)
     may_close: bool = False
+    # the answer is HTTP/2 frames, not an HTTP/1.1 response (an HTTP/2 client's preface)
+    http2: bool = False
 
 
 def render(request, paths):
@@ -328,8 +330,7 @@ case("http-9-9", Raw(b"GET /legit HTTP/9.9\r\nHost: x\r\n\r\n"), expect=(400, 50
 case(
     "http2-preface",
     Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"),
-    expect=(400, 505),
-    may_close=True,
+    http2=True,  # answered in HTTP/2: a GOAWAY saying HTTP/1.1 is required
 )
 case(
     "tls-client-hello",

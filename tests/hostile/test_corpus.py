@@ -67,6 +67,11 @@ def test_hostile_request(arena, case):
         answer = exchange(arena.server.port, data)
         if not answer:
             assert case.may_close, f"{case.name}: the server closed the connection without an answer"
+        elif case.http2:
+            # an empty SETTINGS frame, then GOAWAY (type 7) with HTTP_1_1_REQUIRED (0xd); the frames
+            # themselves are checked in tests/integration/test_http2.py
+            assert answer[:9] == b"\x00\x00\x00\x04\x00\x00\x00\x00\x00", (case.name, answer[:60])
+            assert answer[12] == 0x7 and answer[22:26] == b"\x00\x00\x00\x0d", (case.name, answer[:60])
         else:
             resp = parse_response(answer, head=data.startswith(b"HEAD "))
             if resp.status == 201:
