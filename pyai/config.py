@@ -808,7 +808,7 @@ def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> 
 
 def check(config_file=None, environ=os.environ, overrides=None) -> List[str]:
     """Every problem of the configuration a start would read, one line each ([] when it would
-    start): unknown names, bad values, the tokens file, the transfer log and an existing prefix.
+    start): unknown names, bad values, the tokens file, the transfer log and the prefix.
     Creates nothing, changes nothing: safe before a reload, beside a running service.
     ``config_file``, ``environ`` and ``overrides`` are those of ``load()``."""
     from pyai.ops import transfer_log  # here: both import this module
@@ -819,7 +819,7 @@ def check(config_file=None, environ=os.environ, overrides=None) -> List[str]:
     for needs, checker in (
         ("auth_tokens_file", auth.check_config),
         ("transfer_log", transfer_log.check_config),
-        ("prefix", _check_existing_prefix),
+        ("prefix", _check_prefix),
     ):
         if needs in values:
             try:
@@ -829,14 +829,26 @@ def check(config_file=None, environ=os.environ, overrides=None) -> List[str]:
     return problems
 
 
-def _check_existing_prefix(config):
-    """What prepare_prefix would refuse of a prefix that exists (a missing one is created at start)."""
-    if not os.path.exists(config.prefix):
+def _check_prefix(config):
+    check_prefix(config.prefix)
+
+
+def check_prefix(prefix):
+    """What prepare_prefix would refuse, found without creating anything: an existing prefix
+    that is not a writable directory, or a missing one whose nearest existing parent is not."""
+    if os.path.exists(prefix):
+        if not os.path.isdir(prefix):
+            raise ConfigError(f"the archive prefix {prefix} is not a directory")
+        if not os.access(prefix, os.W_OK | os.X_OK):
+            raise ConfigError(f"the archive prefix {prefix} is not writable by this user")
         return
-    if not os.path.isdir(config.prefix):
-        raise ConfigError(f"the archive prefix {config.prefix} is not a directory")
-    if not os.access(config.prefix, os.W_OK | os.X_OK):
-        raise ConfigError(f"the archive prefix {config.prefix} is not writable by this user")
+    parent = os.path.dirname(prefix)
+    while not os.path.exists(parent) and parent != os.path.dirname(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"cannot create the archive prefix {prefix}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the archive prefix {prefix}: {parent} is not writable by this user")
 
 
 def prepare_prefix(prefix):

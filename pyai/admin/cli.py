@@ -58,8 +58,9 @@ def _load(args, serving=False):
     config = load_config(_overrides(args), config_file=args.config, prepare=False)
     if not serving and "prefix" in config.defaulted:
         raise ConfigError(_no_archive_named(config))
-    # serving: the master makes the prefix once it listens (nothing is made for a busy port)
-    if not serving and config.prefix != config_module.checked_prefix:
+    if serving:  # the master makes the prefix once it listens (nothing is made for a busy port)
+        config_module.check_prefix(config.prefix)  # but one it could not make is said before
+    elif config.prefix != config_module.checked_prefix:
         config_module.prepare_prefix(config.prefix)
     if tokens_file:
         os.environ["PAI_AUTH_TOKENS_FILE"] = config.auth_tokens_file
