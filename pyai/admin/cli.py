@@ -119,13 +119,18 @@ def serve(args, prog):
     return 0
 
 
-def delete(args, prog):
+def _archive(args):
+    """The Archive a command names (ConfigError when it names none, or names it wrongly)."""
     from pyai.archive.service import Archive
     from pyai.backends import create_backend
 
+    config = _load(args)
+    return Archive(config, create_backend(config))
+
+
+def delete(args, prog):
     try:
-        config = _load(args)
-        archive = Archive(config, create_backend(config))
+        archive = _archive(args)
     except ConfigError as exc:
         return _fail(prog, exc)
     status = 0
@@ -155,14 +160,11 @@ def sweep(args, prog):
 
 def verify(args, prog):
     from pyai.admin import verify as verifier
-    from pyai.archive.service import Archive
-    from pyai.backends import create_backend
 
     if bool(args.ids) == args.all:
         return _fail(prog, "verify needs ids or --all (not both)")
     try:
-        config = _load(args)
-        archive = Archive(config, create_backend(config))
+        archive = _archive(args)
     except ConfigError as exc:
         return _fail(prog, exc)
     return verifier.run(archive, args.ids, args.all, add_missing=args.add_missing)
@@ -173,12 +175,8 @@ def verify(args, prog):
 
 def inspect(args, prog):
     """ls, du and stat: open the archive named, then hand it to the tool's module."""
-    from pyai.archive.service import Archive
-    from pyai.backends import create_backend
-
     try:
-        config = _load(args)
-        archive = Archive(config, create_backend(config))
+        archive = _archive(args)
     except ConfigError as exc:
         return _fail(prog, exc)
     return args.tool(archive, args)
