@@ -423,7 +423,9 @@ def test_a_group_readable_file_serves_and_a_group_writable_one_refuses_a_reload(
     """0640 (the service's group reads it) is the documented mode; made group-writable, the
     next HUP is refused, as with a file open to everyone: the running workers serve on."""
     tokens = write_tokens(tmp_path / "tokens", f"rw {RW}\n", 0o640)
-    srv = fresh_server.start("group", PAI_AUTH_TOKENS_FILE=str(tokens))
+    # one worker: the 201 below proves it has read the tokens file (a second one still booting
+    # would read the file made group-writable, fail to boot, and stop the service)
+    srv = fresh_server.start("group", PAI_AUTH_TOKENS_FILE=str(tokens), PAI_WORKERS="1")
     resp = requests.put(srv.id_url(uid), data=b"x", headers={"Authorization": f"Bearer {RW}"}, timeout=10)
     assert resp.status_code == 201
     tokens.chmod(0o660)
