@@ -25,9 +25,7 @@ def run(archive, long=False, as_json=False, out=sys.stdout, err=sys.stderr):
         if long:
             try:
                 record = fileinfo.describe(backend, item.ident, item.path)
-            except ArchiveError as exc:  # e.g. the sideband database is down: this file is not described
-                record, why = False, exc.message
-            except OSError as exc:
+            except (ArchiveError, OSError) as exc:  # e.g. the sideband database is down: this file is not described
                 record, why = False, describe(exc)
             if record is False:
                 failed += 1

@@ -36,11 +36,7 @@ def tally(backend, by_media, progress, err):
                 size = None if status is None else status.size
             else:
                 size = backend.stored_size(item.path)
-        except ArchiveError as exc:  # e.g. the sideband database is down
-            failed += 1
-            err.write(f"{item.ident}: cannot be counted: {exc.message}\n")
-            continue
-        except OSError as exc:
+        except (ArchiveError, OSError) as exc:  # e.g. the sideband database is down
             failed += 1
             err.write(f"{item.ident}: cannot be counted: {describe(exc)}\n")
             continue
