@@ -141,7 +141,7 @@ def pytest_report_header(config):
 
 def _gunicorn_settings():
     try:
-        from pyai.web import gunicorn_conf as g
+        from pyai.server import gunicorn_conf as g
 
         return {
             "worker_class": g.worker_class,
@@ -149,7 +149,7 @@ def _gunicorn_settings():
             "threads": SETTINGS.threads,
             "sendfile": getattr(g, "sendfile", "gunicorn's default: on"),
             "keepalive": g.keepalive,
-            "config": "gunicorn.conf.py (pyai/web/gunicorn_conf.py) with PAI_WORKERS/PAI_THREADS",
+            "config": "gunicorn.conf.py (pyai/server/gunicorn_conf.py) with PAI_WORKERS/PAI_THREADS",
         }
     except Exception as exc:  # noqa: BLE001 - the table matters more than this detail
         return {"error": repr(exc)}
@@ -170,7 +170,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         f" {SETTINGS.large_rounds} round(s); small: {SETTINGS.connections} keep-alive connections,"
         f" {SETTINGS.small_seconds} s x {SETTINGS.small_rounds} round(s); wall {wall:.0f} s",
         "pyai = PYAI_IMPL=c, pyai-py = PYAI_IMPL=python, both gunicorn"
-        f" {SETTINGS.workers}x{SETTINGS.threads} threads (pyai.web.worker.PyaiWorker);"
+        f" {SETTINGS.workers}x{SETTINGS.threads} threads (pyai.server.worker.PyaiWorker);"
         " nginx = private nginx on the same directory"
         " (sendfile GET, DAV PUT, no fsync); raw = dd write conv=fdatasync / dd read for large files,"
         " the file system alone storing small files durably like pyai (8 threads) for small PUTs.",

@@ -626,11 +626,11 @@ SETTINGS = (
 # PAI_* variables read elsewhere than through SETTINGS, and who reads them.  Any other
 # PAI_* variable in the environment is a typo and stops the start (see unknown_names).
 OTHER_ENVIRONMENT = {
-    "PAI_BIND": "gunicorn's bind (pyai/web/gunicorn_conf.py)",
-    "PAI_WORKERS": "gunicorn's workers (pyai/web/gunicorn_conf.py)",
-    "PAI_THREADS": "gunicorn's threads (pyai/web/gunicorn_conf.py)",
-    "PAI_ACCESS_LOG": "gunicorn's accesslog (pyai/web/gunicorn_conf.py)",
-    "PAI_LOG_LEVEL": "gunicorn's loglevel (pyai/web/gunicorn_conf.py)",
+    "PAI_BIND": "gunicorn's bind (pyai/server/gunicorn_conf.py)",
+    "PAI_WORKERS": "gunicorn's workers (pyai/server/gunicorn_conf.py)",
+    "PAI_THREADS": "gunicorn's threads (pyai/server/gunicorn_conf.py)",
+    "PAI_ACCESS_LOG": "gunicorn's accesslog (pyai/server/gunicorn_conf.py)",
+    "PAI_LOG_LEVEL": "gunicorn's loglevel (pyai/server/gunicorn_conf.py)",
 }
 ENV_PREFIX = "PAI_"
 
@@ -693,7 +693,7 @@ def settings_table():
     return "\n".join(lines) + "\n"
 
 
-# The prefix the gunicorn master checked at start-up (pyai.web.server.prepare_archive).
+# The prefix the gunicorn master checked at start-up (pyai.server.serve.prepare_archive).
 # Its workers inherit this at the fork and do not check again: a prefix that has
 # turned read-only or gone away since then fails requests (5xx), not the boot of
 # a replacement worker, which would stop the whole service; nor is a missing

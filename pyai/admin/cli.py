@@ -108,7 +108,7 @@ def serve(args, prog):
         check_auth(_load(args, serving=True))
     except ConfigError as exc:
         return _fail(prog, exc)
-    from pyai.web.server import ArchiveServer
+    from pyai.server.serve import ArchiveServer
 
     options = {"bind": f"{args.address}:{args.port}"}
     if args.workers:

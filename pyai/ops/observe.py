@@ -1,7 +1,7 @@
 """The end of every request: its record goes to the metrics and to the transfer log.
 
 ``start(worker)`` runs once in each worker process, before it serves;
-``finished(...)`` once per exchange, from the worker (``pyai.web.connection``);
+``finished(...)`` once per exchange, from the worker (``pyai.server.connection``);
 ``reopen()`` on USR1.  A failure here is logged by the worker, never answered.
 """
 

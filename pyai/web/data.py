@@ -5,7 +5,7 @@ skip every framework (measured in-process: a HEAD through Flask 105 us, here
 31 us).  Each parses its request once into the values the archive takes and
 returns its answer, ``(status, headers, body)``; PUT returns a generator that
 yields ``parking.Wait`` while its client is slow and then returns the answer
-(see ``pyai.web.parking``).  Authentication, 405 and errors are the gate's.
+(see ``pyai.serving``).  Authentication, 405 and errors are the gate's.
 
 Beside the Pacifica six, PROPFIND (WebDAV stat, ``pyai.web.webdav``); and
 every method honours the RFC 9110 preconditions (``pyai.web.conditions``),
@@ -18,12 +18,13 @@ import time
 
 from werkzeug.datastructures import EnvironHeaders
 
+from pyai import serving as parking
 from pyai.archive import checksums
 from pyai.archive.service import Upload
 from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed, UnsupportedMediaType
 from pyai.ops import metrics
 from pyai.ops.record import record_of
-from pyai.web import conditions, parking, small_body, webdav
+from pyai.web import conditions, small_body, webdav
 from pyai.web.answers import json_answer
 from pyai.web.dates import http_date, mtime_from
 from pyai.web.digest_fields import expected_digests, wanted_digests

@@ -16,9 +16,10 @@ import dataclasses
 from types import GeneratorType
 from typing import Callable, Optional
 
+from pyai import serving as parking
 from pyai.errors import MethodNotAllowed
 from pyai.ops.record import record_of
-from pyai.web import auth, parking
+from pyai.web import auth
 from pyai.web.answers import STATUS_LINES, error_answer
 from pyai.web.receive import CLOSE_CONNECTION
 from pyai.web.targets import request_path

@@ -17,8 +17,8 @@ way, the rest stays unread and the connection closes after the answer.
 import io
 import os
 
+from pyai import serving as parking
 from pyai.errors import PayloadTooLarge
-from pyai.web import parking
 from pyai.web.receive import RequestBody, abandon_body
 
 # environ key: the body ``keep`` left for a mounted WSGI app (the control plane) to parse

@@ -25,7 +25,7 @@ HAS_HPSS = importlib.util.find_spec("pyai.hpss_client._hpss") is not None
 # Longer than HAProxy needs to see /readyz turn 503 (inter + (fall - 1) * fastinter = 1.25 s,
 # see haproxy.cfg), so it has taken an instance out before the instance stops listening.
 DRAIN_DELAY = 3
-GRACEFUL = 60  # gunicorn's graceful_timeout (pyai/web/gunicorn_conf.py)
+GRACEFUL = 60  # gunicorn's graceful_timeout (pyai/server/gunicorn_conf.py)
 BIG = 32 << 20  # a download of it outlasts every socket buffer between an instance and a slow reader
 
 

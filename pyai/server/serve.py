@@ -14,7 +14,8 @@ from pyai import config as config_module
 from pyai.backends import create_backend
 from pyai.config import load as load_config
 from pyai.errors import ConfigError
-from pyai.ops import lifecycle, transfer_log
+from pyai.ops import transfer_log
+from pyai.server import lifecycle
 from pyai.web import auth
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")

@@ -3,8 +3,8 @@
 Threads are for work that is ready; waiting on a client is the poller's job,
 as in nginx.  The main thread accepts connections and polls every one that
 waits for its client: for a request head (read into a buffer without
-blocking, see ``pyai.web.connection``), for an upload's next bytes (the app
-yields a ``pyai.web.parking.Wait``), for room in the socket to send more of an
+blocking, see ``pyai.server.connection``), for an upload's next bytes (the app
+yields a ``pyai.serving.Wait``), for room in the socket to send more of an
 answer, or for the client to close after ``Connection: close``.  A pool
 thread gets a connection only when there is work: a complete head to answer,
 bytes to receive, room to send.  Each wait has a deadline (``head_timeout``,
@@ -46,12 +46,11 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.http import wsgi
 from gunicorn.workers.base import Worker
 
+from pyai import serving as parking
 from pyai.config import load as load_config
 from pyai.ops import observe
 from pyai.ops.record import RECORD, Record
-from pyai.web import parking
-from pyai.web.answers import error_document
-from pyai.web.connection import (
+from pyai.server.connection import (
     CLOSE,
     DROP,
     EOF,
@@ -64,6 +63,7 @@ from pyai.web.connection import (
     Exchange,
     head_limit,
 )
+from pyai.web.answers import error_document
 
 # Long enough to cover a client's turn-around between keep-alive requests under
 # load (tens to hundreds of microseconds), short enough that an idle

@@ -1,4 +1,4 @@
-"""How pyai's app and worker wait for a slow client without holding a thread.
+"""What pyai's app and server agree on: how the app waits for a slow client without holding a thread.
 
 The worker offers parking by setting ``environ[CAN_PARK]``.  An app whose
 answer has to wait for the client (an upload whose bytes stopped arriving)

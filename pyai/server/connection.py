@@ -21,8 +21,9 @@ import socket
 import time
 from datetime import datetime
 
+from pyai import serving as parking
 from pyai.ops import observe
-from pyai.web import http2, parking
+from pyai.server import http2
 
 # Outcomes of a step, for the worker's poller.
 READ_HEAD = "read-head"  # wait for (the rest of) the next request head
@@ -113,7 +114,7 @@ class Connection:
         return length > SMALL_BODY or len(self.head) - body_start >= length
 
     def refuse_http2(self):
-        """Tell an HTTP/2 client that HTTP/1.1 is required, in HTTP/2 (``pyai.web.http2``); best
+        """Tell an HTTP/2 client that HTTP/1.1 is required, in HTTP/2 (``pyai.server.http2``); best
         effort, without waiting: the connection closes next."""
         try:
             self.sock.send(http2.REFUSAL, socket.MSG_DONTWAIT)
