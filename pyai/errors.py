@@ -91,6 +91,14 @@ class ConfigError(Exception):
     """A configuration problem found at start-up; its text is one line for the operator."""
 
 
+class BodyEnded(Exception):
+    """The connection closed inside a chunked body."""
+
+
+class BadFraming(Exception):
+    """A chunked body's framing (or its trailer section) is not valid."""
+
+
 class IncompleteBody(Exception):
     """The client sent fewer body bytes than it announced (or hung up)."""
 

@@ -8,14 +8,28 @@ is readable or the Wait's deadline passes, and then goes on iterating in a
 pool thread.  Under any other server the key is absent and the app must block
 instead of yielding a Wait.
 
+``environ[BODY]`` is the request's ``BodySource``: the client's socket, the bytes
+the server read past the head, and the framing of the body, so the app can
+receive it straight from the socket (``pyai.web.receive``) instead of through
+``wsgi.input``.  Whatever it does not consume (a body it leaves unread, bytes
+past the body's end) the server drains or keeps for the next request.
+``environ[CLOSE_CONNECTION]`` set by the app closes the connection after the
+answer (a body it leaves unread).
+
 ``environ[SEND_CONTINUE]`` sends ``100 Continue`` to a client that asked for
 it (``Expect: 100-continue``) and does nothing otherwise; the app calls it
 once it has decided to read the body, so a request it refuses first (no
 token, an id that holds a file) never invites the body.
 """
 
+import re
+
+from pyai.errors import BadFraming
+
 CAN_PARK = "pyai.can_park"
 SEND_CONTINUE = "pyai.send_continue"
+BODY = "pyai.body"
+CLOSE_CONNECTION = "pyai.close_connection"
 # How long a thread waits for a request body's next bytes before the request is parked
 # in the worker's poller: longer than the gaps of a healthy stream, short enough that
 # slow clients hand their thread back at once.
@@ -30,6 +44,67 @@ class Wait:
     def __init__(self, fd, deadline):
         self.fd = fd
         self.deadline = deadline
+
+
+class BodySource:
+    """A request body as the server hands it over: ``sock`` to receive it from, after ``ahead``.
+
+    ``length`` is what is left of a body with a Content-Length (None when it is
+    chunked); whoever receives it takes its bytes out of ``ahead`` first
+    (``take_ahead``) and counts what it receives from the socket (``consumed``).
+    A chunked body's receiver takes all of ``ahead`` and gives back what it read
+    past the body's end (``give_back``), then says it is ``complete``.  ``reader``
+    names who reads it ("app" straight from the socket, "stream" through
+    ``wsgi.input``): one body is never read both ways.
+    """
+
+    __slots__ = ("sock", "ahead", "length", "complete", "reader", "max_line", "max_trailer")
+
+    def __init__(self, sock, ahead, length, *, max_line, max_trailer):
+        self.sock = sock
+        self.ahead = ahead  # bytearray: read past the head (the body's first bytes, maybe a next request)
+        self.length = length
+        self.complete = length == 0
+        self.reader = None
+        self.max_line = max_line  # the longest chunk-size line
+        self.max_trailer = max_trailer  # the largest trailer section
+
+    @property
+    def chunked(self):
+        return self.length is None
+
+    def take_ahead(self):
+        """The body's bytes the server already read (a next request's stay with the server)."""
+        if self.length is None:
+            data = bytes(self.ahead)
+            self.ahead.clear()
+            return data
+        data = bytes(self.ahead[: self.length])
+        del self.ahead[: len(data)]
+        self.consumed(len(data))
+        return data
+
+    def consumed(self, count):
+        """``count`` bytes of a body with a Content-Length were received."""
+        self.length -= count
+        if self.length <= 0:
+            self.complete = True
+
+    def give_back(self, data):
+        """Bytes read past the end of the body: the next request's first ones."""
+        self.ahead[:0] = data
+
+
+# A trailer field (RFC 9110 5.5, 6.5): a token, a colon, a value of visible characters and blanks.
+_TRAILER_FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[\t\x20-\x7e\x80-\xff]*")
+
+
+def check_trailers(trailers):
+    """Refuse a chunked body's trailer section (fields with CRLF between them) that is not
+    a list of fields: ``pyai.errors.BadFraming``."""
+    for line in trailers.split(b"\r\n") if trailers else ():
+        if not _TRAILER_FIELD.fullmatch(line):
+            raise BadFraming("invalid trailer field")
 
 
 def send_continue(environ):

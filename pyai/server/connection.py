@@ -1,31 +1,33 @@
 """One client connection of pyai's worker, and the request it is answering.
 
-Sockets stay blocking, as a WSGI app reading the body expects; the poller's
+Sockets stay blocking, as a WSGI app reading the body expects; the worker's
 reads and sends say MSG_DONTWAIT instead, and only sendfile, which has no
 such flag, switches the socket to non-blocking while a file goes out.
 
 A ``Connection`` collects a request head without blocking (``read_head``):
-the worker's poller calls it whenever the socket is readable, and only a
-complete head (with its body, when that is small and not a PUT's) goes to a
-pool thread.  An ``Exchange`` is one request and its
-answer; the answer is written without blocking (``Exchange.pump``): headers
-and small bodies from memory, files with sendfile(2), and whatever the
-client's socket cannot take now waits in the exchange (bytes, or the file,
-offset and length left) until the poller sees the socket writable.  Nothing
-here ever waits for a client.
+the worker calls it whenever the socket is readable, and only a complete head
+(with its body, when that is small and not a PUT's) is answered.  The bytes
+read past the head stay in the same buffer: they are the body's first bytes
+(the request's ``pyai.serving.BodySource`` hands them to whoever receives the
+body) and, after them, the next request's.  An ``Exchange`` is one request
+and its answer; the answer is written without blocking (``Exchange.pump``):
+the head and a small body from memory in one ``send``, a file with
+sendfile(2), and whatever the client's socket cannot take now waits in the
+exchange (bytes, or the file, offset and length left) until the socket is
+writable again.  Nothing here ever waits for a client.
 """
 
 import os
 import re
 import socket
 import time
-from datetime import datetime
 
-from pyai import serving as parking
+from pyai import serving
 from pyai.ops import observe
 from pyai.server import http2
+from pyai.server.wsgi import FileWrapper, fileno_of
 
-# Outcomes of a step, for the worker's poller.
+# Outcomes of a step, for the worker.
 READ_HEAD = "read-head"  # wait for (the rest of) the next request head
 PARK_READ = "park-read"  # the answer waits for request bytes (a parked upload)
 PARK_WRITE = "park-write"  # the answer waits for the client to take bytes
@@ -39,35 +41,35 @@ RECV_SIZE = 65536
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_IO = 0x7FFFF000
 # Bodies of other requests than PUT up to this size (a PATCH body is at most
-# 64 KiB) are read by the poller with their head.
+# 64 KiB) are read with their head, so the request is answered at once.
 SMALL_BODY = 64 * 1024
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
-
-
-def head_limit(cfg):
-    """The most bytes a request head may take: the request line and every field at their limits."""
-    line = cfg.limit_request_line or 8190
-    fields = cfg.limit_request_fields or 100
-    field = cfg.limit_request_field_size or 8190
-    return line + 2 + fields * (field + 2) + 2
 
 
 class Connection:
     """A client socket, its head buffer and its exchange."""
 
+    __slots__ = (
+        "sock", "fd", "client", "server", "head_max", "head", "head_started", "exchange", "deadline", "closed",
+        "served", "drained", "armed", "polled", "closing",
+    )  # fmt: skip
+
     def __init__(self, sock, client, server, head_max):
         self.sock = sock
+        self.fd = sock.fileno()
         self.client = client
         self.server = server
         self.head_max = head_max
-        self.head = bytearray()
+        self.head = bytearray()  # the next head; after it, the body's first bytes and any next request's
         self.head_started = None  # monotonic time of the head's first byte
-        self.parser = None
         self.exchange = None
-        self.deadline = None  # when the poller gives up waiting (monotonic)
+        self.deadline = None  # when the worker gives up waiting (monotonic)
         self.closed = False
         self.served = 0  # requests answered on it (a new connection waits head_timeout, a kept-alive one keepalive)
         self.drained = 0  # bytes discarded while the client closes (see PyaiWorker._close_gracefully)
+        self.armed = False  # waiting in the poller (no thread has it)
+        self.polled = None  # the descriptor registered for it in the poller
+        self.closing = False  # half-closed: waiting for the client to close
 
     def read_head(self):
         """Take what the socket holds without waiting; COMPLETE, PARTIAL, OVERLONG, EOF or HTTP2."""
@@ -88,18 +90,29 @@ class Connection:
             self.head += data
 
     def head_state(self):
+        head = self.head
         # Empty lines before a request line are ignored (RFC 9112 2.2).
-        while self.head[:2] == b"\r\n":
-            del self.head[:2]
-        if not self.served and self.head and http2.may_be_preface(self.head):
+        while head[:2] == b"\r\n":
+            del head[:2]
+        if not self.served and head and http2.may_be_preface(head):
             # checked before the blank line: the preface has one after "PRI * HTTP/2.0"
-            return HTTP2 if len(self.head) >= len(http2.PREFACE) else PARTIAL
-        end = self.head.find(b"\r\n\r\n")
+            return HTTP2 if len(head) >= len(http2.PREFACE) else PARTIAL
+        end = head.find(b"\r\n\r\n")
         if end >= 0:
+            if end + 4 > self.head_max:
+                return OVERLONG
             return COMPLETE if self._small_body_in(end + 4) else PARTIAL
-        if len(self.head) > self.head_max:
-            return OVERLONG  # the parser answers 414 or 431
+        if len(head) > self.head_max:
+            return OVERLONG
         return PARTIAL
+
+    def take_head(self):
+        """The complete head at the start of the buffer (through its blank line), removed from it."""
+        end = self.head.find(b"\r\n\r\n") + 4
+        data = bytes(self.head[:end])
+        del self.head[:end]
+        self.head_started = None  # what follows is the body's, or the next head's (see PyaiWorker._after)
+        return data
 
     def _small_body_in(self, body_start):
         """False while a small body announced by a request other than GET, HEAD or PUT is
@@ -121,54 +134,38 @@ class Connection:
         except OSError:
             pass
 
-    def take_read_ahead(self):
-        """Bytes the parser read past the last request (a pipelined next head) go back to the head buffer."""
-        unreader = self.parser.unreader
-        ahead = unreader.buf.getvalue()
-        if ahead:
-            unreader.buf.seek(0)
-            unreader.buf.truncate()
-            if not self.head:
-                self.head_started = time.monotonic()
-            self.head[:0] = ahead
-
-    def hand_head_to_parser(self):
-        self.parser.unreader.unread(bytes(self.head))
-        self.head.clear()
-        self.head_started = None
-
 
 class Exchange:
     """One request and its answer, written without blocking.
 
-    The gunicorn Response writes into ``sendall`` here (``resp.sock`` is this
-    object), so headers and framed body bytes collect in ``out``; ``pump``
-    moves them, then a file range with sendfile, then asks the response
-    iterable for more.
+    The Response formats its head and body bytes into ``out``; ``pump`` moves
+    them, then a file range with sendfile, then asks the response iterable for
+    more.
     """
 
-    def __init__(self, conn, req, send_timeout):
+    __slots__ = (
+        "conn", "head", "source", "resp", "environ", "respiter", "iterator", "file", "out", "wait", "send_timeout",
+        "send_deadline", "started", "record", "done", "continue_pending",
+    )  # fmt: skip
+
+    def __init__(self, conn, head, source, send_timeout):
         self.conn = conn
-        self.req = req
+        self.head = head  # the parsed pyai.server.head.Head
+        self.source = source  # the body's pyai.serving.BodySource
         self.resp = None
         self.environ = None
         self.respiter = None
         self.iterator = None  # the response iterable, while it has items to give
         self.file = None  # [fd, offset, left] of a body sent with sendfile
         self.out = bytearray()
-        self.wait = None  # the parking.Wait the iterator yielded
+        self.wait = None  # the serving.Wait the iterator yielded
         self.send_timeout = send_timeout or None
         self.send_deadline = None
-        self.started = datetime.now()
+        self.started = time.monotonic()
         self.record = None  # the request's pyai.ops.record.Record, once the app is called
         self.done = False
-        self.continue_pending = bool(getattr(req, "_expected_100_continue", False))
-        if self.continue_pending:
-            req._expected_100_continue = False  # gunicorn would send it before the app could refuse
-
-    # gunicorn's Response writes here
-    def sendall(self, data):
-        self.out += data
+        # gunicorn would send 100 Continue before the app could refuse; pyai sends it when the app reads
+        self.continue_pending = head.expect and head.version == "1.1"
 
     def send_continue(self):
         """Send 100 Continue now (the app has decided to read the body); blocking, it is 25 bytes."""
@@ -176,24 +173,18 @@ class Exchange:
             self.continue_pending = False
             self.conn.sock.sendall(CONTINUE)
 
-    def start_body(self, respiter, file_wrapper, cfg):
+    def start_body(self, respiter, sendfile_allowed):
         """Choose how the body goes out: sendfile for a file of known length, else the iterable."""
         self.respiter = respiter
         resp = self.resp
-        filelike = getattr(respiter, "filelike", None) if isinstance(respiter, file_wrapper) else None
-        if filelike is not None and hasattr(filelike, "fileno") and not cfg.is_ssl and cfg.sendfile is not False:
-            if resp.response_length is not None and not resp.chunked:
-                try:
-                    fd = filelike.fileno()
-                    offset = os.lseek(fd, 0, os.SEEK_CUR)
-                except (OSError, ValueError, AttributeError):
-                    fd = None
-                if fd is not None:
-                    resp.send_headers()
-                    if not _omits_body(resp):
-                        self.file = [fd, offset, resp.response_length]
-                        resp.sent += resp.response_length
-                    return
+        if type(respiter) is FileWrapper and sendfile_allowed and resp.response_length is not None:
+            where = fileno_of(respiter.filelike)
+            if where is not None:
+                resp.send_headers()
+                if not resp.omits_body:
+                    self.file = [where[0], where[1], resp.response_length]
+                    resp.sent += resp.response_length
+                return
         self.iterator = iter(respiter)
 
     def pump(self):
@@ -201,14 +192,16 @@ class Exchange:
         sock = self.conn.sock
         while True:
             if self.out:
+                # a file follows: the head waits in the kernel for its first bytes (one segment)
+                flags = socket.MSG_DONTWAIT | (socket.MSG_MORE if self.file is not None else 0)
                 try:
-                    sent = sock.send(self.out, socket.MSG_DONTWAIT)
+                    sent = sock.send(self.out, flags)
                 except (BlockingIOError, InterruptedError):
                     return self._blocked()
                 del self.out[:sent]
                 if self.record is not None and self.record.first_byte is None:
                     self.record.sent_first_byte()
-                self._progress()
+                self.send_deadline = None
                 continue
             if self.file is not None:
                 fd, offset, left = self.file
@@ -223,7 +216,7 @@ class Exchange:
                 if sent == 0:  # the file is shorter than announced: the answer cannot be completed
                     raise ConnectionAbortedError("the file ended before its Content-Length")
                 self.file = [fd, offset + sent, left - sent]
-                self._progress()
+                self.send_deadline = None
                 continue
             if self.iterator is not None:
                 try:
@@ -232,7 +225,7 @@ class Exchange:
                     self.iterator = None
                     self.resp.close()  # the head if nothing was written, the last chunk if chunked
                     continue
-                if isinstance(item, parking.Wait):
+                if type(item) is serving.Wait:
                     if self.resp.headers_sent:
                         raise RuntimeError("a response iterable waited after its answer began")
                     self.wait = item
@@ -240,9 +233,6 @@ class Exchange:
                 self.resp.write(item)
                 continue
             return None
-
-    def _progress(self):
-        self.send_deadline = None
 
     def _blocked(self):
         if self.send_deadline is None and self.send_timeout:
@@ -260,15 +250,11 @@ class Exchange:
                 respiter.close()
         except Exception:
             worker.log.exception("closing a response failed")
-        if self.resp is not None:
+        if self.resp is not None and worker.log.access_log_enabled:
             try:
-                worker.log.access(self.resp, self.req, self.environ or {}, datetime.now() - self.started)
+                worker.access(self)
             except Exception:
                 worker.log.exception("access log failed")
-        try:
-            worker.cfg.post_request(worker, self.req, self.environ or {}, self.resp)
-        except Exception:
-            worker.log.exception("Exception in post_request hook")
         if self.record is not None:
             try:
                 observe.finished(self.record, self._status(), self._body_bytes_sent(), self.conn.client)
@@ -278,19 +264,14 @@ class Exchange:
     def _status(self):
         """The status code answered, None when no answer began (the client left first)."""
         resp = self.resp
-        return getattr(resp, "status_code", None) if resp is not None and resp.status else None
+        return resp.status_code if resp is not None and resp.status else None
 
     def _body_bytes_sent(self):
-        """Body bytes that reached the socket: gunicorn counts a sendfile range as sent before it goes."""
+        """Body bytes that reached the socket: a sendfile range is counted as sent before it goes."""
         if self.resp is None:
             return 0
         unsent = self.file[2] if self.file is not None else 0
         return max(0, self.resp.sent - unsent)
-
-
-def _omits_body(resp):
-    code = getattr(resp, "status_code", None)
-    return resp.req.method == "HEAD" or code in (204, 304) or (code is not None and 100 <= code < 200)
 
 
 def _sendfile_nowait(sock, fd, offset, count):

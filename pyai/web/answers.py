@@ -18,16 +18,12 @@ from pyai.errors import (
     STORAGE_UNREACHABLE,
     TOO_LARGE,
     ArchiveError,
+    BadFraming,
+    BodyEnded,
     IncompleteBody,
     RangeNotSatisfiable,
     describe,
 )
-
-try:
-    from gunicorn.http.errors import NoMoreData as _BodyEnded
-    from gunicorn.http.errors import ParseException as _BodyFramingError
-except ImportError:  # another WSGI server
-    _BodyFramingError = _BodyEnded = ()
 
 log = logging.getLogger("pyai")
 
@@ -79,13 +75,13 @@ def error_answer(exc, method, path, storage=None):
         status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
     elif isinstance(exc, IncompleteBody):
         status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
-    elif isinstance(exc, _BodyEnded):  # an OSError to Python, but the client's doing: checked before OSError
+    elif isinstance(exc, BodyEnded):
         status, message, detail = (
             400,
             "the body ended early (the connection closed inside it)",
             f"{what}: incomplete body",
         )
-    elif isinstance(exc, _BodyFramingError):
+    elif isinstance(exc, BadFraming):
         status, message, detail = 400, "the request body is not valid chunked encoding", f"{what}: bad body framing"
     elif isinstance(exc, TimeoutError):
         status, message, detail = 408, "the client stopped sending the body", f"{what}: receive timed out"

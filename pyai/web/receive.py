@@ -1,14 +1,15 @@
 """Receiving a request body into a backend writer, in one go or as it arrives.
 
-Under gunicorn, a body with a Content-Length is received straight from the
+Under pyai's server, a body with a Content-Length is received straight from the
 client's socket into the file by ``pyai.native.recv_to_file`` (C, GIL
-released), after taking the bytes gunicorn already read ahead; a chunked body
-is decoded from the socket into the file by ``pyai.native.recv_chunked_to_file``
-(C too), which first decodes gunicorn's read-ahead and gives back what it read
-past the body's end (a pipelined request).  Everything else (TLS, other WSGI
-servers, writers without a descriptor) goes through the portable
-``wsgi.input`` loop.  The chunked framing is checked as gunicorn checks it, and
-its errors are raised as gunicorn's exceptions, so both paths answer alike.
+released), after taking the bytes the server read with the head (its
+``pyai.serving.BodySource``); a chunked body is decoded from the socket into
+the file by ``pyai.native.recv_chunked_to_file`` (C too), which first decodes
+that read-ahead and gives back what it read past the body's end (a pipelined
+request).  Everything else (TLS, other WSGI servers, writers without a
+descriptor) goes through the portable ``wsgi.input`` loop.  A bad framing is
+``BadFraming`` and a connection closed inside a chunked body ``BodyEnded``
+on both paths, so both answer alike.
 Either way the digests asked for (``algorithms``) are computed on the bytes as
 they pass: with a Content-Length the bytes are spliced into the file and the
 pipe is teed to a thread that hashes beside the receive (small bodies are
@@ -28,20 +29,28 @@ bytes still arrive, and the writer's final fsync finds little left to flush.
 """
 
 import errno
-import inspect
-import io
 import socket
 import ssl
 import time
 
 from pyai import native as fileio
+from pyai import serving
 from pyai.archive import checksums as digests
-from pyai.errors import IncompleteBody, LengthRequired, PayloadTooLarge, UnsupportedTransferCoding, os_error
+from pyai.errors import (
+    BadFraming,
+    BodyEnded,
+    IncompleteBody,
+    LengthRequired,
+    PayloadTooLarge,
+    UnsupportedTransferCoding,
+    os_error,
+)
 from pyai.ops.record import record_of
+from pyai.serving import CLOSE_CONNECTION
+
+__all__ = ["CLOSE_CONNECTION", "RequestBody", "abandon_body"]
 
 CHUNK = 1024 * 1024
-# environ key: the gate closes the connection after this response (a request body is left unread)
-CLOSE_CONNECTION = "pyai.close_connection"
 # The largest file offset (off_t): a longer body cannot be a file, whatever max_body_size says.
 MAX_FILE_SIZE = 2**63 - 1
 # Disk space is reserved this far ahead of the bytes received, one step each time
@@ -60,25 +69,6 @@ WRITEBACK_STEP = 8 << 20
 # floor is enforced within this much, and a client sending right at the floor
 # costs a call per this much time, not a busy loop.
 MIN_BUDGET = 0.25
-
-try:  # the read-ahead we must take over lives in these gunicorn objects
-    from gunicorn.http.body import Body as _GunicornBody
-    from gunicorn.http.body import ChunkedReader as _GunicornChunkedReader
-    from gunicorn.http.body import LengthReader as _GunicornLengthReader
-    from gunicorn.http.errors import ChunkMissingTerminator, NoMoreData, ParseException
-    from gunicorn.http.unreader import SocketUnreader as _GunicornSocketUnreader
-except ImportError:  # another WSGI server: only the portable loop is used
-    _GunicornBody = _GunicornChunkedReader = _GunicornLengthReader = _GunicornSocketUnreader = None
-else:
-
-    class ChunkedFramingError(ParseException):
-        """A chunked body's framing is wrong (native.recv_chunked_to_file: EPROTO), where
-        gunicorn's ChunkedReader raises one of its ParseExceptions: answered the same."""
-
-        code = 400
-
-        def __str__(self):
-            return "Invalid chunked framing"
 
 
 class RequestBody:
@@ -113,7 +103,7 @@ class RequestBody:
         record = record_of(environ)
         if record is not None:
             record.body = self  # its bytes received, counted here, are the request's
-        self._parts = self._gunicorn_parts()
+        self._source = self._direct_source()
         self._decoder = None  # the chunked decoder, once the direct path has taken a chunked body over
         self._took_read_ahead = False
         self._started = None  # monotonic time of the first receive
@@ -126,9 +116,9 @@ class RequestBody:
 
     def fileno(self):
         """The client's socket to wait on between calls of ``receive``, or None when
-        this body cannot be parked (TLS, not gunicorn, or a writer without a
+        this body cannot be parked (TLS, not pyai's server, or a writer without a
         descriptor was given): then ``receive`` takes the whole body at once."""
-        return self._parts[2].fileno() if self._parts is not None else None
+        return self._source.sock.fileno() if self._source is not None else None
 
     def deadline(self):
         """The monotonic time at which this body fails (408) if no byte comes before;
@@ -145,8 +135,7 @@ class RequestBody:
         byte came for ``patience`` seconds (call again when ``fileno()`` is readable).
 
         Raises IncompleteBody when the client closed before the announced length
-        (a chunked body: gunicorn's NoMoreData or ChunkMissingTerminator, as its
-        reader raises them; a bad framing: a ParseException), PayloadTooLarge
+        (a chunked body: BodyEnded; a bad framing: BadFraming), PayloadTooLarge
         past ``max_size``, TimeoutError (408) past ``deadline()``; the other
         errors are the writer's or the socket's.  Without ``patience``, or when
         the body cannot be parked, it returns True only (or raises).
@@ -157,8 +146,9 @@ class RequestBody:
             self._started = self._last = time.monotonic()
         fd = writer.fileno()
         if fd is None:
-            self._parts = None  # through writer.write(): no parking
-        if self._parts is not None:
+            self._source = None  # through writer.write(): no parking
+        if self._source is not None:
+            self._source.reader = "app"
             direct = self._receive_direct if self.length is not None else self._receive_chunked
             if not direct(fd, patience):
                 return False
@@ -174,58 +164,36 @@ class RequestBody:
             hasher.update(data)
         write(data)
 
-    def _gunicorn_parts(self):
-        body = self.environ.get("wsgi.input")
-        sock = self.environ.get("gunicorn.socket")
-        if _GunicornBody is None or not isinstance(body, _GunicornBody) or sock is None:
+    def _direct_source(self):
+        """pyai's server's BodySource of this body, when it can be received straight from the socket."""
+        source = self.environ.get(serving.BODY)
+        if source is None or isinstance(source.sock, ssl.SSLSocket) or source.reader is not None:
             return None
-        reader = body.reader
-        if isinstance(sock, ssl.SSLSocket):
-            return None
-        if isinstance(reader, _GunicornChunkedReader):
-            # Only a body nobody has begun to read: the decoder starts at its first byte.
-            if reader.parser is None or inspect.getgeneratorstate(reader.parser) != inspect.GEN_CREATED:
-                return None
-            if reader.buf.getbuffer().nbytes or (hasattr(body, "buf") and body.buf.getbuffer().nbytes):
-                return None
-        elif not isinstance(reader, _GunicornLengthReader):
-            return None
-        if not isinstance(_unreader(reader), _GunicornSocketUnreader) or not hasattr(body, "buf"):
-            return None
-        return body, reader, sock
+        return source
 
-    def _take_read_ahead(self, fd, body, reader):
-        # What the application layer already holds, then what gunicorn read ahead
-        # (which may run past this body into a pipelined request: give that back).
-        held = body.buf.getvalue()
-        body.buf = io.BytesIO()
-        unreader = reader.unreader
-        ahead = unreader.buf.getvalue()
-        unreader.buf = io.BytesIO()
-        mine, theirs = ahead[: reader.length], ahead[reader.length :]
-        if theirs:
-            unreader.unread(theirs)
-        reader.length -= len(mine)
-        for data in (held, mine):
-            if data:
-                self._write(lambda piece: fileio.write_all(fd, piece), data)
-                self.received += len(data)
-                self._last = time.monotonic()
+    def _take_read_ahead(self, fd):
+        # The body's bytes the server read with the head.
+        data = self._source.take_ahead()
+        if data:
+            self._write(lambda piece: fileio.write_all(fd, piece), data)
+            self.received += len(data)
+            self._last = time.monotonic()
         self._took_read_ahead = True
 
     def _receive_direct(self, fd, patience):
         """Receive until the body is in or the peer closed (True), or until ``patience`` ran out (False)."""
-        body, reader, sock = self._parts
+        source = self._source
         if not self._took_read_ahead:
-            self._take_read_ahead(fd, body, reader)
+            self._take_read_ahead(fd)
         hashers = tuple(self._hashers.values())
         reserve = RESERVE_STEP if self.length >= RESERVE_FROM else 0
-        while reader.length:
+        sock = source.sock
+        while source.length:
             now = self._check_deadline()
             budget = None
             if self.min_rate and self.timeout:  # come back in time to check the rate floor
                 budget = max(MIN_BUDGET, self._started + self.timeout + self.received / self.min_rate - now)
-            wanted = reader.length
+            wanted = source.length
             try:
                 moved = fileio.recv_to_file(
                     sock.fileno(),
@@ -240,29 +208,25 @@ class RequestBody:
                     writeback=WRITEBACK_STEP,
                 )
             except OSError as exc:
-                self._moved(reader, getattr(exc, "characters_written", 0), getattr(exc, "idle", 0.0))
+                self._moved(getattr(exc, "characters_written", 0), getattr(exc, "idle", 0.0))
                 if not isinstance(exc, BlockingIOError) or not hasattr(exc, "idle"):
                     raise
                 self._check_deadline()
                 if patience is not None and min(exc.idle, time.monotonic() - now) >= patience - 0.002:
                     return False  # parked: the state is all kept
                 continue  # the budget ran out: the rate floor is checked above
-            self._moved(reader, moved, 0.0)
+            self._moved(moved, 0.0)
             if moved < wanted:
                 break  # the peer closed: the body is short
         return True
 
     def _receive_chunked(self, fd, patience):
         """Decode a chunked body until it is in (True; a short one raises), or until ``patience`` ran out (False)."""
-        body, reader, sock = self._parts
+        source = self._source
+        sock = source.sock
         if self._decoder is None:
-            self._decoder = fileio.ChunkedDecoder(
-                max_line=reader.limit_chunk_size_line, max_trailer=reader.limit_trailer_section
-            )
-            unreader = _unreader(reader)
-            self._decoder.feed(unreader.buf.getvalue())  # gunicorn's read-ahead: the body's first bytes
-            unreader.buf = io.BytesIO()
-            reader.parser = None  # the body is ours: gunicorn must neither parse nor drain it
+            self._decoder = fileio.ChunkedDecoder(max_line=source.max_line, max_trailer=source.max_trailer)
+            self._decoder.feed(source.take_ahead())  # read with the head: the body's first bytes
         decoder = self._decoder
         hashers = tuple(self._hashers.values())
         while not decoder.complete:
@@ -291,7 +255,7 @@ class RequestBody:
                 if exc.errno == errno.EFBIG and decoder.phase == "failed":  # over max_size, not the storage's EFBIG
                     raise _too_large(self.max_size or MAX_FILE_SIZE) from None
                 if exc.errno == errno.EPROTO:
-                    raise ChunkedFramingError() from None
+                    raise BadFraming("invalid chunked framing") from None
                 if not isinstance(exc, BlockingIOError) or not hasattr(exc, "idle"):
                     raise
                 self._check_deadline()
@@ -300,19 +264,20 @@ class RequestBody:
                 continue  # the budget ran out: the rate floor is checked above
             self.received += moved
             if not decoder.complete:
-                # The peer closed inside the body: what gunicorn's reader raises there.
+                # The peer closed inside the body; after a chunk's data or in the trailers
+                # the framing is what is missing (gunicorn's ChunkMissingTerminator).
                 if decoder.phase in ("crlf", "trailer"):
-                    raise ChunkMissingTerminator(b"")
-                raise NoMoreData()
+                    raise BadFraming("a chunk or the trailer section is not terminated")
+                raise BodyEnded("the connection closed inside the chunked body")
         if decoder.leftover:
-            _unreader(reader).unread(decoder.leftover)  # the next request's first bytes
-        if decoder.trailers:  # checked (and kept) as gunicorn does; a bad one is a ParseException
-            reader.req.trailers = reader.req.parse_headers(decoder.trailers, from_trailer=True)
+            source.give_back(decoder.leftover)  # the next request's first bytes
+        serving.check_trailers(decoder.trailers)
+        source.complete = True
         return True
 
-    def _moved(self, reader, count, idle):
+    def _moved(self, count, idle):
         if count:
-            reader.length -= count
+            self._source.consumed(count)
             self.received += count
             self._last = time.monotonic() - idle
 
@@ -329,7 +294,8 @@ class RequestBody:
         # socket's timeout), and the deadline is checked between reads.
         stream = self.environ["wsgi.input"]
         remaining = None if self.length is None else self.length - self.received
-        sock = self.environ.get("gunicorn.socket")
+        source = self.environ.get(serving.BODY)
+        sock = source.sock if source is not None else None
         behind = writer.fileno()  # the descriptor to write back behind, None when there is none
         with _socket_timeout(sock, self.timeout) as timed:
             while remaining is None or remaining > 0:
@@ -351,19 +317,13 @@ class RequestBody:
                     remaining -= len(data)
 
 
-def _unreader(reader):
-    """The gunicorn unreader a body reader reads from (a ChunkedReader reaches it through its request)."""
-    unreader = getattr(reader, "unreader", None)
-    return unreader if unreader is not None else getattr(getattr(reader, "req", None), "unreader", None)
-
-
 def abandon_body(environ):
     """The rest of this request's body stays unread (or its end is unknown): the
     connection must close after the response instead of serving another request."""
     environ[CLOSE_CONNECTION] = True
     stream = environ.get("wsgi.input")
     if hasattr(stream, "failed"):
-        stream.failed = True  # gunicorn then never drains it for a next request
+        stream.failed = True  # a server that drains bodies then leaves it
 
 
 def _too_large(max_size):
@@ -373,7 +333,7 @@ def _too_large(max_size):
 
 
 class _socket_timeout:
-    """Bound each blocking read on gunicorn's socket, restoring its previous timeout after."""
+    """Bound each blocking read on the client's socket, restoring its previous timeout after."""
 
     def __init__(self, sock, timeout):
         self.sock = sock if isinstance(sock, socket.socket) and timeout else None

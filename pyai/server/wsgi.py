@@ -1,0 +1,334 @@
+"""The WSGI side of a request: its environ, its response, and ``wsgi.input``.
+
+``environ_for`` builds the environ from a parsed ``Head`` directly (the keys
+gunicorn set and Flask reads, nothing computed twice).  A ``Response``
+collects the status and headers from ``start_response`` and formats the head
+once, into the exchange's output buffer, together with the first body bytes,
+so a small answer leaves in one ``send``.  ``BodyStream`` is ``wsgi.input``
+for apps that read the body themselves (the portable receive path, Flask
+routes without a body reader): it reads the same ``pyai.serving.BodySource``
+the app's direct receive path would, so the connection knows what is left.
+"""
+
+import os
+import re
+import sys
+import time
+from email.utils import formatdate
+from urllib.parse import unquote_to_bytes
+
+from gunicorn.http.body import Body, ChunkedReader, LengthReader
+from gunicorn.http.errors import NoMoreData, ParseException
+from gunicorn.http.unreader import SocketUnreader
+
+from pyai import serving
+from pyai.errors import BadFraming, BodyEnded
+
+_STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n]*")
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# Hop-by-hop fields are the server's to send, never the app's (RFC 9110 7.6.1).
+_HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+SERVER = "pyai"
+
+
+class _Clock:
+    """The Date field, formatted once a second (RFC 9110 6.6.1 needs no finer)."""
+
+    second = 0
+    text = ""
+
+    @classmethod
+    def date(cls):
+        now = int(time.time())
+        if now != cls.second:
+            cls.text = formatdate(now, usegmt=True)
+            cls.second = now
+        return cls.text
+
+
+def environ_for(head, conn, cfg, source, scheme):
+    """The WSGI environ of ``head`` on ``conn`` (its BodySource ``source``)."""
+    server = conn.server
+    environ = {
+        "REQUEST_METHOD": head.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote_to_bytes(head.path).decode("latin-1"),
+        "QUERY_STRING": head.query.decode("latin-1"),
+        "RAW_URI": head.target.decode("latin-1"),
+        "SERVER_PROTOCOL": "HTTP/" + head.version,
+        "SERVER_NAME": str(server[0]) if isinstance(server, tuple) else str(server),
+        "SERVER_PORT": str(server[1]) if isinstance(server, tuple) else "",
+        "SERVER_SOFTWARE": SERVER,
+        "REMOTE_ADDR": conn.client[0] if isinstance(conn.client, tuple) else str(conn.client),
+        "REMOTE_PORT": str(conn.client[1]) if isinstance(conn.client, tuple) else "",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.input": BodyStream(source),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": cfg.workers > 1,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+        serving.BODY: source,
+        serving.CAN_PARK: True,
+    }
+    for name, value in head.fields:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        text = value.decode("latin-1").strip(" \t")
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            environ[key] = text
+            continue
+        key = "HTTP_" + key
+        if key in environ:
+            text = environ[key] + "," + text
+        environ[key] = text
+    return environ
+
+
+def scheme_of(head, conn, cfg):
+    """ "https" when a trusted proxy says the client used TLS (gunicorn's secure_scheme_headers)."""
+    secure = cfg.secure_scheme_headers
+    if not secure:
+        return "http"
+    allowed = cfg.forwarded_allow_ips
+    client = conn.client[0] if isinstance(conn.client, tuple) else ""
+    if "*" not in allowed and client not in allowed:
+        return "http"
+    for name, value in head.fields:
+        wanted = secure.get(name.decode("latin-1").upper())
+        if wanted is not None and value.decode("latin-1").strip().lower() == wanted.lower():
+            return "https"
+    return "http"
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a file the exchange sends with sendfile (``Exchange.start_body``)."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+class Response:
+    """One answer: its status and fields from ``start_response``, its head formatted once into ``out``."""
+
+    __slots__ = (
+        "method", "version", "out", "environ", "status", "status_code", "headers", "headers_sent",
+        "response_length", "chunked", "sent", "omits_body", "must_close",
+    )  # fmt: skip
+
+    def __init__(self, method, version, out, environ, must_close):
+        self.method = method
+        self.version = version
+        self.out = out  # the exchange's output buffer (bytearray)
+        self.environ = environ
+        self.status = None
+        self.status_code = None
+        self.headers = []
+        self.headers_sent = False
+        self.response_length = None
+        self.chunked = False
+        self.sent = 0  # body bytes counted as sent (a sendfile range once it is set up)
+        self.omits_body = False
+        self.must_close = must_close
+
+    def force_close(self):
+        self.must_close = True
+
+    def should_close(self):
+        if self.must_close or self.environ.get(serving.CLOSE_CONNECTION):
+            return True
+        # a body of unknown length ends with the connection (HTTP/1.0 without Content-Length)
+        return self.response_length is None and not self.chunked and not self.omits_body
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response was called twice")
+        if not isinstance(status, str) or not _STATUS.fullmatch(status):
+            raise ValueError(f"invalid status {status!r}")
+        self.status = status
+        self.status_code = code = int(status[:3])
+        self.headers = []
+        self.response_length = None
+        for name, value in headers:
+            if not _FIELD_NAME.fullmatch(name) or not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
+                raise ValueError(f"invalid response header {name!r}")  # the value may be secret: not shown
+            lower = name.lower()
+            if lower in _HOP_BY_HOP:
+                continue
+            value = value.strip(" \t")
+            if lower == "content-length":
+                self.response_length = int(value)
+            self.headers.append((name, value))
+        self.omits_body = self.method == "HEAD" or code in (204, 304) or code < 200
+        if code == 204 or code < 200:  # RFC 9110 8.6: no Content-Length on these
+            self.headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]
+            self.response_length = None
+        self.chunked = self.response_length is None and not self.omits_body and self.version != "1.0"
+        return self.write
+
+    def send_headers(self):
+        if self.headers_sent:
+            return
+        self.headers_sent = True
+        connection = "close" if self.should_close() else "keep-alive"
+        lines = [f"HTTP/1.1 {self.status}\r\nServer: {SERVER}\r\nDate: {_Clock.date()}\r\nConnection: {connection}\r\n"]
+        if self.chunked:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        lines += [f"{name}: {value}\r\n" for name, value in self.headers]
+        lines.append("\r\n")
+        self.out += "".join(lines).encode("latin-1")
+
+    def write(self, data):
+        self.send_headers()
+        if self.omits_body or not data:
+            return
+        if self.response_length is not None:
+            room = self.response_length - self.sent
+            if room <= 0:
+                return
+            if len(data) > room:
+                data = data[:room]  # never more than announced
+        self.sent += len(data)
+        if self.chunked:
+            self.out += b"%X\r\n" % len(data)
+            self.out += data
+            self.out += b"\r\n"
+        else:
+            self.out += data
+
+    def close(self):
+        """The body is complete: the head if nothing was written, the last chunk if chunked."""
+        self.send_headers()
+        if self.chunked:
+            self.out += b"0\r\n\r\n"
+
+
+class BodyStream:
+    """``wsgi.input``: the request body, read through gunicorn's body readers from the BodySource."""
+
+    def __init__(self, source):
+        self.source = source
+        self.body = None
+        self.unreader = None
+        self.failed = False  # set by an app that leaves the body (pyai.web.receive.abandon_body)
+
+    def _open(self):
+        source = self.source
+        if source.reader not in (None, "stream"):
+            raise RuntimeError("the request body is being received by the app")
+        source.reader = "stream"
+        self.unreader = unreader = SocketUnreader(source.sock)
+        # the body's bytes read with the head go first (counted as they are read again)
+        ahead = source.ahead if source.chunked else source.ahead[: source.length]
+        if ahead:
+            unreader.unread(bytes(ahead))
+            del source.ahead[: len(ahead)]
+        reader = ChunkedReader(_Trailers(source), unreader) if source.chunked else _CountingReader(source, unreader)
+        self.body = Body(reader)
+
+    def _call(self, name, *args):
+        if self.body is None:
+            self._open()
+        try:
+            result = getattr(self.body, name)(*args)
+        except NoMoreData:
+            raise BodyEnded("the connection closed inside the body") from None
+        except ParseException as exc:
+            raise BadFraming(str(exc)) from None
+        self._settle()
+        return result
+
+    def _settle(self):
+        """Once a chunked body is read to its end, what the reader read past it is the next request's."""
+        source = self.source
+        if source.chunked and not source.complete and self.body.reader.parser is None:
+            source.complete = True
+            ahead = self.unreader.buf.getvalue()
+            if ahead:
+                source.give_back(ahead)
+            self.unreader.buf.seek(0)
+            self.unreader.buf.truncate()
+
+    def read(self, size=None):
+        return self._call("read", size)
+
+    def readline(self, size=None):
+        return self._call("readline", size)
+
+    def readlines(self, size=None):
+        return self._call("readlines", size)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class _CountingReader(LengthReader):
+    """gunicorn's LengthReader, telling the BodySource what it consumed."""
+
+    def __init__(self, source, unreader):
+        super().__init__(unreader, source.length)
+        self.source = source
+
+    def read(self, size):
+        data = super().read(size)
+        self.source.consumed(len(data))  # short at the client's EOF: the body stays incomplete
+        return data
+
+
+class _Trailers:
+    """What gunicorn's ChunkedReader asks of its request: limits, and a check of the trailers."""
+
+    def __init__(self, source):
+        self.limit_request_field_size = source.max_line
+        self.max_buffer_headers = source.max_trailer
+        self.trailers = []
+
+    def parse_headers(self, data, from_trailer=False):
+        serving.check_trailers(data)
+        return []
+
+
+def fileno_of(filelike):
+    """The descriptor and offset of a file-like object to sendfile from, or None."""
+    try:
+        fd = filelike.fileno()
+        return fd, os.lseek(fd, 0, os.SEEK_CUR)
+    except (OSError, ValueError, AttributeError):
+        return None
