@@ -178,6 +178,8 @@ fuzz: $(FUZZ_DIR)/fuzz_chunked
 
 # Code quality: ruff (lint and format, settings in pyproject.toml), mypy on the packages that
 # carry the backend protocol, clang-format on csrc/ (.clang-format).  `make format` applies them.
+# lint-imports (import-linter, [tool.importlinter] in pyproject.toml): the package layers, and
+# only pyai.server imports gunicorn.
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/hpss_emu/*.c csrc/hpss_emu/*.h)
 LINT_STAMP := $(VENV)/.lint-installed
 $(LINT_STAMP): requirements-lint.txt $(VENV)/.installed
@@ -188,6 +190,7 @@ lint: $(LINT_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run --Werror $(C_SOURCES)
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 typecheck: $(LINT_STAMP)
 	$(VENV)/bin/mypy
