@@ -38,8 +38,8 @@ SYSTEM_TOOLS := curl wget strace
 # prometheus: its promtool checks a real scrape of /metrics (tests/ops/test_metrics.py).
 SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
 
-.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean \
-	fuzz fuzz-deps
+.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench profile system-deps lint typecheck format clean \
+	distclean fuzz fuzz-deps
 
 all: compile
 
@@ -139,6 +139,19 @@ bench: compile venv system-deps
 	  else echo "bench needs the packages:$$missing (install them, e.g. apt-get install$$missing)"; exit 1; fi; \
 	fi
 	BENCH_QUICK=$(if $(filter 1 yes true,$(QUICK)),1,0) $(PY) -m pytest -c bench/pytest.ini bench $(BENCH_ARGS)
+
+# A flame graph of one pyai worker under one load (bench/flamegraph.py): py-spy records the worker
+# for 10 s while wrk (hey for HEAD) drives SCENARIO, one of small-get, small-head, small-put, large-get,
+# large-put; written to bench/results/profile-$(SCENARIO).svg.  PROFILE_ARGS: e.g. --native --impl python.
+SCENARIO ?= small-get
+PROFILE_ARGS ?=
+PROFILE_STAMP := $(VENV)/.profile-installed
+$(PROFILE_STAMP): requirements-profile.txt $(VENV)/.run-installed
+	$(PY) -m pip install -q -r requirements-profile.txt
+	touch $@
+
+profile: compile $(PROFILE_STAMP)
+	$(PY) bench/flamegraph.py $(SCENARIO) $(PROFILE_ARGS)
 
 # Fuzzing (tests/fuzz): a libFuzzer harness of the C code that parses client bytes, the
 # chunked decoder (csrc/pyai_chunked.c), built by clang with ASan and UBSan and with tiny
