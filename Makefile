@@ -38,8 +38,8 @@ SYSTEM_TOOLS := curl wget strace
 # prometheus: its promtool checks a real scrape of /metrics (tests/ops/test_metrics.py).
 SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
 
-.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench system-deps lint typecheck format clean distclean \
-	fuzz fuzz-deps
+.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench profile system-deps lint typecheck format clean \
+	distclean fuzz fuzz-deps
 
 all: compile
 
@@ -140,6 +140,19 @@ bench: compile venv system-deps
 	fi
 	BENCH_QUICK=$(if $(filter 1 yes true,$(QUICK)),1,0) $(PY) -m pytest -c bench/pytest.ini bench $(BENCH_ARGS)
 
+# A flame graph of one pyai worker under one load (bench/flamegraph.py): py-spy records the worker
+# for 10 s while wrk (hey for HEAD) drives SCENARIO, one of small-get, small-head, small-put, large-get,
+# large-put; written to bench/results/profile-$(SCENARIO).svg.  PROFILE_ARGS: e.g. --native --impl python.
+SCENARIO ?= small-get
+PROFILE_ARGS ?=
+PROFILE_STAMP := $(VENV)/.profile-installed
+$(PROFILE_STAMP): requirements-profile.txt $(VENV)/.run-installed
+	$(PY) -m pip install -q -r requirements-profile.txt
+	touch $@
+
+profile: compile $(PROFILE_STAMP)
+	$(PY) bench/flamegraph.py $(SCENARIO) $(PROFILE_ARGS)
+
 # Fuzzing (tests/fuzz): a libFuzzer harness of the C code that parses client bytes, the
 # chunked decoder (csrc/pyai_chunked.c), built by clang with ASan and UBSan and with tiny
 # buffers (every path reached by small inputs), run for FUZZ_SECONDS (CI: 60) or FUZZ_RUNS
@@ -178,6 +191,8 @@ fuzz: $(FUZZ_DIR)/fuzz_chunked
 
 # Code quality: ruff (lint and format, settings in pyproject.toml), mypy on the packages that
 # carry the backend protocol, clang-format on csrc/ (.clang-format).  `make format` applies them.
+# lint-imports (import-linter, [tool.importlinter] in pyproject.toml): the package layers, and
+# only pyai.server imports gunicorn.
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/hpss_emu/*.c csrc/hpss_emu/*.h)
 LINT_STAMP := $(VENV)/.lint-installed
 $(LINT_STAMP): requirements-lint.txt $(VENV)/.installed
@@ -188,6 +203,7 @@ lint: $(LINT_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run --Werror $(C_SOURCES)
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 typecheck: $(LINT_STAMP)
 	$(VENV)/bin/mypy

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, FrozenSet, List, Tuple, get_typ
 
 from pyai.archive.checksums import DEFAULT_CONFIG as DEFAULT_CHECKSUMS
 from pyai.archive.checksums import parse_config_algorithms
+from pyai.dirs import make_dirs
 from pyai.errors import ConfigError
 
 BACKENDS = ("posix", "hpss", "hsmsideband")
@@ -806,21 +807,17 @@ def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> 
     return config
 
 
-def check(config_file=None, environ=os.environ, overrides=None) -> List[str]:
+def check(config_file=None, environ=os.environ, overrides=None, checkers=()) -> List[str]:
     """Every problem of the configuration a start would read, one line each ([] when it would
-    start): unknown names, bad values, the tokens file, the transfer log and the prefix.
+    start): unknown names, bad values, the prefix, and what ``checkers`` find.
     Creates nothing, changes nothing: safe before a reload, beside a running service.
-    ``config_file``, ``environ`` and ``overrides`` are those of ``load()``."""
-    from pyai.ops import transfer_log  # here: both import this module
-    from pyai.web import auth
-
+    ``config_file``, ``environ`` and ``overrides`` are those of ``load()``; ``checkers`` are
+    (setting, check) pairs of the layers above this module, run before the prefix's when the
+    setting parsed (the server's: the tokens file and the transfer log, see
+    ``pyai.server.serve.check_config``); a check raises ConfigError."""
     _, values, _, problems = _resolve(overrides, config_file, environ)
     parsed = types.SimpleNamespace(**values)  # what the checkers read, of the settings that parsed
-    for needs, checker in (
-        ("auth_tokens_file", auth.check_config),
-        ("transfer_log", transfer_log.check_config),
-        ("prefix", _check_prefix),
-    ):
+    for needs, checker in (*checkers, ("prefix", _check_prefix)):
         if needs in values:
             try:
                 checker(parsed)
@@ -855,12 +852,11 @@ def prepare_prefix(prefix):
     """Create the prefix if needed (durably: each level made is synced into its parent,
     else the first files stored could vanish with it in a crash) and make sure this
     process can write in it."""
-    from pyai import native  # here: pyai.backends imports this module
-    from pyai.backends import tree
+    from pyai import native  # here: it reads PYAI_IMPL once, at import; loading a config must not fix it
 
     try:
         if not os.path.isdir(prefix):
-            tree.make_dirs(prefix, os.mkdir, sync_dir=native.fsync_dir)
+            make_dirs(prefix, os.mkdir, sync_dir=native.fsync_dir)
     except OSError as exc:
         raise ConfigError(f"cannot create the archive prefix {prefix}: {exc.strerror}") from None
     if not os.path.isdir(prefix):

@@ -204,7 +204,9 @@ def _inspect_parsers(commands):
 def check_config(args, prog):
     """Validate the configuration and the tokens file as a start would, serving nothing and creating
     nothing: exit 0 with a one-line summary, or 2 with one line per problem."""
-    problems = config_module.check(args.config, overrides=_overrides(args))
+    from pyai.server.serve import check_config as problems_of
+
+    problems = problems_of(args.config, overrides=_overrides(args))
     for problem in problems:
         sys.stderr.write(f"{prog}: error: {problem}\n")
     if problems:

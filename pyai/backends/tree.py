@@ -1,17 +1,17 @@
 """The directory tree under a backend's prefix: making directories and walking every entry.
 
 Both work on any namespace through its primitives (a one-level mkdir, a
-directory listing), so posix and HPSS share one mkdir -p and one traversal:
+directory listing), so posix and HPSS share one mkdir -p (``make_dirs``, from
+``pyai.dirs``, where the configuration makes the prefix with it too) and one traversal:
 the same files count as stored, the same names as temporary files, and a
 directory or entry that vanishes while it is walked is skipped the same way.
 """
 
-import errno
 import os
-import posixpath
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional
 
 from pyai.backends.base import is_temp_name
+from pyai.dirs import make_dirs as make_dirs  # tree.make_dirs: the backends' mkdir -p
 
 
 class Entry(NamedTuple):
@@ -61,43 +61,6 @@ def stored_files(top: str, list_dir: Lister) -> Iterator[str]:
 def temp_files(top: str, list_dir: Lister) -> Iterator[Entry]:
     """Every regular file below ``top`` with an upload's temporary name (for the sweep)."""
     return (entry for entry in walk(top, list_dir) if entry.is_file and is_temp_name(entry.name))
-
-
-def make_dirs(
-    directory: str,
-    mkdir: Callable[[str], None],
-    *,
-    root: Optional[str] = None,
-    root_exists: Optional[Callable[[str], bool]] = None,
-    sync_dir: Optional[Callable[[str], None]] = None,
-) -> None:
-    """mkdir -p with ``mkdir`` (one level; FileExistsError and FileNotFoundError as os.mkdir raises them).
-
-    With ``root``, nothing at or above it is ever made: when it is missing (a
-    volume not mounted, a directory moved away; asked with ``root_exists``)
-    FileNotFoundError says so, instead of a fresh empty archive appearing in
-    its place.
-
-    With ``sync_dir``, whoever makes a level, or finds it made (another thread
-    may have won the mkdir and not synced the parent yet), syncs the parent
-    before going on, so every level's entry is durable when this returns.
-    """
-    if root is not None and len(directory) <= len(root):
-        if root_exists is not None and root_exists(directory):
-            return
-        raise FileNotFoundError(errno.ENOENT, "the archive directory is missing")
-    try:
-        mkdir(directory)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        make_dirs(posixpath.dirname(directory), mkdir, root=root, root_exists=root_exists, sync_dir=sync_dir)
-        try:
-            mkdir(directory)
-        except FileExistsError:
-            pass
-    if sync_dir is not None:
-        sync_dir(posixpath.dirname(directory))
 
 
 def list_local(directory: str) -> Iterator[Entry]:

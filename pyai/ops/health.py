@@ -2,7 +2,7 @@
 
 A ``Report`` holds one ``Check`` per thing the archive needs, by name:
 ``serving`` (false once a TERM arrived: the instance drains, see
-``pyai.server.lifecycle``), ``prefix`` (the archive directory is writable;
+``pyai.ops.drain``), ``prefix`` (the archive directory is writable;
 posix and hsmsideband), ``hpss`` (the core server answers its ping within
 ``accept_latency``; ``seconds`` is the ping's latency), ``sideband_database``
 (hsmsideband) and ``stage_store`` (the Tape API's database, when there is
@@ -18,7 +18,7 @@ import time
 from typing import Dict, Optional
 
 from pyai.errors import BackendUnavailable
-from pyai.server import lifecycle
+from pyai.ops import drain
 
 CACHE_FOR = 0.5  # seconds
 # A probe that waits this long for another's answer (a core server that hangs) says unready:
@@ -67,7 +67,7 @@ class Health:
         self._cached = (float("-inf"), {})  # (monotonic time, checks of the storage)
 
     def check(self):
-        serving = Check(False, error="the instance is stopping") if lifecycle.draining() else Check(True)
+        serving = Check(False, error="the instance is stopping") if drain.draining() else Check(True)
         return Report({"serving": serving, **self._storage_checks()})
 
     def _storage_checks(self):

@@ -83,9 +83,9 @@ def configuration_problem():
     tokens file or the transfer log is bad), else None; nothing is created.  The master checks it
     before it listens, and on HUP before it touches a worker: a worker that cannot boot would stop
     the whole instance.  The same check as ``pacifica-archiveinterface check-config``."""
-    from pyai.config import check
+    from pyai.server.serve import check_config
 
-    problems = check()
+    problems = check_config()
     return "; ".join(problems) if problems else None
 
 

@@ -2,7 +2,7 @@
 
 Drain.  On TERM the instance first turns unready: ``/readyz`` answers 503 in
 every worker at once (one byte of memory the master shares with each worker it
-forks), while everything else is served as before for ``drain_delay`` seconds,
+forks: ``pyai.ops.drain``), while everything else is served as before for ``drain_delay`` seconds,
 long enough for a load balancer's health checks to see it and send new
 requests elsewhere.  Then gunicorn's graceful stop runs: the listeners close,
 idle connections close, and transfers in progress finish within
@@ -23,25 +23,17 @@ live upload's file, whatever its age (see pyai.backends.tempfiles).
 """
 
 import logging
-import mmap
 import os
 import signal
 import threading
 import time
 
 from pyai.errors import describe
+from pyai.ops import drain
 
-# Created when the master imports this module, before it forks any worker: the
-# workers share the page, so a drain the master begins is seen by all of them.
-_DRAINING = mmap.mmap(-1, 1)
 SWEEP_SLACK = 1.0  # after sweep_min_age, so a dead upload's file is surely old enough
 
 log = logging.getLogger("pyai")
-
-
-def draining():
-    """Whether this instance's master has begun to stop (a worker's /readyz says 503)."""
-    return _DRAINING[0] == 1
 
 
 class Lifecycle:
@@ -74,7 +66,7 @@ class Lifecycle:
             delay = self.config.drain_delay
             if delay <= 0:
                 self._stop()  # raises StopIteration: gunicorn's graceful stop
-            _DRAINING[0] = 1
+            drain.begin()
             self.drain_ends = now + delay
             self.server.log.info("draining: /readyz says 503 for %g s, then the graceful stop", delay)
             timer = threading.Timer(delay, self.server.SIG_QUEUE.put_nowait, (signal.SIGTERM,))

@@ -19,6 +19,15 @@ from pyai.server import lifecycle
 from pyai.web import auth
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
+# What a start checks of the files the settings name, beyond config.check's own: the tokens
+# file (pyai.web) and the transfer log (pyai.ops), layers pyai.config sits below.
+CHECKERS = (("auth_tokens_file", auth.check_config), ("transfer_log", transfer_log.check_config))
+
+
+def check_config(config_file=None, environ=os.environ, overrides=None):
+    """Every problem a start would find in the configuration, one line each ([] when it would
+    serve); creates nothing.  The master's check (on start and HUP) and ``check-config``'s."""
+    return config_module.check(config_file, environ, overrides, checkers=CHECKERS)
 
 
 def prepare_archive(log=None, addresses=()):

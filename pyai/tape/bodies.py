@@ -3,7 +3,7 @@
 Every malformed body is a BadRequest naming what is wrong.  A path is the path
 of an id's URL, ``/<id>``: duplicate slashes are collapsed (the spec's
 sanitising) and the id is decoded exactly as the data plane decodes a request
-target (``pyai.web.targets.id_from_uri``).  A path that names no id is not a
+target (``pyai.request_target.id_from_uri``).  A path that names no id is not a
 malformed body: it is that file's error.  A path no UTF-8 can carry (a lone
 surrogate, which JSON's ``\\ud800`` makes) is malformed: no store, log or answer
 could hold it.  A list of paths is bounded: cancel and release refuse more than
@@ -16,8 +16,8 @@ from urllib.parse import unquote_to_bytes
 
 from pyai.archive.ids import InvalidId
 from pyai.errors import ArchiveError, BadRequest
+from pyai.request_target import id_from_uri
 from pyai.tape.durations import parse_duration
-from pyai.web.targets import id_from_uri
 
 MAX_PATH = 4096
 _SLASHES = re.compile(r"/{2,}")

@@ -1,44 +1,11 @@
-"""The request target: the decoded path, and the id it names.
+"""The request target as the data plane reads it: the path, the id (``pyai.request_target``,
+shared with the Tape API) and the query."""
 
-Every path of the data plane is ``/<id>``, read from the raw request URI so an
-encoded ``/`` can never split or escape an id.
-"""
+from urllib.parse import parse_qsl
 
-from urllib.parse import parse_qsl, unquote
+from pyai.request_target import id_from_uri, request_path
 
-from pyai.errors import BadRequest, NotFound
-
-
-def request_path(environ):
-    """The decoded path, as Flask's ``request.path`` gives it (WSGI hands it over as latin-1)."""
-    return environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace")
-
-
-def id_from_uri(environ):
-    """The id: the one path segment of the raw URI, percent-decoded after splitting.
-
-    Splitting the raw URI keeps an encoded ``/`` inside the id (where it is
-    refused) instead of letting it make a second segment.  The result must
-    still name the path that routing and authentication saw (PATH_INFO): a
-    target they read differently (a fragment, an odd absolute form) is 400.
-    """
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw is None:  # a server that only gives the decoded path: '/' splits already
-        segment = environ.get("PATH_INFO", "")[1:]
-    else:
-        if "#" in raw:
-            raise BadRequest("a request target cannot hold a fragment ('#')", detail="fragment in request target")
-        path = raw.split("?", 1)[0]
-        if "://" in path:  # absolute-form request target
-            path = "/" + path.split("://", 1)[1].partition("/")[2]
-        segment = path[1:]
-    if "/" in segment:
-        raise NotFound("the archive has no nested paths: a URL is /<id>", detail="path has extra segments")
-    # undecodable bytes become U+FFFD, which no id contains: a 400, not a 500
-    ident = unquote(segment, errors="replace") if "%" in segment else segment
-    if raw is not None and "/" + ident != request_path(environ):
-        raise BadRequest("the request target is ambiguous", detail="target does not match its path")
-    return ident
+__all__ = ["id_from_uri", "query_value", "request_path"]
 
 
 def query_value(environ, name):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pyai.config import OTHER_ENVIRONMENT, SETTINGS, check, load
+from pyai.config import OTHER_ENVIRONMENT, SETTINGS, load
 from pyai.errors import ConfigError
+from pyai.server.serve import check_config
 
 
 def write_ini(tmp_path, text):
@@ -183,11 +184,11 @@ def test_check_lists_every_problem_and_creates_nothing(tmp_path):
     tokens.chmod(0o600)
     ini = write_ini(tmp_path, f"[archiv]\nx = 1\n[archive]\nprefix = {tmp_path / 'p'}\nmax_body_size = lots\n")
     environ = {"ARCHIVEINTERFACE_CONFIG": ini, "PAI_AUTH_TOKENS_FILE": str(tokens), "PAI_THREADZ": "4"}
-    problems = check(environ=environ)
+    problems = check_config(environ=environ)  # config.check with the tokens file's and transfer log's checks
     assert len(problems) == 4, problems
     assert [p for p in problems if "[archiv]" in p] and [p for p in problems if "PAI_THREADZ" in p]
     assert [p for p in problems if "lots" in p] and [p for p in problems if str(tokens) in p]
     assert not (tmp_path / "p").exists()
     environ = {"ARCHIVEINTERFACE_CONFIG": write_ini(tmp_path, f"[archive]\nprefix = {tmp_path / 'p'}\n")}
-    assert check(environ=environ) == []
+    assert check_config(environ=environ) == []
     assert not (tmp_path / "p").exists()
