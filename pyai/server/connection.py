@@ -97,18 +97,18 @@ class Connection:
         if not self.served and head and http2.may_be_preface(head):
             # checked before the blank line: the preface has one after "PRI * HTTP/2.0"
             return HTTP2 if len(head) >= len(http2.PREFACE) else PARTIAL
-        end = head.find(b"\r\n\r\n")
+        end = _head_end(head)
         if end >= 0:
-            if end + 4 > self.head_max:
+            if end > self.head_max:
                 return OVERLONG
-            return COMPLETE if self._small_body_in(end + 4) else PARTIAL
+            return COMPLETE if self._small_body_in(end) else PARTIAL
         if len(head) > self.head_max:
             return OVERLONG
         return PARTIAL
 
     def take_head(self):
         """The complete head at the start of the buffer (through its blank line), removed from it."""
-        end = self.head.find(b"\r\n\r\n") + 4
+        end = _head_end(self.head)
         data = bytes(self.head[:end])
         del self.head[:end]
         self.head_started = None  # what follows is the body's, or the next head's (see PyaiWorker._after)
@@ -272,6 +272,17 @@ class Exchange:
             return 0
         unsent = self.file[2] if self.file is not None else 0
         return max(0, self.resp.sent - unsent)
+
+
+def _head_end(head):
+    """Where the head ends (after its blank line), -1 while it has not.  A head whose lines end
+    in a bare LF ends at its first empty line too: the parser refuses it (400) instead of the
+    client waiting for an answer to a head that never completes."""
+    end = head.find(b"\r\n\r\n")
+    bare = head.find(b"\n\n", 0, end if end >= 0 else len(head))
+    if bare >= 0:
+        return bare + 2
+    return end + 4 if end >= 0 else -1
 
 
 def _sendfile_nowait(sock, fd, offset, count):

@@ -18,6 +18,8 @@ import httptools
 # environ X_Forwarded_For and X-Forwarded-For would be one key, and a proxy forwards only one.
 _UNDERSCORE = b"_"
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9112 3: method SP request-target SP HTTP-version, one space each; llhttp is lenient there
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e\x80-\xff]+ HTTP/(1\.[01]|[0-9]\.[0-9])")
 
 
 class BadHead(Exception):
@@ -77,6 +79,12 @@ def parse(data, limits):
     line_end = data.find(b"\r\n")
     if line_end > limits.line:
         raise BadHead("414 Request-URI Too Long", f"the request line is longer than {limits.line} bytes")
+    line = _REQUEST_LINE.fullmatch(data, 0, line_end)
+    if line is None:
+        raise BadHead("400 Bad Request", "invalid request line")
+    if line.group(1) not in (b"1.0", b"1.1"):
+        # 400, not 505: a client's mistake is a 4xx (as gunicorn answered it)
+        raise BadHead("400 Bad Request", "unsupported HTTP version: only HTTP/1.0 and HTTP/1.1 are served")
     head = Head()
     method = _parse(head, data)
     if len(head.fields) > limits.fields:
@@ -91,6 +99,9 @@ def parse(data, limits):
             head.chunked = True  # llhttp has checked chunked is the last coding
         elif lower == b"expect" and value.strip().lower() == b"100-continue":
             head.expect = True
+    if head.chunked and head.version == "1.0":
+        # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing (smuggling)
+        raise BadHead("400 Bad Request", "Transfer-Encoding is not allowed in HTTP/1.0")
     head.method = method
     _split_target(head)
     return head

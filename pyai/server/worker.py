@@ -60,7 +60,7 @@ from pyai.server.connection import (
     Exchange,
 )
 from pyai.server.head import BadHead, Limits, parse, refuse_overlong
-from pyai.server.wsgi import Response, environ_for, scheme_of
+from pyai.server.wsgi import Forwarded, Response, environ_for
 from pyai.web.answers import error_document
 
 ONESHOT = select.EPOLLONESHOT
@@ -107,6 +107,7 @@ class PyaiWorker(Worker):
         self.head_timeout = settings.head_timeout or None
         self.send_timeout = settings.send_timeout or None
         self.limits = Limits(self.cfg)
+        self.forwarded = Forwarded(self.cfg)
 
     @classmethod
     def check_config(cls, cfg, log):
@@ -459,7 +460,7 @@ class PyaiWorker(Worker):
         )
         exchange = conn.exchange = Exchange(conn, head, source, self.send_timeout)
         cfg = self.cfg
-        environ = exchange.environ = environ_for(head, conn, cfg, source, scheme_of(head, conn, cfg))
+        environ = exchange.environ = environ_for(head, conn, cfg, source, self.forwarded)
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")

@@ -25,8 +25,9 @@ from pyai import serving
 from pyai.errors import BadFraming, BodyEnded
 
 _STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n]*")
-_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_FIELD_NAMES = re.compile(f"(?:{_TOKEN}(?:\n{_TOKEN})*)?")  # names joined by newlines
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 # Hop-by-hop fields are the server's to send, never the app's (RFC 9110 7.6.1).
 _HOP_BY_HOP = frozenset(
     (
@@ -58,8 +59,8 @@ class _Clock:
         return cls.text
 
 
-def environ_for(head, conn, cfg, source, scheme):
-    """The WSGI environ of ``head`` on ``conn`` (its BodySource ``source``)."""
+def environ_for(head, conn, cfg, source, forwarded):
+    """The WSGI environ of ``head`` on ``conn`` (its BodySource ``source``; ``forwarded``: the Forwarded)."""
     server = conn.server
     environ = {
         "REQUEST_METHOD": head.method,
@@ -74,7 +75,7 @@ def environ_for(head, conn, cfg, source, scheme):
         "REMOTE_ADDR": conn.client[0] if isinstance(conn.client, tuple) else str(conn.client),
         "REMOTE_PORT": str(conn.client[1]) if isinstance(conn.client, tuple) else "",
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scheme,
+        "wsgi.url_scheme": "http",
         "wsgi.input": BodyStream(source),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
@@ -95,23 +96,27 @@ def environ_for(head, conn, cfg, source, scheme):
         if key in environ:
             text = environ[key] + "," + text
         environ[key] = text
+    if forwarded.keys:
+        environ["wsgi.url_scheme"] = forwarded.scheme(environ)
     return environ
 
 
-def scheme_of(head, conn, cfg):
-    """ "https" when a trusted proxy says the client used TLS (gunicorn's secure_scheme_headers)."""
-    secure = cfg.secure_scheme_headers
-    if not secure:
+class Forwarded:
+    """gunicorn's ``secure_scheme_headers`` and ``forwarded_allow_ips``, as the environ keys to look at."""
+
+    def __init__(self, cfg):
+        secure = cfg.secure_scheme_headers or {}
+        self.keys = [("HTTP_" + name.upper().replace("-", "_"), value.lower()) for name, value in secure.items()]
+        self.trusted = set(cfg.forwarded_allow_ips or ())
+
+    def scheme(self, environ):
+        """ "https" when a trusted proxy says the client used TLS, else "http"."""
+        if self.keys and ("*" in self.trusted or environ["REMOTE_ADDR"] in self.trusted):
+            for key, wanted in self.keys:
+                value = environ.get(key)
+                if value is not None and value.strip().lower() == wanted:
+                    return "https"
         return "http"
-    allowed = cfg.forwarded_allow_ips
-    client = conn.client[0] if isinstance(conn.client, tuple) else ""
-    if "*" not in allowed and client not in allowed:
-        return "http"
-    for name, value in head.fields:
-        wanted = secure.get(name.decode("latin-1").upper())
-        if wanted is not None and value.decode("latin-1").strip().lower() == wanted.lower():
-            return "https"
-    return "http"
 
 
 class FileWrapper:
@@ -178,18 +183,21 @@ class Response:
             raise ValueError(f"invalid status {status!r}")
         self.status = status
         self.status_code = code = int(status[:3])
-        self.headers = []
+        # one check of all names and one of all values (a str join raises for anything else)
+        if not _FIELD_NAMES.fullmatch("\n".join([name for name, _ in headers])) or _BAD_VALUE.search(
+            "".join([value for _, value in headers])
+        ):
+            raise ValueError("invalid response header")  # a value may be secret: none is shown
+        kept = self.headers = []
         self.response_length = None
         for name, value in headers:
-            if not _FIELD_NAME.fullmatch(name) or not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
-                raise ValueError(f"invalid response header {name!r}")  # the value may be secret: not shown
             lower = name.lower()
             if lower in _HOP_BY_HOP:
                 continue
-            value = value.strip(" \t")
             if lower == "content-length":
+                value = value.strip(" \t")
                 self.response_length = int(value)
-            self.headers.append((name, value))
+            kept.append((name, value))
         self.omits_body = self.method == "HEAD" or code in (204, 304) or code < 200
         if code == 204 or code < 200:  # RFC 9110 8.6: no Content-Length on these
             self.headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]

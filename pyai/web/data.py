@@ -165,7 +165,9 @@ class DataPlane:
     def digest_headers(self, environ, path, reader=None, status=None, partial=False):
         """``Digest``/``Repr-Digest`` of the stored file: what Want-Digest / Want-Repr-Digest ask
         for (computed once when not stored, see Archive.digests_at), else its primary digest."""
-        wanted = wanted_digests(EnvironHeaders(environ))
+        # the usual request asks for neither: no header mapping is built for it
+        asks = "HTTP_WANT_DIGEST" in environ or "HTTP_WANT_REPR_DIGEST" in environ
+        wanted = wanted_digests(EnvironHeaders(environ)) if asks else None
         if wanted is None:
             found = self.archive.primary_digest(self.archive.checksums(path, reader))
         else:

@@ -9,7 +9,6 @@ import calendar
 import datetime
 import re
 import time
-from email.utils import formatdate
 
 _EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 # strptime formats without a zone: read as UTC (a trailing "GMT"/"UTC" is stripped first)
@@ -62,9 +61,25 @@ def _parse_iso(text):
     return moment.timestamp()
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(stamp):
-    """Format epoch seconds as an RFC 9110 date (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
-    return formatdate(stamp, usegmt=True)
+    """Format epoch seconds as an RFC 9110 date (``Sun, 06 Nov 1994 08:49:37 GMT``).
+
+    Written out here: email.utils.formatdate builds a datetime and a timetuple on the
+    way, a third of a small GET's app time."""
+    t = time.gmtime(stamp)
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
 
 
 def mtime_from(header):
