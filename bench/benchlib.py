@@ -55,7 +55,8 @@ class Settings:
         self.large_size = parse_size(os.environ.get("BENCH_LARGE_SIZE") or ("64M" if q else "1G"))
         self.large_rounds = int(os.environ.get("BENCH_LARGE_ROUNDS") or (1 if q else 3))
         self.small_seconds = int(os.environ.get("BENCH_SMALL_SECONDS") or (2 if q else 5))
-        self.small_rounds = int(os.environ.get("BENCH_SMALL_ROUNDS") or (1 if q else 3))
+        # five: the small rows' spread over consecutive runs (the "±" column) is one of the targets
+        self.small_rounds = int(os.environ.get("BENCH_SMALL_ROUNDS") or (1 if q else 5))
         self.mixed_rounds = int(os.environ.get("BENCH_MIXED_ROUNDS") or (1 if q else 3))
         self.range_requests = int(os.environ.get("BENCH_RANGE_REQUESTS") or (10 if q else 30))
         self.small_files = 50 if q else 200  # distinct ids the small GETs cycle through
@@ -729,8 +730,11 @@ class Results:
         cpus = [r["cpu_per"] for r in rows if r.get("cpu_per") is not None]
         rss = [r["rss_mib"] for r in rows if r.get("rss_mib")]
         caches = sorted({str(r["cache"]) for r in rows if r.get("cache") is not None})
+        median = statistics.median(r["value"] for r in rows)
         return {
-            "median": statistics.median(r["value"] for r in rows),
+            "median": median,
+            # the farthest round from the median, in percent of it: a second mode shows here
+            "spread": max(abs(r["value"] - median) for r in rows) / median * 100 if median else None,
             "min": min(r["value"] for r in rows),
             "max": max(r["value"] for r in rows),
             "n": len(rows),
@@ -883,8 +887,14 @@ def _ratio(a, b):
     return f"{a / b:.2f}"
 
 
+def _spread(summary):
+    if not summary or summary.get("spread") is None or summary["n"] < 2:
+        return "-"
+    return f"{summary['spread']:.0f}"
+
+
 def render_table(results):
-    head = ["scenario", "unit", "pyai", "nginx", "ratio", "pyai-py", "ratio", "raw", "ratio", "orig", "ratio",
+    head = ["scenario", "unit", "pyai", "±%", "nginx", "ratio", "pyai-py", "ratio", "raw", "ratio", "orig", "ratio",
             "errors p/n/py/o", "CPU pyai (nginx)", "RSS MiB", "cache"]  # fmt: skip
     rows = []
     for scenario in results.ordered():
@@ -903,7 +913,8 @@ def render_table(results):
         rss = _num(s["pyai"]["peak_rss_mib"]) if s["pyai"] and s["pyai"]["peak_rss_mib"] else "-"
         cache = next((s[t]["cache"] for t in TARGETS if s[t] and s[t]["cache"]), "-")
         rows.append([
-            scenario, results.meta[scenario]["unit"], _num(pyai), _num(med["nginx"]), _ratio(pyai, med["nginx"]),
+            scenario, results.meta[scenario]["unit"], _num(pyai), _spread(s["pyai"]), _num(med["nginx"]),
+            _ratio(pyai, med["nginx"]),
             _num(med["pyai-python"]), _ratio(pyai, med["pyai-python"]), _num(med["raw"]), _ratio(pyai, med["raw"]),
             _num(med["original"]), _ratio(pyai, med["original"]), errs, cpu, rss, cache,
         ])  # fmt: skip

@@ -51,7 +51,7 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "client", "server", "head_max", "head", "head_started", "exchange", "deadline", "closed",
-        "served", "drained", "armed", "polled", "closing",
+        "served", "drained", "armed", "polled", "closing", "environ",
     )  # fmt: skip
 
     def __init__(self, sock, client, server, head_max):
@@ -70,6 +70,7 @@ class Connection:
         self.armed = False  # waiting in the poller (no thread has it)
         self.polled = None  # the descriptor registered for it in the poller
         self.closing = False  # half-closed: waiting for the client to close
+        self.environ = None  # the WSGI keys its requests share (made with the first)
 
     def read_head(self):
         """Take what the socket holds without waiting; COMPLETE, PARTIAL, OVERLONG, EOF or HTTP2."""

@@ -89,6 +89,7 @@ def parse(data, limits):
     method = _parse(head, data)
     if len(head.fields) > limits.fields:
         raise BadHead("431 Request Header Fields Too Large", f"more than {limits.fields} header fields")
+    connection_close = connection_keep = False
     for name, value in head.fields:
         if len(name) + len(value) + 2 > limits.field:
             raise BadHead("431 Request Header Fields Too Large", f"a header field is longer than {limits.field} bytes")
@@ -99,6 +100,14 @@ def parse(data, limits):
             head.chunked = True  # llhttp has checked chunked is the last coding
         elif lower == b"expect" and value.strip().lower() == b"100-continue":
             head.expect = True
+        elif lower == b"connection":
+            tokens = value.lower()
+            if b"close" in tokens:
+                connection_close = True
+            elif b"keep-alive" in tokens:
+                connection_keep = True
+    # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive"
+    head.keep_alive = not connection_close and (head.version == "1.1" or connection_keep)
     if head.chunked and head.version == "1.0":
         # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing (smuggling)
         raise BadHead("400 Bad Request", "Transfer-Encoding is not allowed in HTTP/1.0")
@@ -126,7 +135,6 @@ def _parse(head, data):
     except httptools.HttpParserError as exc:
         raise BadHead("400 Bad Request", f"invalid request: {exc}") from None
     head.version = parser.get_http_version()
-    head.keep_alive = parser.should_keep_alive()
     return parser.get_method().decode("ascii")
 
 

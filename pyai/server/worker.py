@@ -60,7 +60,7 @@ from pyai.server.connection import (
     Exchange,
 )
 from pyai.server.head import BadHead, Limits, parse, refuse_overlong
-from pyai.server.wsgi import Forwarded, Response, environ_for
+from pyai.server.wsgi import Forwarded, Response, connection_environ, environ_for
 from pyai.web.answers import error_document
 
 ONESHOT = select.EPOLLONESHOT
@@ -268,8 +268,7 @@ class PyaiWorker(Worker):
                 continue  # a thread has it: its own deadline is its to keep
             exchange = conn.exchange
             if exchange is not None and exchange.wait is not None:
-                exchange.wait = None
-                self._after(conn, self._continue(conn))  # the app answers its own deadline (408)
+                self._step(conn)  # the app answers its own deadline (408)
             elif exchange is None and conn.head and not conn.closing:
                 self._refuse_slow_head(conn)
             else:
@@ -331,7 +330,7 @@ class PyaiWorker(Worker):
                 target = targets.get(fd)
                 if type(target) is Connection:
                     if self._take(target):
-                        self._on_ready(target)
+                        self._step(target)
                 elif target is not None:
                     self._accept(target)
             if not self.running:
@@ -353,7 +352,7 @@ class PyaiWorker(Worker):
                     self.accepting = False
                 return
             sock = None
-            if self.running:
+            if exc.errno != errno.EBADF and self.stopping_since is None:  # EBADF: a stop closed the listener
                 self.log.exception("accept failed")
         with self.lock:  # re-armed for the next one, unless the worker stopped accepting meanwhile
             if self.accepting and len(self.conns) + 1 < self.cfg.worker_connections:
@@ -367,9 +366,17 @@ class PyaiWorker(Worker):
         if self.stopping_since is not None:
             self._close(conn)
             return
-        self._on_ready(conn)  # a client usually sends its request with the connection
+        self._step(conn)  # a client usually sends its request with the connection
 
     # ---- a thread with a connection ---------------------------------------
+
+    def _step(self, conn):
+        """``_on_ready``, and the connection closed if it fails unexpectedly (the thread lives on)."""
+        try:
+            self._on_ready(conn)
+        except Exception:
+            self.log.exception("Error handling a connection")
+            self._close(conn)
 
     def _on_ready(self, conn):
         """The connection's socket (or what its exchange waits for) is ready, or a deadline came."""
@@ -460,7 +467,9 @@ class PyaiWorker(Worker):
         )
         exchange = conn.exchange = Exchange(conn, head, source, self.send_timeout)
         cfg = self.cfg
-        environ = exchange.environ = environ_for(head, conn, cfg, source, self.forwarded)
+        if conn.environ is None:
+            conn.environ = connection_environ(conn, cfg)
+        environ = exchange.environ = environ_for(head, conn.environ, source, self.forwarded)
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")

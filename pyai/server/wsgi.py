@@ -25,8 +25,9 @@ from pyai import serving
 from pyai.errors import BadFraming, BodyEnded
 
 _STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n]*")
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_FIELD_NAMES = re.compile(f"(?:{_TOKEN}(?:\n{_TOKEN})*)?")  # names joined by newlines
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# response field names found valid -> their lower case (an app's names are few; bounded anyway)
+_NAMES: dict = {}
 _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 # Hop-by-hop fields are the server's to send, never the app's (RFC 9110 7.6.1).
 _HOP_BY_HOP = frozenset(
@@ -44,6 +45,15 @@ _HOP_BY_HOP = frozenset(
 SERVER = "pyai"
 
 
+def _checked_name(name):
+    if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+        raise ValueError(f"invalid response header name {name!r}")
+    lower = name.lower()
+    if len(_NAMES) < 1024:
+        _NAMES[name] = lower
+    return lower
+
+
 class _Clock:
     """The Date field, formatted once a second (RFC 9110 6.6.1 needs no finer)."""
 
@@ -59,41 +69,60 @@ class _Clock:
         return cls.text
 
 
-def environ_for(head, conn, cfg, source, forwarded):
-    """The WSGI environ of ``head`` on ``conn`` (its BodySource ``source``; ``forwarded``: the Forwarded)."""
-    server = conn.server
-    environ = {
-        "REQUEST_METHOD": head.method,
+def connection_environ(conn, cfg):
+    """The keys every request of ``conn`` shares (copied into each request's environ)."""
+    server, client = conn.server, conn.client
+    return {
         "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(head.path).decode("latin-1"),
-        "QUERY_STRING": head.query.decode("latin-1"),
-        "RAW_URI": head.target.decode("latin-1"),
-        "SERVER_PROTOCOL": "HTTP/" + head.version,
         "SERVER_NAME": str(server[0]) if isinstance(server, tuple) else str(server),
         "SERVER_PORT": str(server[1]) if isinstance(server, tuple) else "",
         "SERVER_SOFTWARE": SERVER,
-        "REMOTE_ADDR": conn.client[0] if isinstance(conn.client, tuple) else str(conn.client),
-        "REMOTE_PORT": str(conn.client[1]) if isinstance(conn.client, tuple) else "",
+        "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
+        "REMOTE_PORT": str(client[1]) if isinstance(client, tuple) else "",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
-        "wsgi.input": BodyStream(source),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
         "wsgi.multiprocess": cfg.workers > 1,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
         "wsgi.file_wrapper": FileWrapper,
-        serving.BODY: source,
         serving.CAN_PARK: True,
     }
+
+
+# header name (bytes) -> its environ key; bounded, so names a client makes up cannot grow it
+_KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_KEYS_MAX = 1024
+
+
+def _key(name):
+    key = _KEYS.get(name)
+    if key is None:
+        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        lower = name.lower()
+        if lower in _KEYS:
+            key = _KEYS[lower]
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[name] = key
+    return key
+
+
+def environ_for(head, base, source, forwarded):
+    """The WSGI environ of ``head`` (``base``: its connection's keys; ``source``: its BodySource;
+    ``forwarded``: the Forwarded)."""
+    environ = base.copy()
+    environ["REQUEST_METHOD"] = head.method
+    environ["PATH_INFO"] = unquote_to_bytes(head.path).decode("latin-1")
+    environ["QUERY_STRING"] = head.query.decode("latin-1")
+    environ["RAW_URI"] = head.target.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = "HTTP/" + head.version
+    environ["wsgi.input"] = BodyStream(source)
+    environ[serving.BODY] = source
     for name, value in head.fields:
-        key = name.decode("latin-1").upper().replace("-", "_")
+        key = _key(name)
         text = value.decode("latin-1").strip(" \t")
-        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
-            environ[key] = text
-            continue
-        key = "HTTP_" + key
-        if key in environ:
+        if key in environ and key[0] == "H":  # a repeated field: its values joined (RFC 9110 5.3)
             text = environ[key] + "," + text
         environ[key] = text
     if forwarded.keys:
@@ -183,15 +212,15 @@ class Response:
             raise ValueError(f"invalid status {status!r}")
         self.status = status
         self.status_code = code = int(status[:3])
-        # one check of all names and one of all values (a str join raises for anything else)
-        if not _FIELD_NAMES.fullmatch("\n".join([name for name, _ in headers])) or _BAD_VALUE.search(
-            "".join([value for _, value in headers])
-        ):
-            raise ValueError("invalid response header")  # a value may be secret: none is shown
+        # one check of all values (a str join raises for anything else); names once each per process
+        if _BAD_VALUE.search("".join([value for _, value in headers])):
+            raise ValueError("invalid response header value")  # a value may be secret: none is shown
         kept = self.headers = []
         self.response_length = None
         for name, value in headers:
-            lower = name.lower()
+            lower = _NAMES.get(name)
+            if lower is None:
+                lower = _checked_name(name)
             if lower in _HOP_BY_HOP:
                 continue
             if lower == "content-length":

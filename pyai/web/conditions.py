@@ -25,7 +25,9 @@ import time
 NOT_MODIFIED = 304
 FAILED = 412
 
-CONDITION_KEYS = frozenset(("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE"))
+CONDITION_KEYS = frozenset(
+    ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE")
+)
 _SAFE = frozenset({"GET", "HEAD"})
 # One entity-tag of a list: optional W/, a quoted opaque tag (RFC 9110 8.8.3).
 _ETAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
