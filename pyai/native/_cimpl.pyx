@@ -80,6 +80,7 @@ cdef _raise_received(int64_t rc, pyai_recv_limits *lim, list interrupted):
     raised meanwhile, else ``os_error`` with ``characters_written`` and ``idle``."""
     # A callback's exception wins, also over a framing error later in the same piece
     # (a chunked body's runs are hashed when the piece is written): as in the twin.
+    # (recv_to_file stops with -EINTR or -ECANCELED whenever a callback kept one.)
     if interrupted:
         raise interrupted[0]
     exc = os_error(rc, "receive")
