@@ -20,12 +20,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 /* The user-space buffer every byte passes through: one recv() fills it, and
@@ -531,10 +528,10 @@ static int decode(pyai_chunked *st, struct sink *out)
 }
 
 /* recv() into the buffer, never splice: the framing must be read, so every
- * byte passes through user space anyway.  As in pyai_io.c's receive(), the
- * socket is non-blocking for the call (restored after) and poll() does the
- * waiting, so the deadlines hold; a socket called readable that yields
- * nothing (TCP urgent data) makes the receive nap instead of spin. */
+ * byte passes through user space anyway.  The receive step is pyai_io.c's
+ * (pyai_wait.h): the socket is non-blocking for the call (restored after) and
+ * poll() does the waiting, so the deadlines hold; a socket called readable
+ * that yields nothing (TCP urgent data) makes the receive nap instead of spin. */
 int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_limits *lim,
                           pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx, int tee_fd)
 {
@@ -545,16 +542,10 @@ int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_
                        .tee_fd = tee_fd,
                        .start_pos = -1,
                        .writeback_step = lim->writeback_step};
-    struct pyai_rx_clock ck;
-    int sock_flags = -1; /* the socket's flags before this call switched it to O_NONBLOCK */
-    int readable = 0;    /* poll() said readable and no byte has come since */
+    struct pyai_rx rx;
     int64_t rc;
 
-    lim->moved = 0;
-    lim->idle_ms = 0;
-    ck.lim = lim;
-    ck.start = pyai_now_ms();
-    ck.last = ck.start - (lim->waited_ms > 0 ? lim->waited_ms : 0);
+    pyai_rx_begin(&rx, sock_fd, lim, interrupted, ctx);
     if (st->phase == PYAI_CHUNKED_FAILED)
         return st->error;
     if (st->phase == PYAI_CHUNKED_DONE)
@@ -572,57 +563,26 @@ int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_
 
         if ((rc = buf_room(st, CHUNKED_BUF)) < 0)
             goto out;
-        if (sock_flags < 0) {
-            if ((sock_flags = fcntl(sock_fd, F_GETFL)) < 0) {
-                rc = -errno;
-                goto out;
-            }
-            if (!(sock_flags & O_NONBLOCK) && fcntl(sock_fd, F_SETFL, sock_flags | O_NONBLOCK) < 0) {
-                rc = -errno;
-                sock_flags = O_NONBLOCK; /* nothing to restore */
-                goto out;
-            }
-        }
-        got = recv(sock_fd, st->buf + st->len, st->cap - st->len, 0);
+        /* only now: a body the fed bytes complete leaves the socket as it is */
+        if ((rc = pyai_rx_nonblocking(&rx)) < 0)
+            goto out;
+        got = pyai_rx_recv(&rx, st->buf + st->len, st->cap - st->len);
         if (got < 0) {
-            int nap;
-            if (errno == EINTR) {
-                if (interrupted && interrupted(ctx)) {
-                    rc = -EINTR;
-                    goto out;
-                }
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                rc = -errno;
-                goto out;
-            }
-            nap = readable; /* readable, yet recv found nothing: do not spin */
-            if ((rc = pyai_wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx)) < 0)
-                goto out;
-            readable = !nap;
-            continue;
+            rc = got;
+            goto out;
         }
         if (got == 0)
             break; /* the peer closed before the end: st->phase says where */
         st->len += (size_t)got;
-        readable = 0;
-        ck.last = pyai_now_ms();
+        pyai_rx_moved(&rx);
         if ((rc = decode(st, &out)) < 0)
             goto out;
-        if (st->phase != PYAI_CHUNKED_DONE && lim->budget_ms >= 0 && ck.last - ck.start >= lim->budget_ms) {
+        if (st->phase != PYAI_CHUNKED_DONE && pyai_rx_over_budget(&rx)) {
             rc = -EAGAIN;
             goto out;
         }
     }
     rc = out.done;
 out:
-    lim->moved = out.done;
-    {
-        int64_t idle = pyai_now_ms() - ck.last;
-        lim->idle_ms = idle > INT_MAX ? INT_MAX : (int)idle;
-    }
-    if (sock_flags >= 0 && !(sock_flags & O_NONBLOCK))
-        fcntl(sock_fd, F_SETFL, sock_flags);
-    return rc;
+    return pyai_rx_end(&rx, out.done, rc);
 }

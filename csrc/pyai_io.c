@@ -1,4 +1,4 @@
-/* pyai_io.c - see pyai_io.h.  Linux only (splice, copy_file_range, renameat2). */
+/* pyai_io.c - see pyai_io.h.  Linux only (splice, copy_file_range, renameat2, openat2). */
 #include "pyai_io.h"
 #include "pyai_wait.h"
 
@@ -10,11 +10,13 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0) /* linux/fs.h; absent from old libc headers */
+#endif
+#if !defined(SYS_openat2) && defined(__linux__)
+#define SYS_openat2 437 /* the same number on every Linux architecture (the unified syscall table) */
 #endif
 
 #define CHUNK (1 << 20)
@@ -32,12 +34,12 @@ static size_t min_size(int64_t left, size_t cap)
 }
 
 /* Old glibc (< 2.28 / < 2.27) has no wrappers: go to the kernel directly. */
-static int sys_renameat2(const char *src, const char *dst, unsigned int flags)
+static int sys_renameat2(int src_dir_fd, const char *src, int dst_dir_fd, const char *dst, unsigned int flags)
 {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 28))
-    return renameat2(AT_FDCWD, src, AT_FDCWD, dst, flags);
+    return renameat2(src_dir_fd, src, dst_dir_fd, dst, flags);
 #elif defined(SYS_renameat2)
-    return (int)syscall(SYS_renameat2, AT_FDCWD, src, AT_FDCWD, dst, flags);
+    return (int)syscall(SYS_renameat2, src_dir_fd, src, dst_dir_fd, dst, flags);
 #else
     errno = ENOSYS;
     return -1;
@@ -218,34 +220,26 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
 {
     int p[2] = {-1, -1};
     char *buf = NULL;
-    int use_splice, sock_flags;
-    int readable = 0; /* poll() said readable and no byte has moved since */
+    int use_splice;
     int via_recv = 0; /* splice is stuck (urgent mark): the next piece goes through recv */
     size_t chunk;
     int64_t done = 0, start_pos = -1, reserved_to = INT64_MAX;
     int64_t writeback_step = lim->writeback_step; /* 0 once the file turns out not to support it */
     int64_t rc;
-    struct pyai_rx_clock ck;
+    struct pyai_rx rx;
 
-    lim->moved = 0;
-    lim->idle_ms = 0;
+    pyai_rx_begin(&rx, sock_fd, lim, interrupted, ctx);
     if (nbytes < 0)
         return -EINVAL;
-    ck.lim = lim;
-    ck.start = pyai_now_ms();
-    ck.last = ck.start - (lim->waited_ms > 0 ? lim->waited_ms : 0);
     if (nbytes == 0)
         return 0;
-    sock_flags = fcntl(sock_fd, F_GETFL);
-    if (sock_flags < 0)
-        return -errno;
     if (lim->reserve_step > 0 || writeback_step > 0) {
         start_pos = lseek(file_fd, 0, SEEK_CUR); /* -1 for a pipe or socket: nothing to reserve or write back */
         if (lim->reserve_step > 0)
             reserved_to = start_pos < 0 ? INT64_MAX : start_pos;
     }
-    if (!(sock_flags & O_NONBLOCK) && fcntl(sock_fd, F_SETFL, sock_flags | O_NONBLOCK) < 0)
-        return -errno;
+    if ((rc = pyai_rx_nonblocking(&rx)) < 0)
+        return rc;
     /* Bytes that must be seen (hashed) go through memory anyway: no pipe. */
     rc = on_data ? -EINVAL : open_pipe(p, nbytes);
     use_splice = rc > 0;
@@ -257,8 +251,17 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
 
         if (spliced) {
             got = splice(sock_fd, NULL, p[1], NULL, min_size(nbytes - done, chunk), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (got < 0 && errno == EINVAL) {
-                use_splice = 0; /* a socket without splice_read: nothing was consumed */
+            if (got < 0) {
+                if (errno == EINVAL) {
+                    use_splice = 0; /* a socket without splice_read: nothing was consumed */
+                    continue;
+                }
+                if ((errno == EAGAIN || errno == EWOULDBLOCK) && rx.readable) {
+                    via_recv = 1;
+                    continue;
+                }
+                if ((rc = pyai_rx_retry(&rx, errno)) < 0)
+                    goto out;
                 continue;
             }
         } else {
@@ -266,31 +269,11 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
                 rc = -ENOMEM;
                 goto out;
             }
-            got = recv(sock_fd, buf, min_size(nbytes - done, chunk < CHUNK ? chunk : CHUNK), 0);
-        }
-        if (got < 0) {
-            int nap;
-            if (errno == EINTR) {
-                if (interrupted && interrupted(ctx)) {
-                    rc = -EINTR;
-                    goto out;
-                }
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                rc = -errno;
+            got = pyai_rx_recv(&rx, buf, min_size(nbytes - done, chunk < CHUNK ? chunk : CHUNK));
+            if (got < 0) {
+                rc = got;
                 goto out;
             }
-            if (readable && spliced) {
-                via_recv = 1;
-                continue;
-            }
-            nap = readable; /* readable, yet recv found nothing: do not spin */
-            rc = pyai_wait_for_bytes(sock_fd, &ck, nap, interrupted, ctx);
-            if (rc < 0)
-                goto out;
-            readable = !nap;
-            continue;
         }
         if (got == 0)
             break; /* the peer closed: the body is short */
@@ -310,8 +293,8 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
             goto out;
         done += got;
         lim->moved = done;
-        readable = via_recv = 0;
-        ck.last = pyai_now_ms();
+        via_recv = 0;
+        pyai_rx_moved(&rx);
         if (start_pos >= 0 &&
             (rc = reserve_ahead(file_fd, lim, start_pos + done, start_pos + nbytes, &reserved_to)) < 0)
             goto out;
@@ -321,26 +304,19 @@ static int64_t receive(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limit
                 goto out;
             writeback_step = 0;
         }
-        if (lim->budget_ms >= 0 && done < nbytes && ck.last - ck.start >= lim->budget_ms) {
+        if (done < nbytes && pyai_rx_over_budget(&rx)) {
             rc = -EAGAIN;
             goto out;
         }
     }
     rc = done;
 out:
-    lim->moved = done;
-    {
-        int64_t idle = pyai_now_ms() - ck.last;
-        lim->idle_ms = idle > INT_MAX ? INT_MAX : (int)idle;
-    }
-    if (!(sock_flags & O_NONBLOCK))
-        fcntl(sock_fd, F_SETFL, sock_flags);
     if (p[0] >= 0) {
         close(p[0]);
         close(p[1]);
     }
     free(buf);
-    return rc;
+    return pyai_rx_end(&rx, done, rc);
 }
 
 int64_t pyai_recv_to_file(int sock_fd, int file_fd, int64_t nbytes, pyai_recv_limits *lim,
@@ -430,24 +406,45 @@ out:
 
 /* ---- the rest ---------------------------------------------------------- */
 
-int pyai_rename_noreplace(const char *src, const char *dst)
+int pyai_rename_noreplace(int src_dir_fd, const char *src, int dst_dir_fd, const char *dst)
 {
     int err;
 
-    if (sys_renameat2(src, dst, RENAME_NOREPLACE) == 0)
+    if (sys_renameat2(src_dir_fd, src, dst_dir_fd, dst, RENAME_NOREPLACE) == 0)
         return 0;
     if (errno != ENOSYS && errno != EINVAL)
         return -errno;
     /* No RENAME_NOREPLACE here (old kernel, or e.g. NFS): link() also refuses
-     * an existing dst, atomically; then drop the old name. */
-    if (link(src, dst) < 0)
+     * an existing dst, atomically (and follows no symlink); then drop the old
+     * name. */
+    if (linkat(src_dir_fd, src, dst_dir_fd, dst, 0) < 0)
         return -errno;
-    if (unlink(src) == 0)
+    if (unlinkat(src_dir_fd, src, 0) == 0)
         return 0;
     /* Undo, so a failure leaves things as they were (dst is the link we made). */
     err = errno;
-    unlink(dst);
+    unlinkat(dst_dir_fd, dst, 0);
     return -err;
+}
+
+int pyai_openat2(int dir_fd, const char *path, int flags, uint64_t resolve)
+{
+#ifdef SYS_openat2
+    /* struct open_how of linux/openat2.h, which old headers lack */
+    struct {
+        uint64_t flags, mode, resolve;
+    } how = {.flags = (uint64_t)(unsigned int)flags, .mode = 0, .resolve = resolve};
+    long fd;
+
+    while ((fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how))) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return (int)fd;
+#else
+    (void)dir_fd, (void)path, (void)flags, (void)resolve;
+    return -ENOSYS;
+#endif
 }
 
 int pyai_fsync(int fd)

@@ -87,9 +87,18 @@ int pyai_write_all(int fd, const void *buf, size_t len);
  * Returns the bytes copied, fewer than nbytes only at the end of src_fd. */
 int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes);
 
-/* Rename src to dst unless dst exists (-EEXIST).  Atomic with renameat2;
- * link + unlink where the kernel or file system lacks RENAME_NOREPLACE. */
-int pyai_rename_noreplace(const char *src, const char *dst);
+/* Rename src (relative to src_dir_fd, or AT_FDCWD) to dst (relative to
+ * dst_dir_fd) unless dst exists (-EEXIST); neither name is followed if it is
+ * a symlink.  Atomic with renameat2; link + unlink where the kernel or file
+ * system lacks RENAME_NOREPLACE. */
+int pyai_rename_noreplace(int src_dir_fd, const char *src, int dst_dir_fd, const char *dst);
+
+/* openat2(2): open path relative to dir_fd with flags and the RESOLVE_*
+ * flags resolve.  Returns the descriptor, or -errno: -ENOSYS where the
+ * kernel (or a seccomp filter) has no openat2, -EAGAIN when the kernel saw a
+ * rename race during a RESOLVE_BENEATH walk (the caller decides whether to
+ * try again). */
+int pyai_openat2(int dir_fd, const char *path, int flags, uint64_t resolve);
 
 int pyai_fsync(int fd);
 

@@ -2,8 +2,10 @@
 #include "pyai_wait.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 
 int64_t pyai_now_ms(void)
@@ -39,26 +41,59 @@ int pyai_wait_for(int fd, short events, int timeout_ms, pyai_interrupt_fn interr
     }
 }
 
+void pyai_rx_begin(struct pyai_rx *rx, int sock_fd, pyai_recv_limits *lim, pyai_interrupt_fn interrupted, void *ctx)
+{
+    lim->moved = 0;
+    lim->idle_ms = 0;
+    rx->lim = lim;
+    rx->sock_fd = sock_fd;
+    rx->interrupted = interrupted;
+    rx->ctx = ctx;
+    rx->sock_flags = -1;
+    rx->readable = 0;
+    rx->start = pyai_now_ms();
+    rx->last = rx->start - (lim->waited_ms > 0 ? lim->waited_ms : 0);
+}
+
+int pyai_rx_nonblocking(struct pyai_rx *rx)
+{
+    int err;
+
+    if (rx->sock_flags >= 0)
+        return 0;
+    if ((rx->sock_flags = fcntl(rx->sock_fd, F_GETFL)) < 0) {
+        err = errno;
+        rx->sock_flags = -1;
+        return -err;
+    }
+    if (!(rx->sock_flags & O_NONBLOCK) && fcntl(rx->sock_fd, F_SETFL, rx->sock_flags | O_NONBLOCK) < 0) {
+        err = errno;
+        rx->sock_flags = O_NONBLOCK; /* nothing to restore */
+        return -err;
+    }
+    return 0;
+}
+
 /* Wait for the socket to be readable (nap: just sleep up to PYAI_NAP_MS, waking
  * early only for an error or hang-up) within the limits of the receive.
  * 0 to try reading again, -ETIMEDOUT or -EAGAIN when a limit is reached
  * (the progress deadline wins a tie), or the error. */
-int pyai_wait_for_bytes(int sock_fd, const struct pyai_rx_clock *ck, int nap, pyai_interrupt_fn interrupted, void *ctx)
+static int wait_for_bytes(const struct pyai_rx *rx, int nap)
 {
-    const pyai_recv_limits *lim = ck->lim;
+    const pyai_recv_limits *lim = rx->lim;
     int64_t now = pyai_now_ms(), until = INT64_MAX;
     int why = 0, wait, rc;
 
     if (lim->timeout_ms >= 0) {
-        until = ck->last + lim->timeout_ms;
+        until = rx->last + lim->timeout_ms;
         why = -ETIMEDOUT;
     }
-    if (lim->patience_ms >= 0 && (ck->last > ck->start ? ck->last : ck->start) + lim->patience_ms < until) {
-        until = (ck->last > ck->start ? ck->last : ck->start) + lim->patience_ms;
+    if (lim->patience_ms >= 0 && (rx->last > rx->start ? rx->last : rx->start) + lim->patience_ms < until) {
+        until = (rx->last > rx->start ? rx->last : rx->start) + lim->patience_ms;
         why = -EAGAIN;
     }
-    if (lim->budget_ms >= 0 && ck->start + lim->budget_ms < until) {
-        until = ck->start + lim->budget_ms;
+    if (lim->budget_ms >= 0 && rx->start + lim->budget_ms < until) {
+        until = rx->start + lim->budget_ms;
         why = -EAGAIN;
     }
     if (nap && now + PYAI_NAP_MS < until) {
@@ -69,6 +104,55 @@ int pyai_wait_for_bytes(int sock_fd, const struct pyai_rx_clock *ck, int nap, py
         wait = -1;
     else
         wait = until <= now ? 0 : (until - now > INT_MAX ? INT_MAX : (int)(until - now));
-    rc = pyai_wait_for(sock_fd, nap ? 0 : POLLIN, wait, interrupted, ctx);
+    rc = pyai_wait_for(rx->sock_fd, nap ? 0 : POLLIN, wait, rx->interrupted, rx->ctx);
     return rc == -ETIMEDOUT ? why : rc;
+}
+
+int pyai_rx_retry(struct pyai_rx *rx, int err)
+{
+    int nap, rc;
+
+    if (err == EINTR)
+        return (rx->interrupted && rx->interrupted(rx->ctx)) ? -EINTR : 0;
+    if (err != EAGAIN && err != EWOULDBLOCK)
+        return -err;
+    nap = rx->readable; /* readable, yet the read found nothing: do not spin */
+    if ((rc = wait_for_bytes(rx, nap)) < 0)
+        return rc;
+    rx->readable = !nap;
+    return 0;
+}
+
+ssize_t pyai_rx_recv(struct pyai_rx *rx, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t got = recv(rx->sock_fd, buf, len, 0);
+        int rc;
+        if (got >= 0)
+            return got;
+        if ((rc = pyai_rx_retry(rx, errno)) < 0)
+            return rc;
+    }
+}
+
+void pyai_rx_moved(struct pyai_rx *rx)
+{
+    rx->readable = 0;
+    rx->last = pyai_now_ms();
+}
+
+int pyai_rx_over_budget(const struct pyai_rx *rx)
+{
+    return rx->lim->budget_ms >= 0 && rx->last - rx->start >= rx->lim->budget_ms;
+}
+
+int64_t pyai_rx_end(struct pyai_rx *rx, int64_t moved, int64_t rc)
+{
+    int64_t idle = pyai_now_ms() - rx->last;
+
+    rx->lim->moved = moved;
+    rx->lim->idle_ms = idle > INT_MAX ? INT_MAX : (int)idle;
+    if (rx->sock_flags >= 0 && !(rx->sock_flags & O_NONBLOCK))
+        fcntl(rx->sock_fd, F_SETFL, rx->sock_flags);
+    return rc;
 }

@@ -404,7 +404,7 @@ class PosixBackend:
                 raise Forbidden("the source changed while it was being moved", detail="move: source swapped")
             taken = True
             _take_over(src.fd, src.st)
-            beneath.rename_noreplace(target_fd, temp, target_fd, name)
+            fileio.rename_noreplace(temp, name, src_dir_fd=target_fd, dst_dir_fd=target_fd)
         except BaseException as exc:
             if taken:
                 _give_back(src.fd, src.st)
@@ -554,7 +554,7 @@ def _give_back(fd: int, st: os.stat_result) -> None:
 def _put_back(target_fd: int, temp: str, src: Source) -> None:
     """Return what a failed move renamed to ``temp`` to the source's name, else remove it (never following)."""
     try:
-        beneath.rename_noreplace(target_fd, temp, src.dir_fd, src.name)
+        fileio.rename_noreplace(temp, src.name, src_dir_fd=target_fd, dst_dir_fd=src.dir_fd)
         return
     except OSError as exc:
         log.warning("PATCH could not return a file it did not move: %s; it is removed", describe(exc))

@@ -19,6 +19,7 @@ __all__ = [
     "write_all",
     "copy_fd",
     "rename_noreplace",
+    "openat2",
     "fsync",
     "fsync_dir",
     "write_behind",
@@ -65,6 +66,7 @@ recv_chunked_to_file = _module.recv_chunked_to_file
 write_all = _module.write_all
 copy_fd = _module.copy_fd
 rename_noreplace = _module.rename_noreplace
+openat2 = _module.openat2
 fsync = _module.fsync
 fsync_dir = _module.fsync_dir
 write_behind = _module.write_behind

@@ -1,5 +1,5 @@
 # Declarations of csrc/pyai_io.h for Cython (see that header for the contracts).
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "pyai_io.h" nogil:
     enum:
@@ -32,7 +32,8 @@ cdef extern from "pyai_io.h" nogil:
                                   pyai_interrupt_fn interrupted, void *ctx, int tee_fd)
     int pyai_write_all(int fd, const void *buf, size_t len)
     int64_t pyai_copy_fd(int src_fd, int dst_fd, int64_t nbytes)
-    int pyai_rename_noreplace(const char *src, const char *dst)
+    int pyai_rename_noreplace(int src_dir_fd, const char *src, int dst_dir_fd, const char *dst)
+    int pyai_openat2(int dir_fd, const char *path, int flags, uint64_t resolve)
     int pyai_fsync(int fd)
     int pyai_write_behind(int fd, int64_t start, int64_t end, int64_t step)
     int pyai_write_behind_unsupported(int err)

@@ -12,16 +12,20 @@ import threading
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from libc.errno cimport EAGAIN, EEXIST, EINTR
+from libc.errno cimport EEXIST
 from libc.limits cimport INT_MAX
 from libc.math cimport ceil
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from pyai.native._cdecl cimport *
 
 cdef extern from "errno.h":
     enum:
         ECANCELED  # not in Cython's libc.errno
+
+cdef extern from "fcntl.h":
+    enum:
+        AT_FDCWD
 
 from pyai.errors import os_error
 
@@ -55,6 +59,34 @@ cdef int _limit_ms(seconds) except? -2:
     if ms <= 0:
         return 0
     return <int>ms if ms < INT_MAX else INT_MAX
+
+
+cdef int _set_limits(pyai_recv_limits *lim, timeout, patience, budget, waited, int64_t reserve,
+                     int64_t writeback) except -1:
+    """Fill ``lim`` from the arguments of a receive (the one place: recv_to_file, recv_chunked_to_file)."""
+    lim.timeout_ms = _timeout_ms(timeout)
+    lim.patience_ms = _limit_ms(patience)
+    lim.budget_ms = _limit_ms(budget)
+    lim.waited_ms = max(0, _limit_ms(waited) if waited else 0)
+    lim.reserve_step = reserve if reserve > 0 else 0
+    lim.writeback_step = writeback if writeback > 0 else 0
+    lim.moved = 0
+    lim.idle_ms = 0
+    return 0
+
+
+cdef _raise_received(int64_t rc, pyai_recv_limits *lim, list interrupted):
+    """Raise the failure ``rc`` (< 0) of a receive: the exception a signal handler or hasher
+    raised meanwhile, else ``os_error`` with ``characters_written`` and ``idle``."""
+    # A callback's exception wins, also over a framing error later in the same piece
+    # (a chunked body's runs are hashed when the piece is written): as in the twin.
+    # (recv_to_file stops with -EINTR or -ECANCELED whenever a callback kept one.)
+    if interrupted:
+        raise interrupted[0]
+    exc = os_error(rc, "receive")
+    exc.characters_written = lim.moved
+    exc.idle = lim.idle_ms / 1000.0
+    raise exc
 
 
 cdef int _run_signal_handlers(void *box) noexcept nogil:
@@ -145,14 +177,7 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=(), 
     cdef int64_t rc
     cdef list interrupted = []
     cdef tuple box
-    lim.timeout_ms = _timeout_ms(timeout)
-    lim.patience_ms = _limit_ms(patience)
-    lim.budget_ms = _limit_ms(budget)
-    lim.waited_ms = max(0, _limit_ms(waited) if waited else 0)
-    lim.reserve_step = reserve if reserve > 0 else 0
-    lim.writeback_step = writeback if writeback > 0 else 0
-    lim.moved = 0
-    lim.idle_ms = 0
+    _set_limits(&lim, timeout, patience, budget, waited, reserve, writeback)
     if nbytes < 0:
         raise ValueError("nbytes must be >= 0")
     if hashers and nbytes >= HASH_BESIDE_FROM:
@@ -166,12 +191,7 @@ def recv_to_file(int sock_fd, int file_fd, int64_t nbytes, timeout, hashers=(), 
             rc = pyai_recv_to_file_seen(sock_fd, file_fd, nbytes, &lim, _run_signal_handlers, <void *>interrupted,
                                         _feed_hashers, <void *>box)
     if rc < 0:
-        if (rc == -EINTR or rc == -ECANCELED) and interrupted:
-            raise interrupted[0]
-        exc = os_error(rc, "receive")
-        exc.characters_written = lim.moved
-        exc.idle = lim.idle_ms / 1000.0
-        raise exc
+        _raise_received(rc, &lim, interrupted)
     return rc
 
 
@@ -231,16 +251,34 @@ def copy_fd(int src_fd, int dst_fd, int64_t nbytes):
     return rc
 
 
-def rename_noreplace(src, dst):
-    """Publish ``src`` as ``dst``; FileExistsError (naming dst) if dst exists."""
+def rename_noreplace(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+    """Publish ``src`` as ``dst``; FileExistsError (naming dst) if dst exists.
+
+    As os.rename: ``src_dir_fd``/``dst_dir_fd`` make the names relative to
+    those directories.  See the pure twin's docstring.
+    """
     cdef bytes bsrc = _path(src), bdst = _path(dst)
     cdef const char *csrc = bsrc
     cdef const char *cdst = bdst
+    cdef int sfd = AT_FDCWD if src_dir_fd is None else src_dir_fd
+    cdef int dfd = AT_FDCWD if dst_dir_fd is None else dst_dir_fd
     cdef int rc
     with nogil:
-        rc = pyai_rename_noreplace(csrc, cdst)
+        rc = pyai_rename_noreplace(sfd, csrc, dfd, cdst)
     if rc < 0:
         raise os_error(rc, "publish", dst if rc == -EEXIST else src)
+
+
+def openat2(int dir_fd, path, int flags, uint64_t resolve):
+    """openat2(2) of ``path`` below ``dir_fd``: the new descriptor; see the pure twin's docstring."""
+    cdef bytes b = _path(path)
+    cdef const char *c = b
+    cdef int rc
+    with nogil:
+        rc = pyai_openat2(dir_fd, c, flags, resolve)
+    if rc < 0:
+        raise os_error(rc, "open", path)
+    return rc
 
 
 def fsync(int fd):
@@ -395,14 +433,7 @@ def recv_chunked_to_file(int sock_fd, int file_fd, ChunkedDecoder decoder, timeo
     cdef list interrupted = []
     cdef tuple box
     cdef pyai_chunked *st = &decoder.st
-    lim.timeout_ms = _timeout_ms(timeout)
-    lim.patience_ms = _limit_ms(patience)
-    lim.budget_ms = _limit_ms(budget)
-    lim.waited_ms = max(0, _limit_ms(waited) if waited else 0)
-    lim.reserve_step = reserve if reserve > 0 else 0
-    lim.writeback_step = writeback if writeback > 0 else 0
-    lim.moved = 0
-    lim.idle_ms = 0
+    _set_limits(&lim, timeout, patience, budget, waited, reserve, writeback)
     st.max_size = max_size if max_size > 0 else 0
     if not hashers:
         with nogil:
@@ -414,12 +445,5 @@ def recv_chunked_to_file(int sock_fd, int file_fd, ChunkedDecoder decoder, timeo
             rc = pyai_recv_chunked(sock_fd, file_fd, st, &lim, _run_signal_handlers, <void *>interrupted,
                                    _feed_hashers, <void *>box, -1)
     if rc < 0:
-        # A hasher's (or signal handler's) exception wins, also over a framing error later
-        # in the same piece (the runs are hashed when the piece is written): as in the twin.
-        if interrupted:
-            raise interrupted[0]
-        exc = os_error(rc, "receive")
-        exc.characters_written = lim.moved
-        exc.idle = lim.idle_ms / 1000.0
-        raise exc
+        _raise_received(rc, &lim, interrupted)
     return rc

@@ -3,8 +3,9 @@
 Same names, signatures, behaviour and exceptions (all through
 ``pyai.errors.os_error``); used when the extension is not built or
 ``PYAI_IMPL=python``.  Import them from ``pyai.native``.  Differences: it
-reads with poll+readv (no splice), publishes with link+unlink (no renameat2)
-and ``preallocate`` reserves nothing (nor does ``recv_to_file``'s ``reserve``).
+reads with poll+readv (no splice) and ``preallocate`` reserves nothing (nor
+does ``recv_to_file``'s ``reserve``).  The system calls Python's ``os`` lacks
+(sync_file_range, syncfs, renameat2, openat2) are called through ctypes.
 """
 
 import contextlib
@@ -76,14 +77,16 @@ def _limit_ms(seconds):
 
 
 class _Clock:
-    """The limits of one receive (as pyai_recv_limits in C), in monotonic seconds."""
+    """The limits of one receive (as pyai_recv_limits in C), in monotonic seconds: the one
+    place they are set (recv_to_file, recv_chunked_to_file)."""
 
-    def __init__(self, timeout, patience, budget, waited):
+    def __init__(self, timeout, patience, budget, waited, reserve):
         self.timeout = _timeout_ms(timeout) / 1000
         self.patience = _limit_ms(patience) / 1000
         self.budget = _limit_ms(budget) / 1000
         self.start = time.monotonic()
         self.last = self.start - max(0, _limit_ms(waited) if waited else 0) / 1000
+        operator.index(reserve)  # accepted (an int) and ignored: no fallocate here
         self.done = 0  # bytes moved so far
 
     def next_limit(self):
@@ -101,6 +104,38 @@ class _Clock:
 
     def over_budget(self):
         return self.budget >= 0 and self.last - self.start >= self.budget
+
+    @contextlib.contextmanager
+    def failing(self):
+        """Raise an OSError of the receive as ``os_error`` does, with ``characters_written`` and ``idle``."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            if getattr(exc, "op", None) is None:
+                exc = os_error(exc.errno, "receive")
+            exc.characters_written = self.done
+            exc.idle = time.monotonic() - self.last
+            raise exc from None
+
+    def recv(self, sock_fd, poller, view):
+        """Read what comes on the socket into ``view`` (the receive step, as pyai_rx_recv in C):
+        the bytes read, 0 when the peer closed; OSError when a limit ends the wait."""
+        while True:
+            # Waiting first makes a blocking socket safe too: once poll says
+            # readable, readv returns at once (data, EOF or the error).
+            wait, why = self.next_limit()
+            if not poller.poll(-1 if wait is None else math.ceil(wait * 1000)):
+                raise os_error(why, "receive")
+            try:
+                return os.readv(sock_fd, [view])
+            except BlockingIOError:
+                # readable, yet nothing to read (TCP urgent data): nap instead of spinning
+                wait, why = self.next_limit()
+                if wait is not None and wait <= 0:
+                    raise os_error(why, "receive") from None
+                time.sleep(NAP if wait is None else min(NAP, wait))
 
 
 def recv_to_file(
@@ -123,22 +158,13 @@ def recv_to_file(
     (see ``write_behind``; a file that cannot be is simply received).  A TCP
     urgent byte is dropped, as readv() does with SO_OOBINLINE off.
     """
-    clock = _Clock(timeout, patience, budget, waited)
+    clock = _Clock(timeout, patience, budget, waited, reserve)
     nbytes = _count(nbytes)
-    operator.index(reserve)
     done = 0
-    try:
+    with clock.failing():
         if nbytes:
             start = _offset(file_fd) if writeback > 0 else -1
             done = _receive(sock_fd, file_fd, nbytes, clock, hashers, start, writeback)
-    except OSError as exc:
-        if exc.errno is None:
-            raise
-        if getattr(exc, "op", None) is None:
-            exc = os_error(exc.errno, "receive")
-        exc.characters_written = clock.done
-        exc.idle = time.monotonic() - clock.last
-        raise exc from None
     return done
 
 
@@ -157,20 +183,7 @@ def _receive(sock_fd, file_fd, nbytes, clock, hashers, start, writeback):
     poller = select.poll()
     poller.register(sock_fd, select.POLLIN)
     while clock.done < nbytes:
-        # Waiting first makes a blocking socket safe too: once poll says
-        # readable, readv returns at once (data, EOF or the error).
-        wait, why = clock.next_limit()
-        if not poller.poll(-1 if wait is None else math.ceil(wait * 1000)):
-            raise os_error(why, "receive")
-        try:
-            got = os.readv(sock_fd, [buf[: min(CHUNK, nbytes - clock.done)]])
-        except BlockingIOError:
-            # readable, yet nothing to read: nap instead of spinning (the limits still end it)
-            wait, why = clock.next_limit()
-            if wait is not None and wait <= 0:
-                raise os_error(why, "receive") from None
-            time.sleep(NAP if wait is None else min(NAP, wait))
-            continue
+        got = clock.recv(sock_fd, poller, buf[: min(CHUNK, nbytes - clock.done)])
         if got == 0:
             break  # the peer closed: the body is short
         piece = buf[:got]
@@ -236,23 +249,88 @@ def _copy_read_write(src_fd, dst_fd, want):
     return len(data)
 
 
-def rename_noreplace(src, dst):
+def _libc_call(name, argtypes, restype=ctypes.c_int):
+    """The libc function ``name`` (errno kept for ctypes.get_errno), or None where there is none."""
+    try:
+        call = getattr(ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True), name)
+    except (OSError, AttributeError):  # not Linux, or a libc without it
+        return None
+    call.argtypes = argtypes
+    call.restype = restype
+    return call
+
+
+_renameat2 = _libc_call("renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint])
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_AT_FDCWD = -100  # fcntl.h
+
+
+def rename_noreplace(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
     """Publish ``src`` as ``dst``; FileExistsError (naming dst) if dst exists.
 
-    link() refuses an existing dst atomically; then the old name goes.  Not
-    following symlinks, so it moves what rename() would move.
+    As os.rename: ``src_dir_fd``/``dst_dir_fd`` make the names relative to
+    those directories.  renameat2(RENAME_NOREPLACE) where the C library has
+    it; where it has not, or the kernel or file system lacks RENAME_NOREPLACE,
+    link() refuses an existing dst atomically, then the old name goes.
+    Neither follows a symlink, so it moves what rename() would move.
     """
+    bsrc, bdst = os.fsencode(src), os.fsencode(dst)
+    if b"\0" in bsrc or b"\0" in bdst:
+        raise ValueError("embedded null byte")
+    if _renameat2 is not None:
+        src_fd = _AT_FDCWD if src_dir_fd is None else operator.index(src_dir_fd)
+        dst_fd = _AT_FDCWD if dst_dir_fd is None else operator.index(dst_dir_fd)
+        if _renameat2(src_fd, bsrc, dst_fd, bdst, _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):  # EINVAL: a file system without RENAME_NOREPLACE
+            raise os_error(err, "publish", dst if err == errno.EEXIST else src)
     try:
-        os.link(src, dst, follow_symlinks=False)
+        os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
     except OSError as exc:
         raise os_error(exc.errno, "publish", dst if exc.errno == errno.EEXIST else src) from None
     try:
-        os.unlink(src)
+        os.unlink(src, dir_fd=src_dir_fd)
     except OSError as exc:
         # Undo, so a failure leaves things as they were (dst is the link we made).
         with contextlib.suppress(OSError):
-            os.unlink(dst)
+            os.unlink(dst, dir_fd=dst_dir_fd)
         raise os_error(exc.errno, "publish", src) from None
+
+
+_syscall = _libc_call("syscall", None, ctypes.c_long)
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture (the unified syscall table)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd, path, flags, resolve):
+    """openat2(2): open ``path`` relative to ``dir_fd`` with ``flags`` and the RESOLVE_* flags
+    ``resolve``; the new descriptor.  OSError (``os_error``, naming path) on failure: ENOSYS
+    where the kernel (or a seccomp filter) has no openat2, EAGAIN when the kernel saw a rename
+    race during a RESOLVE_BENEATH walk (the caller decides whether to try again).
+    """
+    bpath = os.fsencode(path)
+    if b"\0" in bpath:
+        raise ValueError("embedded null byte")
+    if _syscall is None:
+        raise os_error(errno.ENOSYS, "open", path)
+    how = _OpenHow(flags & 0xFFFFFFFF, 0, resolve)
+    while True:
+        fd = _syscall(
+            ctypes.c_long(_SYS_OPENAT2),
+            ctypes.c_int(dir_fd),
+            ctypes.c_char_p(bpath),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise os_error(err, "open", path)
 
 
 def fsync(fd):
@@ -261,18 +339,7 @@ def fsync(fd):
         os.fsync(fd)
 
 
-def _libc_sync_file_range():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):  # not Linux
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-    return call
-
-
-_sync_file_range = _libc_sync_file_range()
+_sync_file_range = _libc_call("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
 # linux/fs.h
 _SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
 _WRITE_BEHIND_UNSUPPORTED = frozenset({errno.ESPIPE, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
@@ -362,17 +429,7 @@ def write_back(fd):
         raise os_error(exc.errno, "writeback") from None
 
 
-def _libc_syncfs():
-    try:
-        call = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
-    except (OSError, AttributeError):  # not Linux
-        return None
-    call.argtypes = [ctypes.c_int]
-    call.restype = ctypes.c_int
-    return call
-
-
-_syncfs = _libc_syncfs()
+_syncfs = _libc_call("syncfs", [ctypes.c_int])
 
 
 def syncfs(fd):
@@ -566,21 +623,12 @@ def recv_chunked_to_file(
     (> 0); after those the decoder stays failed.  Trailers are not
     interpreted: ``decoder.trailers`` holds them for the caller.
     """
-    clock = _Clock(timeout, patience, budget, waited)
-    operator.index(reserve)
-    try:
+    clock = _Clock(timeout, patience, budget, waited, reserve)
+    with clock.failing():
         if decoder.phase == "failed":  # raised again, with characters_written and idle as in C
             raise os_error(decoder._error, "receive")
         start = _offset(file_fd) if writeback > 0 and decoder.phase != "done" else -1
         _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback, max_size)
-    except OSError as exc:
-        if exc.errno is None:
-            raise
-        if getattr(exc, "op", None) is None:
-            exc = os_error(exc.errno, "receive")
-        exc.characters_written = clock.done
-        exc.idle = time.monotonic() - clock.last
-        raise exc from None
     return clock.done
 
 
@@ -612,19 +660,7 @@ def _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback
     poller = select.poll()
     poller.register(sock_fd, select.POLLIN)
     while decoder.phase != "done":
-        # poll first, as _receive: a blocking socket is safe too
-        wait, why = clock.next_limit()
-        if not poller.poll(-1 if wait is None else math.ceil(wait * 1000)):
-            raise os_error(why, "receive")
-        try:
-            got = os.readv(sock_fd, [buf])
-        except BlockingIOError:
-            # readable, yet nothing to read (TCP urgent data): nap instead of spinning
-            wait, why = clock.next_limit()
-            if wait is not None and wait <= 0:
-                raise os_error(why, "receive") from None
-            time.sleep(NAP if wait is None else min(NAP, wait))
-            continue
+        got = clock.recv(sock_fd, poller, buf)
         if got == 0:
             return  # the peer closed before the end: decoder.phase says where
         clock.last = time.monotonic()

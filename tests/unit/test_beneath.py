@@ -69,18 +69,17 @@ def test_only_plain_names(tree, parts):
         beneath.open_dir(fd, parts)
 
 
-@pytest.mark.parametrize("how", ["renameat2", "link"])
-def test_rename_noreplace(tmp_path, monkeypatch, how):
-    if how == "link":  # a glibc without renameat2
-        monkeypatch.setattr(beneath, "_renameat2", None)
-    (tmp_path / "src").write_bytes(b"new")
-    (tmp_path / "taken").write_bytes(b"old")
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        with pytest.raises(FileExistsError):
-            beneath.rename_noreplace(fd, "src", fd, "taken")
-        assert (tmp_path / "taken").read_bytes() == b"old" and (tmp_path / "src").exists()
-        beneath.rename_noreplace(fd, "src", fd, "free")
-        assert (tmp_path / "free").read_bytes() == b"new" and not (tmp_path / "src").exists()
-    finally:
-        os.close(fd)
+def test_a_rename_race_is_retried_a_bounded_number_of_times(tree, monkeypatch):
+    """EAGAIN (the kernel saw a rename during a RESOLVE_BENEATH walk): tried again, _RETRIES times in all."""
+    _base, fd = tree
+    calls = []
+
+    def racing(*args):
+        calls.append(args)
+        raise BlockingIOError(errno.EAGAIN, "rename race")
+
+    monkeypatch.setattr(beneath, "_no_openat2", False)
+    monkeypatch.setattr(beneath.native, "openat2", racing)
+    with pytest.raises(BlockingIOError):
+        beneath.open_dir(fd, ["a"])
+    assert len(calls) == beneath._RETRIES

@@ -712,6 +712,100 @@ def test_rename_noreplace_rejects_nul(fio, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.fixture(params=["c", "python", "python-link"])
+def publish(request, monkeypatch):
+    """An implementation of rename_noreplace; "python-link": the twin with a C library without
+    renameat2 (link + unlink; C does that only where the kernel refuses RENAME_NOREPLACE)."""
+    impl = importlib.import_module({"c": "pyai.native._cimpl"}.get(request.param, "pyai.native._pyimpl"))
+    if request.param == "python-link":
+        monkeypatch.setattr(impl, "_renameat2", None)
+    return impl
+
+
+def test_rename_noreplace_between_directory_descriptors(publish, tmp_path):
+    """As os.rename: names relative to src_dir_fd and dst_dir_fd (PATCH publishes so, naming no path)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "src").write_bytes(b"new")
+    (tmp_path / "b" / "taken").write_bytes(b"old")
+    a_fd = os.open(tmp_path / "a", os.O_RDONLY | os.O_DIRECTORY)
+    b_fd = os.open(tmp_path / "b", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileExistsError) as info:
+            publish.rename_noreplace("src", "taken", src_dir_fd=a_fd, dst_dir_fd=b_fd)
+        assert info.value.filename == "taken" and info.value.op == "publish"
+        assert (tmp_path / "b" / "taken").read_bytes() == b"old" and (tmp_path / "a" / "src").exists()
+        publish.rename_noreplace("src", "free", src_dir_fd=a_fd, dst_dir_fd=b_fd)
+        assert (tmp_path / "b" / "free").read_bytes() == b"new" and not (tmp_path / "a" / "src").exists()
+    finally:
+        os.close(a_fd)
+        os.close(b_fd)
+
+
+def test_rename_noreplace_moves_a_symlink_not_its_target(publish, tmp_path):
+    (tmp_path / "target").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    publish.rename_noreplace(str(tmp_path / "link"), str(tmp_path / "moved"))
+    assert (tmp_path / "moved").is_symlink() and (tmp_path / "target").read_bytes() == b"x"
+    assert not (tmp_path / "link").is_symlink()
+
+
+# ---- openat2 -----------------------------------------------------------------------
+
+RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x04, 0x08
+
+
+def _openat2_or_skip(fio, *args):
+    try:
+        return fio.openat2(*args)
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:
+            pytest.skip("no openat2 here (kernel < 5.6, or a seccomp filter)")
+        raise
+
+
+def test_openat2_opens_below_the_directory(fio, tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = _openat2_or_skip(fio, dir_fd, "a/b", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, RESOLVE_BENEATH)
+        try:
+            assert os.path.samestat(os.fstat(fd), os.stat(tmp_path / "a" / "b"))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+
+
+@pytest.mark.parametrize(
+    "path, resolve, err",
+    [
+        ("link", RESOLVE_NO_SYMLINKS, errno.ELOOP),  # what PATCH refuses: a symlink component
+        ("a/../..", RESOLVE_BENEATH, errno.EXDEV),  # out of the directory
+        ("missing", RESOLVE_BENEATH, errno.ENOENT),
+    ],
+)
+def test_openat2_errors_name_the_path(fio, tmp_path, path, resolve, err):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError) as info:
+            _openat2_or_skip(fio, dir_fd, path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, resolve)
+        assert info.value.errno == err and info.value.filename == path and info.value.op == "open"
+    finally:
+        os.close(dir_fd)
+
+
+def test_openat2_rejects_nul(fio, tmp_path):
+    dir_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(ValueError):
+            fio.openat2(dir_fd, "a\0b", os.O_RDONLY, 0)
+    finally:
+        os.close(dir_fd)
+
+
 # ---- fsync, fsync_dir ------------------------------------------------------------
 
 
