@@ -373,16 +373,22 @@ def test_off_writes_no_line(pool):
 
 
 def test_lines_that_cannot_be_written_fail_no_request(pool):
-    """/dev/full takes no byte (ENOSPC): every request is still answered, and the error log says so once."""
+    """/dev/full takes no byte (ENOSPC): every request is still answered, and the error log says so once.
+
+    The lines are written in batches of at most PIPE_BUF bytes, so the requests are enough lines for
+    several writes (each line is over 200 bytes); the count is read once the service has stopped,
+    which writes (tries to) every line still queued: no write can come after it."""
     srv = pool.start("full", PAI_TRANSFER_LOG="/dev/full", PAI_WORKERS="1")
     ident = new_id()
     with requests.Session() as session:
         assert session.put(srv.id_url(ident), data=b"stored all the same", timeout=TIMEOUT).status_code == 201
-        for _ in range(5):
+        for _ in range(2 * transfer_log.PIPE_BUF // 200):
             assert session.get(srv.id_url(ident), timeout=TIMEOUT).content == b"stored all the same"
+    assert srv.proc.poll() is None
+    assert srv.stop() == 0
+
     said = [line for line in srv.log_path.read_text().splitlines() if "cannot write the transfer log" in line]
     assert len(said) == 1 and "/dev/full" in said[0] and "No space left on device" in said[0], said
-    assert srv.proc.poll() is None
 
 
 @pytest.mark.parametrize("case", ["no directory", "a directory"])
