@@ -40,7 +40,7 @@ PATH_MAX = 160
 FORWARDED_MAX = 128
 METHOD_MAX = 32
 PIPE_BUF = 4096  # the most one write may carry: atomic on a pipe, and a line is always shorter
-BATCH_LINES = 8  # lines a request's thread lets wait before it writes them (about 3 KB of ~350-byte lines)
+BATCH_LINES = 10  # lines a request's thread lets wait before it writes them (3.5 KB of ~350-byte lines)
 
 log = logging.getLogger("gunicorn.error")  # the worker's error log
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps escapes strings with (C)
@@ -70,10 +70,10 @@ class TransferLog:
         finally:
             os.close(fd)
 
-    def add(self, data):
-        """Queue ``data`` (one whole line, bytes); write the queue once ``BATCH_LINES`` lines wait."""
+    def add(self, text):
+        """Queue ``text`` (one whole line, str, ASCII); write the queue once ``BATCH_LINES`` lines wait."""
         queue = self.queue
-        queue.append(data)
+        queue.append(text)
         if len(queue) >= BATCH_LINES:
             self.flush(len(queue))
 
@@ -82,20 +82,27 @@ class TransferLog:
         PIPE_BUF bytes; never raises.  Threads flushing at once each pop their own lines: none is
         written twice or lost (their order across threads is the order they were popped)."""
         queue = self.queue
-        most = len(queue) if most is None else most
-        batch, size = [], 0
-        for _ in range(most):
-            try:
-                data = queue.popleft()
-            except IndexError:  # another thread took the rest
-                break
-            if size + len(data) > PIPE_BUF and batch:
-                self._write(b"".join(batch), len(batch))
-                batch, size = [], 0
-            batch.append(data)
-            size += len(data)
-        if batch:
-            self._write(b"".join(batch) if len(batch) > 1 else batch[0], len(batch))
+        popleft = queue.popleft
+        batch = []
+        try:
+            for _ in range(len(queue) if most is None else most):
+                batch.append(popleft())
+        except IndexError:  # another thread took the rest
+            pass
+        if not batch:
+            return
+        text = "".join(batch)
+        if len(text) <= PIPE_BUF:  # the lines are ASCII: as many bytes as characters
+            self._write(text.encode("ascii"), len(batch))
+            return
+        chunk, size = [], 0  # more than one write: whole lines in each
+        for one in batch:
+            if size + len(one) > PIPE_BUF:
+                self._write("".join(chunk).encode("ascii"), len(chunk))
+                chunk, size = [], 0
+            chunk.append(one)
+            size += len(one)
+        self._write("".join(chunk).encode("ascii"), len(chunk))
 
     def _write(self, data, lines):
         try:
@@ -189,11 +196,11 @@ def write(record, status, sent, client):
     if transfer_log is None:
         return
     try:
-        data = line(record, status, sent, client, _pid)
+        text = _line(record, status, sent, client, _pid)
     except Exception:  # noqa: BLE001 - a record that cannot be logged must not fail its request
         log.exception("cannot make the transfer log line of a request")
         return
-    transfer_log.add(data)
+    transfer_log.add(text)
 
 
 # The line, fields in the schema's order: one %-format of a tuple (the cheapest way found: f-strings
@@ -207,9 +214,15 @@ LINE = (
 
 def line(record, status, sent, client, pid):
     """The JSON line (bytes, ASCII, ending in a newline) of ``record``; the fields are the schema's,
-    in its order.  Formatted by hand, each field inline (a function call per field costs more than
-    most fields): a text is escaped as json.dumps does and cut to its bound, None is null, seconds
-    are to the microsecond and never negative (a clock read twice cannot go back, but be sure)."""
+    in its order."""
+    return _line(record, status, sent, client, pid).encode("ascii")
+
+
+def _line(record, status, sent, client, pid):
+    """``line`` as text (the queue holds text: a batch is encoded once).  Formatted by hand, each
+    field inline (a function call per field costs more than most fields): a text is escaped as
+    json.dumps does and cut to its bound, None is null, seconds are to the microsecond and never
+    negative (a clock read twice cannot go back, but be sure)."""
     duration = time.monotonic() - record.started
     wall = record.wall
     seconds = int(wall)
@@ -221,28 +234,25 @@ def line(record, status, sent, client, pid):
     digest, medium, body = record.digest, record.medium, record.body
     address = client[0] if isinstance(client, tuple) and client else None
     esc = _json_string
-    return (
-        LINE
-        % (
-            text,
-            (wall - seconds) * 1000,
-            "null" if method is None else esc(method if len(method) <= METHOD_MAX else method[:METHOD_MAX]),
-            "null" if path is None else esc(path if len(path) <= PATH_MAX else path[:PATH_MAX]),
-            "null" if ident is None else esc(ident if len(ident) <= PATH_MAX else ident[:PATH_MAX]),
-            "null" if status is None else int(status),
-            sent,
-            body.received if body is not None else 0,
-            duration if duration > 0.0 else 0.0,
-            "null" if first_byte is None else "%.6f" % (first_byte - started if first_byte > started else 0.0),
-            "null" if address is None else esc(address if len(address) <= PATH_MAX else address[:PATH_MAX]),
-            "null" if xff is None else esc(xff if len(xff) <= FORWARDED_MAX else xff[:FORWARDED_MAX]),
-            "null" if token is None else esc(token if len(token) <= PATH_MAX else token[:PATH_MAX]),
-            "null" if digest is None else esc(digest if len(digest) <= PATH_MAX else digest[:PATH_MAX]),
-            "null" if medium is None else esc(medium if len(medium) <= PATH_MAX else medium[:PATH_MAX]),
-            "null" if stage_wait is None else "%.6f" % (stage_wait if stage_wait > 0.0 else 0.0),
-            pid,
-        )
-    ).encode("ascii")
+    return LINE % (
+        text,
+        (wall - seconds) * 1000,
+        "null" if method is None else esc(method if len(method) <= METHOD_MAX else method[:METHOD_MAX]),
+        "null" if path is None else esc(path if len(path) <= PATH_MAX else path[:PATH_MAX]),
+        "null" if ident is None else esc(ident if len(ident) <= PATH_MAX else ident[:PATH_MAX]),
+        "null" if status is None else int(status),
+        sent,
+        body.received if body is not None else 0,
+        duration if duration > 0.0 else 0.0,
+        "null" if first_byte is None else "%.6f" % (first_byte - started if first_byte > started else 0.0),
+        "null" if address is None else esc(address if len(address) <= PATH_MAX else address[:PATH_MAX]),
+        "null" if xff is None else esc(xff if len(xff) <= FORWARDED_MAX else xff[:FORWARDED_MAX]),
+        "null" if token is None else esc(token if len(token) <= PATH_MAX else token[:PATH_MAX]),
+        "null" if digest is None else esc(digest if len(digest) <= PATH_MAX else digest[:PATH_MAX]),
+        "null" if medium is None else esc(medium if len(medium) <= PATH_MAX else medium[:PATH_MAX]),
+        "null" if stage_wait is None else "%.6f" % (stage_wait if stage_wait > 0.0 else 0.0),
+        pid,
+    )
 
 
 _second = (None, "")  # the last second formatted, and its text (one gmtime per second, not per line)
