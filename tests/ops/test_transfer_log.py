@@ -347,6 +347,19 @@ def test_rotation_on_usr1_loses_no_line(pool, tmp_path):
     assert srv.proc.poll() is None
 
 
+def test_a_stop_right_after_the_requests_loses_no_line(pool, tmp_path):
+    """Lines wait for a batch or the flushing thread (a quarter of a second); a worker that stops
+    writes the ones still waiting as it exits (observe.flush at exit)."""
+    log = tmp_path / "transfer.log"
+    srv = pool.start("stop", PAI_TRANSFER_LOG=str(log), PAI_WORKERS="1")
+    asked = [new_id(), new_id()]  # with the start-up probes of /, less than a batch: they wait
+    with requests.Session() as session:
+        for ident in asked:
+            assert session.get(srv.id_url(ident), timeout=TIMEOUT).status_code == 404
+    assert srv.stop() == 0
+    assert sorted(line["id"] for line in read_lines(log) if line["id"] is not None) == sorted(asked)
+
+
 def current_umask():
     mask = os.umask(0)
     os.umask(mask)
