@@ -369,6 +369,10 @@ def listen():
         log.warning("metrics: a scrape in another worker will not see this one's last counts: %s", exc)
         return
     _listener = sock
+    # This worker's own files, now: a scrape finds the workers to ask by their files' names, and
+    # a worker writes its first file at its first flush, which may come after its first requests.
+    for transfers in _get()._transfers.values():
+        transfers.set(0)
 
 
 def wait_for_askers(timeout):
