@@ -361,7 +361,11 @@ def listen():
     directory = os.environ.get(DIRECTORY_ENV)
     if not directory or _listener is not None:
         return
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError as exc:  # out of descriptors: the worker serves all the same
+        log.warning("metrics: a scrape in another worker will not see this one's last counts: %s", exc)
+        return
     try:
         sock.bind(_address(directory, os.getpid()))
     except OSError as exc:
