@@ -11,20 +11,37 @@ prometheus_client picks its value class when it is first imported, from the
 environment, so it is imported only inside functions here, never at import
 time (the master imports pyai before it runs the hooks).
 
+The per-request counts (``request_finished``, ``transfer_started``: the request
+counter, the duration histogram, the byte counters and the transfer gauge) are
+not written per request: each thread adds them to its own list of plain
+numbers (no lock, no shared write), and ``flush`` adds what the lists gained
+since the last flush to the mmapped files.  ``pyai.ops.observe`` flushes every
+``FLUSH_INTERVAL`` seconds from a thread of each worker, and at the worker's
+exit.  A scrape stays exact: the worker answering it flushes its own counts,
+then asks every other worker to flush (a datagram to the socket the other's
+flushing thread waits on, ``listen``) and waits for their answers (at most
+``ASK_TIMEOUT`` seconds) before it reads the files.  A worker killed (SIGKILL)
+loses what it counted since its last flush, at most ``FLUSH_INTERVAL`` seconds.
+
 Outside gunicorn (an in-process test client) the counts are this process's.
 The health gauges (``pyai_ready``, ``pyai_backend_up``, ...), the build info and
 the prefix's free space are computed by the scraping process at scrape time.
 Counting never fails a request: a failure to count is logged once and forgotten.
 """
 
+import bisect
 import contextlib
+import errno
 import fcntl
 import glob
+import hashlib
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import time
 
 from pyai.archive.checksums import ALGORITHMS
@@ -50,12 +67,37 @@ TAPE_KEPT_FILES = "tape_kept_files"  # the 429 of a Tape API client at [tape] ma
 # Backends whose prefix is a local (or mounted) file system: the ones with free-space gauges.
 FREE_SPACE_BACKENDS = ("posix", "hsmsideband")
 PENDING_MAX = 10_000  # Pacifica stages remembered per process until they reach disk
+FLUSH_INTERVAL = 0.25  # seconds: how often each worker adds its threads' counts to its files
+ASK_TIMEOUT = 1.0  # seconds a scrape waits for the other workers' flushes (a worker stopped dead: no longer)
+
+# Where a thread's counts are in its list (see _Instruments.flush): the requests by method and status
+# class, then each method's duration histogram (its buckets, +Inf, then its sum), the body bytes, and
+# the transfers ended, then started, by direction (ended before started: see flush).
+METHOD_SLOTS = (*METHODS, "other")
+STATUS_SLOTS = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
+_METHOD_INDEX = {method: index for index, method in enumerate(METHODS)}
+_OTHER, _NONE = len(METHODS), len(STATUS_SLOTS) - 1
+_STATUS_INDEX = {code: code // 100 - 1 for code in range(100, 600)}
+_HISTOGRAMS = len(METHOD_SLOTS) * len(STATUS_SLOTS)
+_HISTOGRAM_SLOTS = len(DURATION_BUCKETS) + 2  # the buckets, +Inf, the sum
+_SUM = len(DURATION_BUCKETS) + 1
+_RECEIVED = _HISTOGRAMS + len(METHOD_SLOTS) * _HISTOGRAM_SLOTS
+_SENT = _RECEIVED + 1
+_KINDS = (UPLOAD, DOWNLOAD)
+_KIND_INDEX = {kind: index for index, kind in enumerate(_KINDS)}
+_ENDED = _SENT + 1
+_STARTED = _ENDED + len(_KINDS)
+_SLOTS = _STARTED + len(_KINDS)
 
 _instruments = None  # this process's _Instruments, once made
 _private_directory = None  # (master pid, the directory prepare_master made), None for the operator's
 _pending = {}  # path -> time.monotonic() of the Pacifica POST /<id> that found it on tape
 _complained = set()
 _swept_here = 0  # count_swept's count without a directory (this process's)
+_local = threading.local()  # .counts: this thread's list of _SLOTS numbers, which only it writes
+_thread_counts = []  # every thread's list, in the order they first counted (kept after the thread ends)
+_flush_lock = threading.Lock()  # one flush at a time (never taken by a request)
+_listener = None  # this worker's socket, where other workers' scrapes ask it to flush
 SWEPT_FILE = "pyai-swept.count"  # count_swept's count in the directory (not *.db: the collector reads those)
 
 
@@ -179,37 +221,46 @@ class _Instruments:
             self.stage_wait.labels(api)
             for outcome in outcomes:
                 self.stage_files.labels(api, outcome)
-        self._requests = {}  # (method label, status) -> (requests child, duration child)
-        self._transfers = {kind: self.transfers.labels(kind) for kind in (UPLOAD, DOWNLOAD)}
+        self._transfers = {kind: self.transfers.labels(kind) for kind in _KINDS}
         for kind in self._transfers.values():
             kind.set(0)  # shown as 0 before the first transfer, not absent
+        self._flushed = [0] * _SLOTS  # the sums over every thread's list at the last flush
 
-    def request_children(self, method, status):
-        label = METHOD_LABELS.get(method, "other")
-        key = (label, status)
-        pair = self._requests.get(key)
-        if pair is None:
-            status_label = STATUS_CLASSES.get(status, "none") if status is not None else "none"
-            pair = self._requests[key] = (self.requests.labels(label, status_label), self.duration.labels(label))
-        return pair
+    def flush(self):
+        """Add to the files what every thread counted since the last flush (under _flush_lock).
 
-    def finished(self, record, status, sent):
-        count, duration = self.request_children(record.method, status)
-        count.inc()
-        duration.observe(time.monotonic() - record.started)
-        received = record.bytes_received()
-        if received:
-            self.received.inc(received)
-        if sent:
-            self.sent.inc(sent)
-        kind = record.kind
-        if kind is not None:
-            record.kind = None
-            self._transfers[kind].dec()
-
-    def transfer_started(self, record, kind):
-        record.kind = kind
-        self._transfers[kind].inc()
+        A thread may count while this reads its list: what this misses goes with the next
+        flush.  The columns are read in slot order, so every thread's ended transfers are read
+        before any started one: a transfer ended (and so started) before the read of the ended
+        ones is in both sums, and the gauge never shows fewer than the transfers under way."""
+        totals = [sum(column) for column in zip(*list(_thread_counts))] or [0] * _SLOTS
+        flushed = self._flushed
+        for slot, total in enumerate(totals[:_HISTOGRAMS]):
+            if total != flushed[slot]:
+                method, status = divmod(slot, len(STATUS_SLOTS))
+                self.requests.labels(METHOD_SLOTS[method], STATUS_SLOTS[status]).inc(total - flushed[slot])
+        for method, label in enumerate(METHOD_SLOTS):
+            first = _HISTOGRAMS + method * _HISTOGRAM_SLOTS
+            if totals[first : first + _HISTOGRAM_SLOTS] == flushed[first : first + _HISTOGRAM_SLOTS]:
+                continue
+            child = self.duration.labels(label)
+            # prometheus_client's Histogram.observe, for many observations at once: a count per
+            # bucket (not cumulative) and the sum
+            for bucket in range(len(DURATION_BUCKETS) + 1):
+                added = totals[first + bucket] - flushed[first + bucket]
+                if added:
+                    child._buckets[bucket].inc(added)
+            added = totals[first + _SUM] - flushed[first + _SUM]
+            if added:
+                child._sum.inc(added)
+        for slot, counter in ((_RECEIVED, self.received), (_SENT, self.sent)):
+            if totals[slot] != flushed[slot]:
+                counter.inc(totals[slot] - flushed[slot])
+        for index, kind in enumerate(_KINDS):
+            started, ended = totals[_STARTED + index], totals[_ENDED + index]
+            if (started, ended) != (flushed[_STARTED + index], flushed[_ENDED + index]):
+                self._transfers[kind].set(started - ended)
+        self._flushed = totals
 
 
 def _get():
@@ -234,11 +285,38 @@ def start_worker(config):
     _get()
 
 
+def _counts():
+    """This thread's list of counts, made (and known to flush) the first time it counts."""
+    counts = _local.counts = [0] * _SLOTS
+    _thread_counts.append(counts)  # list.append is atomic: no lock
+    return counts
+
+
 def request_finished(record, status, sent):
-    """An exchange ended (``status`` None: no answer began) after ``sent`` body bytes."""
-    instruments = _instruments
-    if instruments is not None:
-        instruments.finished(record, status, sent)
+    """An exchange ended (``status`` None: no answer began) after ``sent`` body bytes: counted in
+    this thread's list (written to the files by the next flush)."""
+    if _instruments is None:
+        return
+    try:
+        counts = _local.counts
+    except AttributeError:
+        counts = _counts()
+    duration = time.monotonic() - record.started
+    method = _METHOD_INDEX.get(record.method, _OTHER)
+    counts[method * len(STATUS_SLOTS) + _STATUS_INDEX.get(status, _NONE)] += 1
+    histogram = _HISTOGRAMS + method * _HISTOGRAM_SLOTS
+    # the bucket of prometheus_client's observe: the first bound >= duration (+Inf after the last)
+    counts[histogram + bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+    counts[histogram + _SUM] += duration
+    body = record.body
+    if body is not None and body.received:
+        counts[_RECEIVED] += body.received
+    if sent:
+        counts[_SENT] += sent
+    kind = record.kind
+    if kind is not None:
+        record.kind = None
+        counts[_ENDED + _KIND_INDEX[kind]] += 1
 
 
 def transfer_started(environ, method):
@@ -248,9 +326,116 @@ def transfer_started(environ, method):
     if kind is None or record is None or record.kind is not None or _instruments is None:
         return
     try:
-        _instruments.transfer_started(record, kind)
-    except Exception as exc:  # noqa: BLE001 - see _quietly
-        _quietly("counting a transfer", exc)
+        counts = _local.counts
+    except AttributeError:
+        counts = _counts()
+    record.kind = kind
+    counts[_STARTED + _KIND_INDEX[kind]] += 1
+
+
+def flush():
+    """Add what this process's threads counted since the last flush to its files; never raises."""
+    instruments = _instruments
+    if instruments is None:
+        return
+    with _flush_lock:
+        try:
+            instruments.flush()
+        except Exception as exc:  # noqa: BLE001 - see _quietly
+            _quietly("writing the counts", exc)
+
+
+# -- a scrape asks the other workers to flush --------------------------------------------------
+
+
+def _address(directory, pid):
+    """The abstract (Linux) socket name of worker ``pid`` counting in ``directory``: no file, no
+    length limit from the directory's path, gone with the process."""
+    key = hashlib.sha256(os.path.realpath(directory).encode()).hexdigest()[:16]
+    return f"\0pyai-metrics-{key}-{pid}".encode()
+
+
+def listen():
+    """In a worker (``pyai.ops.observe.start``): the socket other workers' scrapes ask it to flush at."""
+    global _listener
+    directory = os.environ.get(DIRECTORY_ENV)
+    if not directory or _listener is not None:
+        return
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError as exc:  # out of descriptors: the worker serves all the same
+        log.warning("metrics: a scrape in another worker will not see this one's last counts: %s", exc)
+        return
+    try:
+        sock.bind(_address(directory, os.getpid()))
+    except OSError as exc:
+        sock.close()
+        log.warning("metrics: a scrape in another worker will not see this one's last counts: %s", exc)
+        return
+    _listener = sock
+    # This worker's own files, now: a scrape finds the workers to ask by their files' names, and
+    # a worker writes its first file at its first flush, which may come after its first requests.
+    for transfers in _get()._transfers.values():
+        transfers.set(0)
+
+
+def wait_for_askers(timeout):
+    """Block until a scrape asks (or ``timeout`` seconds): the askers to ``answer`` after a flush."""
+    sock = _listener
+    if sock is None:
+        time.sleep(timeout)
+        return []
+    askers = []
+    sock.settimeout(timeout)
+    try:
+        askers.append(sock.recvfrom(64))
+        sock.setblocking(False)
+        while True:  # one flush answers every scrape waiting
+            askers.append(sock.recvfrom(64))
+    except (BlockingIOError, TimeoutError):
+        pass
+    return askers
+
+
+def answer(askers):
+    """Tell the scrapes in ``askers`` (from ``wait_for_askers``) that this worker has flushed."""
+    for nonce, address in askers:
+        with contextlib.suppress(OSError):  # that scrape has gone (its worker, or its wait, ended)
+            _listener.sendto(nonce, address)
+
+
+def _ask_others(directory):
+    """Every other live worker flushes before this scrape reads the files (at most ASK_TIMEOUT)."""
+    pids = set()
+    for name in glob.glob(os.path.join(glob.escape(directory), "*_*.db")):
+        with contextlib.suppress(ValueError):
+            pids.add(int(os.path.basename(name)[:-3].rsplit("_", 1)[1]))
+    pids.discard(os.getpid())
+    if not pids:
+        return
+    nonce = os.urandom(8)
+    waiting = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("")  # an address of its own (autobind) for the answers
+        for pid in pids:
+            try:
+                sock.sendto(nonce, _address(directory, pid))
+                waiting += 1
+            except OSError as exc:  # no such worker any more (or the master: it counts no request)
+                if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+                    _quietly("asking a worker to flush", exc)
+        deadline = time.monotonic() + ASK_TIMEOUT
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _quietly("waiting for the other workers' counts", TimeoutError(f"{waiting} did not answer"))
+                return
+            sock.settimeout(left)
+            try:
+                if sock.recv(64) == nonce:
+                    waiting -= 1
+            except TimeoutError:
+                continue
 
 
 def count_swept(removed):
@@ -359,8 +544,19 @@ def _count(what, count):
 
 
 def exposition(health):
-    """``(content type, body)`` of ``GET /metrics``: every process's counts, and ``health`` now."""
+    """``(content type, body)`` of ``GET /metrics``: every process's counts, and ``health`` now.
+
+    Every request that ended before the scrape began is in it, whichever worker ended it: this
+    worker flushes, and asks the others to (see the module's docstring)."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    flush()
+    directory = os.environ.get(DIRECTORY_ENV)
+    if directory and _instruments is not None:
+        try:
+            _ask_others(directory)
+        except Exception as exc:  # noqa: BLE001 - a scrape still shows what the files have
+            _quietly("asking the other workers to flush", exc)
 
     return CONTENT_TYPE_LATEST, generate_latest(_Scrape(health))
 

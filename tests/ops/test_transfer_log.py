@@ -347,6 +347,19 @@ def test_rotation_on_usr1_loses_no_line(pool, tmp_path):
     assert srv.proc.poll() is None
 
 
+def test_a_stop_right_after_the_requests_loses_no_line(pool, tmp_path):
+    """Lines wait for a batch or the flushing thread (a quarter of a second); a worker that stops
+    writes the ones still waiting as it exits (observe.flush at exit)."""
+    log = tmp_path / "transfer.log"
+    srv = pool.start("stop", PAI_TRANSFER_LOG=str(log), PAI_WORKERS="1")
+    asked = [new_id(), new_id()]  # with the start-up probes of /, less than a batch: they wait
+    with requests.Session() as session:
+        for ident in asked:
+            assert session.get(srv.id_url(ident), timeout=TIMEOUT).status_code == 404
+    assert srv.stop() == 0
+    assert sorted(line["id"] for line in read_lines(log) if line["id"] is not None) == sorted(asked)
+
+
 def current_umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -373,16 +386,22 @@ def test_off_writes_no_line(pool):
 
 
 def test_lines_that_cannot_be_written_fail_no_request(pool):
-    """/dev/full takes no byte (ENOSPC): every request is still answered, and the error log says so once."""
+    """/dev/full takes no byte (ENOSPC): every request is still answered, and the error log says so once.
+
+    The lines are written in batches of at most PIPE_BUF bytes, so the requests are enough lines for
+    several writes (each line is over 200 bytes); the count is read once the service has stopped,
+    which writes (tries to) every line still queued: no write can come after it."""
     srv = pool.start("full", PAI_TRANSFER_LOG="/dev/full", PAI_WORKERS="1")
     ident = new_id()
     with requests.Session() as session:
         assert session.put(srv.id_url(ident), data=b"stored all the same", timeout=TIMEOUT).status_code == 201
-        for _ in range(5):
+        for _ in range(2 * transfer_log.PIPE_BUF // 200):
             assert session.get(srv.id_url(ident), timeout=TIMEOUT).content == b"stored all the same"
+    assert srv.proc.poll() is None
+    assert srv.stop() == 0
+
     said = [line for line in srv.log_path.read_text().splitlines() if "cannot write the transfer log" in line]
     assert len(said) == 1 and "/dev/full" in said[0] and "No space left on device" in said[0], said
-    assert srv.proc.poll() is None
 
 
 @pytest.mark.parametrize("case", ["no directory", "a directory"])
