@@ -7,6 +7,8 @@ Environment variables adjust the common ones without editing this file:
 import os
 import sys
 
+import pyai.server.balance as _balance  # noqa: F401 - the page the workers share is made here, in the master
+
 bind = os.environ.get("PAI_BIND", "127.0.0.1:8080")
 
 # Threaded workers keep connections alive between requests (sync workers close
@@ -110,10 +112,11 @@ def _check_before_reload(server):
 def child_exit(server, worker):
     """A worker ended (in the master): a crashed one's temporary files are swept soon, its gauges go."""
     from pyai.ops import metrics
-    from pyai.server import lifecycle
+    from pyai.server import balance, lifecycle
 
     lifecycle.worker_exited(server)
     metrics.worker_exited(worker.pid)  # in the master: a dead worker's in-progress gauges go
+    balance.release(worker.age)  # its connections are no longer compared
 
 
 def on_exit(server):

@@ -45,6 +45,7 @@ from pyai import serving
 from pyai.config import load as load_config
 from pyai.ops import observe
 from pyai.ops.record import RECORD, Record
+from pyai.server import balance
 from pyai.server.connection import (
     CLOSE,
     COMPLETE,
@@ -98,7 +99,8 @@ class PyaiWorker(Worker):
         self.threads = []
         self.running = True  # the threads wait for events while it is True
         self.accepting = False
-        self.accept_paused_until = 0.0  # after running out of descriptors (see _accept)
+        self.accept_paused_until = 0.0  # after running out of descriptors, or while loaded (see _accept)
+        self.balancing_since = None  # when this worker stopped listening for being loaded
         self.stopping_since = None
         self.quick = False  # INT or QUIT came: stop at once (see _begin_quick_stop)
         self.quick_since = None
@@ -123,6 +125,7 @@ class PyaiWorker(Worker):
             sys.exit(WORKER_BOOT_ERROR)
         self.poller = select.epoll()
         self.stop_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.slot = balance.slot_of(self.age)
         observe.start(self, self.settings)
         super().init_process()
 
@@ -143,6 +146,7 @@ class PyaiWorker(Worker):
     # ---- the main thread: signals, deadlines, stops ------------------------
 
     def run(self):
+        balance.hold(self.slot, 0)  # compared only once it listens (loading the app takes a second)
         for listener in self.sockets:
             listener.setblocking(False)
             self.targets[listener.fileno()] = listener
@@ -153,6 +157,7 @@ class PyaiWorker(Worker):
         ]
         for thread in self.threads:
             thread.start()
+        last_tick = 0.0
         while True:
             now = time.monotonic()
             if not self.alive and self.stopping_since is None:
@@ -166,13 +171,26 @@ class PyaiWorker(Worker):
                 if not self.conns or now - self.stopping_since > self.cfg.graceful_timeout:
                     break
             elif now >= self.accept_paused_until:
-                self._set_accepting(len(self.conns) < self.cfg.worker_connections)
-            self.notify()
-            self._expire(now)
-            if not self.is_parent_alive():
-                break
+                if (
+                    self.balancing_since is not None
+                    and now - self.balancing_since < balance.PATIENCE
+                    and (balance.loaded(self.slot, len(self.conns)))
+                ):
+                    self.accept_paused_until = now + balance.DELAY  # still loaded: the others accept
+                else:
+                    self.balancing_since = None
+                    self._set_accepting(len(self.conns) < self.cfg.worker_connections)
+            if now - last_tick >= TICK:
+                last_tick = now
+                self.notify()
+                self._expire(now)
+                if not self.is_parent_alive():
+                    break
+            wait = TICK
+            if self.stopping_since is None and self.accept_paused_until > now:
+                wait = min(TICK, self.accept_paused_until - now)  # a balance delay ends soon (see _accept)
             try:
-                select.select([self.PIPE[0]], [], [], TICK)
+                select.select([self.PIPE[0]], [], [], wait)
                 while os.read(self.PIPE[0], 4096):
                     pass
             except (BlockingIOError, InterruptedError):
@@ -352,15 +370,23 @@ class PyaiWorker(Worker):
             sock = None
             if exc.errno != errno.EBADF and self.stopping_since is None:  # EBADF: a stop closed the listener
                 self.log.exception("accept failed")
+        if sock is not None:
+            conn = Connection(sock, client, listener.getsockname(), self.limits.head)
+            self.conns.add(conn)
+            balance.hold(self.slot, len(self.conns))
+        loaded = balance.loaded(self.slot, len(self.conns))
         with self.lock:  # re-armed for the next one, unless the worker stopped accepting meanwhile
-            if self.accepting and len(self.conns) + 1 < self.cfg.worker_connections:
+            if self.accepting and not loaded and len(self.conns) < self.cfg.worker_connections:
                 self.poller.modify(listener.fileno(), select.EPOLLIN | ONESHOT)
             else:
                 self.accepting = False
+        if loaded:  # another worker holds fewer: it takes the next connections (see pyai.server.balance)
+            now = time.monotonic()
+            self.balancing_since = now
+            self.accept_paused_until = now + balance.DELAY
+            self._wake_main()
         if sock is None:
             return
-        conn = Connection(sock, client, listener.getsockname(), self.limits.head)
-        self.conns.add(conn)
         if self.stopping_since is not None:
             self._close(conn)
             return
@@ -603,8 +629,15 @@ class PyaiWorker(Worker):
             exchange.close(self)
         util.close(conn.sock)
         self.conns.discard(conn)
+        balance.hold(self.slot, len(self.conns))
         if not self.accepting and self.alive and now_accepting(self):
             self._set_accepting(True)
+
+    def _wake_main(self):
+        try:
+            os.write(self.PIPE[1], b".")
+        except (BlockingIOError, InterruptedError):
+            pass  # a wake-up is pending already
 
     def access(self, exchange):
         """gunicorn's access log line for an exchange (only when an access log is configured)."""

@@ -7,11 +7,15 @@ an idle connection gives its thread back, so connections beyond the thread
 count are still served.
 """
 
+import collections
 import http.client
 import json
+import os
+import re
+import socket
 
 import pytest
-from server import raw_request
+from server import raw_request, wait_until
 
 # Requests that wait for a hoarded thread would hang: a bounded wait turns that into a failure.
 TIMEOUT = 15
@@ -100,3 +104,46 @@ def test_unreadable_requests_get_the_json_error_document(server, request_bytes, 
     assert document["status"].startswith(str(status))
     assert set(document) == {"status", "message", "traceback", "version"}
     assert "<html>" not in resp.body.decode("latin-1")
+
+
+@pytest.fixture(scope="module")
+def two_workers(make_server):
+    return make_server("two-workers", PAI_WORKERS="2", PAI_THREADS="4")
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(two_workers):
+    """Kept-alive connections stay where they were accepted: 8 opened at once must not land 8/0 or
+    6/2 on two workers (one would do all their work while the other idles).  Each round's
+    requests are found in the transfer log, which names the worker (pid) that answered."""
+    rounds, width = 5, 8
+    warm = re.compile(rf'"path":"/warm-{os.getpid()}".*?"pid":(\d+)')
+
+    def both_listen():  # a worker loads the app for a second or more before it listens
+        socks = [socket.create_connection(("127.0.0.1", two_workers.port), timeout=TIMEOUT) for _ in range(2)]
+        for sock in socks:
+            sock.sendall(f"GET /warm-{os.getpid()} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(65536)
+        for sock in socks:
+            sock.close()
+        return len(set(warm.findall(two_workers.log()))) == 2
+
+    assert wait_until(both_listen, timeout=30)
+    for rnd in range(rounds):
+        socks = [socket.create_connection(("127.0.0.1", two_workers.port), timeout=TIMEOUT) for _ in range(width)]
+        try:
+            for i, sock in enumerate(socks):
+                sock.sendall(f"GET /balance-{os.getpid()}-{rnd}-{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            for sock in socks:
+                assert sock.recv(65536).startswith(b"HTTP/1.1 404")
+        finally:
+            for sock in socks:
+                sock.close()
+    pattern = re.compile(rf'"path":"/balance-{os.getpid()}-(\d+)-\d+".*?"pid":(\d+)')
+
+    def found():
+        return pattern.findall(two_workers.log())
+
+    assert wait_until(lambda: len(found()) == rounds * width, timeout=10), found()
+    for rnd in range(rounds):
+        per_worker = collections.Counter(pid for r, pid in found() if int(r) == rnd)
+        assert len(per_worker) == 2 and max(per_worker.values()) <= width // 2 + 1, (rnd, per_worker)
