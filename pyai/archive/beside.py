@@ -98,6 +98,8 @@ class Beside:
                 pieces.put(_END)
             for thread in self._threads:
                 thread.join()
+            # the slabs go now, not whenever the request that held this object is collected
+            self._free, self._slab, self._made = queue.SimpleQueue(), None, 0
         if self._failed:
             raise self._failed[0]
         return {name: hasher.digest() for name, hasher in self._hashers.items()}

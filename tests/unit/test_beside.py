@@ -71,6 +71,7 @@ def test_each_lane_has_a_thread_and_memory_is_bounded():
     assert digesting._made <= beside.SLABS  # 20 slabs went through at most SLABS buffers
     assert digesting.digests() == expected(data)
     assert beside_threads() == []
+    assert digesting._free.empty() and digesting._slab is None  # the slabs are let go with the digests
 
 
 def test_the_buffer_may_be_reused_at_once():
