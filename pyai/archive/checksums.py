@@ -118,7 +118,7 @@ def lanes(names, cores=None):
     """``names`` split into lanes, each to be hashed on a thread of its own: one lane each
     when there are as many cores, else as many lanes as cores, the costliest first, each
     into the lane with the least work so far (on 2 cores: md5 alone, sha256 and adler32 together)."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or _cores()
     if len(names) <= cores:
         return [(name,) for name in names]
     load = [0.0] * cores
@@ -128,6 +128,14 @@ def lanes(names, cores=None):
         split[lightest].append(name)
         load[lightest] += cost(name)
     return [tuple(name for name in names if name in lane) for lane in split if lane]
+
+
+def _cores():
+    """The cores this process may run on (its affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def digesting(names):

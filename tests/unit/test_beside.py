@@ -118,7 +118,9 @@ def test_dropped_digests_end_their_threads():
 
 
 def test_lanes_give_the_slowest_a_lane_of_its_own():
-    assert checksums.lanes(NAMES, cores=2) == [("md5",), ("sha256", "adler32")]
+    split = checksums.lanes(NAMES, cores=2)  # md5 alone where sha256 has SHA extensions
+    assert len(split) == 2 and (max(NAMES, key=checksums.cost),) in split
+    assert sorted(name for lane in split for name in lane) == sorted(NAMES)
     assert checksums.lanes(NAMES, cores=4) == [("sha256",), ("adler32",), ("md5",)]
     assert checksums.lanes(NAMES, cores=1) == [NAMES]
 
