@@ -5,10 +5,11 @@ Each digest is sequential, so a large PUT keeping several (sha256, adler32 and
 md5 by default) can go no faster than one core computes the slowest of them,
 md5 (about 0.75 GB/s).  It reaches that only when nothing else waits for md5
 and md5 waits for nothing: ``Beside`` copies the bytes given to ``update``
-once, into slabs of SLAB bytes (the caller reuses its buffer: the receive's,
-or the tee reader's), and hands each full slab to every lane; each lane's
-thread hashes it with its digests (hashlib and pyai's adler32 release the GIL
-on pieces this large) and the slab is reused once every lane is done with it.
+once, into slabs of SLAB bytes (the caller reuses its buffer: the chunked
+decoder's; the tee reader instead reads its pipe straight into the slab,
+``fill``), and hands each full slab to every lane; each lane's thread hashes
+it with its digests (hashlib and pyai's adler32 release the GIL on pieces
+this large) and the slab is reused once every lane is done with it.
 At most SLABS slabs exist: a lane that falls that far behind slows the
 receive instead of growing memory, and until then the receive never waits for
 a digest.  ``pyai.archive.checksums.lanes`` splits the digests into lanes:
@@ -21,6 +22,7 @@ copy).  ``digests`` flushes the last slab and waits for the lanes; the threads
 end then, or when the object is dropped without it (an upload that failed).
 """
 
+import os
 import queue
 import threading
 import weakref
@@ -58,6 +60,7 @@ class Beside:
         self._slab: Optional[_Slab] = None  # the slab being filled
         self._lock = threading.Lock()  # guards each slab's ``pending``
         self._failed: list = []  # what a lane's update raised, if anything (the lanes keep draining)
+        self._scratch: Optional[memoryview] = None  # what ``fill`` reads into while hashing in line
 
     def as_hashers(self):
         """What the receive loops take as their hashers (they call ``update`` of each): this, or nothing to hash."""
@@ -86,6 +89,26 @@ class Beside:
             view = view[take:]
             if slab.size == SLAB:
                 self._send(slab)
+
+    def fill(self, fd):
+        """``update`` with what the pipe ``fd`` holds (at most SLAB bytes), read straight into
+        the slab the lanes hash next once they run (no copy between); 0 at the pipe's end."""
+        if self._queues is None and (self._inline < 0 or self._inline + SLAB <= START):
+            if self._scratch is None:
+                self._scratch = memoryview(bytearray(SLAB))
+            n = os.readv(fd, [self._scratch])
+            self.update(self._scratch[:n])
+            return n
+        if self._queues is None:
+            self._start()
+        slab = self._slab
+        if slab is None:
+            slab = self._slab = self._take()
+        n = os.readv(fd, [slab.view[slab.size :]])
+        slab.size += n
+        if slab.size == SLAB:
+            self._send(slab)
+        return n
 
     def digests(self):
         """``{name: digest}`` of every byte given: waits for the lanes (their threads end here)."""

@@ -144,3 +144,27 @@ def test_adler32_is_zlibs(offset):
         value = zlib.adler32(piece, value)
         hasher.update(piece)
     assert hasher.digest() == value.to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("lanes", [(("md5",), ("sha256", "adler32")), (NAMES,)])
+def test_fill_reads_a_pipe_into_the_digests(lanes):
+    """The tee reader's way in: each ``fill`` reads what the pipe holds, 0 at its end."""
+    data = os.urandom(beside.START + 5 * beside.SLAB + 777)
+    read_fd, write_fd = os.pipe()
+
+    def writer():
+        with os.fdopen(write_fd, "wb") as pipe:
+            for start in range(0, len(data), 100_000):
+                pipe.write(data[start : start + 100_000])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    digesting = group(lanes=lanes)
+    try:
+        while digesting.fill(read_fd):
+            pass
+    finally:
+        os.close(read_fd)
+        thread.join()
+    assert digesting.digests() == expected(data)
+    assert beside_threads() == []
