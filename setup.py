@@ -30,11 +30,13 @@ def extensions():
         depends=["csrc/pyai_io.h", "csrc/pyai_chunked.h"],
         extra_compile_args=CFLAGS,
     )
+    # Adler-32 with AVX2 (pyai.archive.checksums falls back to zlib's without it)
+    adler_ext = Extension("pyai.archive._adler32", sources=["csrc/pyai_adler32.c"], extra_compile_args=CFLAGS)
     return cythonize(
         [io_ext],
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False},
-    ) + [hpss_extension()]
+    ) + [adler_ext, hpss_extension()]
 
 
 def hpss_extension():

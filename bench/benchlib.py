@@ -680,6 +680,7 @@ SCENARIOS = [
     "large PUT chunked disk",
     "large PUT chunked tmpfs",
     "large PUT ext4j",
+    "digest limit",
     "large GET tmpfs",
     "range GET 1MiB",
     "small PUT 30B",
@@ -833,6 +834,62 @@ def large_put_rounds(benchmark, scenario, target, svc, prefix, source, chunked=F
     for path in stored:
         unlink_quiet(path)
     finish(benchmark, scenario, target)
+
+
+def digest_rates(source, names):
+    """``{name: MB/s}``: how fast one core computes each digest (pyai's own hashers) over
+    the file ``source``, read in 1 MiB pieces; only the hashing is timed, in this
+    thread's CPU time (what other processes take from the core does not count)."""
+    from pyai.archive import checksums
+
+    hashers = {name: checksums.new(name) for name in names}
+    spent = dict.fromkeys(names, 0.0)
+    buf = bytearray(MiB)
+    view = memoryview(buf)
+    size = 0
+    with open(source, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            size += n
+            for name, hasher in hashers.items():
+                started = time.thread_time()
+                hasher.update(view[:n])
+                spent[name] += time.thread_time() - started
+    return {name: size / seconds / 1e6 for name, seconds in spent.items() if seconds}
+
+
+# the large PUT rows that keep pyai's default digests: their ratio to the digest limit is noted
+DIGEST_LIMITED = ("large PUT disk", "large PUT tmpfs", "large PUT chunked disk", "large PUT chunked tmpfs",
+                  "large PUT ext4j")  # fmt: skip
+
+
+def digest_limit_rounds(benchmark, scenario, source):
+    """The ``digest limit`` reference (raw column): one core computing the slowest of the
+    default digests over the large PUTs' source; a PUT keeping them can go no faster.
+    Notes each default-digest large PUT's ratio to it (pyai's medians of this run)."""
+    from pyai.archive import checksums
+
+    names = checksums.parse_config_algorithms(checksums.DEFAULT_CONFIG)
+
+    def run():
+        rates = digest_rates(source, names)
+        slowest = min(rates, key=rates.get)
+        RESULTS.add(scenario, "raw", rates[slowest], "MB/s", algorithm=slowest, rates=rates)
+
+    benchmark.pedantic(run, rounds=SETTINGS.large_rounds, iterations=1)
+    finish(benchmark, scenario, "raw")
+    limit = RESULTS.summary(scenario, "raw")["median"]
+    slowest = RESULTS.samples[scenario]["raw"][-1]["algorithm"]
+    ratios = []
+    for put in DIGEST_LIMITED:
+        summary = RESULTS.summary(put, "pyai")
+        if summary is not None:
+            ratios.append(f"{put.removeprefix('large PUT ')} {summary['median'] / limit:.2f}")
+    RESULTS.note(
+        "digest limit",
+        f"digest limit (raw column) = one core computing {slowest}, the slowest of pyai's default digests"
+        f" ({', '.join(names)}), over the large PUTs' source, hashing time only: {limit:.0f} MB/s"
+        + (f"; pyai large PUT / digest limit: {', '.join(ratios)}." if ratios else "."),
+    )
 
 
 def small_rounds(benchmark, scenario, target, svc, method, size, close_ends_body=False):

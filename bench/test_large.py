@@ -3,7 +3,8 @@
 PUTs with a Content-Length, and (``large PUT chunked``) the same file sent by curl as a
 chunked body.  One curl per transfer (the client must not be the bottleneck); throughput is the
 bytes moved over curl's total time.  References in the same run: nginx on the
-same directory, pyai's Python path, and dd (write with conv=fdatasync, read).
+same directory, pyai's Python path, and dd (write with conv=fdatasync, read); and the
+``digest limit``: one core computing the slowest of the default digests over the same source.
 """
 
 import benchlib as bl
@@ -33,6 +34,13 @@ def test_large_put_no_checksum(benchmark, bench_env, fs, target):
 def test_large_put_chunked(benchmark, bench_env, fs, target):
     """The same PUT with ``Transfer-Encoding: chunked`` (no Content-Length), pyai's defaults beside nginx."""
     _large_puts(benchmark, bench_env, f"large PUT chunked {fs}", fs, target, bench_env.service(fs, target), True)
+
+
+def test_digest_limit(benchmark, bench_env):
+    """One core computing the slowest default digest over the same source: the large PUTs
+    above keep those digests, and each is sequential, so none can go faster (after them: their
+    ratios to it are noted)."""
+    bl.digest_limit_rounds(benchmark, "digest limit", bench_env.source)
 
 
 def _large_puts(benchmark, bench_env, scenario, fs, target, svc, chunked=False):

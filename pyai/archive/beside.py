@@ -1,82 +1,181 @@
-"""A hasher that runs on a thread of its own, beside the other hashers of a receive.
+"""The digests of one body, computed beside whatever gives the bytes: each lane of
+digests on a thread of its own.
 
-md5, the slowest algorithm a PUT keeps by default (about 0.6 GB/s on one core,
-against about 1.5 for sha256), would otherwise bound a large upload on fast
-storage: hashed on one thread after sha256 and adler32, the three take about
-2.5 CPU s/GiB.  ``Beside(hasher)`` has the hasher's ``update``/``digest``:
-``update`` copies the bytes (the caller reuses its buffer) and queues them for
-the thread, at most DEPTH pieces ahead (memory bounded by DEPTH receive
-buffers, and a slow hash slows the receive instead of growing a queue), and
-``digest`` waits until the thread has hashed all of them.  The first START
-bytes are hashed in line, so a small body never starts a thread.  The thread
-ends at ``digest``, or when the object is dropped without it (an upload that
-failed).
+Each digest is sequential, so a large PUT keeping several (sha256, adler32 and
+md5 by default) can go no faster than one core computes the slowest of them,
+md5 (about 0.75 GB/s).  It reaches that only when nothing else waits for md5
+and md5 waits for nothing: ``Beside`` copies the bytes given to ``update``
+once, into slabs of SLAB bytes (the caller reuses its buffer: the chunked
+decoder's; the tee reader instead reads its pipe straight into the slab,
+``fill``), and hands each full slab to every lane; each lane's thread hashes
+it with its digests (hashlib and pyai's adler32 release the GIL on pieces
+this large) and the slab is reused once every lane is done with it.
+At most SLABS slabs exist: a lane that falls that far behind slows the
+receive instead of growing memory, and until then the receive never waits for
+a digest.  ``pyai.archive.checksums.lanes`` splits the digests into lanes:
+one each when there are cores for them, else the slowest alone and the rest
+shared.
+
+The first START bytes are hashed in line, so a small body never starts a
+thread; a single lane is always hashed in line (a thread would only add the
+copy).  ``digests`` flushes the last slab and waits for the lanes; the threads
+end then, or when the object is dropped without it (an upload that failed).
 """
 
+import os
 import queue
 import threading
 import weakref
-from typing import Optional
+from typing import Any, Dict, List, Optional, Sequence
 
-DEPTH = 4
-START = 8 << 20  # bytes hashed in line before the thread starts
-_END = None  # what tells the thread to stop
+SLAB = 1 << 20  # bytes handed to the lanes at a time: few wake-ups, and it stays in cache
+SLABS = 8  # slabs one body may hold: how far a lane may fall behind the receive
+START = 8 << 20  # bytes hashed in line before the lanes start
+_END = None  # what tells a lane's thread to stop
+
+
+class _Slab:
+    __slots__ = ("buffer", "view", "size", "pending")
+
+    def __init__(self):
+        self.buffer = bytearray(SLAB)
+        self.view = memoryview(self.buffer)
+        self.size = 0  # bytes filled
+        self.pending = 0  # lanes that have not hashed it yet
 
 
 class Beside:
-    def __init__(self, hasher):
-        self.name = hasher.name
-        self.digest_size = hasher.digest_size
-        self._hasher = hasher
-        self._inline = 0
-        self._queue: Optional[queue.Queue] = None
-        self._thread: Optional[threading.Thread] = None
+    """``update(data)`` and ``digests()`` for the hashers ``{name: hasher}``, each lane
+    (a sequence of names) on a thread of its own once the bytes are many."""
+
+    def __init__(self, hashers: Dict[str, Any], lanes: Sequence[Sequence[str]]):
+        self._hashers = dict(hashers)
+        self._lanes = [tuple(self._hashers[name] for name in lane) for lane in lanes if lane]
+        self._inline = 0 if len(self._lanes) > 1 else -1  # -1: always in line
+        self._queues: Optional[List[queue.SimpleQueue]] = None
+        self._threads: List[threading.Thread] = []
         self._finalizer: Optional[weakref.finalize] = None
-        self._failed = []  # what the thread's update raised, if anything (never left in the queue's way)
+        self._free: "queue.SimpleQueue[_Slab]" = queue.SimpleQueue()
+        self._made = 0  # slabs allocated so far (at most SLABS)
+        self._slab: Optional[_Slab] = None  # the slab being filled
+        self._lock = threading.Lock()  # guards each slab's ``pending``
+        self._failed: list = []  # what a lane's update raised, if anything (the lanes keep draining)
+        self._scratch: Optional[memoryview] = None  # what ``fill`` reads into while hashing in line
+
+    def as_hashers(self):
+        """What the receive loops take as their hashers (they call ``update`` of each): this, or nothing to hash."""
+        return (self,) if self._hashers else ()
 
     def update(self, data):
-        pieces = self._queue
-        if pieces is None:
+        if self._queues is None:
             size = memoryview(data).nbytes
-            if self._inline + size <= START:
-                self._hasher.update(data)
-                self._inline += size
+            if self._inline < 0 or self._inline + size <= START:
+                for hasher in self._hashers.values():
+                    hasher.update(data)
+                if self._inline >= 0:
+                    self._inline += size
                 return
-            pieces = self._start()
-        pieces.put(bytes(data))
+            self._start()
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        while view:
+            slab = self._slab
+            if slab is None:
+                slab = self._slab = self._take()
+            take = min(SLAB - slab.size, len(view))
+            slab.buffer[slab.size : slab.size + take] = view[:take]
+            slab.size += take
+            view = view[take:]
+            if slab.size == SLAB:
+                self._send(slab)
 
-    def _start(self):
-        pieces = self._queue = queue.Queue(DEPTH)
-        self._thread = threading.Thread(
-            target=_hash, args=(self._hasher, pieces, self._failed), name="hash-beside", daemon=True
-        )
-        self._thread.start()
-        # an upload that fails drops its hashers without asking for a digest: end the thread then
-        self._finalizer = weakref.finalize(self, pieces.put, _END)
-        return pieces
+    def fill(self, fd):
+        """``update`` with what the pipe ``fd`` holds (at most SLAB bytes), read straight into
+        the slab the lanes hash next once they run (no copy between); 0 at the pipe's end."""
+        if self._queues is None and (self._inline < 0 or self._inline + SLAB <= START):
+            if self._scratch is None:
+                self._scratch = memoryview(bytearray(SLAB))
+            n = os.readv(fd, [self._scratch])
+            self.update(self._scratch[:n])
+            return n
+        if self._queues is None:
+            self._start()
+        slab = self._slab
+        if slab is None:
+            slab = self._slab = self._take()
+        n = os.readv(fd, [slab.view[slab.size :]])
+        slab.size += n
+        if slab.size == SLAB:
+            self._send(slab)
+        return n
 
-    def digest(self):
-        thread, finalizer, pieces = self._thread, self._finalizer, self._queue
-        if thread is not None and finalizer is not None and pieces is not None:
+    def digests(self):
+        """``{name: digest}`` of every byte given: waits for the lanes (their threads end here)."""
+        queues, finalizer = self._queues, self._finalizer
+        if queues is not None and finalizer is not None and finalizer.alive:
+            if self._slab is not None and self._slab.size:
+                self._send(self._slab)
             finalizer.detach()
-            pieces.put(_END)
-            thread.join()
-            self._thread = None
+            for pieces in queues:
+                pieces.put(_END)
+            for thread in self._threads:
+                thread.join()
+            # the slabs go now, not whenever the request that held this object is collected
+            self._free, self._slab, self._made = queue.SimpleQueue(), None, 0
         if self._failed:
             raise self._failed[0]
-        return self._hasher.digest()
+        return {name: hasher.digest() for name, hasher in self._hashers.items()}
 
-    def hexdigest(self):
-        return self.digest().hex()
+    def _take(self):
+        if self._made < SLABS:
+            try:
+                return self._free.get_nowait()
+            except queue.Empty:
+                self._made += 1
+                return _Slab()
+        return self._free.get()  # every slab is still with a lane: wait for one
+
+    def _send(self, slab):
+        self._slab = None
+        slab.pending = len(self._lanes)
+        for pieces in self._queues or ():
+            pieces.put(slab)
+
+    def _start(self):
+        self._queues = [queue.SimpleQueue() for _ in self._lanes]
+        for lane, pieces in zip(self._lanes, self._queues):
+            thread = threading.Thread(
+                target=_hash,
+                args=(lane, pieces, self._free, self._lock, self._failed),
+                name="hash-beside",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        # an upload that fails drops its digests without asking for them: end the threads then
+        self._finalizer = weakref.finalize(self, _stop, self._queues)
 
 
-def _hash(hasher, pieces, failed):
+def _stop(queues):
+    for pieces in queues:
+        pieces.put(_END)
+
+
+def _hash(hashers, pieces, free, lock, failed):
     while True:
-        piece = pieces.get()
-        if piece is _END:
+        slab = pieces.get()
+        if slab is _END:
             return
         if not failed:
             try:
-                hasher.update(piece)  # hashlib releases the GIL on large pieces
-            except BaseException as exc:  # noqa: BLE001 - kept for digest(); the queue must keep draining
+                for hasher in hashers:
+                    hasher.update(slab.view[: slab.size])
+            except BaseException as exc:  # noqa: BLE001 - kept for digests(); the slabs must keep coming back
                 failed.append(exc)
+        with lock:
+            slab.pending -= 1
+            last = slab.pending == 0
+        if last:
+            slab.size = 0
+            free.put(slab)

@@ -577,13 +577,12 @@ def _copy_hashing(fd: int, writer: PosixWriter, algorithms: Tuple[str, ...]) -> 
     if not algorithms:
         fileio.copy_fd(fd, writer.fileno(), os.fstat(fd).st_size)
         return None
-    hashers = digests.hashers(algorithms)
+    digesting = digests.digesting(algorithms)
     block = bytearray(COPY_BLOCK)
     view = memoryview(block)
     while True:
         n = os.readv(fd, [block])
         if n == 0:
-            return {name: hasher.digest() for name, hasher in hashers.items()}
-        for hasher in hashers.values():
-            hasher.update(view[:n])
+            return digesting.digests()
+        digesting.update(view[:n])
         writer.write(view[:n])

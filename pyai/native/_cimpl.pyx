@@ -149,7 +149,13 @@ class _PipeHasher(threading.Thread):
     def run(self):
         buf = bytearray(1 << 20)
         view = memoryview(buf)
+        # digests that read the pipe into buffers of their own (pyai.archive.beside.Beside.fill):
+        # the bytes are copied once, from the pipe into what the digest threads hash
+        fill = getattr(self.hashers[0], "fill", None) if len(self.hashers) == 1 else None
         try:
+            while fill is not None:
+                if not fill(self.fd):
+                    return
             while True:
                 n = os.readv(self.fd, [buf])
                 if n == 0:

@@ -13,8 +13,11 @@ on both paths, so both answer alike.
 Either way the digests asked for (``algorithms``) are computed on the bytes as
 they pass: with a Content-Length the bytes are spliced into the file and the
 pipe is teed to a thread that hashes beside the receive (small bodies are
-hashed in line, see ``recv_to_file``); a chunked body's data is hashed in line
-by the decoder; in the portable loop each chunk is hashed here.
+hashed in line, see ``recv_to_file``); a chunked body's data is given to the
+digests by the decoder; in the portable loop each chunk is given here.  Past a
+few MiB the digests copy what they are given and hash it on threads of their
+own (``pyai.archive.beside``), so neither the receive nor the other digests
+wait for the slowest.
 
 The direct paths can be parked: ``receive(writer, patience)`` returns False
 when the client has sent nothing for ``patience`` seconds, keeping all its
@@ -79,7 +82,7 @@ class RequestBody:
         self.max_size = max_size
         self.timeout = timeout or None
         self.min_rate = min_rate or 0
-        self._hashers = digests.hashers(algorithms)
+        self._digesting = digests.digesting(algorithms)
         codings = [c.strip().lower() for c in environ.get("HTTP_TRANSFER_ENCODING", "").split(",") if c.strip()]
         if codings and codings != ["chunked"]:
             # The server takes the chunked framing off and hands the rest over still encoded:
@@ -112,7 +115,7 @@ class RequestBody:
 
     def digests(self):
         """``{algorithm: digest bytes}`` of the bytes received so far."""
-        return {name: hasher.digest() for name, hasher in self._hashers.items()}
+        return self._digesting.digests()
 
     def fileno(self):
         """The client's socket to wait on between calls of ``receive``, or None when
@@ -160,8 +163,7 @@ class RequestBody:
         return True
 
     def _write(self, write, data):
-        for hasher in self._hashers.values():
-            hasher.update(data)
+        self._digesting.update(data)
         write(data)
 
     def _direct_source(self):
@@ -185,7 +187,7 @@ class RequestBody:
         source = self._source
         if not self._took_read_ahead:
             self._take_read_ahead(fd)
-        hashers = tuple(self._hashers.values())
+        hashers = self._digesting.as_hashers()
         reserve = RESERVE_STEP if self.length >= RESERVE_FROM else 0
         sock = source.sock
         while source.length:
@@ -228,7 +230,7 @@ class RequestBody:
             self._decoder = fileio.ChunkedDecoder(max_line=source.max_line, max_trailer=source.max_trailer)
             self._decoder.feed(source.take_ahead())  # read with the head: the body's first bytes
         decoder = self._decoder
-        hashers = tuple(self._hashers.values())
+        hashers = self._digesting.as_hashers()
         while not decoder.complete:
             now = self._check_deadline()
             budget = None
