@@ -310,18 +310,21 @@ class PyaiWorker(Worker):
             return True
 
     def _arm(self, conn, fd, events):
-        """Give ``conn`` back to the poller, waiting on ``fd``: the last thing its thread does with it."""
-        if conn.polled != fd:
+        """Give ``conn`` back to the poller, waiting on ``fd``: the last thing its thread does with it.
+
+        Under the lock, so no one takes it (an event, or the main thread for a deadline)
+        before it is registered, nor takes it only to have this thread register it again."""
+        with self.lock:
+            conn.armed = True
+            if conn.polled == fd:
+                self.poller.modify(fd, events)
+                return
             if conn.polled is not None:
                 self.targets.pop(conn.polled, None)
                 self.poller.unregister(conn.polled)
             self.targets[fd] = conn
             conn.polled = fd
-            conn.armed = True
             self.poller.register(fd, events)
-        else:
-            conn.armed = True
-            self.poller.modify(fd, events)
 
     def _set_accepting(self, enabled):
         with self.lock:
