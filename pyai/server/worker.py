@@ -28,6 +28,7 @@ answered with pyai's JSON error document.
 """
 
 import errno
+import gc
 import json
 import os
 import select
@@ -146,6 +147,9 @@ class PyaiWorker(Worker):
     # ---- the main thread: signals, deadlines, stops ------------------------
 
     def run(self):
+        # The app, its modules and its configuration live as long as the worker: out of the
+        # collector's sight, a full collection no longer walks them (measured: 5 % of a small GET).
+        gc.freeze()
         balance.hold(self.slot, 0)  # compared only once it listens (loading the app takes a second)
         for listener in self.sockets:
             listener.setblocking(False)
