@@ -142,7 +142,13 @@ def digesting(names):
     """The digests ``names`` of one body: ``update(data)`` with its bytes in order,
     ``digests()`` for ``{name: digest}`` (``names`` order); beside the caller, on threads of
     their own, once the bytes are many and there is more than one (``pyai.archive.beside``)."""
-    return Beside({name: new(name) for name in names}, lanes(names) if len(names) > 1 else [names])
+    return Beside({name: new(name) for name in names}, _lanes_of(tuple(names)) if len(names) > 1 else [names])
+
+
+@functools.lru_cache(maxsize=64)
+def _lanes_of(names):
+    """``lanes(names)``, once per process and set of names: every PUT asks (a small one too)."""
+    return lanes(names)
 
 
 def compute(read, names, on_block=None):
