@@ -43,6 +43,10 @@ MAX_IO = 0x7FFFF000
 # Bodies of other requests than PUT up to this size (a PATCH body is at most
 # 64 KiB) are read with their head, so the request is answered at once.
 SMALL_BODY = 64 * 1024
+# socket's flags are enum members: or-ing them per send runs enum code, so the ints are kept
+_SEND = int(socket.MSG_DONTWAIT)
+_SEND_MORE = int(socket.MSG_DONTWAIT | socket.MSG_MORE)
+_RECV = int(socket.MSG_DONTWAIT)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
 
 
@@ -79,7 +83,7 @@ class Connection:
             if state != PARTIAL:
                 return state
             try:
-                data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                data = self.sock.recv(RECV_SIZE, _RECV)
             except (BlockingIOError, InterruptedError):
                 return PARTIAL
             except OSError:
@@ -194,7 +198,7 @@ class Exchange:
         while True:
             if self.out:
                 # a file follows: the head waits in the kernel for its first bytes (one segment)
-                flags = socket.MSG_DONTWAIT | (socket.MSG_MORE if self.file is not None else 0)
+                flags = _SEND_MORE if self.file is not None else _SEND
                 try:
                     sent = sock.send(self.out, flags)
                 except (BlockingIOError, InterruptedError):

@@ -212,7 +212,7 @@ class PyaiWorker(Worker):
         deadline = time.monotonic() + (QUICK_STOP if self.quick else 1.0)
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        busy = [conn for conn in self.conns if not conn.closed]
+        busy = [conn for conn in list(self.conns) if not conn.closed]  # list(): threads may still end some
         for listener in self.sockets:
             listener.close()
         if busy:
@@ -277,7 +277,7 @@ class PyaiWorker(Worker):
                     pass
                 resp.status, resp.status_code = "503 Service Unavailable", 503  # what the logs say
             exchange.close(self)
-        elif (outcome != CLOSE and not conn.closing and not conn.head) or conn.closing:
+        elif conn.closing or (outcome != CLOSE and not conn.head):
             self._close(conn)  # idle, its answer all sent, or already closing: nothing to tell
             return
         self._close_gracefully(conn, now, limit=self.quick_since + QUICK_STOP)
