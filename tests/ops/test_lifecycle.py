@@ -202,7 +202,9 @@ def test_a_crashed_workers_upload_is_swept_while_serving(pool):
     assert (srv.prefix / "survivor").read_bytes() == data + data
     assert not (srv.prefix / "doomed").exists()
     assert not doomed_file.exists()
-    assert "removed 1 stale temporary file(s)" in srv.log()
+    # The doomed upload's file, and any of a retry above that reached the victim and that it had
+    # not yet cleared away when it was killed (seen once in CI: "removed 2").
+    assert re.search(r"removed [1-9][0-9]* stale temporary file\(s\)", srv.log())
 
 
 def test_stale_temporary_files_are_swept_every_interval(pool):
