@@ -75,7 +75,9 @@ CLOSE_LINGER = 2.0
 # A proxy that streams a refused upload on (nginx answers 100 Continue itself) keeps
 # sending the body after our 401 or 409; it forwards the answer only if it gets to read it.
 CLOSE_DRAIN_MAX = 64 * 1024 * 1024
-DISCARD_SIZE = 256 * 1024
+# Where bytes read only to be thrown away go (a drained body, a closing client's): one buffer
+# for every thread, since nobody reads what is in it.
+_DISCARD = bytearray(256 * 1024)
 # A stopping worker keeps idle kept-alive connections this long, for a request already on its way.
 STOP_LINGER = 2.0
 # INT/QUIT: the connections close within this (under the 2 s gunicorn's master gives a quick
@@ -270,11 +272,7 @@ class PyaiWorker(Worker):
             conn.exchange = None
             resp = exchange.resp
             if resp is not None and not resp.headers_sent and not exchange.out:
-                body = _error_body("503 Service Unavailable", "the server is stopping: send the request again")
-                try:
-                    conn.sock.send(_error_head("503 Service Unavailable", body) + body, socket.MSG_DONTWAIT)
-                except OSError:
-                    pass
+                _tell(conn, "503 Service Unavailable", "the server is stopping: send the request again")
                 resp.status, resp.status_code = "503 Service Unavailable", 503  # what the logs say
             exchange.close(self)
         elif conn.closing or (outcome != CLOSE and not conn.head):
@@ -296,11 +294,7 @@ class PyaiWorker(Worker):
 
     def _refuse_slow_head(self, conn):
         """A head that did not complete within head_timeout: 408, best effort, then close."""
-        body = _error_body("408 Request Timeout", "the request head did not arrive in time")
-        try:
-            conn.sock.send(_error_head("408 Request Timeout", body) + body, socket.MSG_DONTWAIT)
-        except OSError:
-            pass
+        _tell(conn, "408 Request Timeout", "the request head did not arrive in time")
         self._close(conn)
 
     # ---- the poller ------------------------------------------------------
@@ -546,13 +540,12 @@ class PyaiWorker(Worker):
             return False  # an unread chunked body, or one the app gave up on: its end is unknown
         source.take_ahead()  # what came with the head, counted
         deadline = time.monotonic() + DRAIN_WAIT
-        discard = bytearray(min(DISCARD_SIZE, source.length))
         while not source.complete:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([conn.sock], [], [], left)[0]:
                 return False
             try:
-                count = conn.sock.recv_into(discard, min(len(discard), source.length), socket.MSG_DONTWAIT)
+                count = conn.sock.recv_into(_DISCARD, min(len(_DISCARD), source.length), socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
@@ -604,10 +597,9 @@ class PyaiWorker(Worker):
         self._arm(conn, conn.fd, READ)
 
     def _drain(self, conn):
-        discard = bytearray(DISCARD_SIZE)
         while True:
             try:
-                count = conn.sock.recv_into(discard, len(discard), socket.MSG_DONTWAIT)
+                count = conn.sock.recv_into(_DISCARD, len(_DISCARD), socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 self._arm(conn, conn.fd, READ)
                 return
@@ -668,6 +660,15 @@ class _LoggedRequest:
 
     def __init__(self, head):
         self.headers = [(name.decode("latin-1").upper(), value.decode("latin-1")) for name, value in head.fields]
+
+
+def _tell(conn, status, message):
+    """The JSON error document of ``status``, best effort, without waiting: the connection closes next."""
+    body = _error_body(status, message)
+    try:
+        conn.sock.send(_error_head(status, body) + body, socket.MSG_DONTWAIT)
+    except OSError:
+        pass
 
 
 def _error_body(status, message):

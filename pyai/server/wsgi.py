@@ -14,7 +14,6 @@ import os
 import re
 import sys
 import time
-from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
 from gunicorn.http.body import Body, ChunkedReader, LengthReader
@@ -23,6 +22,7 @@ from gunicorn.http.unreader import SocketUnreader
 
 from pyai import serving
 from pyai.errors import BadFraming, BodyEnded
+from pyai.web.dates import http_date
 
 _STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n]*")
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -64,7 +64,7 @@ class _Clock:
     def date(cls):
         now = int(time.time())
         if now != cls.second:
-            cls.text = formatdate(now, usegmt=True)
+            cls.text = http_date(now)
             cls.second = now
         return cls.text
 
