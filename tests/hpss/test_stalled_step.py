@@ -1,0 +1,50 @@
+"""A worker serves with one thread at a time; a thread stuck in one step is passed over.
+
+The HPSS emulator's core-server ping is made to take seconds, and a readiness
+probe (which pings) holds one thread of a one-worker server that long.  Other
+clients are still answered meanwhile, by another thread the worker gives a turn.
+"""
+
+import json
+import select
+import socket
+import time
+
+import pytest
+import requests
+
+from .conftest import emu_cli
+
+PING = 3.0  # seconds the core server takes to answer a ping
+TIMEOUT = 15
+
+
+@pytest.fixture
+def slow_core(fresh_hpss):
+    srv = fresh_hpss.start("stall", PAI_WORKERS="1", PAI_THREADS="2", PAI_HPSS_ACCEPT_LATENCY="60")
+    emu_cli(srv.prefix, "set-latency", str(PING))
+    yield srv
+    emu_cli(srv.prefix, "set-latency", "0")
+
+
+def test_a_stalled_step_does_not_hold_the_other_clients(slow_core):
+    probe = socket.create_connection(("127.0.0.1", slow_core.port), timeout=TIMEOUT)
+    try:
+        probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: pyai\r\n\r\n")
+        # The probe's ping takes PING seconds; this lets its request reach the worker first
+        # (whatever the delay, the other client must be answered before the probe is).
+        time.sleep(0.5)
+        resp = requests.get(f"http://127.0.0.1:{slow_core.port}/", timeout=TIMEOUT)
+        assert resp.status_code == 200, resp.text
+        assert not select.select([probe], [], [], 0)[0], "the probe was answered first: nothing was stalled"
+        probe.settimeout(TIMEOUT)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = probe.recv(65536)
+            assert data, answer
+            answer += data
+    finally:
+        probe.close()
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert json.loads(body)["checks"]["hpss"]["seconds"] >= PING - 0.5
