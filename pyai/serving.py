@@ -4,8 +4,8 @@ The worker offers parking by setting ``environ[CAN_PARK]``.  An app whose
 answer has to wait for the client (an upload whose bytes stopped arriving)
 then returns an iterable that yields a ``Wait`` before the first byte of its
 answer: the worker puts the connection back into its poller until the socket
-is readable or the Wait's deadline passes, and then goes on iterating in a
-pool thread.  Under any other server the key is absent and the app must block
+is readable or the Wait's deadline passes, and then goes on iterating in one
+of its threads.  Under any other server the key is absent and the app must block
 instead of yielding a Wait.
 
 ``environ[BODY]`` is the request's ``BodySource``: the client's socket, the bytes
@@ -15,6 +15,11 @@ receive it straight from the socket (``pyai.web.receive``) instead of through
 past the body's end) the server drains or keeps for the next request.
 ``environ[CLOSE_CONNECTION]`` set by the app closes the connection after the
 answer (a body it leaves unread).
+
+``may_block()`` says the thread is about to wait on a device or a remote
+server (a flush to disk, the tape system, a database): pyai's worker serves
+with one thread at a time and lets another take over its clients meanwhile.
+It does nothing under any other server.
 
 ``environ[SEND_CONTINUE]`` sends ``100 Continue`` to a client that asked for
 it (``Expect: 100-continue``) and does nothing otherwise; the app calls it
@@ -30,6 +35,22 @@ CAN_PARK = "pyai.can_park"
 SEND_CONTINUE = "pyai.send_continue"
 BODY = "pyai.body"
 CLOSE_CONNECTION = "pyai.close_connection"
+_hand_over = None  # set by the server: lets another thread serve while this one blocks
+
+
+def may_block():
+    """The calling thread is about to wait on a device or a remote server (see the module's text)."""
+    hand_over = _hand_over
+    if hand_over is not None:
+        hand_over()
+
+
+def on_may_block(hand_over):
+    """The server's: ``hand_over()`` is called by a thread about to block (None: nothing is)."""
+    global _hand_over
+    _hand_over = hand_over
+
+
 # How long a thread waits for a request body's next bytes before the request is parked
 # in the worker's poller: longer than the gaps of a healthy stream, short enough that
 # slow clients hand their thread back at once.

@@ -121,6 +121,8 @@ class Backend(Protocol):
     name: str  # the backend type, as configured
     storage: str  # what an error calls the storage ("HPSS")
     retry_after: Optional[float]  # the Retry-After of a 503, when the backend knows one
+    # Its calls wait on a remote server: each request then lets another thread serve (pyai.serving.may_block).
+    waits_remotely: bool
 
     def check(self) -> None: ...  # before each request: raise BackendUnavailable when down or too slow
     def probe(self) -> Probes: ...  # readiness, asked now (never cached): see Probes

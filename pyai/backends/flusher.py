@@ -167,6 +167,10 @@ def _ext_journal(names: List[str], proc_fs: str) -> Optional[bool]:
     return None
 
 
+# File systems whose flushes return at once: nothing to hand over a thread's turn for.
+IN_MEMORY = frozenset({"tmpfs", "ramfs"})
+
+
 def choose(requested: str, fs: FileSystem) -> Choice:
     """The method for ``fs``; ConfigError when a forced one is not sound there.
 
@@ -342,6 +346,10 @@ class Flusher:
             self.steps = self.fsync
         self.choice = choice
         announce(self.prefix, choice)
+
+    def flush_waits(self, dev: int) -> bool:
+        """Whether flushing a file on device ``dev`` waits for a device (not on tmpfs or ramfs)."""
+        return not (dev == self.dev and self.fs.fstype in IN_MEMORY)
 
     def for_dev(self, dev: int) -> Steps:
         """The steps for a file on device ``dev``: fsync's unless it is the prefix's file system."""

@@ -224,6 +224,7 @@ class HpssBackend:
 
     name = "hpss"
     storage = "HPSS"
+    waits_remotely = True  # every call asks HPSS's servers
 
     def __init__(self, config: Config):
         self.hpss = _load_binding()

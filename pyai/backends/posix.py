@@ -27,6 +27,7 @@ import stat
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 from pyai import native as fileio
+from pyai import serving
 from pyai.archive import checksums as digests
 from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
@@ -130,7 +131,10 @@ class PosixWriter(Writer):
         StoredNotDurable when the file is stored but its directory entry could
         not be made durable (a retry of the same bytes is then answered 201)."""
         with publishing(self):
-            steps = self.flusher.for_dev(os.fstat(self.fd).st_dev)
+            dev = os.fstat(self.fd).st_dev
+            steps = self.flusher.for_dev(dev)
+            if self.flusher.flush_waits(dev):
+                serving.may_block()  # the flushes wait for the device: other clients need not
             steps.written(self.fd)
             # before fchmod: user xattrs need a writable file
             in_xattr = not checksums or checksum_store.set_on_temp(self.fd, checksums)
@@ -233,6 +237,7 @@ class PosixBackend:
 
     name = "posix"
     storage = "the file system"  # what a 503 calls it
+    waits_remotely = False  # its calls wait on no server (see base.Backend)
     retry_after: Optional[float] = None  # seconds a 503 tells the client to wait, when known
 
     def __init__(self, config: Config):
@@ -473,6 +478,7 @@ class PosixBackend:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
+                serving.may_block()  # an fsync (and its directory's) follows
                 fileio.fsync(fd)
                 steps = self.flusher.for_dev(os.fstat(fd).st_dev)
             finally:

@@ -184,6 +184,7 @@ class SidebandBackend(PosixBackend):
 
     name = "hsmsideband"
     storage = "the HSM file system"
+    waits_remotely = True  # every request asks the sideband database
 
     def __init__(self, config: Config):
         super().__init__(config)

@@ -15,7 +15,10 @@ requests themselves (measured: 16 threads serving small GETs spent twice the
 CPU per request of one).  A thread that holds the turn longer than ``STALL``
 in one step (a slow disk, a tape system's call, an upload arriving faster than
 it can be read) is passed over: the main thread gives another thread a turn,
-and the slow one waits for a turn again once its step ends.  So ``threads``
+and the slow one waits for a turn again once its step ends.  A step about to
+wait on a device or a remote server says so (``pyai.serving.may_block``: an
+upload's flush to disk, every request of the hpss and hsmsideband backends)
+and passes its turn on at once.  So ``threads``
 bounds how many slow steps run at once, not how many requests.
 
 Waiting on a client is the poller's: for a request head, for an upload's next
@@ -114,6 +117,7 @@ class PyaiWorker(Worker):
         self.threads = []
         self.turns = threading.Semaphore(1)  # threads allowed to wait and serve: one, plus one per stalled
         self.serving = []  # each thread's _Turn: when its step began, and whether it was passed over
+        self.own_turn = threading.local()  # .turn: the calling thread's _Turn
         self.running = True  # the threads wait for events while it is True
         self.accepting = False
         self.accept_paused_until = 0.0  # after running out of descriptors, or while loaded (see _accept)
@@ -175,6 +179,7 @@ class PyaiWorker(Worker):
         self.threads = [
             threading.Thread(target=self._serve_events, name=f"pyai-{i}", daemon=True) for i in range(self.cfg.threads)
         ]
+        serving.on_may_block(self._pass_on)
         for thread in self.threads:
             thread.start()
         last_tick = 0.0
@@ -353,20 +358,33 @@ class PyaiWorker(Worker):
         for turn in self.serving:
             since = turn.since
             if since is not None and not turn.passed_over and now - since > STALL:
-                turn.passed_over = True
-                self.turns.release()
+                self._pass_over(turn)
+
+    def _pass_on(self):
+        """``pyai.serving.may_block`` in one of the serving threads: its turn goes to another now."""
+        turn = getattr(self.own_turn, "turn", None)
+        if turn is not None and turn.since is not None:
+            self._pass_over(turn)
+
+    def _pass_over(self, turn):
+        with self.lock:  # once per stall, whoever sees it (a second turn given would never come back)
+            if turn.passed_over:
+                return
+            turn.passed_over = True
+        self.turns.release()
 
     def _serve_events(self):
         """One thread: with the turn, wait for an event and do what it asks, until the worker stops."""
         poll = self.poller.poll
         targets = self.targets
         clock = time.monotonic
-        turn = _Turn()
+        turn = self.own_turn.turn = _Turn()
         self.serving.append(turn)
         while self.running:
             self.turns.acquire()
             # Passed over, the turn this thread had went to another thread: wait for one again.
-            turn.passed_over = False
+            with self.lock:
+                turn.passed_over = False
             while not turn.passed_over:
                 try:
                     events = poll(-1, 1)

@@ -57,6 +57,8 @@ class Gate:
         self.ids = next(route for route in routes if route.path == ID_PATH)
         self.tokens = tokens  # None: authentication is off
         self.storage = storage  # the backend, which names itself in a 503
+        # A backend that asks a remote server on every request: each request lets another thread serve.
+        self.waits_remotely = getattr(storage, "waits_remotely", False)
 
     def route(self, path):
         """The route of ``path``: a dict lookup, then a startswith per prefix (the ids are the hot case)."""
@@ -69,6 +71,8 @@ class Gate:
         return route
 
     def __call__(self, environ, start_response):
+        if self.waits_remotely:
+            parking.may_block()
         method = environ["REQUEST_METHOD"]
         route = self.route(environ.get("PATH_INFO", "/"))
         try:
