@@ -1,8 +1,11 @@
-"""A worker serves with one thread at a time; a thread stuck in one step is passed over.
+"""A worker serves with one thread at a time; a thread that blocks lets another serve.
 
 The HPSS emulator's core-server ping is made to take seconds, and a readiness
 probe (which pings) holds one thread of a one-worker server that long.  Other
-clients are still answered meanwhile, by another thread the worker gives a turn.
+clients are still answered meanwhile, by another thread the worker gives a turn
+(the hpss backend's requests pass their turn on at once, see pyai.serving.may_block;
+a step stalled any other way is passed over after pyai.server.worker.STALL, which
+tests/unit/test_server_turns.py checks).
 """
 
 import json
