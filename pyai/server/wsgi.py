@@ -16,12 +16,8 @@ import sys
 import time
 from urllib.parse import unquote_to_bytes
 
-from gunicorn.http.body import Body, ChunkedReader, LengthReader
-from gunicorn.http.errors import NoMoreData, ParseException
-from gunicorn.http.unreader import SocketUnreader
-
 from pyai import serving
-from pyai.errors import BadFraming, BodyEnded
+from pyai.server.body import BodyStream
 from pyai.web.dates import http_date
 
 _STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n]*")
@@ -269,97 +265,6 @@ class Response:
         self.send_headers()
         if self.chunked:
             self.out += b"0\r\n\r\n"
-
-
-class BodyStream:
-    """``wsgi.input``: the request body, read through gunicorn's body readers from the BodySource."""
-
-    def __init__(self, source):
-        self.source = source
-        self.body = None
-        self.unreader = None
-        self.failed = False  # set by an app that leaves the body (pyai.web.receive.abandon_body)
-
-    def _open(self):
-        source = self.source
-        if source.reader not in (None, "stream"):
-            raise RuntimeError("the request body is being received by the app")
-        source.reader = "stream"
-        self.unreader = unreader = SocketUnreader(source.sock)
-        # the body's bytes read with the head go first (counted as they are read again)
-        ahead = source.ahead if source.chunked else source.ahead[: source.length]
-        if ahead:
-            unreader.unread(bytes(ahead))
-            del source.ahead[: len(ahead)]
-        reader = ChunkedReader(_Trailers(source), unreader) if source.chunked else _CountingReader(source, unreader)
-        self.body = Body(reader)
-
-    def _call(self, name, *args):
-        if self.body is None:
-            self._open()
-        try:
-            result = getattr(self.body, name)(*args)
-        except NoMoreData:
-            raise BodyEnded("the connection closed inside the body") from None
-        except ParseException as exc:
-            raise BadFraming(str(exc)) from None
-        self._settle()
-        return result
-
-    def _settle(self):
-        """Once a chunked body is read to its end, what the reader read past it is the next request's."""
-        source = self.source
-        if source.chunked and not source.complete and self.body.reader.parser is None:
-            source.complete = True
-            ahead = self.unreader.buf.getvalue()
-            if ahead:
-                source.give_back(ahead)
-            self.unreader.buf.seek(0)
-            self.unreader.buf.truncate()
-
-    def read(self, size=None):
-        return self._call("read", size)
-
-    def readline(self, size=None):
-        return self._call("readline", size)
-
-    def readlines(self, size=None):
-        return self._call("readlines", size)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-
-class _CountingReader(LengthReader):
-    """gunicorn's LengthReader, telling the BodySource what it consumed."""
-
-    def __init__(self, source, unreader):
-        super().__init__(unreader, source.length)
-        self.source = source
-
-    def read(self, size):
-        data = super().read(size)
-        self.source.consumed(len(data))  # short at the client's EOF: the body stays incomplete
-        return data
-
-
-class _Trailers:
-    """What gunicorn's ChunkedReader asks of its request: limits, and a check of the trailers."""
-
-    def __init__(self, source):
-        self.limit_request_field_size = source.max_line
-        self.max_buffer_headers = source.max_trailer
-        self.trailers = []
-
-    def parse_headers(self, data, from_trailer=False):
-        serving.check_trailers(data)
-        return []
 
 
 def fileno_of(filelike):
