@@ -255,7 +255,7 @@ class Exchange:
                 respiter.close()
         except Exception:
             worker.log.exception("closing a response failed")
-        if self.resp is not None and worker.log.access_log_enabled:
+        if self.resp is not None and worker.access_logging:
             try:
                 worker.access(self)
             except Exception:

@@ -69,7 +69,8 @@ class Lifecycle:
             drain.begin()
             self.drain_ends = now + delay
             self.server.log.info("draining: /readyz says 503 for %g s, then the graceful stop", delay)
-            timer = threading.Timer(delay, self.server.SIG_QUEUE.put_nowait, (signal.SIGTERM,))
+            # the TERM that ends the drain comes as a signal: every gunicorn's arbiter queues those its own way
+            timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
             timer.daemon = True
             timer.start()
             return

@@ -126,6 +126,7 @@ class PyaiWorker(Worker):
         self.quick = False  # INT or QUIT came: stop at once (see _begin_quick_stop)
         self.quick_since = None
         self.stop_pipe = None
+        self.access_logging = False  # gunicorn's access log is on (set in init_process)
         settings = self.settings = load_config(prepare=False)
         self.head_timeout = settings.head_timeout or None
         self.send_timeout = settings.send_timeout or None
@@ -147,6 +148,9 @@ class PyaiWorker(Worker):
         self.poller = select.epoll()
         self.stop_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.slot = balance.slot_of(self.age)
+        # gunicorn 27 says whether its access log is on; an older one is asked for each line
+        # (its access() returns at once when the log is off)
+        self.access_logging = getattr(self.log, "access_log_enabled", True)
         observe.start(self, self.settings)
         super().init_process()
 
