@@ -28,6 +28,7 @@ import stat
 import time
 from typing import Any, Iterator, Optional, Tuple
 
+from pyai import serving
 from pyai.archive.ids import id2filename, parse_integer
 from pyai.backends import moves, tree, uda_checksums
 from pyai.backends.base import (
@@ -120,6 +121,7 @@ class HpssReader:
             return b""
         if self.buffer is None:
             self.buffer = self.hpss.ffi.new("char[]", READ_BLOCK)
+        serving.may_block()  # a read asks HPSS's movers: a GET's later steps too, not only its first
         count = self.hpss.read_into(self.fd, self.buffer, size)
         self.offset += count
         return self.hpss.ffi.buffer(self.buffer, count)[:]
@@ -164,6 +166,7 @@ class HpssWriter(Writer):
     def write(self, data: Bytes) -> None:
         self.size += len(data)
         if not self.pending and len(data) >= WRITE_BLOCK:
+            serving.may_block()  # a write asks HPSS's movers (an upload resumed after a wait too)
             self.hpss.write_all(self.fd, data)
             self.refreshed = time.monotonic()
             return
@@ -173,6 +176,7 @@ class HpssWriter(Writer):
 
     def _flush(self) -> None:
         if self.pending:
+            serving.may_block()
             self.hpss.write_all(self.fd, self.pending)
             self.pending = bytearray()
         self.refreshed = time.monotonic()
@@ -185,6 +189,7 @@ class HpssWriter(Writer):
         file is never visible under its id without them; HPSS refusing them
         (a system without UDAs) is logged and the file stored without."""
         with publishing(self):
+            serving.may_block()  # close, attributes, rename: HPSS's servers answer each
             self._flush()
             fd, self.fd = self.fd, -1
             self.hpss.close(fd)

@@ -17,8 +17,8 @@ in one step (a slow disk, a tape system's call, an upload arriving faster than
 it can be read) is passed over: the main thread gives another thread a turn,
 and the slow one waits for a turn again once its step ends.  A step about to
 wait on a device or a remote server says so (``pyai.serving.may_block``: an
-upload's flush to disk, every request of the hpss and hsmsideband backends)
-and passes its turn on at once.  So ``threads``
+upload's flush to disk, every request of the hpss and hsmsideband backends,
+each read and write of HPSS) and passes its turn on at once.  So ``threads``
 bounds how many slow steps run at once, not how many requests.
 
 Waiting on a client is the poller's: for a request head, for an upload's next
