@@ -129,6 +129,9 @@ def prepare_master():
         sys.stderr.flush()
         os._exit(2)  # from inside gunicorn's arbiter: leave without its traceback
     _value_class_in_step()
+    # Imported now, not when a worker ends: gunicorn before 25 runs child_exit inside its SIGCHLD
+    # handler, and a second worker ending during that import re-entered it half made (a crash).
+    import prometheus_client.multiprocess  # noqa: F401
 
 
 def worker_exited(pid):
