@@ -60,6 +60,11 @@ class Server(Spawned):
         """Temporary upload files anywhere under the prefix."""
         return [p for p in self.prefix.rglob(".pyai-tmp*")]
 
+    def settled_temp_files(self):
+        """Temporary upload files under their sweepable names: a ``.pyai-tmp-new-`` name lives only
+        until its owner has locked the file (microseconds), so it may be gone when looked at next."""
+        return [p for p in self.temp_files() if not p.name.startswith(".pyai-tmp-new-")]
+
     def all_files(self):
         return sorted(p for p in self.prefix.rglob("*") if not p.is_dir())
 

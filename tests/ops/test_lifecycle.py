@@ -97,7 +97,7 @@ def test_hup_rereads_configuration_and_tokens_without_cutting_a_transfer(pool, t
     try:
         head = put_head(ident, len(data), extra=(f"Authorization: Bearer {TOKEN_A}",))
         sock.sendall(head + data[: len(data) // 2])
-        assert wait_until(lambda: any(p.stat().st_size for p in srv.temp_files()), timeout=30)
+        assert wait_until(lambda: any(p.stat().st_size for p in srv.settled_temp_files()), timeout=30)
         ini.write_text(f"[auth]\ntokens_file = {tokens_b}\n")  # the configuration names another tokens file
         os.kill(srv.proc.pid, signal.SIGHUP)
 
@@ -174,7 +174,7 @@ def test_a_crashed_workers_upload_is_swept_while_serving(pool):
     data = os.urandom(4 << 20)
     try:
         doomed.sendall(put_head("doomed", 64 << 20) + data)
-        assert wait_until(lambda: len([p for p in srv.temp_files() if p.stat().st_size]) == 1, timeout=30)
+        assert wait_until(lambda: len([p for p in srv.settled_temp_files() if p.stat().st_size]) == 1, timeout=30)
         victim = holder_of(doomed, pids)
         assert victim is not None
         # an upload on the other worker, which must survive its neighbour's crash and the sweep
@@ -187,8 +187,8 @@ def test_a_crashed_workers_upload_is_swept_while_serving(pool):
             survivor.close()
             survivor = connect(srv.port)
         assert other is not None, "no connection reached the other worker"
-        assert wait_until(lambda: len([p for p in srv.temp_files() if p.stat().st_size]) == 2, timeout=30)
-        doomed_file = next(p for p in srv.temp_files() if p.stat().st_size >= len(data) and p.stat().st_size)
+        assert wait_until(lambda: len([p for p in srv.settled_temp_files() if p.stat().st_size]) == 2, timeout=30)
+        doomed_file = next(p for p in srv.settled_temp_files() if p.stat().st_size >= len(data))
         os.kill(victim, signal.SIGKILL)
         time.sleep(1.5)  # the sweep comes after sweep_min_age: the survivor's file is that old too
         # the dead upload's file goes without a restart; the live one (locked) stays
@@ -230,7 +230,7 @@ def test_a_killed_instances_upload_is_swept_soon_after_the_restart(pool):
     sock = connect(srv.port)
     try:
         sock.sendall(put_head("doomed", 64 << 20) + data)
-        assert wait_until(lambda: any(p.stat().st_size for p in srv.temp_files()), timeout=30)
+        assert wait_until(lambda: any(p.stat().st_size for p in srv.settled_temp_files()), timeout=30)
         os.killpg(srv.proc.pid, signal.SIGKILL)  # master and workers at once: no arbiter sweeps
         srv.proc.wait(timeout=10)
     finally:
