@@ -67,3 +67,9 @@ def recv_chunked_to_file(
     writeback: int = 0,
     max_size: int = 0,
 ) -> int: ...
+
+TRANSFER_TEXT_MAX: int
+TRANSFER_FORWARDED_MAX: int
+TRANSFER_METHOD_MAX: int
+
+def transfer_line(record: Any, status: int | None, sent: int, client: Any, pid: int) -> bytes: ...

@@ -16,6 +16,7 @@ from libc.errno cimport EEXIST
 from libc.limits cimport INT_MAX
 from libc.math cimport ceil
 from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy, strlen
 
 from pyai.native._cdecl cimport *
 
@@ -453,3 +454,211 @@ def recv_chunked_to_file(int sock_fd, int file_fd, ChunkedDecoder decoder, timeo
     if rc < 0:
         _raise_received(rc, &lim, interrupted)
     return rc
+
+
+# ---- the transfer log's line ------------------------------------------------
+
+cdef extern from "time.h" nogil:
+    ctypedef long time_t
+    struct tm:
+        pass
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    tm *gmtime_r(const time_t *timep, tm *result)
+    size_t strftime(char *s, size_t maxsize, const char *fmt, const tm *t)
+    int clock_gettime(int clk_id, timespec *tp)
+    int CLOCK_MONOTONIC
+
+cdef extern from "stdio.h" nogil:
+    int snprintf(char *s, size_t n, const char *fmt, ...)
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+# The longest line: the fixed text, the numbers, and six texts of at most
+# _TEXT_MAX characters, each escaped to at most 12 bytes (a surrogate pair).
+cdef enum:
+    _LINE_CAP = 16384
+    _TEXT_MAX = 160  # the bounds: the pure twin's TRANSFER_*_MAX
+    _METHOD_MAX = 32
+    _FORWARDED_MAX = 128
+
+TRANSFER_TEXT_MAX = _TEXT_MAX
+TRANSFER_FORWARDED_MAX = _FORWARDED_MAX
+TRANSFER_METHOD_MAX = _METHOD_MAX
+
+
+cdef struct _Line:
+    char buf[_LINE_CAP]
+    Py_ssize_t len
+
+cdef long long _second = -1  # the second last formatted (the GIL guards both)
+cdef char _second_text[32]
+cdef const char *_HEX = b"0123456789abcdef"
+
+
+cdef inline int _raw(_Line *line, const char *text, Py_ssize_t n) except -1:
+    if line.len + n > _LINE_CAP:
+        raise ValueError("transfer log line too long")
+    memcpy(line.buf + line.len, text, n)
+    line.len += n
+    return 0
+
+
+cdef inline int _number(_Line *line, const char *fmt, double value) except -1:
+    cdef char tmp[64]
+    cdef int n = snprintf(tmp, sizeof(tmp), fmt, value)
+    return _raw(line, tmp, n)
+
+
+cdef inline int _integer(_Line *line, long long value, int width=0) except -1:
+    """``value`` in decimal, zero-padded to ``width`` digits (printf's %lld, faster)."""
+    cdef char tmp[24]
+    cdef int i = 24
+    cdef unsigned long long magnitude = <unsigned long long>(-(value + 1)) + 1 if value < 0 else <unsigned long long>value
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + magnitude % 10)
+        magnitude //= 10
+        width -= 1
+        if magnitude == 0 and width <= 0:
+            break
+    if value < 0:
+        i -= 1
+        tmp[i] = b'-'
+    return _raw(line, tmp + i, 24 - i)
+
+
+cdef inline void _u_escape(char *out, unsigned int c):
+    out[0] = b'\\'
+    out[1] = b'u'
+    out[2] = _HEX[(c >> 12) & 15]
+    out[3] = _HEX[(c >> 8) & 15]
+    out[4] = _HEX[(c >> 4) & 15]
+    out[5] = _HEX[c & 15]
+
+
+cdef int _text(_Line *line, object value, Py_ssize_t most) except -1:
+    """``value`` cut to ``most`` characters, as JSON (json.dumps's ASCII escaping), or null."""
+    cdef unicode text
+    cdef Py_ssize_t i, n
+    cdef Py_UCS4 c
+    cdef unsigned int v
+    cdef char *out
+    if value is None:
+        return _raw(line, b"null", 4)
+    if type(value) is not unicode:
+        if not isinstance(value, unicode):
+            raise TypeError(f"a transfer log text must be str, not {type(value).__name__}")
+    text = <unicode>value
+    n = len(text)
+    if n > most:
+        n = most
+    if line.len + 2 + 12 * n > _LINE_CAP:
+        raise ValueError("transfer log line too long")
+    out = line.buf + line.len
+    out[0] = b'"'
+    out += 1
+    for i in range(n):
+        c = text[i]
+        if c >= 0x20 and c < 0x7f and c != 0x22 and c != 0x5c:
+            out[0] = <char>c
+            out += 1
+        elif c == 0x22 or c == 0x5c:
+            out[0] = b'\\'
+            out[1] = <char>c
+            out += 2
+        elif c == 0x0a or c == 0x0d or c == 0x09 or c == 0x08 or c == 0x0c:
+            out[0] = b'\\'
+            out[1] = b'n' if c == 0x0a else b'r' if c == 0x0d else b't' if c == 0x09 else b'b' if c == 0x08 else b'f'
+            out += 2
+        elif c > 0xffff:
+            v = <unsigned int>c - 0x10000
+            _u_escape(out, 0xd800 | (v >> 10))
+            _u_escape(out + 6, 0xdc00 | (v & 0x3ff))
+            out += 12
+        else:
+            _u_escape(out, <unsigned int>c)
+            out += 6
+    out[0] = b'"'
+    out += 1
+    line.len = out - line.buf
+    return 0
+
+
+cdef inline int _seconds_or_null(_Line *line, object value) except -1:
+    cdef double seconds
+    if value is None:
+        return _raw(line, b"null", 4)
+    seconds = value
+    return _number(line, "%.6f", seconds if seconds > 0.0 else 0.0)
+
+
+def transfer_line(record, status, long long sent, client, long long pid):
+    """The transfer log's JSON line of ``record`` (bytes, ASCII, ending in a newline).
+
+    The contract (fields, their order, bounds and escaping) is the pure twin's,
+    documented once in ``pyai.native._pyimpl.transfer_line``; here the line is
+    formatted in C, into one buffer.
+    """
+    global _second
+    cdef _Line line
+    cdef timespec now
+    cdef double wall = record.wall
+    cdef double started = record.started
+    cdef double duration
+    cdef long long seconds = <long long>wall
+    cdef time_t as_time
+    cdef tm parts
+    cdef object first_byte = record.first_byte
+    cdef object body = record.body
+    cdef object address = None
+    line.len = 0
+    if seconds != _second:
+        as_time = <time_t>seconds
+        if gmtime_r(&as_time, &parts) == NULL or strftime(_second_text, sizeof(_second_text), "%Y-%m-%dT%H:%M:%S", &parts) == 0:
+            raise ValueError("the time cannot be formatted")
+        _second = seconds
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    duration = now.tv_sec + now.tv_nsec * 1e-9 - started
+    if isinstance(client, tuple) and client:
+        address = client[0]
+    _raw(&line, b'{"time":"', 9)
+    _raw(&line, _second_text, strlen(_second_text))
+    _raw(&line, b".", 1)
+    _integer(&line, <long long>((wall - seconds) * 1000), 3)
+    _raw(&line, b'Z","method":', 12)
+    _text(&line, record.method, _METHOD_MAX)
+    _raw(&line, b',"path":', 8)
+    _text(&line, record.path, _TEXT_MAX)
+    _raw(&line, b',"id":', 6)
+    _text(&line, record.ident, _TEXT_MAX)
+    _raw(&line, b',"status":', 10)
+    if status is None:
+        _raw(&line, b"null", 4)
+    else:
+        _integer(&line, int(status))
+    _raw(&line, b',"bytes_sent":', 14)
+    _integer(&line, sent)
+    _raw(&line, b',"bytes_received":', 18)
+    _integer(&line, body.received if body is not None else 0)
+    _raw(&line, b',"duration":', 12)
+    _number(&line, "%.6f", duration if duration > 0.0 else 0.0)
+    _raw(&line, b',"ttfb":', 8)
+    _seconds_or_null(&line, None if first_byte is None else first_byte - started)
+    _raw(&line, b',"client":', 10)
+    _text(&line, address, _TEXT_MAX)
+    _raw(&line, b',"forwarded_for":', 17)
+    _text(&line, record.forwarded_for, _FORWARDED_MAX)
+    _raw(&line, b',"token":', 9)
+    _text(&line, record.token, _TEXT_MAX)
+    _raw(&line, b',"digest":', 10)
+    _text(&line, record.digest, _TEXT_MAX)
+    _raw(&line, b',"medium":', 10)
+    _text(&line, record.medium, _TEXT_MAX)
+    _raw(&line, b',"stage_wait":', 14)
+    _seconds_or_null(&line, record.stage_wait)
+    _raw(&line, b',"pid":', 7)
+    _integer(&line, pid)
+    _raw(&line, b"}\n", 2)
+    return PyBytes_FromStringAndSize(line.buf, line.len)

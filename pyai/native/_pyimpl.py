@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import json
 import math
 import operator
 import os
@@ -695,3 +696,76 @@ def _write_runs(fd, runs):
         if runs and n:
             runs[0] = runs[0][n:]
     return total
+
+
+# ---- the transfer log's line ------------------------------------------------
+
+# Client-given text is cut to these lengths (characters), so a line stays well under
+# PIPE_BUF (4096) even when every character is escaped as \uXXXX: one write is then
+# atomic on a pipe too (see pyai.ops.transfer_log).
+TRANSFER_TEXT_MAX = 160
+TRANSFER_FORWARDED_MAX = 128
+TRANSFER_METHOD_MAX = 32
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps escapes strings with
+# The line, fields in the schema's order (pyai/ops/transfer_log.schema.json): one %-format of a tuple.
+_LINE = (
+    '{"time":"%s.%03dZ","method":%s,"path":%s,"id":%s,"status":%s,"bytes_sent":%d,"bytes_received":%d'
+    ',"duration":%.6f,"ttfb":%s,"client":%s,"forwarded_for":%s,"token":%s,"digest":%s,"medium":%s'
+    ',"stage_wait":%s,"pid":%d}\n'
+)
+_second = (None, "")  # the last second formatted, and its text (one gmtime per second, not per line)
+
+
+def transfer_line(record, status, sent, client, pid):
+    """The transfer log's JSON line of ``record`` (a ``pyai.ops.record.Record``): bytes, ASCII,
+    ending in a newline.
+
+    ``status`` is the status code answered (None: none), ``sent`` the body bytes sent,
+    ``client`` the peer's address tuple, ``pid`` the worker's.  The fields are the
+    schema's, in its order.  A text is escaped as json.dumps escapes it (ASCII) after
+    being cut to its bound (``TRANSFER_METHOD_MAX``, ``TRANSFER_FORWARDED_MAX``, else
+    ``TRANSFER_TEXT_MAX`` characters); None
+    is null; seconds are to the microsecond and never negative; ``duration`` runs
+    until now (``time.monotonic``).  A text that is not a str raises TypeError.
+    """
+    global _second
+    duration = time.monotonic() - record.started
+    wall = record.wall
+    seconds = int(wall)
+    cached, text = _second
+    if cached != seconds:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second = (seconds, text)  # one tuple: a thread reading it sees a second and its own text
+    started, first_byte, stage_wait = record.started, record.first_byte, record.stage_wait
+    body = record.body
+    address = client[0] if isinstance(client, tuple) and client else None
+    return (
+        _LINE
+        % (
+            text,
+            (wall - seconds) * 1000,
+            _text(record.method, TRANSFER_METHOD_MAX),
+            _text(record.path, TRANSFER_TEXT_MAX),
+            _text(record.ident, TRANSFER_TEXT_MAX),
+            "null" if status is None else int(status),
+            sent,
+            body.received if body is not None else 0,
+            duration if duration > 0.0 else 0.0,
+            "null" if first_byte is None else "%.6f" % (first_byte - started if first_byte > started else 0.0),
+            _text(address, TRANSFER_TEXT_MAX),
+            _text(record.forwarded_for, TRANSFER_FORWARDED_MAX),
+            _text(record.token, TRANSFER_TEXT_MAX),
+            _text(record.digest, TRANSFER_TEXT_MAX),
+            _text(record.medium, TRANSFER_TEXT_MAX),
+            "null" if stage_wait is None else "%.6f" % (stage_wait if stage_wait > 0.0 else 0.0),
+            pid,
+        )
+    ).encode("ascii")
+
+
+def _text(value, most):
+    if value is None:
+        return "null"
+    if not isinstance(value, str):
+        raise TypeError(f"a transfer log text must be str, not {type(value).__name__}")
+    return _json_string(value if len(value) <= most else value[:most])

@@ -32,8 +32,12 @@ def test_sigkill_of_worker_mid_put(start, backend, new_id):
         block = os.urandom(BLOCK)
         for _ in range(SENT // BLOCK):
             sock.sendall(block)
+
         # the worker is mid-receive once its temporary file has bytes in it
-        assert wait_until(lambda: any(p.stat().st_size > 0 for p in srv.settled_temp_files()), timeout=60), srv.all_files()
+        def receiving():
+            return any(p.stat().st_size > 0 for p in srv.settled_temp_files())
+
+        assert wait_until(receiving, timeout=60), srv.all_files()
         victim = holder_of(sock, pids)
         assert victim is not None, f"no worker of {pids} holds the connection"
         os.kill(victim, signal.SIGKILL)

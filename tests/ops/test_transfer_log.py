@@ -443,5 +443,7 @@ def test_a_line_at_every_bound_stays_under_pipe_buf():
 
 
 def test_time_is_rfc3339_utc_with_milliseconds():
-    assert transfer_log.rfc3339(0) == "1970-01-01T00:00:00.000Z"
-    assert transfer_log.rfc3339(1714566896.7891) == "2024-05-01T12:34:56.789Z"
+    for wall, text in ((0.0, "1970-01-01T00:00:00.000Z"), (1714566896.7891, "2024-05-01T12:34:56.789Z")):
+        record = Record("GET", "/1")
+        record.wall = wall
+        assert json.loads(transfer_log.line(record, 200, 0, None, 1))["time"] == text
