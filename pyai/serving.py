@@ -21,6 +21,17 @@ server (a flush to disk, the tape system, a database): pyai's worker serves
 with one thread at a time and lets another take over its clients meanwhile.
 It does nothing under any other server.
 
+A plain request -- a GET or HEAD of one path segment, without a query, a
+body, or any header but ``PLAIN_FIELDS`` -- may skip the environ: the server
+calls the app's ``answer_plain(method, target, record)`` first (when the app
+has one), with the request target (bytes) and the request's
+``pyai.ops.record.Record``.  The app returns ``(status line, status code,
+[(name, value)], body bytes)``, the whole answer (a HEAD's body is empty;
+the server adds Server, Date and Connection), or None when the request needs
+more than that (a token to check, a file not found, a large file, a failure):
+then the server calls the WSGI app as for any request, with a new Record.
+Nothing the app did for a None may be visible.
+
 ``environ[SEND_CONTINUE]`` sends ``100 Continue`` to a client that asked for
 it (``Expect: 100-continue``) and does nothing otherwise; the app calls it
 once it has decided to read the body, so a request it refuses first (no
@@ -36,6 +47,10 @@ SEND_CONTINUE = "pyai.send_continue"
 BODY = "pyai.body"
 CLOSE_CONNECTION = "pyai.close_connection"
 _hand_over = None  # set by the server: lets another thread serve while this one blocks
+PLAIN_METHODS = frozenset(("GET", "HEAD"))
+# The request fields a plain request may carry (lower case): what curl, wget, wrk and requests
+# send with a GET, none of which changes an answer of the data plane.
+PLAIN_FIELDS = frozenset((b"host", b"user-agent", b"accept", b"accept-encoding", b"connection"))
 
 
 def may_block():

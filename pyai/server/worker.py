@@ -127,6 +127,7 @@ class PyaiWorker(Worker):
         self.quick_since = None
         self.stop_pipe = None
         self.access_logging = False  # gunicorn's access log is on (set in init_process)
+        self.plain = None  # the app's answer_plain (see pyai.serving), set in run
         settings = self.settings = load_config(prepare=False)
         self.head_timeout = settings.head_timeout or None
         self.send_timeout = settings.send_timeout or None
@@ -184,6 +185,8 @@ class PyaiWorker(Worker):
             threading.Thread(target=self._serve_events, name=f"pyai-{i}", daemon=True) for i in range(self.cfg.threads)
         ]
         serving.on_may_block(self._pass_on)
+        # gunicorn's access log formats from the environ: with it on, every request has one
+        self.plain = None if self.access_logging else getattr(self.wsgi, "answer_plain", None)
         for thread in self.threads:
             thread.start()
         last_tick = 0.0
@@ -538,6 +541,11 @@ class PyaiWorker(Worker):
             head = parse(conn.take_head(), self.limits)
         except BadHead as exc:
             return self._refuse(conn, None, exc)
+        if self.plain is not None and head.method in serving.PLAIN_METHODS and _plain_fields(head.fields):
+            record = Record(head.method, head.path.decode("latin-1"), None)
+            answer = self.plain(head.method, head.target, record)
+            if answer is not None:
+                return self._answer_plain(conn, head, record, answer)
         source = serving.BodySource(
             conn.sock,
             conn.head,
@@ -550,11 +558,7 @@ class PyaiWorker(Worker):
         if conn.environ is None:
             conn.environ = connection_environ(conn, cfg)
         environ = exchange.environ = environ_for(head, conn.environ, source, self.forwarded)
-        self.nr += 1
-        if self.nr >= self.max_requests and self.alive:
-            self.log.info("Autorestarting worker after current request.")
-            self.alive = False
-        must_close = not head.keep_alive or not self.alive or not cfg.keepalive
+        must_close = self._count_request(head)
         resp = exchange.resp = Response(head.method, head.version, exchange.out, environ, must_close)
         record = Record(head.method, head.path.decode("latin-1"), environ.get("HTTP_X_FORWARDED_FOR"))
         environ[RECORD] = exchange.record = record
@@ -568,6 +572,25 @@ class PyaiWorker(Worker):
         except Exception as exc:  # noqa: BLE001 - the app failed outside its own error answers
             return self._failed(conn, exc)
         return self._pump(conn)
+
+    def _answer_plain(self, conn, head, record, answer):
+        """Send the whole answer the app made for a plain request (``pyai.serving``): no environ,
+        the exchange only to send what the socket does not take at once, and to end it as any other."""
+        source = serving.BodySource(conn.sock, conn.head, 0, max_line=0, max_trailer=0)  # no body: complete
+        exchange = conn.exchange = Exchange(conn, head, source, self.send_timeout)
+        exchange.record = record
+        exchange.environ = environ = {}  # what a response or a failure looks up finds nothing
+        resp = exchange.resp = Response(head.method, head.version, exchange.out, environ, self._count_request(head))
+        resp.answer_whole(*answer)
+        return self._pump(conn)
+
+    def _count_request(self, head):
+        """Count a request towards ``max_requests``: True when its connection closes after the answer."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+        return not head.keep_alive or not self.alive or not self.cfg.keepalive
 
     def _pump(self, conn):
         exchange = conn.exchange
@@ -697,6 +720,15 @@ class PyaiWorker(Worker):
         """gunicorn's access log line for an exchange (only when an access log is configured)."""
         elapsed = time.monotonic() - exchange.started
         self.log.access(exchange.resp, _LoggedRequest(exchange.head), exchange.environ, timedelta(seconds=elapsed))
+
+
+def _plain_fields(fields):
+    """True when a request carries no field but ``pyai.serving.PLAIN_FIELDS``."""
+    plain = serving.PLAIN_FIELDS
+    for name, _ in fields:
+        if name.lower() not in plain:
+            return False
+    return True
 
 
 def now_accepting(worker):

@@ -242,6 +242,18 @@ class Response:
         lines.append("\r\n")
         self.out += "".join(lines).encode("latin-1")
 
+    def answer_whole(self, status, code, headers, body):
+        """A whole answer the app made itself (``pyai.serving``'s plain request): the head and the
+        body into ``out`` at once.  Its fields are the app's own (not a WSGI app's: unchecked), a
+        HEAD's Content-Length is GET's and a 204 has none, as ``start_response`` would leave them."""
+        self.status, self.status_code, self.headers = status, code, headers
+        self.omits_body = self.method == "HEAD" or code == 204
+        self.response_length = None if code == 204 else len(body)
+        self.send_headers()
+        if not self.omits_body:
+            self.out += body
+            self.sent = len(body)
+
     def write(self, data):
         self.send_headers()
         if self.omits_body or not data:

@@ -23,7 +23,7 @@ from pyai.archive import checksums
 from pyai.archive.service import Upload
 from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed, UnsupportedMediaType
 from pyai.ops import metrics
-from pyai.ops.record import record_of
+from pyai.ops.record import RECORD, record_of
 from pyai.web import conditions, small_body, webdav
 from pyai.web.answers import json_answer
 from pyai.web.dates import http_date, mtime_from
@@ -71,6 +71,24 @@ class DataPlane:
             if stopped is not None:
                 return stopped
         return handler(ident, environ)
+
+    def plain(self, method, ident, record):
+        """A GET or HEAD of ``ident`` that asks for nothing but the file (``pyai.serving``'s plain
+        request: no query, conditions, Range, Want-Digest or token): ``(status, headers, body bytes)``
+        from the same handlers as any request, or None unless it is a file found (GET: a small one,
+        sent from memory).  Then the full path answers from the start, with a new Record."""
+        environ = {"REQUEST_METHOD": method, RECORD: record}  # all a plain request's handler reads
+        record.ident = ident
+        self.archive.check()
+        if method == "HEAD":
+            status, headers, _ = self.head(ident, environ)
+            return (status, headers, b"") if status == 204 else None
+        status, headers, body = self.get(ident, environ)
+        if type(body) is not list:  # a file to send with sendfile: the exchange's work
+            body.close()
+            return None
+        metrics.transfer_started(environ, method)  # now that it is answered: never left counted
+        return status, headers, body[0] if body else b""
 
     def precondition(self, ident, environ, status):
         """The 304 answer when the preconditions say "not modified", None when the request

@@ -104,6 +104,28 @@ class Gate:
             parts = self._failed(environ, exc, route)
         return self._answer(environ, start_response, parts)
 
+    def answer_plain(self, method, target, record):
+        """A plain GET or HEAD of ``/<id>`` answered without an environ (``pyai.serving``'s contract),
+        or None when it needs the gate: a token to check, a target that is not one plain segment,
+        a path of another route, a backend that asks a server (its requests pass their turn on)."""
+        if self.tokens is not None or self.waits_remotely:
+            return None
+        # one segment of plain characters: what id_from_uri would decode, split and compare is absent
+        if target[:1] != b"/" or target.count(b"/") != 1 or b"%" in target or b"#" in target or b"?" in target:
+            return None
+        path = target.decode("latin-1")
+        route = self.route(path)
+        if route is not self.ids or method not in route.methods:
+            return None
+        try:
+            answer = route.plane.plain(method, path[1:], record)
+        except Exception:  # noqa: BLE001 - the full path answers it: its error answer, its log line
+            return None
+        if answer is None:
+            return None
+        status, headers, body = answer
+        return STATUS_LINES[status], status, list(headers.items()), body
+
     def _parked(self, environ, start_response, steps, route):
         """The response iterable of a request that may wait for its client in the poller."""
         try:

@@ -322,3 +322,47 @@ def test_a_refused_body_closes_the_connection(locked_app):
     body = b"".join(locked_app(environ, server.start_response))
     assert server.status.startswith("401") and json.loads(body)["status"] == "401 Unauthorized"
     assert closed == [True]
+
+
+# --- plain requests (pyai.serving): answered without an environ ---------------------------------
+
+
+def test_a_plain_get_and_head_are_answered_as_through_the_app(app, stored):
+    from pyai.ops.record import Record
+
+    for method in ("GET", "HEAD"):
+        record = Record(method, f"/{stored}")
+        status, code, headers, body = app.answer_plain(method, f"/{stored}".encode(), record)
+        through = call(app, method, f"/{stored}")
+        assert (code, headers) == (through.status, through.header_list)
+        assert status.split(" ", 1)[0] == str(code)
+        assert body == (DATA if method == "GET" else b"") == through.body
+        assert (record.ident, record.medium) == (stored, "disk") and record.digest.startswith("sha256:")
+    assert record.kind is None  # a HEAD is no transfer
+
+
+def test_what_only_the_full_path_answers(app, stored, tmp_path, prefix):
+    from pyai.ops.record import Record
+
+    assert call(app, "PUT", "/large-1", b"x" * (1 << 20)).status == 201
+    for target in (
+        b"/large-1",  # sent with sendfile
+        b"/missing-1",  # a 404: the error answer is the gate's
+        b"/",
+        b"/openapi.json",
+        f"/{stored}?byte_range=0-1".encode(),
+        b"/stored%2D1",
+        f"/{stored}/x".encode(),
+        b"http://h/" + stored.encode(),
+        b"/.hidden",  # refused by the id rules: a 400 from the full path
+    ):
+        record = Record("GET", target.decode())
+        assert app.answer_plain("GET", target, record) is None, target
+        assert record.kind is None  # nothing left counted for a request answered again in full
+    home = tmp_path / "home"
+    tokens = tmp_path / "tokens"
+    tokens.write_text("ro a-token-for-the-plain-test-0001 reader\n")
+    tokens.chmod(0o600)
+    environ = {"PAI_PREFIX": str(prefix), "PAI_BACKEND_TYPE": "posix", "HOME": str(home)}
+    guarded = create_app(load(environ={**environ, "PAI_AUTH_TOKENS_FILE": str(tokens)}))
+    assert guarded.answer_plain("GET", f"/{stored}".encode(), Record("GET")) is None  # the token is the gate's
