@@ -48,9 +48,10 @@ BODY = "pyai.body"
 CLOSE_CONNECTION = "pyai.close_connection"
 _hand_over = None  # set by the server: lets another thread serve while this one blocks
 PLAIN_METHODS = frozenset(("GET", "HEAD"))
-# The request fields a plain request may carry (lower case): what curl, wget, wrk and requests
-# send with a GET, none of which changes an answer of the data plane.
-PLAIN_FIELDS = frozenset((b"host", b"user-agent", b"accept", b"accept-encoding", b"connection"))
+# The request fields a plain request may carry (lower case): what curl, wget, wrk, hey and
+# requests send with a GET, none of which changes an answer of the data plane (a Content-Type
+# without a body describes nothing).
+PLAIN_FIELDS = frozenset((b"host", b"user-agent", b"accept", b"accept-encoding", b"connection", b"content-type"))
 
 
 def may_block():

@@ -67,7 +67,7 @@ def test_the_same_bytes_as_through_the_app(pair):
     small, large = fresh_id(), fresh_id()
     assert requests.put(plain.id_url(small), data=SMALL, timeout=30).status_code == 201
     assert requests.put(plain.id_url(large), data=LARGE, timeout=30).status_code == 201
-    fields = ("User-Agent: curl/8.0", "Accept: */*", "Accept-Encoding: gzip")
+    fields = ("User-Agent: curl/8.0", "Accept: */*", "Accept-Encoding: gzip", "Content-Type: text/html")
     for method in ("GET", "HEAD"):
         for target in (f"/{small}", f"/{large}", "/no-such-file-here", "/", "/openapi.json"):
             ask = request(method, target, *fields)
