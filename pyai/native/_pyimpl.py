@@ -724,9 +724,9 @@ def transfer_line(record, status, sent, client, pid):
     ``client`` the peer's address tuple, ``pid`` the worker's.  The fields are the
     schema's, in its order.  A text is escaped as json.dumps escapes it (ASCII) after
     being cut to its bound (``TRANSFER_METHOD_MAX``, ``TRANSFER_FORWARDED_MAX``, else
-    ``TRANSFER_TEXT_MAX`` characters); None
-    is null; seconds are to the microsecond and never negative; ``duration`` runs
-    until now (``time.monotonic``).  A text that is not a str raises TypeError.
+    ``TRANSFER_TEXT_MAX`` characters); None is null; seconds are to the microsecond
+    and never negative; ``duration`` runs until now (``time.monotonic``).  A text
+    that is not a str raises TypeError.
     """
     global _second
     duration = time.monotonic() - record.started
