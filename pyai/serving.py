@@ -26,11 +26,13 @@ body, or any header but ``PLAIN_FIELDS`` -- may skip the environ: the server
 calls the app's ``answer_plain(method, target, record)`` first (when the app
 has one), with the request target (bytes) and the request's
 ``pyai.ops.record.Record``.  The app returns ``(status line, status code,
-[(name, value)], body bytes)``, the whole answer (a HEAD's body is empty;
-the server adds Server, Date and Connection), or None when the request needs
-more than that (a token to check, a file not found, a large file, a failure):
-then the server calls the WSGI app as for any request, with a new Record.
-Nothing the app did for a None may be visible.
+[(name, value)], body)``, the whole answer, or None when the request needs
+more than that (a token to check, a file not found, a failure): then the
+server calls the WSGI app as for any request, with a new Record.  Nothing the
+app did for a None may be visible.  The body is bytes (a HEAD's is empty), or
+a file-like object with ``fileno``, ``read`` and ``close`` holding exactly the
+Content-Length's bytes from its offset, which the server sends (with sendfile)
+and closes.  The server adds Server, Date and Connection.
 
 ``environ[SEND_CONTINUE]`` sends ``100 Continue`` to a client that asked for
 it (``Expect: 100-continue``) and does nothing otherwise; the app calls it

@@ -75,7 +75,7 @@ from pyai.server.connection import (
     Exchange,
 )
 from pyai.server.head import BadHead, Limits, parse, refuse_overlong
-from pyai.server.wsgi import Forwarded, Response, connection_environ, environ_for
+from pyai.server.wsgi import FileWrapper, Forwarded, Response, connection_environ, environ_for
 from pyai.web.answers import error_document
 
 ONESHOT = select.EPOLLONESHOT
@@ -102,6 +102,8 @@ ACCEPT_PAUSE = 0.5
 TICK = 0.25
 # A thread serving one step longer than this is passed over: another thread gets a turn.
 STALL = 0.01
+# What a plain answer's file is read in when sendfile is off (as the data plane's file bodies are).
+PLAIN_FILE_BLOCK = 1024 * 1024
 # Unread request body a finished answer may still drain before the connection is reused.
 DRAIN_WAIT = 0.05
 WORKER_BOOT_ERROR = Arbiter.WORKER_BOOT_ERROR  # the arbiter stops instead of restarting us
@@ -581,7 +583,12 @@ class PyaiWorker(Worker):
         exchange.record = record
         exchange.environ = environ = {}  # what a response or a failure looks up finds nothing
         resp = exchange.resp = Response(head.method, head.version, exchange.out, environ, self._count_request(head))
-        resp.answer_whole(*answer)
+        status, code, headers, body = answer
+        resp.start_plain(status, code, headers)
+        if type(body) is bytes:
+            resp.answer_whole(body)
+        else:  # a file: sent as a WSGI app's file wrapper is (sendfile), and closed when the exchange ends
+            exchange.start_body(FileWrapper(body, PLAIN_FILE_BLOCK), self.cfg.sendfile is not False)
         return self._pump(conn)
 
     def _count_request(self, head):

@@ -242,13 +242,19 @@ class Response:
         lines.append("\r\n")
         self.out += "".join(lines).encode("latin-1")
 
-    def answer_whole(self, status, code, headers, body):
-        """A whole answer the app made itself (``pyai.serving``'s plain request): the head and the
-        body into ``out`` at once.  Its fields are the app's own (not a WSGI app's: unchecked), a
-        HEAD's Content-Length is GET's and a 204 has none, as ``start_response`` would leave them."""
+    def start_plain(self, status, code, headers):
+        """``start_response`` for an answer the app made itself (``pyai.serving``'s plain request).
+        Its fields are the app's own, not a WSGI app's, so they go unchecked. A HEAD's
+        Content-Length is GET's and a 204 has none, as ``start_response`` would leave them."""
         self.status, self.status_code, self.headers = status, code, headers
         self.omits_body = self.method == "HEAD" or code == 204
-        self.response_length = None if code == 204 else len(body)
+        self.response_length = None
+        for name, value in headers:
+            if name == "Content-Length":
+                self.response_length = int(value)
+
+    def answer_whole(self, body):
+        """After ``start_plain``: the head and the whole ``body`` (bytes) into ``out`` at once."""
         self.send_headers()
         if not self.omits_body:
             self.out += body

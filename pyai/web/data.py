@@ -74,9 +74,10 @@ class DataPlane:
 
     def plain(self, method, ident, record):
         """A GET or HEAD of ``ident`` that asks for nothing but the file (``pyai.serving``'s plain
-        request: no query, conditions, Range, Want-Digest or token): ``(status, headers, body bytes)``
-        from the same handlers as any request, or None unless it is a file found (GET: a small one,
-        sent from memory).  Then the full path answers from the start, with a new Record."""
+        request: no query, conditions, Range, Want-Digest or token): ``(status, headers, body)``
+        from the same handlers as any request, or None unless it is a file found.  Then the full
+        path answers from the start, with a new Record.  The body is bytes, or the FileRange of a
+        file past INLINE_MAX (the server sends it with sendfile, and closes it)."""
         environ = {"REQUEST_METHOD": method, RECORD: record}  # all a plain request's handler reads
         record.ident = ident
         self.archive.check()
@@ -84,11 +85,10 @@ class DataPlane:
             status, headers, _ = self.head(ident, environ)
             return (status, headers, b"") if status == 204 else None
         status, headers, body = self.get(ident, environ)
-        if type(body) is not list:  # a file to send with sendfile: the exchange's work
-            body.close()
-            return None
         metrics.transfer_started(environ, method)  # now that it is answered: never left counted
-        return status, headers, body[0] if body else b""
+        if type(body) is list:
+            return status, headers, body[0] if body else b""
+        return status, headers, body
 
     def precondition(self, ident, environ, status):
         """The 304 answer when the preconditions say "not modified", None when the request

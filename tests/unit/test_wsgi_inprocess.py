@@ -8,6 +8,7 @@ same answers through gunicorn; these are the fast first line.
 
 import io
 import json
+import os
 import sys
 
 import pytest
@@ -341,12 +342,25 @@ def test_a_plain_get_and_head_are_answered_as_through_the_app(app, stored):
     assert record.kind is None  # a HEAD is no transfer
 
 
+def test_a_plain_get_of_a_large_file_hands_the_server_the_file(app):
+    from pyai.ops.record import Record
+
+    data = bytes(range(256)) * 4096  # 1 MiB: sent with sendfile
+    assert call(app, "PUT", "/large-1", data).status == 201
+    record = Record("GET", "/large-1")
+    status, code, headers, body = app.answer_plain("GET", b"/large-1", record)
+    try:
+        assert (code, dict(headers)["Content-Length"]) == (200, str(len(data)))
+        assert os.pread(body.fileno(), len(data) + 1, 0) == data
+        assert record.kind == "download"  # counted in progress until the exchange ends
+    finally:
+        body.close()
+
+
 def test_what_only_the_full_path_answers(app, stored, tmp_path, prefix):
     from pyai.ops.record import Record
 
-    assert call(app, "PUT", "/large-1", b"x" * (1 << 20)).status == 201
     for target in (
-        b"/large-1",  # sent with sendfile
         b"/missing-1",  # a 404: the error answer is the gate's
         b"/",
         b"/openapi.json",
