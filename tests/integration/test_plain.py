@@ -17,7 +17,7 @@ import requests
 from server import parse_response, recv_all, wait_until
 
 SMALL = b"a small file\n"
-LARGE = os.urandom(64 * 1024)  # past what a GET sends from memory: sendfile, through the WSGI app
+LARGE = os.urandom(64 * 1024)  # past what a GET sends from memory: its head, then sendfile
 
 
 # transfer log fields that differ between two requests whatever path they take
