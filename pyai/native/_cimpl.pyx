@@ -505,6 +505,11 @@ cdef inline int _raw(_Line *line, const char *text, Py_ssize_t n) except -1:
     return 0
 
 
+cdef inline int _key(_Line *line, const char *text) except -1:
+    """A fixed part of the line (a C string literal: its length is the compiler's)."""
+    return _raw(line, text, strlen(text))
+
+
 cdef inline int _number(_Line *line, const char *fmt, double value) except -1:
     cdef char tmp[64]
     cdef int n = snprintf(tmp, sizeof(tmp), fmt, value)
@@ -546,7 +551,7 @@ cdef int _text(_Line *line, object value, Py_ssize_t most) except -1:
     cdef unsigned int v
     cdef char *out
     if value is None:
-        return _raw(line, b"null", 4)
+        return _key(line, b"null")
     if type(value) is not unicode:
         if not isinstance(value, unicode):
             raise TypeError(f"a transfer log text must be str, not {type(value).__name__}")
@@ -589,7 +594,7 @@ cdef int _text(_Line *line, object value, Py_ssize_t most) except -1:
 cdef inline int _seconds_or_null(_Line *line, object value) except -1:
     cdef double seconds
     if value is None:
-        return _raw(line, b"null", 4)
+        return _key(line, b"null")
     seconds = value
     return _number(line, "%.6f", seconds if seconds > 0.0 else 0.0)
 
@@ -623,42 +628,42 @@ def transfer_line(record, status, long long sent, client, long long pid):
     duration = now.tv_sec + now.tv_nsec * 1e-9 - started
     if isinstance(client, tuple) and client:
         address = client[0]
-    _raw(&line, b'{"time":"', 9)
-    _raw(&line, _second_text, strlen(_second_text))
-    _raw(&line, b".", 1)
+    _key(&line, b'{"time":"')
+    _key(&line, _second_text)
+    _key(&line, b".")
     _integer(&line, <long long>((wall - seconds) * 1000), 3)
-    _raw(&line, b'Z","method":', 12)
+    _key(&line, b'Z","method":')
     _text(&line, record.method, _METHOD_MAX)
-    _raw(&line, b',"path":', 8)
+    _key(&line, b',"path":')
     _text(&line, record.path, _TEXT_MAX)
-    _raw(&line, b',"id":', 6)
+    _key(&line, b',"id":')
     _text(&line, record.ident, _TEXT_MAX)
-    _raw(&line, b',"status":', 10)
+    _key(&line, b',"status":')
     if status is None:
-        _raw(&line, b"null", 4)
+        _key(&line, b"null")
     else:
         _integer(&line, int(status))
-    _raw(&line, b',"bytes_sent":', 14)
+    _key(&line, b',"bytes_sent":')
     _integer(&line, sent)
-    _raw(&line, b',"bytes_received":', 18)
+    _key(&line, b',"bytes_received":')
     _integer(&line, body.received if body is not None else 0)
-    _raw(&line, b',"duration":', 12)
+    _key(&line, b',"duration":')
     _number(&line, "%.6f", duration if duration > 0.0 else 0.0)
-    _raw(&line, b',"ttfb":', 8)
+    _key(&line, b',"ttfb":')
     _seconds_or_null(&line, None if first_byte is None else first_byte - started)
-    _raw(&line, b',"client":', 10)
+    _key(&line, b',"client":')
     _text(&line, address, _TEXT_MAX)
-    _raw(&line, b',"forwarded_for":', 17)
+    _key(&line, b',"forwarded_for":')
     _text(&line, record.forwarded_for, _FORWARDED_MAX)
-    _raw(&line, b',"token":', 9)
+    _key(&line, b',"token":')
     _text(&line, record.token, _TEXT_MAX)
-    _raw(&line, b',"digest":', 10)
+    _key(&line, b',"digest":')
     _text(&line, record.digest, _TEXT_MAX)
-    _raw(&line, b',"medium":', 10)
+    _key(&line, b',"medium":')
     _text(&line, record.medium, _TEXT_MAX)
-    _raw(&line, b',"stage_wait":', 14)
+    _key(&line, b',"stage_wait":')
     _seconds_or_null(&line, record.stage_wait)
-    _raw(&line, b',"pid":', 7)
+    _key(&line, b',"pid":')
     _integer(&line, pid)
-    _raw(&line, b"}\n", 2)
+    _key(&line, b"}\n")
     return PyBytes_FromStringAndSize(line.buf, line.len)

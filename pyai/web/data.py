@@ -87,7 +87,7 @@ class DataPlane:
         status, headers, body = self.get(ident, environ)
         metrics.transfer_started(environ, method)  # now that it is answered: never left counted
         if type(body) is list:
-            return status, headers, body[0] if body else b""
+            return status, headers, body[0]  # get's one piece, read whole
         return status, headers, body
 
     def precondition(self, ident, environ, status):
