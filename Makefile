@@ -36,9 +36,12 @@ SYSTEM_TOOLS := curl wget strace
 # nginx-light: the nginx that tests/deploy puts in front of pyai with deploy/nginx/pyai.conf.
 # haproxy: tests/deploy/test_haproxy.py runs deploy/haproxy/haproxy.cfg in front of three instances.
 # prometheus: its promtool checks a real scrape of /metrics (tests/ops/test_metrics.py).
-SYSTEM_PACKAGES := gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
+# libh2o-evloop0.13: h2o's library exports picohttpparser, which parses plain GET/HEAD heads in C
+# (pyai serves without it, every request then taking the full path; tests/unit/test_plain_request.py needs it).
+RUN_PACKAGES := libh2o-evloop0.13
+SYSTEM_PACKAGES := $(RUN_PACKAGES) gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
 
-.PHONY: FORCE all venv compile debug run test test-c test-python test-floors bench profile system-deps lint typecheck format clean \
+.PHONY: FORCE all venv compile debug run run-deps test test-c test-python test-floors bench profile system-deps lint typecheck format clean \
 	distclean fuzz fuzz-deps
 
 all: compile
@@ -72,9 +75,19 @@ compile: $(IO_EXT) $(HPSS_EXT)
 debug: $(VENV)/.run-installed
 	PYAI_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 
-run: compile
+run: compile run-deps
 	$(VENV)/bin/pacifica-archiveinterface -a $(ADDRESS) -p $(PORT) \
 	  $(if $(CONFIG),-c $(CONFIG) $(RUN_BACKEND) $(RUN_PREFIX),-t $(BACKEND) --prefix $(PREFIX))
+
+# What serving is faster with: installed when root, else named (serving goes on without it).
+run-deps:
+	@missing=""; for pkg in $(RUN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "note: without$$missing plain GETs and HEADs take the slower full path (apt-get install$$missing)"; fi; \
+	fi
 
 # gfal2 (gfal-copy etc. and its HTTP plugin): the grid client tests (tests/grid).
 # mariadb-server: the hsmsideband tests run a private MariaDB (unless PYAI_TEST_BACKENDS leaves hsmsideband out).

@@ -25,9 +25,15 @@ def extensions():
 
     io_ext = Extension(
         "pyai.native._cimpl",
-        sources=["pyai/native/_cimpl.pyx", "csrc/pyai_io.c", "csrc/pyai_chunked.c", "csrc/pyai_wait.c"],
+        sources=[
+            "pyai/native/_cimpl.pyx",
+            "csrc/pyai_io.c",
+            "csrc/pyai_chunked.c",
+            "csrc/pyai_wait.c",
+            "csrc/pyai_plain.c",
+        ],
         include_dirs=["csrc"],
-        depends=["csrc/pyai_io.h", "csrc/pyai_chunked.h"],
+        depends=["csrc/pyai_io.h", "csrc/pyai_chunked.h", "csrc/pyai_plain.h"],
         extra_compile_args=CFLAGS,
     )
     # Adler-32 with AVX2 (pyai.archive.checksums falls back to zlib's without it)

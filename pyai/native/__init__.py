@@ -37,6 +37,9 @@ __all__ = [
     "TRANSFER_TEXT_MAX",
     "TRANSFER_FORWARDED_MAX",
     "TRANSFER_METHOD_MAX",
+    "plain_parser",
+    "plain_limits",
+    "plain_request",
 ]
 
 
@@ -88,3 +91,6 @@ transfer_line = _module.transfer_line
 TRANSFER_TEXT_MAX = _module.TRANSFER_TEXT_MAX
 TRANSFER_FORWARDED_MAX = _module.TRANSFER_FORWARDED_MAX
 TRANSFER_METHOD_MAX = _module.TRANSFER_METHOD_MAX
+plain_parser = _module.plain_parser
+plain_limits = _module.plain_limits
+plain_request = _module.plain_request

@@ -76,3 +76,25 @@ cdef extern from "pyai_chunked.h" nogil:
     int64_t pyai_recv_chunked(int sock_fd, int file_fd, pyai_chunked *st, pyai_recv_limits *lim,
                               pyai_interrupt_fn interrupted, void *ctx, pyai_data_fn on_data, void *data_ctx,
                               int tee_fd)
+
+
+cdef extern from "pyai_plain.h" nogil:
+    enum:
+        PYAI_PLAIN_GET
+        PYAI_PLAIN_HEAD
+
+    struct pyai_plain_limits:
+        size_t line
+        size_t fields
+        size_t field
+
+    struct pyai_plain_request:
+        int method
+        int minor_version
+        int keep_alive
+        size_t target_offset
+        size_t target_length
+
+    int pyai_plain_load()
+    const char *pyai_plain_library()
+    long pyai_plain_parse(const char *buf, size_t len, const pyai_plain_limits *lim, pyai_plain_request *req)

@@ -473,6 +473,7 @@ cdef extern from "time.h" nogil:
 cdef extern from "stdio.h" nogil:
     int snprintf(char *s, size_t n, const char *fmt, ...)
 
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 # The longest line: the fixed text, the numbers, and six texts of at most
@@ -667,3 +668,45 @@ def transfer_line(record, status, long long sent, client, long long pid):
     _integer(&line, pid)
     _key(&line, b"}\n")
     return PyBytes_FromStringAndSize(line.buf, line.len)
+
+
+# ---- plain request heads (csrc/pyai_plain.c) ----------------------------------
+
+cdef bint _plain_loaded = pyai_plain_load() == 0
+cdef pyai_plain_limits _plain_limits = pyai_plain_limits(8190, 100, 8190)
+
+
+def plain_parser():
+    """The library the plain-head parser (picohttpparser) was loaded from, or None."""
+    return pyai_plain_library().decode() if _plain_loaded else None
+
+
+def plain_limits(size_t line, size_t fields, size_t field):
+    """Set gunicorn's head limits (``limit_request_line``, ``_fields``, ``_field_size``) that
+    ``plain_request`` checks; a head over one is not plain (the full path refuses it)."""
+    _plain_limits.line = line
+    _plain_limits.fields = fields
+    _plain_limits.field = field
+
+
+def plain_request(bytearray head):
+    """The complete request head at the start of ``head``, when it is plain: a tuple
+    ``(length, method, target, keep_alive, version)`` (the head's length through its
+    blank line, "GET" or "HEAD", the target as bytes, whether the connection persists,
+    "1.0" or "1.1"); None for any other head, or an incomplete one, or without a parser.
+
+    Plain: the request line ``GET|HEAD SP /<segment> SP HTTP/1.x CRLF`` with a segment of
+    visible ASCII other than ``%``, ``?``, ``#`` and ``/``, lines ending in CRLF, and no
+    field but those of ``pyai.serving.PLAIN_FIELDS``, within the head limits.
+    """
+    cdef pyai_plain_request req
+    cdef long length = pyai_plain_parse(PyByteArray_AS_STRING(head), PyByteArray_GET_SIZE(head), &_plain_limits, &req)
+    if length <= 0:
+        return None
+    return (
+        length,
+        "GET" if req.method == PYAI_PLAIN_GET else "HEAD",
+        PyBytes_FromStringAndSize(PyByteArray_AS_STRING(head) + req.target_offset, req.target_length),
+        bool(req.keep_alive),
+        "1.1" if req.minor_version == 1 else "1.0",
+    )

@@ -769,3 +769,18 @@ def _text(value, most):
     if not isinstance(value, str):
         raise TypeError(f"a transfer log text must be str, not {type(value).__name__}")
     return _json_string(value if len(value) <= most else value[:most])
+
+
+def plain_parser():
+    """The library the plain-head parser was loaded from: None, pure Python has none."""
+    return None
+
+
+def plain_limits(line, fields, field):
+    """The head limits ``plain_request`` checks: nothing to set without a parser."""
+
+
+def plain_request(head):
+    """None: without the C parser every head takes the full path (``pyai.server.head``).
+    The C twin recognises a plain head here; see its docstring."""
+    return None

@@ -156,7 +156,7 @@ class Exchange:
     def __init__(self, conn, head, source, send_timeout):
         self.conn = conn
         self.head = head  # the parsed pyai.server.head.Head
-        self.source = source  # the body's pyai.serving.BodySource
+        self.source = source  # the body's pyai.serving.BodySource (None: a plain request, without one)
         self.resp = None
         self.environ = None
         self.respiter = None

@@ -57,6 +57,13 @@ class Head:
         self.chunked = False
         self.expect = False  # Expect: 100-continue
 
+    @classmethod
+    def plain(cls, method, target, version, keep_alive):
+        """The Head of a plain request (``pyai.native.plain_request`` recognised it): no body, no field that matters."""
+        head = cls()
+        head.method, head.target, head.path, head.version, head.keep_alive = method, target, target, version, keep_alive
+        return head
+
     # httptools' callbacks
     def on_url(self, url):
         self.target = url

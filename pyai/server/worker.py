@@ -50,13 +50,15 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from types import MappingProxyType
 
 from gunicorn import util
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
-from pyai import serving
+from pyai import native, serving
 from pyai.config import load as load_config
+from pyai.native import plain_limits, plain_parser, plain_request
 from pyai.ops import observe
 from pyai.ops.record import RECORD, Record
 from pyai.server import balance
@@ -74,7 +76,7 @@ from pyai.server.connection import (
     Connection,
     Exchange,
 )
-from pyai.server.head import BadHead, Limits, parse, refuse_overlong
+from pyai.server.head import BadHead, Head, Limits, parse, refuse_overlong
 from pyai.server.wsgi import FileWrapper, Forwarded, Response, connection_environ, environ_for
 from pyai.web.answers import error_document
 
@@ -104,6 +106,10 @@ TICK = 0.25
 STALL = 0.01
 # What a plain answer's file is read in when sendfile is off (as the data plane's file bodies are).
 PLAIN_FILE_BLOCK = 1024 * 1024
+# A plain request's environ, for what an answer looks up in one: nothing (and nothing is added).
+_NO_ENVIRON = MappingProxyType({})
+# socket's flags are enum members: or-ing them per send runs enum code, so the int is kept
+_SEND = int(socket.MSG_DONTWAIT)
 # Unread request body a finished answer may still drain before the connection is reused.
 DRAIN_WAIT = 0.05
 WORKER_BOOT_ERROR = Arbiter.WORKER_BOOT_ERROR  # the arbiter stops instead of restarting us
@@ -187,8 +193,7 @@ class PyaiWorker(Worker):
             threading.Thread(target=self._serve_events, name=f"pyai-{i}", daemon=True) for i in range(self.cfg.threads)
         ]
         serving.on_may_block(self._pass_on)
-        # gunicorn's access log formats from the environ: with it on, every request has one
-        self.plain = None if self.access_logging else getattr(self.wsgi, "answer_plain", None)
+        self.plain = self._plain_answerer()
         for thread in self.threads:
             thread.start()
         last_tick = 0.0
@@ -382,6 +387,23 @@ class PyaiWorker(Worker):
             turn.passed_over = True
         self.turns.release()
 
+    def _plain_answerer(self):
+        """The app's ``answer_plain`` when plain requests may skip the environ (``pyai.serving``), else None."""
+        answer_plain = getattr(self.wsgi, "answer_plain", None)
+        if answer_plain is None or self.access_logging:
+            return None  # gunicorn's access log formats from the environ: with it on, every request has one
+        library = plain_parser()
+        if library is None:
+            if native.__impl__ == "c":  # the pure build parses every head in Python, as it is meant to
+                self.log.warning(
+                    "plain GETs and HEADs take the full path: no h2o library provides picohttpparser"
+                    " (install libh2o-evloop0.13 for the faster path)"
+                )
+            return None
+        plain_limits(self.limits.line, self.limits.fields, self.limits.field)
+        self.log.info("plain GETs and HEADs are parsed by picohttpparser from %s", library)
+        return answer_plain
+
     def _serve_events(self):
         """One thread: with the turn, wait for an event and do what it asks, until the worker stops."""
         poll = self.poller.poll
@@ -539,15 +561,16 @@ class PyaiWorker(Worker):
 
     def _answer(self, conn):
         """Parse the buffered head, run the app, and send as much of the answer as the socket takes."""
+        if self.plain is not None:
+            request = plain_request(conn.head)  # a plain GET or HEAD, recognised in C (or None)
+            if request is not None:
+                outcome = self._answer_plain(conn, request)
+                if outcome is not None:
+                    return outcome
         try:
             head = parse(conn.take_head(), self.limits)
         except BadHead as exc:
             return self._refuse(conn, None, exc)
-        if self.plain is not None and head.method in serving.PLAIN_METHODS and _plain_fields(head.fields):
-            record = Record(head.method, head.path.decode("latin-1"), None)
-            answer = self.plain(head.method, head.target, record)
-            if answer is not None:
-                return self._answer_plain(conn, head, record, answer)
         source = serving.BodySource(
             conn.sock,
             conn.head,
@@ -560,7 +583,7 @@ class PyaiWorker(Worker):
         if conn.environ is None:
             conn.environ = connection_environ(conn, cfg)
         environ = exchange.environ = environ_for(head, conn.environ, source, self.forwarded)
-        must_close = self._count_request(head)
+        must_close = self._count_request(head.keep_alive)
         resp = exchange.resp = Response(head.method, head.version, exchange.out, environ, must_close)
         record = Record(head.method, head.path.decode("latin-1"), environ.get("HTTP_X_FORWARDED_FOR"))
         environ[RECORD] = exchange.record = record
@@ -575,29 +598,49 @@ class PyaiWorker(Worker):
             return self._failed(conn, exc)
         return self._pump(conn)
 
-    def _answer_plain(self, conn, head, record, answer):
-        """Send the whole answer the app made for a plain request (``pyai.serving``): no environ,
-        the exchange only to send what the socket does not take at once, and to end it as any other."""
-        source = serving.BodySource(conn.sock, conn.head, 0, max_line=0, max_trailer=0)  # no body: complete
-        exchange = conn.exchange = Exchange(conn, head, source, self.send_timeout)
-        exchange.record = record
-        exchange.environ = environ = {}  # what a response or a failure looks up finds nothing
-        resp = exchange.resp = Response(head.method, head.version, exchange.out, environ, self._count_request(head))
+    def _answer_plain(self, conn, request):
+        """Answer a plain request (``pyai.serving``) with the app's whole answer, or None when the
+        app has none (the head stays in the buffer, for the full path).  The head and a small
+        body leave in one send, with no environ and no exchange; an exchange is made only for
+        what the socket does not take at once, and for a file (sent with sendfile)."""
+        length, method, target, keep_alive, version = request
+        record = Record(method, target.decode("latin-1"), None)
+        answer = self.plain(method, target, record)
+        if answer is None:
+            return None
+        del conn.head[:length]
+        conn.head_started = None  # what follows is the next request's (see _after)
         status, code, headers, body = answer
+        resp = Response(method, version, bytearray(), _NO_ENVIRON, self._count_request(keep_alive))
         resp.start_plain(status, code, headers)
         if type(body) is bytes:
             resp.answer_whole(body)
-        else:  # a file: sent as a WSGI app's file wrapper is (sendfile), and closed when the exchange ends
+            try:
+                sent = conn.sock.send(resp.out, _SEND)
+            except OSError:
+                sent = 0  # the exchange sends again, and handles what the socket says
+            if sent:
+                record.sent_first_byte()
+            if sent == len(resp.out):  # the usual case: all of it went
+                observe.finished(record, code, resp.sent, conn.client)
+                conn.served += 1
+                return CLOSE if resp.should_close() else READ_HEAD
+            del resp.out[:sent]
+        exchange = conn.exchange = Exchange(
+            conn, Head.plain(method, target, version, keep_alive), None, self.send_timeout
+        )
+        exchange.record, exchange.resp, exchange.out, exchange.environ = record, resp, resp.out, _NO_ENVIRON
+        if type(body) is not bytes:  # a file: sent as a WSGI app's file wrapper is, and closed at the end
             exchange.start_body(FileWrapper(body, PLAIN_FILE_BLOCK), self.cfg.sendfile is not False)
         return self._pump(conn)
 
-    def _count_request(self, head):
+    def _count_request(self, keep_alive):
         """Count a request towards ``max_requests``: True when its connection closes after the answer."""
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
-        return not head.keep_alive or not self.alive or not self.cfg.keepalive
+        return not keep_alive or not self.alive or not self.cfg.keepalive
 
     def _pump(self, conn):
         exchange = conn.exchange
@@ -619,8 +662,8 @@ class PyaiWorker(Worker):
 
     def _drained(self, conn, source):
         """True when the request's body is fully read (what the app left is drained, briefly)."""
-        if source.complete:
-            return True  # no body, or all of it read: the usual case, without a syscall
+        if source is None or source.complete:
+            return True  # no body (a plain request has none), or all of it read: without a syscall
         if source.chunked or source.reader is not None:
             return False  # an unread chunked body, or one the app gave up on: its end is unknown
         source.take_ahead()  # what came with the head, counted
@@ -727,15 +770,6 @@ class PyaiWorker(Worker):
         """gunicorn's access log line for an exchange (only when an access log is configured)."""
         elapsed = time.monotonic() - exchange.started
         self.log.access(exchange.resp, _LoggedRequest(exchange.head), exchange.environ, timedelta(seconds=elapsed))
-
-
-def _plain_fields(fields):
-    """True when a request carries no field but ``pyai.serving.PLAIN_FIELDS``."""
-    plain = serving.PLAIN_FIELDS
-    for name, _ in fields:
-        if name.lower() not in plain:
-            return False
-    return True
 
 
 def now_accepting(worker):
