@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* picohttpparser's interface, as h2o exports it (stable since 2014). */
 struct phr_header {
@@ -153,4 +154,13 @@ long pyai_plain_parse(const char *buf, size_t len, const struct pyai_plain_limit
     req->target_offset = (size_t)(target - buf);
     req->target_length = target_len;
     return head_len;
+}
+
+ssize_t pyai_plain_recv(int fd, char *buf, size_t len)
+{
+    ssize_t got;
+    do
+        got = recv(fd, buf, len, MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    return got < 0 ? -errno : got;
 }

@@ -12,6 +12,7 @@
 #define PYAI_PLAIN_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 enum { PYAI_PLAIN_GET = 1, PYAI_PLAIN_HEAD = 2 };
 
@@ -39,5 +40,9 @@ const char *pyai_plain_library(void);
  * complete; -EINVAL when it is not a plain request (malformed included: the
  * full path's parser decides what to answer); -ENOSYS when no parser is loaded. */
 long pyai_plain_parse(const char *buf, size_t len, const struct pyai_plain_limits *lim, struct pyai_plain_request *req);
+
+/* recv() what the socket holds into buf[0..len) without waiting (EINTR retried): the
+ * bytes received, 0 when the peer closed, or -errno (-EAGAIN: nothing there yet). */
+ssize_t pyai_plain_recv(int fd, char *buf, size_t len);
 
 #endif

@@ -40,6 +40,8 @@ __all__ = [
     "plain_parser",
     "plain_limits",
     "plain_request",
+    "read_plain",
+    "format_answer",
 ]
 
 
@@ -94,3 +96,5 @@ TRANSFER_METHOD_MAX = _module.TRANSFER_METHOD_MAX
 plain_parser = _module.plain_parser
 plain_limits = _module.plain_limits
 plain_request = _module.plain_request
+read_plain = _module.read_plain
+format_answer = _module.format_answer

@@ -98,3 +98,4 @@ cdef extern from "pyai_plain.h" nogil:
     int pyai_plain_load()
     const char *pyai_plain_library()
     long pyai_plain_parse(const char *buf, size_t len, const pyai_plain_limits *lim, pyai_plain_request *req)
+    ssize_t pyai_plain_recv(int fd, char *buf, size_t len)

@@ -473,8 +473,9 @@ cdef extern from "time.h" nogil:
 cdef extern from "stdio.h" nogil:
     int snprintf(char *s, size_t n, const char *fmt, ...)
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND
 
 # The longest line: the fixed text, the numbers, and six texts of at most
 # _TEXT_MAX characters, each escaped to at most 12 bytes (a surrogate pair).
@@ -500,7 +501,7 @@ cdef const char *_HEX = b"0123456789abcdef"
 
 cdef inline int _raw(_Line *line, const char *text, Py_ssize_t n) except -1:
     if line.len + n > _LINE_CAP:
-        raise ValueError("transfer log line too long")
+        raise ValueError(f"the formatted text is longer than {_LINE_CAP} bytes")
     memcpy(line.buf + line.len, text, n)
     line.len += n
     return 0
@@ -509,6 +510,13 @@ cdef inline int _raw(_Line *line, const char *text, Py_ssize_t n) except -1:
 cdef inline int _key(_Line *line, const char *text) except -1:
     """A fixed part of the line (a C string literal: its length is the compiler's)."""
     return _raw(line, text, strlen(text))
+
+
+cdef inline int _latin1(_Line *line, str text) except -1:
+    """``text`` in Latin-1 (UnicodeEncodeError past it, as str.encode says)."""
+    if PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND:
+        text.encode("latin-1")  # a str that is not one byte per character holds one past U+00FF
+    return _raw(line, <const char *>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
 
 
 cdef inline int _number(_Line *line, const char *fmt, double value) except -1:
@@ -561,7 +569,7 @@ cdef int _text(_Line *line, object value, Py_ssize_t most) except -1:
     if n > most:
         n = most
     if line.len + 2 + 12 * n > _LINE_CAP:
-        raise ValueError("transfer log line too long")
+        raise ValueError(f"the formatted text is longer than {_LINE_CAP} bytes")
     out = line.buf + line.len
     out[0] = b'"'
     out += 1
@@ -672,6 +680,9 @@ def transfer_line(record, status, long long sent, client, long long pid):
 
 # ---- plain request heads (csrc/pyai_plain.c) ----------------------------------
 
+cdef enum:
+    _PLAIN_RECV = 16384  # what read_plain takes from the socket at once (a longer head: the caller reads on)
+
 cdef bint _plain_loaded = pyai_plain_load() == 0
 cdef pyai_plain_limits _plain_limits = pyai_plain_limits(8190, 100, 8190)
 
@@ -687,6 +698,53 @@ def plain_limits(size_t line, size_t fields, size_t field):
     _plain_limits.line = line
     _plain_limits.fields = fields
     _plain_limits.field = field
+
+
+def read_plain(int fd, bytearray head):
+    """Receive what socket ``fd`` holds, without waiting, onto the end of ``head``; then
+    ``plain_request(head)``.  None as well when nothing came (no byte yet, the peer closed,
+    an error): the caller's own read finds out which."""
+    cdef char buf[_PLAIN_RECV]
+    cdef Py_ssize_t size = PyByteArray_GET_SIZE(head)
+    cdef ssize_t got = pyai_plain_recv(fd, buf, sizeof(buf))  # it does not wait: the GIL stays
+    if got <= 0:
+        return None
+    PyByteArray_Resize(head, size + got)
+    memcpy(PyByteArray_AS_STRING(head) + size, buf, got)
+    return plain_request(head)
+
+
+def format_answer(str status, list headers, bint must_close, str server, str date, body):
+    """An answer's bytes, and whether its connection closes after it: ``(data, closes)``.
+    See the pure twin's docstring; the head is formatted into one buffer here."""
+    cdef _Line line
+    cdef bint closes = must_close
+    cdef Py_ssize_t length = 0
+    cdef object data
+    cdef char *out
+    if body is not None:
+        closes = closes or not any(name == "Content-Length" for name, _ in headers)
+        length = len(<bytes>body)
+    line.len = 0
+    _key(&line, b"HTTP/1.1 ")
+    _latin1(&line, status)
+    _key(&line, b"\r\nServer: ")
+    _latin1(&line, server)
+    _key(&line, b"\r\nDate: ")
+    _latin1(&line, date)
+    _key(&line, b"\r\nConnection: close\r\n" if closes else b"\r\nConnection: keep-alive\r\n")
+    for name, value in headers:
+        _latin1(&line, name)
+        _key(&line, b": ")
+        _latin1(&line, value)
+        _key(&line, b"\r\n")
+    _key(&line, b"\r\n")
+    data = PyBytes_FromStringAndSize(NULL, line.len + length)
+    out = PyBytes_AS_STRING(data)
+    memcpy(out, line.buf, line.len)
+    if length:
+        memcpy(out + line.len, PyBytes_AS_STRING(body), length)
+    return data, closes
 
 
 def plain_request(bytearray head):

@@ -18,6 +18,7 @@ import operator
 import os
 import re
 import select
+import socket
 import time
 
 from pyai.errors import os_error
@@ -778,6 +779,38 @@ def plain_parser():
 
 def plain_limits(line, fields, field):
     """The head limits ``plain_request`` checks: nothing to set without a parser."""
+
+
+def read_plain(fd, head):
+    """Receive what socket ``fd`` holds, without waiting, onto the end of ``head``; then
+    ``plain_request(head)`` (always None here).  None as well when nothing came."""
+    with socket.socket(fileno=os.dup(fd)) as sock:  # a duplicate: closing it leaves fd open
+        try:
+            data = sock.recv(16384, socket.MSG_DONTWAIT)
+        except OSError:
+            return None
+    head += data
+    return plain_request(head) if data else None
+
+
+def format_answer(status, headers, must_close, server, date, body):
+    """An answer's bytes, and whether its connection closes after it: ``(data, closes)``.
+
+    The head is ``HTTP/1.1 <status>``, then Server, Date and Connection, then ``headers``
+    (a list of ``(name, value)`` str pairs) in order, each line ending in CRLF, in Latin-1
+    (UnicodeEncodeError past it); ``body`` (bytes) follows the blank line, or nothing when
+    it is None (a HEAD's, a 204's, or a body sent after the head).  The connection closes
+    when ``must_close`` says so, or when a body goes without a Content-Length (it ends
+    with the connection then).
+    """
+    closes = bool(must_close)
+    if body is not None and not any(name == "Content-Length" for name, _ in headers):
+        closes = True
+    lines = [f"HTTP/1.1 {status}\r\nServer: {server}\r\nDate: {date}\r\nConnection: {'close' if closes else 'keep-alive'}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
+    lines.append("\r\n")
+    data = "".join(lines).encode("latin-1")
+    return (data + body if body is not None else data), closes
 
 
 def plain_request(head):

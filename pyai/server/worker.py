@@ -58,7 +58,7 @@ from gunicorn.workers.base import Worker
 
 from pyai import native, serving
 from pyai.config import load as load_config
-from pyai.native import plain_limits, plain_parser, plain_request
+from pyai.native import format_answer, plain_limits, plain_parser, plain_request, read_plain
 from pyai.ops import observe
 from pyai.ops.record import RECORD, Record
 from pyai.server import balance
@@ -77,7 +77,7 @@ from pyai.server.connection import (
     Exchange,
 )
 from pyai.server.head import BadHead, Head, Limits, parse, refuse_overlong
-from pyai.server.wsgi import FileWrapper, Forwarded, Response, connection_environ, environ_for
+from pyai.server.wsgi import SERVER, FileWrapper, Forwarded, Response, _Clock, connection_environ, environ_for
 from pyai.web.answers import error_document
 
 ONESHOT = select.EPOLLONESHOT
@@ -492,8 +492,19 @@ class PyaiWorker(Worker):
             return
         if conn.exchange is not None:
             conn.exchange.wait = None
-            self._after(conn, self._continue(conn))
+            self._after(conn, self._next(conn, self._pump(conn)))
             return
+        if self.plain is not None and not conn.head:
+            # An idle connection, the usual case: receive and recognise a plain request in one call.
+            request = read_plain(conn.fd, conn.head)
+            if conn.head:
+                conn.head_started = time.monotonic()
+            if request is not None:
+                outcome = self._answer_plain(conn, request)
+                if outcome is None:  # the app wants the full path: no second try on the plain one
+                    outcome = self._serve(conn, conn.head_state(), plain=False)
+                self._after(conn, self._next(conn, outcome))
+                return
         state = conn.read_head()
         if state == PARTIAL:
             self._after(conn, READ_HEAD)
@@ -539,29 +550,30 @@ class PyaiWorker(Worker):
         else:
             self._close(conn)
 
-    def _serve(self, conn, state):
-        """Answer the complete head in the buffer, and the next ones already there (pipelined)."""
+    def _serve(self, conn, state, plain=True):
+        """Answer the complete head in the buffer, and the next ones already there (pipelined).
+        ``plain``: the first may be a plain request (False: the app has declined it already)."""
         while True:
             if state == OVERLONG:
                 return self._refuse(conn, None, refuse_overlong(conn.head, self.limits))
-            outcome = self._answer(conn)
+            outcome = self._answer(conn, plain)
+            plain = True
             if outcome != READ_HEAD or not conn.head or not self.alive:
                 return outcome
             state = conn.head_state()
             if state not in (COMPLETE, OVERLONG):
                 return READ_HEAD
 
-    def _continue(self, conn):
-        """A parked exchange can move on (bytes arrived, room to send, or its deadline came)."""
-        outcome = self._pump(conn)
+    def _next(self, conn, outcome):
+        """After an answer (``outcome``): the requests already in the buffer (pipelined) are answered too."""
         if outcome != READ_HEAD or not conn.head or not self.alive:
             return outcome
         state = conn.head_state()
         return self._serve(conn, state) if state in (COMPLETE, OVERLONG) else READ_HEAD
 
-    def _answer(self, conn):
+    def _answer(self, conn, plain=True):
         """Parse the buffered head, run the app, and send as much of the answer as the socket takes."""
-        if self.plain is not None:
+        if plain and self.plain is not None:
             request = plain_request(conn.head)  # a plain GET or HEAD, recognised in C (or None)
             if request is not None:
                 outcome = self._answer_plain(conn, request)
@@ -611,26 +623,28 @@ class PyaiWorker(Worker):
         del conn.head[:length]
         conn.head_started = None  # what follows is the next request's (see _after)
         status, code, headers, body = answer
-        resp = Response(method, version, bytearray(), _NO_ENVIRON, self._count_request(keep_alive))
-        resp.start_plain(status, code, headers)
+        must_close = self._count_request(keep_alive)
         if type(body) is bytes:
-            resp.answer_whole(body)
+            omitted = method == "HEAD" or code == 204
+            data, closes = format_answer(status, headers, must_close, SERVER, _Clock.date(), None if omitted else body)
             try:
-                sent = conn.sock.send(resp.out, _SEND)
+                sent = conn.sock.send(data, _SEND)
             except OSError:
                 sent = 0  # the exchange sends again, and handles what the socket says
             if sent:
                 record.sent_first_byte()
-            if sent == len(resp.out):  # the usual case: all of it went
-                observe.finished(record, code, resp.sent, conn.client)
+            if sent == len(data):  # the usual case: all of it went
+                observe.finished(record, code, 0 if omitted else len(body), conn.client)
                 conn.served += 1
-                return CLOSE if resp.should_close() else READ_HEAD
-            del resp.out[:sent]
-        exchange = conn.exchange = Exchange(
-            conn, Head.plain(method, target, version, keep_alive), None, self.send_timeout
-        )
+                return CLOSE if closes else READ_HEAD
+        resp = Response(method, version, bytearray(), _NO_ENVIRON, must_close)
+        resp.start_plain(status, code, headers)
+        exchange = conn.exchange = Exchange(conn, Head.plain(method, target, version, keep_alive), None, self.send_timeout)
         exchange.record, exchange.resp, exchange.out, exchange.environ = record, resp, resp.out, _NO_ENVIRON
-        if type(body) is not bytes:  # a file: sent as a WSGI app's file wrapper is, and closed at the end
+        if type(body) is bytes:  # the rest of what the socket did not take
+            resp.headers_sent, resp.must_close, resp.sent = True, closes, len(body) if not omitted else 0
+            resp.out += memoryview(data)[sent:]
+        else:  # a file: sent as a WSGI app's file wrapper is, and closed at the end
             exchange.start_body(FileWrapper(body, PLAIN_FILE_BLOCK), self.cfg.sendfile is not False)
         return self._pump(conn)
 

@@ -17,6 +17,7 @@ import time
 from urllib.parse import unquote_to_bytes
 
 from pyai import serving
+from pyai.native import format_answer
 from pyai.server.body import BodyStream
 from pyai.web.dates import http_date
 
@@ -234,13 +235,8 @@ class Response:
         if self.headers_sent:
             return
         self.headers_sent = True
-        connection = "close" if self.should_close() else "keep-alive"
-        lines = [f"HTTP/1.1 {self.status}\r\nServer: {SERVER}\r\nDate: {_Clock.date()}\r\nConnection: {connection}\r\n"]
-        if self.chunked:
-            lines.append("Transfer-Encoding: chunked\r\n")
-        lines += [f"{name}: {value}\r\n" for name, value in self.headers]
-        lines.append("\r\n")
-        self.out += "".join(lines).encode("latin-1")
+        headers = [("Transfer-Encoding", "chunked"), *self.headers] if self.chunked else self.headers
+        self.out += format_answer(self.status, headers, self.should_close(), SERVER, _Clock.date(), None)[0]
 
     def start_plain(self, status, code, headers):
         """``start_response`` for an answer the app made itself (``pyai.serving``'s plain request).

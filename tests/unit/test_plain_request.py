@@ -1,8 +1,10 @@
 """Plain request heads recognised in C (``pyai.native.plain_request``, picohttpparser): a head it
 calls plain is one the full path's parser (llhttp, ``pyai.server.head``) reads the same way, ending
-at the same byte, and everything else is left to that parser."""
+at the same byte, and everything else is left to that parser.  Also ``read_plain`` (the receive
+before it) and ``format_answer`` (every answer's head), from C and pure Python."""
 
 import random
+import socket
 import types
 
 import pytest
@@ -187,3 +189,59 @@ def assert_agrees(head, expect_plain=None):
     assert (full.path, full.query, full.length, full.chunked, full.expect) == (target, b"", None, False, False), head
     assert all(name.lower() in serving.PLAIN_FIELDS for name, _ in full.fields), head
     return True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("200 OK", [("Content-Length", "3"), ("ETag", '"1-3-5"')], False, b"abc"),
+        ("200 OK", [("Content-Length", "3")], True, b"abc"),
+        ("200 OK", [("X-Note", "caf\xe9")], False, b"no length: ends with the connection"),
+        ("204 No Content", [("X-Pacifica-Status", "disk"), ("Content-Type", "application/json")], False, None),
+        ("404 Not Found", [], False, None),
+        ("200 OK", [("Content-Length", "0")], False, b""),
+    ],
+)
+def test_an_answer_is_formatted_alike_in_c_and_python(args):
+    status, headers, must_close, body = args
+    c = _cimpl.format_answer(status, headers, must_close, "pyai", "Mon, 07 Dec 2026 01:02:03 GMT", body)
+    python = _pyimpl.format_answer(status, headers, must_close, "pyai", "Mon, 07 Dec 2026 01:02:03 GMT", body)
+    assert c == python
+    data, closes = c
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[:4] == [
+        b"HTTP/1.1 " + status.encode(),
+        b"Server: pyai",
+        b"Date: Mon, 07 Dec 2026 01:02:03 GMT",
+        b"Connection: close" if closes else b"Connection: keep-alive",
+    ]
+    assert head.split(b"\r\n")[4:] == [f"{name}: {value}".encode("latin-1") for name, value in headers]
+    assert rest == (body or b"")
+    assert closes == (must_close or (body is not None and not any(n == "Content-Length" for n, _ in headers)))
+
+
+def test_a_field_past_latin_1_is_refused_alike():
+    for native in (_cimpl, _pyimpl):
+        with pytest.raises(UnicodeEncodeError):
+            native.format_answer("200 OK", [("X-Name", "\u20ac")], False, "pyai", "date", None)
+
+
+@pytest.mark.parametrize("native", [_cimpl, _pyimpl], ids=["c", "python"])
+def test_read_plain_takes_what_the_socket_holds_without_waiting(native):
+    a, b = socket.socketpair()
+    with a, b:
+        head = bytearray()
+        assert native.read_plain(a.fileno(), head) is None  # nothing yet: no wait, nothing added
+        assert head == b""
+        b.sendall(CLIENTS[0][:20])
+        assert native.read_plain(a.fileno(), head) is None  # a part
+        b.sendall(CLIENTS[0][20:] + b"GET /2")
+        got = native.read_plain(a.fileno(), head)
+        assert head == CLIENTS[0] + b"GET /2"
+        if native is _cimpl:
+            assert got == (len(CLIENTS[0]), "GET", b"/1", True, "1.1")
+        else:
+            assert got is None  # the pure build has no plain heads
+        b.close()
+        assert native.read_plain(a.fileno(), head) is None  # the peer closed: the caller's read says so
+        assert head == CLIENTS[0] + b"GET /2"
