@@ -20,7 +20,6 @@ it does not own) the bytes are copied, with their checksum, instead.
 import contextlib
 import errno
 import fcntl
-import io
 import logging
 import os
 import stat
@@ -60,23 +59,60 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 log = logging.getLogger("pyai")
 
 
-class PosixReader(io.FileIO):
-    """A stored file open for reading, with the facts GET needs from one fstat."""
+class PosixReader:
+    """A stored file open for reading: its descriptor, with the facts GET needs from one fstat.
+
+    Not an ``io.FileIO``, which would fstat the descriptor again.  A reader dropped
+    without ``close`` still closes its descriptor (as a file object does)."""
 
     media: Optional[str] = "disk"  # a posix file system has only the disk
     stage_wait: Optional[float] = None
 
     def __init__(self, path: str):
-        fd, st = _open_stored(path)
-        super().__init__(fd, "rb")
+        self.fd = -1  # for __del__ when opening fails
+        self.fd, st = _open_stored(path)
         self.size = st.st_size
         self.mtime = st.st_mtime
         self.etag = etag_of(st)
         self.path = path
 
+    def fileno(self) -> int:
+        if self.fd < 0:
+            raise ValueError("I/O operation on closed file")
+        return self.fd
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes in one read (the rest of the file when ``size`` < 0)."""
+        if size is None or size < 0:
+            return b"".join(iter(lambda: os.read(self.fileno(), COPY_BLOCK), b""))
+        return os.read(self.fileno(), size)
+
+    def readinto(self, buffer: bytearray) -> int:
+        return os.readv(self.fileno(), [buffer])
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fileno(), offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self.fileno(), 0, os.SEEK_CUR)
+
     def checksums(self) -> Checksums:
         """The stored ``{algorithm: digest}`` of this file, {} when none."""
         return checksum_store.read(self.path, self.fileno())
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> "PosixReader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def etag_of(st: os.stat_result) -> str:

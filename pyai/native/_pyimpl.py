@@ -806,7 +806,8 @@ def format_answer(status, headers, must_close, server, date, body):
     closes = bool(must_close)
     if body is not None and not any(name == "Content-Length" for name, _ in headers):
         closes = True
-    lines = [f"HTTP/1.1 {status}\r\nServer: {server}\r\nDate: {date}\r\nConnection: {'close' if closes else 'keep-alive'}\r\n"]
+    connection = "close" if closes else "keep-alive"
+    lines = [f"HTTP/1.1 {status}\r\nServer: {server}\r\nDate: {date}\r\nConnection: {connection}\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in headers]
     lines.append("\r\n")
     data = "".join(lines).encode("latin-1")

@@ -639,7 +639,8 @@ class PyaiWorker(Worker):
                 return CLOSE if closes else READ_HEAD
         resp = Response(method, version, bytearray(), _NO_ENVIRON, must_close)
         resp.start_plain(status, code, headers)
-        exchange = conn.exchange = Exchange(conn, Head.plain(method, target, version, keep_alive), None, self.send_timeout)
+        head = Head.plain(method, target, version, keep_alive)
+        exchange = conn.exchange = Exchange(conn, head, None, self.send_timeout)
         exchange.record, exchange.resp, exchange.out, exchange.environ = record, resp, resp.out, _NO_ENVIRON
         if type(body) is bytes:  # the rest of what the socket did not take
             resp.headers_sent, resp.must_close, resp.sent = True, closes, len(body) if not omitted else 0

@@ -128,3 +128,30 @@ def test_the_transfer_log_says_the_same(pair, logs):
     (get,) = [line for line in lines[0] if line["method"] == "GET"]
     assert (get["status"], get["bytes_sent"], get["medium"]) == (200, len(SMALL), "disk")
     assert get["digest"].startswith("sha256:")
+
+
+def test_a_client_that_reads_slowly_gets_every_plain_answer_whole(pair, logs):
+    """Pipelined GETs of a file sent from memory, to a client that reads nothing until it has
+    sent them all: the socket soon takes less than a whole answer, and the rest waits in the
+    poller (an exchange) while the worker goes on; every answer arrives whole and in order,
+    and each has its transfer log line."""
+    plain, _ = pair
+    ident, count = fresh_id(), 400
+    body = os.urandom(16 * 1024)  # the largest file a GET sends from memory (INLINE_MAX)
+    assert requests.put(plain.id_url(ident), data=body, timeout=30).status_code == 201
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", plain.port))
+        sock.sendall(f"GET /{ident} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * count)
+        data = bytearray()
+        while data.count(body) < count:
+            piece = sock.recv(1 << 20)
+            assert piece, f"closed after {data.count(body)} answers"
+            data += piece
+    answers = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert len(answers) == count
+    assert all(answer.endswith(b"\r\n\r\n" + body) for answer in answers)
+    path = logs / "plain.log"
+    assert wait_until(lambda: len(reads_of(path, ident)) == count, timeout=10), len(reads_of(path, ident))
+    assert {(line["status"], line["bytes_sent"]) for line in reads_of(path, ident)} == {(200, len(body))}
