@@ -49,7 +49,6 @@ SEND_CONTINUE = "pyai.send_continue"
 BODY = "pyai.body"
 CLOSE_CONNECTION = "pyai.close_connection"
 _hand_over = None  # set by the server: lets another thread serve while this one blocks
-PLAIN_METHODS = frozenset(("GET", "HEAD"))
 # The request fields a plain request may carry (lower case): what curl, wget, wrk, hey and
 # requests send with a GET, none of which changes an answer of the data plane (a Content-Type
 # without a body describes nothing).

@@ -77,7 +77,7 @@ from pyai.server.connection import (
     Exchange,
 )
 from pyai.server.head import BadHead, Head, Limits, parse, refuse_overlong
-from pyai.server.wsgi import SERVER, FileWrapper, Forwarded, Response, _Clock, connection_environ, environ_for
+from pyai.server.wsgi import SERVER, Clock, FileWrapper, Forwarded, Response, connection_environ, environ_for
 from pyai.web.answers import error_document
 
 ONESHOT = select.EPOLLONESHOT
@@ -626,7 +626,7 @@ class PyaiWorker(Worker):
         must_close = self._count_request(keep_alive)
         if type(body) is bytes:
             omitted = method == "HEAD" or code == 204
-            data, closes = format_answer(status, headers, must_close, SERVER, _Clock.date(), None if omitted else body)
+            data, closes = format_answer(status, headers, must_close, SERVER, Clock.date(), None if omitted else body)
             try:
                 sent = conn.sock.send(data, _SEND)
             except OSError:
@@ -634,7 +634,10 @@ class PyaiWorker(Worker):
             if sent:
                 record.sent_first_byte()
             if sent == len(data):  # the usual case: all of it went
-                observe.finished(record, code, 0 if omitted else len(body), conn.client)
+                try:
+                    observe.finished(record, code, 0 if omitted else len(body), conn.client)
+                except Exception:
+                    self.log.exception("observing a request failed")
                 conn.served += 1
                 return CLOSE if closes else READ_HEAD
         resp = Response(method, version, bytearray(), _NO_ENVIRON, must_close)

@@ -51,7 +51,7 @@ def _checked_name(name):
     return lower
 
 
-class _Clock:
+class Clock:
     """The Date field, formatted once a second (RFC 9110 6.6.1 needs no finer)."""
 
     second = 0
@@ -236,7 +236,7 @@ class Response:
             return
         self.headers_sent = True
         headers = [("Transfer-Encoding", "chunked"), *self.headers] if self.chunked else self.headers
-        self.out += format_answer(self.status, headers, self.should_close(), SERVER, _Clock.date(), None)[0]
+        self.out += format_answer(self.status, headers, self.should_close(), SERVER, Clock.date(), None)[0]
 
     def start_plain(self, status, code, headers):
         """``start_response`` for an answer the app made itself (``pyai.serving``'s plain request).
