@@ -497,12 +497,12 @@ class PyaiWorker(Worker):
         if self.plain is not None and not conn.head:
             # An idle connection, the usual case: receive and recognise a plain request in one call.
             request = read_plain(conn.fd, conn.head)
-            if conn.head:
+            outcome = self._answer_plain(conn, request) if request is not None else None
+            if outcome is None and conn.head:  # a head still to answer (or the first bytes of one)
                 conn.head_started = time.monotonic()
-            if request is not None:
-                outcome = self._answer_plain(conn, request)
-                if outcome is None:  # the app wants the full path: no second try on the plain one
+                if request is not None:  # the app wants the full path: no second try on the plain one
                     outcome = self._serve(conn, conn.head_state(), plain=False)
+            if outcome is not None:
                 self._after(conn, self._next(conn, outcome))
                 return
         state = conn.read_head()

@@ -249,13 +249,6 @@ class Response:
             if name == "Content-Length":
                 self.response_length = int(value)
 
-    def answer_whole(self, body):
-        """After ``start_plain``: the head and the whole ``body`` (bytes) into ``out`` at once."""
-        self.send_headers()
-        if not self.omits_body:
-            self.out += body
-            self.sent = len(body)
-
     def write(self, data):
         self.send_headers()
         if self.omits_body or not data:
