@@ -71,12 +71,22 @@ class PosixReader:
     def __init__(self, path: str):
         self.fd = -1  # for __del__ when opening fails
         self.fd, st = _open_stored(path)
+        self.blocking = False  # opened O_NONBLOCK (never to wait on a FIFO); see fileno
         self.size = st.st_size
         self.mtime = st.st_mtime
         self.etag = etag_of(st)
         self.path = path
 
     def fileno(self) -> int:
+        """The descriptor, its reads blocking again: an HSM's file system may answer a
+        non-blocking read of a file on tape with EAGAIN instead of recalling it."""
+        fd = self._descriptor()
+        if not self.blocking:
+            os.set_blocking(fd, True)
+            self.blocking = True
+        return fd
+
+    def _descriptor(self) -> int:
         if self.fd < 0:
             raise ValueError("I/O operation on closed file")
         return self.fd
@@ -85,6 +95,11 @@ class PosixReader:
         """Up to ``size`` bytes in one read (the rest of the file when ``size`` < 0)."""
         if size is None or size < 0:
             return b"".join(iter(lambda: os.read(self.fileno(), COPY_BLOCK), b""))
+        if not self.blocking:
+            try:  # a small GET's one read, as opened: a local file system ignores O_NONBLOCK
+                return os.read(self._descriptor(), size)
+            except BlockingIOError:
+                pass  # an HSM's file on tape: read again, blocking, while it is recalled
         return os.read(self.fileno(), size)
 
     def readinto(self, buffer: bytearray) -> int:
@@ -98,7 +113,7 @@ class PosixReader:
 
     def checksums(self) -> Checksums:
         """The stored ``{algorithm: digest}`` of this file, {} when none."""
-        return checksum_store.read(self.path, self.fileno())
+        return checksum_store.read(self.path, self._descriptor())
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -122,7 +137,8 @@ def etag_of(st: os.stat_result) -> str:
 
 
 def _open_stored(path: str) -> Tuple[int, os.stat_result]:
-    """``(fd, stat)`` of the regular file at ``path``; FileNotFoundError for a symlink or anything else."""
+    """``(fd, stat)`` of the regular file at ``path``, still O_NONBLOCK; FileNotFoundError for a
+    symlink or anything else."""
     try:
         fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
@@ -133,7 +149,6 @@ def _open_stored(path: str) -> Tuple[int, os.stat_result]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise FileNotFoundError(errno.ENOENT, "not a regular file")
-        fcntl.fcntl(fd, fcntl.F_SETFL, 0)  # reads block again (an HSM may recall the data in them)
     except BaseException:
         os.close(fd)
         raise

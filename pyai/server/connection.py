@@ -55,7 +55,7 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "client", "server", "head_max", "head", "head_started", "exchange", "deadline", "closed",
-        "served", "drained", "armed", "polled", "closing", "environ",
+        "served", "drained", "armed", "polled", "events", "closing", "environ",
     )  # fmt: skip
 
     def __init__(self, sock, client, server, head_max):
@@ -73,6 +73,7 @@ class Connection:
         self.drained = 0  # bytes discarded while the client closes (see PyaiWorker._close_gracefully)
         self.armed = False  # waiting in the poller (no thread has it)
         self.polled = None  # the descriptor registered for it in the poller
+        self.events = 0  # what it waits for there (to re-arm it with, see PyaiWorker._hand_back)
         self.closing = False  # half-closed: waiting for the client to close
         self.environ = None  # the WSGI keys its requests share (made with the first)
 

@@ -83,6 +83,7 @@ from pyai.web.answers import error_document
 ONESHOT = select.EPOLLONESHOT
 READ = select.EPOLLIN | select.EPOLLRDHUP | ONESHOT
 WRITE = select.EPOLLOUT | ONESHOT
+BATCH = 16  # events taken per poll: a batch another thread may take back (see PyaiWorker._hand_back)
 # After "Connection: close" the client gets this long to read the answer and close.
 CLOSE_LINGER = 2.0
 # What it may still send meanwhile is read and discarded, up to this much: closing with
@@ -349,6 +350,7 @@ class PyaiWorker(Worker):
         before it is registered, nor takes it only to have this thread register it again."""
         with self.lock:
             conn.armed = True
+            conn.events = events
             if conn.polled == fd:
                 self.poller.modify(fd, events)
                 return
@@ -385,7 +387,33 @@ class PyaiWorker(Worker):
             if turn.passed_over:
                 return
             turn.passed_over = True
+            self._hand_back(turn.pending)
         self.turns.release()
+
+    def _hand_back(self, pending):
+        """Give the poller back the events a passed-over thread had taken but not begun (under the
+        lock): one-shot, they are disabled until re-armed, and the next thread's poll finds them."""
+        for target in pending:
+            if type(target) is Connection:
+                if target.armed and target.polled is not None:
+                    self.poller.modify(target.polled, target.events)
+            elif self.accepting:
+                self.poller.modify(target.fileno(), select.EPOLLIN | ONESHOT)
+        pending.clear()
+
+    def _next_target(self, turn):
+        """The next connection (taken from the poller) or listener of this thread's batch; None when
+        the batch is done, or was handed back because the thread was passed over."""
+        pending = turn.pending
+        with self.lock:
+            while pending:
+                target = pending.pop()
+                if type(target) is not Connection:
+                    return target
+                if target.armed:  # else closed, or taken for its deadline, since the poll
+                    target.armed = False
+                    return target
+        return None
 
     def _plain_answerer(self):
         """The app's ``answer_plain`` when plain requests may skip the environ (``pyai.serving``), else None."""
@@ -418,20 +446,21 @@ class PyaiWorker(Worker):
                 turn.passed_over = False
             while not turn.passed_over:
                 try:
-                    events = poll(-1, 1)
+                    events = poll(-1, BATCH)
                 except InterruptedError:
                     continue
                 except (OSError, ValueError):
                     return  # the poller was closed: the worker is ending
                 if not self.running:
                     return
-                for fd, _ in events:
+                # Several at once: one poll for a busy worker's batch.  Resolved now, as a descriptor
+                # closed meanwhile may name another connection by the time its turn comes.
+                turn.pending.extend(t for fd, _ in reversed(events) if (t := targets.get(fd)) is not None)
+                while (target := self._next_target(turn)) is not None:
                     turn.since = clock()
-                    target = targets.get(fd)
                     if type(target) is Connection:
-                        if self._take(target):
-                            self._step(target)
-                    elif target is not None:
+                        self._step(target)
+                    else:
                         self._accept(target)
                     turn.since = None
 
@@ -803,11 +832,12 @@ class _Turn:
     """One serving thread, as the main thread watches it: since when it is in a step (None while it
     waits), and whether it was passed over (another thread got a turn because this one stalled)."""
 
-    __slots__ = ("since", "passed_over")
+    __slots__ = ("since", "passed_over", "pending")
 
     def __init__(self):
         self.since = None
         self.passed_over = False
+        self.pending = []  # the rest of its last poll's batch, last first (see PyaiWorker._next_target)
 
 
 class _LoggedRequest:

@@ -56,3 +56,14 @@ def test_only_a_regular_file_is_opened(tmp_path, stored, kind):
     with pytest.raises(FileNotFoundError):
         PosixReader(str(path))
     assert len(os.listdir("/proc/self/fd")) == before  # nothing left open by the refusal
+
+
+def test_its_descriptor_blocks_for_anyone_who_reads_it_by_number(stored):
+    """Opened O_NONBLOCK (a FIFO must not hold the open), its one small read is taken as it is;
+    whoever gets the descriptor itself (sendfile, a recall's reads) gets blocking reads, which an
+    HSM's file system needs to recall a file from tape instead of answering EAGAIN."""
+    with PosixReader(stored) as reader:
+        assert reader.read(10) == DATA[:10]
+        assert reader.checksums() == {}
+        assert os.get_blocking(reader.fileno())
+        assert reader.read(10) == DATA[10:20]

@@ -6,10 +6,13 @@ whichever way the stall is seen: by the main thread's watch, or by the thread
 itself saying it is about to block (``pyai.serving.may_block``).
 """
 
+import select
+import socket
 import threading
 
 from pyai import serving
-from pyai.server.worker import STALL, PyaiWorker, _Turn
+from pyai.server.connection import Connection
+from pyai.server.worker import BATCH, READ, STALL, PyaiWorker, _Turn
 
 
 def _worker():
@@ -69,3 +72,57 @@ def test_a_thread_waiting_for_events_has_nothing_to_pass_on():
     worker._pass_over_stalled(1e9)
     assert not turn.passed_over
     assert _turns_given(worker) == 0
+
+
+def _polling_worker():
+    """The turns' state with a real poller: what a batch of events is taken from and handed back to."""
+    worker = _worker()
+    worker.poller = select.epoll()
+    worker.targets = {}
+    worker.accepting = True
+    return worker
+
+
+def _readable_connection(worker):
+    """A connection armed in the worker's poller, with a request waiting on it."""
+    ours, theirs = socket.socketpair()
+    conn = Connection(ours, ("127.0.0.1", 1), ("127.0.0.1", 2), 8192)
+    worker._arm(conn, conn.fd, READ)
+    theirs.send(b"GET /1 HTTP/1.1\r\n\r\n")
+    return conn, theirs
+
+
+def _polled(worker, turn):
+    """One poll's batch into ``turn``, as a serving thread takes it."""
+    events = worker.poller.poll(1, BATCH)
+    turn.pending.extend(worker.targets[fd] for fd, _ in reversed(events))
+    return len(events)
+
+
+def test_a_passed_over_thread_hands_back_the_events_it_had_not_begun():
+    worker = _polling_worker()
+    first, _a = _readable_connection(worker)
+    second, _b = _readable_connection(worker)
+    turn = _serving(worker, since=100.0)
+    assert _polled(worker, turn) == 2
+    taken = worker._next_target(turn)
+    assert taken in (first, second) and not taken.armed
+    assert worker.poller.poll(0) == []  # one-shot: the other waits in this thread's batch
+    worker._pass_over_stalled(100.0 + STALL * 2)  # the step on ``taken`` stalls
+    assert turn.pending == []
+    left = second if taken is first else first
+    assert worker.poller.poll(0) == [(left.fd, select.EPOLLIN)]  # the next thread's poll finds it
+    assert worker._next_target(turn) is None  # the stalled thread, once done, starts nothing more
+
+
+def test_a_connection_closed_or_taken_after_the_poll_is_skipped_in_the_batch():
+    worker = _polling_worker()
+    closed, _a = _readable_connection(worker)
+    expired, _b = _readable_connection(worker)
+    served, _c = _readable_connection(worker)
+    turn = _serving(worker, since=None)
+    assert _polled(worker, turn) == 3
+    closed.armed = False  # as _close leaves it
+    assert worker._take(expired)  # the main thread took it for its deadline
+    assert worker._next_target(turn) is served
+    assert worker._next_target(turn) is None
