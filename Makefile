@@ -41,7 +41,7 @@ SYSTEM_TOOLS := curl wget strace
 RUN_PACKAGES := libh2o-evloop0.13
 SYSTEM_PACKAGES := $(RUN_PACKAGES) gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
 
-.PHONY: FORCE all venv compile debug run run-deps test test-c test-python test-floors bench profile system-deps lint typecheck format clean \
+.PHONY: FORCE all venv compile debug run run-deps test test-unit test-c test-python test-floors bench profile system-deps lint typecheck format clean \
 	distclean fuzz fuzz-deps
 
 all: compile
@@ -106,6 +106,11 @@ system-deps:
 # The whole suite; the HTTP tests run against both I/O paths (PYAI_IMPL=c and =python).
 test: compile venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The in-process tests alone (tests/unit: no server, no system packages but h2o's parser
+# library, which `make run` wants too): under a minute, for the edit-and-test loop.
+test-unit: compile venv run-deps
+	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
 
 test-c: compile venv system-deps
 	PYAI_TEST_IMPLS=c $(PY) -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,7 @@ from server import ROOT, ServerPool, service_env
 
 @pytest.mark.slow
 @pytest.mark.parametrize("with_token", [False, True], ids=["open", "token"])
+@pytest.mark.timeout(1200)  # the suite it runs has 600 s of its own
 def test_post_deployment_suite(tmp_path, with_token):
     pool = ServerPool(tmp_path / "servers", impl=None)
     settings, client = {}, {}

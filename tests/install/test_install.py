@@ -19,7 +19,7 @@ import pytest
 import requests
 from server import ROOT, free_port, service_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the install alone may take INSTALL_TIMEOUT
 
 INSTALL_TIMEOUT = 600
 START_TIMEOUT = 30.0
