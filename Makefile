@@ -17,7 +17,7 @@ CONFIG ?=
 PYTEST_ARGS ?=
 
 # The HPSS binding is compiled against $(HPSS_ROOT)/include/hpss_api.h when it
-# exists, else against the emulator in csrc/hpss_emu (see README, "HPSS").
+# exists, else against the emulator in csrc/hpss_emu (see docs/storage.md, "HPSS").
 HPSS_ROOT ?= /opt/hpss
 export HPSS_ROOT
 
@@ -41,7 +41,7 @@ SYSTEM_TOOLS := curl wget strace
 RUN_PACKAGES := libh2o-evloop0.13
 SYSTEM_PACKAGES := $(RUN_PACKAGES) gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
 
-.PHONY: FORCE all venv compile debug run run-deps test test-unit test-c test-python test-floors bench profile system-deps lint typecheck format clean \
+.PHONY: FORCE all venv compile debug run run-deps test test-unit test-c test-python test-floors bench profile docs system-deps lint typecheck format clean \
 	distclean fuzz fuzz-deps
 
 all: compile
@@ -163,6 +163,15 @@ bench: compile venv system-deps
 # large-put; written to bench/results/profile-$(SCENARIO).svg.  PROFILE_ARGS: e.g. --native --impl python.
 SCENARIO ?= small-get
 PROFILE_ARGS ?=
+# The documentation site (docs/, mkdocs.yml) into build/site; --strict: a broken link fails it.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): requirements-docs.txt $(VENV)/.run-installed
+	$(PY) -m pip install -q -r requirements-docs.txt
+	touch $@
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 PROFILE_STAMP := $(VENV)/.profile-installed
 $(PROFILE_STAMP): requirements-profile.txt $(VENV)/.run-installed
 	$(PY) -m pip install -q -r requirements-profile.txt

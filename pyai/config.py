@@ -6,7 +6,7 @@ original sections (``[posix]``, ``[hpss]``, ``[hsm_sideband]``) and adds
 ``[archive]``, ``[auth]``, ``[tape]`` and ``[ops]``.  Every setting is declared once, in ``SETTINGS``: its
 section and option, environment variable, parser, default and help.  The ``Config``
 class, the validation in ``load()`` (which raises ConfigError with one line an
-operator can act on) and the README's table (``settings_table()``) all come from it.
+operator can act on) and the configuration page's table (``settings_table()``) all come from it.
 A section, option or PAI_* variable that is no setting is an error too, with the
 nearest known name suggested (``unknown_names``): a typo must not be ignored.
 ``check()`` lists every problem without creating anything (check-config, reloads).
@@ -122,7 +122,7 @@ def _checksums(text: str) -> Tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One setting: where it is read from, how it is checked, and what the README says of it."""
+    """One setting: where it is read from, how it is checked, and what the configuration page says of it."""
 
     name: str  # the attribute of Config
     section: str  # [section] of the INI file
@@ -130,12 +130,12 @@ class Setting:
     env: str  # environment variable, beats the file
     parse: Callable[[str], Any]  # text -> value, or ValueError saying what was expected; returns the field's type
     default: str  # text, parsed like any other source
-    help: str  # one line of Markdown: the README table's "meaning"
+    help: str  # one line of Markdown: the settings table's "meaning"
     flag: str = ""  # the command-line flag that beats the environment, if any
-    default_note: str = ""  # shown after the default in the README, e.g. "unlimited"
+    default_note: str = ""  # shown after the default in the settings table, e.g. "unlimited"
 
 
-# Every setting, once: a table (the Config class, the validation and the README table come from it).
+# Every setting, once: a table (the Config class, the validation and the settings table come from it).
 SETTINGS = (
     Setting(
         "backend",
@@ -405,7 +405,7 @@ SETTINGS = (
         str,
         "/data/pacifica/test/",
         default_note="the original's",
-        help="the archive directory as the sideband database names it (the original's rule: see README)",
+        help="the archive directory as the sideband database names it (the original's rule: see docs/storage.md)",
     ),
     Setting(
         "sideband_host",
@@ -467,7 +467,7 @@ SETTINGS = (
         "10",
         help="the `Retry-After` of the 503 answers while the database is down",
     ),
-    # -- the WLCG Tape REST API (pyai.tape; see the README's "Tape REST API") --------------------
+    # -- the WLCG Tape REST API (pyai.tape; see docs/grid.md, "Tape REST API") --------------------
     Setting(
         "tape_sitename",
         "tape",
@@ -675,7 +675,7 @@ def _shown_default(setting):
 
 
 def settings_table():
-    """The README's configuration table, in Markdown, one row per setting."""
+    """The configuration page's settings table, in Markdown, one row per setting."""
     header = ["section / option", "environment", "flag", "default", "meaning"]
     lines = [_markdown_row(header), _markdown_row(["---"] * len(header))]
     for setting in SETTINGS:

@@ -96,7 +96,7 @@ def _warn_cherrypy_config(args, prog):
     for what in given:
         sys.stderr.write(
             f"{prog}: warning: {what} is ignored: pyai serves with gunicorn (-a/-p, --gunicorn-config; "
-            "see README, Migrating from the original)\n"
+            "see docs/compatibility.md, Migrating from the original)\n"
         )
 
 

@@ -15,7 +15,7 @@ atomic), so no request takes a lock.  On USR1 (logrotate's ``postrotate``)
 the queued lines go to the old file, then the file is opened again by name
 and the new descriptor is ``dup2``-ed over the old one, so a write racing the
 reopen lands in one file or the other, never on a closed descriptor.  The
-fields are documented in the README and in ``transfer_log.schema.json``
+fields are documented in docs/operating.md and in ``transfer_log.schema.json``
 (shipped beside this module); they are a contract.
 
 Nothing here raises into a request: a line that cannot be written is lost,

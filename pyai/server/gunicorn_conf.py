@@ -41,7 +41,7 @@ limit_request_field_size = 8190
 control_socket_disable = True
 
 # Under systemd (RuntimeDirectory=pyai in deploy/pyai.service) the master's pid is kept in
-# /run/pyai/gunicorn.pid, where log rotation finds the process to send USR1 (README, "Transfer log").
+# /run/pyai/gunicorn.pid, where log rotation finds the process to send USR1 (docs/operating.md, "Transfer log").
 if os.environ.get("RUNTIME_DIRECTORY"):
     pidfile = os.path.join(os.environ["RUNTIME_DIRECTORY"].split(":")[0], "gunicorn.pid")
 

@@ -88,7 +88,7 @@ def stored_sha256(srv, ident):
 
 
 def test_the_file_streams_both_ways():
-    """What the README asks of nginx is in the shipped file."""
+    """What docs/deployment.md asks of nginx is in the shipped file."""
     text = NGINX_CONF.read_text()
     for directive in (
         "proxy_http_version 1.1;",

@@ -6,7 +6,7 @@ verify`` (and ``security --offline``) read the unit like systemd would, with the
 ExecStart then runs as written, with its environment, and must tell systemd it is
 ready (Type=notify, on a $NOTIFY_SOCKET of ours), serve, reload on ExecReload (its check,
 then the HUP) and stop on a TERM to the master alone (KillMode=mixed) within
-TimeoutStopSec.  The README's logrotate example is run, with the unit's directories
+TimeoutStopSec.  The logrotate example of docs/operating.md is run, with the unit's directories
 (LogsDirectory=, RuntimeDirectory=) pointed at private ones, against what the unit runs.  Under strace the
 same command must make no system call outside the unit's SystemCallFilter and no
 writable-and-executable mapping (MemoryDenyWriteExecute).
@@ -281,10 +281,10 @@ def test_exec_reload_reads_the_tokens_again(pool, entries, tmp_path):
 
 
 def logrotate_example():
-    """The logrotate configuration README.md gives (section "Transfer log")."""
-    readme = (ROOT / "README.md").read_text()
+    """The logrotate configuration docs/operating.md gives (section "Transfer log")."""
+    readme = (ROOT / "docs" / "operating.md").read_text()
     match = re.search(r"With logrotate:\n\n```\n(.*?)```", readme, re.S)
-    assert match, "README.md no longer has its logrotate example"
+    assert match, "docs/operating.md no longer has its logrotate example"
     return match.group(1)
 
 

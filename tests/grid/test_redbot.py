@@ -2,7 +2,7 @@
 
 REDbot sends the request, then its own follow-ups (If-None-Match, If-Modified-Since,
 a Range), and grades what it sees.  No note may be "bad" and no warning may appear
-that is not accepted below, each for a reason (the README lists them too).
+that is not accepted below, each for a reason (docs/grid.md lists them too).
 """
 
 import json

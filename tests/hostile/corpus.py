@@ -194,7 +194,7 @@ CONTENT_LENGTHS = {
 for label, value in CONTENT_LENGTHS.items():
     header = f"Content-Length: {value}".encode("utf-8").decode("latin-1")
     # 507 is right when the length announced is more than the disk has: space is reserved
-    # before the body is read, and this is what a full disk answers (README).  413 when no
+    # before the body is read, and this is what a full disk answers (docs/api.md).  413 when no
     # file could ever be that large (EFBIG, or past the largest file offset).
     case(
         f"content-length-{label}",

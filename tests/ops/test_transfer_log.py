@@ -1,7 +1,7 @@
 """The JSON transfer log on the real gunicorn: every field of every kind of request, token
 names, a client that leaves halfway, stages from tape, rotation on USR1, and the default (stderr).
 
-Every line read is validated against the schema shipped with pyai (the README's table
+Every line read is validated against the schema shipped with pyai (docs/operating.md's table
 is checked against the same schema).
 """
 
@@ -27,7 +27,7 @@ from pyai.ops.record import Record
 SCHEMA = json.loads(Path(transfer_log.SCHEMA_PATH).read_text())
 VALIDATOR = jsonschema_rs.Draft202012Validator(SCHEMA)
 HAS_HPSS = importlib.util.find_spec("pyai.hpss_client._hpss") is not None
-README = (ROOT / "README.md").read_text()
+OPERATING = (ROOT / "docs" / "operating.md").read_text()
 RO = "ro-token-of-the-transfer-log-tests-1"
 RW = "rw-token-of-the-transfer-log-tests-2"
 TIMEOUT = 15
@@ -420,11 +420,11 @@ def test_a_transfer_log_that_cannot_be_opened_stops_the_start(tmp_path, case):
     assert errors == [f"pyai: error: cannot open the transfer log {target}: {problem}"]
 
 
-# --- the line itself, and the README ---------------------------------------------------
+# --- the line itself, and its documentation------------------------------------------------
 
 
-def test_the_readme_table_is_the_schema():
-    section = README.split("### Transfer log", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+def test_the_documented_table_is_the_schema():
+    section = OPERATING.split("### Transfer log", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     documented = re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)
     assert documented == list(SCHEMA["properties"])
     assert SCHEMA["required"] == list(SCHEMA["properties"])

@@ -1,4 +1,4 @@
-"""The settings are declared once (pyai.config.SETTINGS): the README's table and Config follow them."""
+"""The settings are declared once (pyai.config.SETTINGS): the configuration page's table and Config follow them."""
 
 import argparse
 import dataclasses
@@ -9,12 +9,12 @@ import pytest
 from pyai.admin import cli, settings_doc
 from pyai.config import SETTINGS, Config, load, settings_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
-def test_the_readme_table_is_the_generated_one():
-    table = settings_doc.readme_table(README.read_text(encoding="utf-8"))
-    assert table == settings_table(), "README.md is stale: run python -m pyai.admin.settings_doc README.md"
+def test_the_configuration_page_table_is_the_generated_one():
+    table = settings_doc.page_table(PAGE.read_text(encoding="utf-8"))
+    assert table == settings_table(), f"docs/configuration.md is stale: run {settings_doc.COMMAND}"
 
 
 def test_the_table_has_a_row_per_setting():
