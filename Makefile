@@ -142,7 +142,8 @@ test-floors: system-deps
 	cd $(FLOORS_DIR)/src && PYAI_TEST_BACKENDS="posix hsmsideband" $(FLOORS_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(FLOORS_TESTS)
 
 # Benchmarks (bench/): pyai against nginx on the same files, its pure-Python path and
-# the raw storage (dd); prints one table and writes bench/results/*.json.
+# the raw storage (dd); prints one table and writes bench/results/*.json.  A whole full run (no
+# QUICK=1, no BENCH_ARGS) also rewrites docs/performance.md's results and its chart (bench/report.py).
 # QUICK=1 is the smoke run CI does (small sizes, one repetition, < 3 minutes).
 # BENCH_ARGS are extra pytest arguments; BENCH_LARGE_SIZE etc. are read from the environment.
 BENCH_ARGS ?=
@@ -157,6 +158,7 @@ bench: compile venv system-deps
 	  else echo "bench needs the packages:$$missing (install them, e.g. apt-get install$$missing)"; exit 1; fi; \
 	fi
 	BENCH_QUICK=$(if $(filter 1 yes true,$(QUICK)),1,0) $(PY) -m pytest -c bench/pytest.ini bench $(BENCH_ARGS)
+	$(if $(filter 1 yes true,$(QUICK))$(BENCH_ARGS),,$(PY) bench/report.py bench/results/latest.json docs/performance.md docs/img/bench.svg)
 
 # A flame graph of one pyai worker under one load (bench/flamegraph.py): py-spy records the worker
 # for 10 s while wrk (hey for HEAD) drives SCENARIO, one of small-get, small-head, small-put, large-get,

@@ -226,7 +226,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         ).stdout.strip()
     except OSError:
         pass
-    path = bl.RESULTS_DIR / f"bench-{stamp}.json"
+    # a full run's JSON is kept (git tracks it; the performance page is made from it), a quick one's is not
+    path = bl.RESULTS_DIR / f"{'quick' if SETTINGS.quick else 'bench'}-{stamp}.json"
     text = json.dumps(doc, indent=2, default=str)
     path.write_text(text)
     (bl.RESULTS_DIR / "latest.json").write_text(text)
