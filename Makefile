@@ -41,7 +41,7 @@ SYSTEM_TOOLS := curl wget strace
 RUN_PACKAGES := libh2o-evloop0.13
 SYSTEM_PACKAGES := $(RUN_PACKAGES) gfal2-util-scripts gfal2-plugin-http systemd nginx-light haproxy prometheus logrotate
 
-.PHONY: FORCE all venv compile debug run run-deps test test-unit test-c test-python test-floors bench profile docs system-deps lint typecheck format clean \
+.PHONY: FORCE all venv compile debug run run-deps unit-deps test test-unit test-quick test-sanitized test-c test-python test-floors bench profile docs system-deps lint typecheck format clean \
 	distclean fuzz fuzz-deps
 
 all: compile
@@ -107,10 +107,36 @@ system-deps:
 test: compile venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The in-process tests alone (tests/unit: no server, no system packages but h2o's parser
-# library, which `make run` wants too): under a minute, for the edit-and-test loop.
-test-unit: compile venv run-deps
+# The in-process tests alone (tests/unit: no server; of the system packages only h2o's parser
+# library, which `make run` wants too, and strace, which traces the write-back): under a
+# minute, for the edit-and-test loop.  Nothing is installed when both are there.
+test-unit: compile venv unit-deps
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
+
+unit-deps: run-deps
+	@command -v strace >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; \
+	  else echo "the unit tests need strace (apt-get install strace)"; exit 1; fi; }
+
+# One representative end-to-end case per feature (the tests marked quick): a few minutes.
+test-quick: compile venv system-deps
+	$(PY) -m pytest -m quick $(PYTEST_ARGS)
+
+# The in-process tests again on a copy of the tree whose C parts are built with AddressSanitizer
+# and UBSan (PYAI_SANITIZE=1): an overflow, a use after free or undefined behaviour in csrc/
+# aborts the run.  The interpreter is not instrumented, so libasan is preloaded into it and
+# leak checking is off (CPython frees little at exit).
+SANITIZE_DIR ?= build/sanitize
+test-sanitized: venv unit-deps
+	rm -rf $(SANITIZE_DIR)
+	mkdir -p $(SANITIZE_DIR)/src
+	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(SANITIZE_DIR)/src
+	cd $(SANITIZE_DIR)/src && PYAI_SANITIZE=1 $(abspath $(PY)) setup.py -q build_ext --inplace
+	cd $(SANITIZE_DIR)/src && export LD_PRELOAD=$$($${CC:-cc} -print-file-name=libasan.so) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 PYTHONPATH=$$PWD && \
+	  $(abspath $(PY)) -c 'import os, pyai.native._cimpl as m; assert m.__file__.startswith(os.getcwd()), m.__file__' && \
+	  $(abspath $(PY)) -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/unit
 
 test-c: compile venv system-deps
 	PYAI_TEST_IMPLS=c $(PY) -m pytest $(PYTEST_ARGS)

@@ -3,7 +3,8 @@ cffi binding to HPSS ``pyai.hpss_client._hpss`` (against ``$HPSS_ROOT`` when it 
 headers, else against the emulator ``libhpss_emu.so`` built here into the package).
 
 ``PYAI_NO_EXTENSIONS=1`` builds a pure-Python package (``pyai.native._pyimpl`` then does
-all the work).  ``PYAI_DEBUG=1`` keeps asserts and debug symbols.
+all the work).  ``PYAI_DEBUG=1`` keeps asserts and debug symbols.  ``PYAI_SANITIZE=1`` builds
+every C part with AddressSanitizer and UBSan (``make test-sanitized``).
 """
 
 import os
@@ -15,6 +16,13 @@ from setuptools.command.build_ext import build_ext
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
 if os.environ.get("PYAI_DEBUG"):
     CFLAGS = ["-O0", "-g3", "-Wall", "-Wextra", "-D_GNU_SOURCE"]
+# Compiled and linked in: any overflow, use after free or undefined behaviour aborts the process.
+SANITIZE = (
+    ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+    if os.environ.get("PYAI_SANITIZE")
+    else []
+)
+CFLAGS += SANITIZE
 
 
 def extensions():
@@ -35,9 +43,12 @@ def extensions():
         include_dirs=["csrc"],
         depends=["csrc/pyai_io.h", "csrc/pyai_chunked.h", "csrc/pyai_plain.h"],
         extra_compile_args=CFLAGS,
+        extra_link_args=SANITIZE,
     )
     # Adler-32 with AVX2 (pyai.archive.checksums falls back to zlib's without it)
-    adler_ext = Extension("pyai.archive._adler32", sources=["csrc/pyai_adler32.c"], extra_compile_args=CFLAGS)
+    adler_ext = Extension(
+        "pyai.archive._adler32", sources=["csrc/pyai_adler32.c"], extra_compile_args=CFLAGS, extra_link_args=SANITIZE
+    )
     return cythonize(
         [io_ext],
         language_level=3,
@@ -55,6 +66,7 @@ def hpss_extension():
     hpss_build.ffibuilder.emit_c_code(source)
     options = hpss_build.build_options()
     options["extra_compile_args"] = CFLAGS + options.get("extra_compile_args", [])
+    options["extra_link_args"] = SANITIZE + options.get("extra_link_args", [])
     return Extension(
         "pyai.hpss_client._hpss",
         sources=[source],
@@ -102,7 +114,7 @@ class BuildExt(build_ext):
         self.compiler.link_shared_object(
             objects,
             os.path.join(target_dir, "libhpss_emu.so"),
-            extra_postargs=["-pthread", "-Wl,-soname,libhpss_emu.so"],
+            extra_postargs=SANITIZE + ["-pthread", "-Wl,-soname,libhpss_emu.so"],
         )
         self._emulator = os.path.join(target_dir, "libhpss_emu.so")
         return target_dir

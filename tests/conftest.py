@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from emulator import HAS_HPSS, start_tape  # noqa: E402
 from server import COUNTER, LIVE, ServerPool  # noqa: E402
 
 # PYAI_TEST_IMPLS narrows the run to one I/O path (make test-c / make test-python).
@@ -62,40 +63,37 @@ def backend(flavor):
 @pytest.fixture(scope="session")
 def server(backend, impl, tmp_path_factory):
     """The default configuration (safe names, write-once, no limits), one per flavor."""
-    pool = ServerPool(tmp_path_factory.mktemp(f"default-{backend}-{impl}"), impl, backend)
-    try:
+    with ServerPool(tmp_path_factory.mktemp(f"default-{backend}-{impl}"), impl, backend) as pool:
         yield pool.start("default")
-    finally:
-        pool.close()
 
 
 @pytest.fixture(scope="module")
 def make_server(backend, impl, tmp_path_factory):
-    pool = ServerPool(tmp_path_factory.mktemp(f"mod-{backend}-{impl}"), impl, backend)
-    try:
+    with ServerPool(tmp_path_factory.mktemp(f"mod-{backend}-{impl}"), impl, backend) as pool:
         yield pool.start
-    finally:
-        pool.close()
 
 
 @pytest.fixture
 def fresh_server(backend, impl, tmp_path):
-    pool = ServerPool(tmp_path / "servers", impl, backend)
-    try:
+    with ServerPool(tmp_path / "servers", impl, backend) as pool:
         yield pool
-    finally:
-        pool.close()
+
+
+@pytest.fixture(scope="module")
+def tape(tmp_path_factory):
+    """An archive on the HPSS emulator whose files can go to tape: a stage back takes a second."""
+    if not HAS_HPSS:
+        pytest.skip("pyai.hpss_client._hpss is not built (PYAI_NO_EXTENSIONS?)")
+    with ServerPool(tmp_path_factory.mktemp("tape"), "c", "hpss") as pool:
+        yield start_tape(pool)
 
 
 @pytest.fixture
 def pool(tmp_path):
     """Real servers (gunicorn, posix, the C I/O path) for one test of what no flavor changes:
     the operator's endpoints, the lifecycle, the deployment kit."""
-    servers = ServerPool(tmp_path / "servers", "c", "posix")
-    try:
+    with ServerPool(tmp_path / "servers", "c", "posix") as servers:
         yield servers
-    finally:
-        servers.close()
 
 
 @pytest.fixture

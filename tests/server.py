@@ -185,7 +185,8 @@ COUNTER = itertools.count()
 
 
 class ServerPool:
-    """Starts servers under one base directory and stops them all at the end."""
+    """Starts servers under one base directory and stops them all at the end: a context manager,
+    ``with ServerPool(base, impl, backend) as pool:``, which closes them however the block ends."""
 
     def __init__(self, base, impl, backend="posix"):
         self.base = Path(base)
@@ -223,6 +224,12 @@ class ServerPool:
                     raise
         LIVE.append(srv)
         return srv
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     def close(self):
         for srv in self.servers:

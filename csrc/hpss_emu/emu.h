@@ -32,6 +32,7 @@
 struct emu_meta {
     unsigned levels;
     double ready_at; /* a stage to disk completes at this time; 0: none running */
+    unsigned stages; /* stages queued for the file so far: `pyai-hpss-emu stages` shows a test what was asked */
 };
 
 /* Called first by every API entry: 0, or the HPSS code to return

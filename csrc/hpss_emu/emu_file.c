@@ -108,6 +108,7 @@ static int stage_start(struct emu_meta *meta, void *arg)
     if ((meta->levels & EMU_ON_DISK) || meta->ready_at > 0)
         return 0; /* on disk, or a stage is already on its way: don't queue another */
     meta->ready_at = emu_now() + *(double *)arg;
+    meta->stages++;
     return 1;
 }
 

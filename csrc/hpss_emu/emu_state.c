@@ -256,7 +256,7 @@ static void meta_path(char *out, size_t size, const struct stat *st)
 int emu_meta(const struct stat *st, int (*change)(struct emu_meta *, void *), void *arg, struct emu_meta *out)
 {
     char path[PATH_MAX], text[64];
-    struct emu_meta meta = {EMU_ON_DISK, 0};
+    struct emu_meta meta = {EMU_ON_DISK, 0, 0};
     meta_path(path, sizeof path, st);
     int fd = open(path, O_RDWR | O_CLOEXEC | (change ? O_CREAT : 0), 0600);
     if (fd < 0) {
@@ -275,7 +275,7 @@ int emu_meta(const struct stat *st, int (*change)(struct emu_meta *, void *), vo
     ssize_t n = pread(fd, text, sizeof text - 1, 0);
     if (n > 0) {
         text[n] = '\0';
-        sscanf(text, "%u %lf", &meta.levels, &meta.ready_at);
+        sscanf(text, "%u %lf %u", &meta.levels, &meta.ready_at, &meta.stages);
     } else {
         dirty = 1;
     }
@@ -288,7 +288,7 @@ int emu_meta(const struct stat *st, int (*change)(struct emu_meta *, void *), vo
         dirty = 1;
     int rc = 0;
     if (dirty && (change || n > 0)) {
-        int len = snprintf(text, sizeof text, "%u %.6f\n", meta.levels, meta.ready_at);
+        int len = snprintf(text, sizeof text, "%u %.6f %u\n", meta.levels, meta.ready_at, meta.stages);
         if (pwrite(fd, text, len, 0) != len || ftruncate(fd, len) < 0)
             rc = emu_rc(errno);
     }

@@ -3,6 +3,7 @@
     pyai-hpss-emu [--root DIR] purge ID|PATH...        leave the files on tape only
     pyai-hpss-emu [--root DIR] stage [--wait] ID|PATH...  bring them back to disk
     pyai-hpss-emu [--root DIR] status ID|PATH...       bytes per level and medium
+    pyai-hpss-emu [--root DIR] stages ID|PATH...       how many stages were queued for each, ever
     pyai-hpss-emu [--root DIR] set-stage-delay SECONDS how long a stage takes
     pyai-hpss-emu [--root DIR] set-latency SECONDS     how long a core-server ping takes
     pyai-hpss-emu [--root DIR] down | up               the core server stops / starts answering
@@ -11,10 +12,13 @@
 DIR is the emulated namespace, the archive's prefix (default $PYAI_HPSS_EMU_ROOT,
 else $PAI_PREFIX).  An ID is a file id of an archive whose prefix is DIR.
 Purge, stage and status go through the HPSS API of the emulator library;
-the settings are files in DIR/.hpss-emu that every call reads afresh.
+the settings are files in DIR/.hpss-emu that every call reads afresh.  Stages
+reads the emulator's own record of a file (what no HPSS call tells): a test
+proves that a request started no stage by the count, without waiting for one.
 """
 
 import argparse
+import fcntl
 import os
 import sys
 
@@ -88,11 +92,24 @@ def _status(hpss, path, args):
     return f"{path}: size {size} levels {per_level!r} {media_of(size, per_level)}"
 
 
+def _stages(root, path):
+    """The stages the emulator queued for ``path``: the third field of its levels record
+    (``DIR/.hpss-emu/levels/<dev>-<ino>``, see csrc/hpss_emu), read under the record's lock."""
+    st = os.stat(path)
+    try:
+        with open(os.path.join(root, STATE_DIR, "levels", f"{st.st_dev:x}-{st.st_ino:x}")) as record:
+            fcntl.flock(record, fcntl.LOCK_SH)
+            fields = record.read().split()
+    except FileNotFoundError:
+        fields = []  # never purged nor staged
+    return f"{path}: stages {int(fields[2]) if len(fields) > 2 else 0}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="pyai-hpss-emu", description="Drive pyai's HPSS emulator.")
     parser.add_argument("--root", default=os.environ.get("PYAI_HPSS_EMU_ROOT") or os.environ.get("PAI_PREFIX"))
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("purge", "status"):
+    for name in ("purge", "status", "stages"):
         commands.add_parser(name).add_argument("files", nargs="+")
     staging = commands.add_parser("stage")
     staging.add_argument("--wait", action="store_true", help="return when the file is on disk")
@@ -115,13 +132,13 @@ def main(argv=None):
     elif args.command in ("up", "allow-login"):
         _remove_setting(root, "down" if args.command == "up" else "deny-login")
     else:
-        hpss = _client(root)
-        action = {"purge": _purge, "stage": _stage, "status": _status}[args.command]
+        hpss = _client(root) if args.command != "stages" else None
+        action = {"purge": _purge, "stage": _stage, "status": _status}.get(args.command)
         failed = 0
         for name in args.files:
             path = _path(root, name)
             try:
-                print(action(hpss, path, args))
+                print(action(hpss, path, args) if action else _stages(root, path))
             except OSError as exc:
                 print(f"pyai-hpss-emu: {path}: {describe(exc)}", file=sys.stderr)
                 failed = 1

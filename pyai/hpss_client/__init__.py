@@ -25,8 +25,11 @@ from pyai.errors import os_error
 def _load():
     # libhpss links libtirpc, whose RPC symbols glibc also exports; deep binding
     # makes the library use its own (hpss-api.md 4.6).  Harmless for the emulator.
+    # AddressSanitizer refuses deep binding: a sanitized build (make test-sanitized,
+    # libasan preloaded) runs on the emulator, which needs none.
+    sanitized = "libasan" in os.environ.get("LD_PRELOAD", "")
     flags = sys.getdlopenflags()
-    sys.setdlopenflags(os.RTLD_NOW | getattr(os, "RTLD_DEEPBIND", 0))
+    sys.setdlopenflags(os.RTLD_NOW | (0 if sanitized else getattr(os, "RTLD_DEEPBIND", 0)))
     try:
         from pyai.hpss_client import _hpss
     finally:

@@ -13,8 +13,8 @@ import signal
 
 import pytest
 import requests
+from emulator import emu_cli
 from faults.checks import assert_absent, assert_intact
-from hpss.conftest import emu_cli
 from server import ServerPool, wait_until
 from sideband.mariadb import started
 

@@ -31,11 +31,8 @@ RW = secrets.token_hex(16)
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    servers = ServerPool(tmp_path_factory.mktemp("front"), "c", "posix")
-    try:
+    with ServerPool(tmp_path_factory.mktemp("front"), "c", "posix") as servers:
         yield servers
-    finally:
-        servers.close()
 
 
 def front_of(pool, work, **settings):
@@ -115,6 +112,7 @@ def pyai_received(srv):
     return max((p.stat().st_size for p in srv.temp_files() if p.exists()), default=0)
 
 
+@pytest.mark.quick
 def test_upload_reaches_pyai_while_the_client_still_sends(front):
     """Half a 64 MiB body sent, then a pause: pyai's temporary file already holds most of
     it (nginx would otherwise hold it all until the last byte).  Then the rest: 201."""

@@ -227,13 +227,10 @@ class Runs:
         settings = dict(config.settings, PAI_PREFIX=str(prefix), PAI_WORKERS="1")
         if DURABILITY is not None:
             settings[DURABILITY.env] = method
-        pool = ServerPool(base / "servers", config.impl)
-        try:
+        with ServerPool(base / "servers", config.impl) as pool:
             srv = pool.start(f"traced-{method}", wrapper=wrapper, **settings)
             ids = upload(srv.port, [c for c in [*CASES, NEW_PREFIX] if c.config == config_name], config.integer_ids)
             stop_traced(srv)
-        finally:
-            pool.close()
         return Run(ids, parse(trace.read_text(errors="replace")), trace, srv.stored_path, on_device(srv.prefix))
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 
+import pytest
 import requests
 from server import wait_until
 
@@ -21,6 +22,7 @@ TOTAL = 64 * 1024 * 1024  # announced; the client sends SENT bytes of it, then t
 SENT = 16 * 1024 * 1024  # more than the hpss backend gathers before its first write (8 MiB)
 
 
+@pytest.mark.quick
 def test_sigkill_of_worker_mid_put(start, backend, new_id):
     srv = start("crash")
     before = store_some(srv, new_id)

@@ -57,6 +57,7 @@ def fill(srv, new_id):
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+@pytest.mark.quick
 def test_disk_full_is_507_and_recovers(full_disk, new_id, chunked):
     srv = full_disk
     pids = workers(srv, WORKERS)

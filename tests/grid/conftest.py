@@ -6,19 +6,14 @@ test must not read or write the user's), TZ=UTC (gfal-stat prints local times), 
 GFAL_PYTHONBIN set: the gfal scripts otherwise look for a ``python`` that imports gfal2.
 """
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from server import ServerPool
 
 GFAL_TIMEOUT = 120  # seconds for one gfal command (bring-online polls inside it)
 SYSTEM_PYTHON = "/usr/bin/python3"  # where Debian's python3-gfal2 is importable
-EMU_CLI = str(Path(sys.executable).parent / "pyai-hpss-emu")
 
 if shutil.which("gfal-copy") is None:
     pytest.skip("gfal2 is not installed (make system-deps installs it)", allow_module_level=True)
@@ -50,24 +45,3 @@ class Gfal:
 @pytest.fixture
 def gfal(tmp_path):
     return Gfal(tmp_path / "gfal-home")
-
-
-def emu_cli(root, *args):
-    """The HPSS emulator's admin command on the namespace ``root`` (purge, set-stage-delay...)."""
-    proc = subprocess.run([EMU_CLI, "--root", str(root), *map(str, args)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-@pytest.fixture(scope="module")
-def tape(tmp_path_factory):
-    """An HPSS archive on the emulator whose stages take a second: files can be put on tape."""
-    if importlib.util.find_spec("pyai.hpss_client._hpss") is None:
-        pytest.skip("the HPSS binding is not built (PYAI_NO_EXTENSIONS?)")
-    pool = ServerPool(tmp_path_factory.mktemp("grid-tape"), "c", "hpss")
-    try:
-        srv = pool.start("tape", PAI_HPSS_STAGE_TIMEOUT="30", PAI_HPSS_PING_INTERVAL="0")
-        emu_cli(srv.prefix, "set-stage-delay", "1.0")
-        yield srv
-    finally:
-        pool.close()

@@ -13,9 +13,8 @@ import zlib
 
 import pytest
 import requests
+from emulator import emu_cli, stages
 from server import wait_until
-
-from .conftest import emu_cli
 
 LAST_MODIFIED = "Sun, 06 Nov 1994 08:49:37 GMT"
 LAST_MODIFIED_STAT = "1994-11-06 08:49:37"  # as gfal-stat prints it (TZ=UTC)
@@ -40,6 +39,7 @@ def payload():
     return os.urandom(300_000) + b"end"
 
 
+@pytest.mark.quick
 def test_gfal_copy_in_and_out(server, uid, payload, gfal, tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(payload)
@@ -139,7 +139,8 @@ def test_gfal_xattr_status_nearline(tape, payload, gfal):
     emu_cli(tape.prefix, "purge", ident)
     out = gfal.run("gfal-xattr", tape.id_url(ident), "user.status").stdout.strip()
     assert out == "NEARLINE"
-    assert media(tape, ident) == "tape", "asking for the locality staged the file"
+    assert stages(tape, ident) == 0, "asking for the locality staged the file"
+    assert media(tape, ident) == "tape"
 
 
 def test_gfal_stat_of_a_tape_file_does_not_stage(tape, payload, gfal):
@@ -148,6 +149,7 @@ def test_gfal_stat_of_a_tape_file_does_not_stage(tape, payload, gfal):
     emu_cli(tape.prefix, "purge", ident)
     out = gfal.run("gfal-stat", tape.id_url(ident)).stdout
     assert re.search(rf"Size: {len(payload)}\s+regular file", out), out
+    assert stages(tape, ident) == 0, "stat staged the file"
     assert media(tape, ident) == "tape"
 
 

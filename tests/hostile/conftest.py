@@ -78,8 +78,7 @@ def arena(backend, impl, tmp_path_factory):
     (incoming / "keep").write_bytes(b"a file in the patch root that no hostile request may move")
     (incoming / "link-to-canary").symlink_to(canary)
     (incoming / "link-to-arena").symlink_to(base)
-    pool = ServerPool(tmp_path_factory.mktemp(f"hostile-servers-{impl}"), impl, backend)
-    try:
+    with ServerPool(tmp_path_factory.mktemp(f"hostile-servers-{impl}"), impl, backend) as pool:
         srv = pool.start("hostile", PAI_PREFIX=str(prefix), PAI_PATCH_ROOTS=str(incoming))
         legit_bytes = os.urandom(20000)  # above the inline limit: GETs go through sendfile
         assert requests.put(srv.id_url(LEGIT), data=legit_bytes, timeout=10).status_code == 201
@@ -93,5 +92,3 @@ def arena(backend, impl, tmp_path_factory):
         finally:
             watcher.close()
         assert canary.read_bytes() == canary_bytes
-    finally:
-        pool.close()

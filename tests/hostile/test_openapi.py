@@ -50,11 +50,8 @@ def start_seeded(pool, name, headers=None, **settings):
 
 @pytest.fixture(scope="module")
 def apiserver(backend, impl, tmp_path_factory):
-    pool = ServerPool(tmp_path_factory.mktemp(f"openapi-{impl}"), impl, backend)
-    try:
+    with ServerPool(tmp_path_factory.mktemp(f"openapi-{impl}"), impl, backend) as pool:
         yield start_seeded(pool, "openapi")
-    finally:
-        pool.close()
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +61,8 @@ def authserver(backend, impl, tmp_path_factory):
     tokens = base / "tokens"
     tokens.touch(mode=0o600)
     tokens.write_text(f"rw {RW_TOKEN}\nro {RO_TOKEN}\n")
-    pool = ServerPool(base, impl, backend)
-    try:
+    with ServerPool(base, impl, backend) as pool:
         yield start_seeded(pool, "openapi-auth", WITH_TOKEN, PAI_AUTH_TOKENS_FILE=str(tokens))
-    finally:
-        pool.close()
 
 
 def test_description_is_served_as_json(apiserver):

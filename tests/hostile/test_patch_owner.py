@@ -27,12 +27,9 @@ def owner_setup(impl, tmp_path_factory):
     base = Path(os.path.realpath(tmp_path_factory.mktemp(f"patch-owner-{impl}")))
     incoming = base / "incoming"
     incoming.mkdir()
-    pool = ServerPool(base / "servers", impl, "posix")
-    try:
+    with ServerPool(base / "servers", impl, "posix") as pool:
         srv = pool.start("owner", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(incoming))
         yield base, incoming, srv
-    finally:
-        pool.close()
 
 
 def submitted(path, data, mode=0o664):
@@ -84,8 +81,7 @@ def test_copy_across_file_systems_belongs_to_the_service_and_has_a_checksum(impl
     with tmpfs(incoming):
         data = os.urandom(300000)
         src = submitted(incoming / "far", data)
-        pool = ServerPool(base / "servers", impl, "posix")
-        try:
+        with ServerPool(base / "servers", impl, "posix") as pool:
             srv = pool.start("xdev", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(incoming))
             resp = requests.patch(srv.id_url("copied"), json={"path": str(src)}, timeout=30)
             assert resp.status_code == 200, resp.text
@@ -96,5 +92,3 @@ def test_copy_across_file_systems_belongs_to_the_service_and_has_a_checksum(impl
             assert get.content == data
             assert get.headers.get("Digest") == "SHA-256=" + base64.b64encode(hashlib.sha256(data).digest()).decode()
             assert srv.temp_files() == []
-        finally:
-            pool.close()

@@ -53,12 +53,9 @@ def setup(impl, tmp_path_factory):
     base = Path(os.path.realpath(tmp_path_factory.mktemp(f"patch-race-{impl}")))
     (base / "incoming").mkdir()
     (base / "secrets").mkdir()
-    pool = ServerPool(base / "servers", impl, "posix")
-    try:
+    with ServerPool(base / "servers", impl, "posix") as pool:
         srv = pool.start("race", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(base / "incoming"))
         yield Setup(base, srv)
-    finally:
-        pool.close()
 
 
 @pytest.fixture

@@ -168,6 +168,7 @@ def test_gets_that_never_read(four_threads, big_file):
             sock.close()
 
 
+@pytest.mark.quick
 def test_trickled_heads(four_threads):
     with trickling(trickled_heads(four_threads)):
         assert probes_answered_while(four_threads)

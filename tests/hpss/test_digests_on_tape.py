@@ -6,8 +6,8 @@ import os
 import zlib
 
 import requests
+from emulator import emu_cli
 
-from .conftest import emu_cli
 from .test_tape import new_id
 
 

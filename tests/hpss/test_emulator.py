@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-
-from .conftest import emu_cli
+from emulator import emu_cli
+from server import wait_until
 
 DISK_ONLY = lambda n: (n, 0, 0, 0, 0)  # noqa: E731
 TAPE_ONLY = lambda n: (0, n, 0, 0, 0)  # noqa: E731
@@ -163,9 +163,26 @@ def test_stage_completes_without_anyone_waiting(emu):
     put(hpss, root / "f", b"12345")
     purge(hpss, root / "f")
     emu_cli(root, "stage", root / "f")  # another process starts it and exits
-    assert emu_cli(root, "status", root / "f").stdout.strip().endswith("tape")
-    time.sleep(0.4)
-    assert hpss.levels(str(root / "f"))[1][0] == 5
+    assert emu_cli(root, "stages", root / "f").stdout.strip().endswith("stages 1")
+    assert wait_until(lambda: hpss.levels(str(root / "f"))[1][0] == 5, timeout=10)
+
+
+def test_stages_counts_the_stages_queued_and_nothing_else(emu):
+    hpss, root = emu
+    emu_cli(root, "set-stage-delay", "30")  # still on its way when the test ends
+    put(hpss, root / "f", b"12345")
+
+    def count():
+        return emu_cli(root, "stages", root / "f").stdout.strip()
+
+    assert count() == f"{root / 'f'}: stages 0"  # no record yet: never purged nor staged
+    purge(hpss, root / "f")
+    hpss.levels(str(root / "f"))
+    assert count().endswith("stages 0")
+    emu_cli(root, "stage", root / "f")
+    emu_cli(root, "stage", root / "f")  # while the first is on its way: not queued again
+    assert count().endswith("stages 1")
+    assert hpss.levels(str(root / "f"))[1] == TAPE_ONLY(5)
 
 
 def test_rewriting_invalidates_the_tape_copy(emu):

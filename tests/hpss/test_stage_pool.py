@@ -10,10 +10,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from emulator import emu_cli
 from faults.procs import children, status_value
 from server import wait_until
-
-from .conftest import emu_cli
 
 FILES = 40
 STAGE_WORKERS = 3

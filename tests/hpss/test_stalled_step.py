@@ -15,8 +15,7 @@ import time
 
 import pytest
 import requests
-
-from .conftest import emu_cli
+from emulator import emu_cli
 
 PING = 3.0  # seconds the core server takes to answer a ping
 TIMEOUT = 15

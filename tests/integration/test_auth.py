@@ -74,6 +74,7 @@ def expected(method, credential):
 
 @pytest.mark.parametrize("credential", list(CREDENTIALS))
 @pytest.mark.parametrize("method", list(ALLOWED))
+@pytest.mark.quick
 def test_method_and_credential(authsrv, uid, method, credential):
     data = os.urandom(3000)
     source = authsrv.incoming / f"src-{uid}"

@@ -21,6 +21,7 @@ def test_root_is_up(server):
     assert resp.json() == {"message": "Pacifica Archive Interface Up and Running"}
 
 
+@pytest.mark.quick
 def test_put_returns_201_and_stores_exact_bytes(server, uid):
     data = bytes(range(256)) * 40 + b"tail"
     resp = put(server, uid, data)

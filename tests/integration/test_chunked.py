@@ -64,6 +64,7 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.quick
 def test_bodies_are_stored_byte_exact(server, uid, shape):
     chunks = SHAPES[shape]
     body = b"".join(chunks)

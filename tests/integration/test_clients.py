@@ -31,6 +31,7 @@ def payload(tmp_path):
     return path, data
 
 
+@pytest.mark.quick
 def test_curl_put_get(server, uid, payload, tmp_path):
     path, data = payload
     body = curl_put(server, uid, path)

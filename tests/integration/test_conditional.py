@@ -49,6 +49,7 @@ def assert_not_modified(resp, etag):
 # -- GET -----------------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_if_none_match_matching_is_304(server, stored):
     uid, _, etag = stored
     resp = get(server, uid, **{"If-None-Match": etag})

@@ -61,6 +61,7 @@ def stored_set(srv, backend, ident):
 
 # 20 MiB: past pyai.archive.beside.START, the digests are hashed on lanes of their own
 @pytest.mark.parametrize("size", [0, 70_000, 3 * MiB + 5, 20 * MiB + 5])
+@pytest.mark.quick
 def test_put_keeps_sha256_adler32_md5_and_want_digest_gets_each(server, backend, uid, size):
     data = os.urandom(size)
     assert put(server, uid, data).status_code == 201

@@ -52,11 +52,8 @@ def journaled_ext4():
 
 @pytest.fixture
 def pool(tmp_path):
-    pool = ServerPool(tmp_path / "servers", "c")
-    try:
+    with ServerPool(tmp_path / "servers", "c") as pool:
         yield pool
-    finally:
-        pool.close()
 
 
 def put_many(srv):

@@ -23,13 +23,10 @@ SETTINGS, GOAWAY, HTTP_1_1_REQUIRED = 0x4, 0x7, 0xD
 @pytest.fixture(scope="module")
 def h2server(tmp_path_factory):
     base = tmp_path_factory.mktemp("http2")
-    pool = ServerPool(base, "c", "posix")
-    try:
+    with ServerPool(base, "c", "posix") as pool:
         srv = pool.start("http2", PAI_TRANSFER_LOG=str(base / "transfer.log"))
         srv.transfer_log = base / "transfer.log"
         yield srv
-    finally:
-        pool.close()
 
 
 def frames(data):

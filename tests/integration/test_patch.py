@@ -28,6 +28,7 @@ def patch(srv, ident, body):
 
 
 @pytest.mark.parametrize("where", ["root", "other"])
+@pytest.mark.quick
 def test_patch_moves_from_root(patchsrv, uid, where):
     src = patchsrv.roots[where] / f"incoming-{uid}"
     data = os.urandom(3000)

@@ -74,6 +74,7 @@ def test_plain_requests_take_the_plain_path_with_the_c_build(pair, impl):
     assert parsed not in full.log()  # the access log needs every request's environ
 
 
+@pytest.mark.quick
 def test_the_same_bytes_as_through_the_app(pair):
     plain, full = pair
     small, large = fresh_id(), fresh_id()

@@ -59,6 +59,7 @@ def test_byte_range_malformed(server, stored, spec):
         ("bytes=999-999", 999, 1000),
     ],
 )
+@pytest.mark.quick
 def test_range_header(stored, header, start, stop):
     resp = requests.get(stored[0], headers={"Range": header}, timeout=10)
     assert resp.status_code == 206, resp.text

@@ -6,13 +6,13 @@ import os
 import secrets
 import socket
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 import zlib
 
 import pytest
 import requests
-from server import ServerPool, assert_error, raw_request, recv_all
+from emulator import emu_cli, stages
+from server import assert_error, raw_request, recv_all
 
 DAV = "{DAV:}"
 DCACHE = "{http://www.dcache.org/2013/webdav}"
@@ -59,6 +59,7 @@ def stored(server, uid):
     return uid, data
 
 
+@pytest.mark.quick
 def test_propfind_depth_0_describes_the_file(server, stored):
     uid, data = stored
     href, props = only(propfind(server.id_url(uid)))
@@ -249,33 +250,15 @@ def test_options_advertises_dav(server, stored):
 # -- a file on tape: described, never staged --------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tape(tmp_path_factory):
-    import importlib.util
-
-    if importlib.util.find_spec("pyai.hpss_client._hpss") is None:
-        pytest.skip("the HPSS binding is not built")
-    from hpss.conftest import emu_cli
-
-    pool = ServerPool(tmp_path_factory.mktemp("dav-tape"), "c", "hpss")
-    try:
-        srv = pool.start("tape", PAI_HPSS_STAGE_TIMEOUT="30", PAI_HPSS_PING_INTERVAL="0")
-        emu_cli(srv.prefix, "set-stage-delay", "0.5")
-        yield srv, emu_cli
-    finally:
-        pool.close()
-
-
 def test_propfind_of_a_tape_file_does_not_stage(tape):
-    srv, emu_cli = tape
     ident, data = str(secrets.randbits(40) | (1 << 41)), os.urandom(7000)
-    put(srv, ident, data)
-    emu_cli(srv.prefix, "purge", ident)
-    _, props = only(propfind(srv.id_url(ident)))
+    put(tape, ident, data)
+    emu_cli(tape.prefix, "purge", ident)
+    _, props = only(propfind(tape.id_url(ident)))
     assert props["200"][DAV + "getcontentlength"].text == str(len(data))
     assert props["200"][SRM + "FileLocality"].text == "NEARLINE"
-    time.sleep(1.0)  # longer than a stage takes: PROPFIND must not have started one
-    head = requests.head(srv.id_url(ident), timeout=10)
+    assert stages(tape, ident) == 0, "PROPFIND started a stage"
+    head = requests.head(tape.id_url(ident), timeout=10)
     assert head.headers["X-Pacifica-File-Storage-Media"] == "tape"
 
 

@@ -1,5 +1,6 @@
 """/healthz and /readyz against the real gunicorn: alive while it serves, ready only while it can store."""
 
+import pytest
 import requests
 from faults import mounts
 from server import wait_until
@@ -18,6 +19,7 @@ def readiness(srv):
     return resp.status_code, resp.json()
 
 
+@pytest.mark.quick
 def test_alive_and_ready(pool):
     srv = pool.start("health")
     resp = requests.get(srv.url + "/healthz", timeout=10)

@@ -42,6 +42,7 @@ def finish(sock, rest):
     return parse_response(recv_all(sock))
 
 
+@pytest.mark.quick
 def test_term_drains_then_stops_gracefully(pool):
     srv = pool.start("drain", PAI_DRAIN_DELAY="3", PAI_WORKERS="2", GUNICORN_CMD_ARGS="--graceful-timeout 30")
     assert ready_status(srv) == 200

@@ -16,9 +16,11 @@ import time
 
 import pytest
 import requests
+from emulator import emu_cli
 from faults.procs import connect, holder_of, workers
 from prometheus_client.parser import text_string_to_metric_families
 from server import BIN, ServerPool, free_port, wait_until
+from tape_client import stage, tape_settings, wait_done
 
 TIMEOUT = 15
 TWO = {"PAI_WORKERS": "2", "PAI_THREADS": "4"}
@@ -178,6 +180,7 @@ def test_counts_are_summed_over_both_workers(pool):
         sock.close()
 
 
+@pytest.mark.quick
 def test_promtool_finds_no_problem_in_a_real_scrape(pool):
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -383,16 +386,11 @@ def test_a_vanished_prefix_has_no_free_space_gauge(pool, tmp_path):
 @pytest.fixture
 def hpss_pool(tmp_path):
     pytest.importorskip("pyai.hpss_client._hpss", reason="the HPSS binding is not built")
-    pool = ServerPool(tmp_path / "hpss-servers", "c", "hpss")
-    try:
+    with ServerPool(tmp_path / "hpss-servers", "c", "hpss") as pool:
         yield pool
-    finally:
-        pool.close()
 
 
 def test_hpss_ping_and_stages_through_both_apis(hpss_pool):
-    from hpss.conftest import emu_cli
-    from tape.conftest import stage, tape_settings, wait_done
 
     srv = hpss_pool.start("hpss", **tape_settings(PAI_HPSS_PING_INTERVAL="0", PAI_TAPE_MAX_OPEN_REQUESTS="1"))
     emu_cli(srv.prefix, "set-stage-delay", "0.5")

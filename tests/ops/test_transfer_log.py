@@ -19,6 +19,7 @@ from pathlib import Path
 import jsonschema_rs  # schemathesis's validator, installed with the test extras
 import pytest
 import requests
+from emulator import emu_cli
 from server import ROOT, ServerPool, free_port, gunicorn_command, service_env, wait_until
 
 from pyai.ops import transfer_log
@@ -80,11 +81,8 @@ def sha256(data):
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    pool = ServerPool(tmp_path_factory.mktemp("transfer-log"), "c", "posix")
-    try:
+    with ServerPool(tmp_path_factory.mktemp("transfer-log"), "c", "posix") as pool:
         yield pool
-    finally:
-        pool.close()
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +97,7 @@ def logsrv(pool, tmp_path_factory):
 # --- the data plane -------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_put_get_head_and_a_range(logsrv):
     ident, data = new_id(), os.urandom(300_000)
     put = requests.put(logsrv.id_url(ident), data=data, timeout=TIMEOUT)
@@ -266,11 +265,9 @@ def test_token_names_and_never_the_tokens(pool, tmp_path):
 
 @pytest.mark.skipif(not HAS_HPSS, reason="pyai.hpss_client._hpss is not built")
 def test_stage_wait_and_medium_on_hpss(tmp_path):
-    from hpss.conftest import emu_cli
 
     log = tmp_path / "transfer.log"
-    hpss_pool = ServerPool(tmp_path / "servers", "c", "hpss")
-    try:
+    with ServerPool(tmp_path / "servers", "c", "hpss") as hpss_pool:
         srv = hpss_pool.start(
             "tape", PAI_TRANSFER_LOG=str(log), PAI_HPSS_STAGE_TIMEOUT="30", PAI_HPSS_PING_INTERVAL="0"
         )
@@ -294,8 +291,6 @@ def test_stage_wait_and_medium_on_hpss(tmp_path):
         assert line["stage_wait"] <= line["ttfb"] <= line["duration"]
         assert requests.get(srv.id_url(got), timeout=TIMEOUT).status_code == 200  # on disk now
         assert line_of(log, id=got, method="GET", medium="disk")["stage_wait"] is None
-    finally:
-        hpss_pool.close()
 
 
 # --- where the lines go ----------------------------------------------------------------

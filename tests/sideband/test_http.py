@@ -59,6 +59,7 @@ def test_head_disk_from_the_database(sideband, samdb):
     assert float(h["X-Pacifica-Ctime"]) == 1_600_000_123.0
 
 
+@pytest.mark.quick
 def test_head_tape_from_the_database(sideband, samdb):
     ident, data = new_id(), os.urandom(1000)
     path = put(sideband, ident, data)

@@ -6,8 +6,7 @@ import uuid
 import pytest
 import requests
 from server import ServerPool
-
-from .conftest import (
+from tape_client import (
     API,
     PROBLEM,
     TIMEOUT,
@@ -51,6 +50,7 @@ def test_discovery_names_the_api_of_this_host(posix):
         assert resp.headers["Allow"] == "GET, HEAD"
 
 
+@pytest.mark.quick
 def test_stage_answers_201_with_location_and_poll_lists_every_path_once(posix):
     on_disk, empty = new_id(), new_id()
     put(posix, on_disk, b"on disk")
@@ -200,11 +200,8 @@ def authed(tmp_path_factory):
     tokens = base / "tokens"
     tokens.touch(mode=0o600)
     tokens.write_text(f"rw {RW}\nro {RO}\nrw {RW2}\n")
-    pool = ServerPool(base, "c", "posix")
-    try:
+    with ServerPool(base, "c", "posix") as pool:
         yield pool.start("auth", **tape_settings(PAI_AUTH_TOKENS_FILE=str(tokens), PAI_TAPE_MAX_OPEN_REQUESTS="1"))
-    finally:
-        pool.close()
 
 
 def bearer(token):

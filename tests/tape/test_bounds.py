@@ -9,8 +9,7 @@ import uuid
 import pytest
 import requests
 from server import wait_until
-
-from .conftest import API, TIMEOUT, assert_problem, poll, stage, states, tape_settings
+from tape_client import API, TIMEOUT, assert_problem, poll, stage, states, tape_settings
 
 SURROGATE = b'"/\\ud800"'  # JSON for a lone surrogate: a str Python holds but no UTF-8 can carry
 

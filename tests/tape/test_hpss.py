@@ -3,12 +3,11 @@ admission limits, and a server killed in the middle of a stage request."""
 
 import os
 import secrets
-import time
 
 import requests
+from emulator import stages
 from server import wait_until
-
-from .conftest import (
+from tape_client import (
     API,
     TIMEOUT,
     archiveinfo,
@@ -51,7 +50,7 @@ def test_localities_stage_and_release_on_hpss(hpss_pool):
     answer = archiveinfo(srv, [path, f"/{fresh}", f"/{empty}", f"/{new_id()}", "/not-an-integer"]).json()
     assert [entry.get("locality") for entry in answer] == ["TAPE", "DISK", "NONE", None, None]
     assert "error" in answer[3] and "error" in answer[4]
-    time.sleep(1.3)  # longer than a stage: archiveinfo must not have started one
+    assert stages(srv, path[1:]) == 0, "archiveinfo started a stage"
     assert locality(srv, path) == "TAPE"
 
     resp = stage(srv, [path])

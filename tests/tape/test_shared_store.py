@@ -3,12 +3,13 @@ and completed, through the other, also after the first is gone (its claims expir
 
 import pytest
 import requests
+from emulator import HAS_HPSS
 from playhouse.db_url import connect
 from sideband.mariadb import started
+from tape_client import TIMEOUT, archiveinfo, emu, kill, poll, stage, states, tape_settings, wait_done
 
 from pyai.tape import models
 
-from .conftest import HAS_HPSS, TIMEOUT, archiveinfo, emu, kill, poll, stage, states, tape_settings, wait_done
 from .test_hpss import on_tape
 
 
