@@ -394,11 +394,14 @@ class PyaiWorker(Worker):
         """Give the poller back the events a passed-over thread had taken but not begun (under the
         lock): one-shot, they are disabled until re-armed, and the next thread's poll finds them."""
         for target in pending:
-            if type(target) is Connection:
-                if target.armed and target.polled is not None:
-                    self.poller.modify(target.polled, target.events)
-            elif self.accepting:
-                self.poller.modify(target.fileno(), select.EPOLLIN | ONESHOT)
+            try:
+                if type(target) is Connection:
+                    if target.armed and target.polled is not None:
+                        self.poller.modify(target.polled, target.events)
+                elif self.accepting:
+                    self.poller.modify(target.fileno(), select.EPOLLIN | ONESHOT)
+            except (OSError, ValueError):
+                pass  # a listener a stop has closed: nothing to give back
         pending.clear()
 
     def _next_target(self, turn):
