@@ -9,9 +9,7 @@ import secrets
 
 import pytest
 
-# Two workers, so a test can kill one while the other keeps serving, and the
-# pids it records before and after a fault are all the workers there are.
-WORKERS = 2
+from .procs import WORKERS
 
 
 @pytest.fixture

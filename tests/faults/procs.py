@@ -9,6 +9,10 @@ import time
 
 from harness import children, cpu_seconds, fd_count, rss_kib, status_value  # noqa: F401
 
+# The servers of the fault tests run two workers, so a test can kill one while the other keeps
+# serving, and the pids it records before and after a fault are all the workers there are.
+WORKERS = 2
+
 
 def workers(srv, count, timeout=60.0):
     """The pids of the ``count`` workers of ``srv`` once every one of them serves.

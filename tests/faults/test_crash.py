@@ -14,8 +14,7 @@ import requests
 from server import wait_until
 
 from .checks import assert_absent, assert_intact, sha256, store, store_some
-from .conftest import WORKERS
-from .procs import connect, holder_of, workers
+from .procs import WORKERS, connect, holder_of, workers
 from .streams import BLOCK, put_head
 
 TOTAL = 64 * 1024 * 1024  # announced; the client sends SENT bytes of it, then the worker dies

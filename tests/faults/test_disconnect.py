@@ -13,8 +13,7 @@ import pytest
 from server import recv_all, wait_until
 
 from .checks import assert_absent, assert_intact, store, store_some
-from .conftest import WORKERS
-from .procs import connect, fd_count, workers
+from .procs import WORKERS, connect, fd_count, workers
 from .streams import BLOCK, abort, chunk, put_head
 
 SENT = 16 * 1024 * 1024  # of a 64 MiB upload; more than the hpss backend gathers before writing

@@ -10,9 +10,8 @@ import requests
 from server import assert_error, wait_until
 
 from .checks import assert_absent, assert_intact, store
-from .conftest import WORKERS
 from .mounts import tmpfs
-from .procs import workers
+from .procs import WORKERS, workers
 from .streams import put_while_reading
 
 pytestmark = pytest.mark.posix_only("the space of an HPSS archive is HPSS's, not a local file system's")

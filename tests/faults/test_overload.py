@@ -16,8 +16,7 @@ import requests
 from server import raw, wait_until
 
 from .checks import sha256, store
-from .conftest import WORKERS
-from .procs import fd_count, rss_kib, workers
+from .procs import WORKERS, fd_count, rss_kib, workers
 from .streams import LAST_CHUNK, chunk
 
 pytestmark = [

@@ -14,9 +14,8 @@ import requests
 from server import assert_error
 
 from .checks import assert_intact, store, store_some
-from .conftest import WORKERS
 from .mounts import Ext4OnLoop, remount, tmpfs
-from .procs import workers
+from .procs import WORKERS, workers
 
 pytestmark = pytest.mark.posix_only("the hpss backend's storage is HPSS (tests/hpss covers it going away)")
 

@@ -6,12 +6,10 @@ as root).  Without it they fail with a message saying so, unless
 """
 
 import os
-import secrets
 
 import pytest
-from server import ServerPool
 
-from .mariadb import SamDB, started
+from .mariadb import SamDB, SidebandPool, start_mariadb
 
 SELECTED = "hsmsideband" in os.environ.get("PYAI_TEST_BACKENDS", "posix hpss hsmsideband").split()
 
@@ -23,17 +21,6 @@ def _hsmsideband_selected():
         pytest.skip("PYAI_TEST_BACKENDS leaves hsmsideband out")
 
 
-def start_mariadb(base):
-    """An installed, started MariaDB with the sideband schema (fails the test when there is none)."""
-    db = started(base)
-    try:
-        db.create_schema()
-    except BaseException:
-        db.stop()
-        raise
-    return db
-
-
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory):
     """The MariaDB server the sideband tests share (schema ``samdb``, user ``pyai``)."""
@@ -42,27 +29,6 @@ def mariadb(tmp_path_factory):
         yield db
     finally:
         db.stop()
-
-
-class SidebandPool(ServerPool):
-    """Servers with -t hsmsideband, each by default with ``sam_qfs_prefix`` = its own prefix:
-    the database names each file by its real path, which ``SamDB`` writes without being told more."""
-
-    def __init__(self, base, mariadb, impl="c"):
-        super().__init__(base, impl, "hsmsideband")
-        self.base.mkdir(parents=True, exist_ok=True)
-        self.mariadb = mariadb
-
-    def start(self, name="sb", **settings):
-        prefix = settings.pop("PAI_PREFIX", None) or str(self.base / f"{name}-{secrets.token_hex(4)}-prefix")
-        defaults = {
-            "PAI_PREFIX": prefix,
-            "PAI_SAM_QFS_PREFIX": os.path.realpath(prefix),
-            "PAI_USE_ID2FILENAME": "true",  # where Server.stored_path looks (the backend always uses it)
-            **self.mariadb.settings(),
-        }
-        defaults.update(settings)
-        return super().start(name, **defaults)
 
 
 @pytest.fixture(scope="module")

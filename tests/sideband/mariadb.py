@@ -10,11 +10,15 @@ uses.  Nothing is mocked.
 system: a ``sam_path`` row per directory, a ``sam_file`` row per entry, a
 ``sam_inode`` row per inode, for a local file named by the database path the
 original's rule gives it (see ``SamDB``).
+
+``start_mariadb`` starts one with the sideband schema; ``SidebandPool`` starts archives
+served with ``-t hsmsideband`` on it.
 """
 
 import itertools
 import os
 import posixpath
+import secrets
 import shutil
 import subprocess
 import time
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import peewee
 from harness import Spawned, free_port
+from server import ServerPool
 
 from pyai.backends.sideband_models import (
     MODELS,
@@ -324,3 +329,35 @@ def started(base):
         db.stop()
         raise
     return db
+
+
+def start_mariadb(base):
+    """An installed, started MariaDB with the sideband schema (fails the test when there is none)."""
+    db = started(base)
+    try:
+        db.create_schema()
+    except BaseException:
+        db.stop()
+        raise
+    return db
+
+
+class SidebandPool(ServerPool):
+    """Servers with -t hsmsideband, each by default with ``sam_qfs_prefix`` = its own prefix:
+    the database names each file by its real path, which ``SamDB`` writes without being told more."""
+
+    def __init__(self, base, mariadb, impl="c"):
+        super().__init__(base, impl, "hsmsideband")
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.mariadb = mariadb
+
+    def start(self, name="sb", **settings):
+        prefix = settings.pop("PAI_PREFIX", None) or str(self.base / f"{name}-{secrets.token_hex(4)}-prefix")
+        defaults = {
+            "PAI_PREFIX": prefix,
+            "PAI_SAM_QFS_PREFIX": os.path.realpath(prefix),
+            "PAI_USE_ID2FILENAME": "true",  # where Server.stored_path looks (the backend always uses it)
+            **self.mariadb.settings(),
+        }
+        defaults.update(settings)
+        return super().start(name, **defaults)

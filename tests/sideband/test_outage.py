@@ -13,8 +13,7 @@ from server import assert_error, free_port, wait_until
 
 from pyai.backends.sideband import RETRY_CONNECT_AFTER
 
-from .conftest import SidebandPool, start_mariadb
-from .mariadb import SERVICE_PASSWORD, SERVICE_USER, SamDB
+from .mariadb import SERVICE_PASSWORD, SERVICE_USER, SamDB, SidebandPool, start_mariadb
 
 SERVE = str(Path(sys.executable).parent / "pacifica-archiveinterface")
 
