@@ -735,7 +735,7 @@ def unknown_names(ini, path, environ):
     """One line per section or option of ``ini`` (read from ``path``) and per PAI_* variable
     of ``environ`` that is no setting: a typo that would otherwise be ignored."""
     problems = []
-    options = {}
+    options: dict = {}
     for setting in SETTINGS:
         options.setdefault(setting.section, set()).add(setting.option)
     if ini is not None:

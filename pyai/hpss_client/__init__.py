@@ -31,7 +31,7 @@ def _load():
     flags = sys.getdlopenflags()
     sys.setdlopenflags(os.RTLD_NOW | (0 if sanitized else getattr(os, "RTLD_DEEPBIND", 0)))
     try:
-        from pyai.hpss_client import _hpss
+        from pyai.hpss_client import _hpss  # type: ignore[attr-defined]  # built by setup.py (cffi)
     finally:
         sys.setdlopenflags(flags)
     return _hpss.ffi, _hpss.lib
@@ -171,7 +171,7 @@ def listdir(path):
     """The names in the directory ``path``, without ``.`` and ``..``."""
     dirdes = _check(lib.pyai_opendir(path.encode()), "Opendir", path)
     name = ffi.new("char[]", 4096)
-    names = []
+    names: list = []
     try:
         while True:
             length = _check(lib.pyai_readdir(dirdes, name, 4096), "Readdir", path)
@@ -271,7 +271,7 @@ class Session:
         return time.monotonic() - started
 
 
-_SESSIONS = []
+_SESSIONS: list = []
 
 
 def _before_fork():

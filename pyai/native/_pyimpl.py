@@ -20,6 +20,7 @@ import re
 import select
 import socket
 import time
+from typing import Any, Optional, Tuple
 
 from pyai.errors import os_error
 
@@ -115,11 +116,11 @@ class _Clock:
         except OSError as exc:
             if exc.errno is None:
                 raise
-            if getattr(exc, "op", None) is None:
-                exc = os_error(exc.errno, "receive")
-            exc.characters_written = self.done
-            exc.idle = time.monotonic() - self.last
-            raise exc from None
+            # typed Any: the receive's OSError carries how far it got (characters_written, idle)
+            failure: Any = exc if getattr(exc, "op", None) is not None else os_error(exc.errno, "receive")
+            failure.characters_written = self.done
+            failure.idle = time.monotonic() - self.last
+            raise failure from None
 
     def recv(self, sock_fd, poller, view):
         """Read what comes on the socket into ``view`` (the receive step, as pyai_rx_recv in C):
@@ -290,14 +291,14 @@ def rename_noreplace(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
     try:
         os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
     except OSError as exc:
-        raise os_error(exc.errno, "publish", dst if exc.errno == errno.EEXIST else src) from None
+        raise os_error(exc.errno or errno.EIO, "publish", dst if exc.errno == errno.EEXIST else src) from None
     try:
         os.unlink(src, dir_fd=src_dir_fd)
     except OSError as exc:
         # Undo, so a failure leaves things as they were (dst is the link we made).
         with contextlib.suppress(OSError):
             os.unlink(dst, dir_fd=dst_dir_fd)
-        raise os_error(exc.errno, "publish", src) from None
+        raise os_error(exc.errno or errno.EIO, "publish", src) from None
 
 
 _syscall = _libc_call("syscall", None, ctypes.c_long)
@@ -386,7 +387,7 @@ def write_behind(fd, start, end, step):
     except OSError as exc:
         if exc.errno in _WRITE_BEHIND_UNSUPPORTED:
             return False
-        raise os_error(exc.errno, "writeback") from None
+        raise os_error(exc.errno or errno.EIO, "writeback") from None
     return True
 
 
@@ -428,7 +429,7 @@ def write_back(fd):
     try:
         _sync_range(fd, 0, 0, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
     except OSError as exc:
-        raise os_error(exc.errno, "writeback") from None
+        raise os_error(exc.errno or errno.EIO, "writeback") from None
 
 
 _syncfs = _libc_call("syncfs", [ctypes.c_int])
@@ -638,7 +639,7 @@ def _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback
     behind = [start]  # the call's start offset, -1 once the file cannot be written back
 
     def decode(data, received):
-        runs = []
+        runs: list = []
         try:
             decoder._decode(data, runs, max_size)
         finally:  # what was decoded before a failure is written, as lim->moved says in C
@@ -671,7 +672,7 @@ def _receive_chunked(sock_fd, file_fd, decoder, clock, hashers, start, writeback
 
 def _merge_small(runs):
     """The data runs of one piece, each small one joined to the run before it (as C merges them)."""
-    merged = []
+    merged: list = []
     for run in runs:
         if merged and len(run) <= _MERGE_MAX:
             if not isinstance(merged[-1], bytearray):
@@ -714,7 +715,8 @@ _LINE = (
     ',"duration":%.6f,"ttfb":%s,"client":%s,"forwarded_for":%s,"token":%s,"digest":%s,"medium":%s'
     ',"stage_wait":%s,"pid":%d}\n'
 )
-_second = (None, "")  # the last second formatted, and its text (one gmtime per second, not per line)
+# the last second formatted, and its text (one gmtime per second, not per line)
+_second: Tuple[Optional[int], str] = (None, "")
 
 
 def transfer_line(record, status, sent, client, pid):

@@ -15,7 +15,7 @@ the drain is seen at once.
 import dataclasses
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from pyai.errors import BackendUnavailable
 from pyai.ops import drain
@@ -33,7 +33,7 @@ class Check:
     error: Optional[str] = None  # why it failed: one line, no server path
 
     def document(self):
-        doc = {"ok": self.ok}
+        doc: Dict[str, object] = {"ok": self.ok}
         if self.seconds is not None:
             doc["seconds"] = round(self.seconds, 6)
         if self.error:
@@ -64,7 +64,7 @@ class Health:
         self.backend = backend
         self.store = store
         self._lock = threading.Lock()
-        self._cached = (float("-inf"), {})  # (monotonic time, checks of the storage)
+        self._cached: Tuple[float, dict] = (float("-inf"), {})  # (monotonic time, checks of the storage)
 
     def check(self):
         serving = Check(False, error="the instance is stopping") if drain.draining() else Check(True)

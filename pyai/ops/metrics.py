@@ -91,11 +91,11 @@ _SLOTS = _STARTED + len(_KINDS)
 
 _instruments = None  # this process's _Instruments, once made
 _private_directory = None  # (master pid, the directory prepare_master made), None for the operator's
-_pending = {}  # path -> time.monotonic() of the Pacifica POST /<id> that found it on tape
-_complained = set()
+_pending: dict = {}  # path -> time.monotonic() of the Pacifica POST /<id> that found it on tape
+_complained: set = set()
 _swept_here = 0  # count_swept's count without a directory (this process's)
 _local = threading.local()  # .counts: this thread's list of _SLOTS numbers, which only it writes
-_thread_counts = []  # every thread's list, in the order they first counted (kept after the thread ends)
+_thread_counts: list = []  # every thread's list, in the order they first counted (kept after the thread ends)
 _flush_lock = threading.Lock()  # one flush at a time (never taken by a request)
 _listener = None  # this worker's socket, where other workers' scrapes ask it to flush
 SWEPT_FILE = "pyai-swept.count"  # count_swept's count in the directory (not *.db: the collector reads those)
@@ -157,8 +157,8 @@ def _value_class_in_step():
     """prometheus_client chose its value class when imported; if that was before the directory
     was set, choose again (a metric made from now on uses the new one)."""
     values = sys.modules.get("prometheus_client.values")
-    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.get_value_class()
+    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):  # type: ignore[attr-defined]
+        values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
 # -- the instruments ------------------------------------------------------------------------
@@ -402,9 +402,12 @@ def wait_for_askers(timeout):
 
 def answer(askers):
     """Tell the scrapes in ``askers`` (from ``wait_for_askers``) that this worker has flushed."""
+    listener = _listener
+    if listener is None:
+        return  # no askers without a listener: they came through it
     for nonce, address in askers:
         with contextlib.suppress(OSError):  # that scrape has gone (its worker, or its wait, ended)
-            _listener.sendto(nonce, address)
+            listener.sendto(nonce, address)
 
 
 def _ask_others(directory):

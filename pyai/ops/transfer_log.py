@@ -26,6 +26,7 @@ import collections
 import errno
 import logging
 import os
+from typing import Optional
 
 from pyai import native
 from pyai.errors import ConfigError
@@ -55,7 +56,7 @@ class TransferLog:
         self.fd = 2 if target == STDERR else None
         self.failing = False  # the last write failed (said once, until one succeeds)
         self.lost = 0  # lines lost since writing last worked
-        self.queue = collections.deque()  # lines made and not yet written, oldest first
+        self.queue: collections.deque = collections.deque()  # lines made and not yet written, oldest first
 
     def open(self):
         """Open the file (a no-op for stderr); OSError when it cannot be."""
@@ -89,7 +90,8 @@ class TransferLog:
         if len(data) <= PIPE_BUF:
             self._write(data, len(batch))
             return
-        chunk, size = [], 0  # more than one write: whole lines in each
+        chunk: list = []  # more than one write: whole lines in each
+        size = 0
         for one in batch:
             if size + len(one) > PIPE_BUF:
                 self._write(b"".join(chunk), len(chunk))
@@ -139,6 +141,7 @@ def check_config(config):
     if target in (STDERR, OFF):
         return
     parent = os.path.dirname(target)
+    problem: Optional[str]
     if os.path.isdir(target):
         problem = "it is a directory"
     elif os.path.exists(target):
