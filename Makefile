@@ -119,6 +119,11 @@ unit-deps: run-deps
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; \
 	  else echo "the unit tests need strace (apt-get install strace)"; exit 1; fi; }
 
+# $(call copy_tree,DIR): the tree as git would commit it now (tracked files and untracked ones it
+# does not ignore, as they are in the working tree; no build output), copied into DIR.
+copy_tree = mkdir -p $(1) && git ls-files -z --cached --others --exclude-standard \
+	| tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(1)
+
 # One representative end-to-end case per feature (the tests marked quick): a few minutes.
 test-quick: compile venv system-deps
 	$(PY) -m pytest -m quick $(PYTEST_ARGS)
@@ -130,8 +135,7 @@ test-quick: compile venv system-deps
 SANITIZE_DIR ?= build/sanitize
 test-sanitized: venv unit-deps
 	rm -rf $(SANITIZE_DIR)
-	mkdir -p $(SANITIZE_DIR)/src
-	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(SANITIZE_DIR)/src
+	$(call copy_tree,$(SANITIZE_DIR)/src)
 	cd $(SANITIZE_DIR)/src && PYAI_SANITIZE=1 $(abspath $(PY)) setup.py -q build_ext --inplace
 	cd $(SANITIZE_DIR)/src && export LD_PRELOAD=$$($${CC:-cc} -print-file-name=libasan.so) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 PYTHONPATH=$$PWD && \
@@ -160,8 +164,7 @@ test-floors: system-deps
 	$(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_PY) -m pip install -q --upgrade pip
 	$(FLOORS_PY) -m pip install -q -c $(FLOORS) setuptools Cython cffi
-	mkdir -p $(FLOORS_DIR)/src
-	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(FLOORS_DIR)/src
+	$(call copy_tree,$(FLOORS_DIR)/src)
 	cd $(FLOORS_DIR)/src && $(FLOORS_PY) -m pip install -q --no-build-isolation -c $(abspath $(FLOORS)) '.[test]'
 	rm -rf $(FLOORS_DIR)/src/pyai $(FLOORS_DIR)/src/build
 	$(FLOORS_PY) -m pip freeze --all --exclude-editable | grep -iE '^(setuptools|cython|cffi|gunicorn|flask|werkzeug|peewee|pymysql|pyyaml|prometheus.client|defusedxml)=='

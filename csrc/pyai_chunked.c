@@ -282,31 +282,6 @@ struct sink {
     size_t pending; /* their bytes */
 };
 
-/* Write all of iov[0, n) to fd (retrying short writes; iov is used up). */
-static int writev_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t done = writev(fd, iov, n);
-        if (done < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (done == 0)
-            return -EIO; /* no progress and no error: retrying would spin forever */
-        while (n > 0 && (size_t)done >= iov->iov_len) {
-            done -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + done;
-            iov->iov_len -= (size_t)done;
-        }
-    }
-    return 0;
-}
-
 /* Write the pending runs: show them to on_data, write them to the tee pipe,
  * then to the file, then write the file back behind.  The runs on_data took
  * are written (the file holds what was hashed), the one it refused and those
@@ -330,13 +305,13 @@ static int flush(pyai_chunked *st, struct sink *out)
     n = (int64_t)out->pending;
     if (out->tee_fd >= 0) {
         memcpy(copy, out->runs, sizeof(struct iovec) * (size_t)out->nruns);
-        if ((rc = writev_all(out->tee_fd, copy, out->nruns)) < 0) {
+        if ((rc = pyai_writev_all(out->tee_fd, copy, out->nruns)) < 0) {
             out->nruns = 0; /* a later flush must not show them to on_data again */
             out->pending = 0;
             return rc;
         }
     }
-    rc = writev_all(out->file_fd, out->runs, out->nruns);
+    rc = pyai_writev_all(out->file_fd, out->runs, out->nruns);
     out->nruns = 0;
     out->pending = 0;
     if (rc < 0)

@@ -58,23 +58,36 @@ static ssize_t sys_copy_file_range(int src_fd, int dst_fd, size_t len)
 #endif
 }
 
-int pyai_write_all(int fd, const void *buf, size_t len)
+int pyai_writev_all(int fd, struct iovec *iov, int n)
 {
-    const char *p = buf;
+    ssize_t done = 0;
 
-    while (len > 0) {
-        ssize_t n = write(fd, p, len < MAX_IO ? len : MAX_IO);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
+    for (;;) {
+        /* step over what is written, and over empty entries (a writev of nothing returns 0) */
+        while (n > 0 && (size_t)done >= iov->iov_len) {
+            done -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
         }
         if (n == 0)
+            return 0;
+        iov->iov_base = (char *)iov->iov_base + done;
+        iov->iov_len -= (size_t)done;
+        done = writev(fd, iov, n);
+        if (done < 0) {
+            if (errno != EINTR)
+                return -errno;
+            done = 0;
+        } else if (done == 0) {
             return -EIO; /* no progress and no error: retrying would spin forever */
-        p += n;
-        len -= (size_t)n;
+        }
     }
-    return 0;
+}
+
+int pyai_write_all(int fd, const void *buf, size_t len)
+{
+    struct iovec one = {(void *)buf, len}; /* a write longer than the kernel takes at once is short: retried */
+    return pyai_writev_all(fd, &one, 1);
 }
 
 /* ---- recv_to_file ------------------------------------------------------ */

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <sys/uio.h>
 
 /* posix_fadvise advice values, re-exported as fileio.FADV_* */
 #define PYAI_FADV_NORMAL POSIX_FADV_NORMAL
@@ -81,6 +82,9 @@ int64_t pyai_recv_to_file_tee(int sock_fd, int file_fd, int64_t nbytes, pyai_rec
 
 /* Write all len bytes of buf to fd (retrying short writes).  Returns 0. */
 int pyai_write_all(int fd, const void *buf, size_t len);
+
+/* Write all of iov[0, n) to fd (retrying short writes; iov is used up).  Returns 0. */
+int pyai_writev_all(int fd, struct iovec *iov, int n);
 
 /* Copy nbytes from src_fd to dst_fd, both at their current offsets, in the
  * kernel when it can (copy_file_range, then sendfile, then read/write).

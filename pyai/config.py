@@ -4,9 +4,9 @@ The file is ``-c/--config``, else ``$ARCHIVEINTERFACE_CONFIG``, else
 ``~/.pacifica-archiveinterface/config.ini`` (when it exists).  It keeps the
 original sections (``[posix]``, ``[hpss]``, ``[hsm_sideband]``) and adds
 ``[archive]``, ``[auth]``, ``[tape]`` and ``[ops]``.  Every setting is declared once, in ``SETTINGS``: its
-section and option, environment variable, parser, default and help.  The ``Config``
-class, the validation in ``load()`` (which raises ConfigError with one line an
-operator can act on) and the configuration page's table (``settings_table()``) all come from it.
+section and option, environment variable, parser, default and help.  The validation in
+``load()`` (which raises ConfigError with one line an operator can act on) and the configuration
+page's table (``settings_table()``) come from it; the typed ``Config`` is checked against it.
 A section, option or PAI_* variable that is no setting is an error too, with the
 nearest known name suggested (``unknown_names``): a typo must not be ignored.
 ``check()`` lists every problem without creating anything (check-config, reloads).
@@ -18,7 +18,7 @@ import difflib
 import os
 import re
 import types
-from typing import TYPE_CHECKING, Any, Callable, FrozenSet, List, Tuple, get_type_hints
+from typing import Any, Callable, FrozenSet, List, Tuple, get_type_hints
 
 from pyai.archive.checksums import DEFAULT_CONFIG as DEFAULT_CHECKSUMS
 from pyai.archive.checksums import parse_config_algorithms
@@ -135,7 +135,7 @@ class Setting:
     default_note: str = ""  # shown after the default in the settings table, e.g. "unlimited"
 
 
-# Every setting, once: a table (the Config class, the validation and the settings table come from it).
+# Every setting, once: a table (the validation and the settings table come from it; Config follows it).
 SETTINGS = (
     Setting(
         "backend",
@@ -641,26 +641,65 @@ def _value_type(parse):
     return parse if isinstance(parse, type) else get_type_hints(parse)["return"]
 
 
-if TYPE_CHECKING:  # the fields are made at run time; to mypy a Config is an object of Any attributes
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The validated settings of one archive service: one field per setting of SETTINGS, in its
+    order and of its parser's type (a test in tests/unit/test_config.py holds the two together)."""
 
-    class Config:
-        config_file: str
-        defaulted: FrozenSet[str]
-
-        def __init__(self, **values: Any) -> None: ...
-
-        def __getattr__(self, name: str) -> Any: ...
-
-else:
-    Config = dataclasses.make_dataclass(
-        "Config",
-        [(setting.name, _value_type(setting.parse)) for setting in SETTINGS]
-        + [("config_file", str, dataclasses.field(default=""))]  # the INI file read, "" for none
-        # the names of the settings no source gave, which took their default
-        + [("defaulted", FrozenSet[str], dataclasses.field(default=frozenset()))],
-        frozen=True,
-        namespace={"__module__": __name__, "__doc__": "The validated settings of one archive service (see SETTINGS)"},
-    )
+    backend: str
+    prefix: str
+    allow_overwrite: bool
+    allow_multipart: bool
+    patch_roots: Tuple[str, ...]
+    max_body_size: int
+    receive_timeout: float
+    min_body_rate: int
+    head_timeout: float
+    send_timeout: float
+    sweep_on_start: bool
+    sweep_min_age: float
+    sweep_interval: float
+    drain_delay: float
+    stage_workers: int
+    checksums: Tuple[str, ...]
+    digest_compute_max: int
+    durability: str
+    auth_tokens_file: str
+    use_id2filename: bool
+    hpss_user: str
+    hpss_auth: str
+    hpss_sitename: str
+    hpss_accept_latency: float
+    hpss_ping_interval: float
+    hpss_stage_timeout: float
+    hpss_retry_after: float
+    sideband_prefix: str
+    sideband_host: str
+    sideband_port: int
+    sideband_schema: str
+    sideband_user: str
+    sideband_password: str
+    sideband_connect_timeout: float
+    sideband_query_timeout: float
+    sideband_retry_after: float
+    tape_sitename: str
+    tape_endpoint_uri: str
+    tape_store: str
+    tape_state_dir: str
+    tape_max_files: int
+    tape_max_open_requests: int
+    tape_max_kept_files: int
+    tape_request_expiry: float
+    tape_max_archiveinfo: int
+    tape_default_lifetime: float
+    tape_max_lifetime: float
+    tape_workers: int
+    tape_lease: float
+    tape_max_poll_interval: float
+    tape_stage_timeout: float
+    transfer_log: str
+    config_file: str = ""  # the INI file read, "" for none
+    defaulted: FrozenSet[str] = frozenset()  # the names of the settings no source gave, which took their default
 
 
 def _markdown_row(cells):

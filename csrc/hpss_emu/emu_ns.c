@@ -22,6 +22,20 @@
     if (rc < 0 || (rc = emu_local_path((path), local, sizeof local, (follow))) < 0)                                    \
         return rc;
 
+/* ENTER_PATH for the first of two paths, and `other` resolved (not followed) into `other_local`. */
+#define ENTER_TWO_PATHS(path, local, other, other_local)                                                               \
+    ENTER_PATH(path, local, 0);                                                                                        \
+    char other_local[PATH_MAX];                                                                                        \
+    if ((rc = emu_local_path((other), other_local, sizeof other_local, 0)) < 0)                                        \
+        return rc;
+
+/* ENTER_PATH, then lstat(2) the entry itself (a link is not followed) into `st`. */
+#define ENTER_ENTRY(path, local, st)                                                                                   \
+    ENTER_PATH(path, local, 0);                                                                                        \
+    struct stat st;                                                                                                    \
+    if (lstat(local, &st) < 0)                                                                                         \
+        return emu_rc(errno);
+
 static int local_stat(const char *local, struct stat *st)
 {
     return stat(local, st) < 0 ? emu_rc(errno) : 0;
@@ -137,10 +151,7 @@ int hpss_Mkdir(const char *Path, mode_t Mode)
 
 int hpss_Rmdir(const char *Path)
 {
-    ENTER_PATH(Path, local, 0);
-    struct stat st;
-    if (lstat(local, &st) < 0)
-        return emu_rc(errno);
+    ENTER_ENTRY(Path, local, st);
     if (rmdir(local) < 0)
         return emu_rc(errno);
     return emu_uda_remove(&st); /* a directory's attributes go with it */
@@ -148,10 +159,7 @@ int hpss_Rmdir(const char *Path)
 
 int hpss_Rename(const char *Old, const char *New)
 {
-    ENTER_PATH(Old, from, 0);
-    char to[PATH_MAX];
-    if ((rc = emu_local_path(New, to, sizeof to, 0)) < 0)
-        return rc;
+    ENTER_TWO_PATHS(Old, from, New, to);
     struct stat old_st, new_st;
     if ((rc = local_stat(from, &old_st)) < 0)
         return rc;
@@ -166,19 +174,13 @@ int hpss_Rename(const char *Old, const char *New)
 
 int hpss_Link(const char *Existing, const char *New)
 {
-    ENTER_PATH(Existing, from, 0);
-    char to[PATH_MAX];
-    if ((rc = emu_local_path(New, to, sizeof to, 0)) < 0)
-        return rc;
+    ENTER_TWO_PATHS(Existing, from, New, to);
     return link(from, to) < 0 ? emu_rc(errno) : 0;
 }
 
 int hpss_Unlink(const char *Path)
 {
-    ENTER_PATH(Path, local, 0);
-    struct stat st;
-    if (lstat(local, &st) < 0)
-        return emu_rc(errno);
+    ENTER_ENTRY(Path, local, st);
     if (S_ISDIR(st.st_mode))
         return HPSS_EISDIR;
     if (unlink(local) < 0)

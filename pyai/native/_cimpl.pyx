@@ -38,6 +38,13 @@ FADV_DONTNEED = PYAI_FADV_DONTNEED
 FADV_NOREUSE = PYAI_FADV_NOREUSE
 
 
+cdef int64_t check(int64_t rc, str op, object path=None) except -1:
+    """``rc`` itself, or, when it is a negative errno, the OSError of ``op`` (on ``path``) raised."""
+    if rc < 0:
+        raise os_error(rc, op, path)
+    return rc
+
+
 cdef int _timeout_ms(timeout) except? -2:
     """poll() milliseconds: rounded up (a short timeout must not become 0), -1 = forever."""
     cdef double ms
@@ -242,8 +249,7 @@ def write_all(int fd, data):
             rc = pyai_write_all(fd, view.buf, <size_t>view.len)
     finally:
         PyBuffer_Release(&view)
-    if rc < 0:
-        raise os_error(rc, "write")
+    check(rc, "write")
 
 
 def copy_fd(int src_fd, int dst_fd, int64_t nbytes):
@@ -253,9 +259,7 @@ def copy_fd(int src_fd, int dst_fd, int64_t nbytes):
         raise ValueError("nbytes must be >= 0")
     with nogil:
         rc = pyai_copy_fd(src_fd, dst_fd, nbytes)
-    if rc < 0:
-        raise os_error(rc, "copy")
-    return rc
+    return check(rc, "copy")
 
 
 def rename_noreplace(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
@@ -283,9 +287,7 @@ def openat2(int dir_fd, path, int flags, uint64_t resolve):
     cdef int rc
     with nogil:
         rc = pyai_openat2(dir_fd, c, flags, resolve)
-    if rc < 0:
-        raise os_error(rc, "open", path)
-    return rc
+    return check(rc, "open", path)
 
 
 def fsync(int fd):
@@ -293,8 +295,7 @@ def fsync(int fd):
     cdef int rc
     with nogil:
         rc = pyai_fsync(fd)
-    if rc < 0:
-        raise os_error(rc, "fsync")
+    check(rc, "fsync")
 
 
 def write_behind(int fd, int64_t start, int64_t end, int64_t step):
@@ -318,8 +319,7 @@ def fsync_dir(path):
     cdef int rc
     with nogil:
         rc = pyai_fsync_dir(c)
-    if rc < 0:
-        raise os_error(rc, "fsync", path)
+    check(rc, "fsync", path)
 
 
 def fadvise(int fd, int64_t offset, int64_t length, int advice):
@@ -327,8 +327,7 @@ def fadvise(int fd, int64_t offset, int64_t length, int advice):
     cdef int rc
     with nogil:
         rc = pyai_fadvise(fd, offset, length, advice)
-    if rc < 0:
-        raise os_error(rc, "fadvise")
+    check(rc, "fadvise")
 
 
 def preallocate(int fd, int64_t nbytes, int64_t offset=0):
@@ -338,9 +337,7 @@ def preallocate(int fd, int64_t nbytes, int64_t offset=0):
         raise ValueError("nbytes and offset must be >= 0")
     with nogil:
         rc = pyai_preallocate(fd, offset, nbytes)
-    if rc < 0:
-        raise os_error(rc, "preallocate")
-    return rc == 1
+    return check(rc, "preallocate") == 1
 
 
 def write_back(int fd):
@@ -348,8 +345,7 @@ def write_back(int fd):
     cdef int rc
     with nogil:
         rc = pyai_write_back(fd)
-    if rc < 0:
-        raise os_error(rc, "writeback")
+    check(rc, "writeback")
 
 
 def syncfs(int fd):
@@ -357,8 +353,7 @@ def syncfs(int fd):
     cdef int rc
     with nogil:
         rc = pyai_syncfs(fd)
-    if rc < 0:
-        raise os_error(rc, "syncfs")
+    check(rc, "syncfs")
 
 
 # ---- chunked bodies ---------------------------------------------------------------
@@ -608,6 +603,22 @@ cdef inline int _seconds_or_null(_Line *line, object value) except -1:
     return _number(line, "%.6f", seconds if seconds > 0.0 else 0.0)
 
 
+# A member of the line: its key (with the punctuation before it), then its value.
+cdef inline int _text_field(_Line *line, const char *key, object value, Py_ssize_t most) except -1:
+    _key(line, key)
+    return _text(line, value, most)
+
+
+cdef inline int _integer_field(_Line *line, const char *key, long long value) except -1:
+    _key(line, key)
+    return _integer(line, value)
+
+
+cdef inline int _seconds_field(_Line *line, const char *key, object value) except -1:
+    _key(line, key)
+    return _seconds_or_null(line, value)
+
+
 def transfer_line(record, status, long long sent, client, long long pid):
     """The transfer log's JSON line of ``record`` (bytes, ASCII, ending in a newline).
 
@@ -641,39 +652,26 @@ def transfer_line(record, status, long long sent, client, long long pid):
     _key(&line, _second_text)
     _key(&line, b".")
     _integer(&line, <long long>((wall - seconds) * 1000), 3)
-    _key(&line, b'Z","method":')
-    _text(&line, record.method, _METHOD_MAX)
-    _key(&line, b',"path":')
-    _text(&line, record.path, _TEXT_MAX)
-    _key(&line, b',"id":')
-    _text(&line, record.ident, _TEXT_MAX)
+    _text_field(&line, b'Z","method":', record.method, _METHOD_MAX)
+    _text_field(&line, b',"path":', record.path, _TEXT_MAX)
+    _text_field(&line, b',"id":', record.ident, _TEXT_MAX)
     _key(&line, b',"status":')
     if status is None:
         _key(&line, b"null")
     else:
         _integer(&line, int(status))
-    _key(&line, b',"bytes_sent":')
-    _integer(&line, sent)
-    _key(&line, b',"bytes_received":')
-    _integer(&line, body.received if body is not None else 0)
+    _integer_field(&line, b',"bytes_sent":', sent)
+    _integer_field(&line, b',"bytes_received":', body.received if body is not None else 0)
     _key(&line, b',"duration":')
     _number(&line, "%.6f", duration if duration > 0.0 else 0.0)
-    _key(&line, b',"ttfb":')
-    _seconds_or_null(&line, None if first_byte is None else first_byte - started)
-    _key(&line, b',"client":')
-    _text(&line, address, _TEXT_MAX)
-    _key(&line, b',"forwarded_for":')
-    _text(&line, record.forwarded_for, _FORWARDED_MAX)
-    _key(&line, b',"token":')
-    _text(&line, record.token, _TEXT_MAX)
-    _key(&line, b',"digest":')
-    _text(&line, record.digest, _TEXT_MAX)
-    _key(&line, b',"medium":')
-    _text(&line, record.medium, _TEXT_MAX)
-    _key(&line, b',"stage_wait":')
-    _seconds_or_null(&line, record.stage_wait)
-    _key(&line, b',"pid":')
-    _integer(&line, pid)
+    _seconds_field(&line, b',"ttfb":', None if first_byte is None else first_byte - started)
+    _text_field(&line, b',"client":', address, _TEXT_MAX)
+    _text_field(&line, b',"forwarded_for":', record.forwarded_for, _FORWARDED_MAX)
+    _text_field(&line, b',"token":', record.token, _TEXT_MAX)
+    _text_field(&line, b',"digest":', record.digest, _TEXT_MAX)
+    _text_field(&line, b',"medium":', record.medium, _TEXT_MAX)
+    _seconds_field(&line, b',"stage_wait":', record.stage_wait)
+    _integer_field(&line, b',"pid":', pid)
     _key(&line, b"}\n")
     return PyBytes_FromStringAndSize(line.buf, line.len)
 

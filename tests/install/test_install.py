@@ -78,6 +78,9 @@ def test_package_data_is_installed(installed):
     _, package, _ = installed
     assert (package / "web" / "openapi.yaml").is_file()
     assert (package / "hpss_client" / "libhpss_emu.so").is_file()
+    # PEP 561: a project that imports pyai is type-checked against its annotations
+    assert (package / "py.typed").is_file()
+    assert (package / "native" / "_cimpl.pyi").is_file()
 
 
 def test_native_extensions_import_from_the_venv(installed):

@@ -1,12 +1,14 @@
 """Configuration precedence and validation (file < environment < flags)."""
 
+import dataclasses
 import os
 import re
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
 
-from pyai.config import OTHER_ENVIRONMENT, SETTINGS, load
+from pyai.config import OTHER_ENVIRONMENT, SETTINGS, Config, _value_type, load
 from pyai.errors import ConfigError
 from pyai.server.serve import check_config
 
@@ -192,3 +194,13 @@ def test_check_lists_every_problem_and_creates_nothing(tmp_path):
     environ = {"ARCHIVEINTERFACE_CONFIG": write_ini(tmp_path, f"[archive]\nprefix = {tmp_path / 'p'}\n")}
     assert check_config(environ=environ) == []
     assert not (tmp_path / "p").exists()
+
+
+def test_config_has_one_typed_field_per_setting_in_order():
+    """Config is written out for mypy; it must follow SETTINGS: the same names in the same order,
+    each of the type its parser returns, then the two fields load() fills itself."""
+    hints = get_type_hints(Config)
+    names = [field.name for field in dataclasses.fields(Config)]
+    assert names == [setting.name for setting in SETTINGS] + ["config_file", "defaulted"]
+    for setting in SETTINGS:
+        assert hints[setting.name] == _value_type(setting.parse), setting.name
