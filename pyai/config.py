@@ -18,7 +18,7 @@ import difflib
 import os
 import re
 import types
-from typing import Any, Callable, FrozenSet, List, Tuple, get_type_hints
+from typing import Any, Callable, FrozenSet, List, Optional, Tuple, get_type_hints
 
 from pyai.archive.checksums import DEFAULT_CONFIG as DEFAULT_CHECKSUMS
 from pyai.archive.checksums import parse_config_algorithms
@@ -738,7 +738,7 @@ def settings_table():
 # turned read-only or gone away since then fails requests (5xx), not the boot of
 # a replacement worker, which would stop the whole service; nor is a missing
 # prefix re-created empty.
-checked_prefix = None
+checked_prefix: Optional[str] = None
 
 
 def config_path(explicit=None, environ=os.environ):

@@ -9,15 +9,22 @@ to a status by the web layer, which never shows their path to a client.
 
 import errno as _errno
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 
 class ArchiveError(Exception):
-    """A request the archive refuses; ``status`` is the HTTP status code."""
+    """A request the archive refuses; ``status`` is the HTTP status code, which a subclass
+    names with its bases: ``class NotFound(ArchiveError, status=404)``."""
 
     status = 500
+    headers: Optional[Dict[str, str]] = None  # extra answer headers (an Allow, an ETag), set by who raises
 
-    def __init__(self, message, *, detail=None):
+    def __init_subclass__(cls, status: Optional[int] = None) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+
+    def __init__(self, message: str, *, detail: Optional[str] = None) -> None:
         super().__init__(message)
         self.message = message
         # detail: short "operation, id, cause" text for the JSON ``traceback`` key
@@ -26,63 +33,49 @@ class ArchiveError(Exception):
 
 # One class per status a refusal carries: a table, written as classes so that
 # callers can catch each kind.
-class BadRequest(ArchiveError):
-    status = 400
+class BadRequest(ArchiveError, status=400): ...
 
 
-class Forbidden(ArchiveError):
-    status = 403
+class Forbidden(ArchiveError, status=403): ...
 
 
-class NotFound(ArchiveError):
-    status = 404
+class NotFound(ArchiveError, status=404): ...
 
 
-class MethodNotAllowed(ArchiveError):
-    status = 405
+class MethodNotAllowed(ArchiveError, status=405): ...
 
 
-class Conflict(ArchiveError):
-    status = 409
+class Conflict(ArchiveError, status=409): ...
 
 
-class PreconditionFailed(ArchiveError):
-    status = 412
+class PreconditionFailed(ArchiveError, status=412): ...
 
 
-class LengthRequired(ArchiveError):
-    status = 411
+class LengthRequired(ArchiveError, status=411): ...
 
 
-class PayloadTooLarge(ArchiveError):
-    status = 413
+class PayloadTooLarge(ArchiveError, status=413): ...
 
 
-class UnsupportedMediaType(ArchiveError):
-    status = 415
+class UnsupportedMediaType(ArchiveError, status=415): ...
 
 
-class UnsupportedTransferCoding(ArchiveError):
+class UnsupportedTransferCoding(ArchiveError, status=501):
     """A body in a transfer coding the archive cannot decode (gzip, ...): RFC 9112 says 501."""
 
-    status = 501
 
-
-class RangeNotSatisfiable(ArchiveError):
-    status = 416
-
-    def __init__(self, message, *, size, detail=None):
+class RangeNotSatisfiable(ArchiveError, status=416):
+    def __init__(self, message: str, *, size: int, detail: Optional[str] = None) -> None:
         super().__init__(message, detail=detail)
         self.size = size
 
 
-class BackendUnavailable(ArchiveError):
+class BackendUnavailable(ArchiveError, status=503):
     """The storage system is down or too slow; the service itself is fine."""
 
-    status = 503
     stage_wait: Optional[float] = None  # seconds the request waited for a stage from tape before this answer, if it did
 
-    def __init__(self, message, *, retry_after=None, detail=None):
+    def __init__(self, message: str, *, retry_after: Optional[float] = None, detail: Optional[str] = None) -> None:
         super().__init__(message, detail=detail)
         self.retry_after = retry_after
 
@@ -102,7 +95,7 @@ class BadFraming(Exception):
 class IncompleteBody(Exception):
     """The client sent fewer body bytes than it announced (or hung up)."""
 
-    def __init__(self, received, expected):
+    def __init__(self, received: int, expected: int) -> None:
         super().__init__(f"received {received} of {expected} bytes")
         self.received = received
         self.expected = expected
@@ -140,8 +133,6 @@ def describe(exc: BaseException) -> str:
     return f"{op}: {reason}" if op else reason
 
 
-class StoredNotDurable(ArchiveError):
+class StoredNotDurable(ArchiveError, status=500):
     """The file is stored under the id, but the storage could not confirm it survives a crash
     (its directory fsync failed).  Not "nothing was stored": an identical retry answers 201."""
-
-    status = 500

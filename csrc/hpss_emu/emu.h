@@ -51,6 +51,9 @@ double emu_setting(const char *name, double fallback);
  * and returns nonzero when it did. */
 int emu_meta(const struct stat *st, int (*change)(struct emu_meta *, void *), void *arg, struct emu_meta *out);
 int emu_meta_remove(const struct stat *st);
+/* The stages queued so far for the file at the local path `local` (what no HPSS call tells;
+ * `pyai-hpss-emu stages` shows it to tests), or a negative HPSS code. */
+int emu_stages(const char *local);
 /* The record of kind ("levels", "uda") of the file st in the state directory. */
 void emu_record_path(char *out, size_t size, const char *kind, const struct stat *st);
 /* Forget the user-defined attributes of st (its last name is gone). */

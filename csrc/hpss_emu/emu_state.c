@@ -297,6 +297,16 @@ int emu_meta(const struct stat *st, int (*change)(struct emu_meta *, void *), vo
     return rc;
 }
 
+int emu_stages(const char *local)
+{
+    struct stat st;
+    struct emu_meta meta;
+    if (stat(local, &st) < 0)
+        return emu_rc(errno);
+    int rc = emu_meta(&st, NULL, NULL, &meta);
+    return rc < 0 ? rc : (int)meta.stages;
+}
+
 int emu_meta_remove(const struct stat *st)
 {
     char path[PATH_MAX];

@@ -13,12 +13,11 @@ DIR is the emulated namespace, the archive's prefix (default $PYAI_HPSS_EMU_ROOT
 else $PAI_PREFIX).  An ID is a file id of an archive whose prefix is DIR.
 Purge, stage and status go through the HPSS API of the emulator library;
 the settings are files in DIR/.hpss-emu that every call reads afresh.  Stages
-reads the emulator's own record of a file (what no HPSS call tells): a test
+asks the library for its own record of a file (what no HPSS call tells): a test
 proves that a request started no stage by the count, without waiting for one.
 """
 
 import argparse
-import fcntl
 import os
 import sys
 
@@ -92,17 +91,12 @@ def _status(hpss, path, args):
     return f"{path}: size {size} levels {per_level!r} {media_of(size, per_level)}"
 
 
-def _stages(root, path):
-    """The stages the emulator queued for ``path``: the third field of its levels record
-    (``DIR/.hpss-emu/levels/<dev>-<ino>``, see csrc/hpss_emu), read under the record's lock."""
-    st = os.stat(path)
-    try:
-        with open(os.path.join(root, STATE_DIR, "levels", f"{st.st_dev:x}-{st.st_ino:x}")) as record:
-            fcntl.flock(record, fcntl.LOCK_SH)
-            fields = record.read().split()
-    except FileNotFoundError:
-        fields = []  # never purged nor staged
-    return f"{path}: stages {int(fields[2]) if len(fields) > 2 else 0}"
+def _stages(hpss, path, args):
+    return f"{path}: stages {hpss.emulator_stages(path)}"
+
+
+# What each command that names files does to each of them.
+ACTIONS = {"purge": _purge, "stage": _stage, "status": _status, "stages": _stages}
 
 
 def main(argv=None):
@@ -132,13 +126,13 @@ def main(argv=None):
     elif args.command in ("up", "allow-login"):
         _remove_setting(root, "down" if args.command == "up" else "deny-login")
     else:
-        hpss = _client(root) if args.command != "stages" else None
-        action = {"purge": _purge, "stage": _stage, "status": _status}.get(args.command)
+        hpss = _client(root)
+        action = ACTIONS[args.command]
         failed = 0
         for name in args.files:
             path = _path(root, name)
             try:
-                print(action(hpss, path, args) if action else _stages(root, path))
+                print(action(hpss, path, args))
             except OSError as exc:
                 print(f"pyai-hpss-emu: {path}: {describe(exc)}", file=sys.stderr)
                 failed = 1

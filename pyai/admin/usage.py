@@ -9,6 +9,7 @@ bytes by media (disk, tape) and the bytes on each storage level.
 
 import json
 import sys
+from typing import Dict, List, TypedDict
 
 from pyai.admin import inventory
 from pyai.admin.progress import Progress
@@ -23,11 +24,24 @@ def human(size):
         size /= 1000
 
 
+class Counts(TypedDict):
+    files: int
+    bytes: int
+
+
+class Totals(Counts, total=False):
+    """What ``du --json`` prints; ``media`` and ``bytes_per_level`` with ``--media`` only."""
+
+    media: Dict[str, Counts]  # by medium ("disk", "tape")
+    bytes_per_level: List[int]
+
+
 def tally(backend, by_media, progress, err):
     """``(totals, failed)``: the counts document ``du --json`` prints, and how many files could not be counted."""
-    totals = {"files": 0, "bytes": 0}
+    totals: Totals = {"files": 0, "bytes": 0}
     if by_media:
-        totals.update(media={}, bytes_per_level=[])
+        totals["media"] = {}
+        totals["bytes_per_level"] = []
     failed = 0
     for item in inventory.stored(backend):
         try:

@@ -26,7 +26,12 @@ import os
 import queue
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+    from pyai.archive.checksums import Hasher
 
 SLAB = 1 << 20  # bytes handed to the lanes at a time: few wake-ups, and it stays in cache
 SLABS = 8  # slabs one body may hold: how far a lane may fall behind the receive
@@ -37,7 +42,7 @@ _END = None  # what tells a lane's thread to stop
 class _Slab:
     __slots__ = ("buffer", "view", "size", "pending")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buffer = bytearray(SLAB)
         self.view = memoryview(self.buffer)
         self.size = 0  # bytes filled
@@ -48,25 +53,25 @@ class Beside:
     """``update(data)`` and ``digests()`` for the hashers ``{name: hasher}``, each lane
     (a sequence of names) on a thread of its own once the bytes are many."""
 
-    def __init__(self, hashers: Dict[str, Any], lanes: Sequence[Sequence[str]]):
+    def __init__(self, hashers: Mapping[str, "Hasher"], lanes: Sequence[Sequence[str]]) -> None:
         self._hashers = dict(hashers)
         self._lanes = [tuple(self._hashers[name] for name in lane) for lane in lanes if lane]
         self._inline = 0 if len(self._lanes) > 1 else -1  # -1: always in line
-        self._queues: Optional[List[queue.SimpleQueue]] = None
+        self._queues: Optional[List["queue.SimpleQueue[Optional[_Slab]]"]] = None
         self._threads: List[threading.Thread] = []
         self._finalizer: Optional[weakref.finalize] = None
         self._free: "queue.SimpleQueue[_Slab]" = queue.SimpleQueue()
         self._made = 0  # slabs allocated so far (at most SLABS)
         self._slab: Optional[_Slab] = None  # the slab being filled
         self._lock = threading.Lock()  # guards each slab's ``pending``
-        self._failed: list = []  # what a lane's update raised, if anything (the lanes keep draining)
+        self._failed: List[BaseException] = []  # what a lane's update raised, if anything (the lanes keep draining)
         self._scratch: Optional[memoryview] = None  # what ``fill`` reads into while hashing in line
 
-    def as_hashers(self):
+    def as_hashers(self) -> Tuple["Beside", ...]:
         """What the receive loops take as their hashers (they call ``update`` of each): this, or nothing to hash."""
         return (self,) if self._hashers else ()
 
-    def update(self, data):
+    def update(self, data: "ReadableBuffer") -> None:
         if self._queues is None:
             size = memoryview(data).nbytes
             if self._inline < 0 or self._inline + size <= START:
@@ -90,7 +95,7 @@ class Beside:
             if slab.size == SLAB:
                 self._send(slab)
 
-    def fill(self, fd):
+    def fill(self, fd: int) -> int:
         """``update`` with what the pipe ``fd`` holds (at most SLAB bytes), read straight into
         the slab the lanes hash next once they run (no copy between); 0 at the pipe's end."""
         if self._queues is None and (self._inline < 0 or self._inline + SLAB <= START):
@@ -110,7 +115,7 @@ class Beside:
             self._send(slab)
         return n
 
-    def digests(self):
+    def digests(self) -> Dict[str, bytes]:
         """``{name: digest}`` of every byte given: waits for the lanes (their threads end here)."""
         queues, finalizer = self._queues, self._finalizer
         if queues is not None and finalizer is not None and finalizer.alive:
@@ -127,7 +132,7 @@ class Beside:
             raise self._failed[0]
         return {name: hasher.digest() for name, hasher in self._hashers.items()}
 
-    def _take(self):
+    def _take(self) -> _Slab:
         if self._made < SLABS:
             try:
                 return self._free.get_nowait()
@@ -136,13 +141,13 @@ class Beside:
                 return _Slab()
         return self._free.get()  # every slab is still with a lane: wait for one
 
-    def _send(self, slab):
+    def _send(self, slab: _Slab) -> None:
         self._slab = None
         slab.pending = len(self._lanes)
         for pieces in self._queues or ():
             pieces.put(slab)
 
-    def _start(self):
+    def _start(self) -> None:
         self._queues = [queue.SimpleQueue() for _ in self._lanes]
         for lane, pieces in zip(self._lanes, self._queues):
             thread = threading.Thread(
@@ -157,12 +162,18 @@ class Beside:
         self._finalizer = weakref.finalize(self, _stop, self._queues)
 
 
-def _stop(queues):
+def _stop(queues: List["queue.SimpleQueue[Optional[_Slab]]"]) -> None:
     for pieces in queues:
         pieces.put(_END)
 
 
-def _hash(hashers, pieces, free, lock, failed):
+def _hash(
+    hashers: Tuple["Hasher", ...],
+    pieces: "queue.SimpleQueue[Optional[_Slab]]",
+    free: "queue.SimpleQueue[_Slab]",
+    lock: threading.Lock,
+    failed: List[BaseException],
+) -> None:
     while True:
         slab = pieces.get()
         if slab is _END:

@@ -19,8 +19,12 @@ import hashlib
 import os
 import time
 import zlib
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from pyai.archive.beside import Beside
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 try:  # zlib's results, summed 32 bytes a step with AVX2 (csrc/pyai_adler32.c): about 10x zlib's speed
     from pyai.archive._adler32 import adler32 as _adler32
@@ -42,6 +46,15 @@ FROM_RFC3230 = {v.lower(): k for k, v in RFC3230_NAMES.items()}
 _CONFIG_NAMES = {**{n: n for n in ALGORITHMS}, **FROM_RFC9530, **FROM_RFC3230}
 
 
+class Hasher(Protocol):
+    """A digest being computed: hashlib's interface, as far as pyai calls it."""
+
+    @property
+    def digest_size(self) -> int: ...
+    def update(self, data: "ReadableBuffer", /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
 class Adler32:
     """zlib's Adler-32 with hashlib's interface (``update``, ``digest``, ``copy``), as the
     receive loops call hashers; ``update`` takes any buffer (a memoryview of a receive
@@ -51,25 +64,25 @@ class Adler32:
     digest_size = 4
     block_size = 1
 
-    def __init__(self, data=b""):
-        self._value = _adler32(data)
+    def __init__(self, data: "ReadableBuffer" = b"") -> None:
+        self._value: int = _adler32(data)
 
-    def update(self, data):
+    def update(self, data: "ReadableBuffer") -> None:
         self._value = _adler32(data, self._value)
 
-    def digest(self):
+    def digest(self) -> bytes:
         return self._value.to_bytes(4, "big")
 
-    def hexdigest(self):
+    def hexdigest(self) -> str:
         return f"{self._value:08x}"
 
-    def copy(self):
+    def copy(self) -> "Adler32":
         twin = Adler32()
         twin._value = self._value
         return twin
 
 
-def new(name):
+def new(name: str) -> Hasher:
     """A fresh hasher of the algorithm ``name``."""
     return Adler32() if name == "adler32" else hashlib.new(name)
 
@@ -77,10 +90,10 @@ def new(name):
 DIGEST_SIZES = {name: new(name).digest_size for name in ALGORITHMS}
 
 
-def parse_config_algorithms(text):
+def parse_config_algorithms(text: str) -> Tuple[str, ...]:
     """``[archive] checksum``: a comma-separated list of algorithm names, or ``none``
     (an empty tuple); the order is kept, without repeats."""
-    names = []
+    names: List[str] = []
     for part in text.split(","):
         word = part.strip().lower()
         if not word:
@@ -104,7 +117,7 @@ _PROBE = 256 << 10
 
 
 @functools.cache
-def cost(name):
+def cost(name: str) -> float:
     """Seconds of one core per GiB for ``name`` on this machine (measured once per process)."""
     hasher, data = new(name), bytes(_PROBE)
     hasher.update(data)  # warm: the first call may set up tables
@@ -114,7 +127,7 @@ def cost(name):
     return max(time.thread_time() - started, 1e-9) / (4 * _PROBE) * (1 << 30)
 
 
-def lanes(names, cores=None):
+def lanes(names: Sequence[str], cores: Optional[int] = None) -> List[Tuple[str, ...]]:
     """``names`` split into lanes, each to be hashed on a thread of its own: one lane each
     when there are as many cores, else as many lanes as cores, the costliest first, each
     into the lane with the least work so far (on 2 cores: md5 alone, sha256 and adler32 together)."""
@@ -122,7 +135,7 @@ def lanes(names, cores=None):
     if len(names) <= cores:
         return [(name,) for name in names]
     load = [0.0] * cores
-    split: list = [[] for _ in range(cores)]
+    split: List[List[str]] = [[] for _ in range(cores)]
     for name in sorted(names, key=cost, reverse=True):
         lightest = load.index(min(load))
         split[lightest].append(name)
@@ -130,7 +143,7 @@ def lanes(names, cores=None):
     return [tuple(name for name in names if name in lane) for lane in split if lane]
 
 
-def _cores():
+def _cores() -> int:
     """The cores this process may run on (its affinity, which a container or taskset narrows)."""
     try:
         return len(os.sched_getaffinity(0)) or 1
@@ -138,7 +151,7 @@ def _cores():
         return os.cpu_count() or 1
 
 
-def digesting(names):
+def digesting(names: Sequence[str]) -> Beside:
     """The digests ``names`` of one body: ``update(data)`` with its bytes in order,
     ``digests()`` for ``{name: digest}`` (``names`` order); beside the caller, on threads of
     their own, once the bytes are many and there is more than one (``pyai.archive.beside``)."""
@@ -146,12 +159,14 @@ def digesting(names):
 
 
 @functools.lru_cache(maxsize=64)
-def _lanes_of(names):
+def _lanes_of(names: Tuple[str, ...]) -> List[Tuple[str, ...]]:
     """``lanes(names)``, once per process and set of names: every PUT asks (a small one too)."""
     return lanes(names)
 
 
-def compute(read, names, on_block=None):
+def compute(
+    read: Callable[[int], bytes], names: Sequence[str], on_block: Optional[Callable[[int], object]] = None
+) -> Dict[str, bytes]:
     """``{name: digest}`` of everything ``read(size)`` gives until it gives nothing."""
     running = digesting(names)
     while True:
@@ -163,12 +178,12 @@ def compute(read, names, on_block=None):
             on_block(len(data))
 
 
-def encode(name, digest):
+def encode(name: str, digest: bytes) -> str:
     """The stored form of one checksum: ``sha256:<hex>``."""
     return f"{name}:{digest.hex()}"
 
 
-def decode(text):
+def decode(text: str) -> Optional[Tuple[str, bytes]]:
     """``(name, digest bytes)`` from the stored form of one checksum, or None when it is not one."""
     name, _, hexdigest = text.strip().partition(":")
     if name not in DIGEST_SIZES:
@@ -180,15 +195,15 @@ def decode(text):
     return (name, digest) if len(digest) == DIGEST_SIZES[name] else None
 
 
-def encode_set(digests):
+def encode_set(digests: Mapping[str, bytes]) -> str:
     """The stored form of several checksums: ``sha256:<hex> md5:<hex>`` (in ALGORITHMS order)."""
     return " ".join(encode(name, digests[name]) for name in ALGORITHMS if name in digests)
 
 
-def decode_set(text):
+def decode_set(text: str) -> Dict[str, bytes]:
     """``{name: digest}`` from the stored form (one checksum or several); words that are
     not a checksum pyai knows are skipped, so a newer version's algorithms do not hide the rest."""
-    found: dict = {}
+    found: Dict[str, bytes] = {}
     for word in text.split():
         checksum = decode(word)
         if checksum is not None:
@@ -196,7 +211,7 @@ def decode_set(text):
     return found
 
 
-def strongest(digests):
+def strongest(digests: Mapping[str, bytes]) -> Optional[Tuple[str, bytes]]:
     """The first strong ``(name, digest)`` of ``digests`` (STRONG order), or None."""
     for name in STRONG:
         if name in digests:
@@ -204,7 +219,7 @@ def strongest(digests):
     return None
 
 
-def mismatch(expected, computed):
+def mismatch(expected: Mapping[str, bytes], computed: Mapping[str, bytes]) -> Optional[str]:
     """The first algorithm whose client digest differs from the body's, or None."""
     for name, digest in expected.items():
         if computed[name] != digest:

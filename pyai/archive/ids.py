@@ -18,21 +18,21 @@ class InvalidId(ValueError):
     """The text is not an id under the archive's scheme."""
 
 
-def parse_safe_name(text):
+def parse_safe_name(text: str) -> str:
     """Return ``text`` if it is a safe file name, else raise InvalidId."""
     if not SAFE_NAME.fullmatch(text):
         raise InvalidId("an id is 1-255 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit")
     return text
 
 
-def parse_integer(text):
+def parse_integer(text: str) -> int:
     """Return the integer id written in ``text`` (ASCII digits, at most 2**63-1)."""
     if not INTEGER.fullmatch(text) or int(text) > MAX_ID:
         raise InvalidId(f"an id is an integer from 0 to {MAX_ID}")
     return int(text)
 
 
-def id2filename(fileid):
+def id2filename(fileid: int) -> str:
     """Map an integer id to its path below the prefix (the original layout).
 
     The file name is the id in lowercase hex; while more than two hex digits
@@ -50,7 +50,7 @@ def id2filename(fileid):
     return "/" + "/".join(levels) + "/" + hexid
 
 
-def filename2id(path):
+def filename2id(path: str) -> int:
     """Inverse of ``id2filename``; raises InvalidId for a path it cannot produce."""
     parts = path.split("/")
     if not path.startswith("/") or len(parts) < 2:
@@ -66,5 +66,5 @@ def filename2id(path):
     raise InvalidId(f"not an archive path: {path!r}")
 
 
-def _is_hex(text):
+def _is_hex(text: str) -> bool:
     return bool(text) and all(c in "0123456789abcdef" for c in text)

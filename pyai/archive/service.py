@@ -9,12 +9,14 @@ request into the values handed down here (an ``Upload`` for a PUT).
 import dataclasses
 import errno
 import logging
-from typing import Optional
+from typing import Callable, Collection, Generator, Iterable, Optional, Protocol, Tuple
 
 from pyai.archive import checksums
 from pyai.archive.ids import InvalidId
 from pyai.archive.inflight import InFlight
 from pyai.archive.unkept import Unkept
+from pyai.backends.base import Backend, Checksums, FileStatus, Reader, Writer
+from pyai.config import Config
 from pyai.errors import ArchiveError, BadRequest, Conflict, Forbidden, NotFound, describe
 from pyai.ops import metrics
 
@@ -33,38 +35,53 @@ class Upload:
     ident: str
     length: Optional[int]  # None: the body's end is only known when it comes (chunked)
     mtime: float  # the time to store as the file's mtime
-    expected: dict  # the client's {algorithm: digest} of the body, checked before anything is stored
-    algorithms: tuple  # the digests to compute while receiving (``Archive.wanted_algorithms``)
+    expected: Checksums  # the client's {algorithm: digest} of the body, checked before anything is stored
+    algorithms: Tuple[str, ...]  # the digests to compute while receiving (``Archive.wanted_algorithms``)
+
+
+class Body(Protocol):
+    """A request body as ``Archive.storing`` receives it (``pyai.web.receive.RequestBody``)."""
+
+    received: int  # bytes received so far
+
+    def receive(self, writer: Writer, patience: Optional[float]) -> bool: ...  # True once the whole body is in
+    def digests(self) -> Checksums: ...  # of the bytes received, the algorithms it was asked for
 
 
 class Archive:
-    def __init__(self, config, backend):
+    def __init__(self, config: Config, backend: Backend) -> None:
         self.config = config
         self.backend = backend
         self._computing = InFlight(COMPUTE_AT_ONCE)  # paths being hashed on demand in this process
         self._unkept = Unkept()  # digests computed here that the backend could not keep
 
-    def check(self):
+    def check(self) -> None:
         """Raise BackendUnavailable when the storage cannot serve requests now."""
         self.backend.check()
 
-    def path(self, ident):
+    def path(self, ident: str) -> str:
         try:
             return self.backend.path_for(ident)
         except InvalidId as exc:
             raise BadRequest(f"invalid id: {exc}", detail="invalid id") from None
 
-    def status(self, ident):
+    def status(self, ident: str) -> Optional[FileStatus]:
         """The FileStatus of the id, or None when it holds no file (never stages)."""
         return self.backend.status(self.path(ident))
 
-    def open(self, ident):
+    def open(self, ident: str) -> Reader:
         try:
             return self.backend.open_read(self.path(ident))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no file is stored under this id", detail="not found") from None
 
-    def storing(self, upload, body, patience=None, before_body=None):
+    def storing(
+        self,
+        upload: Upload,
+        body: Body,
+        patience: Optional[float] = None,
+        before_body: Optional[Callable[[], object]] = None,
+    ) -> Generator[None, None, int]:
         """Store the body of ``upload``: a generator returning the number of bytes stored.
 
         ``body`` receives into a writer (``receive(writer, patience)``) and
@@ -113,7 +130,7 @@ class Archive:
                 self.backend.confirm_durable(path)  # the 201 of the first PUT may never have been said
         return size
 
-    def _may_be_a_retry(self, path, upload):
+    def _may_be_a_retry(self, path: str, upload: Upload) -> bool:
         """Whether the stored file could be the bytes coming: worth receiving them to compare
         (same announced size, and a strong stored checksum the upload computes)."""
         if upload.length is None:
@@ -123,23 +140,23 @@ class Archive:
             return False
         return self.backend.stored_size(path) == upload.length
 
-    def _holds(self, path, size, computed):
+    def _holds(self, path: str, size: int, computed: Checksums) -> bool:
         """Whether the file stored at ``path`` has these bytes (by size and a strong checksum)."""
         strong = checksums.strongest(self.backend.checksums(path))
         if strong is None or computed.get(strong[0]) != strong[1]:
             return False
         return self.backend.stored_size(path) == size
 
-    def wanted_algorithms(self, expected):
+    def wanted_algorithms(self, expected: Iterable[str]) -> Tuple[str, ...]:
         """The digests to compute while receiving: the configured ones and the client's."""
         names = set(expected) | set(self.config.checksums)
         return tuple(name for name in checksums.ALGORITHMS if name in names)
 
-    def checksums(self, path, reader=None):
+    def checksums(self, path: str, reader: Optional[Reader] = None) -> Checksums:
         """The stored ``{algorithm: digest}`` of the file at ``path`` (open as ``reader``), {} when none."""
         return reader.checksums() if reader is not None else self.backend.checksums(path)
 
-    def primary_digest(self, stored):
+    def primary_digest(self, stored: Checksums) -> Checksums:
         """``{name: digest}`` of the one stored digest a response carries when the client asks for
         none: the first configured algorithm stored, else the strongest, else any; {} without."""
         for name in tuple(self.config.checksums) + checksums.ALGORITHMS:
@@ -147,7 +164,7 @@ class Archive:
                 return {name: stored[name]}
         return {}
 
-    def digests(self, ident, wanted):
+    def digests(self, ident: str, wanted: Iterable[str]) -> Checksums:
         """``{name: digest}`` of the algorithms ``wanted`` (pyai names, e.g. from a Want-Digest)
         of the file under ``ident``: stored ones, and those computed now (see ``digests_at``).
         NotFound when the id holds no file.  For PROPFIND and anything else that has an id."""
@@ -157,7 +174,9 @@ class Archive:
             raise NotFound("no file is stored under this id", detail="not found")
         return self.digests_at(path, wanted, status=status)
 
-    def digests_at(self, path, wanted, reader=None, status=None):
+    def digests_at(
+        self, path: str, wanted: Iterable[str], reader: Optional[Reader] = None, status: Optional[FileStatus] = None
+    ) -> Checksums:
         """``{name: digest}`` of the ``wanted`` algorithms of the stored file at ``path`` (open as
         ``reader``, when it is; its FileStatus, when known).
 
@@ -175,7 +194,9 @@ class Archive:
             stored = self._compute_missing(path, wanted, stored, status)
         return {name: stored[name] for name in wanted if name in stored}
 
-    def _compute_missing(self, path, wanted, stored, status):
+    def _compute_missing(
+        self, path: str, wanted: Collection[str], stored: Checksums, status: Optional[FileStatus]
+    ) -> Checksums:
         try:
             status = status or self.backend.status(path)
         except ArchiveError:  # e.g. the sideband database is down: whether it is on disk is unknown
@@ -213,7 +234,7 @@ class Archive:
             finally:
                 reader.close()
 
-    def _remember(self, path, reader, computed):
+    def _remember(self, path: str, reader: Reader, computed: Checksums) -> None:
         """Remember ``computed`` under the status the file has now (a failed keep may have changed
         its ctime), if that still is the file ``reader`` holds open (whose inode no other file can
         take meanwhile)."""
@@ -224,7 +245,7 @@ class Archive:
         if status is not None and status.etag == reader.etag:
             self._unkept.remember(status, computed)
 
-    def stage(self, ident):
+    def stage(self, ident: str) -> bool:
         """Ask for the file on disk; True when it is there now, False while it is staging."""
         path = self.path(ident)
         try:
@@ -234,7 +255,7 @@ class Archive:
         metrics.pacifica_stage_asked(path, on_disk)
         return on_disk
 
-    def move(self, ident, source):
+    def move(self, ident: str, source: str) -> None:
         """Move the server-side file ``source`` under the id (PATCH)."""
         path = self.path(ident)
         if self.backend.exists(path):
@@ -250,7 +271,7 @@ class Archive:
                 raise BadRequest("the source path cannot be resolved", detail="bad source path") from None
             raise
 
-    def delete(self, ident):
+    def delete(self, ident: str) -> None:
         try:
             self.backend.delete(self.path(ident))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

@@ -30,17 +30,7 @@ from pyai import serving
 from pyai.archive import checksums as digests
 from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
-from pyai.backends.base import (
-    FILE_MODE,
-    Bytes,
-    Checksums,
-    FileStatus,
-    Probes,
-    Reader,
-    Writer,
-    id_taken,
-    publishing,
-)
+from pyai.backends.base import FILE_MODE, Bytes, Checksums, FileStatus, Probes, Reader, Writer, id_taken, publishing
 from pyai.backends.dirsync import DirectorySyncer
 from pyai.backends.flusher import Flusher
 from pyai.config import Config

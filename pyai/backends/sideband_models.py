@@ -37,11 +37,20 @@ class SamModel(Model):
         database = None
 
 
-class SamInode(SamModel):
-    """One inode of the HSM file system: size, times, and whether its data is online."""
+class InodeRow(SamModel):
+    """A table whose rows belong to an inode ``(ino, gen)``, their key (sam_archive's: with the copy).
+    No table of its own: its columns come first in each subclass's."""
 
     ino = BigIntegerField()
     gen = IntegerField()
+
+    class Meta:
+        primary_key = CompositeKey("ino", "gen")
+
+
+class SamInode(InodeRow):
+    """One inode of the HSM file system: size, times, and whether its data is online."""
+
     type = SmallIntegerField(default=TYPE_FILE)
     size = BigIntegerField(default=0)
     create_time = BigIntegerField(default=0)  # epoch seconds
@@ -53,14 +62,11 @@ class SamInode(SamModel):
 
     class Meta:
         table_name = "sam_inode"
-        primary_key = CompositeKey("ino", "gen")
 
 
-class SamFile(SamModel):
+class SamFile(InodeRow):
     """A directory entry: the inode ``(ino, gen)`` is named ``name`` in directory ``(p_ino, p_gen)``."""
 
-    ino = BigIntegerField()
-    gen = IntegerField()
     p_ino = BigIntegerField()
     p_gen = IntegerField()
     name = CharField(max_length=NAME_LENGTH)
@@ -68,30 +74,24 @@ class SamFile(SamModel):
 
     class Meta:
         table_name = "sam_file"
-        primary_key = CompositeKey("ino", "gen")
         indexes = (
             (("p_ino", "p_gen", "name_hash"), False),
             (("name",), False),
         )
 
 
-class SamPath(SamModel):
+class SamPath(InodeRow):
     """A directory ``(ino, gen)`` and its path, ending in ``/``."""
 
-    ino = BigIntegerField()
-    gen = IntegerField()
     path = CharField(max_length=PATH_LENGTH, index=True)
 
     class Meta:
         table_name = "sam_path"
-        primary_key = CompositeKey("ino", "gen")
 
 
-class SamArchive(SamModel):
+class SamArchive(InodeRow):
     """One archive copy (1-4) of an inode, in ``seq`` order on the volume ``vsn``."""
 
-    ino = BigIntegerField()
-    gen = IntegerField()
     copy = SmallIntegerField()
     seq = IntegerField(default=0)
     media_type = CharField(max_length=4, default="li")

@@ -13,6 +13,7 @@ Nothing logs in at import.
 """
 
 import errno
+import functools
 import os
 import sys
 import threading
@@ -44,24 +45,16 @@ LEVELS = lib.HPSS_MAX_STORAGE_LEVELS
 EMULATOR_ROOT_ENV = "PYAI_HPSS_EMU_ROOT"
 
 # HPSS return codes that are not the Linux errno of the same name (HPSS numbers
-# them as the old UNIX tables did: ENAMETOOLONG is 86 there, 36 on Linux).
+# them as the old UNIX tables did: ENAMETOOLONG is 86 there, 36 on Linux), by their
+# HPSS names; two of them Linux calls otherwise.
+_HPSS_NAMES = (
+    "EDEADLK ENOLCK EWRPROTECT ECONN ESTALE EMSGSIZE EOPNOTSUPP EBADMSG ETIMEDOUT ENAMETOOLONG ENOTEMPTY EDQUOT"
+)
+_LINUX_NAMES = {"EWRPROTECT": "EROFS", "ECONN": "ECONNREFUSED"}
 _HPSS_ERRNO = {
-    abs(code): value
-    for code, value in (
-        (lib.PYAI_HPSS_EDEADLK, errno.EDEADLK),
-        (lib.PYAI_HPSS_ENOLCK, errno.ENOLCK),
-        (lib.PYAI_HPSS_EWRPROTECT, errno.EROFS),
-        (lib.PYAI_HPSS_ECONN, errno.ECONNREFUSED),
-        (lib.PYAI_HPSS_ESTALE, errno.ESTALE),
-        (lib.PYAI_HPSS_EMSGSIZE, errno.EMSGSIZE),
-        (lib.PYAI_HPSS_EOPNOTSUPP, errno.EOPNOTSUPP),
-        (lib.PYAI_HPSS_EBADMSG, errno.EBADMSG),
-        (lib.PYAI_HPSS_ETIMEDOUT, errno.ETIMEDOUT),
-        (lib.PYAI_HPSS_ENAMETOOLONG, errno.ENAMETOOLONG),
-        (lib.PYAI_HPSS_ENOTEMPTY, errno.ENOTEMPTY),
-        (lib.PYAI_HPSS_EDQUOT, errno.EDQUOT),
-    )
-    if code
+    abs(code): getattr(errno, _LINUX_NAMES.get(name, name))
+    for name in _HPSS_NAMES.split()
+    if (code := getattr(lib, f"PYAI_HPSS_{name}"))  # 0: the header has no such name
 }
 
 
@@ -232,6 +225,25 @@ def set_user_attrs(path, mapping):
     value_holders = [ffi.new("char[]", str(value).encode("ascii")) for value in mapping.values()]
     values = ffi.new("const char *[]", value_holders)
     _check(lib.pyai_uda_set(path.encode(), keys, values, len(mapping)), "UserAttrSetAttrs", path)
+
+
+# The emulator's own count of a file's stages, which no HPSS call tells (csrc/hpss_emu/emu.h):
+# the library keeps the record's path, format and lock.  It is the library this module is linked
+# with (dlopen finds it loaded), holding the root the login set.
+@functools.cache
+def _emulator():
+    import cffi  # the compiled binding needs only its backend: the FFI of this one call waits until it is made
+
+    emu_ffi = cffi.FFI()
+    emu_ffi.cdef("int emu_stages(const char *local);")
+    return emu_ffi.dlopen(os.path.join(os.path.dirname(os.path.abspath(__file__)), "libhpss_emu.so"))
+
+
+def emulator_stages(path):
+    """How many stages the emulator has queued for the file ``path``, ever (after ``Session.ensure``)."""
+    if not EMULATOR:
+        raise OSError(errno.EOPNOTSUPP, "only the emulator counts stages", path)
+    return _check(_emulator().emu_stages(os.fsencode(path)), "emu_stages", path)
 
 
 class Session:

@@ -12,11 +12,11 @@ import mmap
 _FLAG = mmap.mmap(-1, 1)
 
 
-def begin():
+def begin() -> None:
     """Raise the flag (the master, on the first TERM)."""
     _FLAG[0] = 1
 
 
-def draining():
+def draining() -> bool:
     """Whether this instance's master has begun to stop (a worker's /readyz says 503)."""
     return _FLAG[0] == 1

@@ -43,9 +43,19 @@ import sys
 import tempfile
 import threading
 import time
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Protocol, Set, Tuple, Type, Union, cast
 
 from pyai.archive.checksums import ALGORITHMS
-from pyai.ops.record import RECORD
+from pyai.ops.record import RECORD, Record
+
+if TYPE_CHECKING:  # prometheus_client is imported only inside functions (see above)
+    from wsgiref.types import WSGIEnvironment
+
+    from prometheus_client import Counter
+    from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+    from pyai.config import Config
+    from pyai.ops.health import Probed, Report, StageStore
 
 log = logging.getLogger("pyai")
 DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -77,7 +87,8 @@ METHOD_SLOTS = (*METHODS, "other")
 STATUS_SLOTS = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 _METHOD_INDEX = {method: index for index, method in enumerate(METHODS)}
 _OTHER, _NONE = len(METHODS), len(STATUS_SLOTS) - 1
-_STATUS_INDEX = {code: code // 100 - 1 for code in range(100, 600)}
+# keyed by Optional[int]: request_finished looks up a status that is None when no answer began
+_STATUS_INDEX: Dict[Optional[int], int] = {code: code // 100 - 1 for code in range(100, 600)}
 _HISTOGRAMS = len(METHOD_SLOTS) * len(STATUS_SLOTS)
 _HISTOGRAM_SLOTS = len(DURATION_BUCKETS) + 2  # the buckets, +Inf, the sum
 _SUM = len(DURATION_BUCKETS) + 1
@@ -89,22 +100,26 @@ _ENDED = _SENT + 1
 _STARTED = _ENDED + len(_KINDS)
 _SLOTS = _STARTED + len(_KINDS)
 
-_instruments = None  # this process's _Instruments, once made
-_private_directory = None  # (master pid, the directory prepare_master made), None for the operator's
-_pending: dict = {}  # path -> time.monotonic() of the Pacifica POST /<id> that found it on tape
-_complained: set = set()
+_instruments: Optional["_Instruments"] = None  # this process's _Instruments, once made
+# (master pid, the directory prepare_master made), None for the operator's
+_private_directory: Optional[Tuple[int, str]] = None
+_pending: Dict[str, float] = {}  # path -> time.monotonic() of the Pacifica POST /<id> that found it on tape
+_complained: Set[str] = set()
 _swept_here = 0  # count_swept's count without a directory (this process's)
 _local = threading.local()  # .counts: this thread's list of _SLOTS numbers, which only it writes
-_thread_counts: list = []  # every thread's list, in the order they first counted (kept after the thread ends)
+# every thread's list, in the order they first counted (kept after the thread ends); floats: durations are summed
+_thread_counts: List[List[float]] = []
 _flush_lock = threading.Lock()  # one flush at a time (never taken by a request)
-_listener = None  # this worker's socket, where other workers' scrapes ask it to flush
+_listener: Optional[socket.socket] = None  # this worker's socket, where other workers' scrapes ask it to flush
+# A scrape's ask: the nonce to send back, and the asker's (abstract, autobound) address.
+Asker = Tuple[bytes, Union[str, bytes]]
 SWEPT_FILE = "pyai-swept.count"  # count_swept's count in the directory (not *.db: the collector reads those)
 
 
 # -- the master -----------------------------------------------------------------------------
 
 
-def prepare_master():
+def prepare_master() -> None:
     """Before any worker starts: the directory every process keeps its counts in.
 
     Without ``PROMETHEUS_MULTIPROC_DIR`` a private fresh directory; with it, that
@@ -134,7 +149,7 @@ def prepare_master():
     import prometheus_client.multiprocess  # noqa: F401
 
 
-def worker_exited(pid):
+def worker_exited(pid: int) -> None:
     """A worker died (or ended): its in-progress gauges go; its counters stay in the sums."""
     path = os.environ.get(DIRECTORY_ENV)
     if not path:
@@ -147,17 +162,18 @@ def worker_exited(pid):
         log.warning("could not drop the metrics of worker %s: %s", pid, exc.strerror or exc)
 
 
-def master_exiting():
+def master_exiting() -> None:
     """The master ends: the private directory goes with it (the operator's stays)."""
     if _private_directory is not None and _private_directory[0] == os.getpid():  # never from a forked worker
         shutil.rmtree(_private_directory[1], ignore_errors=True)
 
 
-def _value_class_in_step():
+def _value_class_in_step() -> None:
     """prometheus_client chose its value class when imported; if that was before the directory
     was set, choose again (a metric made from now on uses the new one)."""
     values = sys.modules.get("prometheus_client.values")
-    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):  # type: ignore[attr-defined]
+    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        # a ModuleType from sys.modules: typeshed lets its attributes be read (Any), not set
         values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
@@ -167,7 +183,7 @@ def _value_class_in_step():
 class _Instruments:
     """This process's metrics, and the children of their labels made once (the hot path)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         _value_class_in_step()
@@ -227,9 +243,9 @@ class _Instruments:
         self._transfers = {kind: self.transfers.labels(kind) for kind in _KINDS}
         for kind in self._transfers.values():
             kind.set(0)  # shown as 0 before the first transfer, not absent
-        self._flushed = [0] * _SLOTS  # the sums over every thread's list at the last flush
+        self._flushed: List[float] = [0] * _SLOTS  # the sums over every thread's list at the last flush
 
-    def flush(self):
+    def flush(self) -> None:
         """Add to the files what every thread counted since the last flush (under _flush_lock).
 
         A thread may count while this reads its list: what this misses goes with the next
@@ -266,14 +282,14 @@ class _Instruments:
         self._flushed = totals
 
 
-def _get():
+def _get() -> _Instruments:
     global _instruments
     if _instruments is None:
         _instruments = _Instruments()
     return _instruments
 
 
-def _quietly(what, exc):
+def _quietly(what: str, exc: Exception) -> None:
     """Log a failure to count once per kind: counting must never fail the request."""
     if what not in _complained:
         _complained.add(what)
@@ -283,25 +299,26 @@ def _quietly(what, exc):
 # -- what the service counts -----------------------------------------------------------------
 
 
-def start_worker(config):
+def start_worker(config: "Config") -> None:
     """In each worker, before it serves: its instruments (made in the master, they follow the fork)."""
     _get()
 
 
-def _counts():
+def _counts() -> List[float]:
     """This thread's list of counts, made (and known to flush) the first time it counts."""
-    counts = _local.counts = [0] * _SLOTS
+    counts: List[float] = [0] * _SLOTS
+    _local.counts = counts
     _thread_counts.append(counts)  # list.append is atomic: no lock
     return counts
 
 
-def request_finished(record, status, sent):
+def request_finished(record: Record, status: Optional[int], sent: int) -> None:
     """An exchange ended (``status`` None: no answer began) after ``sent`` body bytes: counted in
     this thread's list (written to the files by the next flush)."""
     if _instruments is None:
         return
     try:
-        counts = _local.counts
+        counts: List[float] = _local.counts
     except AttributeError:
         counts = _counts()
     duration = time.monotonic() - record.started
@@ -322,21 +339,21 @@ def request_finished(record, status, sent):
         counts[_ENDED + _KIND_INDEX[kind]] += 1
 
 
-def transfer_started(environ, method):
+def transfer_started(environ: "WSGIEnvironment", method: str) -> None:
     """The data plane begins a PUT or GET: counted in progress until the exchange ends."""
     kind = TRANSFERS.get(method)
     record = environ.get(RECORD)
     if kind is None or record is None or record.kind is not None or _instruments is None:
         return
     try:
-        counts = _local.counts
+        counts: List[float] = _local.counts
     except AttributeError:
         counts = _counts()
     record.kind = kind
     counts[_STARTED + _KIND_INDEX[kind]] += 1
 
 
-def flush():
+def flush() -> None:
     """Add what this process's threads counted since the last flush to its files; never raises."""
     instruments = _instruments
     if instruments is None:
@@ -351,14 +368,14 @@ def flush():
 # -- a scrape asks the other workers to flush --------------------------------------------------
 
 
-def _address(directory, pid):
+def _address(directory: str, pid: int) -> bytes:
     """The abstract (Linux) socket name of worker ``pid`` counting in ``directory``: no file, no
     length limit from the directory's path, gone with the process."""
     key = hashlib.sha256(os.path.realpath(directory).encode()).hexdigest()[:16]
     return f"\0pyai-metrics-{key}-{pid}".encode()
 
 
-def listen():
+def listen() -> None:
     """In a worker (``pyai.ops.observe.start``): the socket other workers' scrapes ask it to flush at."""
     global _listener
     directory = os.environ.get(DIRECTORY_ENV)
@@ -382,13 +399,13 @@ def listen():
         transfers.set(0)
 
 
-def wait_for_askers(timeout):
+def wait_for_askers(timeout: float) -> List[Asker]:
     """Block until a scrape asks (or ``timeout`` seconds): the askers to ``answer`` after a flush."""
     sock = _listener
     if sock is None:
         time.sleep(timeout)
         return []
-    askers = []
+    askers: List[Asker] = []
     sock.settimeout(timeout)
     try:
         askers.append(sock.recvfrom(64))
@@ -400,7 +417,7 @@ def wait_for_askers(timeout):
     return askers
 
 
-def answer(askers):
+def answer(askers: List[Asker]) -> None:
     """Tell the scrapes in ``askers`` (from ``wait_for_askers``) that this worker has flushed."""
     listener = _listener
     if listener is None:
@@ -410,7 +427,7 @@ def answer(askers):
             listener.sendto(nonce, address)
 
 
-def _ask_others(directory):
+def _ask_others(directory: str) -> None:
     """Every other live worker flushes before this scrape reads the files (at most ASK_TIMEOUT)."""
     pids = set()
     for name in glob.glob(os.path.join(glob.escape(directory), "*_*.db")):
@@ -444,7 +461,7 @@ def _ask_others(directory):
                 continue
 
 
-def count_swept(removed):
+def count_swept(removed: int) -> None:
     """A sweep removed ``removed`` stale temporary files.
 
     Sweeps run in the master and in short-lived children it forks: a
@@ -469,7 +486,7 @@ def count_swept(removed):
         _quietly("counting swept files", exc)
 
 
-def _swept():
+def _swept() -> int:
     directory = os.environ.get(DIRECTORY_ENV)
     if not directory:
         return _swept_here
@@ -483,10 +500,10 @@ def _swept():
         return 0
 
 
-_reloads_refused = None  # the master's counter (see count_reload_refused)
+_reloads_refused: Optional["Counter"] = None  # the master's counter (see count_reload_refused)
 
 
-def count_reload_refused(count=1):
+def count_reload_refused(count: int = 1) -> None:
     """The master refused a HUP (bad configuration): ``pyai_reloads_refused_total``.  Made in the
     master once the directory is set, before any worker forks (``count=0``), so it shows 0 from the
     start; the master's own file in the directory carries it to every scrape."""
@@ -502,20 +519,20 @@ def count_reload_refused(count=1):
         _quietly("counting a refused reload", exc)
 
 
-def count_checksum_mismatch(algorithm):
+def count_checksum_mismatch(algorithm: str) -> None:
     """An upload was refused: its body did not match the client's ``algorithm`` digest."""
     _count("counting a checksum mismatch", lambda m: m.mismatches.labels(algorithm).inc())
 
 
-def count_refusal(reason):
+def count_refusal(reason: str) -> None:
     """A 429 for ``reason`` (a fixed word per place that refuses)."""
     _count("counting a refusal", lambda m: m.refusals.labels(reason).inc())
 
 
-def count_stage(api, outcome, waited=None):
+def count_stage(api: str, outcome: str, waited: Optional[float] = None) -> None:
     """A file asked from tape through ``api`` ended in ``outcome``; ``waited`` seconds when it reached disk."""
 
-    def count(m):
+    def count(m: _Instruments) -> None:
         m.stage_files.labels(api, outcome).inc()
         if waited is not None:
             m.stage_wait.labels(api).observe(max(waited, 0.0))
@@ -523,7 +540,7 @@ def count_stage(api, outcome, waited=None):
     _count("counting a stage", count)
 
 
-def pacifica_stage_asked(path, on_disk):
+def pacifica_stage_asked(path: str, on_disk: bool) -> None:
     """A Pacifica POST /<id> found the file at ``path`` on disk, or started (or found going) its stage."""
     count_stage(PACIFICA, "on_disk" if on_disk else "staging")
     if on_disk:
@@ -532,14 +549,14 @@ def pacifica_stage_asked(path, on_disk):
         _pending[path] = time.monotonic()
 
 
-def stage_reached_disk(path):
+def stage_reached_disk(path: str) -> None:
     """This process's stage of ``path`` ended with the file on disk (from the backend's stage job)."""
     asked = _pending.pop(path, None)
     if asked is not None:
         _count("timing a stage", lambda m: m.stage_wait.labels(PACIFICA).observe(time.monotonic() - asked))
 
 
-def _count(what, count):
+def _count(what: str, count: Callable[[_Instruments], None]) -> None:
     try:
         count(_get())
     except Exception as exc:  # noqa: BLE001 - see _quietly
@@ -549,7 +566,32 @@ def _count(what, count):
 # -- the scrape -----------------------------------------------------------------------------
 
 
-def exposition(health):
+class Scraped(Protocol):
+    """What a scrape reads of the instance's health (``pyai.ops.health.Health``): its checks now,
+    its backend and the Tape API's store (None: no Tape API)."""
+
+    @property
+    def backend(self) -> "Probed": ...
+    @property
+    def store(self) -> Optional["StageStore"]: ...
+    def check(self) -> "Report": ...
+
+
+class _Local(Protocol):
+    """A backend whose files are under a local (or mounted) directory: FREE_SPACE_BACKENDS."""
+
+    prefix: str
+
+
+class _Gauge(Protocol):
+    """The gauge maker of ``_live``, which ``_static`` uses too."""
+
+    def __call__(
+        self, name: str, text: str, value: float, labels: Optional[Dict[str, str]] = None
+    ) -> "GaugeMetricFamily": ...
+
+
+def exposition(health: Scraped) -> Tuple[str, bytes]:
     """``(content type, body)`` of ``GET /metrics``: every process's counts, and ``health`` now.
 
     Every request that ended before the scrape began is in it, whichever worker ended it: this
@@ -570,10 +612,10 @@ def exposition(health):
 class _Scrape:
     """What one scrape shows (generate_latest takes anything with ``collect``)."""
 
-    def __init__(self, health):
+    def __init__(self, health: Scraped) -> None:
         self.health = health
 
-    def collect(self):
+    def collect(self) -> Iterator["Metric"]:
         if os.environ.get(DIRECTORY_ENV):
             from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -583,11 +625,11 @@ class _Scrape:
         yield from _live(self.health)
 
 
-def _live(health):
+def _live(health: Scraped) -> Iterator["Metric"]:
     """The gauges of now, from the health checks (``pyai.ops.health``) and the Tape API's store."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    def gauge(name, text, value, labels=None):
+    def gauge(name: str, text: str, value: float, labels: Optional[Dict[str, str]] = None) -> GaugeMetricFamily:
         family = GaugeMetricFamily(name, text, labels=list(labels) if labels else None)
         family.add_metric(list(labels.values()) if labels else [], float(value))
         return family
@@ -621,7 +663,7 @@ def _live(health):
     yield from _stage_store_files(health.store, GaugeMetricFamily)
 
 
-def _static(health, gauge):
+def _static(health: Scraped, gauge: _Gauge) -> Iterator["GaugeMetricFamily"]:
     """The build-info gauge and the prefix's free space: asked of this process and the file system
     at each scrape, whatever the health checks say."""
     from pyai import __version__
@@ -635,7 +677,7 @@ def _static(health, gauge):
     if backend not in FREE_SPACE_BACKENDS:
         return
     try:
-        st = os.statvfs(health.backend.prefix)
+        st = os.statvfs(cast(_Local, health.backend).prefix)  # posix or hsmsideband (FREE_SPACE_BACKENDS)
     except OSError as exc:  # the prefix is gone: pyai_backend_up says so; no made-up free space
         _quietly("the statvfs of the prefix", exc)
         return
@@ -649,7 +691,9 @@ def _static(health, gauge):
     yield gauge("pyai_prefix_inodes", "Inodes (files) of the prefix's file system", st.f_files)
 
 
-def _stage_store_files(store, family_class):
+def _stage_store_files(
+    store: Optional["StageStore"], family_class: Type["GaugeMetricFamily"]
+) -> Iterator["GaugeMetricFamily"]:
     """The Tape API's files by state, counted in its store (none while no request was ever made)."""
     if store is None or not store.exists():
         return

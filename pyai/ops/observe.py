@@ -16,15 +16,20 @@ import atexit
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Optional
 
 from pyai.ops import metrics, transfer_log
+from pyai.ops.record import Record
+
+if TYPE_CHECKING:
+    from pyai.config import Config
 
 FLUSH_INTERVAL = metrics.FLUSH_INTERVAL  # seconds a count or a line waits at most (but see metrics: scrapes)
 log = logging.getLogger("gunicorn.error")  # the worker's error log
-_flusher = None  # this process's flushing thread, once started
+_flusher: Optional[threading.Thread] = None  # this process's flushing thread, once started
 
 
-def start(worker, config):
+def start(worker: object, config: "Config") -> None:
     """Set up what a worker process observes with (``config``: the pyai Config)."""
     global _flusher
     metrics.start_worker(config)
@@ -36,25 +41,25 @@ def start(worker, config):
         atexit.register(flush)  # a graceful exit, and a quick one through sys.exit
 
 
-def finished(record, status, sent, client):
+def finished(record: Record, status: Optional[int], sent: int, client: object) -> None:
     """``record`` (a Record) ended with ``status`` (int, or None if no answer began) after ``sent``
     body bytes, for ``client`` (the peer address)."""
     metrics.request_finished(record, status, sent)
     transfer_log.write(record, status, sent, client)
 
 
-def flush():
+def flush() -> None:
     """Write what the requests counted and logged since the last flush; never raises."""
     metrics.flush()
     transfer_log.flush()
 
 
-def reopen():
+def reopen() -> None:
     """USR1: reopen the transfer log's file (after logrotate moved it); queued lines go to the old one."""
     transfer_log.reopen()
 
 
-def _flushing():
+def _flushing() -> None:
     """The flushing thread: every FLUSH_INTERVAL seconds, or at once for another worker's scrape."""
     while True:
         try:

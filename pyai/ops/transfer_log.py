@@ -26,10 +26,14 @@ import collections
 import errno
 import logging
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Deque, List, Optional
 
 from pyai import native
 from pyai.errors import ConfigError
+from pyai.ops.record import Record
+
+if TYPE_CHECKING:
+    from pyai.config import Config
 
 STDERR, OFF = "-", "off"
 OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -51,14 +55,14 @@ _transfer_line = native.transfer_line
 class TransferLog:
     """Where the lines go: stderr, or a file opened by name (again on ``reopen``)."""
 
-    def __init__(self, target):
+    def __init__(self, target: str) -> None:
         self.target = target  # STDERR or an absolute file name
-        self.fd = 2 if target == STDERR else None
+        self.fd: Optional[int] = 2 if target == STDERR else None
         self.failing = False  # the last write failed (said once, until one succeeds)
         self.lost = 0  # lines lost since writing last worked
-        self.queue: collections.deque = collections.deque()  # lines made and not yet written, oldest first
+        self.queue: Deque[bytes] = collections.deque()  # lines made and not yet written, oldest first
 
-    def open(self):
+    def open(self) -> None:
         """Open the file (a no-op for stderr); OSError when it cannot be."""
         if self.target == STDERR:
             return
@@ -72,13 +76,13 @@ class TransferLog:
         finally:
             os.close(fd)
 
-    def flush(self, most=None):
+    def flush(self, most: Optional[int] = None) -> None:
         """Write the lines queued now (``most`` of them at most), in writes of whole lines of at most
         PIPE_BUF bytes; never raises.  Threads flushing at once each pop their own lines: none is
         written twice or lost (their order across threads is the order they were popped)."""
         queue = self.queue
         popleft = queue.popleft
-        batch = []
+        batch: List[bytes] = []
         try:
             for _ in range(len(queue) if most is None else most):
                 batch.append(popleft())
@@ -90,7 +94,7 @@ class TransferLog:
         if len(data) <= PIPE_BUF:
             self._write(data, len(batch))
             return
-        chunk: list = []  # more than one write: whole lines in each
+        chunk: List[bytes] = []  # more than one write: whole lines in each
         size = 0
         for one in batch:
             if size + len(one) > PIPE_BUF:
@@ -100,7 +104,7 @@ class TransferLog:
             size += len(one)
         self._write(b"".join(chunk), len(chunk))
 
-    def _write(self, data, lines):
+    def _write(self, data: bytes, lines: int) -> None:
         try:
             if self.fd is None:
                 raise OSError(errno.EBADF, "the file could not be opened")
@@ -123,15 +127,15 @@ class TransferLog:
             log.warning("the transfer log %s is written again; %d line(s) were lost", self.name(), self.lost)
             self.lost = 0
 
-    def name(self):
+    def name(self) -> str:
         return "stderr" if self.target == STDERR else self.target
 
 
-_log = None  # this process's TransferLog, None when off
+_log: Optional[TransferLog] = None  # this process's TransferLog, None when off
 _pid = 0
 
 
-def check_config(config):
+def check_config(config: "Config") -> None:
     """At start-up, in the master: a file the workers could not open stops the service with one line.
 
     The master creates nothing: the workers do, so a new file is theirs (gunicorn's
@@ -154,7 +158,7 @@ def check_config(config):
         raise ConfigError(f"cannot open the transfer log {target}: {problem}")
 
 
-def open_log(config):
+def open_log(config: "Config") -> None:
     """In each worker process, before it serves."""
     global _log, _pid
     _pid = os.getpid()
@@ -165,7 +169,7 @@ def open_log(config):
         _reopen(_log)
 
 
-def reopen():
+def reopen() -> None:
     """USR1: the lines queued go to the old file, then the file is opened again by name (logrotate
     has moved the old one away)."""
     if _log is not None:
@@ -173,21 +177,21 @@ def reopen():
         _reopen(_log)
 
 
-def flush():
+def flush() -> None:
     """Write every line queued now (from ``pyai.ops.observe.flush``: its timer, and the exit)."""
     transfer_log = _log
     if transfer_log is not None:
         transfer_log.flush()
 
 
-def _reopen(transfer_log):
+def _reopen(transfer_log: TransferLog) -> None:
     try:
         transfer_log.open()
     except OSError as exc:  # the lines go on to the old file, if there is one
         log.error("cannot open the transfer log %s: %s", transfer_log.target, exc.strerror)
 
 
-def write(record, status, sent, client):
+def write(record: Record, status: Optional[int], sent: int, client: object) -> None:
     """The line of a finished request (see ``pyai.ops.observe.finished``)."""
     transfer_log = _log
     if transfer_log is None:
@@ -203,7 +207,7 @@ def write(record, status, sent, client):
         transfer_log.flush(len(queue))
 
 
-def line(record, status, sent, client, pid):
+def line(record: Record, status: Optional[int], sent: int, client: object, pid: int) -> bytes:
     """The JSON line (bytes, ASCII, ending in a newline) of ``record``; the fields are the schema's,
     in its order (``pyai.native.transfer_line``: formatted in C, about 0.7 µs)."""
     return native.transfer_line(record, status, sent, client, pid)

@@ -14,6 +14,7 @@ can slow an accept by at most that, never stop one.
 """
 
 import mmap
+from typing import Optional
 
 SLOTS = 64  # workers with the same age modulo this share a slot (pyai runs a few per core)
 DELAY = 0.002  # a loaded worker looks at the counts again this often
@@ -29,24 +30,24 @@ for _slot in range(SLOTS):
     _COUNTS[_slot] = _UNUSED
 
 
-def slot_of(age):
+def slot_of(age: int) -> int:
     """The slot of the worker of ``age`` (gunicorn's per-worker sequence number)."""
     return age % SLOTS
 
 
-def hold(slot, count):
+def hold(slot: int, count: int) -> None:
     """The worker of ``slot`` holds ``count`` connections now."""
     _COUNTS[slot] = count
 
 
-def release(age):
+def release(age: int) -> None:
     """The worker of ``age`` ended (in the master): it is no one to compare with."""
     _COUNTS[slot_of(age)] = _UNUSED
 
 
-def loaded(slot, count):
+def loaded(slot: int, count: int) -> bool:
     """Whether a worker with ``count`` connections holds more than SLACK above the least loaded other one."""
-    fewest = None
+    fewest: Optional[int] = None
     for other, held in enumerate(_COUNTS):
         if other != slot and held != _UNUSED and (fewest is None or held < fewest):
             fewest = held

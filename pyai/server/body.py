@@ -13,6 +13,8 @@ Reads block, each bounded by the socket's receive timeout
 (``pyai.server.serve.limit_request_reads``).
 """
 
+from typing import List, Optional
+
 from pyai import serving
 from pyai.errors import BadFraming, BodyEnded
 from pyai.native._pyimpl import ChunkedDecoder
@@ -23,30 +25,30 @@ RECV_SIZE = 64 * 1024
 class BodyStream:
     """The file-like ``wsgi.input`` of one request: ``read``, ``readline``, ``readlines``, iteration."""
 
-    def __init__(self, source):
+    def __init__(self, source: serving.BodySource) -> None:
         self.source = source
         self.buffer = bytearray()  # received and decoded, not read by the app yet
-        self.decoder = None
+        self.decoder: Optional[ChunkedDecoder] = None  # a chunked body's, once opened
         self.opened = False
         self.ended = False  # the whole body is in the buffer (or was read)
         self.failed = False  # set by an app that leaves the body (pyai.web.receive.abandon_body)
 
-    def _open(self):
+    def _open(self) -> None:
         source = self.source
         if source.reader not in (None, "stream"):
             raise RuntimeError("the request body is being received by the app")
         source.reader = "stream"
         self.opened = True
         if source.chunked:
-            self.decoder = ChunkedDecoder(max_line=source.max_line, max_trailer=source.max_trailer)
+            decoder = self.decoder = ChunkedDecoder(max_line=source.max_line, max_trailer=source.max_trailer)
             ahead = source.take_ahead()
             if ahead:
-                self._decode(ahead)
+                self._decode(decoder, ahead)
         else:
             self.buffer += source.take_ahead()  # counted as consumed
             self.ended = source.complete
 
-    def _more(self):
+    def _more(self) -> bool:
         """Receive more of the body into the buffer: False once all of it is there (or the client closed
         inside a body with a Content-Length, which then reads short)."""
         if not self.opened:
@@ -56,12 +58,13 @@ class BodyStream:
             return False
         source = self.source
         data = source.sock.recv(RECV_SIZE if source.chunked else min(RECV_SIZE, source.length))
-        if source.chunked:
+        decoder = self.decoder
+        if decoder is not None:  # chunked (_open made the decoder)
             if not data:
-                if self.decoder.phase in ("crlf", "trailer"):
+                if decoder.phase in ("crlf", "trailer"):
                     raise BadFraming("a chunk or the trailer section is not terminated")
                 raise BodyEnded("the connection closed inside the chunked body")
-            self._decode(data)
+            self._decode(decoder, data)
         elif not data:
             self.ended = True  # short: the body stays incomplete, and the connection closes after
         else:
@@ -70,9 +73,8 @@ class BodyStream:
             self.ended = source.complete
         return True
 
-    def _decode(self, data):
-        decoder = self.decoder
-        runs = []
+    def _decode(self, decoder: ChunkedDecoder, data: bytes) -> None:
+        runs: List[memoryview] = []
         try:
             decoder._decode(memoryview(data), runs, 0)
         except OSError:
@@ -86,12 +88,12 @@ class BodyStream:
             self.source.complete = True
             self.ended = True
 
-    def _take(self, count):
+    def _take(self, count: int) -> bytes:
         data = bytes(self.buffer[:count])
         del self.buffer[:count]
         return data
 
-    def read(self, size=None):
+    def read(self, size: Optional[int] = None) -> bytes:
         if size is None or size < 0:
             while self._more():
                 pass
@@ -100,7 +102,7 @@ class BodyStream:
             pass
         return self._take(size)
 
-    def readline(self, size=None):
+    def readline(self, size: Optional[int] = None) -> bytes:
         limit = None if size is None or size < 0 else size
         searched = 0
         while True:
@@ -114,8 +116,9 @@ class BodyStream:
                 break
         return self._take(count if limit is None else min(count, limit))
 
-    def readlines(self, hint=None):
-        lines, total = [], 0
+    def readlines(self, hint: Optional[int] = None) -> List[bytes]:
+        lines: List[bytes] = []
+        total = 0
         while True:
             line = self.readline()
             if not line:
@@ -125,10 +128,10 @@ class BodyStream:
             if hint is not None and 0 < hint <= total:
                 return lines
 
-    def __iter__(self):
+    def __iter__(self) -> "BodyStream":
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         line = self.readline()
         if not line:
             raise StopIteration

@@ -21,11 +21,19 @@ import os
 import re
 import socket
 import time
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, List, Mapping, Optional, Union, cast, final
 
 from pyai import serving
 from pyai.ops import observe
 from pyai.server import http2
-from pyai.server.wsgi import FileWrapper, fileno_of
+from pyai.server.wsgi import BodyItem, FileWrapper, Response, fileno_of
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
+    from pyai.ops.record import Record
+    from pyai.server.head import Head
+    from pyai.server.worker import PyaiWorker
 
 # Outcomes of a step, for the worker.
 READ_HEAD = "read-head"  # wait for (the rest of) the next request head
@@ -48,8 +56,11 @@ _SEND = int(socket.MSG_DONTWAIT)
 _SEND_MORE = int(socket.MSG_DONTWAIT | socket.MSG_MORE)
 _RECV = int(socket.MSG_DONTWAIT)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
+# A socket address as accept() and getsockname() give it: (host, port, ...) for IP, a path for a Unix socket.
+Address = Any
 
 
+@final  # the worker tells a connection from a listener by its exact type
 class Connection:
     """A client socket, its head buffer and its exchange."""
 
@@ -58,26 +69,26 @@ class Connection:
         "served", "drained", "armed", "polled", "events", "closing", "environ",
     )  # fmt: skip
 
-    def __init__(self, sock, client, server, head_max):
+    def __init__(self, sock: socket.socket, client: Address, server: Address, head_max: int) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.client = client
         self.server = server
         self.head_max = head_max
         self.head = bytearray()  # the next head; after it, the body's first bytes and any next request's
-        self.head_started = None  # monotonic time of the head's first byte
-        self.exchange = None
-        self.deadline = None  # when the worker gives up waiting (monotonic)
+        self.head_started: Optional[float] = None  # monotonic time of the head's first byte
+        self.exchange: Optional[Exchange] = None
+        self.deadline: Optional[float] = None  # when the worker gives up waiting (monotonic)
         self.closed = False
         self.served = 0  # requests answered on it (a new connection waits head_timeout, a kept-alive one keepalive)
         self.drained = 0  # bytes discarded while the client closes (see PyaiWorker._close_gracefully)
         self.armed = False  # waiting in the poller (no thread has it)
-        self.polled = None  # the descriptor registered for it in the poller
+        self.polled: Optional[int] = None  # the descriptor registered for it in the poller
         self.events = 0  # what it waits for there (to re-arm it with, see PyaiWorker._hand_back)
         self.closing = False  # half-closed: waiting for the client to close
-        self.environ = None  # the WSGI keys its requests share (made with the first)
+        self.environ: Optional["WSGIEnvironment"] = None  # the WSGI keys its requests share (made with the first)
 
-    def read_head(self):
+    def read_head(self) -> str:
         """Take what the socket holds without waiting; COMPLETE, PARTIAL, OVERLONG, EOF or HTTP2."""
         while True:
             state = self.head_state()
@@ -95,7 +106,7 @@ class Connection:
                 self.head_started = time.monotonic()
             self.head += data
 
-    def head_state(self):
+    def head_state(self) -> str:
         head = self.head
         # Empty lines before a request line are ignored (RFC 9112 2.2).
         while head[:2] == b"\r\n":
@@ -112,7 +123,7 @@ class Connection:
             return OVERLONG
         return PARTIAL
 
-    def take_head(self):
+    def take_head(self) -> bytes:
         """The complete head at the start of the buffer (through its blank line), removed from it."""
         end = _head_end(self.head)
         data = bytes(self.head[:end])
@@ -120,7 +131,7 @@ class Connection:
         self.head_started = None  # what follows is the body's, or the next head's (see PyaiWorker._after)
         return data
 
-    def _small_body_in(self, body_start):
+    def _small_body_in(self, body_start: int) -> bool:
         """False while a small body announced by a request other than GET, HEAD or PUT is
         still on its way: it is read here with the head, so the thread that answers
         never waits for it (PUT bodies are parked by the app instead)."""
@@ -132,7 +143,7 @@ class Connection:
         length = int(match.group(1))
         return length > SMALL_BODY or len(self.head) - body_start >= length
 
-    def refuse_http2(self):
+    def refuse_http2(self) -> None:
         """Tell an HTTP/2 client that HTTP/1.1 is required, in HTTP/2 (``pyai.server.http2``); best
         effort, without waiting: the connection closes next."""
         try:
@@ -154,35 +165,38 @@ class Exchange:
         "send_deadline", "started", "record", "done", "continue_pending",
     )  # fmt: skip
 
-    def __init__(self, conn, head, source, send_timeout):
+    def __init__(
+        self, conn: Connection, head: "Head", source: Optional[serving.BodySource], send_timeout: Optional[float]
+    ) -> None:
         self.conn = conn
         self.head = head  # the parsed pyai.server.head.Head
         self.source = source  # the body's pyai.serving.BodySource (None: a plain request, without one)
-        self.resp = None
-        self.environ = None
-        self.respiter = None
-        self.iterator = None  # the response iterable, while it has items to give
-        self.file = None  # [fd, offset, left] of a body sent with sendfile
+        self.resp: Optional[Response] = None
+        self.environ: Optional[Mapping[str, Any]] = None
+        self.respiter: Optional[Iterable[BodyItem]] = None
+        self.iterator: Optional[Iterator[BodyItem]] = None  # the response iterable, while it has items to give
+        self.file: Optional[List[int]] = None  # [fd, offset, left] of a body sent with sendfile
         self.out = bytearray()
-        self.wait = None  # the serving.Wait the iterator yielded
+        self.wait: Optional[serving.Wait] = None  # the serving.Wait the iterator yielded
         self.send_timeout = send_timeout or None
-        self.send_deadline = None
+        self.send_deadline: Optional[float] = None
         self.started = time.monotonic()
-        self.record = None  # the request's pyai.ops.record.Record, once the app is called
+        self.record: Optional["Record"] = None  # the request's pyai.ops.record.Record, once the app is called
         self.done = False
         # gunicorn would send 100 Continue before the app could refuse; pyai sends it when the app reads
         self.continue_pending = head.expect and head.version == "1.1"
 
-    def send_continue(self):
+    def send_continue(self) -> None:
         """Send 100 Continue now (the app has decided to read the body); blocking, it is 25 bytes."""
-        if self.continue_pending and not self.resp.headers_sent:
+        # the worker sets resp before the app runs, and only the app calls this
+        if self.continue_pending and not cast(Response, self.resp).headers_sent:
             self.continue_pending = False
             self.conn.sock.sendall(CONTINUE)
 
-    def start_body(self, respiter, sendfile_allowed):
+    def start_body(self, respiter: Iterable[BodyItem], sendfile_allowed: bool) -> None:
         """Choose how the body goes out: sendfile for a file of known length, else the iterable."""
         self.respiter = respiter
-        resp = self.resp
+        resp = cast(Response, self.resp)  # set before the app ran (PyaiWorker._answer, _answer_plain)
         if type(respiter) is FileWrapper and sendfile_allowed and resp.response_length is not None:
             where = fileno_of(respiter.filelike)
             if where is not None:
@@ -193,7 +207,7 @@ class Exchange:
                 return
         self.iterator = iter(respiter)
 
-    def pump(self):
+    def pump(self) -> Optional[str]:
         """Move the answer on as far as the socket takes it: PARK_WRITE, PARK_READ, or None when it is all sent."""
         sock = self.conn.sock
         while True:
@@ -225,34 +239,35 @@ class Exchange:
                 self.send_deadline = None
                 continue
             if self.iterator is not None:
+                resp = cast(Response, self.resp)  # set before start_body made the iterator
                 try:
                     item = next(self.iterator)
                 except StopIteration:
                     self.iterator = None
-                    self.resp.close()  # the head if nothing was written, the last chunk if chunked
+                    resp.close()  # the head if nothing was written, the last chunk if chunked
                     continue
                 if type(item) is serving.Wait:
-                    if self.resp.headers_sent:
+                    if resp.headers_sent:
                         raise RuntimeError("a response iterable waited after its answer began")
                     self.wait = item
                     return PARK_READ
-                self.resp.write(item)
+                resp.write(cast(bytes, item))  # not a Wait (above)
                 continue
             return None
 
-    def _blocked(self):
+    def _blocked(self) -> str:
         if self.send_deadline is None and self.send_timeout:
             self.send_deadline = time.monotonic() + self.send_timeout
         return PARK_WRITE
 
-    def close(self, worker):
+    def close(self, worker: "PyaiWorker") -> None:
         """The exchange is over (answered, or abandoned): release the app's iterable and log it."""
         if self.done:
             return
         self.done = True
         respiter, self.respiter, self.iterator = self.respiter, None, None
         try:
-            if hasattr(respiter, "close"):
+            if respiter is not None and hasattr(respiter, "close"):
                 respiter.close()
         except Exception:
             worker.log.exception("closing a response failed")
@@ -267,12 +282,12 @@ class Exchange:
             except Exception:
                 worker.log.exception("observing a request failed")
 
-    def _status(self):
+    def _status(self) -> Optional[int]:
         """The status code answered, None when no answer began (the client left first)."""
         resp = self.resp
         return resp.status_code if resp is not None and resp.status else None
 
-    def _body_bytes_sent(self):
+    def _body_bytes_sent(self) -> int:
         """Body bytes that reached the socket: a sendfile range is counted as sent before it goes."""
         if self.resp is None:
             return 0
@@ -280,7 +295,7 @@ class Exchange:
         return max(0, self.resp.sent - unsent)
 
 
-def _head_end(head):
+def _head_end(head: Union[bytes, bytearray]) -> int:
     """Where the head ends (after its blank line), -1 while it has not.  A head whose lines end
     in a bare LF ends at its first empty line too: the parser refuses it (400) instead of the
     client waiting for an answer to a head that never completes."""
@@ -291,7 +306,7 @@ def _head_end(head):
     return end + 4 if end >= 0 else -1
 
 
-def _sendfile_nowait(sock, fd, offset, count):
+def _sendfile_nowait(sock: socket.socket, fd: int, offset: int, count: int) -> int:
     """os.sendfile without waiting: sendfile has no flag for that, so the socket is
     non-blocking while a file goes out (and blocking again after, see ``pump``)."""
     if sock.getblocking():

@@ -6,6 +6,7 @@ Environment variables adjust the common ones without editing this file:
 
 import os
 import sys
+from typing import Any, Optional
 
 import pyai.server.balance as _balance  # noqa: F401 - the page the workers share is made here, in the master
 
@@ -50,7 +51,7 @@ errorlog = "-"
 loglevel = os.environ.get("PAI_LOG_LEVEL", "info")
 
 
-def on_starting(server):
+def on_starting(server: Any) -> None:  # gunicorn's Arbiter, as in every hook below
     """Check the configuration, listen, then make the prefix and sweep stale temporary files, before any
     worker starts."""
     from pyai.ops import metrics  # imports no prometheus_client: prepare_master sets its directory first
@@ -67,7 +68,7 @@ def on_starting(server):
     prepare_archive(server.log, server.cfg.address)
 
 
-def when_ready(server):
+def when_ready(server: Any) -> None:
     """Bound each blocking read of a client socket by receive_timeout (see pyai.server.serve.limit_request_reads);
     drain on TERM and sweep while serving (pyai.server.lifecycle)."""
     from pyai.config import load
@@ -80,7 +81,7 @@ def when_ready(server):
     _check_before_reload(server)
 
 
-def configuration_problem():
+def configuration_problem() -> Optional[str]:
     """Why this configuration cannot serve (one line: the INI file and PAI_* environment, the
     tokens file or the transfer log is bad), else None; nothing is created.  The master checks it
     before it listens, and on HUP before it touches a worker: a worker that cannot boot would stop
@@ -91,14 +92,14 @@ def configuration_problem():
     return "; ".join(problems) if problems else None
 
 
-def _check_before_reload(server):
+def _check_before_reload(server: Any) -> None:
     """HUP: reload only a configuration that would serve; else one line, a count, and the workers
     serve on untouched (gunicorn's own reload spawns the new workers before it knows)."""
     from pyai.ops import metrics
 
     reload = server.handle_hup
 
-    def handle_hup():
+    def handle_hup() -> None:
         reason = configuration_problem()
         if reason is None:
             reload()
@@ -109,7 +110,7 @@ def _check_before_reload(server):
     server.handle_hup = handle_hup
 
 
-def child_exit(server, worker):
+def child_exit(server: Any, worker: Any) -> None:
     """A worker ended (in the master): a crashed one's temporary files are swept soon, its gauges go."""
     from pyai.ops import metrics
     from pyai.server import balance, lifecycle
@@ -119,7 +120,7 @@ def child_exit(server, worker):
     balance.release(worker.age)  # its connections are no longer compared
 
 
-def on_exit(server):
+def on_exit(server: Any) -> None:
     """The master ends: the metrics directory it made goes."""
     from pyai.ops import metrics
 

@@ -11,6 +11,7 @@ checked them (its ``limit_request_*`` settings still set them).
 """
 
 import re
+from typing import Any, List, Optional, Tuple, Union
 
 import httptools
 
@@ -25,7 +26,7 @@ _REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e\x80-\xff]+
 class BadHead(Exception):
     """A head that is refused before the app sees it: ``status`` ("400 Bad Request") and why."""
 
-    def __init__(self, status, message):
+    def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -36,10 +37,10 @@ class Limits:
 
     __slots__ = ("line", "fields", "field", "head")
 
-    def __init__(self, cfg):
-        self.line = cfg.limit_request_line or 8190
-        self.fields = cfg.limit_request_fields or 100
-        self.field = cfg.limit_request_field_size or 8190
+    def __init__(self, cfg: Any) -> None:  # gunicorn's Config
+        self.line: int = cfg.limit_request_line or 8190
+        self.fields: int = cfg.limit_request_fields or 100
+        self.field: int = cfg.limit_request_field_size or 8190
         # the most a head may take: the request line and every field at their limits
         self.head = self.line + 2 + self.fields * (self.field + 2) + 2
 
@@ -49,31 +50,37 @@ class Head:
 
     __slots__ = ("method", "target", "path", "query", "version", "fields", "keep_alive", "length", "chunked", "expect")
 
-    def __init__(self):
-        self.fields = []  # [(name bytes, value bytes)] as sent, underscored names dropped
+    # set by parse (and the parser's callbacks), or by plain
+    method: str
+    target: bytes
+    version: str  # "1.0" or "1.1"
+    keep_alive: bool
+
+    def __init__(self) -> None:
+        self.fields: List[Tuple[bytes, bytes]] = []  # as sent, underscored names dropped
         self.path = b""
         self.query = b""
-        self.length = None  # the Content-Length, when there is one
+        self.length: Optional[int] = None  # the Content-Length, when there is one
         self.chunked = False
         self.expect = False  # Expect: 100-continue
 
     @classmethod
-    def plain(cls, method, target, version, keep_alive):
+    def plain(cls, method: str, target: bytes, version: str, keep_alive: bool) -> "Head":
         """The Head of a plain request (``pyai.native.plain_request`` recognised it): no body, no field that matters."""
         head = cls()
         head.method, head.target, head.path, head.version, head.keep_alive = method, target, target, version, keep_alive
         return head
 
     # httptools' callbacks
-    def on_url(self, url):
+    def on_url(self, url: bytes) -> None:
         self.target = url
 
-    def on_header(self, name, value):
+    def on_header(self, name: bytes, value: bytes) -> None:
         if _UNDERSCORE not in name:
             self.fields.append((name, value))
 
 
-def refuse_overlong(data, limits):
+def refuse_overlong(data: Union[bytes, bytearray], limits: Limits) -> BadHead:
     """The BadHead for a head that passed ``limits.head`` without ending: the line or the fields."""
     line_end = data.find(b"\r\n")
     if line_end < 0 or line_end > limits.line:
@@ -81,7 +88,7 @@ def refuse_overlong(data, limits):
     return BadHead("431 Request Header Fields Too Large", "the request head is too large")
 
 
-def parse(data, limits):
+def parse(data: bytes, limits: Limits) -> Head:
     """The Head of ``data`` (one whole head, ending in a blank line)."""
     line_end = data.find(b"\r\n")
     if line_end > limits.line:
@@ -123,7 +130,7 @@ def parse(data, limits):
     return head
 
 
-def _parse(head, data):
+def _parse(head: Head, data: bytes) -> str:
     """Feed ``data`` to llhttp; the method (str)."""
     parser = httptools.HttpRequestParser(head)
     try:
@@ -145,7 +152,7 @@ def _parse(head, data):
     return parser.get_method().decode("ascii")
 
 
-def _split_target(head):
+def _split_target(head: Head) -> None:
     target = head.target
     if target[:1] != b"/":
         if target == b"*":

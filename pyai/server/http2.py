@@ -10,6 +10,7 @@ error or retries with HTTP/1.1.
 """
 
 import struct
+from typing import Union
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = 0x4
@@ -18,7 +19,7 @@ HTTP_1_1_REQUIRED = 0xD
 DEBUG_DATA = b"pyai speaks HTTP/1.1"
 
 
-def frame(kind, payload, flags=0, stream=0):
+def frame(kind: int, payload: bytes, flags: int = 0, stream: int = 0) -> bytes:
     """One frame (RFC 9113 4.1): length (24 bits), type, flags, stream id (31 bits), payload."""
     return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", kind, flags, stream & 0x7FFFFFFF) + payload
 
@@ -27,6 +28,6 @@ def frame(kind, payload, flags=0, stream=0):
 REFUSAL = frame(SETTINGS, b"") + frame(GOAWAY, struct.pack(">II", 0, HTTP_1_1_REQUIRED) + DEBUG_DATA)
 
 
-def may_be_preface(head):
+def may_be_preface(head: Union[bytes, bytearray]) -> bool:
     """True while ``head`` (the first bytes of a connection) is the client preface or its beginning."""
     return head[: len(PREFACE)] == PREFACE[: len(head)]

@@ -27,40 +27,53 @@ import os
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from pyai.errors import describe
 from pyai.ops import drain
+
+if TYPE_CHECKING:
+    from pyai.backends.base import Backend
+    from pyai.config import Config
 
 SWEEP_SLACK = 1.0  # after sweep_min_age, so a dead upload's file is surely old enough
 
 log = logging.getLogger("pyai")
 
 
+class Log(Protocol):
+    """What a sweep logs to: gunicorn's log (the master's), or a logging.Logger."""
+
+    def info(self, msg: str, *args: object) -> None: ...
+
+    def warning(self, msg: str, *args: object) -> None: ...
+
+
 class Lifecycle:
     """What the master adds to gunicorn's arbiter: the drain and the sweeps."""
 
-    def __init__(self, server, config):
+    def __init__(self, server: Any, config: "Config") -> None:  # server: gunicorn's Arbiter
         self.server = server
         self.config = config
-        self.drain_ends = None  # monotonic time the drain ends, once a TERM came
-        self.sweeper = None  # pid of the sweep running now
+        self.drain_ends: Optional[float] = None  # monotonic time the drain ends, once a TERM came
+        self.sweeper: Optional[int] = None  # pid of the sweep running now
         interval = config.sweep_interval
         now = time.monotonic()
-        self.next_sweep = now + interval if interval else None
+        self.next_sweep: Optional[float] = now + interval if interval else None
         if config.sweep_on_start:
             # The start-up sweep left what was younger than sweep_min_age: the files of
             # uploads a killed instance (SIGKILL, power loss) was receiving a moment ago.
             self._sweep_by(now + config.sweep_min_age + SWEEP_SLACK)
-        self._stop = server.handle_term
-        self._manage = server.manage_workers
+        self._stop: Callable[[], None] = server.handle_term
+        self._manage: Callable[[], None] = server.manage_workers
 
-    def install(self):
+    def install(self) -> None:
         self.server.handle_term = self.handle_term
         self.server.manage_workers = self.manage_workers
 
     # -- drain -------------------------------------------------------------------
 
-    def handle_term(self):
+    def handle_term(self) -> None:
         now = time.monotonic()
         if self.drain_ends is None:
             delay = self.config.drain_delay
@@ -80,7 +93,7 @@ class Lifecycle:
 
     # -- sweeps ------------------------------------------------------------------
 
-    def manage_workers(self):
+    def manage_workers(self) -> None:
         self._manage()
         now = time.monotonic()
         if self.next_sweep is not None and now >= self.next_sweep and not self._sweeping():
@@ -88,17 +101,17 @@ class Lifecycle:
             interval = self.config.sweep_interval
             self.next_sweep = now + interval if interval else None
 
-    def worker_exited(self):
+    def worker_exited(self) -> None:
         """A worker ended: unless the instance is stopping, sweep what it may have left."""
         if self.drain_ends is not None or not self.server.LISTENERS:
             return  # stopping (or reloading into a stop): the next start sweeps
         self._sweep_by(time.monotonic() + self.config.sweep_min_age + SWEEP_SLACK)
 
-    def _sweep_by(self, due):
+    def _sweep_by(self, due: float) -> None:
         """Bring the next sweep forward to ``due`` (monotonic) at the latest."""
         self.next_sweep = due if self.next_sweep is None else min(self.next_sweep, due)
 
-    def _sweeping(self):
+    def _sweeping(self) -> bool:
         if self.sweeper is None:
             return False
         try:
@@ -109,7 +122,7 @@ class Lifecycle:
             self.sweeper = None
         return self.sweeper is not None
 
-    def _fork_sweep(self):
+    def _fork_sweep(self) -> int:
         pid = os.fork()
         if pid:
             return pid
@@ -122,7 +135,7 @@ class Lifecycle:
             os._exit(status)
 
 
-def sweep(config, log, backend=None):
+def sweep(config: "Config", log: Log, backend: "Optional[Backend]" = None) -> int:
     """One sweep of stale temporary files (with ``backend``, else a new one of ``config``): housekeeping,
     so a failure is a warning.  0, or 1 when it failed."""
     from pyai.backends import create_backend
@@ -139,10 +152,10 @@ def sweep(config, log, backend=None):
     return 0
 
 
-_installed = None
+_installed: Optional[Lifecycle] = None
 
 
-def install(server, config):
+def install(server: Any, config: "Config") -> None:
     """Hook the drain and the sweeps into ``server`` (gunicorn's arbiter), once per master."""
     global _installed
     if _installed is None or _installed.server is not server:
@@ -150,6 +163,6 @@ def install(server, config):
         _installed.install()
 
 
-def worker_exited(server):
+def worker_exited(server: Any) -> None:
     if _installed is not None and _installed.server is server:
         _installed.worker_exited()

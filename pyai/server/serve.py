@@ -7,6 +7,7 @@ import runpy
 import socket
 import struct
 import sys
+from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from gunicorn.app.base import BaseApplication
 
@@ -18,19 +19,30 @@ from pyai.ops import transfer_log
 from pyai.server import lifecycle
 from pyai.web import auth
 
+if TYPE_CHECKING:
+    from pyai.config import Config
+    from pyai.server.lifecycle import Log
+    from pyai.server.wsgi import App
+
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 # What a start checks of the files the settings name, beyond config.check's own: the tokens
 # file (pyai.web) and the transfer log (pyai.ops), layers pyai.config sits below.
 CHECKERS = (("auth_tokens_file", auth.check_config), ("transfer_log", transfer_log.check_config))
 
 
-def check_config(config_file=None, environ=os.environ, overrides=None):
+def check_config(
+    config_file: Optional[str] = None,
+    environ: Mapping[str, str] = os.environ,
+    overrides: Optional[Mapping[str, Optional[str]]] = None,
+) -> List[str]:
     """Every problem a start would find in the configuration, one line each ([] when it would
     serve); creates nothing.  The master's check (on start and HUP) and ``check-config``'s."""
     return config_module.check(config_file, environ, overrides, checkers=CHECKERS)
 
 
-def prepare_archive(log=None, addresses=()):
+def prepare_archive(
+    log: "Optional[Log]" = None, addresses: Iterable[Union[Tuple[str, int], str, int]] = ()
+) -> "Config":
     """Check the configuration (tokens file and transfer log included) and sweep stale temporary files;
     one line and exit 2 on a bad config.  Warn when ``addresses`` (gunicorn's binds)
     reach beyond this host and no token is asked for."""
@@ -56,7 +68,7 @@ def prepare_archive(log=None, addresses=()):
     return config
 
 
-def listen_first(server):
+def listen_first(server: Any) -> None:  # gunicorn's Arbiter
     """Open gunicorn's listeners now, once each, before anything is created; one line with the fix
     and exit 1 when an address is taken.  (gunicorn itself would try 5 times in 5 s with no hint,
     after the hooks had made the prefix.)  Inherited sockets (systemd's, a USR2 re-exec's, fd://)
@@ -69,7 +81,7 @@ def listen_first(server):
         return
     if any(isinstance(address, int) for address in cfg.address):
         return
-    listeners = []
+    listeners: List[Any] = []  # gunicorn's sockets
     for address in cfg.address:
         try:
             listeners.append(sock._sock_type(address)(address, cfg, server.log))
@@ -90,7 +102,7 @@ def listen_first(server):
     server.LISTENERS = listeners
 
 
-def limit_request_reads(listeners, receive_timeout):
+def limit_request_reads(listeners: Iterable[Any], receive_timeout: float) -> None:  # gunicorn's sockets
     """Bound every blocking read of a client's socket by ``receive_timeout`` seconds.
 
     pyai's worker reads request heads and parked uploads without blocking, but a
@@ -111,12 +123,12 @@ def limit_request_reads(listeners, receive_timeout):
 class ArchiveServer(BaseApplication):
     """gunicorn with the settings of a gunicorn config file plus our command-line options."""
 
-    def __init__(self, options, conf_file=None):
+    def __init__(self, options: Mapping[str, object], conf_file: Optional[str] = None) -> None:
         self.options = options
         self.conf_file = conf_file or _default_conf_file()
         super().__init__()
 
-    def load_config(self):
+    def load_config(self) -> None:
         namespace = runpy.run_path(self.conf_file)
         for name, value in namespace.items():
             if name in self.cfg.settings and value is not None:
@@ -124,13 +136,13 @@ class ArchiveServer(BaseApplication):
         for name, value in self.options.items():
             self.cfg.set(name, value)
 
-    def load(self):
+    def load(self) -> "App":
         from pyai.web.app import create_app
 
         return create_app()
 
 
-def _default_conf_file():
+def _default_conf_file() -> str:
     """./gunicorn.conf.py when there is one (gunicorn's own convention), else ours."""
     local = os.path.abspath("gunicorn.conf.py")
     return local if os.path.exists(local) else PACKAGED_GUNICORN_CONF

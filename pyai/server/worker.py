@@ -50,7 +50,8 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from types import MappingProxyType
+from types import FrameType, MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, Tuple, Union, cast
 
 from gunicorn import util
 from gunicorn.arbiter import Arbiter
@@ -80,6 +81,9 @@ from pyai.server.head import BadHead, Head, Limits, parse, refuse_overlong
 from pyai.server.wsgi import SERVER, Clock, FileWrapper, Forwarded, Response, connection_environ, environ_for
 from pyai.web.answers import error_document
 
+if TYPE_CHECKING:
+    from pyai.server.wsgi import App
+
 ONESHOT = select.EPOLLONESHOT
 READ = select.EPOLLIN | select.EPOLLRDHUP | ONESHOT
 WRITE = select.EPOLLOUT | ONESHOT
@@ -108,35 +112,61 @@ STALL = 0.01
 # What a plain answer's file is read in when sendfile is off (as the data plane's file bodies are).
 PLAIN_FILE_BLOCK = 1024 * 1024
 # A plain request's environ, for what an answer looks up in one: nothing (and nothing is added).
-_NO_ENVIRON = MappingProxyType({})
+_NO_ENVIRON: Mapping[str, Any] = MappingProxyType({})
 # socket's flags are enum members: or-ing them per send runs enum code, so the int is kept
 _SEND = int(socket.MSG_DONTWAIT)
 # Unread request body a finished answer may still drain before the connection is reused.
 DRAIN_WAIT = 0.05
 WORKER_BOOT_ERROR = Arbiter.WORKER_BOOT_ERROR  # the arbiter stops instead of restarting us
 
+# A listening socket: gunicorn's (gunicorn.sock), which has no type stubs.
+Listener = Any
+# What an event of the poller names: a connection, or a listener.
+Target = Union[Connection, Listener]
+# A plain request, as pyai.native.plain_request recognises it: the head's length, the method,
+# the target, whether the connection is kept alive, the version.
+PlainRequest = Tuple[int, str, bytes, bool, str]
+
+
+class PlainFile(Protocol):
+    """The file a plain answer sends (``pyai.serving``): its Content-Length's bytes from its offset."""
+
+    def fileno(self) -> int: ...
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+# The app's answer_plain (pyai.serving): (status line, status code, fields, body), or None.
+AnswerPlain = Callable[[str, bytes, Record], Optional[Tuple[str, int, List[Tuple[str, str]], Union[bytes, PlainFile]]]]
+
 
 class PyaiWorker(Worker):
-    def __init__(self, *args, **kwargs):
+    wsgi: "App"  # the app, loaded by gunicorn
+    sockets: List[Listener]  # the listeners gunicorn hands every worker
+    # Made in init_process: in the worker's process, after the fork.
+    poller: select.epoll
+    stop_pipe: Tuple[int, int]  # wakes every thread when the worker stops
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.conns = set()
-        self.targets = {}  # descriptor -> its Connection, a listener, or the stop pipe
+        self.conns: Set[Connection] = set()
+        self.targets: Dict[int, Optional[Target]] = {}  # descriptor -> its Connection, a listener, or the stop pipe
         self.lock = threading.Lock()  # taking a connection from the poller; the listeners' state
-        self.poller = None
-        self.threads = []
+        self.threads: List[threading.Thread] = []
         self.turns = threading.Semaphore(1)  # threads allowed to wait and serve: one, plus one per stalled
-        self.serving = []  # each thread's _Turn: when its step began, and whether it was passed over
+        self.serving: List[_Turn] = []  # each thread's _Turn: when its step began, and whether it was passed over
         self.own_turn = threading.local()  # .turn: the calling thread's _Turn
         self.running = True  # the threads wait for events while it is True
         self.accepting = False
         self.accept_paused_until = 0.0  # after running out of descriptors, or while loaded (see _accept)
-        self.balancing_since = None  # when this worker stopped listening for being loaded
-        self.stopping_since = None
+        self.balancing_since: Optional[float] = None  # when this worker stopped listening for being loaded
+        self.stopping_since: Optional[float] = None
         self.quick = False  # INT or QUIT came: stop at once (see _begin_quick_stop)
-        self.quick_since = None
-        self.stop_pipe = None
+        self.quick_since: Optional[float] = None
         self.access_logging = False  # gunicorn's access log is on (set in init_process)
-        self.plain = None  # the app's answer_plain (see pyai.serving), set in run
+        self.plain: Optional[AnswerPlain] = None  # the app's answer_plain (see pyai.serving), set in run
         settings = self.settings = load_config(prepare=False)
         self.head_timeout = settings.head_timeout or None
         self.send_timeout = settings.send_timeout or None
@@ -144,11 +174,11 @@ class PyaiWorker(Worker):
         self.forwarded = Forwarded(self.cfg)
 
     @classmethod
-    def check_config(cls, cfg, log):
+    def check_config(cls, cfg: Any, log: Any) -> None:  # gunicorn's Config and log
         if cfg.worker_connections < cfg.threads:
             log.warning("worker_connections (%s) is below threads (%s)", cfg.worker_connections, cfg.threads)
 
-    def init_process(self):
+    def init_process(self) -> None:
         if self.cfg.is_ssl:
             # The worker reads heads and sends answers on the raw socket; TLS belongs in front (nginx).
             self.log.error(
@@ -164,14 +194,14 @@ class PyaiWorker(Worker):
         observe.start(self, self.settings)
         super().init_process()
 
-    def handle_exit(self, sig, frame):
+    def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
         self.alive = False  # the signal's byte on self.PIPE wakes the main thread
 
-    def handle_usr1(self, sig, frame):
+    def handle_usr1(self, sig: int, frame: Optional[FrameType]) -> None:
         super().handle_usr1(sig, frame)  # gunicorn's own log files
         observe.reopen()
 
-    def handle_quit(self, sig, frame):
+    def handle_quit(self, sig: int, frame: Optional[FrameType]) -> None:
         """INT or QUIT: a flag only.  The main thread stops at once (``_begin_quick_stop``).  Ctrl-C brings
         INT from the terminal and QUIT from the master at once: gunicorn's own handler (sys.exit here)
         could run inside itself, or inside a lock the interrupted code holds."""
@@ -180,7 +210,7 @@ class PyaiWorker(Worker):
 
     # ---- the main thread: signals, deadlines, stops ------------------------
 
-    def run(self):
+    def run(self) -> None:
         # The app, its modules and its configuration live as long as the worker: out of the
         # collector's sight, a full collection no longer walks them (measured: 5 % of a small GET).
         gc.freeze()
@@ -238,7 +268,7 @@ class PyaiWorker(Worker):
                 pass
         self._stop_threads()
 
-    def _stop_threads(self):
+    def _stop_threads(self) -> None:
         self._set_accepting(False)
         self.running = False
         self.poller.register(self.stop_pipe[0], select.EPOLLIN)  # level-triggered: wakes every thread
@@ -261,13 +291,13 @@ class PyaiWorker(Worker):
             os._exit(0)
         self.poller.close()
 
-    def is_parent_alive(self):
+    def is_parent_alive(self) -> bool:
         if self.ppid != os.getppid():
             self.log.info("Parent changed, shutting down: %s", self)
             return False
         return True
 
-    def _begin_stop(self, now):
+    def _begin_stop(self, now: float) -> None:
         """Stop accepting and close the listeners; idle connections get STOP_LINGER for a request
         already on its way.  A listener left open would still let the kernel complete connections
         no one will answer; once every process has closed it, they are refused (on HUP the new
@@ -284,7 +314,7 @@ class PyaiWorker(Worker):
             if conn.exchange is None and not conn.head and conn.deadline is not None:
                 conn.deadline = min(conn.deadline, now + STOP_LINGER)
 
-    def _begin_quick_stop(self, now):
+    def _begin_quick_stop(self, now: float) -> None:
         """INT or QUIT: every connection ends now.  Those the poller holds are abandoned at once;
         those a thread has are abandoned when it is done with them (``_after``)."""
         self.quick_since = now
@@ -294,7 +324,7 @@ class PyaiWorker(Worker):
             if self._take(conn):
                 self._abandon(conn, None, now)
 
-    def _abandon(self, conn, outcome, now):
+    def _abandon(self, conn: Connection, outcome: Optional[str], now: float) -> None:
         """End a connection in a quick stop.  An exchange whose answer has not begun is answered 503
         (best effort) and logged as such; its app's iterable is closed (an upload's temporary file
         goes, the transfer log gets its line).  The connection then half-closes and waits, at most
@@ -314,9 +344,9 @@ class PyaiWorker(Worker):
         elif conn.closing or (outcome != CLOSE and not conn.head):
             self._close(conn)  # idle, its answer all sent, or already closing: nothing to tell
             return
-        self._close_gracefully(conn, now, limit=self.quick_since + QUICK_STOP)
+        self._close_gracefully(conn, now, limit=None if self.quick_since is None else self.quick_since + QUICK_STOP)
 
-    def _expire(self, now):
+    def _expire(self, now: float) -> None:
         for conn in [c for c in list(self.conns) if c.deadline is not None and c.deadline <= now]:
             if not self._take(conn):
                 continue  # a thread has it: its own deadline is its to keep
@@ -328,22 +358,19 @@ class PyaiWorker(Worker):
             else:
                 self._close(conn)
 
-    def _refuse_slow_head(self, conn):
+    def _refuse_slow_head(self, conn: Connection) -> None:
         """A head that did not complete within head_timeout: 408, best effort, then close."""
         _tell(conn, "408 Request Timeout", "the request head did not arrive in time")
         self._close(conn)
 
     # ---- the poller ------------------------------------------------------
 
-    def _take(self, conn):
+    def _take(self, conn: Connection) -> bool:
         """Take ``conn`` from the poller: True for the one caller that gets it."""
         with self.lock:
-            if not conn.armed:
-                return False
-            conn.armed = False
-            return True
+            return _take_armed(conn)
 
-    def _arm(self, conn, fd, events):
+    def _arm(self, conn: Connection, fd: int, events: int) -> None:
         """Give ``conn`` back to the poller, waiting on ``fd``: the last thing its thread does with it.
 
         Under the lock, so no one takes it (an event, or the main thread for a deadline)
@@ -361,7 +388,7 @@ class PyaiWorker(Worker):
             conn.polled = fd
             self.poller.register(fd, events)
 
-    def _set_accepting(self, enabled):
+    def _set_accepting(self, enabled: bool) -> None:
         with self.lock:
             if enabled == self.accepting or (enabled and (not self.alive or not self.sockets)):
                 return
@@ -369,20 +396,20 @@ class PyaiWorker(Worker):
             for listener in self.sockets:
                 self.poller.modify(listener.fileno(), select.EPOLLIN | ONESHOT if enabled else ONESHOT)
 
-    def _pass_over_stalled(self, now):
+    def _pass_over_stalled(self, now: float) -> None:
         """Give another thread a turn for each thread stuck in one step longer than STALL."""
         for turn in self.serving:
             since = turn.since
             if since is not None and not turn.passed_over and now - since > STALL:
                 self._pass_over(turn)
 
-    def _pass_on(self):
+    def _pass_on(self) -> None:
         """``pyai.serving.may_block`` in one of the serving threads: its turn goes to another now."""
         turn = getattr(self.own_turn, "turn", None)
         if turn is not None and turn.since is not None:
             self._pass_over(turn)
 
-    def _pass_over(self, turn):
+    def _pass_over(self, turn: "_Turn") -> None:
         with self.lock:  # once per stall, whoever sees it (a second turn given would never come back)
             if turn.passed_over:
                 return
@@ -390,7 +417,7 @@ class PyaiWorker(Worker):
             self._hand_back(turn.pending)
         self.turns.release()
 
-    def _hand_back(self, pending):
+    def _hand_back(self, pending: List[Target]) -> None:
         """Give the poller back the events a passed-over thread had taken but not begun (under the
         lock): one-shot, they are disabled until re-armed, and the next thread's poll finds them."""
         for target in pending:
@@ -404,7 +431,7 @@ class PyaiWorker(Worker):
                 pass  # a listener a stop has closed: nothing to give back
         pending.clear()
 
-    def _next_target(self, turn):
+    def _next_target(self, turn: "_Turn") -> Optional[Target]:
         """The next connection (taken from the poller) or listener of this thread's batch; None when
         the batch is done, or was handed back because the thread was passed over."""
         pending = turn.pending
@@ -413,12 +440,11 @@ class PyaiWorker(Worker):
                 target = pending.pop()
                 if type(target) is not Connection:
                     return target
-                if target.armed:  # else closed, or taken for its deadline, since the poll
-                    target.armed = False
+                if _take_armed(target):  # else closed, or taken for its deadline, since the poll
                     return target
         return None
 
-    def _plain_answerer(self):
+    def _plain_answerer(self) -> Optional[AnswerPlain]:
         """The app's ``answer_plain`` when plain requests may skip the environ (``pyai.serving``), else None."""
         answer_plain = getattr(self.wsgi, "answer_plain", None)
         if answer_plain is None or self.access_logging:
@@ -435,7 +461,7 @@ class PyaiWorker(Worker):
         self.log.info("plain GETs and HEADs are parsed by picohttpparser from %s", library)
         return answer_plain
 
-    def _serve_events(self):
+    def _serve_events(self) -> None:
         """One thread: with the turn, wait for an event and do what it asks, until the worker stops."""
         poll = self.poller.poll
         targets = self.targets
@@ -467,7 +493,7 @@ class PyaiWorker(Worker):
                         self._accept(target)
                     turn.since = None
 
-    def _accept(self, listener):
+    def _accept(self, listener: Listener) -> None:
         """One connection per wake-up (nginx's ``multi_accept off``): every worker polls the
         listener, so the next connection goes to whichever is free first."""
         try:
@@ -509,7 +535,7 @@ class PyaiWorker(Worker):
 
     # ---- a thread with a connection ---------------------------------------
 
-    def _step(self, conn):
+    def _step(self, conn: Connection) -> None:
         """``_on_ready``, and the connection closed if it fails unexpectedly (the thread lives on)."""
         try:
             self._on_ready(conn)
@@ -517,7 +543,7 @@ class PyaiWorker(Worker):
             self.log.exception("Error handling a connection")
             self._close(conn)
 
-    def _on_ready(self, conn):
+    def _on_ready(self, conn: Connection) -> None:
         """The connection's socket (or what its exchange waits for) is ready, or a deadline came."""
         if conn.closing:
             self._drain(conn)
@@ -548,7 +574,7 @@ class PyaiWorker(Worker):
         else:
             self._after(conn, self._serve(conn, state))
 
-    def _after(self, conn, outcome):
+    def _after(self, conn: Connection, outcome: str) -> None:
         """Put a connection where it waits next."""
         if conn.closed:
             return
@@ -570,19 +596,20 @@ class PyaiWorker(Worker):
                 conn.deadline = conn.head_started + self.head_timeout if self.head_timeout else None
             self._arm(conn, conn.fd, READ)
         elif outcome == PARK_READ:
-            wait = conn.exchange.wait
+            # its exchange's pump set the Wait it parks for
+            wait = cast(serving.Wait, cast(Exchange, conn.exchange).wait)
             # never a deadline in the past: an app that keeps asking must not spin
             conn.deadline = max(wait.deadline, now + 0.01) if wait.deadline is not None else None
             self._arm(conn, wait.fd, READ)
         elif outcome == PARK_WRITE:
-            conn.deadline = conn.exchange.send_deadline
+            conn.deadline = cast(Exchange, conn.exchange).send_deadline  # its exchange's pump is blocked
             self._arm(conn, conn.fd, WRITE)
         elif outcome == CLOSE:
             self._close_gracefully(conn, now)
         else:
             self._close(conn)
 
-    def _serve(self, conn, state, plain=True):
+    def _serve(self, conn: Connection, state: str, plain: bool = True) -> str:
         """Answer the complete head in the buffer, and the next ones already there (pipelined).
         ``plain``: the first may be a plain request (False: the app has declined it already)."""
         while True:
@@ -596,14 +623,14 @@ class PyaiWorker(Worker):
             if state not in (COMPLETE, OVERLONG):
                 return READ_HEAD
 
-    def _next(self, conn, outcome):
+    def _next(self, conn: Connection, outcome: str) -> str:
         """After an answer (``outcome``): the requests already in the buffer (pipelined) are answered too."""
         if outcome != READ_HEAD or not conn.head or not self.alive:
             return outcome
         state = conn.head_state()
         return self._serve(conn, state) if state in (COMPLETE, OVERLONG) else READ_HEAD
 
-    def _answer(self, conn, plain=True):
+    def _answer(self, conn: Connection, plain: bool = True) -> str:
         """Parse the buffered head, run the app, and send as much of the answer as the socket takes."""
         if plain and self.plain is not None:
             request = plain_request(conn.head)  # a plain GET or HEAD, recognised in C (or None)
@@ -642,14 +669,17 @@ class PyaiWorker(Worker):
             return self._failed(conn, exc)
         return self._pump(conn)
 
-    def _answer_plain(self, conn, request):
+    def _answer_plain(self, conn: Connection, request: PlainRequest) -> Optional[str]:
         """Answer a plain request (``pyai.serving``) with the app's whole answer, or None when the
         app has none (the head stays in the buffer, for the full path).  The head and a small
         body leave in one send, with no environ and no exchange; an exchange is made only for
         what the socket does not take at once, and for a file (sent with sendfile)."""
+        answer_plain = self.plain
+        if answer_plain is None:  # the callers check first; without the app's, there is no plain answer
+            return None
         length, method, target, keep_alive, version = request
         record = Record(method, target.decode("latin-1"), None)
-        answer = self.plain(method, target, record)
+        answer = answer_plain(method, target, record)
         if answer is None:
             return None
         del conn.head[:length]
@@ -681,10 +711,11 @@ class PyaiWorker(Worker):
             resp.headers_sent, resp.must_close, resp.sent = True, closes, len(body) if not omitted else 0
             resp.out += memoryview(data)[sent:]
         else:  # a file: sent as a WSGI app's file wrapper is, and closed at the end
-            exchange.start_body(FileWrapper(body, PLAIN_FILE_BLOCK), self.cfg.sendfile is not False)
+            file = cast(PlainFile, body)  # its type is not bytes: the app's file (see pyai.serving)
+            exchange.start_body(FileWrapper(file, PLAIN_FILE_BLOCK), self.cfg.sendfile is not False)
         return self._pump(conn)
 
-    def _count_request(self, keep_alive):
+    def _count_request(self, keep_alive: bool) -> bool:
         """Count a request towards ``max_requests``: True when its connection closes after the answer."""
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:
@@ -692,8 +723,8 @@ class PyaiWorker(Worker):
             self.alive = False
         return not keep_alive or not self.alive or not self.cfg.keepalive
 
-    def _pump(self, conn):
-        exchange = conn.exchange
+    def _pump(self, conn: Connection) -> str:
+        exchange = cast(Exchange, conn.exchange)  # every caller has one under way
         try:
             outcome = exchange.pump()
         except OSError as exc:
@@ -704,13 +735,13 @@ class PyaiWorker(Worker):
             return outcome
         conn.exchange = None
         conn.served += 1
-        keep = not exchange.resp.should_close()
+        keep = not cast(Response, exchange.resp).should_close()  # made before the answer began
         exchange.close(self)
         if keep:
             keep = self._drained(conn, exchange.source)
         return READ_HEAD if keep else CLOSE
 
-    def _drained(self, conn, source):
+    def _drained(self, conn: Connection, source: Optional[serving.BodySource]) -> bool:
         """True when the request's body is fully read (what the app left is drained, briefly)."""
         if source is None or source.complete:
             return True  # no body (a plain request has none), or all of it read: without a syscall
@@ -733,26 +764,29 @@ class PyaiWorker(Worker):
             source.consumed(count)
         return True
 
-    def _socket_error(self, exc):
+    def _socket_error(self, exc: OSError) -> str:
         if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT, None):
             self.log.exception("Socket error processing request.")
         return DROP
 
-    def _failed(self, conn, exc):
+    def _failed(self, conn: Connection, exc: Exception) -> str:
         """The app raised instead of answering: 500 when its answer has not begun, else the connection drops."""
         exchange = conn.exchange
-        self.log.exception("Error handling request %s", exchange.environ.get("RAW_URI", "")[:200] if exchange else "")
-        if exchange is not None and (exchange.resp.headers_sent or exchange.out):
+        environ = exchange.environ if exchange is not None else None
+        self.log.exception("Error handling request %s", environ.get("RAW_URI", "")[:200] if environ is not None else "")
+        # the exchange's Response was made before its app ran
+        if exchange is not None and (cast(Response, exchange.resp).headers_sent or exchange.out):
             return DROP
         status = "500 Internal Server Error"
         error = BadHead(status, "the request could not be answered")
         return self._refuse(conn, exchange, error)
 
-    def _refuse(self, conn, exchange, error):
+    def _refuse(self, conn: Connection, exchange: Optional[Exchange], error: BadHead) -> str:
         """Answer ``error`` (a BadHead) with the JSON error document, and close after it."""
         conn.exchange = None
         if exchange is not None:
-            exchange.resp.status, exchange.resp.status_code = error.status, int(error.status[:3])
+            resp = cast(Response, exchange.resp)  # _failed's: made before its app ran
+            resp.status, resp.status_code = error.status, int(error.status[:3])
             exchange.close(self)
         else:
             self.log.debug("refused a request head: %s", error.message)
@@ -763,7 +797,7 @@ class PyaiWorker(Worker):
             return DROP
         return CLOSE
 
-    def _close_gracefully(self, conn, now, limit=None):
+    def _close_gracefully(self, conn: Connection, now: float, limit: Optional[float] = None) -> None:
         """Half-close, then wait (in the poller) for the client to close, so it reads the whole answer."""
         try:
             conn.sock.shutdown(socket.SHUT_WR)
@@ -774,7 +808,7 @@ class PyaiWorker(Worker):
         conn.deadline = now + CLOSE_LINGER if limit is None else min(now + CLOSE_LINGER, limit)
         self._arm(conn, conn.fd, READ)
 
-    def _drain(self, conn):
+    def _drain(self, conn: Connection) -> None:
         while True:
             try:
                 count = conn.sock.recv_into(_DISCARD, len(_DISCARD), socket.MSG_DONTWAIT)
@@ -788,7 +822,7 @@ class PyaiWorker(Worker):
                 self._close(conn)
                 return
 
-    def _close(self, conn):
+    def _close(self, conn: Connection) -> None:
         """The one place a connection ends: unregistered, its exchange released, closed, uncounted."""
         if conn.closed:
             return
@@ -810,19 +844,28 @@ class PyaiWorker(Worker):
         if not self.accepting and self.alive and now_accepting(self):
             self._set_accepting(True)
 
-    def _wake_main(self):
+    def _wake_main(self) -> None:
         try:
             os.write(self.PIPE[1], b".")
         except (BlockingIOError, InterruptedError):
             pass  # a wake-up is pending already
 
-    def access(self, exchange):
+    def access(self, exchange: Exchange) -> None:
         """gunicorn's access log line for an exchange (only when an access log is configured)."""
         elapsed = time.monotonic() - exchange.started
         self.log.access(exchange.resp, _LoggedRequest(exchange.head), exchange.environ, timedelta(seconds=elapsed))
 
 
-def now_accepting(worker):
+def _take_armed(conn: Connection) -> bool:
+    """Take ``conn`` if the poller still has it (it is armed); the caller holds the worker's lock.
+    True for the one caller that gets it."""
+    if not conn.armed:
+        return False
+    conn.armed = False
+    return True
+
+
+def now_accepting(worker: PyaiWorker) -> bool:
     """Whether a worker that stopped accepting at its connection cap may accept again."""
     return (
         worker.stopping_since is None
@@ -837,10 +880,10 @@ class _Turn:
 
     __slots__ = ("since", "passed_over", "pending")
 
-    def __init__(self):
-        self.since = None
+    def __init__(self) -> None:
+        self.since: Optional[float] = None
         self.passed_over = False
-        self.pending = []  # the rest of its last poll's batch, last first (see PyaiWorker._next_target)
+        self.pending: List[Target] = []  # the rest of its last poll's batch, last first (see PyaiWorker._next_target)
 
 
 class _LoggedRequest:
@@ -848,11 +891,11 @@ class _LoggedRequest:
 
     __slots__ = ("headers",)
 
-    def __init__(self, head):
+    def __init__(self, head: Head) -> None:
         self.headers = [(name.decode("latin-1").upper(), value.decode("latin-1")) for name, value in head.fields]
 
 
-def _tell(conn, status, message):
+def _tell(conn: Connection, status: str, message: str) -> None:
     """The JSON error document of ``status``, best effort, without waiting: the connection closes next."""
     body = _error_body(status, message)
     try:
@@ -861,11 +904,11 @@ def _tell(conn, status, message):
         pass
 
 
-def _error_body(status, message):
+def _error_body(status: str, message: str) -> bytes:
     return json.dumps(error_document(status, message, f"request: {status}")).encode()
 
 
-def _error_head(status, body):
+def _error_head(status: str, body: bytes) -> bytes:
     return (
         f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Set, Tuple, Union
 from urllib.parse import unquote_to_bytes
 
 from pyai import serving
@@ -21,10 +22,24 @@ from pyai.native import format_answer
 from pyai.server.body import BodyStream
 from pyai.web.dates import http_date
 
+# What a response iterable yields: body bytes, or a pyai.serving.Wait (before the answer begins).
+BodyItem = Union[bytes, serving.Wait]
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+    from _typeshed import OptExcInfo
+
+    from pyai.server.connection import Connection
+    from pyai.server.head import Head
+
+    # pyai's app (pyai.web.app): a WSGI app whose response iterable may yield a Wait when the server parks
+    App = Callable[[WSGIEnvironment, StartResponse], Iterable[BodyItem]]
+
 _STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n]*")
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # response field names found valid -> their lower case (an app's names are few; bounded anyway)
-_NAMES: dict = {}
+_NAMES: Dict[str, str] = {}
 _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 # Hop-by-hop fields are the server's to send, never the app's (RFC 9110 7.6.1).
 _HOP_BY_HOP = frozenset(
@@ -42,7 +57,7 @@ _HOP_BY_HOP = frozenset(
 SERVER = "pyai"
 
 
-def _checked_name(name):
+def _checked_name(name: str) -> str:
     if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
         raise ValueError(f"invalid response header name {name!r}")
     lower = name.lower()
@@ -58,7 +73,7 @@ class Clock:
     text = ""
 
     @classmethod
-    def date(cls):
+    def date(cls) -> str:
         now = int(time.time())
         if now != cls.second:
             cls.text = http_date(now)
@@ -66,7 +81,7 @@ class Clock:
         return cls.text
 
 
-def connection_environ(conn, cfg):
+def connection_environ(conn: "Connection", cfg: Any) -> "WSGIEnvironment":  # cfg: gunicorn's Config
     """The keys every request of ``conn`` shares (copied into each request's environ)."""
     server, client = conn.server, conn.client
     return {
@@ -93,7 +108,7 @@ _KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _KEYS_MAX = 1024
 
 
-def _key(name):
+def _key(name: bytes) -> str:
     key = _KEYS.get(name)
     if key is None:
         key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
@@ -105,7 +120,9 @@ def _key(name):
     return key
 
 
-def environ_for(head, base, source, forwarded):
+def environ_for(
+    head: "Head", base: "WSGIEnvironment", source: serving.BodySource, forwarded: "Forwarded"
+) -> "WSGIEnvironment":
     """The WSGI environ of ``head`` (``base``: its connection's keys; ``source``: its BodySource;
     ``forwarded``: the Forwarded)."""
     environ = base.copy()
@@ -130,12 +147,12 @@ def environ_for(head, base, source, forwarded):
 class Forwarded:
     """gunicorn's ``secure_scheme_headers`` and ``forwarded_allow_ips``, as the environ keys to look at."""
 
-    def __init__(self, cfg):
-        secure = cfg.secure_scheme_headers or {}
+    def __init__(self, cfg: Any) -> None:  # gunicorn's Config
+        secure: Dict[str, str] = cfg.secure_scheme_headers or {}
         self.keys = [("HTTP_" + name.upper().replace("-", "_"), value.lower()) for name, value in secure.items()]
-        self.trusted = set(cfg.forwarded_allow_ips or ())
+        self.trusted: Set[str] = set(cfg.forwarded_allow_ips or ())
 
-    def scheme(self, environ):
+    def scheme(self, environ: "WSGIEnvironment") -> str:
         """ "https" when a trusted proxy says the client used TLS, else "http"."""
         if self.keys and ("*" in self.trusted or environ["REMOTE_ADDR"] in self.trusted):
             for key, wanted in self.keys:
@@ -145,19 +162,25 @@ class Forwarded:
         return "http"
 
 
+class Readable(Protocol):
+    """What ``wsgi.file_wrapper`` reads of a file-like object (``close`` and ``fileno`` are used when it has them)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 class FileWrapper:
     """``wsgi.file_wrapper``: a file the exchange sends with sendfile (``Exchange.start_body``)."""
 
-    def __init__(self, filelike, blksize=8192):
+    def __init__(self, filelike: Readable, blksize: int = 8192) -> None:
         self.filelike = filelike
         self.blksize = blksize
         if hasattr(filelike, "close"):
             self.close = filelike.close
 
-    def __iter__(self):
+    def __iter__(self) -> "FileWrapper":
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         data = self.filelike.read(self.blksize)
         if data:
             return data
@@ -172,35 +195,40 @@ class Response:
         "response_length", "chunked", "sent", "omits_body", "must_close",
     )  # fmt: skip
 
-    def __init__(self, method, version, out, environ, must_close):
+    def __init__(self, method: str, version: str, out: bytearray, environ: Mapping[str, Any], must_close: bool) -> None:
         self.method = method
         self.version = version
         self.out = out  # the exchange's output buffer (bytearray)
         self.environ = environ
-        self.status = None
-        self.status_code = None
-        self.headers = []
+        self.status: Optional[str] = None
+        self.status_code: Optional[int] = None
+        self.headers: List[Tuple[str, str]] = []
         self.headers_sent = False
-        self.response_length = None
+        self.response_length: Optional[int] = None
         self.chunked = False
         self.sent = 0  # body bytes counted as sent (a sendfile range once it is set up)
         self.omits_body = False
         self.must_close = must_close
 
-    def force_close(self):
+    def force_close(self) -> None:
         self.must_close = True
 
-    def should_close(self):
+    def should_close(self) -> bool:
         if self.must_close or self.environ.get(serving.CLOSE_CONNECTION):
             return True
         # a body of unknown length ends with the connection (HTTP/1.0 without Content-Length)
         return self.response_length is None and not self.chunked and not self.omits_body
 
-    def start_response(self, status, headers, exc_info=None):
+    def start_response(
+        self, status: str, headers: List[Tuple[str, str]], exc_info: "Optional[OptExcInfo]" = None
+    ) -> Callable[[bytes], None]:
         if exc_info:
             try:
                 if self.headers_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
+                    _, error, traceback = exc_info
+                    if error is None:  # sys.exc_info() outside a handler: there is nothing to re-raise
+                        raise AssertionError("start_response was called again after the answer began")
+                    raise error.with_traceback(traceback)
             finally:
                 exc_info = None
         elif self.status is not None:
@@ -231,14 +259,14 @@ class Response:
         self.chunked = self.response_length is None and not self.omits_body and self.version != "1.0"
         return self.write
 
-    def send_headers(self):
+    def send_headers(self) -> None:
         if self.headers_sent:
             return
         self.headers_sent = True
         headers = [("Transfer-Encoding", "chunked"), *self.headers] if self.chunked else self.headers
         self.out += format_answer(self.status, headers, self.should_close(), SERVER, Clock.date(), None)[0]
 
-    def start_plain(self, status, code, headers):
+    def start_plain(self, status: str, code: int, headers: List[Tuple[str, str]]) -> None:
         """``start_response`` for an answer the app made itself (``pyai.serving``'s plain request).
         Its fields are the app's own, not a WSGI app's, so they go unchecked. A HEAD's
         Content-Length is GET's and a 204 has none, as ``start_response`` would leave them."""
@@ -249,7 +277,7 @@ class Response:
             if name == "Content-Length":
                 self.response_length = int(value)
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         self.send_headers()
         if self.omits_body or not data:
             return
@@ -267,14 +295,14 @@ class Response:
         else:
             self.out += data
 
-    def close(self):
+    def close(self) -> None:
         """The body is complete: the head if nothing was written, the last chunk if chunked."""
         self.send_headers()
         if self.chunked:
             self.out += b"0\r\n\r\n"
 
 
-def fileno_of(filelike):
+def fileno_of(filelike: Any) -> Optional[Tuple[int, int]]:  # any object: one without fileno() has none
     """The descriptor and offset of a file-like object to sendfile from, or None."""
     try:
         fd = filelike.fileno()

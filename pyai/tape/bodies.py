@@ -12,9 +12,11 @@ could hold it.  A list of paths is bounded: cancel and release refuse more than
 
 import json
 import re
+from typing import Dict, List, Optional, Tuple, Union
 from urllib.parse import unquote_to_bytes
 
 from pyai.archive.ids import InvalidId
+from pyai.backends.base import Backend
 from pyai.errors import ArchiveError, BadRequest
 from pyai.request_target import id_from_uri
 from pyai.tape.durations import parse_duration
@@ -23,14 +25,14 @@ MAX_PATH = 4096
 _SLASHES = re.compile(r"/{2,}")
 
 
-def parse_json(data):
+def parse_json(data: Union[str, bytes, bytearray]) -> object:
     try:
         return json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise BadRequest("the body must be a JSON document", detail="body is not JSON") from None
 
 
-def _check_path(path, where):
+def _check_path(path: object, where: str) -> str:
     if not isinstance(path, str):
         raise BadRequest(f"{where} must be a string", detail="path is not a string")
     if not path or len(path) > MAX_PATH or "\0" in path:
@@ -42,12 +44,12 @@ def _check_path(path, where):
     return sanitise(path)
 
 
-def sanitise(path):
+def sanitise(path: str) -> str:
     """The path with duplicate slashes collapsed (the form every answer gives back)."""
     return _SLASHES.sub("/", path)
 
 
-def stage_files(document):
+def stage_files(document: object) -> List[Tuple[str, Optional[float]]]:
     """[(path, diskLifetime seconds or None)] of a stage body ``{"files": [{"path": ...}, ...]}``.
 
     ``targetedMetadata`` and any other key are accepted and ignored (pyai needs none).
@@ -57,7 +59,7 @@ def stage_files(document):
         raise BadRequest(
             'the body must be {"files": [{"path": "/<id>"}, ...]} with at least one file', detail="no files"
         )
-    parsed = []
+    parsed: List[Tuple[str, Optional[float]]] = []
     for number, entry in enumerate(files):
         if not isinstance(entry, dict):
             raise BadRequest(f"files[{number}] must be an object with a path", detail="file entry is not an object")
@@ -67,7 +69,7 @@ def stage_files(document):
     return parsed
 
 
-def paths_of(document, limit, *, truncate=False):
+def paths_of(document: object, limit: int, *, truncate: bool = False) -> List[str]:
     """The paths of a ``{"paths": [...]}`` body (cancel, release, archiveinfo), each once, in order.
 
     More than ``limit`` distinct paths is a BadRequest, or with ``truncate`` the first ``limit``
@@ -76,7 +78,7 @@ def paths_of(document, limit, *, truncate=False):
     paths = document.get("paths") if isinstance(document, dict) else None
     if not isinstance(paths, list) or not paths:
         raise BadRequest('the body must be {"paths": ["/<id>", ...]} with at least one path', detail="no paths")
-    kept = {}
+    kept: Dict[str, None] = {}  # a dict: each path once, in order
     for number, path in enumerate(paths):
         if truncate and len(kept) == limit:
             break
@@ -89,7 +91,7 @@ def paths_of(document, limit, *, truncate=False):
     return list(kept)
 
 
-def ident_of(path):
+def ident_of(path: str) -> str:
     """The id a (sanitised) path names; ValueError with the reason when it names none."""
     if not path.startswith("/"):
         raise ValueError("a path is /<id>")
@@ -100,7 +102,7 @@ def ident_of(path):
         raise ValueError(exc.message) from None
 
 
-def target_of(backend, path):
+def target_of(backend: Backend, path: str) -> str:
     """The backend's path of the file a client path names; ValueError with the reason when none."""
     ident = ident_of(path)
     try:

@@ -12,10 +12,11 @@ _DURATION = re.compile(
 _SECONDS = {"Y": 365 * 86400, "M": 30 * 86400, "W": 7 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
 
 
-def parse_duration(text):
+def parse_duration(text: object) -> float:
     """Seconds (a float) of an ISO 8601 duration; BadRequest when ``text`` is not one."""
     match = _DURATION.fullmatch(text) if isinstance(text, str) and len(text) <= 64 else None
-    if match is None or not any(match.groupdict().values()) or text.endswith("T"):
+    # match.string: the text, known there to be a str
+    if match is None or not any(match.groupdict().values()) or match.string.endswith("T"):
         raise BadRequest(
             f"diskLifetime must be an ISO 8601 duration such as PT1H or P1D, not {str(text)[:40]!r}",
             detail="bad diskLifetime",

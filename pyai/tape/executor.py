@@ -28,11 +28,14 @@ import secrets
 import socket
 import threading
 import time
+from typing import Dict, Optional, Tuple, cast
 
+from pyai.backends.base import Backend
+from pyai.config import Config
 from pyai.errors import STORAGE_UNREACHABLE, BackendUnavailable
 from pyai.ops import metrics
 from pyai.tape.models import COMPLETED, FAILED
-from pyai.tape.store import EXPIRY_BATCH
+from pyai.tape.store import EXPIRY_BATCH, Store
 
 log = logging.getLogger("pyai")
 FIRST_PAUSE = 0.5  # seconds before the first look at a file that is staging
@@ -52,7 +55,7 @@ class Held:
 
 
 class Executor:
-    def __init__(self, store, backend, config):
+    def __init__(self, store: Store, backend: Backend, config: Config) -> None:
         self.store = store
         self.backend = backend
         self.capacity = config.tape_workers
@@ -62,12 +65,12 @@ class Executor:
         self.expiry = config.tape_request_expiry
         self.sweep_every = min(SWEEP_EVERY, self.expiry)
         self._lock = threading.Lock()
-        self._pid = None
+        self._pid: Optional[int] = None
         self._wake = threading.Event()
-        self._held = {}  # this process's files: id -> Held (the thread's, read at exit)
+        self._held: Dict[int, Held] = {}  # this process's files: id -> Held (the thread's, read at exit)
         self.name = ""
 
-    def ensure_running(self):
+    def ensure_running(self) -> None:
         """Start this process's thread unless it runs (cheap: called on every Tape API request)."""
         if self._pid == os.getpid():
             return
@@ -81,7 +84,7 @@ class Executor:
             threading.Thread(target=self._run, args=(self._held,), name="tape-executor", daemon=True).start()
             atexit.register(self._let_go, os.getpid())
 
-    def _let_go(self, pid):
+    def _let_go(self, pid: int) -> None:
         """At a clean exit, hand the files held back at once (a crash leaves them to their leases)."""
         if pid != os.getpid() or not self._held:
             return
@@ -90,10 +93,10 @@ class Executor:
         except Exception:  # noqa: BLE001 - on the way out: the leases expire anyway
             log.warning("could not hand back %d files of stage requests; their leases expire", len(self._held))
 
-    def wake(self):
+    def wake(self) -> None:
         self._wake.set()
 
-    def _run(self, held):
+    def _run(self, held: Dict[int, Held]) -> None:
         claimed_at = swept_at = float("-inf")
         renewed_at = time.monotonic()
         while True:
@@ -122,22 +125,23 @@ class Executor:
                 pause = ERROR_PAUSE
             self._wake.wait(max(pause, 0.05))
 
-    def _sweep(self):
+    def _sweep(self) -> None:
         """Forget the requests finished ``request_expiry`` ago: a few bounded transactions."""
         for _ in range(SWEEP_BATCHES):
             now = time.time()
             if self.store.expire(now - self.expiry, now) < EXPIRY_BATCH:
                 return
 
-    def _claim(self, held):
+    def _claim(self, held: Dict[int, Held]) -> None:
         rows = self.store.claim(self.name, self.capacity - len(held), time.time(), self.lease)
+        # A running file has a target: a path that names no id is stored FAILED (TapeService._file_row).
         if self.backend.name == "hpss":
-            rows.sort(key=lambda row: row.target)  # neighbouring files first: what HPSS orders best
+            rows.sort(key=lambda row: cast(str, row.target))  # neighbouring files first: what HPSS orders best
         now = time.monotonic()
         for row in rows:
-            held[row.id] = Held(row.target, row.started_at or int(time.time()), now, FIRST_PAUSE)
+            held[row.id] = Held(cast(str, row.target), row.started_at or int(time.time()), now, FIRST_PAUSE)
 
-    def _look(self, held):
+    def _look(self, held: Dict[int, Held]) -> None:
         now = time.monotonic()
         for file_id, item in list(held.items()):
             if item.due > now:
@@ -153,7 +157,7 @@ class Executor:
                 metrics.count_stage(metrics.TAPE, state.lower(), waited)
             del held[file_id]
 
-    def _outcome(self, item):
+    def _outcome(self, item: Held) -> Optional[Tuple[str, Optional[str]]]:
         """(state, error) once the file is done, None while it stages (or the storage is down)."""
         try:
             status = self.backend.status(item.target)
@@ -170,7 +174,9 @@ class Executor:
         except OSError as exc:
             if exc.errno in STORAGE_UNREACHABLE:
                 return None
-            return FAILED, f"the storage failed: {exc.strerror or errno.errorcode.get(exc.errno, 'error')}"
+            # an OSError raised without an errno has no symbol: "error", as before
+            symbol = "error" if exc.errno is None else errno.errorcode.get(exc.errno, "error")
+            return FAILED, f"the storage failed: {exc.strerror or symbol}"
         if self.stage_timeout and time.time() - item.started_at > self.stage_timeout:
             return FAILED, "the file did not reach disk within the stage timeout"
         return None

@@ -11,7 +11,19 @@ unindexable TEXT ``target``); ``store`` adds indexes a table made by an older
 version lacks.
 """
 
-from peewee import BigIntegerField, BooleanField, CharField, DatabaseProxy, DoubleField, IntegerField, Model, TextField
+from typing import Tuple, Type
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DoubleField,
+    IntegerField,
+    Model,
+    TextField,
+)
 
 database = DatabaseProxy()
 
@@ -36,6 +48,7 @@ class StageRequest(TapeModel):
 
 
 class StageFile(TapeModel):
+    id = AutoField()  # the primary key peewee would add anyway, named so that its type is known
     request_id = CharField(max_length=36, index=True)
     position = IntegerField()  # submission order within the request
     path = TextField()  # as the client sent it, duplicate slashes collapsed
@@ -54,4 +67,4 @@ class StageFile(TapeModel):
         table_name = "tape_stage_file"
 
 
-MODELS = (StageRequest, StageFile)
+MODELS: Tuple[Type[TapeModel], ...] = (StageRequest, StageFile)

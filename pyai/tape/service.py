@@ -16,28 +16,71 @@ import hashlib
 import logging
 import time
 import uuid
+from typing import Iterable, List, Optional, Sequence, Set, Tuple, TypedDict, Union
 
+from pyai.backends.base import Backend, FileStatus
+from pyai.config import Config
 from pyai.errors import ArchiveError, BackendUnavailable, BadRequest, NotFound
 from pyai.ops import metrics
 from pyai.tape import bodies
 from pyai.tape.executor import Executor
-from pyai.tape.models import COMPLETED, FAILED, RUNNING, SUBMITTED
-from pyai.tape.store import Store, check_config, describe_store, target_key
+from pyai.tape.models import COMPLETED, FAILED, RUNNING, SUBMITTED, StageFile, StageRequest
+from pyai.tape.store import FileRow, Store, check_config, describe_store, target_key
 
 log = logging.getLogger("pyai")
 ANONYMOUS = "anyone"
 OPEN_REQUESTS_RETRY_AFTER = 60  # seconds: how soon an owner at its limit may find a request finished
 
 
+class _FileEntryKeys(TypedDict):
+    path: str
+    state: str
+
+
+class FileEntry(_FileEntryKeys, total=False):
+    """A file of ``GET /stage/<id>``: its times and error only when it has them."""
+
+    startedAt: int
+    finishedAt: int
+    error: str
+
+
+class _StageDocumentKeys(TypedDict):
+    id: str
+    createdAt: int
+    startedAt: int
+
+
+class StageDocument(_StageDocumentKeys, total=False):
+    """The document of ``GET /stage/<id>``."""
+
+    completedAt: int  # once every file finished
+    files: List[FileEntry]  # always there: set last, after completedAt (the order of the keys answered)
+
+
+class Locality(TypedDict):
+    """An archiveinfo entry of a stored file: ``locality()``, or UNAVAILABLE when the storage cannot say now."""
+
+    path: str
+    locality: str
+
+
+class LocalityError(TypedDict):
+    """An archiveinfo entry of a path naming no id, or no stored file."""
+
+    path: str
+    error: str
+
+
 class TooManyRequests(ArchiveError):
     status = 429
 
-    def __init__(self, message, *, retry_after, detail=None):
+    def __init__(self, message: str, *, retry_after: int, detail: Optional[str] = None) -> None:
         super().__init__(message, detail=detail)
         self.retry_after = retry_after
 
 
-def owner_of(token):
+def owner_of(token: Optional[str]) -> str:
     """The owner a bearer token stands for: a digest of it, never the token itself."""
     if token is None:
         return ANONYMOUS
@@ -45,7 +88,7 @@ def owner_of(token):
 
 
 class TapeService:
-    def __init__(self, config, backend):
+    def __init__(self, config: Config, backend: Backend) -> None:
         self.config = config
         self.backend = backend
         check_config(config)  # a bad [tape] store stops the worker's boot with one line
@@ -58,7 +101,7 @@ class TapeService:
 
     # -- stage -------------------------------------------------------------------
 
-    def stage(self, owner, files):
+    def stage(self, owner: str, files: Sequence[Tuple[str, Optional[float]]]) -> str:
         """Store a stage request for ``files`` ([(path, lifetime)]); its id."""
         if len(files) > self.config.tape_max_files:
             raise BadRequest(
@@ -88,7 +131,7 @@ class TapeService:
             self.executor.wake()
         return request_id
 
-    def _check_kept(self, owner, adding, now):
+    def _check_kept(self, owner: str, adding: int, now: int) -> None:
         """429 when ``owner``'s requests would hold more than ``max_kept_files`` file rows."""
         limit = self.config.tape_max_kept_files
         kept = self.store.kept_files(owner)
@@ -103,9 +146,9 @@ class TapeService:
                 detail="too many files kept",
             )
 
-    def _file_row(self, request_id, position, path, lifetime, now):
+    def _file_row(self, request_id: str, position: int, path: str, lifetime: Optional[float], now: int) -> FileRow:
         seconds = self.config.tape_default_lifetime if lifetime is None else lifetime
-        row = {
+        row: FileRow = {
             "request_id": request_id,
             "position": position,
             "path": path,
@@ -120,16 +163,16 @@ class TapeService:
         try:
             target = bodies.target_of(self.backend, path)
         except ValueError as exc:  # no id: FAILED at once, reported when polled
-            row.update(state=FAILED, error=str(exc), started_at=now, finished_at=now)
+            row.update({"state": FAILED, "error": str(exc), "started_at": now, "finished_at": now})
             return row
-        row.update(target=target, target_key=target_key(target))
+        row.update({"target": target, "target_key": target_key(target)})
         decided = self._decided(target)
         if decided is not None:
             state, error = decided
-            row.update(state=state, error=error, started_at=now, finished_at=now)
+            row.update({"state": state, "error": error, "started_at": now, "finished_at": now})
         return row
 
-    def _decided(self, target):
+    def _decided(self, target: str) -> Optional[Tuple[str, Optional[str]]]:
         """(state, error) of a file whose stage needs no tape: missing, empty or on disk; else None.
 
         One status per file (at most max_files per request), as archiveinfo asks; a backend
@@ -151,14 +194,15 @@ class TapeService:
             return COMPLETED, None
         return None
 
-    def poll(self, owner, request_id):
+    def poll(self, owner: str, request_id: str) -> StageDocument:
         """The document of ``GET /stage/<id>``."""
         self.executor.ensure_running()
         request, files = self._request(owner, request_id)
-        document = {"id": request.id, "createdAt": request.created_at, "startedAt": request.created_at}
-        entries, finished = [], []
+        document: StageDocument = {"id": request.id, "createdAt": request.created_at, "startedAt": request.created_at}
+        entries: List[FileEntry] = []
+        finished: List[int] = []
         for row in files:
-            entry = {"path": row.path, "state": row.state}
+            entry: FileEntry = {"path": row.path, "state": row.state}
             if row.started_at is not None:
                 entry["startedAt"] = row.started_at
             if row.finished_at is not None:
@@ -172,13 +216,13 @@ class TapeService:
         document["files"] = entries
         return document
 
-    def _request(self, owner, request_id):
+    def _request(self, owner: str, request_id: str) -> Tuple[StageRequest, List[StageFile]]:
         found = self.store.request(request_id[:64], owner)
         if found is None:
             raise NotFound("no stage request has this id", detail="unknown request")
         return found
 
-    def cancel(self, owner, request_id, paths):
+    def cancel(self, owner: str, request_id: str, paths: Sequence[str]) -> None:
         _, files = self._request(owner, request_id)
         known = {row.path for row in files}
         missing = [path for path in paths if path not in known]
@@ -186,11 +230,11 @@ class TapeService:
             raise BadRequest(f"File missing from stage request: {missing[0][:200]}", detail="path not in request")
         self.store.cancel(request_id, paths, int(time.time()))
 
-    def delete(self, owner, request_id):
+    def delete(self, owner: str, request_id: str) -> None:
         self._request(owner, request_id)
         self.store.delete(request_id, int(time.time()))
 
-    def release(self, owner, request_id, paths):
+    def release(self, owner: str, request_id: str, paths: Iterable[str]) -> None:
         """Drop pins on ``paths`` and evict what no pin holds any more.
 
         With the id of one of the owner's requests, that request's pins on
@@ -200,7 +244,7 @@ class TapeService:
         a file no request pins at all may be evicted too.
         """
         now = int(time.time())
-        named = set()
+        named: Set[str] = set()
         for path in paths:  # at most max_files (bodies.paths_of)
             try:
                 named.add(bodies.target_of(self.backend, path))
@@ -219,11 +263,11 @@ class TapeService:
 
     # -- archiveinfo -------------------------------------------------------------------
 
-    def archiveinfo(self, paths):
+    def archiveinfo(self, paths: Sequence[str]) -> List[Union[Locality, LocalityError]]:
         """``[{"path", "locality"} | {"path", "error"}]`` for the first ``max_archiveinfo`` paths."""
         return [self._locality(path) for path in paths[: self.config.tape_max_archiveinfo]]
 
-    def _locality(self, path):
+    def _locality(self, path: str) -> Union[Locality, LocalityError]:
         try:
             target = bodies.target_of(self.backend, path)
         except ValueError as exc:
@@ -239,7 +283,7 @@ class TapeService:
         return {"path": path, "locality": locality(status)}
 
 
-def locality(status):
+def locality(status: FileStatus) -> str:
     """DISK, TAPE, DISK_AND_TAPE, NONE (empty) or LOST, from a FileStatus's levels."""
     if status.size == 0:
         return "NONE"

@@ -14,11 +14,13 @@ import hashlib
 import logging
 import os
 import threading
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypedDict, TypeVar, cast
 from urllib.parse import urlsplit
 
 import peewee
 from playhouse.db_url import parse as parse_url
 
+from pyai.config import Config
 from pyai.errors import BackendUnavailable, ConfigError
 from pyai.tape import models
 from pyai.tape.fairness import share_out
@@ -30,14 +32,30 @@ STATE_DIR_NAME = ".pyai-state"  # under a posix prefix: a dot name, which no id 
 RETRY_AFTER = 10  # seconds, when the store cannot be reached
 CHUNK = 500  # values per IN (...): far below SQLite's limit on the variables of one statement
 EXPIRY_BATCH = 10  # requests one transaction of a sweep deletes (at most max_files rows each): a short write lock
+_T = TypeVar("_T")
 
 
-def _chunks(values):
+class FileRow(TypedDict):
+    """A new file row, as ``Store.add_request`` inserts it (the other StageFile fields take their defaults)."""
+
+    request_id: str
+    position: int
+    path: str
+    state: str
+    pinned_until: int
+    target: Optional[str]
+    target_key: Optional[str]
+    error: Optional[str]
+    started_at: Optional[int]
+    finished_at: Optional[int]
+
+
+def _chunks(values: Iterable[_T]) -> Iterator[List[_T]]:
     values = list(values)
     return (values[start : start + CHUNK] for start in range(0, len(values), CHUNK))
 
 
-def state_dir(config):
+def state_dir(config: Config) -> str:
     """The directory of the SQLite store (see ``[tape] state_dir``)."""
     if config.tape_state_dir:
         return config.tape_state_dir
@@ -48,7 +66,7 @@ def state_dir(config):
     return os.path.join(config.prefix, STATE_DIR_NAME)
 
 
-def describe_store(config):
+def describe_store(config: Config) -> str:
     """The store as a log line may name it (no password)."""
     if not config.tape_store:
         return os.path.join(state_dir(config), SQLITE_NAME)
@@ -56,17 +74,17 @@ def describe_store(config):
     return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
 
 
-def check_config(config):
+def check_config(config: Config) -> None:
     """A bad ``[tape] store`` stops the service at start-up with one line."""
     if config.tape_store:
         _database(config)
 
 
-def target_key(target):
+def target_key(target: str) -> str:
     return hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _database(config):
+def _database(config: Config) -> Tuple[peewee.Database, Optional[str]]:
     url = config.tape_store
     if not url:
         path = os.path.join(state_dir(config), SQLITE_NAME)
@@ -95,19 +113,19 @@ def _database(config):
 class Store:
     """The stage requests of one archive; safe to share between the threads of a process."""
 
-    def __init__(self, config):
+    def __init__(self, config: Config) -> None:
         self.config = config
         self._lock = threading.Lock()
-        self._pid = None
-        self.db = None
-        self.sqlite_path = None
+        self._pid: Optional[int] = None
+        self.db: Optional[peewee.Database] = None
+        self.sqlite_path: Optional[str] = None
 
     # -- connections -------------------------------------------------------------
 
-    def _prepare(self):
+    def _prepare(self) -> peewee.Database:
         """This process's database, its tables made (once per process, idempotently)."""
         with self._lock:
-            if self._pid == os.getpid():
+            if self._pid == os.getpid() and self.db is not None:  # db is set with _pid
                 return self.db
             db, path = _database(self.config)
             if path is not None:
@@ -118,14 +136,14 @@ class Store:
             self.db, self.sqlite_path, self._pid = db, path, os.getpid()
             return db
 
-    def exists(self):
+    def exists(self) -> bool:
         """Whether there may be requests at all (an archive that never got one has no SQLite file)."""
         if self.config.tape_store:
             return True
         return os.path.exists(os.path.join(state_dir(self.config), SQLITE_NAME))
 
     @contextlib.contextmanager
-    def session(self, transaction=False):
+    def session(self, transaction: bool = False) -> Iterator[peewee.Database]:
         """A connection for one operation (and a transaction with ``transaction``); 503 when unreachable."""
         try:
             db = self._prepare()
@@ -152,14 +170,14 @@ class Store:
 
     # -- requests ----------------------------------------------------------------
 
-    def add_request(self, request_id, owner, now, files):
+    def add_request(self, request_id: str, owner: str, now: int, files: Sequence[FileRow]) -> None:
         """Store a request and its file rows (dicts of StageFile fields) in one transaction."""
         with self.session(transaction=True):
             StageRequest.create(id=request_id, owner=owner, created_at=now)
             for start in range(0, len(files), 100):  # bounded statements (SQLite's variable limit)
                 StageFile.insert_many(files[start : start + 100]).execute()
 
-    def open_requests(self, owner):
+    def open_requests(self, owner: str) -> int:
         """How many of ``owner``'s requests have a file not finished."""
         with self.session():
             query = (
@@ -170,7 +188,7 @@ class Store:
             )
             return query.count()
 
-    def kept_files(self, owner):
+    def kept_files(self, owner: str) -> int:
         """How many file rows ``owner``'s requests hold, finished ones too (until they expire)."""
         with self.session():
             return (
@@ -180,7 +198,7 @@ class Store:
                 .count()
             )
 
-    def expire(self, cutoff, now, owner=None, batch=EXPIRY_BATCH):
+    def expire(self, cutoff: float, now: float, owner: Optional[str] = None, batch: int = EXPIRY_BATCH) -> int:
         """Delete up to ``batch`` requests (of ``owner``, or anyone's) made before ``cutoff`` whose
         every file finished before it and pins nothing at ``now`` (a pin decides what a release
         may evict: it outlives the request's expiry); how many.  One short transaction: a sweep
@@ -207,7 +225,7 @@ class Store:
                 StageRequest.delete().where(StageRequest.id.in_(ids)).execute()
         return len(ids)
 
-    def request(self, request_id, owner):
+    def request(self, request_id: str, owner: str) -> Optional[Tuple[StageRequest, List[StageFile]]]:
         """(StageRequest, [StageFile]) of ``owner``'s request, None when there is none."""
         with self.session():
             found = StageRequest.get_or_none((StageRequest.id == request_id) & (StageRequest.owner == owner))
@@ -217,7 +235,7 @@ class Store:
                 StageFile.select().where(StageFile.request_id == request_id).order_by(StageFile.position)
             )
 
-    def cancel(self, request_id, paths, now):
+    def cancel(self, request_id: str, paths: Optional[Iterable[str]], now: int) -> int:
         """Every running file of the request among ``paths`` (all of them when None) becomes CANCELLED."""
         with self.session(transaction=True):
             query = StageFile.update(state=models.CANCELLED, finished_at=now, lease_owner=None).where(
@@ -227,13 +245,15 @@ class Store:
                 return query.execute()
             return sum(query.where(StageFile.path.in_(chunk)).execute() for chunk in _chunks(paths))
 
-    def delete(self, request_id, now):
+    def delete(self, request_id: str, now: int) -> None:
         with self.session(transaction=True):
             self.cancel(request_id, None, now)
             StageFile.delete().where(StageFile.request_id == request_id).execute()
             StageRequest.delete().where(StageRequest.id == request_id).execute()
 
-    def release(self, targets, now, *, request_id=None, owner=None):
+    def release(
+        self, targets: Iterable[str], now: int, *, request_id: Optional[str] = None, owner: Optional[str] = None
+    ) -> List[str]:
         """Drop the pins on ``targets`` (backend paths) of the request ``request_id``, or (without
         one) of every request of ``owner``; those of them it pinned that no live pin holds any more
         (to evict).  Matched on the indexed ``target_key``, a short transaction per chunk: a long
@@ -243,26 +263,27 @@ class Store:
         else:
             scope = StageFile.request_id.in_(StageRequest.select(StageRequest.id).where(StageRequest.owner == owner))
         keys = {target_key(target): target for target in targets}
-        pinned = {}
+        pinned: Dict[str, str] = {}
         for chunk in _chunks(keys):
             ours = scope & StageFile.target_key.in_(chunk)
             with self.session(transaction=True):
                 pinned.update(
-                    (row.target_key, row.target)
+                    # matched on a target_key: the row has one, and the target it stands for
+                    (cast(str, row.target_key), cast(str, row.target))
                     for row in StageFile.select(StageFile.target, StageFile.target_key).where(ours)
                 )
                 StageFile.update(released=True).where(ours).execute()
         with self.session():
             return self._unpinned(pinned, now)
 
-    def unpinned(self, targets, now):
+    def unpinned(self, targets: Iterable[str], now: int) -> List[str]:
         """The ``targets`` (backend paths) that no live pin of any request holds."""
         with self.session():
             return self._unpinned({target_key(target): target for target in targets}, now)
 
-    def _unpinned(self, targets, now):
+    def _unpinned(self, targets: Dict[str, str], now: int) -> List[str]:
         """Of ``targets`` ({target_key: target}), those no live pin holds: one indexed query per chunk."""
-        held = set()
+        held: Set[Optional[str]] = set()
         for chunk in _chunks(targets):
             held.update(
                 row.target_key
@@ -280,7 +301,7 @@ class Store:
 
     # -- execution (pyai.tape.executor) --------------------------------------------
 
-    def claim(self, owner, count, now, lease):
+    def claim(self, owner: str, count: int, now: float, lease: float) -> List[StageFile]:
         """Up to ``count`` running files no live process holds, now held by ``owner``.
 
         Shared out (``fairness.share_out``) between the owners of requests with such files, and
@@ -289,7 +310,9 @@ class Store:
         """
         free = StageFile.state.in_(RUNNING) & ((StageFile.lease_owner.is_null()) | (StageFile.lease_until < now))
         with self.session():
-            waiting = (
+            # (request_id, owner, files waiting, first file): .tuples() rows, which peewee's stubs type as models
+            waiting = cast(
+                "Iterable[Tuple[str, str, int, int]]",
                 StageFile.select(
                     StageFile.request_id, StageRequest.owner, peewee.fn.COUNT(StageFile.id), peewee.fn.MIN(StageFile.id)
                 )
@@ -297,10 +320,10 @@ class Store:
                 .where(free)
                 .group_by(StageFile.request_id, StageRequest.owner)
                 .order_by(peewee.fn.MIN(StageFile.id))
-                .tuples()
+                .tuples(),
             )
             shares = share_out([(request_id, client, number) for request_id, client, number, _ in waiting], count)
-            candidates = []
+            candidates: List[StageFile] = []
             for request_id, share in shares.items():
                 candidates.extend(
                     StageFile.select(StageFile.id)
@@ -308,7 +331,7 @@ class Store:
                     .order_by(StageFile.id)
                     .limit(share)
                 )
-            claimed = []
+            claimed: List[int] = []
             for row in candidates:
                 # the one atomic step: of all processes trying this row, one updates it
                 won = (
@@ -329,9 +352,9 @@ class Store:
                 StageFile.select(StageFile.id, StageFile.target, StageFile.started_at).where(StageFile.id.in_(claimed))
             )
 
-    def still_held(self, owner, ids, now, lease):
+    def still_held(self, owner: str, ids: Iterable[int], now: float, lease: float) -> Set[int]:
         """Of ``ids``, those still running and held by ``owner``, their leases renewed."""
-        kept = set()
+        kept: Set[int] = set()
         with self.session():
             for chunk in _chunks(ids):
                 mine = StageFile.id.in_(chunk) & (StageFile.lease_owner == owner) & StageFile.state.in_(RUNNING)
@@ -339,7 +362,7 @@ class Store:
                 kept.update(row.id for row in StageFile.select(StageFile.id).where(mine))
         return kept
 
-    def finish(self, owner, file_id, state, now, error=None):
+    def finish(self, owner: str, file_id: int, state: str, now: int, error: Optional[str] = None) -> int:
         """Set a held file's terminal state (unless it was cancelled or taken meanwhile)."""
         with self.session():
             return (
@@ -348,13 +371,14 @@ class Store:
                 .execute()
             )
 
-    def files_by_state(self):
+    def files_by_state(self) -> Dict[str, int]:
         """``{state: number of file rows}`` over every request (the metrics' gauge)."""
         with self.session():
             query = StageFile.select(StageFile.state, peewee.fn.COUNT(StageFile.id)).group_by(StageFile.state)
-            return dict(query.tuples())
+            # (state, count) rows: .tuples(), which peewee's stubs type as models
+            return dict(cast("Iterable[Tuple[str, int]]", query.tuples()))
 
-    def let_go(self, owner, ids):
+    def let_go(self, owner: str, ids: Iterable[int]) -> None:
         """Give up the claims on ``ids`` (a worker on its way out), so others take them at once."""
         with self.session():
             for chunk in _chunks(ids):
@@ -363,7 +387,7 @@ class Store:
                 ).execute()
 
 
-def _create_tables(db):
+def _create_tables(db: peewee.Database) -> None:
     """CREATE TABLE/INDEX IF NOT EXISTS; a concurrent creator winning a race is no failure."""
     try:
         db.create_tables(models.MODELS, safe=True)
@@ -373,7 +397,7 @@ def _create_tables(db):
     _create_indexes(db)
 
 
-def _create_indexes(db):
+def _create_indexes(db: peewee.Database) -> None:
     """Every index of the models that the tables lack (made by an older pyai).
 
     MySQL/MariaDB have no CREATE INDEX IF NOT EXISTS that peewee uses: there ``create_tables``
@@ -388,7 +412,8 @@ def _create_indexes(db):
             if name in {found.name for found in db.get_indexes(table)}:
                 continue
             try:
-                db.execute(model._schema._create_index(index, safe=db.safe_create_index))
+                # _schema (a SchemaManager) is set by peewee's metaclass: its stubs do not declare it
+                db.execute(model._schema._create_index(index, safe=db.safe_create_index))  # type: ignore[attr-defined]
             except peewee.DatabaseError:
                 if name not in {found.name for found in db.get_indexes(table)}:
                     raise

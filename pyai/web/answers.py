@@ -7,8 +7,11 @@ document through ``error_answer``; a client never sees a traceback or a server
 path.
 """
 
+from __future__ import annotations
+
 import json
 import logging
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterable, Optional, Tuple
 
 from werkzeug.exceptions import HTTPException
 
@@ -25,7 +28,21 @@ from pyai.errors import (
     describe,
 )
 
+if TYPE_CHECKING:
+    from pyai.backends.base import Backend
+    from pyai.serving import Wait
+
 log = logging.getLogger("pyai")
+
+# An answer's header fields, name: value.
+Headers = Dict[str, str]
+# An answer: ``(status, headers, body)``.
+Answer = Tuple[int, Headers, Iterable[bytes]]
+# What a handler that may wait for its client returns: a generator of parking.Wait that
+# returns its answer (see pyai.serving).
+Waiting = Generator["Wait", None, Answer]
+# A route's mapping from a failure to its answer: ``(exc, method, path, storage)`` (error_answer's).
+ErrorAnswer = Callable[[Exception, str, str, Optional["Backend"]], Answer]
 
 # The reason phrases pyai sends.  The status line spells them in capitals (as
 # Flask always did), the JSON ``status`` key as written here (as the original did).
@@ -42,7 +59,7 @@ _LINE_PHRASES = {413: "Request Entity Too Large", 416: "Requested Range Not Sati
 STATUS_LINES = {code: f"{code} {_LINE_PHRASES.get(code, reason).upper()}" for code, reason in REASONS.items()}
 
 
-def json_answer(status, document, headers=None):
+def json_answer(status: int, document: object, headers: Optional[Headers] = None) -> Answer:
     """The answer carrying ``document`` as JSON."""
     body = json.dumps(document).encode()
     headers = headers or {}
@@ -51,27 +68,29 @@ def json_answer(status, document, headers=None):
     return status, headers, [body]
 
 
-def error_document(status, message, detail):
+def error_document(status: str, message: Optional[str], detail: str) -> Dict[str, Optional[str]]:
     """The original's error document: ``status`` as "404 Not Found", ``detail`` the short
     "request: what failed" text."""
     return {"status": status, "message": message, "traceback": detail, "version": __version__}
 
 
-def error_answer(exc, method, path, storage=None):
+def error_answer(exc: Exception, method: str, path: str, storage: Optional[Backend] = None) -> Answer:
     """The answer to a request that failed with ``exc``.
 
     ``storage`` (the backend) names the storage in a 503 and gives its Retry-After.
     """
     what = f"{method} {path[:80]}"
-    headers = {}
+    headers: Headers = {}
+    message: Optional[str]  # an HTTPException's description may be None
     if isinstance(exc, ArchiveError):
         status, message, detail = exc.status, exc.message, f"{what}: {exc.detail}"
         if isinstance(exc, RangeNotSatisfiable):
             headers["Content-Range"] = f"bytes */{exc.size}"
-        if getattr(exc, "retry_after", None):
-            headers["Retry-After"] = str(int(exc.retry_after))
-        headers.update(getattr(exc, "headers", None) or {})
-    elif isinstance(exc, HTTPException):  # from Flask, in the control plane
+        retry_after = getattr(exc, "retry_after", None)  # BackendUnavailable's and TooManyRequests'
+        if retry_after:
+            headers["Retry-After"] = str(int(retry_after))
+        headers.update(exc.headers or {})
+    elif isinstance(exc, HTTPException) and exc.code is not None:  # from Flask, in the control plane
         status, message, detail = exc.code, exc.description, f"{what}: {exc.name}"
     elif isinstance(exc, IncompleteBody):
         status, message, detail = 400, f"the body ended early: {exc}", f"{what}: incomplete body"
@@ -94,7 +113,9 @@ def error_answer(exc, method, path, storage=None):
     return json_answer(status, document, headers)
 
 
-def _storage_failure(exc, method, what, storage, headers):
+def _storage_failure(
+    exc: OSError, method: str, what: str, storage: Optional[Backend], headers: Headers
+) -> Tuple[int, str, str]:
     """Status, message and detail of a failed storage call; its path is never shown."""
     reason = exc.strerror or "error"
     op = getattr(exc, "op", None) or method

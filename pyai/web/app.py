@@ -4,8 +4,11 @@
 (``pyai.web.gate``) over this table.  A route is added here and nowhere else.
 """
 
+from typing import Optional
+
 from pyai.archive.service import Archive
 from pyai.backends import create_backend
+from pyai.config import Config
 from pyai.config import load as load_config
 from pyai.ops.health import Health
 from pyai.tape.service import TapeService
@@ -20,7 +23,7 @@ from pyai.web.tape_api import API, DISCOVERY, read_documents, tape_blueprint
 from pyai.web.webdav import RootPlane, read_root_body
 
 
-def create_app(config=None):
+def create_app(config: Optional[Config] = None) -> Gate:
     """The WSGI app for ``config`` (loaded from file and environment when None)."""
     config = config or load_config()
     archive = Archive(config, create_backend(config))

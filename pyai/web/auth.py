@@ -22,6 +22,8 @@ came, how long the tokens are or which one matched.  No token is ever logged
 or put in an error message.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import ipaddress
@@ -29,10 +31,16 @@ import os
 import re
 import socket
 import stat
+from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Optional, Protocol, Set, Tuple, Union, cast
 
 from pyai.errors import ArchiveError, ConfigError, Forbidden
 from pyai.web.openapi import METRICS as METRICS_PATH  # the one path a metrics token may read
 from pyai.web.receive import abandon_body
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
+    from pyai.config import Config
 
 READ, WRITE, METRICS = "ro", "rw", "metrics"
 SCOPES = (READ, WRITE, METRICS)
@@ -54,7 +62,7 @@ class Unauthorized(ArchiveError):
 
     status = 401
 
-    def __init__(self, message, *, token_given, detail=None):
+    def __init__(self, message: str, *, token_given: bool, detail: Optional[str] = None) -> None:
         super().__init__(message, detail=detail)
         challenge = CHALLENGE + (', error="invalid_token"' if token_given else "")
         self.headers = {"WWW-Authenticate": challenge}
@@ -63,16 +71,16 @@ class Unauthorized(ArchiveError):
 class InsufficientScope(Forbidden):
     """A valid token whose scope does not cover the request (ro on a write, metrics off /metrics): 403."""
 
-    def __init__(self, message, *, detail=None):
+    def __init__(self, message: str, *, detail: Optional[str] = None) -> None:
         super().__init__(message, detail=detail)
         self.headers = {"WWW-Authenticate": CHALLENGE + ', error="insufficient_scope"'}
 
 
-def _digest(token):
+def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("latin-1")).digest()
 
 
-def default_name(token):
+def default_name(token: str) -> str:
     """The name of a token the file names not: ``sha256:`` and 8 hex digits of its digest."""
     return "sha256:" + _digest(token).hex()[:8]
 
@@ -80,33 +88,35 @@ def default_name(token):
 class Tokens:
     """The configured tokens, kept as (SHA-256 digest, scope, name) triples."""
 
-    def __init__(self, entries):
+    def __init__(self, entries: Iterable[Tuple[str, ...]]) -> None:
         """``entries``: (scope, token) or (scope, token, name) each; a missing name is the default one."""
         self._digests = tuple(
             (_digest(token), scope, rest[0] if rest else default_name(token)) for scope, token, *rest in entries
         )
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._digests)
 
-    def find(self, token):
+    def find(self, token: str) -> Tuple[Optional[str], Optional[str]]:
         """(scope, name) of a configured token, (None, None) for any other."""
         presented = _digest(token)
-        found = (None, None)
+        found: Tuple[Optional[str], Optional[str]] = (None, None)
         for digest, scope, name in self._digests:
             # every digest is compared, even after a match (no early exit)
             if hmac.compare_digest(presented, digest):
                 found = (scope, name)
         return found
 
-    def scope_of(self, token):
+    def scope_of(self, token: str) -> Optional[str]:
         """READ, WRITE or METRICS for a configured token, None for any other."""
         return self.find(token)[0]
 
 
-def parse_tokens(lines):
+def parse_tokens(lines: Iterable[str]) -> List[Tuple[str, str, str]]:
     """[(scope, token, name)] from the lines of a tokens file; ValueError naming the line, never the token."""
-    entries, seen, names = [], set(), {}
+    entries: List[Tuple[str, str, str]] = []
+    seen: Set[str] = set()
+    names: Dict[str, int] = {}  # name: the line that gave it
     for number, line in enumerate(lines, 1):
         fields = line.split("#", 1)[0].split()  # '#' is not a token character: the rest is a comment
         if not fields:
@@ -136,7 +146,7 @@ def parse_tokens(lines):
     return entries
 
 
-def read_tokens_file(path):
+def read_tokens_file(path: str) -> Tokens:
     """The Tokens of ``path``; ConfigError (one line) when unreadable, open to everyone, writable by
     its group or malformed."""
     try:
@@ -155,7 +165,7 @@ def read_tokens_file(path):
         raise ConfigError(f"bad tokens file {path}: {exc}") from None
 
 
-def _check_mode(path, mode):
+def _check_mode(path: str, mode: int) -> None:
     """ConfigError unless only the owner may write the file and only the owner and group may read it.
 
     A group-writable file is refused too: a member of the group could add an ``rw`` token.
@@ -173,13 +183,15 @@ def _check_mode(path, mode):
         )
 
 
-def check_config(config):
+def check_config(config: Config) -> None:
     """Read the tokens file once at start-up so a bad one stops the service with one line."""
     if config.auth_tokens_file:
         read_tokens_file(config.auth_tokens_file)
 
 
-def check(tokens, method, path, environ, writes=WRITE_METHODS):
+def check(
+    tokens: Tokens, method: str, path: str, environ: WSGIEnvironment, writes: AbstractSet[str] = WRITE_METHODS
+) -> Optional[str]:
     """The name of the request's token (None on the open health check); Unauthorized or
     InsufficientScope when the request may not go on.
 
@@ -226,12 +238,12 @@ def check(tokens, method, path, environ, writes=WRITE_METHODS):
     return name
 
 
-def _has_body(environ):
+def _has_body(environ: WSGIEnvironment) -> bool:
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     return chunked or environ.get("CONTENT_LENGTH", "") not in ("", "0")
 
 
-def non_loopback(addresses):
+def non_loopback(addresses: Iterable[Union[Tuple[str, int], str, int]]) -> List[str]:
     """The bind addresses (gunicorn's ``cfg.address``) that other hosts may reach, as text."""
     exposed = []
     for address in addresses:
@@ -243,7 +255,7 @@ def non_loopback(addresses):
     return exposed
 
 
-def _is_loopback(host):
+def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -252,10 +264,17 @@ def _is_loopback(host):
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    # the host of an IP sockaddr is text (typeshed also allows (int, bytes): IPv6 on a Python built without it)
+    return bool(infos) and all(ipaddress.ip_address(cast(str, info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-def warn_if_open(config, addresses, log):
+class WarningLog(Protocol):
+    """Where ``warn_if_open`` warns: gunicorn's logger (not a logging.Logger) or one of the logging module."""
+
+    def warning(self, msg: str, *args: object) -> None: ...
+
+
+def warn_if_open(config: Config, addresses: Iterable[Union[Tuple[str, int], str, int]], log: WarningLog) -> None:
     """Log one warning when the service listens beyond this host and asks for no token."""
     if config.auth_tokens_file:
         return

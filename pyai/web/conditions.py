@@ -17,10 +17,18 @@ The rules that are pyai's choices, all within the RFC:
 - ``*`` matches when the id holds a file.
 """
 
+from __future__ import annotations
+
 import calendar
 import math
 import re
 import time
+from typing import TYPE_CHECKING, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
+    from pyai.backends.base import FileStatus
 
 NOT_MODIFIED = 304
 FAILED = 412
@@ -38,12 +46,12 @@ _HTTP_DATE_FORMATS = (
 )
 
 
-def has_conditions(environ):
+def has_conditions(environ: WSGIEnvironment) -> bool:
     """Whether the request carries any of the four precondition headers."""
     return not CONDITION_KEYS.isdisjoint(environ)  # one C loop: every GET asks this
 
 
-def outcome(environ, current):
+def outcome(environ: WSGIEnvironment, current: Optional[FileStatus]) -> Optional[int]:
     """None (no precondition stops the request), NOT_MODIFIED or FAILED.
 
     ``current`` is the stored file's FileStatus (``etag`` and ``mtime`` are
@@ -69,7 +77,7 @@ def outcome(environ, current):
     return None
 
 
-def _matches(header, current, strong):
+def _matches(header: str, current: Optional[FileStatus], strong: bool) -> bool:
     """Whether the entity-tag list ``header`` names the stored file (RFC 9110 8.8.3.2)."""
     if current is None:
         return False  # nothing is stored: neither '*' nor any tag matches
@@ -86,9 +94,10 @@ def _matches(header, current, strong):
     return False
 
 
-def _entity_tags(header):
+def _entity_tags(header: str) -> List[Tuple[bool, str]]:
     """The ``(weak, opaque-tag)`` pairs of an entity-tag list; [] when malformed."""
-    tags, at = [], 0
+    tags: List[Tuple[bool, str]] = []
+    at = 0
     while at < len(header):
         found = _ETAG.match(header, at)
         if found is None or found.end() == at:
@@ -98,14 +107,14 @@ def _entity_tags(header):
     return tags
 
 
-def _opaque(etag, strong):
+def _opaque(etag: str, strong: bool) -> Optional[str]:
     """The stored ETag's opaque tag (ours are strong; a weak one matches only weakly)."""
     if etag.startswith("W/"):
         return None if strong else etag[2:]
     return etag
 
 
-def _date(header):
+def _date(header: Optional[str]) -> Optional[int]:
     """Epoch seconds of an HTTP-date header, or None (absent or not an HTTP-date: ignored)."""
     if header is None:
         return None
@@ -118,6 +127,6 @@ def _date(header):
     return None
 
 
-def _seconds(mtime):
+def _seconds(mtime: float) -> int:
     """A stored time at Last-Modified's resolution (the whole second it falls in)."""
     return math.floor(mtime)

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response
 from pyai.web.openapi import load_description
 
 
-def control_plane(*blueprints):
+def control_plane(*blueprints: Blueprint) -> Flask:
     """The Flask app of the control plane (a WSGI app the gate mounts), with ``blueprints`` besides the service's."""
     app = Flask("pyai")
     app.url_map.merge_slashes = False
@@ -26,18 +26,18 @@ def control_plane(*blueprints):
     return app
 
 
-def service_blueprint():
+def service_blueprint() -> Blueprint:
     """``/`` (the health check the original answered) and ``/openapi.json``."""
     blueprint = Blueprint("service", __name__)
     description = load_description()
 
     @blueprint.get("/")
-    def root():
+    def root() -> Response:
         body = json.dumps({"message": "Pacifica Archive Interface Up and Running"})
         return Response(body, content_type="application/json")
 
     @blueprint.get("/openapi.json")
-    def openapi():
+    def openapi() -> Response:
         return Response(description, content_type="application/json")
 
     return blueprint

@@ -13,8 +13,11 @@ checked against the file's status before the handler runs, so a 304 or 412
 never stages a file or reads a request body.
 """
 
+from __future__ import annotations
+
 import json
 import time
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterable, Iterator, Optional, Tuple, Union, cast
 
 from werkzeug.datastructures import EnvironHeaders
 
@@ -23,9 +26,9 @@ from pyai.archive import checksums
 from pyai.archive.service import Upload
 from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed, UnsupportedMediaType
 from pyai.ops import metrics
-from pyai.ops.record import RECORD, record_of
+from pyai.ops.record import RECORD, Record, record_of
 from pyai.web import conditions, small_body, webdav
-from pyai.web.answers import json_answer
+from pyai.web.answers import Answer, Headers, Waiting, json_answer
 from pyai.web.dates import http_date, mtime_from
 from pyai.web.digest_fields import expected_digests, wanted_digests
 from pyai.web.digest_fields import response_headers as digest_headers
@@ -33,20 +36,29 @@ from pyai.web.ranges import parse_byte_range, parse_range_header
 from pyai.web.receive import RequestBody, abandon_body
 from pyai.web.targets import id_from_uri, query_value
 
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
+    from pyai.archive.service import Archive
+    from pyai.backends.base import Checksums, FileStatus, Reader
+    from pyai.config import Config
+
 METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "PROPFIND")
 SEND_BLOCK = 1024 * 1024
 INLINE_MAX = 16 * 1024  # bodies up to this size are read and sent from memory (64 KiB measured faster with sendfile)
 MAX_PATCH_BODY = 64 * 1024
 NOT_FOUND = "File Not Found"
+# The answer to a plain request (see DataPlane.plain): its body whole, or the file to send.
+PlainAnswer = Tuple[int, Headers, Union[bytes, "FileRange"]]
 
 
 class DataPlane:
     """The handlers of ``/<id>`` around one Archive."""
 
-    def __init__(self, archive, config):
+    def __init__(self, archive: Archive, config: Config) -> None:
         self.archive = archive
         self.config = config
-        self.handlers = {
+        self.handlers: Dict[str, Callable[[str, WSGIEnvironment], Union[Answer, Waiting]]] = {
             "GET": self.get,
             "HEAD": self.head,
             "PUT": self.put,
@@ -56,7 +68,7 @@ class DataPlane:
             "PROPFIND": self.propfind,
         }
 
-    def __call__(self, environ):
+    def __call__(self, environ: WSGIEnvironment) -> Union[Answer, Waiting]:
         """The answer to a request for an id (the gate has checked the method and the token)."""
         method = environ["REQUEST_METHOD"]
         handler = self.handlers[method]
@@ -72,13 +84,13 @@ class DataPlane:
                 return stopped
         return handler(ident, environ)
 
-    def plain(self, method, ident, record):
+    def plain(self, method: str, ident: str, record: Record) -> Optional[PlainAnswer]:
         """A GET or HEAD of ``ident`` that asks for nothing but the file (``pyai.serving``'s plain
         request: no query, conditions, Range, Want-Digest or token): ``(status, headers, body)``
         from the same handlers as any request, or None unless it is a file found.  Then the full
         path answers from the start, with a new Record.  The body is bytes, or the FileRange of a
         file past INLINE_MAX (the server sends it with sendfile, and closes it)."""
-        environ = {"REQUEST_METHOD": method, RECORD: record}  # all a plain request's handler reads
+        environ: WSGIEnvironment = {"REQUEST_METHOD": method, RECORD: record}  # all a plain request's handler reads
         record.ident = ident
         self.archive.check()
         if method == "HEAD":
@@ -88,9 +100,9 @@ class DataPlane:
         metrics.transfer_started(environ, method)  # now that it is answered: never left counted
         if type(body) is list:
             return status, headers, body[0]  # get's one piece, read whole
-        return status, headers, body
+        return status, headers, cast(FileRange, body)  # file_body's: this environ has no wsgi.file_wrapper
 
-    def precondition(self, ident, environ, status):
+    def precondition(self, ident: str, environ: WSGIEnvironment, status: Optional[FileStatus]) -> Optional[Answer]:
         """The 304 answer when the preconditions say "not modified", None when the request
         goes on; a failed one raises the 412 (``status``: the stored file's, or None)."""
         method = environ["REQUEST_METHOD"]
@@ -109,15 +121,19 @@ class DataPlane:
                 detail="precondition failed",
             )
             if status is not None and status.etag:
+                # ArchiveError declares no headers; error_answer reads them with getattr
                 exc.headers = {"ETag": status.etag}
             raise exc
+        if status is None:  # never: only a stored file is "not modified" (conditions.outcome)
+            return None
         if method == "HEAD":
             headers = status_headers(status)  # the validators HEAD's 204 sends, and nothing else
         else:
-            headers = {"ETag": status.etag, "Last-Modified": http_date(status.mtime)}
+            headers = {"ETag": status.etag} if status.etag else {}  # a FileStatus may know no ETag
+            headers["Last-Modified"] = http_date(status.mtime)
         return 304, headers, []
 
-    def head(self, ident, environ):
+    def head(self, ident: str, environ: WSGIEnvironment) -> Answer:
         """HEAD: 204 with the status headers cartd reads, or 404 with the same headers saying so."""
         status = self.archive.status(ident)
         if status is not None and conditions.has_conditions(environ):
@@ -135,7 +151,7 @@ class DataPlane:
             headers["Content-Length"] = "0"
         return (204 if status else 404), headers, []
 
-    def get(self, ident, environ):
+    def get(self, ident: str, environ: WSGIEnvironment) -> Answer:
         """GET: the whole file, a ``byte_range`` of it, or the part a Range header asks for."""
         record = record_of(environ)
         try:
@@ -169,6 +185,7 @@ class DataPlane:
                 reader.seek(start)
             headers["Content-Length"] = str(stop - start)
             headers["Content-Type"] = "application/octet-stream"
+            body: Iterable[bytes]
             if stop - start <= INLINE_MAX:
                 # A small body costs less as one read than as a sendfile set-up.
                 body = [reader.read(stop - start)]
@@ -180,7 +197,14 @@ class DataPlane:
             raise
         return status, headers, body
 
-    def digest_headers(self, environ, path, reader=None, status=None, partial=False):
+    def digest_headers(
+        self,
+        environ: WSGIEnvironment,
+        path: str,
+        reader: Optional[Reader] = None,
+        status: Optional[FileStatus] = None,
+        partial: bool = False,
+    ) -> Headers:
         """``Digest``/``Repr-Digest`` of the stored file: what Want-Digest / Want-Repr-Digest ask
         for (computed once when not stored, see Archive.digests_at), else its primary digest."""
         # the usual request asks for neither: no header mapping is built for it
@@ -193,7 +217,7 @@ class DataPlane:
         note_digest(environ, found)
         return digest_headers(found, wanted, partial=partial)
 
-    def put(self, ident, environ):
+    def put(self, ident: str, environ: WSGIEnvironment) -> Waiting:
         """PUT, as a generator: yields a ``parking.Wait`` while the client is slow (only
         where the worker can park it); returns the 201, or raises and leaves the body unread."""
         try:
@@ -217,12 +241,12 @@ class DataPlane:
             abandon_body(environ)
             raise
         note_digest(environ, self.archive.primary_digest(body.digests()))
-        answer = {"message": "File added to archive", "total_bytes": size}
+        answer: Dict[str, object] = {"message": "File added to archive", "total_bytes": size}
         if warning:
             answer["warning"] = warning
         return json_answer(201, answer)
 
-    def stage(self, ident, environ):
+    def stage(self, ident: str, environ: WSGIEnvironment) -> Answer:
         """POST: bring the file to disk; 200 when it is there, 202 while it comes."""
         started = time.monotonic()
         on_disk = self.archive.stage(ident)
@@ -234,30 +258,30 @@ class DataPlane:
         message = "File was staged" if on_disk else "File is being staged"
         return json_answer(200 if on_disk else 202, {"message": message, "file": ident})
 
-    def move(self, ident, environ):
+    def move(self, ident: str, environ: WSGIEnvironment) -> Waiting:
         """PATCH: move the server-side file named by the body under the id (a generator: its
         body may wait for the client, see ``pyai.web.small_body``)."""
         data = yield from small_body.read(environ, MAX_PATCH_BODY, self.config, "a PATCH body")
         self.archive.move(ident, patch_source(data))
         return json_answer(200, {"message": "File Moved Successfully"})
 
-    def delete(self, ident, environ):
+    def delete(self, ident: str, environ: WSGIEnvironment) -> Answer:
         self.archive.delete(ident)
         return json_answer(200, {"message": "File Removed", "file": ident})
 
-    def propfind(self, ident, environ):
+    def propfind(self, ident: str, environ: WSGIEnvironment) -> Waiting:
         """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged."""
         return webdav.propfind_file(self.archive, ident, environ, self.config)
 
 
-def is_form(environ):
+def is_form(environ: WSGIEnvironment) -> bool:
     """True for a body sent as an HTML form upload (``curl -F``, ``requests.put(files=...)``): its
     bytes are an envelope around the file, which a PUT would store as if it were the file."""
     media_type = environ.get("CONTENT_TYPE", "").partition(";")[0]
     return media_type.strip().lower() == "multipart/form-data"
 
 
-def note_digest(environ, digests):
+def note_digest(environ: WSGIEnvironment, digests: Checksums) -> None:
     """The transfer log's digest of the request: the first of ``digests`` ({name: digest}), as stored."""
     record = record_of(environ)
     if record is not None and digests:
@@ -265,7 +289,7 @@ def note_digest(environ, digests):
         record.digest = checksums.encode(name, digest)
 
 
-def waiting_for(body, steps):
+def waiting_for(body: RequestBody, steps: Generator[None, None, int]) -> Generator[parking.Wait, None, int]:
     """Run the archive's ``steps``, yielding a ``parking.Wait`` on the client each time they wait for it."""
     try:
         while True:
@@ -278,7 +302,7 @@ def waiting_for(body, steps):
         steps.close()  # a request closed while it waits: the archive's writer aborts now, not when collected
 
 
-def status_headers(status):
+def status_headers(status: Optional[FileStatus]) -> Headers:
     """The headers HEAD answers with (cartd reads every one, found or not)."""
     if status is None:
         return {
@@ -303,7 +327,7 @@ def status_headers(status):
     }
 
 
-def if_range_holds(condition, reader):
+def if_range_holds(condition: Optional[str], reader: Reader) -> bool:
     """True when there is no If-Range or it still names this file (RFC 9110 13.1.5)."""
     if condition is None:
         return True
@@ -312,7 +336,7 @@ def if_range_holds(condition, reader):
     return condition == http_date(reader.mtime)
 
 
-def file_body(environ, reader, length):
+def file_body(environ: WSGIEnvironment, reader: Reader, length: int) -> Iterable[bytes]:
     """The response body: ``length`` bytes from the reader's offset, in the server's
     file wrapper when it has one (gunicorn then sends them with sendfile)."""
     body = FileRange(reader, length)
@@ -330,31 +354,31 @@ class FileRange:
     iterable, for servers without a file wrapper.
     """
 
-    def __init__(self, reader, length):
+    def __init__(self, reader: Reader, length: int) -> None:
         self.reader = reader
         self.left = length
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.reader.fileno()
 
-    def read(self, size=-1):
+    def read(self, size: Optional[int] = -1) -> bytes:
         size = self.left if size is None or size < 0 else min(size, self.left)
         data = self.reader.read(size) if size else b""
         self.left -= len(data)
         return data
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         while True:
             data = self.read(SEND_BLOCK)
             if not data:
                 return
             yield data
 
-    def close(self):
+    def close(self) -> None:
         self.reader.close()
 
 
-def patch_source(data):
+def patch_source(data: bytes) -> str:
     """The server-side path named by a PATCH body ``{"path": "..."}``."""
     try:
         doc = json.loads(data)

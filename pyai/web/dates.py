@@ -9,6 +9,7 @@ import calendar
 import datetime
 import re
 import time
+from typing import Optional, Tuple
 
 _EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 # strptime formats without a zone: read as UTC (a trailing "GMT"/"UTC" is stripped first)
@@ -24,11 +25,12 @@ EARLIEST = -62135596800.0
 LATEST = 253402300800.0  # exclusive
 
 
-def parse_http_date(text):
+def parse_http_date(text: str) -> Optional[float]:
     """Return epoch seconds (float) for ``text`` in any format we accept, or None."""
     text = text.strip()
     if not text:
         return None
+    stamp: Optional[float]
     if _EPOCH.fullmatch(text):
         stamp = float(text)
     else:
@@ -40,7 +42,7 @@ def parse_http_date(text):
     return stamp
 
 
-def _parse_formats(text):
+def _parse_formats(text: str) -> Optional[float]:
     bare = re.sub(r"\s+(GMT|UTC|UT|Z|\+0000|-0000)$", "", text)
     for fmt in _FORMATS:
         try:
@@ -51,7 +53,7 @@ def _parse_formats(text):
     return None
 
 
-def _parse_iso(text):
+def _parse_iso(text: str) -> Optional[float]:
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -65,7 +67,7 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def http_date(stamp):
+def http_date(stamp: float) -> str:
     """Format epoch seconds as an RFC 9110 date (``Sun, 06 Nov 1994 08:49:37 GMT``).
 
     Written out here: email.utils.formatdate builds a datetime and a timetuple on the
@@ -82,7 +84,7 @@ def http_date(stamp):
     )
 
 
-def mtime_from(header):
+def mtime_from(header: Optional[str]) -> Tuple[float, Optional[str]]:
     """The mtime to store for an upload's Last-Modified ``header`` (None: now), and a
     warning for the client when its date could not be read."""
     if header is None:

@@ -13,7 +13,7 @@ import base64
 import binascii
 import dataclasses
 import re
-from typing import Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Tuple
 
 from pyai.archive.checksums import DIGEST_SIZES, FROM_RFC3230, FROM_RFC9530, RFC3230_NAMES, RFC9530_NAMES
 from pyai.errors import BadRequest
@@ -29,6 +29,12 @@ _WANT_NAMES = {**FROM_RFC9530, **FROM_RFC3230}
 _MAX_WANT_MEMBERS = 32  # more is no client's honest ask: the rest is ignored
 
 
+class Fields(Protocol):
+    """A request's header fields by case-insensitive name (werkzeug's EnvironHeaders)."""
+
+    def get(self, key: str) -> Optional[str]: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Wanted:
     """The digests a request asks for, best first: for ``Digest`` (from Want-Digest) and for
@@ -37,12 +43,12 @@ class Wanted:
     digest: Optional[Tuple[str, ...]] = None
     repr_digest: Optional[Tuple[str, ...]] = None
 
-    def names(self):
+    def names(self) -> Tuple[str, ...]:
         """Every algorithm asked for, once."""
         return tuple(dict.fromkeys((self.digest or ()) + (self.repr_digest or ())))
 
 
-def wanted_digests(headers):
+def wanted_digests(headers: Fields) -> Optional[Wanted]:
     """The ``Wanted`` of a request (``headers``: a case-insensitive mapping), or None when it has
     neither Want-Digest nor Want-Repr-Digest.
 
@@ -60,10 +66,10 @@ def wanted_digests(headers):
     )
 
 
-def parse_want_digest(value):
+def parse_want_digest(value: str) -> Tuple[str, ...]:
     """RFC 3230 ``Want-Digest``: ``adler32, md5;q=0.5, SHA-256;q=1`` -> pyai names by preference
     (q=0: not wanted; no q: 1; ties keep their order)."""
-    ranked = []
+    ranked: List[Tuple[float, int, str]] = []
     for position, member in enumerate(value.split(",")[:_MAX_WANT_MEMBERS]):
         name, *params = (part.strip() for part in member.split(";"))
         q = 1.0
@@ -78,10 +84,10 @@ def parse_want_digest(value):
     return _best_first(ranked)
 
 
-def parse_want_repr_digest(value):
+def parse_want_repr_digest(value: str) -> Tuple[str, ...]:
     """RFC 9530 ``Want-Repr-Digest`` (a dictionary of integer weights 0-10; 0: not wanted)
     -> pyai names by preference."""
-    ranked = []
+    ranked: List[Tuple[float, int, str]] = []
     for position, member in enumerate(value.split(",")[:_MAX_WANT_MEMBERS]):
         key, eq, rest = member.partition("=")
         weight = rest.split(";", 1)[0].strip()
@@ -92,11 +98,11 @@ def parse_want_repr_digest(value):
     return _best_first(ranked)
 
 
-def _best_first(ranked):
+def _best_first(ranked: Iterable[Tuple[float, int, str]]) -> Tuple[str, ...]:
     return tuple(dict.fromkeys(algorithm for _, _, algorithm in sorted(ranked)))
 
 
-def digest_value(name, digest):
+def digest_value(name: str, digest: bytes) -> str:
     """The RFC 3230 ``Digest`` value of one algorithm: 8 lowercase hex digits for adler32
     (what davix and the grid doors use), base64 for the others (davix takes both for md5)."""
     if name == "adler32":
@@ -104,7 +110,9 @@ def digest_value(name, digest):
     return base64.b64encode(digest).decode("ascii")
 
 
-def response_headers(digests, wanted=None, partial=False):
+def response_headers(
+    digests: Mapping[str, bytes], wanted: Optional[Wanted] = None, partial: bool = False
+) -> Dict[str, str]:
     """``Digest`` and ``Repr-Digest`` for the digests ``{name: digest}`` of a stored file; {} without any.
 
     Without ``wanted`` (no Want-* in the request) both fields carry every
@@ -121,7 +129,7 @@ def response_headers(digests, wanted=None, partial=False):
     else:
         for_digest = [name for name in wanted.digest or () if name in digests]
         for_repr = [name for name in wanted.repr_digest or () if name in digests]
-    headers = {}
+    headers: Dict[str, str] = {}
     if for_repr:
         headers["Repr-Digest"] = ", ".join(
             f"{RFC9530_NAMES[name]}=:{base64.b64encode(digests[name]).decode('ascii')}:" for name in for_repr
@@ -132,7 +140,7 @@ def response_headers(digests, wanted=None, partial=False):
     return headers
 
 
-def expected_digests(headers):
+def expected_digests(headers: Fields) -> Dict[str, bytes]:
     """What the client says the body hashes to: ``{name: digest bytes}`` from
     ``Content-Digest``, ``Digest`` and ``Content-MD5`` (``headers`` is a
     case-insensitive mapping).
@@ -142,8 +150,8 @@ def expected_digests(headers):
     check this archive cannot make.  A malformed header is a 400; two headers
     naming one algorithm with different values can never both match: 400 too.
     """
-    expected = {}
-    unknown = []
+    expected: Dict[str, bytes] = {}
+    unknown: List[str] = []  # the algorithms named that pyai does not know
     sources = (
         ("Content-Digest", _parse_content_digest),
         ("Digest", _parse_digest),
@@ -166,7 +174,7 @@ def expected_digests(headers):
     return expected
 
 
-def _parse_content_digest(value, unknown):
+def _parse_content_digest(value: str, unknown: List[str]) -> Iterator[Tuple[str, bytes]]:
     """RFC 9530: a structured-field dictionary of byte sequences (parameters ignored)."""
     for member in _split_list(value, "Content-Digest"):
         key, eq, rest = member.partition("=")
@@ -183,7 +191,7 @@ def _parse_content_digest(value, unknown):
         yield name, _decode_base64(item[1:-1], "Content-Digest", name)
 
 
-def _parse_digest(value, unknown):
+def _parse_digest(value: str, unknown: List[str]) -> Iterator[Tuple[str, bytes]]:
     """RFC 3230: ``algorithm=base64`` pairs, the algorithm case-insensitive."""
     for member in _split_list(value, "Digest"):
         key, eq, encoded = member.partition("=")
@@ -203,11 +211,11 @@ def _parse_digest(value, unknown):
         yield name, _decode_base64(encoded.strip(), "Digest", name)
 
 
-def _parse_content_md5(value, unknown):
+def _parse_content_md5(value: str, unknown: List[str]) -> Iterator[Tuple[str, bytes]]:
     yield "md5", _decode_md5(value.strip(), "Content-MD5")
 
 
-def _decode_md5(text, header):
+def _decode_md5(text: str, header: str) -> bytes:
     """An md5 digest in base64 (RFC 1864, RFC 3230) or in 32 hex digits: gfal2 sends
     ``Content-MD5: <hex>`` with ``gfal-copy -K MD5:<hex>``, and older grid doors answer
     ``Digest: md5=<hex>``.  Unambiguous: an md5 in base64 is 24 characters."""
@@ -216,21 +224,21 @@ def _decode_md5(text, header):
     return _decode_base64(text, header, "md5")
 
 
-def _split_list(value, header):
+def _split_list(value: str, header: str) -> List[str]:
     members = [part.strip() for part in value.split(",")]
     if not any(members) or not all(members):
         raise _malformed(header, "empty list member")
     return members
 
 
-def _decode_adler32(text):
+def _decode_adler32(text: str) -> bytes:
     """RFC 3230's ADLER32: hex digits (davix pads to 8, some servers send fewer)."""
     if not _HEX.fullmatch(text):
         raise _malformed("Digest", "the adler32 value is not 8 hex digits")
     return int(text, 16).to_bytes(4, "big")
 
 
-def _decode_base64(text, header, name):
+def _decode_base64(text: str, header: str, name: str) -> bytes:
     if not _BASE64.fullmatch(text):
         raise _malformed(header, f"the {name} value is not base64")
     try:
@@ -242,5 +250,5 @@ def _decode_base64(text, header, name):
     return digest
 
 
-def _malformed(header, why):
+def _malformed(header: str, why: str) -> BadRequest:
     return BadRequest(f"malformed {header} header: {why}", detail=f"malformed {header}")

@@ -12,17 +12,29 @@ body itself: the route's ``reads`` reads it first (``pyai.web.small_body``),
 parked while the client is slow, so no thread waits on a client.
 """
 
+from __future__ import annotations
+
 import dataclasses
 from types import GeneratorType
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, FrozenSet, Generator, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 from pyai import serving as parking
 from pyai.errors import MethodNotAllowed
 from pyai.ops.record import record_of
 from pyai.web import auth
-from pyai.web.answers import STATUS_LINES, error_answer
+from pyai.web.answers import STATUS_LINES, Answer, ErrorAnswer, Waiting, error_answer
 from pyai.web.receive import CLOSE_CONNECTION
 from pyai.web.targets import request_path
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from _typeshed import OptExcInfo
+
+    from pyai.backends.base import Backend
+    from pyai.ops.record import Record
+    from pyai.web.data import DataPlane, FileRange
+    from pyai.web.small_body import BodyReader
 
 ID_PATH = "/<id>"
 
@@ -30,19 +42,19 @@ ID_PATH = "/<id>"
 @dataclasses.dataclass(frozen=True)
 class Route:
     path: str  # a fixed path, a prefix (with ``prefix``), or ID_PATH for every other path
-    methods: tuple
-    plane: Callable
+    methods: Tuple[str, ...]
+    plane: Union[DataPlane, WSGIApplication]  # the data plane, or with ``wsgi`` a WSGI app
     wsgi: bool = False  # the plane is a WSGI app (start_response is its to call)
     prefix: bool = False  # ``path`` is a prefix: every path that starts with it is the route's
-    errors: Callable = error_answer  # (exc, method, path, storage) -> the answer to a failure
-    writes: frozenset = auth.WRITE_METHODS  # the methods that need a read-write token
-    public: tuple = ()  # the methods anyone may call, also with authentication on
+    errors: ErrorAnswer = error_answer  # (exc, method, path, storage) -> the answer to a failure
+    writes: FrozenSet[str] = auth.WRITE_METHODS  # the methods that need a read-write token
+    public: Tuple[str, ...] = ()  # the methods anyone may call, also with authentication on
     # A WSGI plane's body reader: a generator function of the environ that reads the request's
     # body (yielding parking.Wait while the client is slow) and keeps it there for the plane.
-    reads: Optional[Callable] = None
+    reads: Optional[BodyReader] = None
 
     @property
-    def allow(self):
+    def allow(self) -> str:
         """The Allow header of 405 and OPTIONS answers: the methods the route serves."""
         return ", ".join(self.methods)
 
@@ -51,7 +63,9 @@ class Gate:
     """The WSGI app: ``routes`` (a fixed path or a prefix each, and one ``ID_PATH``), the Tokens
     or None, and the backend (``storage``) that 503 answers name."""
 
-    def __init__(self, routes, tokens=None, storage=None):
+    def __init__(
+        self, routes: Sequence[Route], tokens: Optional[auth.Tokens] = None, storage: Optional[Backend] = None
+    ) -> None:
         self.fixed = {route.path: route for route in routes if route.path != ID_PATH and not route.prefix}
         self.prefixed = tuple(route for route in routes if route.prefix)
         self.ids = next(route for route in routes if route.path == ID_PATH)
@@ -60,7 +74,7 @@ class Gate:
         # A backend that asks a remote server on every request: each request lets another thread serve.
         self.waits_remotely = getattr(storage, "waits_remotely", False)
 
-    def route(self, path):
+    def route(self, path: str) -> Route:
         """The route of ``path``: a dict lookup, then a startswith per prefix (the ids are the hot case)."""
         route = self.fixed.get(path)
         if route is None:
@@ -70,11 +84,13 @@ class Gate:
             return self.ids
         return route
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[Union[bytes, parking.Wait]]:
+        """The response iterable: bytes, after a parking.Wait while the request waits for its client."""
         if self.waits_remotely:
             parking.may_block()
         method = environ["REQUEST_METHOD"]
         route = self.route(environ.get("PATH_INFO", "/"))
+        parts: Answer
         try:
             if self.tokens is not None and method not in route.public:
                 name = auth.check(self.tokens, method, request_path(environ), environ, route.writes)
@@ -93,18 +109,22 @@ class Gate:
                     if environ.get(parking.CAN_PARK):
                         return self._mounted_after(environ, start_response, reading, route)
                     parking.run_to_end(reading)
-                return route.plane(environ, self._start_for(environ, start_response))
+                app = cast("WSGIApplication", route.plane)  # a route with wsgi=True mounts a WSGI app
+                return app(environ, self._start_for(environ, start_response))
             else:
-                parts = route.plane(environ)
-                if type(parts) is GeneratorType:
+                answered = cast("DataPlane", route.plane)(environ)  # a route without wsgi has the data plane
+                if type(answered) is GeneratorType:
                     if environ.get(parking.CAN_PARK):
-                        return self._parked(environ, start_response, parts, route)
-                    parts = parking.run_to_end(parts)
+                        return self._parked(environ, start_response, answered, route)
+                    answered = parking.run_to_end(answered)
+                parts = cast(Answer, answered)  # a generator's is what run_to_end returned
         except Exception as exc:  # noqa: BLE001 - every failure becomes its route's error answer
             parts = self._failed(environ, exc, route)
         return self._answer(environ, start_response, parts)
 
-    def answer_plain(self, method, target, record):
+    def answer_plain(
+        self, method: str, target: bytes, record: Record
+    ) -> Optional[Tuple[str, int, List[Tuple[str, str]], Union[bytes, FileRange]]]:
         """A plain GET or HEAD of ``/<id>`` answered without an environ (``pyai.serving``'s contract),
         or None when it needs the gate: a token to check, a target that is not one plain segment,
         a path of another route, a backend that asks a server (its requests pass their turn on)."""
@@ -118,7 +138,7 @@ class Gate:
         if route is not self.ids or method not in route.methods:
             return None
         try:
-            answer = route.plane.plain(method, path[1:], record)
+            answer = cast("DataPlane", route.plane).plain(method, path[1:], record)  # the ids' plane
         except Exception:  # noqa: BLE001 - the full path answers it: its error answer, its log line
             return None
         if answer is None:
@@ -126,7 +146,9 @@ class Gate:
         status, headers, body = answer
         return STATUS_LINES[status], status, list(headers.items()), body
 
-    def _parked(self, environ, start_response, steps, route):
+    def _parked(
+        self, environ: WSGIEnvironment, start_response: StartResponse, steps: Waiting, route: Route
+    ) -> Generator[Union[bytes, parking.Wait], None, None]:
         """The response iterable of a request that may wait for its client in the poller."""
         try:
             parts = yield from steps
@@ -134,11 +156,18 @@ class Gate:
             parts = self._failed(environ, exc, route)
         yield from self._answer(environ, start_response, parts)
 
-    def _mounted_after(self, environ, start_response, reading, route):
+    def _mounted_after(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        reading: Generator[parking.Wait, None, None],
+        route: Route,
+    ) -> Generator[Union[bytes, parking.Wait], None, None]:
         """The response iterable of a mounted app whose request body is read first, parked."""
         try:
             yield from reading
-            body = route.plane(environ, self._start_for(environ, start_response))
+            app = cast("WSGIApplication", route.plane)  # a route that reads mounts a WSGI app
+            body = app(environ, self._start_for(environ, start_response))
         except Exception as exc:  # noqa: BLE001 - every failure becomes its route's error answer
             yield from self._answer(environ, start_response, self._failed(environ, exc, route))
             return
@@ -148,26 +177,34 @@ class Gate:
             if hasattr(body, "close"):
                 body.close()
 
-    def _failed(self, environ, exc, route):
+    def _failed(self, environ: WSGIEnvironment, exc: Exception, route: Route) -> Answer:
         return route.errors(exc, environ["REQUEST_METHOD"], request_path(environ), self.storage)
 
-    def _answer(self, environ, start_response, parts):
+    def _answer(self, environ: WSGIEnvironment, start_response: StartResponse, parts: Answer) -> Iterable[bytes]:
         status, headers, body = parts
         self._start(environ, start_response, STATUS_LINES[status], list(headers.items()))
         if environ["REQUEST_METHOD"] == "HEAD":
             return []  # the headers, Content-Length included, are GET's; the body is not sent
         return body
 
-    def _start_for(self, environ, start_response):
+    def _start_for(self, environ: WSGIEnvironment, start_response: StartResponse) -> StartResponse:
         """The start_response a mounted WSGI app gets: the connection policy applies to it too."""
 
-        def start(status, headers, exc_info=None):
+        def start(
+            status: str, headers: List[Tuple[str, str]], exc_info: Optional[OptExcInfo] = None
+        ) -> Callable[[bytes], object]:
             return self._start(environ, start_response, status, headers, exc_info)
 
         return start
 
     @staticmethod
-    def _start(environ, start_response, status, headers, exc_info=None):
+    def _start(
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        status: str,
+        headers: List[Tuple[str, str]],
+        exc_info: Optional[OptExcInfo] = None,
+    ) -> Callable[[bytes], object]:
         if environ.get(CLOSE_CONNECTION):
             # a request body is left unread: have gunicorn close after this response, and say so in it
             force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
@@ -176,7 +213,7 @@ class Gate:
         return start_response(status, headers, exc_info)
 
 
-def not_allowed(route):
+def not_allowed(route: Route) -> MethodNotAllowed:
     exc = MethodNotAllowed("The method is not allowed for the requested URL.", detail="Method Not Allowed")
     exc.headers = {"Allow": route.allow}
     return exc

@@ -23,7 +23,7 @@ TAPE_API = "/api/v1"
 RESERVED_PREFIXES = (TAPE_DISCOVERY, TAPE_API + "/")
 
 
-def load_description():
+def load_description() -> bytes:
     """The description as JSON bytes, with this release's version in ``info.version``."""
     text = resources.files(__package__).joinpath("openapi.yaml").read_text(encoding="utf-8")
     document = yaml.safe_load(text)

@@ -6,16 +6,22 @@ only the document differs: ``{"type", "title", "status", "detail"}`` as
 ``application/problem+json``.
 """
 
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from werkzeug.exceptions import HTTPException
 
-from pyai.web.answers import REASONS, error_answer
+from pyai.web.answers import REASONS, Answer, error_answer
+
+if TYPE_CHECKING:
+    from pyai.backends.base import Backend
 
 CONTENT_TYPE = "application/problem+json"
 
 
-def problem_answer(exc, method, path, storage=None):
+def problem_answer(exc: Exception, method: str, path: str, storage: Optional[Backend] = None) -> Answer:
     """The answer to a Tape API request that failed with ``exc``."""
     if isinstance(exc, HTTPException) and exc.code is not None:  # Flask's own 404 and 405
         headers = {name: value for name, value in exc.get_headers() if name.lower() == "allow"}
@@ -26,7 +32,7 @@ def problem_answer(exc, method, path, storage=None):
     return problem(status, message, headers)
 
 
-def problem(status, detail, headers=None):
+def problem(status: int, detail: str, headers: Optional[Mapping[str, str]] = None) -> Answer:
     """``(status, headers, body)`` of one problem document."""
     document = {"type": "about:blank", "title": REASONS.get(status, "Error"), "status": status, "detail": detail}
     body = json.dumps(document).encode()

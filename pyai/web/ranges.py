@@ -4,6 +4,7 @@ Both produce a half-open ``(start, stop)`` pair of offsets into the file.
 """
 
 import re
+from typing import Optional, Tuple, cast
 
 from pyai.errors import BadRequest, RangeNotSatisfiable
 
@@ -11,7 +12,7 @@ _BYTE_RANGE = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 _SPEC = re.compile(r"\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*")
 
 
-def parse_byte_range(text, size):
+def parse_byte_range(text: str, size: int) -> Tuple[int, int]:
     """``S-E`` selects bytes S..E-1, clamped to the file (the original's semantics)."""
     match = _BYTE_RANGE.fullmatch(text)
     if not match:
@@ -22,7 +23,7 @@ def parse_byte_range(text, size):
     return min(start, size), min(end, size)
 
 
-def parse_range_header(text, size):
+def parse_range_header(text: str, size: int) -> Optional[Tuple[int, int]]:
     """Return ``(start, stop)`` for a single ``bytes=`` range, or None to send the whole file.
 
     None for another unit or several ranges (RFC 9110 lets a server ignore
@@ -43,7 +44,7 @@ def parse_range_header(text, size):
             raise BadRequest("a Range START must not be greater than its END")
     if len(parts) > 1:
         return None
-    first, last = _SPEC.fullmatch(parts[0]).groups()
+    first, last = cast("re.Match[str]", _SPEC.fullmatch(parts[0])).groups()  # it matched in the loop above
     if not first:  # suffix: the last N bytes
         length = int(last)
         if length == 0 or size == 0:

@@ -31,10 +31,13 @@ receive (WRITEBACK_STEP at a time, on every path): the disk writes while the
 bytes still arrive, and the writer's final fsync finds little left to flush.
 """
 
+from __future__ import annotations
+
 import errno
 import socket
 import ssl
 import time
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence
 
 from pyai import native as fileio
 from pyai import serving
@@ -50,6 +53,12 @@ from pyai.errors import (
 )
 from pyai.ops.record import record_of
 from pyai.serving import CLOSE_CONNECTION
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
+    from pyai.backends.base import Checksums
+    from pyai.native._cimpl import ChunkedDecoder  # the stub of both implementations' decoder
 
 __all__ = ["CLOSE_CONNECTION", "RequestBody", "abandon_body"]
 
@@ -74,10 +83,25 @@ WRITEBACK_STEP = 8 << 20
 MIN_BUDGET = 0.25
 
 
+class Sink(Protocol):
+    """What a body is received into: a backend's Writer, or a small body's memory file."""
+
+    def fileno(self) -> Optional[int]: ...  # None: the bytes go through ``write``
+    def write(self, data: bytes) -> None: ...
+
+
 class RequestBody:
     """The body of one PUT: its announced length (None when chunked), where it comes from, what came so far."""
 
-    def __init__(self, environ, max_size=0, timeout=None, algorithms=(), *, min_rate=0):
+    def __init__(
+        self,
+        environ: WSGIEnvironment,
+        max_size: int = 0,
+        timeout: Optional[float] = None,
+        algorithms: Sequence[str] = (),
+        *,
+        min_rate: float = 0,
+    ) -> None:
         self.environ = environ
         self.max_size = max_size
         self.timeout = timeout or None
@@ -92,6 +116,7 @@ class RequestBody:
             )
         chunked = bool(codings)
         length = environ.get("CONTENT_LENGTH", "")
+        self.length: Optional[int]
         if chunked:
             self.length = None
         elif length:
@@ -107,23 +132,24 @@ class RequestBody:
         if record is not None:
             record.body = self  # its bytes received, counted here, are the request's
         self._source = self._direct_source()
-        self._decoder = None  # the chunked decoder, once the direct path has taken a chunked body over
+        self._decoder: Optional[ChunkedDecoder] = None  # once the direct path has taken a chunked body over
         self._took_read_ahead = False
-        self._started = None  # monotonic time of the first receive
-        self._last = None  # monotonic time of the last byte (the first receive until one comes)
+        self._started: Optional[float] = None  # monotonic time of the first receive
+        # monotonic time of the last byte (the first receive until one comes); read once _started is set
+        self._last = 0.0
         self._complete = False
 
-    def digests(self):
+    def digests(self) -> Checksums:
         """``{algorithm: digest bytes}`` of the bytes received so far."""
         return self._digesting.digests()
 
-    def fileno(self):
+    def fileno(self) -> Optional[int]:
         """The client's socket to wait on between calls of ``receive``, or None when
         this body cannot be parked (TLS, not pyai's server, or a writer without a
         descriptor was given): then ``receive`` takes the whole body at once."""
         return self._source.sock.fileno() if self._source is not None else None
 
-    def deadline(self):
+    def deadline(self) -> Optional[float]:
         """The monotonic time at which this body fails (408) if no byte comes before;
         None when there is none (no timeout) or before the first ``receive``."""
         if self._started is None or not self.timeout:
@@ -133,7 +159,7 @@ class RequestBody:
             limit = min(limit, self._started + self.timeout + self.received / self.min_rate)
         return limit
 
-    def receive(self, writer, patience=None):
+    def receive(self, writer: Sink, patience: Optional[float] = None) -> bool:
         """Move what arrives into ``writer``: True once the whole body is in, False when no
         byte came for ``patience`` seconds (call again when ``fileno()`` is readable).
 
@@ -150,10 +176,11 @@ class RequestBody:
         fd = writer.fileno()
         if fd is None:
             self._source = None  # through writer.write(): no parking
-        if self._source is not None:
-            self._source.reader = "app"
+        source = self._source
+        if source is not None and fd is not None:
+            source.reader = "app"
             direct = self._receive_direct if self.length is not None else self._receive_chunked
-            if not direct(fd, patience):
+            if not direct(source, fd, patience):
                 return False
         else:
             self._receive_portable(writer)
@@ -162,69 +189,54 @@ class RequestBody:
             raise IncompleteBody(self.received, self.length)
         return True
 
-    def _write(self, write, data):
+    def _write(self, write: Callable[[bytes], object], data: bytes) -> None:
         self._digesting.update(data)
         write(data)
 
-    def _direct_source(self):
+    def _direct_source(self) -> Optional[serving.BodySource]:
         """pyai's server's BodySource of this body, when it can be received straight from the socket."""
         source = self.environ.get(serving.BODY)
         if source is None or isinstance(source.sock, ssl.SSLSocket) or source.reader is not None:
             return None
         return source
 
-    def _take_read_ahead(self, fd):
+    def _take_read_ahead(self, source: serving.BodySource, fd: int) -> None:
         # The body's bytes the server read with the head.
-        data = self._source.take_ahead()
+        data = source.take_ahead()
         if data:
             self._write(lambda piece: fileio.write_all(fd, piece), data)
             self.received += len(data)
             self._last = time.monotonic()
         self._took_read_ahead = True
 
-    def _receive_direct(self, fd, patience):
+    def _receive_direct(self, source: serving.BodySource, fd: int, patience: Optional[float]) -> bool:
         """Receive until the body is in or the peer closed (True), or until ``patience`` ran out (False)."""
-        source = self._source
         if not self._took_read_ahead:
-            self._take_read_ahead(fd)
+            self._take_read_ahead(source, fd)
         hashers = self._digesting.as_hashers()
-        reserve = RESERVE_STEP if self.length >= RESERVE_FROM else 0
+        reserve = RESERVE_STEP if self.length is not None and self.length >= RESERVE_FROM else 0
         sock = source.sock
         while source.length:
             now = self._check_deadline()
-            budget = None
-            if self.min_rate and self.timeout:  # come back in time to check the rate floor
-                budget = max(MIN_BUDGET, self._started + self.timeout + self.received / self.min_rate - now)
             wanted = source.length
             try:
-                moved = fileio.recv_to_file(
-                    sock.fileno(),
-                    fd,
-                    wanted,
-                    self.timeout,
-                    hashers,
-                    patience,
-                    budget=budget,
-                    waited=now - self._last,
-                    reserve=reserve,
-                    writeback=WRITEBACK_STEP,
+                moved = self._recv(
+                    fileio.recv_to_file, sock.fileno(), fd, wanted, hashers, patience, now, reserve=reserve
                 )
             except OSError as exc:
-                self._moved(getattr(exc, "characters_written", 0), getattr(exc, "idle", 0.0))
+                self._moved(source, getattr(exc, "characters_written", 0), getattr(exc, "idle", 0.0))
                 if not isinstance(exc, BlockingIOError) or not hasattr(exc, "idle"):
                     raise
-                self._check_deadline()
-                if patience is not None and min(exc.idle, time.monotonic() - now) >= patience - 0.002:
+                if self._patience_ran_out(exc.idle, now, patience):
                     return False  # parked: the state is all kept
                 continue  # the budget ran out: the rate floor is checked above
-            self._moved(moved, 0.0)
+            self._moved(source, moved, 0.0)
             if moved < wanted:
                 break  # the peer closed: the body is short
         return True
 
-    def _receive_chunked(self, fd, patience):
+    def _receive_chunked(self, source: serving.BodySource, fd: int, patience: Optional[float]) -> bool:
         """Decode a chunked body until it is in (True; a short one raises), or until ``patience`` ran out (False)."""
-        source = self._source
         sock = source.sock
         if self._decoder is None:
             self._decoder = fileio.ChunkedDecoder(max_line=source.max_line, max_trailer=source.max_trailer)
@@ -233,21 +245,16 @@ class RequestBody:
         hashers = self._digesting.as_hashers()
         while not decoder.complete:
             now = self._check_deadline()
-            budget = None
-            if self.min_rate and self.timeout:  # come back in time to check the rate floor
-                budget = max(MIN_BUDGET, self._started + self.timeout + self.received / self.min_rate - now)
             try:
-                moved = fileio.recv_chunked_to_file(
+                moved = self._recv(
+                    fileio.recv_chunked_to_file,
                     sock.fileno(),
                     fd,
                     decoder,
-                    self.timeout,
                     hashers,
                     patience,
-                    budget=budget,
-                    waited=now - self._last,
+                    now,
                     reserve=RESERVE_STEP,
-                    writeback=WRITEBACK_STEP,
                     max_size=self.max_size or MAX_FILE_SIZE,
                 )
             except OSError as exc:
@@ -260,8 +267,7 @@ class RequestBody:
                     raise BadFraming("invalid chunked framing") from None
                 if not isinstance(exc, BlockingIOError) or not hasattr(exc, "idle"):
                     raise
-                self._check_deadline()
-                if patience is not None and min(exc.idle, time.monotonic() - now) >= patience - 0.002:
+                if self._patience_ran_out(exc.idle, now, patience):
                     return False  # parked: the decoder keeps its place
                 continue  # the budget ran out: the rate floor is checked above
             self.received += moved
@@ -277,13 +283,51 @@ class RequestBody:
         source.complete = True
         return True
 
-    def _moved(self, count, idle):
+    def _recv(
+        self,
+        recv: Callable[..., int],
+        sock_fd: int,
+        fd: int,
+        what: object,
+        hashers: Sequence[object],
+        patience: Optional[float],
+        now: float,
+        **limits: int,
+    ) -> int:
+        """One C receive from the socket into ``fd``: ``recv`` is recv_to_file (``what``: the bytes
+        wanted) or recv_chunked_to_file (``what``: the decoder), both paced alike.  It comes back
+        after ``patience`` without a byte, or in time to check the rate floor; ``limits``: the
+        space to reserve ahead, and a chunked body's largest size."""
+        budget = None
+        # come back in time to check the rate floor (_started: set by the first receive, before this)
+        if self.min_rate and self.timeout and self._started is not None:
+            budget = max(MIN_BUDGET, self._started + self.timeout + self.received / self.min_rate - now)
+        return recv(
+            sock_fd,
+            fd,
+            what,
+            self.timeout,
+            hashers,
+            patience,
+            budget=budget,
+            waited=now - self._last,
+            writeback=WRITEBACK_STEP,
+            **limits,
+        )
+
+    def _patience_ran_out(self, idle: float, now: float, patience: Optional[float]) -> bool:
+        """After a receive came back for want of bytes (none for ``idle`` seconds): 408 when the
+        deadline has passed, else whether to park (``patience`` ran out) or go on (the budget did)."""
+        self._check_deadline()
+        return patience is not None and min(idle, time.monotonic() - now) >= patience - 0.002
+
+    def _moved(self, source: serving.BodySource, count: int, idle: float) -> None:
         if count:
-            self._source.consumed(count)
+            source.consumed(count)
             self.received += count
             self._last = time.monotonic() - idle
 
-    def _check_deadline(self):
+    def _check_deadline(self) -> float:
         """The monotonic time now, or TimeoutError when the deadline has passed."""
         now = time.monotonic()
         limit = self.deadline()
@@ -291,7 +335,7 @@ class RequestBody:
             raise os_error(errno.ETIMEDOUT, "receive")
         return now
 
-    def _receive_portable(self, writer):
+    def _receive_portable(self, writer: Sink) -> None:
         # Blocking reads: each socket read waits at most until the deadline (the
         # socket's timeout), and the deadline is checked between reads.
         stream = self.environ["wsgi.input"]
@@ -319,16 +363,16 @@ class RequestBody:
                     remaining -= len(data)
 
 
-def abandon_body(environ):
+def abandon_body(environ: WSGIEnvironment) -> None:
     """The rest of this request's body stays unread (or its end is unknown): the
     connection must close after the response instead of serving another request."""
     environ[CLOSE_CONNECTION] = True
     stream = environ.get("wsgi.input")
-    if hasattr(stream, "failed"):
+    if stream is not None and hasattr(stream, "failed"):
         stream.failed = True  # a server that drains bodies then leaves it
 
 
-def _too_large(max_size):
+def _too_large(max_size: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"the body is larger than this archive accepts ({max_size} bytes)", detail="body over max_body_size"
     )
@@ -337,21 +381,21 @@ def _too_large(max_size):
 class _socket_timeout:
     """Bound each blocking read on the client's socket, restoring its previous timeout after."""
 
-    def __init__(self, sock, timeout):
+    def __init__(self, sock: Optional[socket.socket], timeout: Optional[float]) -> None:
         self.sock = sock if isinstance(sock, socket.socket) and timeout else None
         self.timeout = timeout
 
-    def set(self, deadline, now):
+    def set(self, deadline: Optional[float], now: float) -> None:
         """Let the next reads wait no longer than until ``deadline`` (the progress timeout at most)."""
-        if self.sock is not None and deadline is not None:
+        if self.sock is not None and self.timeout and deadline is not None:  # a sock is kept only with a timeout
             self.sock.settimeout(max(0.01, min(self.timeout, deadline - now)))
 
-    def __enter__(self):
+    def __enter__(self) -> _socket_timeout:
         if self.sock is not None:
             self.previous = self.sock.gettimeout()
             self.sock.settimeout(self.timeout)
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if self.sock is not None:
             self.sock.settimeout(self.previous)

@@ -14,23 +14,34 @@ chunked body as soon as it passes the limit.  Then, and on any failure part
 way, the rest stays unread and the connection closes after the answer.
 """
 
+from __future__ import annotations
+
 import io
 import os
+from typing import TYPE_CHECKING, Callable, Generator
 
 from pyai import serving as parking
 from pyai.errors import PayloadTooLarge
 from pyai.web.receive import RequestBody, abandon_body
 
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
+    from pyai.config import Config
+
 # environ key: the body ``keep`` left for a mounted WSGI app (the control plane) to parse
 KEPT = "pyai.small_body"
+# A mounted app's body reader (the gate's ``Route.reads``): a generator function of the environ
+# that reads the request's body, yielding parking.Wait while the client is slow, and keeps it.
+BodyReader = Callable[["WSGIEnvironment"], Generator[parking.Wait, None, None]]
 
 
-def has_body(environ):
+def has_body(environ: WSGIEnvironment) -> bool:
     """Whether the request announces a body (a length above 0, or chunked)."""
     return environ.get("CONTENT_LENGTH", "") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
-def read(environ, limit, settings, what):
+def read(environ: WSGIEnvironment, limit: int, settings: Config, what: str) -> Generator[parking.Wait, None, bytes]:
     """The request's body, at most ``limit`` bytes (``what`` names it in the 413), b"" when
     there is none; a generator of ``parking.Wait`` while the client is slow.
 
@@ -60,7 +71,7 @@ def read(environ, limit, settings, what):
         raise
 
 
-def keep(environ, data):
+def keep(environ: WSGIEnvironment, data: bytes) -> None:
     """Leave ``data``, the body ``read`` returned, for the app: as ``environ[KEPT]`` and as a
     ``wsgi.input`` that holds it whole (no longer chunked: its framing is gone)."""
     environ[KEPT] = data
@@ -69,12 +80,12 @@ def keep(environ, data):
     environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
-def kept(environ):
+def kept(environ: WSGIEnvironment) -> bytes:
     """The body ``keep`` left (b"" when none was read)."""
     return environ.get(KEPT, b"")
 
 
-def too_large(limit, what):
+def too_large(limit: int, what: str) -> PayloadTooLarge:
     return PayloadTooLarge(f"{what} may hold at most {limit} bytes", detail="body too large")
 
 
@@ -82,23 +93,23 @@ class _MemoryFile:
     """An anonymous file in memory (memfd): a descriptor the native receive paths write
     into as they write into a stored file, gone when closed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.fd = os.memfd_create("pyai-small-body", os.MFD_CLOEXEC)
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.fd
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """For the portable receive path (no descriptor-level receive under other servers)."""
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
 
-    def contents(self, size):
+    def contents(self, size: int) -> bytes:
         return os.pread(self.fd, size, 0) if size else b""
 
-    def __enter__(self):
+    def __enter__(self) -> _MemoryFile:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         os.close(self.fd)

@@ -10,7 +10,10 @@ whose route for these paths answers it as an RFC 7807 problem
 id: ids are one segment and never start with a dot.
 """
 
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING, Generator, Mapping, Optional
 
 from flask import Blueprint, Response, request
 
@@ -20,15 +23,23 @@ from pyai.web import small_body
 from pyai.web.auth import BEARER
 from pyai.web.openapi import TAPE_API, TAPE_DISCOVERY
 
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
+    from pyai.config import Config
+    from pyai.serving import Wait
+    from pyai.tape.service import TapeService
+    from pyai.web.small_body import BodyReader
+
 API, DISCOVERY = TAPE_API, TAPE_DISCOVERY
 # A stage body of max_files long paths fits; a larger body is no client's mistake worth reading.
 MAX_BODY = 8 * 1024 * 1024
 
 
-def read_documents(settings):
+def read_documents(settings: Config) -> BodyReader:
     """The gate's reader of the Tape API's request bodies: a POST's JSON document."""
 
-    def read(environ):
+    def read(environ: WSGIEnvironment) -> Generator[Wait, None, None]:
         if environ["REQUEST_METHOD"] == "POST":
             data = yield from small_body.read(environ, MAX_BODY, settings, "a Tape API body")
             small_body.keep(environ, data)
@@ -36,21 +47,21 @@ def read_documents(settings):
     return read
 
 
-def tape_blueprint(service, config, auth_on):
+def tape_blueprint(service: TapeService, config: Config, auth_on: bool) -> Blueprint:
     """The blueprint over ``service`` (a pyai.tape.service.TapeService)."""
     # gfal2 posts to ``{uri}/stage/`` and ``{uri}/archiveinfo/``: a trailing slash names the same endpoint
     blueprint = Blueprint("tape", __name__)
 
-    def answer(status, document, headers=None):
+    def answer(status: int, document: object, headers: Optional[Mapping[str, str]] = None) -> Response:
         return Response(json.dumps(document), status=status, headers=headers, content_type="application/json")
 
-    def done():
+    def done() -> Response:
         """200 without a body (cancel, delete, release): no Content-Type either."""
         response = Response(status=200)
         del response.headers["Content-Type"]
         return response
 
-    def base_uri():
+    def base_uri() -> str:
         if config.tape_endpoint_uri:
             return config.tape_endpoint_uri.rstrip("/")
         scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip().lower()
@@ -58,17 +69,17 @@ def tape_blueprint(service, config, auth_on):
             scheme = request.scheme
         return f"{scheme}://{request.host}{API}"
 
-    def owner():
+    def owner() -> str:
         if not auth_on:
             return owner_of(None)
         match = BEARER.fullmatch(request.headers.get("Authorization", ""))
         return owner_of(match.group(1) if match else None)  # the gate has checked it
 
-    def document():
+    def document() -> object:
         return bodies.parse_json(small_body.kept(request.environ))  # read by the gate (read_documents)
 
     @blueprint.get(DISCOVERY)
-    def discovery():
+    def discovery() -> Response:
         return answer(
             200,
             {
@@ -79,33 +90,33 @@ def tape_blueprint(service, config, auth_on):
         )
 
     @blueprint.post(API + "/stage", strict_slashes=False)
-    def stage():
+    def stage() -> Response:
         files = bodies.stage_files(document())
         request_id = service.stage(owner(), files)
         location = f"{base_uri()}/stage/{request_id}"
         return answer(201, {"requestId": request_id}, {"Location": location})
 
     @blueprint.get(API + "/stage/<request_id>", strict_slashes=False)
-    def poll(request_id):
+    def poll(request_id: str) -> Response:
         return answer(200, service.poll(owner(), request_id))
 
     @blueprint.post(API + "/stage/<request_id>/cancel", strict_slashes=False)
-    def cancel(request_id):
+    def cancel(request_id: str) -> Response:
         service.cancel(owner(), request_id, bodies.paths_of(document(), config.tape_max_files))
         return done()
 
     @blueprint.delete(API + "/stage/<request_id>", strict_slashes=False)
-    def delete(request_id):
+    def delete(request_id: str) -> Response:
         service.delete(owner(), request_id)
         return done()
 
     @blueprint.post(API + "/release/<request_id>", strict_slashes=False)
-    def release(request_id):
+    def release(request_id: str) -> Response:
         service.release(owner(), request_id, bodies.paths_of(document(), config.tape_max_files))
         return done()
 
     @blueprint.post(API + "/archiveinfo", strict_slashes=False)
-    def archiveinfo():
+    def archiveinfo() -> Response:
         paths = bodies.paths_of(document(), config.tape_max_archiveinfo, truncate=True)  # answers for the first
         return answer(200, service.archiveinfo(paths))
 

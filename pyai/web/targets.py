@@ -1,14 +1,20 @@
 """The request target as the data plane reads it: the path, the id (``pyai.request_target``,
 shared with the Tape API) and the query."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
 from urllib.parse import parse_qsl
 
 from pyai.request_target import id_from_uri, request_path
 
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIEnvironment
+
 __all__ = ["id_from_uri", "query_value", "request_path"]
 
 
-def query_value(environ, name):
+def query_value(environ: WSGIEnvironment, name: str) -> Optional[str]:
     """The first value of a query parameter, or None (no query string: no parsing)."""
     query = environ.get("QUERY_STRING")
     if not query:

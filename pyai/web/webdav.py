@@ -22,9 +22,12 @@ at most MAX_NAME characters (the parser stops at the first past a cap), and
 each namespace is declared once, on the answer's root element.
 """
 
+from __future__ import annotations
+
 import base64
 import time
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Dict, Generator, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -34,10 +37,19 @@ from defusedxml.ElementTree import DefusedXMLParser
 from pyai.archive.checksums import RFC3230_NAMES
 from pyai.errors import BadRequest, Forbidden, NotFound
 from pyai.web import small_body
-from pyai.web.answers import STATUS_LINES
+from pyai.web.answers import STATUS_LINES, Answer, Waiting
 from pyai.web.dates import http_date
 from pyai.web.receive import abandon_body
 from pyai.web.targets import request_path
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from pyai.archive.service import Archive
+    from pyai.backends.base import Checksums, FileStatus
+    from pyai.config import Config
+    from pyai.serving import Wait
+    from pyai.web.small_body import BodyReader
 
 MAX_BODY = 64 * 1024  # a propfind naming every property there is fits in far less
 # Clients ask for a dozen properties at most (rclone 10, davix 6); every one pyai knows is 8.
@@ -50,9 +62,11 @@ SRM = "http://srm.lbl.gov/StorageResourceManager"  # dCache's FileLocality prope
 CONTENT_TYPE = "application/xml; charset=utf-8"
 DEPTHS = ("0", "1", "infinity")
 _LOCALITY = {(True, False): "ONLINE", (False, True): "NEARLINE", (True, True): "ONLINE_AND_NEARLINE"}
+# A property's name: (namespace, local name); "" is no namespace.
+Key = Tuple[str, str]
 
 
-def stored_digests(archive, status):
+def stored_digests(archive: Archive, status: FileStatus) -> Checksums:
     """``{algorithm: digest}`` of every checksum kept for the stored file; {} when none.
 
     Only what is stored: a stat computes nothing (a Want-Digest on HEAD or GET does).
@@ -67,12 +81,12 @@ class Wanted:
     """What a PROPFIND body asks for: every property (allprop), their names only
     (propname), or the listed ``names`` (Clark notation, ``{namespace}local``)."""
 
-    def __init__(self, kind, names=()):
+    def __init__(self, kind: str, names: Iterable[str] = ()) -> None:
         self.kind = kind  # "allprop", "propname" or "prop"
         self.names = tuple(names)
 
 
-def wanted(data):
+def wanted(data: bytes) -> Wanted:
     """The Wanted of a request body (``data``); allprop without one (RFC 4918 9.1)."""
     if not data.strip():
         return Wanted("allprop")
@@ -93,7 +107,7 @@ def wanted(data):
     raise BadRequest("a DAV:propfind holds allprop, propname or prop", detail="unknown propfind member")
 
 
-def _parse(data):
+def _parse(data: bytes) -> ET.Element:
     """The body's root element, parsed by defusedxml; 400 when it is not a plain XML document
     or asks past the caps, which are checked as each element is parsed (so no small body
     ever makes a large tree)."""
@@ -113,15 +127,15 @@ class _CappedTree(ET.TreeBuilder):
     """The tree of a propfind, refused (raised out of the parser) at the first namespace
     or element past the caps."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.elements = 0
 
-    def start_ns(self, prefix, uri):
+    def start_ns(self, prefix: str, uri: str) -> None:
         if len(uri) > MAX_NAME:
             raise _over_cap(f"namespaces of at most {MAX_NAME} characters")
 
-    def start(self, tag, attrs):
+    def start(self, tag: str, attrs: Dict[str, str]) -> ET.Element:
         self.elements += 1
         if self.elements > MAX_PROPERTIES + 2:  # propfind, prop, and the properties
             raise _over_cap(f"at most {MAX_PROPERTIES} properties")
@@ -130,11 +144,11 @@ class _CappedTree(ET.TreeBuilder):
         return super().start(tag, attrs)
 
 
-def _over_cap(what):
+def _over_cap(what: str) -> BadRequest:
     return BadRequest(f"a PROPFIND body may ask for {what}", detail="propfind over its caps")
 
 
-def depth(environ, listing_refused=False):
+def depth(environ: WSGIEnvironment, listing_refused: bool = False) -> Optional[str]:
     """The Depth header, lower-cased; None when absent.  400 when no Depth value, and
     with ``listing_refused`` 403 for any but 0; a refused request's body stays unread."""
     value = environ.get("HTTP_DEPTH")
@@ -157,7 +171,7 @@ def depth(environ, listing_refused=False):
 # -- the answers --------------------------------------------------------------
 
 
-def propfind_file(archive, ident, environ, settings):
+def propfind_file(archive: Archive, ident: str, environ: WSGIEnvironment, settings: Config) -> Waiting:
     """``PROPFIND /<id>``: 207 describing the stored file, 404 when the id holds none (a
     generator: its body may wait for the client; ``settings``: the configuration)."""
     depth(environ)  # checked, and otherwise irrelevant: a file has no members
@@ -171,15 +185,15 @@ def propfind_file(archive, ident, environ, settings):
     return multistatus(request_path(environ), file_properties(status, digests), asked)
 
 
-def read_body(environ, settings):
+def read_body(environ: WSGIEnvironment, settings: Config) -> Generator[Wait, None, bytes]:
     """The PROPFIND body (see ``pyai.web.small_body.read``)."""
     return small_body.read(environ, MAX_BODY, settings, "a PROPFIND body")
 
 
-def read_root_body(settings):
+def read_root_body(settings: Config) -> BodyReader:
     """The gate's reader of ``/``'s request bodies: a PROPFIND's, once its Depth is allowed."""
 
-    def read(environ):
+    def read(environ: WSGIEnvironment) -> Generator[Wait, None, None]:
         if environ["REQUEST_METHOD"] == "PROPFIND":
             depth(environ, listing_refused=True)  # refused before a byte of the body is read
             small_body.keep(environ, (yield from read_body(environ, settings)))
@@ -187,7 +201,7 @@ def read_root_body(settings):
     return read
 
 
-def propfind_root(environ):
+def propfind_root(environ: WSGIEnvironment) -> Answer:
     """``PROPFIND /``: 207 for the root itself (Depth 0); a listing of it is 403.  The body
     has been read (``read_root_body``)."""
     depth(environ, listing_refused=True)
@@ -196,7 +210,7 @@ def propfind_root(environ):
     return multistatus("/", properties, asked)
 
 
-def file_properties(status, digests):
+def file_properties(status: FileStatus, digests: Checksums) -> Dict[Key, str]:
     """``{(namespace, name): XML content}`` of a stored file; Checksums only with ``digests``."""
     on_tape = len(status.bytes_per_level) > 1 and any(status.bytes_per_level[1:])
     locality = _LOCALITY.get((status.media == "disk", on_tape), "UNAVAILABLE")
@@ -216,7 +230,7 @@ def file_properties(status, digests):
     return properties
 
 
-def checksums_value(digests):
+def checksums_value(digests: Checksums) -> str:
     """dCache's Checksums value: RFC 3230 ``name=value`` pairs, comma-separated
     (adler32 as 8 hex digits, the others base64, as grid storage sends them)."""
     pairs = []
@@ -229,10 +243,11 @@ def checksums_value(digests):
     return ",".join(pairs)
 
 
-def multistatus(path, properties, asked):
+def multistatus(path: str, properties: Mapping[Key, str], asked: Wanted) -> Answer:
     """The 207 answer for one resource at ``path``: the properties ``asked`` for,
     found ones under a 200 propstat, unknown ones under a 404 propstat."""
-    found, missing = [], []
+    found: List[Key] = []
+    missing: List[Key] = []
     if asked.kind == "prop":
         for name in asked.names:
             key = _split(name)
@@ -265,7 +280,7 @@ def multistatus(path, properties, asked):
     return 207, headers, [body]
 
 
-def _split(name):
+def _split(name: str) -> Key:
     """``(namespace, local)`` of a Clark-notation name (``local`` alone: no namespace)."""
     if name.startswith("{"):
         namespace, _, local = name[1:].partition("}")
@@ -273,7 +288,7 @@ def _split(name):
     return "", name
 
 
-def _element(prefixes, key, content):
+def _element(prefixes: Mapping[str, str], key: Key, content: str) -> str:
     """One property element, named with its namespace's prefix (no namespace: no prefix,
     and no default namespace is ever declared, so none applies)."""
     namespace, local = key
@@ -287,10 +302,10 @@ class RootPlane:
     """The plane of ``/``: PROPFIND is answered here, every other method by the
     control plane (a WSGI app) it wraps.  Errors go to the gate, as from any plane."""
 
-    def __init__(self, control):
+    def __init__(self, control: WSGIApplication) -> None:
         self.control = control  # the body of a PROPFIND was read first (the gate's reads=read_root_body)
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] != "PROPFIND":
             return self.control(environ, start_response)
         status, headers, body = propfind_root(environ)
