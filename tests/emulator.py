@@ -1,7 +1,10 @@
 """The HPSS emulator as the tests drive it: its admin command, the stages it was asked for,
-and an archive whose files can go to tape and come back (``start_tape``)."""
+an archive whose files can go to tape and come back (``start_tape``), and its namespace read
+in this process as another HPSS tool would (``logged_in``)."""
 
+import contextlib
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +36,24 @@ def start_tape(pool, name="tape", stage_delay=1.0, **settings):
     srv = pool.start(name, **{**TAPE_SETTINGS, **settings})
     emu_cli(srv.prefix, "set-stage-delay", stage_delay)
     return srv
+
+
+@contextlib.contextmanager
+def logged_in(root):
+    """pyai.hpss_client logged in to the emulated namespace ``root`` in this process; the login
+    and the environment are as they were after."""
+    from pyai import hpss_client as hpss  # here: only the tests that read HPSS load the binding
+
+    saved = os.environ.get(hpss.EMULATOR_ROOT_ENV)
+    os.environ[hpss.EMULATOR_ROOT_ENV] = str(root)
+    try:
+        assert hpss.lib.pyai_login(b"tester", b"") == 0
+        try:
+            yield hpss
+        finally:
+            hpss.lib.hpss_PurgeLoginCred()
+    finally:
+        if saved is None:
+            del os.environ[hpss.EMULATOR_ROOT_ENV]
+        else:
+            os.environ[hpss.EMULATOR_ROOT_ENV] = saved

@@ -256,3 +256,18 @@ def reset_hwm(pid):
 
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_targets(pids):
+    """(pid, what the descriptor links to) for every descriptor of ``pids``: a path, ``socket:[inode]``...
+    A process or descriptor that goes while it is read is passed over."""
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:
+            continue
+        for fd in fds:
+            try:
+                yield pid, os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue

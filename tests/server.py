@@ -65,6 +65,16 @@ class Server(Spawned):
         until its owner has locked the file (microseconds), so it may be gone when looked at next."""
         return [p for p in self.temp_files() if not p.name.startswith(".pyai-tmp-new-")]
 
+    def received(self):
+        """The sizes of the temporary upload files: how many bytes each upload in flight has written."""
+        sizes = []
+        for path in self.temp_files():
+            try:
+                sizes.append(path.stat().st_size)
+            except FileNotFoundError:  # renamed meanwhile (a new name, once locked) or its upload ended
+                continue
+        return sizes
+
     def all_files(self):
         return sorted(p for p in self.prefix.rglob("*") if not p.is_dir())
 
@@ -180,13 +190,43 @@ def assert_error(resp, status, prefix=None):
     return body
 
 
+# The compatible API's HEAD of a missing id says "File Not Found" in each of these headers.
+NOT_FOUND_HEADERS = (
+    "X-Pacifica-File",
+    "X-Content-Length",
+    "Last-Modified",
+    "X-Pacifica-Ctime",
+    "X-Pacifica-Bytes-Per-Level",
+    "X-Pacifica-File-Storage-Media",
+)
+
+
+def assert_head_not_found(header):
+    """The headers of the compatible API's HEAD of a missing id; ``header(name)`` reads one from
+    the answer (``resp.headers.get`` of requests, or an in-process answer's)."""
+    assert header("X-Pacifica-Messsage") == "File Not found"
+    for name in NOT_FOUND_HEADERS:
+        assert header(name) == "File Not Found", (name, header(name))
+
+
+def corrupt(path, offset, mask=0x01):
+    """Change a stored file behind the service's back: its byte at ``offset`` xor ``mask``."""
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ mask]))
+
+
 LIVE = []  # running servers, for the failure report
 COUNTER = itertools.count()
 
 
 class ServerPool:
-    """Starts servers under one base directory and stops them all at the end: a context manager,
-    ``with ServerPool(base, impl, backend) as pool:``, which closes them however the block ends."""
+    """Starts servers under one base directory and stops them all at the end: ``close()``, or as a
+    context manager however the block ends.  Tests get theirs from the ``server_pool`` fixture
+    (tests/fixtures/servers.py), which closes it when the scope that asked for it ends."""
 
     def __init__(self, base, impl, backend="posix"):
         self.base = Path(base)

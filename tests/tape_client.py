@@ -3,10 +3,10 @@ for it (short leases and polls)."""
 
 import os
 import signal
-import time
 
 import requests
 from emulator import emu_cli
+from faults.procs import listener
 from server import wait_until
 
 API = "/api/v1"
@@ -65,8 +65,9 @@ def assert_problem(resp, status):
 
 
 def kill(srv):
-    """SIGKILL the server's process group: no graceful end, as in a crash."""
+    """SIGKILL the server's process group: no graceful end, as in a crash.  Once its workers are
+    gone too (nothing listens on its port), it may be started again on the same port."""
     os.killpg(srv.proc.pid, signal.SIGKILL)
     srv.proc.wait(10)
     srv.stop()
-    time.sleep(0.2)
+    assert wait_until(lambda: listener(srv.port) is None, timeout=10), f"port {srv.port} still listened on"

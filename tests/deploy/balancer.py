@@ -4,8 +4,8 @@
 ports and paths changed, and reads its runtime API (``show stat``) so a test sees
 what HAProxy thinks of each instance.  ``Cluster`` is the deployment the config is
 written for: real gunicorn instances on ONE prefix, one MariaDB stage store
-(``[tape] store``) shared by all, HAProxy in front.  ``StageStores`` is the private
-MariaDB, a fresh schema per cluster.
+(``[tape] store``) shared by all, HAProxy in front.  ``StageStores`` gives each cluster
+a fresh schema on the run's private MariaDB.
 """
 
 import csv
@@ -18,7 +18,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from harness import ROOT, Spawned, children, free_port
+from harness import ROOT, Spawned, children, fd_targets, free_port
 from server import wait_until
 
 CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
@@ -169,20 +169,7 @@ class Cluster:
 
 def open_files(srv, part):
     """The files whose path has ``part`` that the instance's processes hold open."""
-    found = []
-    for pid in [srv.proc.pid, *children(srv.proc.pid)]:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except FileNotFoundError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if part in target:
-                found.append(target)
-    return found
+    return [target for _, target in fd_targets([srv.proc.pid, *children(srv.proc.pid)]) if part in target]
 
 
 def open_temp_files(srv):

@@ -15,8 +15,7 @@ import pytest
 import requests
 from emulator import emu_cli
 from faults.checks import assert_absent, assert_intact
-from server import ServerPool, wait_until
-from sideband.mariadb import started
+from server import wait_until
 
 from .balancer import NAMES, Cluster, StageStores, open_files, open_temp_files
 from .traffic import SIZES, TIMEOUT, SlowDownload, SlowUpload, Traffic, new_id, sha256
@@ -30,32 +29,22 @@ BIG = 32 << 20  # a download of it outlasts every socket buffer between an insta
 
 
 @pytest.fixture(scope="module")
-def stage_stores(tmp_path_factory):
-    db = started(tmp_path_factory.mktemp("deploy-mariadb"))
-    try:
-        yield StageStores(db)
-    finally:
-        db.stop()
+def stage_stores(mariadb):
+    return StageStores(mariadb)
 
 
 @pytest.fixture
-def make_cluster(stage_stores, tmp_path):
+def make_cluster(server_pool, request, stage_stores, tmp_path):
     """make_cluster(backend, **settings): three instances on one prefix behind HAProxy."""
-    pools, clusters = [], []
 
     def make(backend, **settings):
-        pool = ServerPool(tmp_path / f"servers-{backend}", "c", backend)
-        pools.append(pool)
-        clusters.append(Cluster(pool, tmp_path, tmp_path / "shared-prefix", stage_stores.new(), **settings))
-        return clusters[-1]
+        cluster = Cluster(
+            server_pool(request, backend), tmp_path, tmp_path / "shared-prefix", stage_stores.new(), **settings
+        )
+        request.addfinalizer(cluster.stop)  # HAProxy stops first, then its instances (their pool's finalizer)
+        return cluster
 
-    try:
-        yield make
-    finally:
-        for cluster in clusters:
-            cluster.stop()
-        for pool in pools:
-            pool.close()
+    return make
 
 
 def store_seed(cluster):

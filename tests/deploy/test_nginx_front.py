@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 import requests
-from server import ServerPool, assert_error, parse_response, recv_all, wait_until
+from server import assert_error, parse_response, recv_all, wait_until
 
 from deploy.front import Nginx
 from deploy.tools import require_tool
@@ -30,9 +30,8 @@ RW = secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    with ServerPool(tmp_path_factory.mktemp("front"), "c", "posix") as servers:
-        yield servers
+def pool(server_pool, request):
+    return server_pool(request)
 
 
 def front_of(pool, work, **settings):

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import pytest
 from harness import children
-from server import ServerPool
 
 from pyai.config import SETTINGS
 
@@ -179,8 +178,9 @@ class Run:
 class Runs:
     """One traced server per (method, config), started and run at its first test, shared by the others."""
 
-    def __init__(self, tmp_path_factory):
+    def __init__(self, tmp_path_factory, new_pool):
         self.tmp = tmp_path_factory
+        self.new_pool = new_pool  # new_pool(impl): a ServerPool; each run closes its own at its end
         self.done = {}
         self.stack = contextlib.ExitStack()
 
@@ -227,7 +227,7 @@ class Runs:
         settings = dict(config.settings, PAI_PREFIX=str(prefix), PAI_WORKERS="1")
         if DURABILITY is not None:
             settings[DURABILITY.env] = method
-        with ServerPool(base / "servers", config.impl) as pool:
+        with self.new_pool(config.impl) as pool:
             srv = pool.start(f"traced-{method}", wrapper=wrapper, **settings)
             ids = upload(srv.port, [c for c in [*CASES, NEW_PREFIX] if c.config == config_name], config.integer_ids)
             stop_traced(srv)
@@ -308,8 +308,8 @@ def stop_traced(srv):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    cache = Runs(tmp_path_factory)
+def runs(server_pool, request, tmp_path_factory):
+    cache = Runs(tmp_path_factory, lambda impl: server_pool(request, impl=impl))
     try:
         yield cache
     finally:

@@ -16,7 +16,7 @@ import requests
 from server import raw, wait_until
 
 from .checks import sha256, store
-from .procs import WORKERS, fd_count, rss_kib, workers
+from .procs import WORKERS, fd_count, open_connections, rss_kib, workers
 from .streams import LAST_CHUNK, chunk
 
 pytestmark = [
@@ -135,18 +135,6 @@ class Load:
             self.failed(f"raw client: {exc!r}")
 
 
-def settled_fds(pids):
-    """Descriptor counts of the workers once they stop changing (closed connections take a moment)."""
-    previous = None
-    for _ in range(100):
-        counts = {pid: fd_count(pid) for pid in pids}
-        if counts == previous:
-            return counts
-        previous = counts
-        time.sleep(0.3)
-    return previous
-
-
 def test_64_clients_mixed_load(start, new_id):
     srv = start("overload")
     large = {}
@@ -159,7 +147,9 @@ def test_64_clients_mixed_load(start, new_id):
 
     load.run(min(3.0, SECONDS))  # warm up: every worker thread and buffer pool in use once
     assert load.errors == [], load.errors[:10]
-    fds_before = settled_fds(pids)
+    # the workers have closed the warm-up's connections (that takes a moment after its clients closed)
+    assert wait_until(lambda: not open_connections(srv.port), timeout=30), open_connections(srv.port)
+    fds_before = {pid: fd_count(pid) for pid in pids}
     rss_before = {pid: rss_kib(pid) for pid in pids}
 
     load.run(SECONDS)

@@ -20,14 +20,18 @@ LAST_MODIFIED = "Sun, 06 Nov 1994 08:49:37 GMT"
 LAST_MODIFIED_STAT = "1994-11-06 08:49:37"  # as gfal-stat prints it (TZ=UTC)
 
 
-def tape_id():
-    return str(secrets.randbits(40) | (1 << 41))
-
-
 def put(srv, ident, data, **headers):
     resp = requests.put(srv.id_url(ident), data=data, headers=headers, timeout=60)
     assert resp.status_code == 201, resp.text
     return resp
+
+
+def on_tape(tape, data):
+    """A fresh id on the tape archive whose file (``data``) is on tape only."""
+    ident = str(secrets.randbits(40) | (1 << 41))
+    put(tape, ident, data)
+    emu_cli(tape.prefix, "purge", ident)
+    return ident
 
 
 def media(srv, ident):
@@ -134,9 +138,7 @@ def test_gfal_xattr_status_online(server, uid, payload, gfal):
 
 
 def test_gfal_xattr_status_nearline(tape, payload, gfal):
-    ident = tape_id()
-    put(tape, ident, payload)
-    emu_cli(tape.prefix, "purge", ident)
+    ident = on_tape(tape, payload)
     out = gfal.run("gfal-xattr", tape.id_url(ident), "user.status").stdout.strip()
     assert out == "NEARLINE"
     assert stages(tape, ident) == 0, "asking for the locality staged the file"
@@ -144,9 +146,7 @@ def test_gfal_xattr_status_nearline(tape, payload, gfal):
 
 
 def test_gfal_stat_of_a_tape_file_does_not_stage(tape, payload, gfal):
-    ident = tape_id()
-    put(tape, ident, payload)
-    emu_cli(tape.prefix, "purge", ident)
+    ident = on_tape(tape, payload)
     out = gfal.run("gfal-stat", tape.id_url(ident)).stdout
     assert re.search(rf"Size: {len(payload)}\s+regular file", out), out
     assert stages(tape, ident) == 0, "stat staged the file"
@@ -154,9 +154,7 @@ def test_gfal_stat_of_a_tape_file_does_not_stage(tape, payload, gfal):
 
 
 def test_gfal_bringonline(tape, payload, gfal):
-    ident = tape_id()
-    put(tape, ident, payload)
-    emu_cli(tape.prefix, "purge", ident)
+    ident = on_tape(tape, payload)
     assert media(tape, ident) == "tape"
     # gfal-bringonline exits 0 whatever happens: what it printed says how it went
     out = gfal.run("gfal-bringonline", "--polling-timeout", "60", tape.id_url(ident)).stdout
@@ -168,9 +166,7 @@ def test_gfal_bringonline(tape, payload, gfal):
 
 
 def test_gfal_evict(tape, payload, gfal):
-    ident = tape_id()
-    put(tape, ident, payload)
-    emu_cli(tape.prefix, "purge", ident)
+    ident = on_tape(tape, payload)
     gfal.run("gfal-bringonline", "--polling-timeout", "60", tape.id_url(ident))
     assert wait_until(lambda: media(tape, ident) == "disk", timeout=30)
     # without a request id gfal2 releases under a placeholder id: the server must take it,

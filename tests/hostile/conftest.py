@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from server import ServerPool
+from fixtures.flavors import BACKENDS, IMPLS
 
 from .corpus import LEGIT
 from .inotify import IN_CREATE, IN_DELETE, IN_MOVED_FROM, IN_MOVED_TO, Watcher
 
-IMPLS = tuple(os.environ.get("PYAI_TEST_IMPLS", "c python").split())
-POSIX = [("posix", impl) for impl in IMPLS] if "posix" in os.environ.get("PYAI_TEST_BACKENDS", "posix") else []
+POSIX = [("posix", impl) for impl in IMPLS] if "posix" in BACKENDS else []
 DIRECTORY_CHANGES = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
 
 
@@ -67,7 +66,7 @@ class Arena:
 
 
 @pytest.fixture(scope="module")
-def arena(backend, impl, tmp_path_factory):
+def arena(server_pool, request, backend, impl, tmp_path_factory):
     base = Path(os.path.realpath(tmp_path_factory.mktemp(f"arena-{impl}")))
     prefix, incoming = base / "prefix", base / "incoming"
     prefix.mkdir()
@@ -78,7 +77,8 @@ def arena(backend, impl, tmp_path_factory):
     (incoming / "keep").write_bytes(b"a file in the patch root that no hostile request may move")
     (incoming / "link-to-canary").symlink_to(canary)
     (incoming / "link-to-arena").symlink_to(base)
-    with ServerPool(tmp_path_factory.mktemp(f"hostile-servers-{impl}"), impl, backend) as pool:
+    # stopped before the canary is read a last time: whatever the server did, it has done
+    with server_pool(request, backend, impl) as pool:
         srv = pool.start("hostile", PAI_PREFIX=str(prefix), PAI_PATCH_ROOTS=str(incoming))
         legit_bytes = os.urandom(20000)  # above the inline limit: GETs go through sendfile
         assert requests.put(srv.id_url(LEGIT), data=legit_bytes, timeout=10).status_code == 201

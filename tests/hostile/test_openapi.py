@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from server import ServerPool, assert_error
+from server import assert_error
 
 import pyai
 from pyai.web.openapi import load_description
@@ -41,28 +41,25 @@ RO_TOKEN = "ro-token-for-the-openapi-tests-02"
 WITH_TOKEN = {"Authorization": f"Bearer {RW_TOKEN}"}
 
 
-def start_seeded(pool, name, headers=None, **settings):
-    srv = pool.start(name, **settings)
+def start_seeded(make_server, name, headers=None, **settings):
+    srv = make_server(name, **settings)
     for ident, data in SEEDS.items():
         assert requests.put(srv.id_url(ident), data=data, headers=headers, timeout=10).status_code == 201
     return srv
 
 
 @pytest.fixture(scope="module")
-def apiserver(backend, impl, tmp_path_factory):
-    with ServerPool(tmp_path_factory.mktemp(f"openapi-{impl}"), impl, backend) as pool:
-        yield start_seeded(pool, "openapi")
+def apiserver(make_server):
+    return start_seeded(make_server, "openapi")
 
 
 @pytest.fixture(scope="module")
-def authserver(backend, impl, tmp_path_factory):
+def authserver(make_server, tmp_path_factory):
     """Authentication on: a tokens file with a read-write and a read-only token (mode 0600, as the service demands)."""
-    base = tmp_path_factory.mktemp(f"openapi-auth-{impl}")
-    tokens = base / "tokens"
+    tokens = tmp_path_factory.mktemp("openapi-auth") / "tokens"
     tokens.touch(mode=0o600)
     tokens.write_text(f"rw {RW_TOKEN}\nro {RO_TOKEN}\n")
-    with ServerPool(base, impl, backend) as pool:
-        yield start_seeded(pool, "openapi-auth", WITH_TOKEN, PAI_AUTH_TOKENS_FILE=str(tokens))
+    return start_seeded(make_server, "openapi-auth", WITH_TOKEN, PAI_AUTH_TOKENS_FILE=str(tokens))
 
 
 def test_description_is_served_as_json(apiserver):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from faults.mounts import tmpfs
-from server import ServerPool, assert_error
+from server import assert_error
 
 OTHER_UID = OTHER_GID = 12345
 
@@ -23,13 +23,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the sourc
 
 
 @pytest.fixture(scope="module")
-def owner_setup(impl, tmp_path_factory):
+def owner_setup(make_server, impl, tmp_path_factory):
     base = Path(os.path.realpath(tmp_path_factory.mktemp(f"patch-owner-{impl}")))
     incoming = base / "incoming"
     incoming.mkdir()
-    with ServerPool(base / "servers", impl, "posix") as pool:
-        srv = pool.start("owner", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(incoming))
-        yield base, incoming, srv
+    return base, incoming, make_server("owner", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(incoming))
 
 
 def submitted(path, data, mode=0o664):
@@ -72,7 +70,7 @@ def test_hard_linked_source_is_refused(owner_setup):
     assert srv.temp_files() == []
 
 
-def test_copy_across_file_systems_belongs_to_the_service_and_has_a_checksum(impl, tmp_path):
+def test_copy_across_file_systems_belongs_to_the_service_and_has_a_checksum(fresh_server, tmp_path):
     """A patch root on another file system (a tmpfs): the bytes are copied into a file the
     service owns, its checksum is stored, and the source goes only after the copy."""
     base = Path(os.path.realpath(tmp_path))
@@ -81,7 +79,7 @@ def test_copy_across_file_systems_belongs_to_the_service_and_has_a_checksum(impl
     with tmpfs(incoming):
         data = os.urandom(300000)
         src = submitted(incoming / "far", data)
-        with ServerPool(base / "servers", impl, "posix") as pool:
+        with fresh_server as pool:  # stopped before the tmpfs is unmounted
             srv = pool.start("xdev", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(incoming))
             resp = requests.patch(srv.id_url("copied"), json={"path": str(src)}, timeout=30)
             assert resp.status_code == 200, resp.text

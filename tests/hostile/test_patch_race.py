@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from server import ServerPool
 
 RACE_SECONDS = 8.0
 MAX_PATCHES = 4000
@@ -49,13 +48,11 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(impl, tmp_path_factory):
+def setup(make_server, impl, tmp_path_factory):
     base = Path(os.path.realpath(tmp_path_factory.mktemp(f"patch-race-{impl}")))
     (base / "incoming").mkdir()
     (base / "secrets").mkdir()
-    with ServerPool(base / "servers", impl, "posix") as pool:
-        srv = pool.start("race", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(base / "incoming"))
-        yield Setup(base, srv)
+    return Setup(base, make_server("race", PAI_PREFIX=str(base / "prefix"), PAI_PATCH_ROOTS=str(base / "incoming")))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ only; skipped otherwise).
 
 import os
 import socket
-import time
 
 import pytest
 import requests
@@ -36,8 +35,8 @@ def test_stalled_upload_leaves_room_for_others(small_disk, uid):
     try:
         held.sendall(f"PUT /{uid}-held HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {HELD}\r\n\r\n".encode())
         held.sendall(os.urandom(SENT))
-        assert wait_until(lambda: srv.temp_files() != [], timeout=10), "the held upload never started"
-        time.sleep(0.5)  # it has taken its bytes (and whatever it reserves for them)
+        # it has taken its bytes (and reserved whatever it reserves for them)
+        assert wait_until(lambda: srv.received() == [SENT], timeout=10), srv.received()
         data = os.urandom(OTHER)
         resp = requests.put(srv.id_url(uid), data=data, timeout=30)
         assert resp.status_code == 201, resp.text

@@ -16,6 +16,8 @@ import time
 
 import pytest
 import requests
+from faults.procs import client_end, server_closed, server_end
+from server import wait_until
 
 PROBE_WITHIN = 3.0
 BIG = 64 * 1024 * 1024  # far more than the socket buffers of a client that reads nothing
@@ -158,10 +160,20 @@ def probes_answered_while(server, seconds=7.0):
     return times
 
 
+def stuck(socks):
+    """Whether the answer on each socket fills its buffers: bytes the client has not read, and
+    more the server holds that it cannot send."""
+    for sock in socks:
+        end = server_end(sock)
+        if end is None or not end.tx_queue or not client_end(sock).rx_queue:
+            return False
+    return True
+
+
 def test_gets_that_never_read(four_threads, big_file):
     socks = non_reading_gets(four_threads, big_file)
     try:
-        time.sleep(1)  # their answers have filled the socket buffers
+        assert wait_until(lambda: stuck(socks), timeout=10)
         assert probes_answered_while(four_threads)
     finally:
         for sock in socks:
@@ -209,7 +221,7 @@ def test_closing_clients_that_never_close(four_threads):
     opener = threading.Thread(target=keep_coming, daemon=True)
     opener.start()
     try:
-        time.sleep(0.5)
+        assert wait_until(lambda: len(socks) >= 8, timeout=10)  # some are waiting already
         assert probes_answered_while(four_threads)
     finally:
         stop.set()
@@ -227,7 +239,7 @@ def test_every_kind_at_once(four_threads, big_file):
     )
     try:
         with trickling(tricklers):
-            time.sleep(1)
+            assert wait_until(lambda: stuck(socks[:4]), timeout=10)  # the GETs that never read
             assert probes_answered_while(four_threads)
     finally:
         for sock in socks:
@@ -263,14 +275,19 @@ def read_until_closed(sock, limit=30.0):
     return b"".join(chunks), time.monotonic() - start
 
 
+def trickled_until_closed(trickler, limit):
+    """Run ``trickler`` until the server closes its connection: (what the server sent, seconds it took)."""
+    trickler.start()
+    try:
+        return read_until_closed(trickler.sock, limit=limit)
+    finally:
+        trickler.stop()
+
+
 def test_head_deadline_is_total(short_deadlines):
     """A head trickled faster than any per-read timeout still ends at head_timeout: 408, closed."""
     trickler = Trickler(connect(short_deadlines), b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100, every=0.2)
-    trickler.start()
-    try:
-        data, took = read_until_closed(trickler.sock, limit=15)
-    finally:
-        trickler.stop()
+    data, took = trickled_until_closed(trickler, limit=15)
     assert data.startswith(b"HTTP/1.1 408"), data[:200]
     assert b'"408 Request Timeout"' in data
     assert took < 10
@@ -283,7 +300,8 @@ def test_send_deadline(short_deadlines, uid):
     sock = connect(short_deadlines, small_buffer=True)
     try:
         sock.sendall(f"GET /{uid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        time.sleep(5)  # more than send_timeout without reading
+        # the client reads nothing until the server has let go of the connection
+        assert wait_until(lambda: server_closed(sock), timeout=15), server_end(sock)
         data, _ = read_until_closed(sock, limit=15)
     finally:
         sock.close()
@@ -295,12 +313,7 @@ def test_body_rate_deadline(short_deadlines, uid):
     """An upload trickled faster than receive_timeout but slower than min_body_rate: 408, nothing stored."""
     sock = connect(short_deadlines)
     sock.sendall(f"PUT /{uid} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode())
-    trickler = Trickler(sock, b"r" * 1000, every=0.5)
-    trickler.start()
-    try:
-        data, took = read_until_closed(sock, limit=20)
-    finally:
-        trickler.stop()
+    data, took = trickled_until_closed(Trickler(sock, b"r" * 1000, every=0.5), limit=20)
     assert data.startswith(b"HTTP/1.1 408"), data[:300]
     assert took < 12
     assert requests.head(short_deadlines.id_url(uid), timeout=5).status_code == 404
@@ -311,11 +324,7 @@ def test_body_rate_deadline(short_deadlines, uid):
 def test_small_body_rate_deadline(short_deadlines, kind):
     """min_body_rate holds for every body the app reads, not only uploads: 408, then closed."""
     (trickler,) = trickled_small_bodies(short_deadlines, kind, n=1, every=0.5)
-    trickler.start()
-    try:
-        data, took = read_until_closed(trickler.sock, limit=20)
-    finally:
-        trickler.stop()
+    data, took = trickled_until_closed(trickler, limit=20)
     assert data.startswith(b"HTTP/1.1 408"), data[:300]
     assert b"application/" in data and b"json" in data  # a JSON document (a problem, on the Tape API)
     assert took < 12

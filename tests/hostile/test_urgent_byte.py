@@ -68,9 +68,10 @@ def send_with_urgent_byte(srv, ident, body, then_rest):
     half = len(body) // 2
     with socket.create_connection(("127.0.0.1", srv.port), timeout=RECEIVE_TIMEOUT + PAUSE + SLACK + 5) as sock:
         sock.sendall(head(ident, len(body)))
-        time.sleep(0.3)  # the worker has read the head and is inside the body's receive
+        assert wait_until(lambda: srv.received() == [0], timeout=10)  # the worker is inside the body's receive
         sock.sendall(body[:half])
-        time.sleep(0.3)  # and has taken the first half, so the urgent byte lands in its own read
+        # and has written the first half, so the urgent byte lands in its own read
+        assert wait_until(lambda: srv.received() == [half], timeout=10), srv.received()
         cpu, start = worker_cpu(srv), time.monotonic()
         sock.send(b"!", socket.MSG_OOB)
         if then_rest:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 import requests
-from faults.procs import children, cpu_seconds
+from faults.procs import children, cpu_seconds, fd_targets, listener, open_connections
 from server import parse_response, recv_all, wait_until
 
 LIMIT = 8
@@ -54,7 +54,8 @@ def end_connections_every_way(server):
             recv_all(sock)
     for _ in range(10):
         connect(server).close()
-    time.sleep(0.5)
+    # and the worker has closed its end of each (uncounted it), so a test starts from none
+    assert wait_until(lambda: not open_connections(server.port), timeout=10), open_connections(server.port)
 
 
 def test_worker_connections_is_a_cap(capped):
@@ -90,13 +91,20 @@ def start_upload(server, ident, size):
 def test_stop_drains_an_upload_in_progress(fresh_server, uid, sig):
     srv = fresh_server.start("drain", PAI_WORKERS="1", PAI_THREADS="4", GUNICORN_CMD_ARGS="--graceful-timeout 30")
     end_connections_every_way(srv)
+    (worker,) = children(srv.proc.pid)
+    listening = listener(srv.port)
+    assert listening in {link for _, link in fd_targets([worker])}
     data = os.urandom(4 << 20)
     sock = start_upload(srv, uid, len(data))
     try:
         sock.sendall(data[: len(data) // 2])
-        time.sleep(0.5)
+        assert wait_until(srv.temp_files, timeout=10), "the upload never began"
         os.kill(srv.proc.pid, sig)  # the arbiter: it tells the worker to stop
-        time.sleep(2)  # the worker has had time to stop if it did not wait for us
+        # the worker has begun its stop (on HUP once its successor serves): it closed its listener
+        assert wait_until(lambda: listening not in {link for _, link in fd_targets([worker])}, timeout=30)
+        # Then longer than a worker that did not wait for us would take to go (it gives its threads 1 s):
+        # only a wait shows that something does not happen.
+        time.sleep(2)
         sock.sendall(data[len(data) // 2 :])
         sock.settimeout(20)
         resp = parse_response(recv_all(sock))
@@ -189,9 +197,9 @@ def test_out_of_descriptors_does_not_spin(fresh_server):
     subprocess.run(["prlimit", f"--pid={worker}", "--nofile=48:48"], check=True)
     socks = [connect(srv) for _ in range(80)]  # more than the worker can hold: the rest wait in the backlog
     try:
-        time.sleep(1)
+        assert wait_until(lambda: "cannot accept a connection" in srv.log(), timeout=10), srv.log(3000)
         before = cpu_seconds(worker)
-        time.sleep(3)
+        time.sleep(3)  # a rate: what the worker burns over a span of being out of descriptors
         assert cpu_seconds(worker) - before < 1.0, "the worker spun while out of descriptors"
     finally:
         for sock in socks:

@@ -1,8 +1,8 @@
-"""Fixtures of the HPSS tests: the emulator library in-process, and archives served with -t hpss."""
+"""Fixtures of the HPSS tests: the emulator library in-process, and archives served with -t hpss
+(``hpss_pool`` for a module; ``fresh_hpss``, for one test, is the root's)."""
 
 import pytest
 from emulator import HAS_HPSS
-from server import ServerPool
 
 if not HAS_HPSS:
     pytest.skip("pyai.hpss_client._hpss is not built (PYAI_NO_EXTENSIONS?)", allow_module_level=True)
@@ -22,12 +22,5 @@ def emu(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def hpss_pool(tmp_path_factory):
-    with ServerPool(tmp_path_factory.mktemp("hpss"), "c", "hpss") as pool:
-        yield pool
-
-
-@pytest.fixture
-def fresh_hpss(tmp_path):
-    with ServerPool(tmp_path / "servers", "c", "hpss") as pool:
-        yield pool
+def hpss_pool(server_pool, request):
+    return server_pool(request, "hpss")

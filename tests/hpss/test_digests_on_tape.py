@@ -2,11 +2,10 @@
 reason to stage it (computed once it is on disk), and what the Globus connector's keys hold."""
 
 import hashlib
-import os
 import zlib
 
 import requests
-from emulator import emu_cli
+from emulator import emu_cli, logged_in
 
 from .test_tape import new_id
 
@@ -42,21 +41,9 @@ def test_stored_digests_answer_for_a_tape_file_and_the_globus_keys_are_written(h
     assert want(srv, ident, "adler32").headers["Digest"] == f"ADLER32={zlib.adler32(data):08x}"
     assert media(srv, ident) == "tape"
     # the connector's layout, read as another HPSS tool would (the emulator's record of the file)
-    from pyai import hpss_client as hpss  # noqa: PLC0415 - only the hpss tests load the binding
-
-    path = str(srv.stored_path(ident))
     keys = [f"/hpss/user/cksum/{k}" for k in ("algorithm", "checksum", "state", "app", "filesize", "errors")]
-    saved = os.environ.get(hpss.EMULATOR_ROOT_ENV)
-    os.environ[hpss.EMULATOR_ROOT_ENV] = str(srv.prefix)
-    assert hpss.lib.pyai_login(b"tester", b"") == 0
-    try:
-        got = hpss.get_user_attrs(path, keys)
-    finally:
-        hpss.lib.hpss_PurgeLoginCred()
-        if saved is None:
-            del os.environ[hpss.EMULATOR_ROOT_ENV]
-        else:
-            os.environ[hpss.EMULATOR_ROOT_ENV] = saved
+    with logged_in(srv.prefix) as hpss:
+        got = hpss.get_user_attrs(str(srv.stored_path(ident)), keys)
     assert got == {
         "/hpss/user/cksum/algorithm": "md5",
         "/hpss/user/cksum/checksum": hashlib.md5(data).hexdigest(),

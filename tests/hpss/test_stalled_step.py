@@ -11,11 +11,12 @@ tests/unit/test_server_turns.py checks).
 import json
 import select
 import socket
-import time
 
 import pytest
 import requests
 from emulator import emu_cli
+from faults.procs import server_end
+from server import wait_until
 
 PING = 3.0  # seconds the core server takes to answer a ping
 TIMEOUT = 15
@@ -29,13 +30,19 @@ def slow_core(fresh_hpss):
     emu_cli(srv.prefix, "set-latency", "0")
 
 
+def worker_has_read(sock):
+    """Whether a worker has accepted ``sock``'s connection and read all it was sent."""
+    end = server_end(sock)
+    return end is not None and end.inode != 0 and end.rx_queue == 0
+
+
 def test_a_stalled_step_does_not_hold_the_other_clients(slow_core):
     probe = socket.create_connection(("127.0.0.1", slow_core.port), timeout=TIMEOUT)
     try:
         probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: pyai\r\n\r\n")
-        # The probe's ping takes PING seconds; this lets its request reach the worker first
-        # (whatever the delay, the other client must be answered before the probe is).
-        time.sleep(0.5)
+        # The probe's ping takes PING seconds; its request reaches the worker first (the worker has
+        # taken it from the socket), and still the other client must be answered before it.
+        assert wait_until(lambda: worker_has_read(probe), timeout=TIMEOUT)
         resp = requests.get(f"http://127.0.0.1:{slow_core.port}/", timeout=TIMEOUT)
         assert resp.status_code == 200, resp.text
         assert not select.select([probe], [], [], 0)[0], "the probe was answered first: nothing was stalled"

@@ -23,14 +23,6 @@ def curl_put(server, ident, path, *extra):
     return json.loads(out)
 
 
-@pytest.fixture
-def payload(tmp_path):
-    data = os.urandom(3 * 1024 * 1024 + 11)  # big enough for curl to send Expect: 100-continue
-    path = tmp_path / "payload.bin"
-    path.write_bytes(data)
-    return path, data
-
-
 @pytest.mark.quick
 def test_curl_put_get(server, uid, payload, tmp_path):
     path, data = payload

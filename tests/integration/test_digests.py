@@ -9,7 +9,8 @@ import zlib
 
 import pytest
 import requests
-from server import service_env
+from emulator import logged_in
+from server import corrupt, service_env
 
 from .test_config import CMD, run_cli
 
@@ -37,21 +38,10 @@ def stored_set(srv, backend, ident):
     """What the backend itself keeps for the file: {algorithm: hex}, read from the xattr or the UDAs."""
     path = srv.stored_path(ident)
     if backend == "hpss":
-        from pyai import hpss_client as hpss
-
-        saved = os.environ.get(hpss.EMULATOR_ROOT_ENV)
-        os.environ[hpss.EMULATOR_ROOT_ENV] = str(srv.prefix)
-        assert hpss.lib.pyai_login(b"tester", b"") == 0
-        try:
+        with logged_in(srv.prefix) as hpss:
             names = hpss.get_user_attrs(str(path), [PYAI_UDA + "algorithms"]).get(PYAI_UDA + "algorithms", "")
             values = hpss.get_user_attrs(str(path), [PYAI_UDA + n for n in names.split()]) if names else {}
-            return {key[len(PYAI_UDA) :]: value for key, value in values.items()}
-        finally:
-            hpss.lib.hpss_PurgeLoginCred()
-            if saved is None:
-                del os.environ[hpss.EMULATOR_ROOT_ENV]
-            else:
-                os.environ[hpss.EMULATOR_ROOT_ENV] = saved
+        return {key[len(PYAI_UDA) :]: value for key, value in values.items()}
     try:
         text = os.getxattr(path, "user.pyai.checksum").decode()
     except OSError:
@@ -116,10 +106,7 @@ def test_a_file_stored_without_digests_gets_them_computed_once_and_kept(make_ser
     # kept: the backend now holds it (and only it: nothing is configured)
     assert stored_set(srv, backend, uid) == {"adler32": adler(data).hex()}
     # a second ask reads nothing: the stored value answers even once the bytes change behind the service
-    path = srv.stored_path(uid)
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as handle:
-        handle.write(b"X")
+    corrupt(srv.stored_path(uid), 0)
     again = head(srv, uid, **{"Want-Digest": "adler32"})
     assert again.headers["Digest"] == first.headers["Digest"]
     md5 = head(srv, uid, **{"Want-Repr-Digest": "md5=5"})  # another algorithm: computed (now) and kept too
@@ -173,13 +160,7 @@ def test_verify_compares_every_stored_digest(make_server, backend, impl, tmp_pat
     cmd = [CMD, "--prefix", str(srv.prefix), "verify", uid]
     rc, out, err = run_cli(cmd, env)
     assert rc == 0 and "1 ok" in out, (out, err)
-    path = srv.stored_path(uid)
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as handle:
-        handle.seek(1000)
-        byte = handle.read(1)
-        handle.seek(1000)
-        handle.write(bytes([byte[0] ^ 0x80]))
+    corrupt(srv.stored_path(uid), 1000, 0x80)
     rc, out, err = run_cli(cmd, env)
     assert rc == 1 and f"MISMATCH {uid}: the bytes do not match the stored sha256, md5, adler32 checksum" in out, (
         out,

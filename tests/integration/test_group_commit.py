@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from server import ServerPool
 
 THREADS = 8
 PUTS_PER_THREAD = 500
@@ -48,12 +47,6 @@ def journaled_ext4():
             if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def pool(tmp_path):
-    with ServerPool(tmp_path / "servers", "c") as pool:
-        yield pool
 
 
 def put_many(srv):

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from server import ServerPool, raw, recv_all, wait_until
+from server import raw, recv_all, wait_until
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CLIENT_SETTINGS = bytes.fromhex("000000 04 00 00000000")  # length, type SETTINGS, flags, stream 0: empty
@@ -21,12 +21,11 @@ SETTINGS, GOAWAY, HTTP_1_1_REQUIRED = 0x4, 0x7, 0xD
 
 
 @pytest.fixture(scope="module")
-def h2server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("http2")
-    with ServerPool(base, "c", "posix") as pool:
-        srv = pool.start("http2", PAI_TRANSFER_LOG=str(base / "transfer.log"))
-        srv.transfer_log = base / "transfer.log"
-        yield srv
+def h2server(server_pool, request, tmp_path_factory):
+    log = tmp_path_factory.mktemp("http2") / "transfer.log"
+    srv = server_pool(request).start("http2", PAI_TRANSFER_LOG=str(log))
+    srv.transfer_log = log
+    return srv
 
 
 def frames(data):

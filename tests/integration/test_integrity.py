@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 import requests
-from server import assert_error, raw, service_env
+from server import assert_error, corrupt, raw, service_env
 
 from .test_config import CMD, run_cli
 
@@ -304,12 +304,7 @@ def test_verify_finds_a_file_corrupted_behind_the_service(make_server, impl, tmp
     assert rc == 0, (out, err)
     assert f"NO CHECKSUM {srv.stored_path(uid + '-old')}" in out and "MISMATCH" not in out
     path = srv.stored_path(bad)
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as handle:
-        handle.seek(123_456)
-        byte = handle.read(1)
-        handle.seek(123_456)
-        handle.write(bytes([byte[0] ^ 0x01]))
+    corrupt(path, 123_456)
     rc, out, err = run_cli(cmd + ["--all"], env)
     assert rc != 0, (out, err)
     assert f"MISMATCH {path}" in out and "MISMATCH" not in out.replace(f"MISMATCH {path}", "")

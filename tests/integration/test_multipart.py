@@ -2,7 +2,6 @@
 unstored, unless ``allow_multipart`` says the site stores such bodies as they come."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -14,14 +13,6 @@ from server import assert_error, parse_response, recv_all
 
 HINT = "send the raw bytes (curl -T), not a form"
 needs_curl = pytest.mark.skipif(not shutil.which("curl"), reason="curl is required")
-
-
-@pytest.fixture
-def upload(tmp_path):
-    data = os.urandom(2 * 1024 * 1024 + 5)  # big enough for curl to ask Expect: 100-continue
-    path = tmp_path / "x.bin"
-    path.write_bytes(data)
-    return path, data
 
 
 def curl_form_put(url, path):
@@ -42,8 +33,8 @@ def assert_nothing_stored(srv, ident):
 
 
 @needs_curl
-def test_curl_form_put_is_415_and_stores_nothing(server, uid, upload):
-    path, _ = upload
+def test_curl_form_put_is_415_and_stores_nothing(server, uid, payload):
+    path, _ = payload
     status, body = curl_form_put(server.id_url(uid), path)
     assert status == 415, body[:300]
     doc = json.loads(body)
@@ -52,8 +43,8 @@ def test_curl_form_put_is_415_and_stores_nothing(server, uid, upload):
     assert_nothing_stored(server, uid)
 
 
-def test_requests_files_put_is_415_and_stores_nothing(server, uid, upload):
-    path, _ = upload
+def test_requests_files_put_is_415_and_stores_nothing(server, uid, payload):
+    path, _ = payload
     with open(path, "rb") as handle:
         resp = requests.put(server.id_url(uid), files={"file": handle}, timeout=30)
     body = assert_error(resp, 415, server.prefix)
@@ -86,9 +77,9 @@ def multipart_server(make_server):
 
 
 @needs_curl
-def test_allow_multipart_stores_the_form_as_sent(server, multipart_server, uid, upload):
+def test_allow_multipart_stores_the_form_as_sent(server, multipart_server, uid, payload):
     """The setting is what tells the two answers apart: the same upload, 415 then 201."""
-    path, data = upload
+    path, data = payload
     assert curl_form_put(server.id_url(uid), path)[0] == 415
     status, body = curl_form_put(multipart_server.id_url(uid), path)
     assert status == 201, body[:300]
@@ -97,8 +88,8 @@ def test_allow_multipart_stores_the_form_as_sent(server, multipart_server, uid, 
     assert json.loads(body)["total_bytes"] == len(stored)
 
 
-def test_allow_multipart_takes_requests_files(server, multipart_server, uid, upload):
-    path, data = upload
+def test_allow_multipart_takes_requests_files(server, multipart_server, uid, payload):
+    path, data = payload
     for srv, status in ((server, 415), (multipart_server, 201)):
         with open(path, "rb") as handle:
             resp = requests.put(srv.id_url(uid), files={"file": handle}, timeout=30)

@@ -190,8 +190,12 @@ def test_a_crashed_workers_upload_is_swept_while_serving(pool):
         assert other is not None, "no connection reached the other worker"
         assert wait_until(lambda: len([p for p in srv.settled_temp_files() if p.stat().st_size]) == 2, timeout=30)
         doomed_file = next(p for p in srv.settled_temp_files() if p.stat().st_size >= len(data))
+        # Both files older than sweep_min_age, whenever the sweep comes: the survivor's stays
+        # because its upload holds it, not because it is young.
+        an_hour_ago = time.time() - 3600
+        for path in srv.settled_temp_files():
+            os.utime(path, (an_hour_ago, an_hour_ago))
         os.kill(victim, signal.SIGKILL)
-        time.sleep(1.5)  # the sweep comes after sweep_min_age: the survivor's file is that old too
         # the dead upload's file goes without a restart; the live one (locked) stays
         assert wait_until(lambda: len(srv.temp_files()) == 1, timeout=20), srv.temp_files()
         assert srv.proc.poll() is None

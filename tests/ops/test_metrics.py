@@ -19,7 +19,7 @@ import requests
 from emulator import emu_cli
 from faults.procs import connect, holder_of, workers
 from prometheus_client.parser import text_string_to_metric_families
-from server import BIN, ServerPool, free_port, wait_until
+from server import BIN, free_port, wait_until
 from tape_client import stage, tape_settings, wait_done
 
 TIMEOUT = 15
@@ -383,16 +383,9 @@ def test_a_vanished_prefix_has_no_free_space_gauge(pool, tmp_path):
 # -- the HPSS emulator: ping, stages from tape -----------------------------------------------------
 
 
-@pytest.fixture
-def hpss_pool(tmp_path):
-    pytest.importorskip("pyai.hpss_client._hpss", reason="the HPSS binding is not built")
-    with ServerPool(tmp_path / "hpss-servers", "c", "hpss") as pool:
-        yield pool
+def test_hpss_ping_and_stages_through_both_apis(fresh_hpss):
 
-
-def test_hpss_ping_and_stages_through_both_apis(hpss_pool):
-
-    srv = hpss_pool.start("hpss", **tape_settings(PAI_HPSS_PING_INTERVAL="0", PAI_TAPE_MAX_OPEN_REQUESTS="1"))
+    srv = fresh_hpss.start("hpss", **tape_settings(PAI_HPSS_PING_INTERVAL="0", PAI_TAPE_MAX_OPEN_REQUESTS="1"))
     emu_cli(srv.prefix, "set-stage-delay", "0.5")
     idents = [str(secrets.randbits(40) | (1 << 41)) for _ in range(3)]
     for ident in idents:
@@ -432,11 +425,11 @@ def test_hpss_ping_and_stages_through_both_apis(hpss_pool):
     assert 0 < value(samples, "pyai_hpss_ping_seconds") < 10
 
 
-def test_hpss_has_build_info_and_no_local_free_space(hpss_pool):
+def test_hpss_has_build_info_and_no_local_free_space(fresh_hpss):
     """The prefix is a path in HPSS: the emulator's directory is no answer for the real one."""
     from pyai import __version__
 
-    srv = hpss_pool.start("hpss-space")
+    srv = fresh_hpss.start("hpss-space")
     _, samples = scrape(srv)
     assert value(samples, "pyai_build_info", version=__version__, implementation="c", backend="hpss") == 1
     assert not [name for name, _ in samples if name.startswith("pyai_prefix_")]

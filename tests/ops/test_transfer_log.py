@@ -6,7 +6,6 @@ is checked against the same schema).
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -19,15 +18,14 @@ from pathlib import Path
 import jsonschema_rs  # schemathesis's validator, installed with the test extras
 import pytest
 import requests
-from emulator import emu_cli
-from server import ROOT, ServerPool, free_port, gunicorn_command, service_env, wait_until
+from emulator import emu_cli, start_tape
+from server import ROOT, free_port, gunicorn_command, service_env, wait_until
 
 from pyai.ops import transfer_log
 from pyai.ops.record import Record
 
 SCHEMA = json.loads(Path(transfer_log.SCHEMA_PATH).read_text())
 VALIDATOR = jsonschema_rs.Draft202012Validator(SCHEMA)
-HAS_HPSS = importlib.util.find_spec("pyai.hpss_client._hpss") is not None
 OPERATING = (ROOT / "docs" / "operating.md").read_text()
 RO = "ro-token-of-the-transfer-log-tests-1"
 RW = "rw-token-of-the-transfer-log-tests-2"
@@ -80,9 +78,8 @@ def sha256(data):
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    with ServerPool(tmp_path_factory.mktemp("transfer-log"), "c", "posix") as pool:
-        yield pool
+def pool(server_pool, request):
+    return server_pool(request)
 
 
 @pytest.fixture(scope="module")
@@ -263,34 +260,28 @@ def test_token_names_and_never_the_tokens(pool, tmp_path):
 # --- tape -----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not HAS_HPSS, reason="pyai.hpss_client._hpss is not built")
-def test_stage_wait_and_medium_on_hpss(tmp_path):
-
+def test_stage_wait_and_medium_on_hpss(fresh_hpss, tmp_path):
     log = tmp_path / "transfer.log"
-    with ServerPool(tmp_path / "servers", "c", "hpss") as hpss_pool:
-        srv = hpss_pool.start(
-            "tape", PAI_TRANSFER_LOG=str(log), PAI_HPSS_STAGE_TIMEOUT="30", PAI_HPSS_PING_INTERVAL="0"
-        )
-        emu_cli(srv.prefix, "set-stage-delay", "0.5")
-        posted, got = (str(secrets.randbits(40) | (1 << 41)) for _ in range(2))
-        data = os.urandom(100_000)
-        for ident in (posted, got):
-            assert requests.put(srv.id_url(ident), data=data, timeout=TIMEOUT).status_code == 201
-        emu_cli(srv.prefix, "purge", posted, got)
+    srv = start_tape(fresh_hpss, stage_delay=0.5, PAI_TRANSFER_LOG=str(log))
+    posted, got = (str(secrets.randbits(40) | (1 << 41)) for _ in range(2))
+    data = os.urandom(100_000)
+    for ident in (posted, got):
+        assert requests.put(srv.id_url(ident), data=data, timeout=TIMEOUT).status_code == 201
+    emu_cli(srv.prefix, "purge", posted, got)
 
-        assert requests.head(srv.id_url(posted), timeout=TIMEOUT).status_code == 204
-        assert line_of(log, id=posted, method="HEAD")["medium"] == "tape"
-        assert requests.post(srv.id_url(posted), timeout=TIMEOUT).status_code == 202
-        line = line_of(log, id=posted, method="POST")
-        assert line["medium"] == "tape" and line["stage_wait"] is not None and line["status"] == 202
+    assert requests.head(srv.id_url(posted), timeout=TIMEOUT).status_code == 204
+    assert line_of(log, id=posted, method="HEAD")["medium"] == "tape"
+    assert requests.post(srv.id_url(posted), timeout=TIMEOUT).status_code == 202
+    line = line_of(log, id=posted, method="POST")
+    assert line["medium"] == "tape" and line["stage_wait"] is not None and line["status"] == 202
 
-        resp = requests.get(srv.id_url(got), timeout=60)
-        assert resp.status_code == 200 and resp.content == data
-        line = line_of(log, id=got, method="GET")
-        assert line["medium"] == "tape" and line["stage_wait"] > 0
-        assert line["stage_wait"] <= line["ttfb"] <= line["duration"]
-        assert requests.get(srv.id_url(got), timeout=TIMEOUT).status_code == 200  # on disk now
-        assert line_of(log, id=got, method="GET", medium="disk")["stage_wait"] is None
+    resp = requests.get(srv.id_url(got), timeout=60)
+    assert resp.status_code == 200 and resp.content == data
+    line = line_of(log, id=got, method="GET")
+    assert line["medium"] == "tape" and line["stage_wait"] > 0
+    assert line["stage_wait"] <= line["ttfb"] <= line["duration"]
+    assert requests.get(srv.id_url(got), timeout=TIMEOUT).status_code == 200  # on disk now
+    assert line_of(log, id=got, method="GET", medium="disk")["stage_wait"] is None
 
 
 # --- where the lines go ----------------------------------------------------------------

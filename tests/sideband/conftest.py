@@ -1,4 +1,5 @@
-"""Fixtures of the sideband tests: a private MariaDB server and archives served with -t hsmsideband.
+"""Fixtures of the sideband tests: archives served with -t hsmsideband over the run's MariaDB
+(``mariadb``, from the root).
 
 The tests need Debian's ``mariadb-server`` (``make test`` installs it when run
 as root).  Without it they fail with a message saying so, unless
@@ -9,7 +10,7 @@ import os
 
 import pytest
 
-from .mariadb import SamDB, SidebandPool, start_mariadb
+from .mariadb import SamDB
 
 SELECTED = "hsmsideband" in os.environ.get("PYAI_TEST_BACKENDS", "posix hpss hsmsideband").split()
 
@@ -21,32 +22,14 @@ def _hsmsideband_selected():
         pytest.skip("PYAI_TEST_BACKENDS leaves hsmsideband out")
 
 
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory):
-    """The MariaDB server the sideband tests share (schema ``samdb``, user ``pyai``)."""
-    db = start_mariadb(tmp_path_factory.mktemp("mariadb"))
-    try:
-        yield db
-    finally:
-        db.stop()
-
-
 @pytest.fixture(scope="module")
-def sideband_pool(mariadb, tmp_path_factory):
-    pool = SidebandPool(tmp_path_factory.mktemp("sideband"), mariadb)
-    try:
-        yield pool
-    finally:
-        pool.close()
+def sideband_pool(server_pool, request, mariadb):
+    return server_pool(request, "hsmsideband", mariadb=mariadb)
 
 
 @pytest.fixture
-def fresh_sideband(mariadb, tmp_path):
-    pool = SidebandPool(tmp_path / "servers", mariadb)
-    try:
-        yield pool
-    finally:
-        pool.close()
+def fresh_sideband(server_pool, request, mariadb):
+    return server_pool(request, "hsmsideband", mariadb=mariadb)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import requests
-from server import service_env
+from server import corrupt, service_env
 
 from .test_http import new_id, put
 
@@ -79,11 +79,6 @@ def test_verify_compares_every_digest_on_hsmsideband(sideband_pool, samdb, maria
     cmd = [CMD, "--prefix", str(srv.prefix), "verify", ident]
     rc, out, err = run_cli(cmd, env)
     assert rc == 0 and "1 ok" in out, (out, err)
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as handle:
-        handle.seek(99)
-        byte = handle.read(1)
-        handle.seek(99)
-        handle.write(bytes([byte[0] ^ 0x04]))
+    corrupt(path, 99, 0x04)
     rc, out, err = run_cli(cmd, env)
     assert rc == 1 and "the stored sha256, md5, adler32 checksum" in out, (out, err)

@@ -2,18 +2,17 @@
 
 import os
 import posixpath
+import re
 import secrets
 import time
 
 import pytest
 import requests
-from server import assert_error, wait_until
+from server import assert_error, assert_head_not_found, wait_until
 
 from pyai.archive.ids import id2filename
 
 from .mariadb import SamDB
-
-NOT_FOUND = "File Not Found"
 
 
 def new_id():
@@ -80,16 +79,7 @@ def test_head_tape_from_the_database(sideband, samdb):
 def test_head_missing(sideband, samdb):
     resp = head(sideband, new_id())
     assert resp.status_code == 404
-    assert resp.headers["X-Pacifica-Messsage"] == "File Not found"
-    for name in (
-        "X-Pacifica-File",
-        "X-Content-Length",
-        "Last-Modified",
-        "X-Pacifica-Ctime",
-        "X-Pacifica-Bytes-Per-Level",
-        "X-Pacifica-File-Storage-Media",
-    ):
-        assert resp.headers[name] == NOT_FOUND
+    assert_head_not_found(resp.headers.get)
 
 
 def test_head_file_the_database_still_lists_after_delete_is_404(sideband, samdb):
@@ -156,12 +146,21 @@ def test_put_get_patch_delete(sideband_pool, samdb, impl):
     assert srv.temp_files() == []
 
 
+def recalls_read(srv):
+    """How many recalls (of a POST) have read their file to the end: the count of the stage waits
+    /metrics reports for Pacifica's API."""
+    text = requests.get(srv.url + "/metrics", timeout=10).text
+    found = re.search(r'^pyai_stage_wait_seconds_count\{api="pacifica"\} (\S+)$', text, re.MULTILINE)
+    return float(found[1]) if found else 0.0
+
+
 def test_post_recalls_a_tape_file(sideband, samdb):
     ident, data = new_id(), os.urandom(2_500_000)
     path = put(sideband, ident, data)
     samdb.record(path, online=False)
     # the recall reads the file: its access time tells (where the mount records access times)
     os.utime(path, (1, path.stat().st_mtime))
+    recalls = recalls_read(sideband)
     started = time.monotonic()
     resp = requests.post(sideband.id_url(ident), timeout=10)
     assert time.monotonic() - started < 2
@@ -169,11 +168,11 @@ def test_post_recalls_a_tape_file(sideband, samdb):
     assert resp.json() == {"message": "File is being staged", "file": ident}
     # HEAD never recalls and answers from the database
     assert head(sideband, ident).headers["X-Pacifica-File-Storage-Media"] == "tape"
-    # 202 until the database says online (the recall read is long done here)
-    time.sleep(0.3)
-    assert requests.post(sideband.id_url(ident), timeout=10).status_code == 202
     if records_access_times(path.parent):
         assert wait_until(lambda: path.stat().st_atime > 1, timeout=10), "POST did not read the file"
+    # 202 until the database says online, also once the recall has read the whole file
+    assert wait_until(lambda: recalls_read(sideband) == recalls + 1, timeout=10)
+    assert requests.post(sideband.id_url(ident), timeout=10).status_code == 202
     samdb.set_online(path, True)
     resp = requests.post(sideband.id_url(ident), timeout=10)
     assert resp.status_code == 200

@@ -1,5 +1,6 @@
 """The sideband database going away and coming back, and credentials it refuses."""
 
+import json
 import os
 import secrets
 import subprocess
@@ -11,9 +12,7 @@ import pytest
 import requests
 from server import assert_error, free_port, wait_until
 
-from pyai.backends.sideband import RETRY_CONNECT_AFTER
-
-from .mariadb import SERVICE_PASSWORD, SERVICE_USER, SamDB, SidebandPool, start_mariadb
+from .mariadb import SERVICE_PASSWORD, SERVICE_USER, SamDB, start_mariadb
 
 SERVE = str(Path(sys.executable).parent / "pacifica-archiveinterface")
 
@@ -36,84 +35,85 @@ def head(srv, ident):
     return requests.head(srv.id_url(ident), timeout=20)
 
 
-def answers(srv, ident, span=RETRY_CONNECT_AFTER + 0.5):
-    """True when HEAD answers 204 again and again for ``span`` seconds.
+def answers(srv, ident):
+    """True once a HEAD answers 204 and no worker's last answer that asked the database was a 503.
 
-    A worker whose connection attempt failed less than RETRY_CONNECT_AFTER
-    seconds ago still answers 503 without trying; HEADs for longer than that
-    reach every worker after its window.
+    A worker answers 503 without trying for RETRY_CONNECT_AFTER seconds after a connection
+    attempt failed; the HEADs of the polls that call this take each one back in its turn.
+    What each worker answered is in the transfer log (its JSON lines, in the server's log):
+    HEAD and POST of a stored file ask the database (of a missing one, 404, they do not).
     """
-    until = time.monotonic() + span
-    while time.monotonic() < until:
-        if head(srv, ident).status_code != 204:
-            return False
-        time.sleep(0.05)
-    return True
+    if head(srv, ident).status_code != 204:
+        return False
+    last = {}  # pid -> the status of its last answer that asked the database
+    for line in srv.log().splitlines():
+        if line.startswith('{"time"'):
+            record = json.loads(line)
+            if record["method"] in ("HEAD", "POST") and record["status"] != 404:
+                last[record["pid"]] = record["status"]
+    return 503 not in last.values()
 
 
-def test_database_stopped_mid_run_gives_503_and_recovers(own_mariadb, tmp_path):
-    pool = SidebandPool(tmp_path / "servers", own_mariadb)
+def test_database_stopped_mid_run_gives_503_and_recovers(server_pool, request, own_mariadb):
+    pool = server_pool(request, "hsmsideband", mariadb=own_mariadb)
     samdb = SamDB(own_mariadb)
+    srv = pool.start("outage", PAI_SIDEBAND_RETRY_AFTER="7", PAI_WORKERS="2")
+    ident, data = new_id(), os.urandom(5000)
+    assert requests.put(srv.id_url(ident), data=data, timeout=10).status_code == 201
+    samdb.record(srv.stored_path(ident), online=False)
+    assert head(srv, ident).headers["X-Pacifica-File-Storage-Media"] == "tape"
+
+    own_mariadb.stop()
+    started = time.monotonic()
+    resp = head(srv, ident)
+    assert time.monotonic() - started < 5, "HEAD waited for the dead database"
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "7"
+    body = assert_error(requests.post(srv.id_url(ident), timeout=20), 503, srv.prefix)
+    assert "sideband database" in body["message"], body
+    assert str(own_mariadb.port) not in body["message"]  # no server details for clients
+    # the file system is up: reads, writes, deletes and a HEAD of a missing id still work
+    assert requests.get(srv.id_url(ident), timeout=10).content == data
+    other = new_id()
+    assert requests.put(srv.id_url(other), data=b"while down", timeout=10).status_code == 201
+    assert requests.delete(srv.id_url(other), timeout=10).status_code == 200
+    assert head(srv, new_id()).status_code == 404
+    assert requests.get(srv.url + "/", timeout=10).status_code == 200
+
+    # a service started while the database is down starts, and answers 503 meanwhile
+    late = pool.start("late")
+    assert "unavailable at start-up" in late.log()
+    late_id = new_id()
+    assert requests.put(late.id_url(late_id), data=b"late", timeout=10).status_code == 201
+    assert head(late, late_id).status_code == 503
+
+    own_mariadb.start()
+    assert wait_until(lambda: answers(srv, ident), timeout=20)
+    assert head(srv, ident).headers["X-Pacifica-File-Storage-Media"] == "tape"
+    assert requests.post(srv.id_url(ident), timeout=10).status_code == 202
+    samdb.set_online(srv.stored_path(ident), True)
+    assert requests.post(srv.id_url(ident), timeout=10).status_code == 200
+    assert wait_until(lambda: answers(late, late_id), timeout=20)
+    assert "the sideband database" in srv.log() and "answers again" in srv.log()
+    assert "Traceback" not in srv.log() + late.log()
+
+    # the password changes under a running service: 503 saying so, never a traceback
+    root = own_mariadb.root()
     try:
-        srv = pool.start("outage", PAI_SIDEBAND_RETRY_AFTER="7", PAI_WORKERS="2")
-        ident, data = new_id(), os.urandom(5000)
-        assert requests.put(srv.id_url(ident), data=data, timeout=10).status_code == 201
-        samdb.record(srv.stored_path(ident), online=False)
-        assert head(srv, ident).headers["X-Pacifica-File-Storage-Media"] == "tape"
-
-        own_mariadb.stop()
-        started = time.monotonic()
+        root.execute_sql(f"ALTER USER '{SERVICE_USER}'@'127.0.0.1' IDENTIFIED BY 'changed-elsewhere'")
+        for (conn,) in root.execute_sql(
+            "SELECT id FROM information_schema.processlist WHERE user = %s", (SERVICE_USER,)
+        ).fetchall():
+            root.execute_sql(f"KILL {int(conn)}")
         resp = head(srv, ident)
-        assert time.monotonic() - started < 5, "HEAD waited for the dead database"
+        body = assert_error(requests.post(srv.id_url(ident), timeout=20), 503)
         assert resp.status_code == 503
-        assert resp.headers["Retry-After"] == "7"
-        body = assert_error(requests.post(srv.id_url(ident), timeout=20), 503, srv.prefix)
-        assert "sideband database" in body["message"], body
-        assert str(own_mariadb.port) not in body["message"]  # no server details for clients
-        # the file system is up: reads, writes, deletes and a HEAD of a missing id still work
-        assert requests.get(srv.id_url(ident), timeout=10).content == data
-        other = new_id()
-        assert requests.put(srv.id_url(other), data=b"while down", timeout=10).status_code == 201
-        assert requests.delete(srv.id_url(other), timeout=10).status_code == 200
-        assert head(srv, new_id()).status_code == 404
-        assert requests.get(srv.url + "/", timeout=10).status_code == 200
-
-        # a service started while the database is down starts, and answers 503 meanwhile
-        late = pool.start("late")
-        assert "unavailable at start-up" in late.log()
-        late_id = new_id()
-        assert requests.put(late.id_url(late_id), data=b"late", timeout=10).status_code == 201
-        assert head(late, late_id).status_code == 503
-
-        own_mariadb.start()
-        assert wait_until(lambda: answers(srv, ident), timeout=20)
-        assert head(srv, ident).headers["X-Pacifica-File-Storage-Media"] == "tape"
-        assert requests.post(srv.id_url(ident), timeout=10).status_code == 202
-        samdb.set_online(srv.stored_path(ident), True)
-        assert requests.post(srv.id_url(ident), timeout=10).status_code == 200
-        assert wait_until(lambda: answers(late, late_id), timeout=20)
-        assert "the sideband database" in srv.log() and "answers again" in srv.log()
-        assert "Traceback" not in srv.log() + late.log()
-
-        # the password changes under a running service: 503 saying so, never a traceback
-        root = own_mariadb.root()
-        try:
-            root.execute_sql(f"ALTER USER '{SERVICE_USER}'@'127.0.0.1' IDENTIFIED BY 'changed-elsewhere'")
-            for (conn,) in root.execute_sql(
-                "SELECT id FROM information_schema.processlist WHERE user = %s", (SERVICE_USER,)
-            ).fetchall():
-                root.execute_sql(f"KILL {int(conn)}")
-            resp = head(srv, ident)
-            body = assert_error(requests.post(srv.id_url(ident), timeout=20), 503)
-            assert resp.status_code == 503
-            assert "refuses the configured user" in body["message"], body
-            root.execute_sql(f"ALTER USER '{SERVICE_USER}'@'127.0.0.1' IDENTIFIED BY %s", (SERVICE_PASSWORD,))
-        finally:
-            root.close()
-        assert wait_until(lambda: answers(srv, ident), timeout=20)
-        assert "Traceback" not in srv.log()
+        assert "refuses the configured user" in body["message"], body
+        root.execute_sql(f"ALTER USER '{SERVICE_USER}'@'127.0.0.1' IDENTIFIED BY %s", (SERVICE_PASSWORD,))
     finally:
-        pool.close()
+        root.close()
+    assert wait_until(lambda: answers(srv, ident), timeout=20)
+    assert "Traceback" not in srv.log()
 
 
 def test_wrong_password_is_a_clear_start_up_error(fresh_sideband, mariadb):
@@ -146,34 +146,31 @@ def test_cli_wrong_password_one_line_exit_2(mariadb, tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_readiness_follows_the_databases(own_mariadb, tmp_path):
+def test_readiness_follows_the_databases(server_pool, request, own_mariadb):
     """/readyz names the sideband database and the Tape API's store, which are down together here."""
     store = own_mariadb.tape_store("tapestore")
-    pool = SidebandPool(tmp_path / "servers", own_mariadb)
+    pool = server_pool(request, "hsmsideband", mariadb=own_mariadb)
 
     def checks(srv):
         resp = requests.get(srv.url + "/readyz", timeout=20)
         return resp.status_code, resp.json()["checks"]
 
-    try:
-        srv = pool.start("ready", PAI_TAPE_STORE=store)
+    srv = pool.start("ready", PAI_TAPE_STORE=store)
+    status, found = checks(srv)
+    assert status == 200, found
+    assert {"serving", "prefix", "sideband_database", "stage_store"} <= set(found)
+    assert found["sideband_database"]["seconds"] >= 0 and found["stage_store"]["seconds"] >= 0
+    own_mariadb.stop()
+
+    def both_down():  # each worker keeps its last answer half a second: ask until one has news
         status, found = checks(srv)
-        assert status == 200, found
-        assert {"serving", "prefix", "sideband_database", "stage_store"} <= set(found)
-        assert found["sideband_database"]["seconds"] >= 0 and found["stage_store"]["seconds"] >= 0
-        own_mariadb.stop()
+        return found if status == 503 and not found["sideband_database"]["ok"] else None
 
-        def both_down():  # each worker keeps its last answer half a second: ask until one has news
-            status, found = checks(srv)
-            return found if status == 503 and not found["sideband_database"]["ok"] else None
-
-        found = wait_until(both_down, timeout=20)
-        assert found, checks(srv)
-        assert "sideband database" in found["sideband_database"]["error"]
-        assert found["stage_store"]["ok"] is False and "store" in found["stage_store"]["error"]
-        assert found["prefix"]["ok"] is True
-        assert str(own_mariadb.port) not in str(found)
-        own_mariadb.start()
-        assert wait_until(lambda: checks(srv)[0] == 200, timeout=30)
-    finally:
-        pool.close()
+    found = wait_until(both_down, timeout=20)
+    assert found, checks(srv)
+    assert "sideband database" in found["sideband_database"]["error"]
+    assert found["stage_store"]["ok"] is False and "store" in found["stage_store"]["error"]
+    assert found["prefix"]["ok"] is True
+    assert str(own_mariadb.port) not in str(found)
+    own_mariadb.start()
+    assert wait_until(lambda: checks(srv)[0] == 200, timeout=30)

@@ -5,7 +5,6 @@ import uuid
 
 import pytest
 import requests
-from server import ServerPool
 from tape_client import (
     API,
     PROBLEM,
@@ -195,13 +194,11 @@ def test_paths_of_the_api_are_no_ids(posix):
 
 
 @pytest.fixture(scope="module")
-def authed(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tape-auth")
-    tokens = base / "tokens"
+def authed(posix_pool, tmp_path_factory):
+    tokens = tmp_path_factory.mktemp("tape-auth") / "tokens"
     tokens.touch(mode=0o600)
     tokens.write_text(f"rw {RW}\nro {RO}\nrw {RW2}\n")
-    with ServerPool(base, "c", "posix") as pool:
-        yield pool.start("auth", **tape_settings(PAI_AUTH_TOKENS_FILE=str(tokens), PAI_TAPE_MAX_OPEN_REQUESTS="1"))
+    return posix_pool.start("auth", **tape_settings(PAI_AUTH_TOKENS_FILE=str(tokens), PAI_TAPE_MAX_OPEN_REQUESTS="1"))
 
 
 def bearer(token):

@@ -39,8 +39,8 @@ def locality(srv, path):
     return archiveinfo(srv, [path]).json()[0].get("locality")
 
 
-def test_localities_stage_and_release_on_hpss(hpss_pool):
-    srv = hpss_pool.start("tape", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+def test_localities_stage_and_release_on_hpss(fresh_hpss):
+    srv = fresh_hpss.start("tape", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
     emu(srv, "set-stage-delay", "1.0")
     (path,) = on_tape(srv, 1)
     fresh = new_id()
@@ -73,8 +73,8 @@ def test_localities_stage_and_release_on_hpss(hpss_pool):
     assert locality(srv, f"/{fresh}") == "DISK"
 
 
-def test_release_keeps_a_file_another_request_pins(hpss_pool):
-    srv = hpss_pool.start("pins", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+def test_release_keeps_a_file_another_request_pins(fresh_hpss):
+    srv = fresh_hpss.start("pins", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
     emu(srv, "set-stage-delay", "0.2")
     (path,) = on_tape(srv, 1)
     first = stage(srv, [path]).json()["requestId"]
@@ -87,10 +87,10 @@ def test_release_keeps_a_file_another_request_pins(hpss_pool):
     assert locality(srv, path) == "TAPE"
 
 
-def test_release_under_an_id_of_no_request(hpss_pool):
+def test_release_under_an_id_of_no_request(fresh_hpss):
     """gfal-evict without a request id releases under a placeholder (CTA ignores the id): the
     owner's pins on the paths go in every request, and what no pin holds is evicted."""
-    srv = hpss_pool.start("placeholder", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    srv = fresh_hpss.start("placeholder", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
     emu(srv, "set-stage-delay", "0.2")
     staged, pacifica = on_tape(srv, 2)
     wait_done(srv, stage(srv, [staged]).json()["requestId"])
@@ -103,8 +103,8 @@ def test_release_under_an_id_of_no_request(hpss_pool):
     assert locality(srv, staged) == "TAPE" and locality(srv, pacifica) == "TAPE"
 
 
-def test_cancel_during_a_stage_and_the_open_requests_limit(hpss_pool):
-    srv = hpss_pool.start("cancel", **tape_settings(PAI_HPSS_PING_INTERVAL="0", PAI_TAPE_MAX_OPEN_REQUESTS="1"))
+def test_cancel_during_a_stage_and_the_open_requests_limit(fresh_hpss):
+    srv = fresh_hpss.start("cancel", **tape_settings(PAI_HPSS_PING_INTERVAL="0", PAI_TAPE_MAX_OPEN_REQUESTS="1"))
     emu(srv, "set-stage-delay", "30")
     slow, other = on_tape(srv, 2)
     request_id = stage(srv, [slow, other]).json()["requestId"]
@@ -123,8 +123,8 @@ def test_cancel_during_a_stage_and_the_open_requests_limit(hpss_pool):
     assert stage(srv, [other]).status_code == 201  # no open request left: admitted again
 
 
-def test_a_stage_request_survives_a_server_killed_mid_stage(hpss_pool):
-    srv = hpss_pool.start("restart", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+def test_a_stage_request_survives_a_server_killed_mid_stage(fresh_hpss):
+    srv = fresh_hpss.start("restart", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
     emu(srv, "set-stage-delay", "3")
     paths = on_tape(srv, 2)
     request_id = stage(srv, paths).json()["requestId"]
@@ -136,14 +136,14 @@ def test_a_stage_request_survives_a_server_killed_mid_stage(hpss_pool):
     assert all(locality(srv, path) == "DISK_AND_TAPE" for path in paths)
 
 
-def test_one_clients_queue_does_not_hold_back_anothers_stage(hpss_pool, tmp_path):
+def test_one_clients_queue_does_not_hold_back_anothers_stage(fresh_hpss, tmp_path):
     """Two executor slots, one client's eight files on tape queued first: the other client's
     one file gets the next free slot, and is on disk while the first client's queue still waits."""
     tokens = tmp_path / "tokens"
     tokens.touch(mode=0o600)
     first, second = "rw-token-of-the-first-tape-client-1", "rw-token-of-the-second-tape-client-2"
     tokens.write_text(f"rw {first}\nrw {second}\n")
-    srv = hpss_pool.start(
+    srv = fresh_hpss.start(
         "fair",
         **tape_settings(
             PAI_HPSS_PING_INTERVAL="0", PAI_AUTH_TOKENS_FILE=str(tokens), PAI_WORKERS="1", PAI_TAPE_WORKERS="2"
@@ -166,9 +166,9 @@ def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_the_log_names_where_the_requests_are_kept(hpss_pool):
+def test_the_log_names_where_the_requests_are_kept(fresh_hpss):
     """On hpss the default store is on this host (HPSS is no file system for SQLite): the log says where."""
-    srv = hpss_pool.start("where", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
+    srv = fresh_hpss.start("where", **tape_settings(PAI_HPSS_PING_INTERVAL="0"))
     lines = [line for line in srv.log().splitlines() if "stage requests are kept in" in line]
     assert lines and all("/.pacifica-archiveinterface/tape-state-" in line for line in lines), srv.log()[-2000:]
     assert not any(str(srv.prefix) in line for line in lines)

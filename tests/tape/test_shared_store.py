@@ -5,21 +5,11 @@ import pytest
 import requests
 from emulator import HAS_HPSS
 from playhouse.db_url import connect
-from sideband.mariadb import started
 from tape_client import TIMEOUT, archiveinfo, emu, kill, poll, stage, states, tape_settings, wait_done
 
 from pyai.tape import models
 
 from .test_hpss import on_tape
-
-
-@pytest.fixture(scope="module")
-def mariadb(tmp_path_factory):
-    db = started(tmp_path_factory.mktemp("tape-mariadb"))
-    try:
-        yield db
-    finally:
-        db.stop()
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +35,13 @@ def test_tables_of_an_older_pyai_get_the_new_indexes(mariadb, posix_pool):
         assert "tape_stage_request_created_at" in indexes, indexes
 
 
-def test_two_instances_share_requests(hpss_pool, store_url, tmp_path):
+def test_two_instances_share_requests(fresh_hpss, store_url, tmp_path):
     if not HAS_HPSS:
         pytest.skip("no HPSS emulator")
     prefix = str(tmp_path / "shared-prefix")
     settings = tape_settings(PAI_TAPE_STORE=store_url, PAI_PREFIX=prefix, PAI_HPSS_PING_INTERVAL="0")
-    first = hpss_pool.start("first", prefix=prefix, **settings)
-    second = hpss_pool.start("second", prefix=prefix, **settings)
+    first = fresh_hpss.start("first", prefix=prefix, **settings)
+    second = fresh_hpss.start("second", prefix=prefix, **settings)
     emu(first, "set-stage-delay", "2")
     paths = on_tape(first, 2)
     request_id = stage(first, paths).json()["requestId"]

@@ -6,27 +6,20 @@ The C extension must be built: its tests fail, not skip, when it is missing.
 
 import errno
 import hashlib
-import importlib
 import os
 import random
-import re
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from .peers import CountingHasher, Sender
+from .writeback import WRITTEN_BEHIND, sync_file_range_calls
+
 ROOT = Path(__file__).resolve().parents[2]
 KiB, MiB = 1024, 1024 * 1024
-
-
-@pytest.fixture(params=["c", "python"])
-def fio(request):
-    return importlib.import_module({"c": "pyai.native._cimpl", "python": "pyai.native._pyimpl"}[request.param])
 
 
 @pytest.fixture
@@ -36,43 +29,9 @@ def pair():
         yield rx, tx
 
 
-@pytest.fixture
-def out(tmp_path):
-    path = tmp_path / "out"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        yield fd, path.read_bytes
-    finally:
-        os.close(fd)
-
-
 def encode(chunks, trailer=b"", ext=b""):
     """The chunked framing of ``chunks`` (the last chunk and the trailer section added)."""
     return b"".join(b"%x%s\r\n%s\r\n" % (len(c), ext, c) for c in chunks if c) + b"0\r\n" + trailer + b"\r\n"
-
-
-class Sender(threading.Thread):
-    """Sends ``parts`` (pausing ``pause`` s before each), then optionally shuts down writing."""
-
-    def __init__(self, sock, *parts, pause=0.0, eof=False):
-        super().__init__(daemon=True)
-        self.sock, self.parts, self.pause, self.eof = sock, parts, pause, eof
-        self.error = None
-        self.start()
-
-    def run(self):
-        try:
-            for part in self.parts:
-                time.sleep(self.pause)
-                self.sock.sendall(part)
-            if self.eof:
-                self.sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            self.error = exc
-
-    def finish(self):
-        self.join(20)
-        assert not self.is_alive() and self.error is None
 
 
 def receive(fio, rx, fd, decoder=None, **kw):
@@ -114,17 +73,6 @@ def test_bodies_are_byte_exact_and_hashed(fio, pair, out, shape):
     except BlockingIOError:
         pass
     assert rest == b"GET /next HTTP/1.1\r\n\r\n"
-
-
-class CountingHasher:
-    """A sha256 that counts its updates."""
-
-    def __init__(self):
-        self.sha, self.updates = hashlib.sha256(), []
-
-    def update(self, data):
-        self.updates.append(len(data))
-        self.sha.update(data)
 
 
 def test_tiny_chunks_are_hashed_once_per_piece(fio, pair, out):
@@ -434,24 +382,4 @@ t.join()
 
 
 def test_writeback_behind_the_receive(fio, tmp_path):
-    if shutil.which("strace") is None:
-        pytest.fail("strace is missing (make test installs it as root)")
-    target = tmp_path / "written"
-    trace = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=sync_file_range", "-e", "signal=none", "-o", str(tmp_path / "trace"),
-         sys.executable, "-c", _WRITEBACK_SCRIPT, fio.__name__, str(target)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert trace.returncode == 0, trace.stderr
-    assert target.stat().st_size == (40 << 20) + 5
-    calls = []
-    for line in (tmp_path / "trace").read_text().splitlines():
-        m = re.search(r"sync_file_range\(\d+, (\d+), (\d+), ([A-Z_|]+)\) = 0", line)
-        assert m, line
-        calls.append((int(m[1]), int(m[2]), m[3]))
-    step, write = 8 * MiB, "SYNC_FILE_RANGE_WRITE"
-    wait = "SYNC_FILE_RANGE_WAIT_BEFORE|SYNC_FILE_RANGE_WRITE|SYNC_FILE_RANGE_WAIT_AFTER"
-    expected = [(0, step, write)]
-    for k in range(1, 5):
-        expected += [(k * step, step, write), ((k - 1) * step, step, wait)]
-    assert calls == expected
+    assert sync_file_range_calls(fio, tmp_path, _WRITEBACK_SCRIPT) == WRITTEN_BEHIND

@@ -12,7 +12,6 @@ checks the C decoder alone, longer and with a sanitizer.
 """
 
 import errno
-import hashlib
 import os
 import socket
 
@@ -20,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyai.native import _cimpl, _pyimpl
+
+from .peers import CountingHasher
 
 TWINS = (_cimpl, _pyimpl)
 # the bytes framing is made of, and some it must refuse
@@ -87,22 +88,11 @@ def _call(fio, rx, fd, decoder, hashers, max_size):
         return ("raised", exc.errno, exc.characters_written)
 
 
-class Hasher:
-    """A sha256 that records the length of every update: the twins hash the same runs."""
-
-    def __init__(self):
-        self.sha, self.updates = hashlib.sha256(), []
-
-    def update(self, data):
-        self.updates.append(len(data))
-        self.sha.update(data)
-
-
 def _run(fio, pieces, max_line, max_trailer, max_size):
     """Decode the pieces with one twin: what every call did, and where it all ended."""
     rx, tx = socket.socketpair()
     fd = os.memfd_create("chunked")
-    hasher = Hasher()
+    hasher = CountingHasher()
     decoder = fio.ChunkedDecoder(max_line=max_line, max_trailer=max_trailer)
     steps = []
     try:

@@ -9,8 +9,6 @@ import errno
 import fcntl
 import importlib
 import os
-import re
-import shutil
 import signal
 import socket
 import stat
@@ -21,15 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from server import wait_until
+
+from .peers import Sender
+from .writeback import WRITTEN_BEHIND, sync_file_range_calls
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
-
-
-@pytest.fixture(params=["c", "python"])
-def fio(request):
-    """The implementation under test (ImportError, hence failure, if C is not built)."""
-    return importlib.import_module({"c": "pyai.native._cimpl", "python": "pyai.native._pyimpl"}[request.param])
 
 
 @pytest.fixture(params=["socketpair", "tcp"])
@@ -43,41 +39,6 @@ def conn(request):
             rx, _ = listener.accept()
     with rx, tx:
         yield rx, tx
-
-
-@pytest.fixture
-def out(tmp_path):
-    """A descriptor of an empty file open for writing, and a function reading the file back."""
-    path = tmp_path / "out"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        yield fd, path.read_bytes
-    finally:
-        os.close(fd)
-
-
-class Sender(threading.Thread):
-    """Sends ``parts`` (pausing ``pause`` s before each), then optionally shuts down writing."""
-
-    def __init__(self, sock, *parts, pause=0.0, eof=False):
-        super().__init__(daemon=True)
-        self.sock, self.parts, self.pause, self.eof = sock, parts, pause, eof
-        self.error = None
-        self.start()
-
-    def run(self):
-        try:
-            for part in self.parts:
-                time.sleep(self.pause)
-                self.sock.sendall(part)
-            if self.eof:
-                self.sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:  # reported by finish(), not as a thread exception
-            self.error = exc
-
-    def finish(self):
-        self.join(10)
-        assert not self.is_alive() and self.error is None
 
 
 @contextlib.contextmanager
@@ -408,9 +369,10 @@ def test_recv_steps_over_an_urgent_byte(fio, tcp, out, size, hashed):
 
     def send():
         tx.sendall(body[:half])
-        time.sleep(0.2)
+        # the receive has written the first half: the urgent byte comes at the start of its next read
+        wait_until(lambda: os.fstat(fd).st_size == half, timeout=10, interval=0.01)
         tx.send(b"!", socket.MSG_OOB)
-        time.sleep(0.2)
+        time.sleep(0.2)  # and then nothing for a while: the old C receive spun at the urgent mark
         tx.sendall(body[half:])
 
     sender = threading.Thread(target=send, daemon=True)
@@ -467,34 +429,9 @@ else:
 """
 
 
-def _sync_file_range_calls(fio, tmp_path, how):
-    """[(offset, nbytes, flags)] of the sync_file_range calls the script made, in order."""
-    if shutil.which("strace") is None:
-        pytest.fail("strace is missing (make test installs it as root)")
-    target = tmp_path / "written"
-    trace = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=sync_file_range", "-e", "signal=none", "-o", str(tmp_path / "trace"),
-         sys.executable, "-c", _WRITE_BEHIND_SCRIPT, fio.__name__, str(target), how],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert trace.returncode == 0, trace.stderr
-    assert target.stat().st_size == (40 << 20) + 5
-    calls = []
-    for line in (tmp_path / "trace").read_text().splitlines():
-        m = re.search(r"sync_file_range\(\d+, (\d+), (\d+), ([A-Z_|]+)\) = 0", line)
-        assert m, line  # every call succeeded
-        calls.append((int(m[1]), int(m[2]), m[3]))
-    return calls
-
-
 @pytest.mark.parametrize("how", ["write", "recv"])
 def test_write_behind_starts_each_step_and_waits_for_the_one_before(fio, tmp_path, how):
-    step, write = 8 * MiB, "SYNC_FILE_RANGE_WRITE"
-    wait = "SYNC_FILE_RANGE_WAIT_BEFORE|SYNC_FILE_RANGE_WRITE|SYNC_FILE_RANGE_WAIT_AFTER"
-    expected = [(0, step, write)]
-    for k in range(1, 5):  # steps 1..4 complete at 16, 24, 32, 40 MiB
-        expected += [(k * step, step, write), ((k - 1) * step, step, wait)]
-    assert _sync_file_range_calls(fio, tmp_path, how) == expected
+    assert sync_file_range_calls(fio, tmp_path, _WRITE_BEHIND_SCRIPT, how) == WRITTEN_BEHIND
 
 
 def test_write_behind_within_a_step_does_nothing(fio, out):
