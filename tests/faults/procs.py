@@ -45,7 +45,7 @@ def workers(srv, count, timeout=60.0):
 
 
 # /proc/net/tcp's states that matter here (hex, as it prints them)
-ESTABLISHED, CLOSE_WAIT, LISTEN = "01", "08", "0A"
+ESTABLISHED, SYN_RECV, CLOSE_WAIT, LISTEN = "01", "03", "08", "0A"
 
 
 class TcpEnd(NamedTuple):
@@ -90,9 +90,10 @@ def client_end(sock):
 
 
 def server_closed(sock):
-    """Whether the server has closed its end of ``sock``'s connection (no process holds it now)."""
+    """Whether the server has closed its end of ``sock``'s connection: it is gone, or past the close
+    (FIN_WAIT, TIME_WAIT...).  Not its holder alone: an end still in the accept queue has none either."""
     end = server_end(sock)
-    return end is None or not end.inode
+    return end is None or end.state not in (SYN_RECV, ESTABLISHED, CLOSE_WAIT)
 
 
 def listener(port):
