@@ -125,7 +125,7 @@ def _names(text: str) -> Tuple[str, ...]:
 DURABILITY = ("auto", "fsync", "journal", "syncfs")  # see pyai.backends.flusher
 NAMESPACES = ("ids", "paths")  # see pyai.archive.ids
 # The backends that store paths today; the others refuse namespace = paths at start.
-PATH_BACKENDS = ("posix",)
+PATH_BACKENDS = ("posix", "hsmsideband")
 
 
 def _namespace(text: str) -> str:
@@ -936,7 +936,9 @@ def _namespace_problems(values):
     if values.get("use_id2filename"):
         return ["namespace = paths names files by path: it cannot be combined with use_id2filename (integer ids)"]
     if values.get("backend", "posix") not in PATH_BACKENDS:
-        return [f"namespace = paths is not available on the {values['backend']} backend yet (only on posix)"]
+        return [
+            f"namespace = paths is not available on the {values['backend']} backend yet ({', '.join(PATH_BACKENDS)} have it)"
+        ]
     return []
 
 

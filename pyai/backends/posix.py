@@ -47,7 +47,7 @@ from pyai.backends.base import (
 from pyai.backends.dirsync import DirectorySyncer
 from pyai.backends.flusher import Flusher
 from pyai.config import Config
-from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
+from pyai.errors import BackendUnavailable, Conflict, Forbidden, StoredNotDurable, describe
 
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
@@ -75,7 +75,7 @@ class PosixReader:
 
     def __init__(self, path: str, opened: Optional[Tuple[int, os.stat_result]] = None):
         self.fd = -1  # for __del__ when opening fails
-        self.fd, st = opened or _open_stored(path)
+        self.fd, st = opened or open_stored(path)
         self.blocking = False  # opened O_NONBLOCK (never to wait on a FIFO); see fileno
         self.size = st.st_size
         self.mtime = st.st_mtime
@@ -141,7 +141,7 @@ def etag_of(st: os.stat_result) -> str:
     return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
-def _open_stored(path: str, opener: Callable[[str, int], int] = os.open) -> Tuple[int, os.stat_result]:
+def open_stored(path: str, opener: Callable[[str, int], int] = os.open) -> Tuple[int, os.stat_result]:
     """``(fd, stat)`` of the regular file at ``path``, still O_NONBLOCK; FileNotFoundError for a
     symlink or anything else.  ``opener``: os.open, or a backend's that follows no symlink on the way."""
     try:
@@ -418,7 +418,7 @@ class PosixBackend:
 
     def open_read(self, path: str) -> PosixReader:
         try:
-            reader = PosixReader(path, _open_stored(path, self._open_below) if self.paths else None)
+            reader = PosixReader(path, open_stored(path, self._open_below) if self.paths else None)
         except (FileNotFoundError, NotADirectoryError):
             self.fail_if_prefix_missing("open")
             raise
@@ -608,10 +608,12 @@ class PosixBackend:
 
     @contextlib.contextmanager
     def _open_target_dir(self, path: str) -> Iterator[int]:
-        """A descriptor of the id's directory (made if missing), opened below the prefix without symlinks."""
+        """A descriptor of the id's directory (made if missing, except under paths, where only MKCOL
+        makes collections: 409), opened below the prefix without symlinks."""
         directory = os.path.dirname(path)
         try:
-            make_dirs(directory, self.prefix)
+            if not self.paths:
+                make_dirs(directory, self.prefix)
             prefix_fd = os.open(self.prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             self.fail_if_prefix_missing("move")
@@ -619,6 +621,13 @@ class PosixBackend:
         try:
             parts = (moves.components(directory) or [])[len(moves.components(self.prefix) or []) :]
             fd = _beneath(beneath.open_dir, prefix_fd, parts, "move: a directory of the id is a symlink")
+        except (FileNotFoundError, NotADirectoryError):
+            if not self.paths:
+                raise
+            raise Conflict(
+                "the collection this would be stored in does not exist: make it first (MKCOL)",
+                detail="parent collection missing",
+            ) from None
         finally:
             os.close(prefix_fd)
         try:

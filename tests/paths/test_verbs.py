@@ -243,6 +243,20 @@ def test_move_with_a_bad_overwrite_is_400(paths_server, top):
     assert resp.status_code == 400
 
 
+def test_patch_into_a_missing_collection_is_409_and_moves_nothing(paths_server, top):
+    """Pacifica's PATCH (a server-side file moved under an id) makes no collection either."""
+    put(paths_server, top + "/f", b"patched")
+    source = str(paths_server.prefix / top[1:] / "f")
+    resp = requests.patch(paths_server.url + top + "/none/g", json={"path": source}, timeout=30)
+    assert resp.status_code == 409
+    assert (paths_server.prefix / top[1:] / "f").read_bytes() == b"patched"
+    assert not (paths_server.prefix / top[1:] / "none").exists()
+    assert dav("MKCOL", paths_server.url + top + "/some").status_code == 201
+    moved = requests.patch(paths_server.url + top + "/some/g", json={"path": source}, timeout=30)
+    assert moved.status_code == 200
+    assert (paths_server.prefix / top[1:] / "some" / "g").read_bytes() == b"patched"
+
+
 # -- DELETE -------------------------------------------------------------------------------
 
 
