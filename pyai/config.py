@@ -936,9 +936,8 @@ def _namespace_problems(values):
     if values.get("use_id2filename"):
         return ["namespace = paths names files by path: it cannot be combined with use_id2filename (integer ids)"]
     if values.get("backend", "posix") not in PATH_BACKENDS:
-        return [
-            f"namespace = paths is not available on the {values['backend']} backend yet ({', '.join(PATH_BACKENDS)} have it)"
-        ]
+        have = ", ".join(PATH_BACKENDS)
+        return [f"namespace = paths is not available on the {values['backend']} backend yet ({have} have it)"]
     return []
 
 
