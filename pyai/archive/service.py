@@ -121,8 +121,10 @@ class Archive:
             )
         try:
             writer = self.backend.create(path, size_hint=upload.length, replace=replace, parents=self.tree is None)
-        except (FileNotFoundError, NotADirectoryError):  # paths: PUT never makes collections (WebDAV)
-            raise no_parent() from None
+        except (FileNotFoundError, NotADirectoryError):
+            if self.tree is None:
+                raise
+            raise no_parent() from None  # paths: PUT never makes collections (WebDAV)
         with writer:
             if before_body is not None:
                 before_body()  # the 100 Continue: only once the file can be stored
