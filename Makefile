@@ -28,12 +28,13 @@ IO_EXT := pyai/native/_cimpl$(EXT_SUFFIX)
 HPSS_EXT := pyai/hpss_client/_hpss$(EXT_SUFFIX)
 # Rebuild the binding when HPSS_ROOT, or whether it holds the headers, changes.
 HPSS_STAMP := build/hpss-root.stamp
-SYSTEM_TOOLS := curl wget strace
+SYSTEM_TOOLS := curl wget strace rclone
 # Debian packages the tests drive that are no single command: gfal2's scripts (gfal-copy,
 # gfal-stat, ...) and its HTTP/WebDAV plugin (tests/grid).  The tests run the scripts
 # with GFAL_PYTHONBIN=/usr/bin/python3, so no `python` command is needed.
 # systemd: systemd-analyze verifies deploy/pyai.service (tests/deploy; systemd need not run).
 # nginx-light: the nginx that tests/deploy puts in front of pyai with deploy/nginx/pyai.conf.
+# rclone (a tool and a package of that name): its webdav remote writes trees under namespace = paths (tests/paths).
 # haproxy: tests/deploy/test_haproxy.py runs deploy/haproxy/haproxy.cfg in front of three instances.
 # prometheus: its promtool checks a real scrape of /metrics (tests/ops/test_metrics.py).
 # libh2o-evloop0.13: h2o's library exports picohttpparser, which parses plain GET/HEAD heads in C

@@ -95,7 +95,44 @@ def _real_path(text: str) -> str:
     return os.path.realpath(os.path.expanduser(text))
 
 
+def _jwt_issuers(text: str) -> Tuple[Tuple[str, str], ...]:
+    """``<issuer URL> <base path>`` pairs, comma-separated (pyai.web.wlcg_tokens checks the rest)."""
+    pairs = []
+    for item in text.split(","):
+        fields = item.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise ValueError("expected '<issuer URL> <base path>' pairs, separated by commas")
+        url, base = fields
+        if not url.startswith("https://"):
+            raise ValueError(f"an issuer is an https URL, not {url!r}")
+        if not base.startswith("/"):
+            raise ValueError(f"a base path is absolute, not {base!r}")
+        pairs.append((url, base))
+    return tuple(pairs)
+
+
+def _names(text: str) -> Tuple[str, ...]:
+    """Comma-separated names, each without spaces."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if " " in name:
+            raise ValueError(f"a name holds no space: {name!r} (separate names with commas)")
+    return names
+
+
 DURABILITY = ("auto", "fsync", "journal", "syncfs")  # see pyai.backends.flusher
+NAMESPACES = ("ids", "paths")  # see pyai.archive.ids
+# The backends that store paths today; the others refuse namespace = paths at start.
+PATH_BACKENDS = ("posix", "hsmsideband")
+
+
+def _namespace(text: str) -> str:
+    name = text.strip().lower()
+    if name not in NAMESPACES:
+        raise ValueError(f"expected one of {', '.join(NAMESPACES)}")
+    return name
 
 
 def _durability(text: str) -> str:
@@ -177,6 +214,25 @@ SETTINGS = (
         "false",
         help="`true`: a PUT whose `Content-Type` is `multipart/form-data` (`curl -F`) is stored as sent, "
         "envelope and all, instead of 415",
+    ),
+    Setting(
+        "namespace",
+        "archive",
+        "namespace",
+        "PAI_NAMESPACE",
+        _namespace,
+        "ids",
+        help="`ids`: a URL is `/<id>`; `paths`: also `/<a>/<b>/<name>`, with collections (MKCOL, MOVE, "
+        "listings; see [Paths](#paths))",
+    ),
+    Setting(
+        "max_listing",
+        "archive",
+        "max_listing",
+        "PAI_MAX_LISTING",
+        _positive_int,
+        "100000",
+        help="most members a `PROPFIND` `Depth: 1` lists (more: 507) under `namespace = paths`",
     ),
     Setting(
         "patch_roots",
@@ -322,6 +378,36 @@ SETTINGS = (
         default_note="no authentication",
         help="bearer tokens, `<scope> <token> [name]` lines, the scope `ro`, `rw` or `metrics` "
         "(see [Authentication](#authentication-optional))",
+    ),
+    Setting(
+        "auth_jwt_issuers",
+        "auth",
+        "jwt_issuers",
+        "PAI_AUTH_JWT_ISSUERS",
+        _jwt_issuers,
+        "",
+        default_note="none",
+        help="WLCG token issuers, `<issuer URL> <base path>` pairs separated by commas: their tokens' "
+        "storage scopes are read below the base path (see [WLCG tokens](#wlcg-tokens))",
+    ),
+    Setting(
+        "auth_jwt_audiences",
+        "auth",
+        "jwt_audiences",
+        "PAI_AUTH_JWT_AUDIENCES",
+        _names,
+        "",
+        help="the audiences (`aud`) a WLCG token must name one of, comma-separated; needed with `jwt_issuers`",
+    ),
+    Setting(
+        "auth_jwt_ca_file",
+        "auth",
+        "jwt_ca_file",
+        "PAI_AUTH_JWT_CA_FILE",
+        _optional_path,
+        "",
+        default_note="the system's",
+        help="the CA certificates (PEM) the issuers' https certificates are checked against",
     ),
     Setting(
         "use_id2filename",
@@ -650,6 +736,8 @@ class Config:
     prefix: str
     allow_overwrite: bool
     allow_multipart: bool
+    namespace: str
+    max_listing: int
     patch_roots: Tuple[str, ...]
     max_body_size: int
     receive_timeout: float
@@ -665,6 +753,9 @@ class Config:
     digest_compute_max: int
     durability: str
     auth_tokens_file: str
+    auth_jwt_issuers: Tuple[Tuple[str, str], ...]
+    auth_jwt_audiences: Tuple[str, ...]
+    auth_jwt_ca_file: str
     use_id2filename: bool
     hpss_user: str
     hpss_auth: str
@@ -827,7 +918,27 @@ def _resolve(overrides, config_file, environ):
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             problems.append(f"bad value {raw!r} for {origin}: {exc}")
+    problems.extend(_combinations(values))
     return path, values, defaulted, problems
+
+
+def _combinations(values):
+    """The problems of settings that parsed alone but not together."""
+    problems = []
+    if values.get("auth_jwt_issuers") and not values.get("auth_jwt_audiences", ()):
+        problems.append("jwt_issuers needs jwt_audiences: the names a token must be meant for (its aud)")
+    return problems + _namespace_problems(values)
+
+
+def _namespace_problems(values):
+    if values.get("namespace") != "paths":
+        return []
+    if values.get("use_id2filename"):
+        return ["namespace = paths names files by path: it cannot be combined with use_id2filename (integer ids)"]
+    if values.get("backend", "posix") not in PATH_BACKENDS:
+        have = ", ".join(PATH_BACKENDS)
+        return [f"namespace = paths is not available on the {values['backend']} backend yet ({have} have it)"]
+    return []
 
 
 def load(overrides=None, config_file=None, environ=os.environ, prepare=True) -> Config:

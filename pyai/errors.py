@@ -60,6 +60,10 @@ class PayloadTooLarge(ArchiveError, status=413): ...
 class UnsupportedMediaType(ArchiveError, status=415): ...
 
 
+class InsufficientStorage(ArchiveError, status=507):
+    """An answer larger than the archive gives (a listing past ``[archive] max_listing``): RFC 4918 11.5."""
+
+
 class UnsupportedTransferCoding(ArchiveError, status=501):
     """A body in a transfer coding the archive cannot decode (gzip, ...): RFC 9112 says 501."""
 

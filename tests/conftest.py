@@ -5,7 +5,8 @@ and the fixture plugins every folder uses, one job each:
 - ``fixtures.ids``: fresh ids (``uid``, ``int_id``);
 - ``fixtures.servers``: real servers (``server_pool``, ``server``, ``make_server``, ``fresh_server``,
   ``pool``, ``fresh_hpss``, ``tape``);
-- ``fixtures.mariadb``: the run's MariaDB (``mariadb``).
+- ``fixtures.mariadb``: the run's MariaDB (``mariadb``);
+- ``fixtures.issuer``: a WLCG token issuer over https (``issuer``, ``make_issuer``, ``module_issuer``).
 
 A folder's own fixtures are in its conftest.
 """
@@ -15,4 +16,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-pytest_plugins = ["fixtures.flavors", "fixtures.ids", "fixtures.servers", "fixtures.mariadb"]
+pytest_plugins = ["fixtures.flavors", "fixtures.ids", "fixtures.servers", "fixtures.mariadb", "fixtures.issuer"]

@@ -5,6 +5,11 @@ the posix backend) are stored as ``<prefix>/<id>``; integer ids are stored at
 ``id2filename(id)``, a layout existing archives depend on byte for byte.
 Neither scheme can name a file that starts with ``.``, which is where the
 archive keeps its temporary files.
+
+Under ``[archive] namespace = paths`` an id may also be a path of safe names
+(``scope/ab/cd/name``), each segment under the safe-name rule, so no segment is
+``..``, starts with ``.`` or holds a ``/``; the file lives at that path below
+the prefix, and every level above it is a collection (a directory).
 """
 
 import re
@@ -12,6 +17,10 @@ import re
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 INTEGER = re.compile(r"[0-9]{1,19}")
 MAX_ID = 2**63 - 1
+# A path of at most this many segments and characters: deeper than any grid layout
+# (Rucio's is 4), and well inside PATH_MAX with a long prefix in front.
+MAX_DEPTH = 32
+MAX_PATH = 2048
 
 
 class InvalidId(ValueError):
@@ -22,6 +31,22 @@ def parse_safe_name(text: str) -> str:
     """Return ``text`` if it is a safe file name, else raise InvalidId."""
     if not SAFE_NAME.fullmatch(text):
         raise InvalidId("an id is 1-255 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return text
+
+
+def parse_path(text: str) -> str:
+    """Return ``text`` if it is a path of safe names (``a/b/c``, at least one), else raise InvalidId."""
+    if len(text) > MAX_PATH:
+        raise InvalidId(f"a path is at most {MAX_PATH} characters")
+    segments = text.split("/")
+    if len(segments) > MAX_DEPTH:
+        raise InvalidId(f"a path has at most {MAX_DEPTH} segments")
+    for segment in segments:
+        if not SAFE_NAME.fullmatch(segment):
+            raise InvalidId(
+                "each segment of a path is 1-255 ASCII letters, digits, '.', '_' or '-', starting with a letter"
+                " or digit"
+            )
     return text
 
 

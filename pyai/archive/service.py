@@ -8,16 +8,27 @@ request into the values handed down here (an ``Upload`` for a PUT).
 
 import dataclasses
 import errno
+import itertools
 import logging
-from typing import Callable, Collection, Generator, Iterable, Optional, Protocol, Tuple
+from typing import Callable, Collection, Generator, Iterable, Iterator, Optional, Protocol, Tuple, cast
 
 from pyai.archive import checksums
 from pyai.archive.ids import InvalidId
 from pyai.archive.inflight import InFlight
 from pyai.archive.unkept import Unkept
-from pyai.backends.base import Backend, Checksums, FileStatus, Reader, Writer
+from pyai.backends.base import Backend, Checksums, CollectionStatus, FileStatus, Member, PathBackend, Reader, Writer
 from pyai.config import Config
-from pyai.errors import ArchiveError, BadRequest, Conflict, Forbidden, NotFound, describe
+from pyai.errors import (
+    ArchiveError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientStorage,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    describe,
+)
 from pyai.ops import metrics
 
 # Checksums strong enough to say "these are the stored bytes" (no crafted collisions).
@@ -54,6 +65,8 @@ class Archive:
         self.backend = backend
         self._computing = InFlight(COMPUTE_AT_ONCE)  # paths being hashed on demand in this process
         self._unkept = Unkept()  # digests computed here that the backend could not keep
+        # namespace = paths: the backend's collections (config.PATH_BACKENDS are the ones that have them)
+        self.tree: Optional[PathBackend] = cast(PathBackend, backend) if config.namespace == "paths" else None
 
     def check(self) -> None:
         """Raise BackendUnavailable when the storage cannot serve requests now."""
@@ -106,9 +119,15 @@ class Archive:
             raise Conflict(
                 "the id already holds a file and the archive is write-once", detail="id already holds a file"
             )
-        if before_body is not None:
-            before_body()
-        with self.backend.create(path, size_hint=upload.length, replace=replace) as writer:
+        try:
+            writer = self.backend.create(path, size_hint=upload.length, replace=replace, parents=self.tree is None)
+        except (FileNotFoundError, NotADirectoryError):
+            if self.tree is None:
+                raise
+            raise no_parent() from None  # paths: PUT never makes collections (WebDAV)
+        with writer:
+            if before_body is not None:
+                before_body()  # the 100 Continue: only once the file can be stored
             while not body.receive(writer, patience):
                 yield
             size = body.received
@@ -276,3 +295,121 @@ class Archive:
             self.backend.delete(self.path(ident))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no file is stored under this id", detail="not found") from None
+
+
+# -- collections (namespace = paths) ----------------------------------------------
+
+
+def no_parent() -> Conflict:
+    return Conflict(
+        "the collection this would be stored in does not exist: make it first (MKCOL)",
+        detail="parent collection missing",
+    )
+
+
+class Namespace:
+    """The rules of ``namespace = paths`` beyond files: collections, renames, listings.
+
+    An id here is a path (``a/b/name``, see pyai.archive.ids.parse_path); the
+    root collection is the id "".  Nothing is ever removed recursively, and a
+    rename keeps the archive write-once unless ``allow_overwrite``.
+    """
+
+    def __init__(self, archive: Archive) -> None:
+        if archive.tree is None:
+            raise ValueError("the archive does not store paths")
+        self.archive = archive
+        self.tree = archive.tree
+        self.max_listing = archive.config.max_listing
+
+    def path(self, ident: str) -> str:
+        return self.tree.root if ident == "" else self.archive.path(ident)
+
+    def collection(self, ident: str) -> Optional[CollectionStatus]:
+        """The status of the collection ``ident``, None when there is none."""
+        return self.tree.collection(self.path(ident))
+
+    def make_collection(self, ident: str) -> None:
+        """MKCOL: one collection; 405 when the name is taken, 409 when its parent is missing."""
+        if ident == "":
+            raise taken()
+        try:
+            self.tree.make_collection(self.path(ident))
+        except FileExistsError:
+            raise taken() from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise no_parent() from None
+
+    def remove_collection(self, ident: str) -> None:
+        """DELETE of a collection: only an empty one (409 otherwise); never the root."""
+        if ident == "":
+            raise Forbidden("the root collection is never removed", detail="root not removable")
+        try:
+            self.tree.remove_collection(self.path(ident))
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("no collection is here", detail="not found") from None
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+            raise Conflict(
+                "the collection is not empty: the archive removes nothing recursively", detail="collection not empty"
+            ) from None
+
+    def rename(self, ident: str, destination: str, overwrite: bool) -> bool:
+        """MOVE of the stored file ``ident`` to ``destination``; True when it replaced a file there.
+
+        A taken destination is 412 with ``overwrite`` False; with it True, 409
+        under write-once, else replaced atomically."""
+        source, target = self.path(ident), self.path(destination)
+        if source == target:
+            raise Forbidden("a file cannot be moved onto itself", detail="move onto itself")
+        if not self.archive.backend.exists(source):
+            if self.tree.collection(source) is not None:
+                raise Forbidden("collections are not moved, only files", detail="move of a collection")
+            raise NotFound("no file is stored under this id", detail="not found")
+        taken_now = self.archive.backend.exists(target) or self.tree.collection(target) is not None
+        if taken_now and not overwrite:
+            raise destination_taken()
+        replace = overwrite and self.archive.config.allow_overwrite and self.tree.collection(target) is None
+        if taken_now and not replace:
+            raise write_once()
+        try:
+            self.tree.rename(source, target, replace=replace)
+        except (FileExistsError, IsADirectoryError):  # taken meanwhile
+            raise (write_once() if overwrite else destination_taken()) from None
+        except (FileNotFoundError, NotADirectoryError):
+            if self.archive.backend.exists(source):
+                raise no_parent() from None
+            raise NotFound("no file is stored under this id", detail="not found") from None
+        return taken_now
+
+    def members(self, ident: str) -> Iterator[Member]:
+        """The members of the collection ``ident``, one by one (never all in memory); 507 when
+        there are more than ``max_listing``, told before the first is given."""
+        path = self.path(ident)
+        count = sum(1 for _ in itertools.islice(self.tree.members(path, self.max_listing), self.max_listing + 1))
+        if count > self.max_listing:
+            raise InsufficientStorage(
+                f"the collection holds more than {self.max_listing} members, more than a listing gives"
+                " ([archive] max_listing)",
+                detail="listing over max_listing",
+            )
+        return itertools.islice(self.tree.members(path, self.max_listing), self.max_listing)
+
+    def space(self) -> Tuple[int, int]:
+        """(bytes used, bytes available): RFC 4331's quota properties."""
+        return self.tree.space()
+
+
+def taken() -> MethodNotAllowed:
+    return MethodNotAllowed(
+        "something already has this name: a collection is made only where nothing is", detail="name taken"
+    )
+
+
+def write_once() -> Conflict:
+    return Conflict("the destination holds a file and the archive is write-once", detail="destination holds a file")
+
+
+def destination_taken() -> PreconditionFailed:
+    return PreconditionFailed("the destination exists and the request says Overwrite: F", detail="destination exists")

@@ -48,6 +48,24 @@ class FileStatus:
     etag: Optional[str] = None  # the ETag GET sends for these bytes (its Reader's), known without opening
 
 
+@dataclasses.dataclass(frozen=True)
+class CollectionStatus:
+    """What PROPFIND reports about a collection (a directory of the namespace)."""
+
+    path: str
+    mtime: float
+    ctime: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One name in a collection's listing: a stored file (with its status) or a collection."""
+
+    name: str
+    file: Optional[FileStatus]  # None for a collection
+    collection: Optional[CollectionStatus]  # None for a file
+
+
 class Reader(Protocol):
     """An open stored file: ``fileno()`` is a real descriptor when the backend has one
     (else it raises io.UnsupportedOperation and the bytes come through ``read``)."""
@@ -129,7 +147,11 @@ class Backend(Protocol):
     def path_for(self, ident: str) -> str: ...  # InvalidId for an id this backend cannot store
     def status(self, path: str) -> Optional[FileStatus]: ...  # None when no file is stored (never stages)
     def open_read(self, path: str) -> Reader: ...  # FileNotFoundError when no file is stored
-    def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> Writer: ...
+    # parents=False (namespace = paths): FileNotFoundError (or NotADirectoryError) when the file's
+    # directory is missing, instead of making it
+    def create(
+        self, path: str, *, size_hint: Optional[int] = None, replace: bool = False, parents: bool = True
+    ) -> Writer: ...
     def exists(self, path: str) -> bool: ...
     def stage(self, path: str) -> bool: ...  # True when on disk now, False while it is staging
     def release(self, path: str) -> None: ...  # no one needs it on disk any more: the disk copy may go
@@ -143,3 +165,27 @@ class Backend(Protocol):
     def stored_paths(self) -> Iterator[str]: ...  # every stored file, for verify --all
     def stored_size(self, path: str) -> Optional[int]: ...  # never staging, never asking a database
     def confirm_durable(self, path: str) -> None: ...  # StoredNotDurable when it cannot be made durable
+
+
+class PathBackend(Backend, Protocol):
+    """A backend that also stores paths (``namespace = paths``): collections, renames, listings.
+
+    Every call takes the backend paths ``path_for`` gives (a collection's is the
+    path of its directory; the root collection's is the prefix).  Errors are the
+    OSError subclasses os raises: FileNotFoundError for a missing parent or
+    entry, NotADirectoryError for a file where a collection is needed,
+    FileExistsError for a taken name, and PermissionError for a symlink met on
+    the way (never followed).
+    """
+
+    root: str  # the root collection's path (the prefix)
+
+    def collection(self, path: str) -> Optional[CollectionStatus]: ...  # None when no collection is there
+    def make_collection(self, path: str) -> None: ...  # one level, durable in its parent
+    def remove_collection(self, path: str) -> None: ...  # OSError(ENOTEMPTY) unless empty; durable
+    # The stored files and collections in the collection at ``path``, at most ``limit`` + 1 of them
+    # (temporary files, sidecars and other dot names are never members), in no particular order.
+    def members(self, path: str, limit: int) -> Iterator[Member]: ...
+    # Give the stored file ``source`` the name ``path``, replacing a file there only with ``replace``; durable.
+    def rename(self, source: str, path: str, *, replace: bool) -> None: ...
+    def space(self) -> Tuple[int, int]: ...  # (bytes used, bytes available) of the storage under the prefix

@@ -85,3 +85,32 @@ def open_dir(dir_fd: int, parts: Sequence[str]) -> int:
                 raise
             _no_openat2 = True
     return _walk(dir_fd, parts)
+
+
+def open_below(root: str, relative: str, flags: int) -> int:
+    """A descriptor of ``relative`` (names joined by ``/``, no ``..``) below the directory ``root``,
+    opened with ``flags`` without following a symlink anywhere, the last component included.
+
+    ELOOP when a component is a symlink, ENOENT / ENOTDIR as open(2) says them.
+    ``root`` itself is the configured prefix and is trusted.
+    """
+    global _no_openat2
+    parts = relative.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("components must be plain names")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if not _no_openat2:
+            try:
+                return _openat2(root_fd, relative, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:
+                    raise
+                _no_openat2 = True
+        dir_fd = _walk(root_fd, parts[:-1]) if len(parts) > 1 else os.dup(root_fd)
+        try:
+            return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        os.close(root_fd)

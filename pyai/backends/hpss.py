@@ -378,8 +378,10 @@ class HpssBackend:
 
     # -- writing ---------------------------------------------------------------
 
-    def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> HpssWriter:
-        return HpssWriter(self, path, replace)
+    def create(
+        self, path: str, *, size_hint: Optional[int] = None, replace: bool = False, parents: bool = True
+    ) -> HpssWriter:
+        return HpssWriter(self, path, replace)  # ids only (see config.PATH_BACKENDS): parents are made
 
     def publish(self, source: str, path: str) -> None:
         """Give ``source`` the name ``path`` unless that exists (HPSS's rename would replace it).

@@ -28,13 +28,26 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
 from pyai import native as fileio
 from pyai import serving
 from pyai.archive import checksums as digests
-from pyai.archive.ids import id2filename, parse_integer, parse_safe_name
+from pyai.archive.ids import id2filename, parse_integer, parse_path, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
-from pyai.backends.base import FILE_MODE, Bytes, Checksums, FileStatus, Probes, Reader, Writer, id_taken, publishing
+from pyai.backends.base import (
+    FILE_MODE,
+    Bytes,
+    Checksums,
+    CollectionStatus,
+    FileStatus,
+    Member,
+    Probes,
+    Reader,
+    Writer,
+    id_taken,
+    is_temp_name,
+    publishing,
+)
 from pyai.backends.dirsync import DirectorySyncer
 from pyai.backends.flusher import Flusher
 from pyai.config import Config
-from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
+from pyai.errors import BackendUnavailable, Conflict, Forbidden, StoredNotDurable, describe
 
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
@@ -43,6 +56,8 @@ ADVISE_FROM = 1 << 20
 DIR_SYNC_ATTEMPTS = 3
 # PATCH copies across file systems in blocks of this size, hashing as it goes.
 COPY_BLOCK = 1 << 20
+# A collection made by MKCOL: anyone may list it, only the service writes in it.
+COLLECTION_MODE = 0o755
 # Stored files are opened without following a symlink (a link under an id is no
 # stored file) and without blocking in open() on a FIFO planted there.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -58,9 +73,9 @@ class PosixReader:
     media: Optional[str] = "disk"  # a posix file system has only the disk
     stage_wait: Optional[float] = None
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, opened: Optional[Tuple[int, os.stat_result]] = None):
         self.fd = -1  # for __del__ when opening fails
-        self.fd, st = _open_stored(path)
+        self.fd, st = opened or open_stored(path)
         self.blocking = False  # opened O_NONBLOCK (never to wait on a FIFO); see fileno
         self.size = st.st_size
         self.mtime = st.st_mtime
@@ -126,11 +141,11 @@ def etag_of(st: os.stat_result) -> str:
     return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
-def _open_stored(path: str) -> Tuple[int, os.stat_result]:
+def open_stored(path: str, opener: Callable[[str, int], int] = os.open) -> Tuple[int, os.stat_result]:
     """``(fd, stat)`` of the regular file at ``path``, still O_NONBLOCK; FileNotFoundError for a
-    symlink or anything else."""
+    symlink or anything else.  ``opener``: os.open, or a backend's that follows no symlink on the way."""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = opener(path, _READ_FLAGS)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink, a socket
             raise FileNotFoundError(errno.ENOENT, "not a regular file") from None
@@ -146,10 +161,22 @@ def _open_stored(path: str) -> Tuple[int, os.stat_result]:
 
 
 class PosixWriter(Writer):
-    """A file being received into ``<dir>/.pyai-tmp-<token>`` (locked from the start); see ``commit``."""
+    """A file being received into ``<dir>/.pyai-tmp-<token>`` (locked from the start); see ``commit``.
+
+    With ``dir_fd`` (``namespace = paths``: the file's directory, opened below the
+    prefix without following a symlink) the temporary file is made, published and
+    removed by name in that held directory, never by a path that could be redirected.
+    """
 
     def __init__(
-        self, path: str, size_hint: Optional[int], replace: bool, syncer: DirectorySyncer, root: str, flusher: Flusher
+        self,
+        path: str,
+        size_hint: Optional[int],
+        replace: bool,
+        syncer: DirectorySyncer,
+        root: str,
+        flusher: Flusher,
+        dir_fd: Optional[int] = None,
     ):
         # size_hint: accepted for the protocol; space is reserved as the bytes arrive (pyai.web.receive)
         self.path = path
@@ -157,7 +184,16 @@ class PosixWriter(Writer):
         self.flusher = flusher
         self.directory = os.path.dirname(path)
         self.replace = replace
-        self.fd, self.temp = _open_temp(self.directory, root, syncer)  # temp: "" once published or removed
+        self.dir_fd = dir_fd  # owned: closed when the writer is done
+        self.fd = -1
+        try:
+            if dir_fd is None:
+                self.fd, self.temp = _open_temp(self.directory, root, syncer)  # temp: "" once published or removed
+            else:
+                self.fd, self.temp = tempfiles.create_locked(self.directory, dir_fd=dir_fd)
+        except BaseException:
+            self._close_dir()
+            raise
 
     def fileno(self) -> int:
         return self.fd
@@ -183,13 +219,11 @@ class PosixWriter(Writer):
             os.fchmod(self.fd, FILE_MODE)
             steps.before_publish(self.fd)
             # Published while still open and locked, so a sweep sees it alive to the end.
-            if self.replace:
-                os.replace(self.temp, self.path)
-            else:
-                fileio.rename_noreplace(self.temp, self.path)
+            self._publish()
         self.temp = ""
         try:
             # only once the file is the id's: a 409 must not touch the old sidecar
+            # (by path: a sidecar is bound to its file's inode and times, see checksum_store)
             if checksums and not in_xattr:
                 checksum_store.write_sidecar(self.path, self.fd, checksums)
         except OSError as exc:  # the file is stored: its checksum is unknown, not wrong
@@ -197,20 +231,46 @@ class PosixWriter(Writer):
         finally:
             os.close(self.fd)
             self.fd = -1
-        sync_published(steps.after_publish, self.directory)
+        try:
+            if self.dir_fd is None:
+                sync_published(steps.after_publish, self.directory)
+            else:
+                held = self.dir_fd
+                sync_published(lambda _: fileio.fsync(held), self.directory)
+        finally:
+            self._close_dir()
+
+    def _publish(self) -> None:
+        if self.dir_fd is None:
+            if self.replace:
+                os.replace(self.temp, self.path)
+            else:
+                fileio.rename_noreplace(self.temp, self.path)
+            return
+        name = os.path.basename(self.path)
+        if self.replace:
+            os.replace(self.temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        else:
+            fileio.rename_noreplace(self.temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
 
     def abort(self) -> None:
         """Forget everything written (safe to call more than once)."""
         if self.temp:
             # removed while still locked: no sweep ever sees it unlocked
             try:
-                os.unlink(self.temp)
+                os.unlink(self.temp, dir_fd=self.dir_fd)
             except FileNotFoundError:
                 pass
             self.temp = ""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self.dir_fd is not None:
+            fd, self.dir_fd = self.dir_fd, None
+            os.close(fd)
 
 
 def sync_published(sync: Callable[[str], None], directory: str) -> None:
@@ -283,7 +343,11 @@ class PosixBackend:
 
     def __init__(self, config: Config):
         self.prefix = config.prefix
+        self.root = config.prefix  # the root collection's path (namespace = paths)
         self.use_id2filename = config.use_id2filename
+        # namespace = paths: every name is resolved below a held descriptor of the
+        # prefix with no symlink followed (see beneath), never by a path again
+        self.paths = config.namespace == "paths"
         # PATCH may take files from these trees only (all resolved at start-up).
         self.move_roots = (config.prefix,) + tuple(config.patch_roots)
         # what PATCH stores with a file it copies (a renamed file keeps no checksum)
@@ -310,13 +374,37 @@ class PosixBackend:
     def path_for(self, ident: str) -> str:
         if self.use_id2filename:
             return self.prefix + id2filename(parse_integer(ident))
+        if self.paths:
+            return os.path.join(self.prefix, parse_path(ident))
         return os.path.join(self.prefix, parse_safe_name(ident))
+
+    def _relative(self, path: str) -> str:
+        return path[len(self.prefix) + 1 :]
+
+    def _open_below(self, path: str, flags: int) -> int:
+        """``path`` (below the prefix) opened with ``flags``, no symlink followed on the way:
+        ELOOP when one is met."""
+        return beneath.open_below(self.prefix, self._relative(path), flags)
+
+    def _lstat(self, path: str) -> os.stat_result:
+        """The lstat of ``path``; under paths, with no symlink followed above it either (one is ELOOP)."""
+        if not self.paths:
+            return os.stat(path, follow_symlinks=False)  # a symlink under an id is no stored file
+        fd = self._open_below(path, os.O_PATH)
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
 
     def status(self, path: str) -> Optional[FileStatus]:
         try:
-            st = os.stat(path, follow_symlinks=False)  # a symlink under an id is no stored file
+            st = self._lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             self.fail_if_prefix_missing("stat")
+            return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # a symlink on the way: no stored file
+                raise
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
@@ -324,13 +412,13 @@ class PosixBackend:
 
     def exists(self, path: str) -> bool:
         try:
-            return stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode)
+            return stat.S_ISREG(self._lstat(path).st_mode)
         except (OSError, ValueError):
             return False
 
     def open_read(self, path: str) -> PosixReader:
         try:
-            reader = PosixReader(path)
+            reader = PosixReader(path, open_stored(path, self._open_below) if self.paths else None)
         except (FileNotFoundError, NotADirectoryError):
             self.fail_if_prefix_missing("open")
             raise
@@ -338,12 +426,119 @@ class PosixBackend:
             fileio.fadvise(reader.fileno(), 0, 0, fileio.FADV_SEQUENTIAL)
         return reader
 
-    def create(self, path: str, *, size_hint: Optional[int] = None, replace: bool = False) -> PosixWriter:
+    def create(
+        self, path: str, *, size_hint: Optional[int] = None, replace: bool = False, parents: bool = True
+    ) -> PosixWriter:
+        """A writer of ``path``.  Under ids its directory is made when missing (the id2filename
+        levels); under paths never, whatever ``parents`` says: a missing one is FileNotFoundError,
+        a file in its place NotADirectoryError (the client MKCOLs first)."""
         try:
-            return PosixWriter(path, size_hint, replace, self.syncer, self.prefix, self.flusher)
+            if not self.paths:
+                return PosixWriter(path, size_hint, replace, self.syncer, self.prefix, self.flusher)
+            dir_fd, _ = self._directory_of(path)
+            return PosixWriter(path, size_hint, replace, self.syncer, self.prefix, self.flusher, dir_fd=dir_fd)
         except FileNotFoundError:
             self.fail_if_prefix_missing("create")
             raise
+
+    # -- collections (namespace = paths) --------------------------------------------
+
+    def _directory_of(self, path: str) -> Tuple[int, str]:
+        """``(fd, name)``: a descriptor (the caller's to close) of the directory holding ``path``,
+        opened below the prefix without following a symlink, and the last name of ``path``.
+        Forbidden when a collection on the way is a symlink."""
+        parts = self._relative(path).split("/")
+        try:
+            prefix_fd = os.open(self.prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.fail_if_prefix_missing("open")
+            raise
+        try:
+            return (
+                _beneath(beneath.open_dir, prefix_fd, parts[:-1], "a collection in the path is a symlink"),
+                parts[-1],
+            )
+        finally:
+            os.close(prefix_fd)
+
+    @contextlib.contextmanager
+    def _in_directory(self, path: str) -> Iterator[Tuple[int, str]]:
+        dir_fd, name = self._directory_of(path)
+        try:
+            yield dir_fd, name
+        finally:
+            os.close(dir_fd)
+
+    def collection(self, path: str) -> Optional[CollectionStatus]:
+        try:
+            if path == self.prefix:
+                st = os.stat(self.prefix)
+            else:
+                st = self._lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self.fail_if_prefix_missing("stat")
+            return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            return None
+        return CollectionStatus(path, st.st_mtime, st.st_ctime) if stat.S_ISDIR(st.st_mode) else None
+
+    def make_collection(self, path: str) -> None:
+        with self._in_directory(path) as (dir_fd, name):
+            os.mkdir(name, COLLECTION_MODE, dir_fd=dir_fd)
+            fileio.fsync(dir_fd)  # the new entry is durable before the client hears 201
+
+    def remove_collection(self, path: str) -> None:
+        with self._in_directory(path) as (dir_fd, name):
+            if not stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a collection")
+            os.rmdir(name, dir_fd=dir_fd)  # ENOTEMPTY: an archive is never removed recursively
+            fileio.fsync(dir_fd)
+
+    def members(self, path: str, limit: int) -> Iterator[Member]:
+        if path == self.prefix:
+            fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:
+            fd = self._open_below(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with os.scandir(fd) as listing:  # by descriptor: each stat is relative to the held directory
+                count = 0
+                for entry in listing:
+                    if entry.name.startswith("."):  # temporary files, sidecars, anything not stored
+                        continue
+                    member = _member(path, entry)
+                    if member is None:
+                        continue
+                    count += 1
+                    yield member
+                    if count > limit:
+                        return
+        finally:
+            os.close(fd)
+
+    def rename(self, source: str, path: str, *, replace: bool) -> None:
+        with self._in_directory(source) as (src_fd, src_name), self._in_directory(path) as (dst_fd, dst_name):
+            if not stat.S_ISREG(os.stat(src_name, dir_fd=src_fd, follow_symlinks=False).st_mode):
+                raise FileNotFoundError(errno.ENOENT, "no stored file")
+            if replace:
+                os.replace(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            else:
+                fileio.rename_noreplace(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            # the sidecar follows its file; one left at the new name belonged to a file gone now
+            src_sidecar = os.path.basename(checksum_store.sidecar_path(src_name))
+            dst_sidecar = os.path.basename(checksum_store.sidecar_path(dst_name))
+            try:
+                os.replace(src_sidecar, dst_sidecar, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            except FileNotFoundError:
+                _unlink_at(dst_fd, dst_sidecar)
+            fileio.fsync(dst_fd)
+            if not os.path.samestat(os.fstat(src_fd), os.fstat(dst_fd)):
+                fileio.fsync(src_fd)
+
+    def space(self) -> Tuple[int, int]:
+        st = os.statvfs(self.prefix)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
 
     def stage(self, path: str) -> bool:
         """Everything on a posix file system is on disk already."""
@@ -413,10 +608,12 @@ class PosixBackend:
 
     @contextlib.contextmanager
     def _open_target_dir(self, path: str) -> Iterator[int]:
-        """A descriptor of the id's directory (made if missing), opened below the prefix without symlinks."""
+        """A descriptor of the id's directory (made if missing, except under paths, where only MKCOL
+        makes collections: 409), opened below the prefix without symlinks."""
         directory = os.path.dirname(path)
         try:
-            make_dirs(directory, self.prefix)
+            if not self.paths:
+                make_dirs(directory, self.prefix)
             prefix_fd = os.open(self.prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             self.fail_if_prefix_missing("move")
@@ -424,6 +621,13 @@ class PosixBackend:
         try:
             parts = (moves.components(directory) or [])[len(moves.components(self.prefix) or []) :]
             fd = _beneath(beneath.open_dir, prefix_fd, parts, "move: a directory of the id is a symlink")
+        except (FileNotFoundError, NotADirectoryError):
+            if not self.paths:
+                raise
+            raise Conflict(
+                "the collection this would be stored in does not exist: make it first (MKCOL)",
+                detail="parent collection missing",
+            ) from None
         finally:
             os.close(prefix_fd)
         try:
@@ -478,6 +682,9 @@ class PosixBackend:
             log.warning("PATCH could not remove the source of a copied file: %s", describe(exc))
 
     def delete(self, path: str) -> None:
+        if self.paths:
+            self._delete_below(path)
+            return
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -485,6 +692,14 @@ class PosixBackend:
             raise
         checksum_store.remove_sidecar(path)
         fileio.fsync_dir(os.path.dirname(path))
+
+    def _delete_below(self, path: str) -> None:
+        with self._in_directory(path) as (dir_fd, name):
+            if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise FileNotFoundError(errno.ENOENT, "no stored file")
+            os.unlink(name, dir_fd=dir_fd)
+            _unlink_at(dir_fd, os.path.basename(checksum_store.sidecar_path(name)))
+            fileio.fsync(dir_fd)
 
     def checksums(self, path: str) -> Checksums:
         """The stored ``{algorithm: digest}`` of the file at ``path``, {} when none."""
@@ -517,7 +732,7 @@ class PosixBackend:
         fsync of the file (whatever the method: no write of it precedes this one), then the
         method's step after a rename."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = self._open_below(path, os.O_RDONLY) if self.paths else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 serving.may_block()  # an fsync (and its directory's) follows
                 fileio.fsync(fd)
@@ -535,10 +750,26 @@ class PosixBackend:
     def stored_size(self, path: str) -> Optional[int]:
         """The size of the stored file (never staging, never asking a database), or None."""
         try:
-            st = os.stat(path)
+            st = self._lstat(path) if self.paths else os.stat(path)
         except OSError:
             return None
         return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _member(directory: str, entry: "os.DirEntry[str]") -> Optional[Member]:
+    """The Member of a listed entry (stat relative to the listed directory's descriptor), None for
+    anything else (a symlink, a device) or a name gone meanwhile."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    path = os.path.join(directory, entry.name)
+    if stat.S_ISDIR(st.st_mode):
+        return Member(entry.name, None, CollectionStatus(path, st.st_mtime, st.st_ctime))
+    if stat.S_ISREG(st.st_mode) and not is_temp_name(entry.name):
+        status = FileStatus(path, st.st_size, st.st_mtime, st.st_ctime, (st.st_size,), "disk", etag_of(st))
+        return Member(entry.name, status, None)
+    return None
 
 
 # -- PATCH ------------------------------------------------------------------------

@@ -7,6 +7,10 @@ tell -- whether a file's data is online (on disk) or only on tape -- comes
 from the MySQL/MariaDB "sideband" database the HSM keeps (see
 ``sideband_models``), read with peewee over PyMySQL.
 
+Under ``namespace = paths`` a file lives at its path below the prefix instead, and is
+looked up the same way (``sam_qfs_prefix`` joined with that path); the collections are
+directories of the file system (the posix backend's).
+
 The database location of a file follows the original's rule:
 ``[hsm_sideband] sam_qfs_prefix`` is the archive directory as the database
 names it (whatever the file system's mount point is on this host), and the
@@ -37,20 +41,21 @@ one of the entry's own generation, else the newest, is taken).
 """
 
 import datetime
+import errno
 import logging
 import os
 import posixpath
 import stat
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
 
 import peewee
 from playhouse.pool import MaxConnectionsExceeded, PooledMySQLDatabase
 
-from pyai.backends.base import FileStatus, Probes
+from pyai.backends.base import FileStatus, Member, Probes
 from pyai.backends.jobs import KeyedPool
-from pyai.backends.posix import PosixBackend, PosixReader, etag_of
+from pyai.backends.posix import PosixBackend, PosixReader, etag_of, open_stored
 from pyai.backends.sideband_models import SamFile, SamInode, SamPath
 from pyai.config import Config
 from pyai.errors import BackendUnavailable, ConfigError, describe
@@ -188,7 +193,8 @@ class SidebandBackend(PosixBackend):
 
     def __init__(self, config: Config):
         super().__init__(config)
-        self.use_id2filename = True  # ids are integers, always in the nested layout
+        # ids are integers, always in the nested layout; under namespace = paths, paths of safe names
+        self.use_id2filename = not self.paths
         self.config = config
         self.retry_after = config.sideband_retry_after
         self.sam_qfs_prefix = config.sideband_prefix.strip()  # the database's name, not a local path
@@ -350,10 +356,26 @@ class SidebandBackend(PosixBackend):
     # -- HEAD and POST -----------------------------------------------------------
 
     def _regular(self, path: str) -> os.stat_result:
-        st = os.stat(path, follow_symlinks=False)  # a symlink under an id is no stored file (as on posix)
+        try:
+            st = self._lstat(path)  # a symlink under an id (or, under paths, on the way) is no stored file
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise FileNotFoundError(errno.ENOENT, "not a regular file") from None
         if not stat.S_ISREG(st.st_mode):
-            raise FileNotFoundError(2, "not a regular file")
+            raise FileNotFoundError(errno.ENOENT, "not a regular file")
         return st
+
+    def members(self, path: str, limit: int) -> Iterator[Member]:
+        """The posix listing, each file's status then asked of the database (one query per file:
+        only the database knows whether its data is online)."""
+        for member in super().members(path, limit):
+            if member.file is None:
+                yield member
+                continue
+            status = self.status(member.file.path)
+            if status is not None:  # else removed meanwhile
+                yield Member(member.name, status, None)
 
     def status(self, path: str) -> Optional[FileStatus]:
         try:
@@ -399,7 +421,8 @@ class SidebandBackend(PosixBackend):
         started = time.monotonic()
         try:
             buffer = bytearray(RECALL_BLOCK)
-            with PosixReader(path) as handle:  # never through a symlink, never blocking on a FIFO
+            # never through a symlink, never blocking on a FIFO
+            with PosixReader(path, open_stored(path, self._open_below) if self.paths else None) as handle:
                 while handle.readinto(buffer):
                     pass
             log.info("recalled %s in %.1f s", path, time.monotonic() - started)

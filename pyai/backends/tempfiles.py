@@ -52,30 +52,34 @@ def unique_name() -> str:
     return TEMP_PREFIX + _token()
 
 
-def create_locked(directory: str, mode: int = 0o600) -> Tuple[int, str]:
+def create_locked(directory: str, mode: int = 0o600, dir_fd: Optional[int] = None) -> Tuple[int, str]:
     """A new empty file in ``directory``, flocked by us: ``(fd, path)``.
 
+    With ``dir_fd`` (a descriptor of the directory, opened without following
+    symlinks) every name is taken in it and ``path`` is the bare file name.
     FileNotFoundError when ``directory`` does not exist.
     """
+    at = {} if dir_fd is None else {"dir_fd": dir_fd}
+    both = {} if dir_fd is None else {"src_dir_fd": dir_fd, "dst_dir_fd": dir_fd}
     for _ in range(CREATE_ATTEMPTS):
         token = _token()
-        new = os.path.join(directory, NEW_PREFIX + token)
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        path = os.path.join(directory, TEMP_PREFIX + token)
+        new = NEW_PREFIX + token if dir_fd is not None else os.path.join(directory, NEW_PREFIX + token)
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, **at)
+        path = TEMP_PREFIX + token if dir_fd is not None else os.path.join(directory, TEMP_PREFIX + token)
         try:
             # The lock tells a sweep (perhaps of another instance) that this file
             # is alive; the kernel drops it when the process dies.
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(new, path)
+            os.rename(new, path, **both)
         except OSError as exc:
             os.close(fd)
-            if exc.errno in GONE and os.path.isdir(directory):
+            if exc.errno in GONE and (dir_fd is not None or os.path.isdir(directory)):
                 continue  # a sweep took the new- name before our lock: never written to, start again
-            _unlink(new)
+            _unlink(new, dir_fd)
             raise
         except BaseException:
             os.close(fd)
-            _unlink(new)
+            _unlink(new, dir_fd)
             raise
         return fd, path
     raise FileNotFoundError(errno.ENOENT, "temporary files keep vanishing (a sweep with no age limit?)")
@@ -121,8 +125,8 @@ def remove_if_dead(path: str, min_age: float, now: Optional[float] = None) -> bo
         os.close(fd)
 
 
-def _unlink(path: str) -> None:
+def _unlink(path: str, dir_fd: Optional[int] = None) -> None:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass

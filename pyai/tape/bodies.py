@@ -91,20 +91,21 @@ def paths_of(document: object, limit: int, *, truncate: bool = False) -> List[st
     return list(kept)
 
 
-def ident_of(path: str) -> str:
-    """The id a (sanitised) path names; ValueError with the reason when it names none."""
+def ident_of(path: str, nested: bool = False) -> str:
+    """The id a (sanitised) path names; ValueError with the reason when it names none.
+    ``nested``: ``namespace = paths``, where an id may be a path (``/a/b/name``)."""
     if not path.startswith("/"):
         raise ValueError("a path is /<id>")
     try:
         decoded = unquote_to_bytes(path).decode("latin-1")  # as a WSGI server hands PATH_INFO over
-        return id_from_uri({"RAW_URI": path, "PATH_INFO": decoded})
+        return id_from_uri({"RAW_URI": path, "PATH_INFO": decoded}, nested)
     except ArchiveError as exc:
         raise ValueError(exc.message) from None
 
 
-def target_of(backend: Backend, path: str) -> str:
+def target_of(backend: Backend, path: str, nested: bool = False) -> str:
     """The backend's path of the file a client path names; ValueError with the reason when none."""
-    ident = ident_of(path)
+    ident = ident_of(path, nested)
     try:
         return backend.path_for(ident)
     except InvalidId as exc:

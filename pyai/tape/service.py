@@ -90,6 +90,7 @@ def owner_of(token: Optional[str]) -> str:
 class TapeService:
     def __init__(self, config: Config, backend: Backend) -> None:
         self.config = config
+        self.nested = config.namespace == "paths"  # a path names a file at that path, not only /<id>
         self.backend = backend
         check_config(config)  # a bad [tape] store stops the worker's boot with one line
         self.store = Store(config)
@@ -161,7 +162,7 @@ class TapeService:
             "finished_at": None,
         }
         try:
-            target = bodies.target_of(self.backend, path)
+            target = bodies.target_of(self.backend, path, self.nested)
         except ValueError as exc:  # no id: FAILED at once, reported when polled
             row.update({"state": FAILED, "error": str(exc), "started_at": now, "finished_at": now})
             return row
@@ -247,7 +248,7 @@ class TapeService:
         named: Set[str] = set()
         for path in paths:  # at most max_files (bodies.paths_of)
             try:
-                named.add(bodies.target_of(self.backend, path))
+                named.add(bodies.target_of(self.backend, path, self.nested))
             except ValueError:
                 continue  # names no id: no request pins it, nothing to release
         if self.store.request(request_id[:64], owner) is not None:
@@ -269,7 +270,7 @@ class TapeService:
 
     def _locality(self, path: str) -> Union[Locality, LocalityError]:
         try:
-            target = bodies.target_of(self.backend, path)
+            target = bodies.target_of(self.backend, path, self.nested)
         except ValueError as exc:
             return {"path": path, "error": str(exc)}
         try:

@@ -12,9 +12,9 @@ from pyai.config import Config
 from pyai.config import load as load_config
 from pyai.ops.health import Health
 from pyai.tape.service import TapeService
-from pyai.web import auth
+from pyai.web import auth, scopes
 from pyai.web.control import control_plane
-from pyai.web.data import METHODS, DataPlane
+from pyai.web.data import DataPlane
 from pyai.web.gate import ID_PATH, Gate, Route
 from pyai.web.openapi import HEALTHZ, METRICS, READYZ, RESERVED_ID
 from pyai.web.ops_api import ops_blueprint
@@ -28,29 +28,42 @@ def create_app(config: Optional[Config] = None) -> Gate:
     config = config or load_config()
     archive = Archive(config, create_backend(config))
     tokens = auth.read_tokens_file(config.auth_tokens_file) if config.auth_tokens_file else None
+    wlcg = auth.wlcg_tokens(config)
+    if wlcg is not None:
+        wlcg.start()  # in this worker: its thread fetches the issuers' keys
     tape = TapeService(config, archive.backend)
     health = Health(config, archive.backend, tape.store)
-    control = control_plane(tape_blueprint(tape, config, auth_on=tokens is not None), ops_blueprint(health))
+    auth_on = tokens is not None or wlcg is not None
+    control = control_plane(tape_blueprint(tape, config, auth_on=auth_on), ops_blueprint(health))
     tape_writes = frozenset({"POST", "DELETE"})  # stage, cancel, release, delete need a read-write token
     tape_documents = read_documents(config)  # a mounted app's request body is read (parked) by the gate
+    data = DataPlane(archive, config)
+    # namespace = paths: MKCOL and MOVE change the archive too (under ids they are not served)
+    data_writes = auth.WRITE_METHODS | ({"MKCOL", "MOVE"} if data.collections else set())
     routes = (
         # path                 methods                      plane
-        Route("/",               ("GET", "HEAD", "PROPFIND"), RootPlane(control), wsgi=True,
-              reads=read_root_body(config)),  # health check; DAV stat
-        Route("/" + RESERVED_ID, ("GET", "HEAD"),             control, wsgi=True),  # the service description
+        Route("/",               ("GET", "HEAD", "PROPFIND"), RootPlane(control, data.collections), wsgi=True,
+              reads=read_root_body(config), scopes=scopes.ROOT),  # health check; DAV stat
+        Route("/" + RESERVED_ID, ("GET", "HEAD"),             control, wsgi=True,
+              scopes=scopes.DESCRIPTION),  # the service description
         Route(HEALTHZ,           ("GET", "HEAD"),             control, wsgi=True, public=("GET", "HEAD")),  # alive
         Route(READYZ,            ("GET", "HEAD"),             control, wsgi=True, public=("GET", "HEAD")),  # usable
         Route(METRICS,           ("GET", "HEAD"),             control, wsgi=True),  # Prometheus
         Route(DISCOVERY,         ("GET", "HEAD"),             control, wsgi=True, errors=problem_answer,
               public=("GET", "HEAD")),  # the Tape API's discovery (open to anyone)
         Route(API + "/archiveinfo", ("POST",),                control, wsgi=True, errors=problem_answer,
-              writes=frozenset(), reads=tape_documents),  # a POST that only reads
+              writes=frozenset(), reads=tape_documents, scopes=scopes.ARCHIVEINFO),  # a POST that only reads
         Route(API + "/archiveinfo/", ("POST",),               control, wsgi=True, errors=problem_answer,
-              writes=frozenset(), reads=tape_documents),  # the same, as gfal2 spells it
+              writes=frozenset(), reads=tape_documents, scopes=scopes.ARCHIVEINFO),  # the same, as gfal2 spells it
         Route(API + "/",         ("GET", "HEAD", "POST", "DELETE"), control, wsgi=True, prefix=True,
-              errors=problem_answer, writes=tape_writes, reads=tape_documents),  # the rest of the Tape API
-        Route(ID_PATH,           METHODS,                     DataPlane(archive, config)),  # every other path: an id
+              errors=problem_answer, writes=tape_writes, reads=tape_documents,
+              scopes=scopes.TAPE),  # the rest of the Tape API
+        Route(ID_PATH,           data.methods,                data, writes=data_writes,
+              scopes=scopes.DATA),  # every other path: an id
     )  # fmt: skip
     if tape.store.exists():  # requests a dead worker left are taken over without waiting for a client
         tape.executor.ensure_running()
-    return Gate(routes, tokens, archive.backend)
+    gate = Gate(routes, tokens, archive.backend, wlcg)
+    if data.collections is not None:
+        data.collections.routed_elsewhere = lambda path: gate.route(path) is not gate.ids
+    return gate

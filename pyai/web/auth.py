@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Optional, P
 from pyai.errors import ArchiveError, ConfigError, Forbidden
 from pyai.web.openapi import METRICS as METRICS_PATH  # the one path a metrics token may read
 from pyai.web.receive import abandon_body
+from pyai.web.scopes import GRANT, ScopeRule
+from pyai.web.wlcg_tokens import KeysUnavailable, TokenRejected, WlcgTokens, looks_like_jwt
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIEnvironment
@@ -189,13 +191,47 @@ def check_config(config: Config) -> None:
         read_tokens_file(config.auth_tokens_file)
 
 
+def wlcg_tokens(config: Config) -> Optional[WlcgTokens]:
+    """The WLCG token verifier of ``config`` (not started), None without issuers; ConfigError
+    (one line) for settings that cannot work."""
+    if not config.auth_jwt_issuers:
+        return None
+    try:
+        return WlcgTokens(config.auth_jwt_issuers, config.auth_jwt_audiences, config.auth_jwt_ca_file)
+    except ValueError as exc:
+        raise ConfigError(f"bad WLCG token settings: {exc}") from None
+
+
+def check_wlcg_config(config: Config) -> None:
+    """What ``wlcg_tokens`` would refuse, at start-up and for check-config."""
+    if getattr(config, "auth_jwt_audiences", None) is not None:  # else that setting's own problem is told
+        wlcg_tokens(config)
+
+
+class IssuerUnavailable(ArchiveError, status=503):
+    """A WLCG token whose issuer's keys were never fetched (it is down, or not yet asked)."""
+
+    def __init__(self, message: str, *, retry_after: int, detail: Optional[str] = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
+
+
 def check(
-    tokens: Tokens, method: str, path: str, environ: WSGIEnvironment, writes: AbstractSet[str] = WRITE_METHODS
+    tokens: Optional[Tokens],
+    method: str,
+    path: str,
+    environ: WSGIEnvironment,
+    writes: AbstractSet[str] = WRITE_METHODS,
+    wlcg: Optional[WlcgTokens] = None,
+    rule: Optional[ScopeRule] = None,
 ) -> Optional[str]:
     """The name of the request's token (None on the open health check); Unauthorized or
     InsufficientScope when the request may not go on.
 
-    ``writes``: the methods that need a read-write token on this route.
+    ``tokens``: the static tokens, ``wlcg``: the WLCG token verifier (either may be None).
+    ``writes``: the methods that need a read-write static token on this route; ``rule``: what
+    a WLCG token must grant on it (None: it takes none).  A token the static ones do not
+    know is tried as a WLCG token; a verified one is left in ``environ`` (``scopes.GRANT``).
     Runs before the view: no storage has been touched and no body byte read.
     A refused request's body is never read, so a connection that carries one
     is closed (draining an unauthenticated upload would be work for anyone).
@@ -204,8 +240,10 @@ def check(
         return None
     header = environ.get("HTTP_AUTHORIZATION")
     match = BEARER.fullmatch(header) if header else None
-    scope, name = tokens.find(match.group(1)) if match else (None, None)
+    scope, name = tokens.find(match.group(1)) if match and tokens is not None else (None, None)
     try:
+        if scope is None and match is not None and wlcg is not None and looks_like_jwt(match.group(1)):
+            return _check_wlcg(wlcg, match.group(1), method, path, environ, rule)
         if scope is None:
             if header is None:
                 raise Unauthorized(
@@ -236,6 +274,33 @@ def check(
             abandon_body(environ)
         raise
     return name
+
+
+def _check_wlcg(
+    wlcg: WlcgTokens, token: str, method: str, path: str, environ: WSGIEnvironment, rule: Optional[ScopeRule]
+) -> str:
+    """The name of a WLCG token that grants ``method`` on ``path`` by ``rule``; 401, 403 or 503 otherwise."""
+    try:
+        grant = wlcg.verify(token)
+    except TokenRejected as exc:
+        message = f"the bearer token is not valid here: {exc.reason}"
+        raise Unauthorized(message, token_given=True, detail="bad JWT") from None
+    except KeysUnavailable as exc:
+        raise IssuerUnavailable(
+            "the token's issuer has not given its keys yet (it does not answer); try again later",
+            retry_after=exc.retry_after,
+            detail="issuer keys unavailable",
+        ) from None
+    if rule is None:
+        raise InsufficientScope("a WLCG token grants storage access, not this endpoint", detail="no WLCG scope here")
+    lacks = rule.permits(grant, method, path)
+    if lacks is not None:
+        raise InsufficientScope(
+            f"the token grants no {' or '.join(lacks)} {'scope' if rule.anywhere else 'for this path'}",
+            detail="insufficient WLCG scope",
+        )
+    environ[GRANT] = grant
+    return grant.name
 
 
 def _has_body(environ: WSGIEnvironment) -> bool:
@@ -276,7 +341,7 @@ class WarningLog(Protocol):
 
 def warn_if_open(config: Config, addresses: Iterable[Union[Tuple[str, int], str, int]], log: WarningLog) -> None:
     """Log one warning when the service listens beyond this host and asks for no token."""
-    if config.auth_tokens_file:
+    if config.auth_tokens_file or config.auth_jwt_issuers:
         return
     exposed = non_loopback(addresses)
     if exposed:

@@ -7,10 +7,12 @@ returns its answer, ``(status, headers, body)``; PUT returns a generator that
 yields ``parking.Wait`` while its client is slow and then returns the answer
 (see ``pyai.serving``).  Authentication, 405 and errors are the gate's.
 
-Beside the Pacifica six, PROPFIND (WebDAV stat, ``pyai.web.webdav``); and
-every method honours the RFC 9110 preconditions (``pyai.web.conditions``),
-checked against the file's status before the handler runs, so a 304 or 412
-never stages a file or reads a request body.
+Beside the Pacifica six, PROPFIND (WebDAV stat, ``pyai.web.webdav``); under
+``namespace = paths`` the id is a path, and MKCOL, MOVE, DELETE and PROPFIND
+also work on collections (``pyai.web.collections``).  Every method honours
+the RFC 9110 preconditions (``pyai.web.conditions``), checked against the
+file's status before the handler runs, so a 304 or 412 never stages a file or
+reads a request body.
 """
 
 from __future__ import annotations
@@ -23,18 +25,19 @@ from werkzeug.datastructures import EnvironHeaders
 
 from pyai import serving as parking
 from pyai.archive import checksums
-from pyai.archive.service import Upload
+from pyai.archive.service import Namespace, Upload
 from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed, UnsupportedMediaType
 from pyai.ops import metrics
 from pyai.ops.record import RECORD, Record, record_of
-from pyai.web import conditions, small_body, webdav
+from pyai.web import collections, conditions, scopes, small_body, webdav
 from pyai.web.answers import Answer, Headers, Waiting, json_answer
+from pyai.web.auth import InsufficientScope
 from pyai.web.dates import http_date, mtime_from
 from pyai.web.digest_fields import expected_digests, wanted_digests
 from pyai.web.digest_fields import response_headers as digest_headers
 from pyai.web.ranges import parse_byte_range, parse_range_header
 from pyai.web.receive import RequestBody, abandon_body
-from pyai.web.targets import id_from_uri, query_value
+from pyai.web.targets import id_from_uri, query_value, request_path
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIEnvironment
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from pyai.config import Config
 
 METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "PROPFIND")
+PATH_METHODS = (*METHODS, "MKCOL", "MOVE")  # namespace = paths
 SEND_BLOCK = 1024 * 1024
 INLINE_MAX = 16 * 1024  # bodies up to this size are read and sent from memory (64 KiB measured faster with sendfile)
 MAX_PATCH_BODY = 64 * 1024
@@ -67,13 +71,21 @@ class DataPlane:
             "DELETE": self.delete,
             "PROPFIND": self.propfind,
         }
+        self.methods: Tuple[str, ...] = METHODS
+        # namespace = paths: the collections' verbs (None under ids)
+        self.collections = None if archive.tree is None else collections.Collections(Namespace(archive), config)
+        if self.collections is not None:
+            self.methods = PATH_METHODS
+            self.handlers.update(MKCOL=self.collections.mkcol, MOVE=self.collections.move)
 
     def __call__(self, environ: WSGIEnvironment) -> Union[Answer, Waiting]:
         """The answer to a request for an id (the gate has checked the method and the token)."""
         method = environ["REQUEST_METHOD"]
         handler = self.handlers[method]
         metrics.transfer_started(environ, method)  # a PUT or GET is in progress until its exchange ends
-        ident = id_from_uri(environ)
+        ident = id_from_uri(environ, nested=self.collections is not None)
+        if ident.endswith("/") and self.collections is not None:
+            ident = ident[:-1]  # a collection's URL: the same name
         record = record_of(environ)
         if record is not None:
             record.ident = ident
@@ -226,6 +238,12 @@ class DataPlane:
                     "a PUT body is stored as the file: send the raw bytes (curl -T), not a form (multipart/form-data)",
                     detail="body is a multipart form",
                 )
+            if self.config.allow_overwrite and scopes.lacking(environ, scopes.MODIFY, [request_path(environ)]):
+                if self.archive.status(ident) is not None:  # a replacement: storage.create is not enough
+                    raise InsufficientScope(
+                        "the token grants storage.create, and replacing a stored file needs storage.modify",
+                        detail="insufficient WLCG scope",
+                    )
             expected = expected_digests(EnvironHeaders(environ))
             algorithms = self.archive.wanted_algorithms(expected)
             config = self.config
@@ -266,11 +284,16 @@ class DataPlane:
         return json_answer(200, {"message": "File Moved Successfully"})
 
     def delete(self, ident: str, environ: WSGIEnvironment) -> Answer:
+        if self.collections is not None and self.archive.status(ident) is None:
+            return self.collections.delete(ident, environ)
         self.archive.delete(ident)
         return json_answer(200, {"message": "File Removed", "file": ident})
 
     def propfind(self, ident: str, environ: WSGIEnvironment) -> Waiting:
-        """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged."""
+        """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged;
+        under paths, of a collection too (``pyai.web.collections``)."""
+        if self.collections is not None and self.archive.status(ident) is None:
+            return self.collections.propfind(ident, environ)
         return webdav.propfind_file(self.archive, ident, environ, self.config)
 
 

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from pyai.backends.base import Backend
     from pyai.ops.record import Record
     from pyai.web.data import DataPlane, FileRange
+    from pyai.web.scopes import ScopeRule
     from pyai.web.small_body import BodyReader
+    from pyai.web.wlcg_tokens import WlcgTokens
 
 ID_PATH = "/<id>"
 
@@ -52,6 +54,8 @@ class Route:
     # A WSGI plane's body reader: a generator function of the environ that reads the request's
     # body (yielding parking.Wait while the client is slow) and keeps it there for the plane.
     reads: Optional[BodyReader] = None
+    # What a WLCG token must grant for each method here (pyai.web.scopes); None: no WLCG token is taken.
+    scopes: Optional[ScopeRule] = None
 
     @property
     def allow(self) -> str:
@@ -60,18 +64,24 @@ class Route:
 
 
 class Gate:
-    """The WSGI app: ``routes`` (a fixed path or a prefix each, and one ``ID_PATH``), the Tokens
-    or None, and the backend (``storage``) that 503 answers name."""
+    """The WSGI app: ``routes`` (a fixed path or a prefix each, and one ``ID_PATH``), the static
+    Tokens or None, the backend (``storage``) that 503 answers name, and the WLCG token verifier or None."""
 
     def __init__(
-        self, routes: Sequence[Route], tokens: Optional[auth.Tokens] = None, storage: Optional[Backend] = None
+        self,
+        routes: Sequence[Route],
+        tokens: Optional[auth.Tokens] = None,
+        storage: Optional[Backend] = None,
+        wlcg: Optional[WlcgTokens] = None,
     ) -> None:
         self.fixed = {route.path: route for route in routes if route.path != ID_PATH and not route.prefix}
         self.prefixed = tuple(route for route in routes if route.prefix)
         self.ids = next(route for route in routes if route.path == ID_PATH)
         # the ids' route has the data plane (no wsgi): told to mypy once here, not on every plain request
         self.ids_plane = cast("DataPlane", self.ids.plane)
-        self.tokens = tokens  # None: authentication is off
+        self.tokens = tokens  # static tokens, or None
+        self.wlcg = wlcg  # WLCG tokens, or None
+        self.auth_on = tokens is not None or wlcg is not None  # False: authentication is off
         self.storage = storage  # the backend, which names itself in a 503
         # A backend that asks a remote server on every request: each request lets another thread serve.
         self.waits_remotely = getattr(storage, "waits_remotely", False)
@@ -94,8 +104,9 @@ class Gate:
         route = self.route(environ.get("PATH_INFO", "/"))
         parts: Answer
         try:
-            if self.tokens is not None and method not in route.public:
-                name = auth.check(self.tokens, method, request_path(environ), environ, route.writes)
+            if self.auth_on and method not in route.public:
+                path = request_path(environ)
+                name = auth.check(self.tokens, method, path, environ, route.writes, self.wlcg, route.scopes)
                 record = record_of(environ)
                 if record is not None:
                     record.token = name  # the transfer log's: the token's name, never the token
@@ -130,7 +141,7 @@ class Gate:
         """A plain GET or HEAD of ``/<id>`` answered without an environ (``pyai.serving``'s contract),
         or None when it needs the gate: a token to check, a target that is not one plain segment,
         a path of another route, a backend that asks a server (its requests pass their turn on)."""
-        if self.tokens is not None or self.waits_remotely:
+        if self.auth_on or self.waits_remotely:
             return None
         # one segment of plain characters: what id_from_uri would decode, split and compare is absent
         if target[:1] != b"/" or target.count(b"/") != 1 or b"%" in target or b"#" in target or b"?" in target:

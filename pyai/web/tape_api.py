@@ -13,14 +13,14 @@ id: ids are one segment and never start with a dot.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Generator, Mapping, Optional
+from typing import TYPE_CHECKING, Generator, Iterable, Mapping, Optional, Tuple
 
 from flask import Blueprint, Response, request
 
 from pyai.tape import bodies
 from pyai.tape.service import owner_of
-from pyai.web import small_body
-from pyai.web.auth import BEARER
+from pyai.web import scopes, small_body
+from pyai.web.auth import BEARER, InsufficientScope
 from pyai.web.openapi import TAPE_API, TAPE_DISCOVERY
 
 if TYPE_CHECKING:
@@ -72,8 +72,19 @@ def tape_blueprint(service: TapeService, config: Config, auth_on: bool) -> Bluep
     def owner() -> str:
         if not auth_on:
             return owner_of(None)
+        grant = scopes.grant_of(request.environ)
+        if grant is not None:  # a WLCG token: its subject owns the requests, whichever token it comes with
+            return owner_of(f"wlcg {grant.issuer} {grant.subject}")
         match = BEARER.fullmatch(request.headers.get("Authorization", ""))
         return owner_of(match.group(1) if match else None)  # the gate has checked it
+
+    def covered(activities: Tuple[str, ...], paths: Iterable[str]) -> None:
+        """403 when the request's WLCG token does not grant ``activities`` on every one of ``paths``."""
+        outside = scopes.lacking(request.environ, activities, paths)
+        if outside is not None:
+            raise InsufficientScope(
+                f"the token grants no {' or '.join(activities)} for {outside}", detail="insufficient WLCG scope"
+            )
 
     def document() -> object:
         return bodies.parse_json(small_body.kept(request.environ))  # read by the gate (read_documents)
@@ -92,6 +103,7 @@ def tape_blueprint(service: TapeService, config: Config, auth_on: bool) -> Bluep
     @blueprint.post(API + "/stage", strict_slashes=False)
     def stage() -> Response:
         files = bodies.stage_files(document())
+        covered(scopes.STAGE, (path for path, _lifetime in files))
         request_id = service.stage(owner(), files)
         location = f"{base_uri()}/stage/{request_id}"
         return answer(201, {"requestId": request_id}, {"Location": location})
@@ -102,7 +114,9 @@ def tape_blueprint(service: TapeService, config: Config, auth_on: bool) -> Bluep
 
     @blueprint.post(API + "/stage/<request_id>/cancel", strict_slashes=False)
     def cancel(request_id: str) -> Response:
-        service.cancel(owner(), request_id, bodies.paths_of(document(), config.tape_max_files))
+        paths = bodies.paths_of(document(), config.tape_max_files)
+        covered(scopes.STAGE, paths)
+        service.cancel(owner(), request_id, paths)
         return done()
 
     @blueprint.delete(API + "/stage/<request_id>", strict_slashes=False)
@@ -112,12 +126,15 @@ def tape_blueprint(service: TapeService, config: Config, auth_on: bool) -> Bluep
 
     @blueprint.post(API + "/release/<request_id>", strict_slashes=False)
     def release(request_id: str) -> Response:
-        service.release(owner(), request_id, bodies.paths_of(document(), config.tape_max_files))
+        paths = bodies.paths_of(document(), config.tape_max_files)
+        covered(scopes.STAGE, paths)
+        service.release(owner(), request_id, paths)
         return done()
 
     @blueprint.post(API + "/archiveinfo", strict_slashes=False)
     def archiveinfo() -> Response:
         paths = bodies.paths_of(document(), config.tape_max_archiveinfo, truncate=True)  # answers for the first
+        covered(scopes.LOCALITY, paths)
         return answer(200, service.archiveinfo(paths))
 
     return blueprint

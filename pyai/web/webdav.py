@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import time
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Dict, Generator, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Generator, Iterable, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pyai.backends.base import Checksums, FileStatus
     from pyai.config import Config
     from pyai.serving import Wait
+    from pyai.web.collections import Collections
     from pyai.web.small_body import BodyReader
 
 MAX_BODY = 64 * 1024  # a propfind naming every property there is fits in far less
@@ -62,6 +63,10 @@ SRM = "http://srm.lbl.gov/StorageResourceManager"  # dCache's FileLocality prope
 CONTENT_TYPE = "application/xml; charset=utf-8"
 DEPTHS = ("0", "1", "infinity")
 _LOCALITY = {(True, False): "ONLINE", (False, True): "NEARLINE", (True, True): "ONLINE_AND_NEARLINE"}
+# The namespaces of the properties pyai serves: a streamed listing declares them all up front.
+KNOWN_NAMESPACES = (DAV, SRM, DCACHE)
+# A streamed multistatus goes out in pieces of about this many characters.
+STREAM_PIECE = 64 * 1024
 # A property's name: (namespace, local name); "" is no namespace.
 Key = Tuple[str, str]
 
@@ -191,11 +196,13 @@ def read_body(environ: WSGIEnvironment, settings: Config) -> Generator[Wait, Non
 
 
 def read_root_body(settings: Config) -> BodyReader:
-    """The gate's reader of ``/``'s request bodies: a PROPFIND's, once its Depth is allowed."""
+    """The gate's reader of ``/``'s request bodies: a PROPFIND's, once its Depth is allowed
+    (0 under ids; 0 or 1 under paths, where the root is the top collection)."""
 
     def read(environ: WSGIEnvironment) -> Generator[Wait, None, None]:
         if environ["REQUEST_METHOD"] == "PROPFIND":
-            depth(environ, listing_refused=True)  # refused before a byte of the body is read
+            # refused before a byte of the body is read
+            depth(environ, listing_refused=settings.namespace != "paths")
             small_body.keep(environ, (yield from read_body(environ, settings)))
 
     return read
@@ -246,6 +253,51 @@ def checksums_value(digests: Checksums) -> str:
 def multistatus(path: str, properties: Mapping[Key, str], asked: Wanted) -> Answer:
     """The 207 answer for one resource at ``path``: the properties ``asked`` for,
     found ones under a 200 propstat, unknown ones under a 404 propstat."""
+    # every namespace but DAV: gets a prefix, declared once on the root element
+    shown = [_split(name) for name in asked.names] if asked.kind == "prop" else list(properties)
+    prefixes = _prefixes(shown)
+    parts = [_opening(prefixes), _response(path, properties, asked, prefixes), CLOSING]
+    body = "".join(parts).encode("utf-8")
+    headers = {"Content-Type": CONTENT_TYPE, "Content-Length": str(len(body))}
+    return 207, headers, [body]
+
+
+def multistatus_stream(responses: Iterable[Tuple[str, Mapping[Key, str]]], asked: Wanted) -> Iterator[bytes]:
+    """The body of a 207 for many resources (``(path, properties)`` each, taken one by one),
+    sent as it is made: never the whole answer in memory, and in pieces of about STREAM_PIECE."""
+    prefixes = _prefixes([(namespace, "") for namespace in KNOWN_NAMESPACES] + [_split(n) for n in asked.names])
+    piece = [_opening(prefixes)]
+    size = len(piece[0])
+    for path, properties in responses:
+        text = _response(path, properties, asked, prefixes)
+        piece.append(text)
+        size += len(text)
+        if size >= STREAM_PIECE:
+            yield "".join(piece).encode("utf-8")
+            piece, size = [], 0
+    piece.append(CLOSING)
+    yield "".join(piece).encode("utf-8")
+
+
+def _prefixes(keys: Iterable[Key]) -> Dict[str, str]:
+    """``{namespace: prefix}``: ``D`` for DAV:, ``ns<N>`` for the others in the order first met."""
+    prefixes = {DAV: "D"}
+    for namespace, _ in keys:
+        if namespace and namespace not in prefixes:
+            prefixes[namespace] = f"ns{len(prefixes)}"
+    return prefixes
+
+
+def _opening(prefixes: Mapping[str, str]) -> str:
+    declared = "".join(f' xmlns:{prefix}="{escape(uri, {chr(34): "&quot;"})}"' for uri, prefix in prefixes.items())
+    return f'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus{declared}>'
+
+
+CLOSING = "</D:multistatus>\n"
+
+
+def _response(path: str, properties: Mapping[Key, str], asked: Wanted, prefixes: Mapping[str, str]) -> str:
+    """One ``D:response``: found properties under a 200 propstat, unknown ones under a 404."""
     found: List[Key] = []
     missing: List[Key] = []
     if asked.kind == "prop":
@@ -254,16 +306,7 @@ def multistatus(path: str, properties: Mapping[Key, str], asked: Wanted) -> Answ
             (found if key in properties else missing).append(key)
     else:
         found = list(properties)
-    # every namespace but DAV: gets a prefix, declared once on the root element
-    prefixes = {DAV: "D"}
-    for namespace, _ in (*found, *missing):
-        if namespace and namespace not in prefixes:
-            prefixes[namespace] = f"ns{len(prefixes)}"
-    declared = "".join(f' xmlns:{prefix}="{escape(uri, {chr(34): "&quot;"})}"' for uri, prefix in prefixes.items())
-    parts = [
-        '<?xml version="1.0" encoding="utf-8"?>\n',
-        f"<D:multistatus{declared}><D:response><D:href>{escape(quote(path, safe='/'))}</D:href>",
-    ]
+    parts = [f"<D:response><D:href>{escape(quote(path, safe='/'))}</D:href>"]
     if found or not missing:
         parts.append("<D:propstat><D:prop>")
         for key in found:
@@ -274,10 +317,8 @@ def multistatus(path: str, properties: Mapping[Key, str], asked: Wanted) -> Answ
         parts.append("<D:propstat><D:prop>")
         parts.extend(_element(prefixes, key, "") for key in missing)
         parts.append("</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>")
-    parts.append("</D:response></D:multistatus>\n")
-    body = "".join(parts).encode("utf-8")
-    headers = {"Content-Type": CONTENT_TYPE, "Content-Length": str(len(body))}
-    return 207, headers, [body]
+    parts.append("</D:response>")
+    return "".join(parts)
 
 
 def _split(name: str) -> Key:
@@ -300,14 +341,21 @@ def _element(prefixes: Mapping[str, str], key: Key, content: str) -> str:
 
 class RootPlane:
     """The plane of ``/``: PROPFIND is answered here, every other method by the
-    control plane (a WSGI app) it wraps.  Errors go to the gate, as from any plane."""
+    control plane (a WSGI app) it wraps.  Errors go to the gate, as from any plane.
 
-    def __init__(self, control: WSGIApplication) -> None:
+    ``collections`` (``namespace = paths``): the root is the top collection, and its
+    PROPFIND is theirs (Depth 0 with the quota properties, Depth 1 its listing)."""
+
+    def __init__(self, control: WSGIApplication, collections: Optional[Collections] = None) -> None:
         self.control = control  # the body of a PROPFIND was read first (the gate's reads=read_root_body)
+        self.collections = collections
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] != "PROPFIND":
             return self.control(environ, start_response)
-        status, headers, body = propfind_root(environ)
+        if self.collections is None:
+            status, headers, body = propfind_root(environ)
+        else:
+            status, headers, body = self.collections.propfind_answer("", environ, small_body.kept(environ))
         start_response(STATUS_LINES[status], list(headers.items()))
         return body

@@ -83,3 +83,29 @@ def test_a_rename_race_is_retried_a_bounded_number_of_times(tree, monkeypatch):
     with pytest.raises(BlockingIOError):
         beneath.open_dir(fd, ["a"])
     assert len(calls) == beneath._RETRIES
+
+
+def test_open_below_opens_a_file_through_plain_directories(mode, tree):
+    base, _fd = tree
+    (base / "a" / "b" / "f").write_bytes(b"below")
+    fd = beneath.open_below(str(base), "a/b/f", os.O_RDONLY)
+    try:
+        assert os.read(fd, 10) == b"below"
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("relative", ["a/link/x", "a/inner-link/f", "a/link"])
+def test_open_below_follows_no_symlink_on_the_way_or_at_the_end(mode, tree, relative):
+    base, _fd = tree
+    (base / "outside" / "x").write_bytes(b"outside")
+    with pytest.raises(OSError) as info:
+        beneath.open_below(str(base), relative, os.O_RDONLY)
+    assert info.value.errno == errno.ELOOP
+
+
+@pytest.mark.parametrize("relative", ["a/../a/file", "./a/file", "a//file", ""])
+def test_open_below_takes_plain_names_only(tree, relative):
+    base, _fd = tree
+    with pytest.raises(ValueError):
+        beneath.open_below(str(base), relative, os.O_RDONLY)

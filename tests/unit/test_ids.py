@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyai.archive.ids import MAX_ID, InvalidId, filename2id, id2filename, parse_integer, parse_safe_name
+from pyai.archive.ids import MAX_ID, InvalidId, filename2id, id2filename, parse_integer, parse_path, parse_safe_name
 
 LAYOUT = {
     12345: "/39/3039",
@@ -141,3 +141,18 @@ def test_filename2id_accepts_only_the_paths_id2filename_makes(path):
     except InvalidId:
         return
     assert 0 <= fileid <= MAX_ID and id2filename(fileid) == path
+
+
+@pytest.mark.parametrize("path", ["a", "scope/ab/cd/file.root", "a/b.c_d-e/" + "x" * 255, "/".join("d" * 32)])
+def test_parse_path_takes_paths_of_safe_names(path):
+    assert parse_path(path) == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "a/", "/a", "a//b", "a/../b", "a/./b", "a/.hidden", "a/b c", "a/" + "x" * 256, "/".join("d" * 33),
+     "/".join(["x" * 200] * 11), "a/b\\c", "a/é"],
+)  # fmt: skip
+def test_parse_path_refuses_anything_else(path):
+    with pytest.raises(InvalidId):
+        parse_path(path)
