@@ -2,11 +2,17 @@
 mints the tokens; the server fetches its keys, verifies each token and decides by its storage
 scopes, relative to the issuer's base path, beside the static tokens, which keep working."""
 
+import json
 import secrets
+from pathlib import Path
 
+import jsonschema_rs  # schemathesis's validator, installed with the test extras
 import pytest
 import requests
 from fixtures.issuer import AUDIENCE
+from server import wait_until
+
+from pyai.ops import transfer_log
 
 STATIC = "static-" + secrets.token_hex(12)
 
@@ -102,6 +108,23 @@ def test_read_modify_and_stage_scopes(srv, module_issuer, area):
     assert call("DELETE", base + "/", modifier).status_code == 403  # above the scope's path
     assert call("DELETE", base + "/in/", modifier).status_code == 204  # a scope covers its own path
     assert not (srv.prefix / area / "in").exists()
+
+
+def test_the_transfer_log_names_the_token_by_issuer_and_subject(srv, module_issuer, area):
+    validator = jsonschema_rs.Draft202012Validator(json.loads(Path(transfer_log.SCHEMA_PATH).read_text()))
+    assert static("PUT", f"{srv.url}/{area}/logged", data=b"x").status_code == 201
+    token = module_issuer.token(scope=f"storage.read:/{area}", sub="jdoe@example.org")
+    assert call("GET", f"{srv.url}/{area}/logged", token).status_code == 200
+
+    def logged():
+        lines = [json.loads(raw) for raw in srv.log().splitlines() if raw.startswith("{")]
+        return [line for line in lines if line["path"] == f"/{area}/logged" and line["method"] == "GET"]
+
+    wait_until(logged, timeout=10)
+    line = logged()[0]
+    validator.validate(line)
+    assert line["token"] == "jwt:127.0.0.1:jdoe@example.org"
+    assert token not in srv.log()
 
 
 def test_a_scope_is_read_below_its_issuer_s_base_path(srv, vo_issuer):
