@@ -44,11 +44,13 @@ import http.client
 import json
 import logging
 import math
+import os
 import re
 import socket
 import ssl
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
@@ -309,6 +311,10 @@ class WlcgTokens:
         self._thread: Optional[threading.Thread] = None
         self._closed = False
         self._connection: Optional[http.client.HTTPSConnection] = None  # the fetch in progress, for close()
+        # A process forked after start() (gunicorn --preload builds the app before its workers)
+        # has no thread and perhaps a lock its parent held: it gets its own of both.
+        alive = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(alive))
 
     # -- the thread's life ---------------------------------------------------------------
 
@@ -318,6 +324,18 @@ class WlcgTokens:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="wlcg-keys", daemon=True)
                 self._thread.start()
+
+    def _forked(self) -> None:
+        """In a child process: a new lock and, when the parent's was started, a new thread."""
+        started = self._thread is not None
+        self._cond = threading.Condition()
+        self._thread = None
+        self._connection = None
+        for issuer in self._issuers.values():
+            if issuer.fetching:  # the parent's fetch does not go on here
+                issuer.fetching, issuer.queued = False, True
+        if started:
+            self.start()
 
     def close(self) -> None:
         """Stop the thread, cutting a fetch in progress; the keys fetched so far keep verifying."""
@@ -571,6 +589,12 @@ class WlcgTokens:
         if not isinstance(document, dict):
             raise _FetchFailed(f"{url} is not a JSON object")
         return document
+
+
+def _after_fork(alive: "weakref.ref[WlcgTokens]") -> None:
+    tokens = alive()
+    if tokens is not None:
+        tokens._forked()
 
 
 def _check_issuer_url(url: str) -> None:

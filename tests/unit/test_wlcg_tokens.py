@@ -404,3 +404,23 @@ def test_a_ca_file_that_cannot_be_read_is_refused(tmp_path):
     (tmp_path / "empty.pem").write_text("no certificate\n")
     with pytest.raises(ValueError, match="CA file"):
         WlcgTokens([("https://iam.example", "/")], [AUDIENCE], str(tmp_path / "empty.pem"))
+
+
+def test_a_forked_child_fetches_and_verifies_on_its_own(make_verifier, issuer):
+    """gunicorn --preload forks workers from a master that built the app: the child needs its
+    own thread (and lock) to fetch keys, and a key the parent never saw must still verify."""
+    import os
+
+    verifier = make_verifier()
+    assert verifier.verify(issuer.token()).subject == "user-1"
+    issuer.rotate("ES256")  # a kid the parent has not fetched
+    token = issuer.token(alg="ES256")
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only when the new key verifies
+        try:
+            code = 0 if verifier.verify(token).subject == "user-1" else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
