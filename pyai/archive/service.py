@@ -347,7 +347,7 @@ class Namespace:
         try:
             self.tree.remove_collection(self.path(ident))
         except (FileNotFoundError, NotADirectoryError):
-            raise NotFound("no collection is here", detail="not found") from None
+            raise NotFound("no file or collection is stored here", detail="not found") from None
         except OSError as exc:
             if exc.errno != errno.ENOTEMPTY:
                 raise
