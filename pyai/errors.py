@@ -64,6 +64,11 @@ class InsufficientStorage(ArchiveError, status=507):
     """An answer larger than the archive gives (a listing past ``[archive] max_listing``): RFC 4918 11.5."""
 
 
+class NotImplementedMethod(ArchiveError, status=501):
+    """A method pyai knows and does not do: HTTP third-party copy (COPY).  501, not 405: on a 405
+    (or 403) davix stops with "Permission refused", on a 501 gfal2 tries its next copy mode."""
+
+
 class UnsupportedTransferCoding(ArchiveError, status=501):
     """A body in a transfer coding the archive cannot decode (gzip, ...): RFC 9112 says 501."""
 

@@ -19,7 +19,7 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Callable, FrozenSet, Generator, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 from pyai import serving as parking
-from pyai.errors import MethodNotAllowed
+from pyai.errors import MethodNotAllowed, NotImplementedMethod
 from pyai.ops.record import record_of
 from pyai.web import auth
 from pyai.web.answers import STATUS_LINES, Answer, ErrorAnswer, Waiting, error_answer
@@ -111,6 +111,11 @@ class Gate:
                 if record is not None:
                     record.token = name  # the transfer log's: the token's name, never the token
             if method not in route.methods:
+                if method == "COPY":
+                    raise NotImplementedMethod(
+                        "this archive does no third-party copy: copy through the client (gfal-copy falls back to it)",
+                        detail="COPY not implemented",
+                    )
                 if method != "OPTIONS":
                     raise not_allowed(route)
                 parts = 200, {"Allow": route.allow, "Content-Length": "0"}, []

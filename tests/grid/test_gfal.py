@@ -55,11 +55,22 @@ def test_gfal_copy_in_and_out(server, uid, payload, gfal, tmp_path):
 
 
 def test_gfal_copy_between_ids_streamed(server, uid, int_id, payload, gfal):
-    """http -> http: pyai does no third-party copy (HTTP COPY is 405), so gfal2 streams
-    through the client when told to (it does not fall back on its own)."""
+    """http -> http, streamed through the client when told to."""
     put(server, uid, payload)
     gfal.run("gfal-copy", "--copy-mode", "streamed", server.id_url(uid), server.id_url(int_id))
     assert requests.get(server.id_url(int_id), timeout=30).content == payload
+
+
+def test_gfal_copy_between_ids_falls_back_to_streaming(server, uid, int_id, payload, gfal):
+    """A plain gfal-copy tries a third-party pull, then a push (HTTP COPY), then streams through the
+    client.  pyai does no third-party copy: COPY is 501, on which davix falls back (a 403 or 405
+    would stop it with "Permission refused")."""
+    put(server, uid, payload)
+    gfal.run("gfal-copy", server.id_url(uid), server.id_url(int_id))
+    assert requests.get(server.id_url(int_id), timeout=30).content == payload
+    refused = requests.request("COPY", server.id_url(uid), headers={"Destination": server.id_url("x")}, timeout=30)
+    assert refused.status_code == 501
+    assert refused.headers["Content-Type"] == "application/json"
 
 
 def test_gfal_copy_refuses_to_overwrite(server, uid, payload, gfal, tmp_path):
