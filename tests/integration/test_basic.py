@@ -223,11 +223,13 @@ def test_delete_then_put_again(server, uid):
     assert server.stored_path(uid).read_bytes() == b"two!"
 
 
-@pytest.mark.parametrize("method", ["MKCOL", "COPY"])  # PROPFIND is served (WebDAV stat)
-def test_unknown_method_is_405(server, uid, method):
+@pytest.mark.parametrize(
+    ("method", "status"), [("MKCOL", 405), ("LOCK", 405), ("COPY", 501)]
+)  # PROPFIND is served (WebDAV stat); MKCOL under namespace = paths; COPY is 501 (gfal2 falls back)
+def test_unknown_method_is_405_and_copy_501(server, uid, method, status):
     assert put(server, uid, b"data").status_code == 201
     resp = requests.request(method, server.id_url(uid), timeout=10)
-    assert_error(resp, 405, server.prefix)
+    assert_error(resp, status, server.prefix)
     assert server.stored_path(uid).read_bytes() == b"data"
 
 

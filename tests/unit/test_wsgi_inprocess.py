@@ -224,11 +224,18 @@ def test_post_missing_is_404(app, prefix):
     assert not (prefix / "nothing-here").exists()
 
 
-@pytest.mark.parametrize("method", ["MKCOL", "COPY"])  # PROPFIND is served (WebDAV stat)
+@pytest.mark.parametrize("method", ["MKCOL", "LOCK"])  # PROPFIND is served (WebDAV stat)
 def test_unknown_method_is_405(app, stored, prefix, method):
     answer = call(app, method, f"/{stored}")
     assert_error(answer, 405)
     assert answer.header("Allow")
+    assert (prefix / stored).read_bytes() == DATA
+
+
+def test_copy_is_501(app, stored, prefix):
+    """No third-party copy: 501, on which gfal2 tries its next copy mode (a 405 stops it)."""
+    answer = call(app, "COPY", f"/{stored}")
+    assert_error(answer, 501)
     assert (prefix / stored).read_bytes() == DATA
 
 
