@@ -410,6 +410,18 @@ SETTINGS = (
         help="the CA certificates (PEM) the issuers' https certificates are checked against",
     ),
     Setting(
+        "auth_token_secret_file",
+        "auth",
+        "token_secret_file",
+        "PAI_AUTH_TOKEN_SECRET_FILE",
+        _optional_path,
+        "",
+        default_note="no tokens issued",
+        help="a secret of at least 32 bytes (mode `0600` or `0640`) that signs the tokens pyai issues to the "
+        "X.509 jobs of its token holders (gfal2's and FTS's macaroon requests, see "
+        "[Tokens for X.509 jobs](#tokens-for-x509-jobs)); needs `tokens_file` or `jwt_issuers`",
+    ),
+    Setting(
         "use_id2filename",
         "posix",
         "use_id2filename",
@@ -756,6 +768,7 @@ class Config:
     auth_jwt_issuers: Tuple[Tuple[str, str], ...]
     auth_jwt_audiences: Tuple[str, ...]
     auth_jwt_ca_file: str
+    auth_token_secret_file: str
     use_id2filename: bool
     hpss_user: str
     hpss_auth: str
@@ -927,6 +940,13 @@ def _combinations(values):
     problems = []
     if values.get("auth_jwt_issuers") and not values.get("auth_jwt_audiences", ()):
         problems.append("jwt_issuers needs jwt_audiences: the names a token must be meant for (its aud)")
+    # (a jwt_issuers that did not parse counts as set: its own problem is told)
+    authenticates = values.get("auth_tokens_file") or values.get("auth_jwt_issuers", True)
+    if values.get("auth_token_secret_file") and not authenticates:
+        problems.append(
+            "token_secret_file needs tokens_file or jwt_issuers: tokens are issued to the clients authentication "
+            "knows, and with it off there are none"
+        )
     return problems + _namespace_problems(values)
 
 

@@ -66,7 +66,8 @@ class InsufficientStorage(ArchiveError, status=507):
 
 class NotImplementedMethod(ArchiveError, status=501):
     """A method pyai knows and does not do: HTTP third-party copy (COPY).  501, not 405: on a 405
-    (or 403) davix stops with "Permission refused", on a 501 gfal2 tries its next copy mode."""
+    (or 403) davix stops with "Permission refused", on a 501 gfal2 tries its next copy mode.
+    Also a token request to an archive that issues no tokens (no ``[auth] token_secret_file``)."""
 
 
 class UnsupportedTransferCoding(ArchiveError, status=501):

@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 # What a start checks of the files the settings name, beyond config.check's own: the tokens
-# file (pyai.web) and the transfer log (pyai.ops), layers pyai.config sits below.
-CHECKERS = (("auth_tokens_file", auth.check_config), ("transfer_log", transfer_log.check_config))
+# file and the token secret file (pyai.web) and the transfer log (pyai.ops), layers pyai.config sits below.
+CHECKERS = (
+    ("auth_tokens_file", auth.check_tokens_file),
+    ("auth_token_secret_file", auth.check_secret_file),
+    ("transfer_log", transfer_log.check_config),
+)
 
 
 def check_config(
@@ -43,8 +47,8 @@ def check_config(
 def prepare_archive(
     log: "Optional[Log]" = None, addresses: Iterable[Union[Tuple[str, int], str, int]] = ()
 ) -> "Config":
-    """Check the configuration (tokens file and transfer log included) and sweep stale temporary files;
-    one line and exit 2 on a bad config.  Warn when ``addresses`` (gunicorn's binds)
+    """Check the configuration (tokens file, token secret file and transfer log included) and sweep
+    stale temporary files; one line and exit 2 on a bad config.  Warn when ``addresses`` (gunicorn's binds)
     reach beyond this host and no token is asked for."""
     try:
         config = load_config()

@@ -29,6 +29,7 @@ def create_app(config: Optional[Config] = None) -> Gate:
     archive = Archive(config, create_backend(config))
     tokens = auth.read_tokens_file(config.auth_tokens_file) if config.auth_tokens_file else None
     wlcg = auth.wlcg_tokens(config)
+    issued = auth.token_issuer(config)  # None without [auth] token_secret_file
     if wlcg is not None:
         wlcg.start()  # in this worker: its thread fetches the issuers' keys
     tape = TapeService(config, archive.backend)
@@ -37,7 +38,7 @@ def create_app(config: Optional[Config] = None) -> Gate:
     control = control_plane(tape_blueprint(tape, config, auth_on=auth_on), ops_blueprint(health))
     tape_writes = frozenset({"POST", "DELETE"})  # stage, cancel, release, delete need a read-write token
     tape_documents = read_documents(config)  # a mounted app's request body is read (parked) by the gate
-    data = DataPlane(archive, config)
+    data = DataPlane(archive, config, issued)
     # namespace = paths: MKCOL and MOVE change the archive too (under ids they are not served)
     data_writes = auth.WRITE_METHODS | ({"MKCOL", "MOVE"} if data.collections else set())
     routes = (
@@ -59,11 +60,11 @@ def create_app(config: Optional[Config] = None) -> Gate:
               errors=problem_answer, writes=tape_writes, reads=tape_documents,
               scopes=scopes.TAPE),  # the rest of the Tape API
         Route(ID_PATH,           data.methods,                data, writes=data_writes,
-              scopes=scopes.DATA),  # every other path: an id
+              scopes=scopes.DATA, token_requests=scopes.DELEGATION),  # every other path: an id
     )  # fmt: skip
     if tape.store.exists():  # requests a dead worker left are taken over without waiting for a client
         tape.executor.ensure_running()
-    gate = Gate(routes, tokens, archive.backend, wlcg)
+    gate = Gate(routes, tokens, archive.backend, wlcg, issued)
     if data.collections is not None:
         data.collections.routed_elsewhere = lambda path: gate.route(path) is not gate.ids
     return gate

@@ -15,6 +15,12 @@ DELETE is 403, and so is a metrics token anywhere but ``/metrics``.  POST
 stage a file before they GET it.  A route may name other methods that need
 ``rw`` (``writes``: the Tape REST API's POST and DELETE, see pyai.web.app).
 
+Beside them: WLCG profile JWTs (``pyai.web.wlcg_tokens``, with ``[auth] jwt_issuers``), and the
+tokens this archive issues itself to the clients it knows, for their X.509 jobs
+(``pyai.web.issued_tokens``, with ``[auth] token_secret_file``): both are read as grants of
+storage activities on paths (``pyai.web.scopes``).  Every accepted token leaves what it may do
+in the environ (``RIGHTS``), where a token request reads whose rights it may hand on.
+
 Only the SHA-256 digests of the tokens are kept.  A presented token is digested
 and compared with every configured digest by ``hmac.compare_digest``, without
 stopping at a match, so the time taken tells nothing about how close a guess
@@ -24,6 +30,7 @@ or put in an error message.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -31,13 +38,28 @@ import os
 import re
 import socket
 import stat
-from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Optional, Protocol, Set, Tuple, Union, cast
+from typing import (
+    TYPE_CHECKING,
+    AbstractSet,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Set,
+    Tuple,
+    Union,
+    cast,
+)
 
 from pyai.errors import ArchiveError, ConfigError, Forbidden
+from pyai.web import issued_tokens
+from pyai.web.issued_tokens import IssuedTokens
 from pyai.web.openapi import METRICS as METRICS_PATH  # the one path a metrics token may read
 from pyai.web.receive import abandon_body
-from pyai.web.scopes import GRANT, ScopeRule
-from pyai.web.wlcg_tokens import KeysUnavailable, TokenRejected, WlcgTokens, looks_like_jwt
+from pyai.web.scopes import GRANT, STAT_RIGHT, Grant, ScopeRule, describe
+from pyai.web.wlcg_tokens import STORAGE_ACTIVITIES, KeysUnavailable, TokenRejected, WlcgTokens, looks_like_jwt
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIEnvironment
@@ -57,6 +79,13 @@ NAME_SYNTAX = re.compile(r"[A-Za-z0-9._-]{1,64}")
 LINE_FORMAT = "'<scope> <token> [name]' with the scope ro, rw or metrics"
 BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 CHALLENGE = 'Bearer realm="pyai"'
+RIGHTS = "pyai.rights"  # the environ key of what the accepted token may do (Rights), set by check()
+# What a static token may do, as storage activities: what its scope allows on the data routes.
+STATIC_ACTIVITIES: Dict[str, FrozenSet[str]] = {
+    READ: frozenset({"storage.read", "storage.stage", "storage.poll", STAT_RIGHT}),  # GET, HEAD, PROPFIND, POST
+    WRITE: frozenset(STORAGE_ACTIVITIES | {STAT_RIGHT}),
+    METRICS: frozenset(),  # /metrics only: no path of the archive
+}
 
 
 class Unauthorized(ArchiveError):
@@ -76,6 +105,35 @@ class InsufficientScope(Forbidden):
     def __init__(self, message: str, *, detail: Optional[str] = None) -> None:
         super().__init__(message, detail=detail)
         self.headers = {"WWW-Authenticate": CHALLENGE + ', error="insufficient_scope"'}
+
+
+class Rights(Protocol):
+    """What an accepted token may do: a static token's ``StaticRights``, a WLCG token's ``Grant``
+    or an issued token's ``IssuedGrant``."""
+
+    @property
+    def name(self) -> str:
+        """The token's name in the transfer log."""
+
+    def allows(self, activities: Iterable[str], path: str) -> bool:
+        """True when one of ``activities`` (storage activities, or the stat right) is the token's on ``path``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticRights:
+    """What a static token of ``scope`` (named ``name``) may do: the same activities on every path."""
+
+    scope: str
+    name: str
+
+    def allows(self, activities: Iterable[str], path: str) -> bool:
+        wanted = {activities} if isinstance(activities, str) else set(activities)
+        return not wanted.isdisjoint(STATIC_ACTIVITIES[self.scope])
+
+
+def rights_of(environ: WSGIEnvironment) -> Optional[Rights]:
+    """What the request's token may do; None when no token was checked (authentication off, an open path)."""
+    return environ.get(RIGHTS)
 
 
 def _digest(token: str) -> bytes:
@@ -157,7 +215,7 @@ def read_tokens_file(path: str) -> Tokens:
             mode = os.fstat(handle.fileno()).st_mode
             if not stat.S_ISREG(mode):
                 raise ConfigError(f"the tokens file {path} is not a regular file")
-            _check_mode(path, mode)
+            _check_mode(path, mode, "the tokens file")
             lines = handle.read().splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror}") from None
@@ -167,28 +225,72 @@ def read_tokens_file(path: str) -> Tokens:
         raise ConfigError(f"bad tokens file {path}: {exc}") from None
 
 
-def _check_mode(path: str, mode: int) -> None:
+def _check_mode(path: str, mode: int, what: str) -> None:
     """ConfigError unless only the owner may write the file and only the owner and group may read it.
 
-    A group-writable file is refused too: a member of the group could add an ``rw`` token.
+    A group-writable file is refused too: a member of the group could add an ``rw`` token (or
+    put a secret of their own in the token secret file).  ``what`` names the file in the message.
     """
     group_fix = "g-w," if mode & stat.S_IWGRP else ""
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         raise ConfigError(
-            f"the tokens file {path} is readable or writable by everyone "
+            f"{what} {path} is readable or writable by everyone "
             f"(mode {stat.S_IMODE(mode):04o}): run chmod {group_fix}o-rwx on it"
         )
     if group_fix:
         raise ConfigError(
-            f"the tokens file {path} is writable by its group (mode {stat.S_IMODE(mode):04o}): "
-            "run chmod g-w,o-rwx on it"
+            f"{what} {path} is writable by its group (mode {stat.S_IMODE(mode):04o}): run chmod g-w,o-rwx on it"
         )
 
 
-def check_config(config: Config) -> None:
-    """Read the tokens file once at start-up so a bad one stops the service with one line."""
+def read_secret_file(path: str) -> bytes:
+    """The secret of the token secret file ``path``: its bytes, a final line end left out; ConfigError
+    (one line, naming nothing of the secret) when unreadable, open to everyone, writable by its
+    group or shorter than ``issued_tokens.MIN_SECRET`` bytes."""
+    what = "the token secret file"
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode  # of what was opened, as for the tokens file
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"{what} {path} is not a regular file")
+            _check_mode(path, mode, what)
+            secret = handle.read(1 << 20)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if secret.endswith(b"\n"):
+        secret = secret[:-2] if secret.endswith(b"\r\n") else secret[:-1]
+    if len(secret) < issued_tokens.MIN_SECRET:
+        raise ConfigError(
+            f"{what} {path} holds fewer than {issued_tokens.MIN_SECRET} bytes: "
+            f"fill it with, e.g., head -c {issued_tokens.MIN_SECRET} /dev/urandom"
+        )
+    return secret
+
+
+def token_issuer(config: Config) -> Optional[IssuedTokens]:
+    """The issuer of tokens of ``config``, None without ``[auth] token_secret_file``; ConfigError
+    (one line) for a secret file that cannot serve."""
+    if not config.auth_token_secret_file:
+        return None
+    return IssuedTokens(read_secret_file(config.auth_token_secret_file))
+
+
+def check_tokens_file(config: Config) -> None:
+    """Read the tokens file, so a bad one stops the service with one line."""
     if config.auth_tokens_file:
         read_tokens_file(config.auth_tokens_file)
+
+
+def check_secret_file(config: Config) -> None:
+    """Read the token secret file, so a bad one stops the service with one line."""
+    token_issuer(config)
+
+
+def check_config(config: Config) -> None:
+    """Read the tokens file and the token secret file once at start-up so a bad one stops the
+    service with one line."""
+    check_tokens_file(config)
+    check_secret_file(config)
 
 
 def wlcg_tokens(config: Config) -> Optional[WlcgTokens]:
@@ -224,14 +326,17 @@ def check(
     writes: AbstractSet[str] = WRITE_METHODS,
     wlcg: Optional[WlcgTokens] = None,
     rule: Optional[ScopeRule] = None,
+    issued: Optional[IssuedTokens] = None,
 ) -> Optional[str]:
     """The name of the request's token (None on the open health check); Unauthorized or
     InsufficientScope when the request may not go on.
 
-    ``tokens``: the static tokens, ``wlcg``: the WLCG token verifier (either may be None).
-    ``writes``: the methods that need a read-write static token on this route; ``rule``: what
-    a WLCG token must grant on it (None: it takes none).  A token the static ones do not
-    know is tried as a WLCG token; a verified one is left in ``environ`` (``scopes.GRANT``).
+    ``tokens``: the static tokens, ``wlcg``: the WLCG token verifier, ``issued``: the tokens
+    issued here (each may be None).  ``writes``: the methods that need a read-write static
+    token on this route; ``rule``: what a WLCG or issued token must grant on it (None: it takes
+    none).  A token the static ones do not know is read as an issued token when it starts with
+    ``pyai1.``, else tried as a WLCG token; the grant of a verified one is left in ``environ``
+    (``scopes.GRANT``).  What the token may do is left there too (``RIGHTS``).
     Runs before the view: no storage has been touched and no body byte read.
     A refused request's body is never read, so a connection that carries one
     is closed (draining an unauthenticated upload would be work for anyone).
@@ -242,6 +347,8 @@ def check(
     match = BEARER.fullmatch(header) if header else None
     scope, name = tokens.find(match.group(1)) if match and tokens is not None else (None, None)
     try:
+        if scope is None and match is not None and match.group(1).startswith(issued_tokens.PREFIX):
+            return _check_issued(issued, match.group(1), method, path, environ, rule)
         if scope is None and match is not None and wlcg is not None and looks_like_jwt(match.group(1)):
             return _check_wlcg(wlcg, match.group(1), method, path, environ, rule)
         if scope is None:
@@ -273,7 +380,29 @@ def check(
         if _has_body(environ):
             abandon_body(environ)
         raise
+    environ[RIGHTS] = StaticRights(scope, cast(str, name))  # a token found has its name
     return name
+
+
+def _check_issued(
+    issued: Optional[IssuedTokens],
+    token: str,
+    method: str,
+    path: str,
+    environ: WSGIEnvironment,
+    rule: Optional[ScopeRule],
+) -> str:
+    """The name of a token issued here that grants ``method`` on ``path`` by ``rule``; 401 or 403 otherwise."""
+    if issued is None:
+        raise Unauthorized(
+            "the bearer token is not valid here: this archive issues no tokens", token_given=True, detail="bad token"
+        )
+    try:
+        grant = issued.verify(token)
+    except TokenRejected as exc:
+        message = f"the bearer token is not valid here: {exc.reason}"
+        raise Unauthorized(message, token_given=True, detail="bad issued token") from None
+    return _admit(grant, method, path, environ, rule, "issued")
 
 
 def _check_wlcg(
@@ -291,15 +420,26 @@ def _check_wlcg(
             retry_after=exc.retry_after,
             detail="issuer keys unavailable",
         ) from None
+    return _admit(grant, method, path, environ, rule, "WLCG")
+
+
+def _admit(grant: Grant, method: str, path: str, environ: WSGIEnvironment, rule: Optional[ScopeRule], kind: str) -> str:
+    """The name of a verified token's ``grant`` when it allows ``method`` on ``path`` by ``rule``; 403
+    otherwise.  ``kind``: "WLCG" or "issued", for the messages."""
     if rule is None:
-        raise InsufficientScope("a WLCG token grants storage access, not this endpoint", detail="no WLCG scope here")
+        raise InsufficientScope(
+            f"the {kind} token grants storage access, not this endpoint", detail=f"no {kind} scope here"
+        )
     lacks = rule.permits(grant, method, path)
     if lacks is not None:
-        raise InsufficientScope(
-            f"the token grants no {' or '.join(lacks)} {'scope' if rule.anywhere else 'for this path'}",
-            detail="insufficient WLCG scope",
-        )
+        what = describe(lacks)
+        if not rule.anywhere:
+            what += " for this path"
+        elif STAT_RIGHT not in lacks:
+            what += " scope"
+        raise InsufficientScope(f"the token grants no {what}", detail=f"insufficient {kind} scope")
     environ[GRANT] = grant
+    environ[RIGHTS] = grant
     return grant.name
 
 

@@ -7,7 +7,8 @@ returns its answer, ``(status, headers, body)``; PUT returns a generator that
 yields ``parking.Wait`` while its client is slow and then returns the answer
 (see ``pyai.serving``).  Authentication, 405 and errors are the gate's.
 
-Beside the Pacifica six, PROPFIND (WebDAV stat, ``pyai.web.webdav``); under
+Beside the Pacifica six, PROPFIND (WebDAV stat, ``pyai.web.webdav``), and on POST the token
+requests of gfal2 and FTS (``application/macaroon-request``, ``pyai.web.issued_tokens``); under
 ``namespace = paths`` the id is a path, and MKCOL, MOVE, DELETE and PROPFIND
 also work on collections (``pyai.web.collections``).  Every method honours
 the RFC 9110 preconditions (``pyai.web.conditions``), checked against the
@@ -26,15 +27,23 @@ from werkzeug.datastructures import EnvironHeaders
 from pyai import serving as parking
 from pyai.archive import checksums
 from pyai.archive.service import Namespace, Upload
-from pyai.errors import BackendUnavailable, BadRequest, PreconditionFailed, UnsupportedMediaType
+from pyai.errors import (
+    BackendUnavailable,
+    BadRequest,
+    Forbidden,
+    NotImplementedMethod,
+    PreconditionFailed,
+    UnsupportedMediaType,
+)
 from pyai.ops import metrics
 from pyai.ops.record import RECORD, Record, record_of
-from pyai.web import collections, conditions, scopes, small_body, webdav
+from pyai.web import auth, collections, conditions, issued_tokens, scopes, small_body, webdav
 from pyai.web.answers import Answer, Headers, Waiting, json_answer
 from pyai.web.auth import InsufficientScope
 from pyai.web.dates import http_date, mtime_from
 from pyai.web.digest_fields import expected_digests, wanted_digests
 from pyai.web.digest_fields import response_headers as digest_headers
+from pyai.web.issued_tokens import IssuedGrant
 from pyai.web.ranges import parse_byte_range, parse_range_header
 from pyai.web.receive import RequestBody, abandon_body
 from pyai.web.targets import id_from_uri, query_value, request_path
@@ -45,6 +54,7 @@ if TYPE_CHECKING:
     from pyai.archive.service import Archive
     from pyai.backends.base import Checksums, FileStatus, Reader
     from pyai.config import Config
+    from pyai.web.issued_tokens import IssuedTokens
 
 METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "PROPFIND")
 PATH_METHODS = (*METHODS, "MKCOL", "MOVE")  # namespace = paths
@@ -57,16 +67,18 @@ PlainAnswer = Tuple[int, Headers, Union[bytes, "FileRange"]]
 
 
 class DataPlane:
-    """The handlers of ``/<id>`` around one Archive."""
+    """The handlers of ``/<id>`` around one Archive; ``issued``: the issuer of token requests'
+    tokens (None: a token request is 501)."""
 
-    def __init__(self, archive: Archive, config: Config) -> None:
+    def __init__(self, archive: Archive, config: Config, issued: Optional[IssuedTokens] = None) -> None:
         self.archive = archive
         self.config = config
+        self.issued = issued
         self.handlers: Dict[str, Callable[[str, WSGIEnvironment], Union[Answer, Waiting]]] = {
             "GET": self.get,
             "HEAD": self.head,
             "PUT": self.put,
-            "POST": self.stage,
+            "POST": self.post,
             "PATCH": self.move,
             "DELETE": self.delete,
             "PROPFIND": self.propfind,
@@ -263,6 +275,53 @@ class DataPlane:
         if warning:
             answer["warning"] = warning
         return json_answer(201, answer)
+
+    def post(self, ident: str, environ: WSGIEnvironment) -> Union[Answer, Waiting]:
+        """POST: a token request (``application/macaroon-request``) is answered with a token, any
+        other POST stages the file, as Pacifica's always did; its body, if any, is not read (the
+        original ignored it), but one of another declared media type is 415: a request this archive
+        does not know is never taken for a stage."""
+        if issued_tokens.is_token_request(environ):
+            return self.issue_token(environ)
+        if small_body.has_body(environ) and environ.get("CONTENT_TYPE", "").strip():
+            abandon_body(environ)
+            raise UnsupportedMediaType(
+                f"a POST stages the file and takes no body; a token request is {issued_tokens.MEDIA_TYPE}",
+                detail="POST body of another media type",
+            )
+        return self.stage(ident, environ)
+
+    def issue_token(self, environ: WSGIEnvironment) -> Waiting:
+        """A token request: a token of at most the requester's rights on the path (a generator:
+        its body may wait for the client, see ``pyai.web.small_body``)."""
+        issuer = self.issued
+        try:
+            if issuer is None:
+                raise NotImplementedMethod(
+                    "this archive issues no tokens ([auth] token_secret_file is not set)",
+                    detail="token requests not enabled",
+                )
+            rights = auth.rights_of(environ)
+            if rights is None:  # never: a secret needs authentication on, and every POST is checked
+                raise Forbidden("only a client with a token may ask for one", detail="token request without a token")
+            if isinstance(rights, IssuedGrant):
+                raise Forbidden(
+                    "a token issued here cannot ask for another", detail="token request with an issued token"
+                )
+        except BaseException:
+            if small_body.has_body(environ):
+                abandon_body(environ)
+            raise
+        body = yield from small_body.read(environ, issued_tokens.MAX_REQUEST, self.config, "a token request")
+        request = issued_tokens.parse_request(body, request_path(environ))
+        beyond = request.beyond(rights.allows)
+        if beyond is not None:
+            raise InsufficientScope(
+                f"the token may not grant {beyond} on {request.path}: the token that asks does not hold it there",
+                detail="token request beyond the requester's rights",
+            )
+        token, lifetime = issuer.issue(rights.name, request)
+        return json_answer(200, {"macaroon": token, "expires_in": lifetime}, {"Cache-Control": "no-store"})
 
     def stage(self, ident: str, environ: WSGIEnvironment) -> Answer:
         """POST: bring the file to disk; 200 when it is there, 202 while it comes."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, FrozenSet, Generator, Iterable, List
 from pyai import serving as parking
 from pyai.errors import MethodNotAllowed, NotImplementedMethod
 from pyai.ops.record import record_of
-from pyai.web import auth
+from pyai.web import auth, issued_tokens
 from pyai.web.answers import STATUS_LINES, Answer, ErrorAnswer, Waiting, error_answer
 from pyai.web.receive import CLOSE_CONNECTION
 from pyai.web.targets import request_path
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pyai.backends.base import Backend
     from pyai.ops.record import Record
     from pyai.web.data import DataPlane, FileRange
+    from pyai.web.issued_tokens import IssuedTokens
     from pyai.web.scopes import ScopeRule
     from pyai.web.small_body import BodyReader
     from pyai.web.wlcg_tokens import WlcgTokens
@@ -54,8 +55,11 @@ class Route:
     # A WSGI plane's body reader: a generator function of the environ that reads the request's
     # body (yielding parking.Wait while the client is slow) and keeps it there for the plane.
     reads: Optional[BodyReader] = None
-    # What a WLCG token must grant for each method here (pyai.web.scopes); None: no WLCG token is taken.
+    # What a WLCG (or issued) token must grant for each method here (pyai.web.scopes); None: none is taken.
     scopes: Optional[ScopeRule] = None
+    # What such a token must grant for a token request (a POST of application/macaroon-request,
+    # which the plane answers: pyai.web.issued_tokens); None: the route's POST rule applies to it.
+    token_requests: Optional[ScopeRule] = None
 
     @property
     def allow(self) -> str:
@@ -65,7 +69,8 @@ class Route:
 
 class Gate:
     """The WSGI app: ``routes`` (a fixed path or a prefix each, and one ``ID_PATH``), the static
-    Tokens or None, the backend (``storage``) that 503 answers name, and the WLCG token verifier or None."""
+    Tokens or None, the backend (``storage``) that 503 answers name, the WLCG token verifier or None,
+    and the issuer of this archive's own tokens or None."""
 
     def __init__(
         self,
@@ -73,6 +78,7 @@ class Gate:
         tokens: Optional[auth.Tokens] = None,
         storage: Optional[Backend] = None,
         wlcg: Optional[WlcgTokens] = None,
+        issued: Optional[IssuedTokens] = None,
     ) -> None:
         self.fixed = {route.path: route for route in routes if route.path != ID_PATH and not route.prefix}
         self.prefixed = tuple(route for route in routes if route.prefix)
@@ -81,6 +87,7 @@ class Gate:
         self.ids_plane = cast("DataPlane", self.ids.plane)
         self.tokens = tokens  # static tokens, or None
         self.wlcg = wlcg  # WLCG tokens, or None
+        self.issued = issued  # the tokens issued here, or None (they are asked for with a static or WLCG token)
         self.auth_on = tokens is not None or wlcg is not None  # False: authentication is off
         self.storage = storage  # the backend, which names itself in a 503
         # A backend that asks a remote server on every request: each request lets another thread serve.
@@ -106,7 +113,10 @@ class Gate:
         try:
             if self.auth_on and method not in route.public:
                 path = request_path(environ)
-                name = auth.check(self.tokens, method, path, environ, route.writes, self.wlcg, route.scopes)
+                rule = route.scopes
+                if route.token_requests is not None and method == "POST" and issued_tokens.is_token_request(environ):
+                    rule = route.token_requests
+                name = auth.check(self.tokens, method, path, environ, route.writes, self.wlcg, rule, self.issued)
                 record = record_of(environ)
                 if record is not None:
                     record.token = name  # the transfer log's: the token's name, never the token

@@ -15,28 +15,55 @@ path, or is followed by ``/`` in it (``pyai.web.wlcg_tokens.Grant.allows``).  Th
 its paths in the request body: the gate checks that the token has the activity at all, and the
 Tape API checks each path it reads (``require``).  A route without a rule (``/metrics``) takes no
 WLCG token.
+
+The same rules apply to the tokens this archive issues (``pyai.web.issued_tokens``): their
+``IssuedGrant`` answers ``allows`` as a WLCG token's ``Grant`` does, and holds ``STAT_RIGHT`` on
+its path besides its storage activities (dCache's LIST and READ_METADATA are that alone).  A
+token request (``POST`` of ``application/macaroon-request``) takes ``DELEGATION``: any right on the
+path lets it reach the handler, which decides which activities the new token may have.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Protocol, Tuple
 
 from pyai.web.wlcg_tokens import STORAGE_ACTIVITIES
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIEnvironment
 
-    from pyai.web.wlcg_tokens import Grant
-
+# The right to stat (HEAD, PROPFIND, OPTIONS) and nothing more: no WLCG scope names it (every
+# storage scope holds it), a token issued here holds it on its path whatever its activities.
+STAT_RIGHT = "stat"
 READ = ("storage.read",)
-STAT = tuple(sorted(STORAGE_ACTIVITIES))
+STAT = (*sorted(STORAGE_ACTIVITIES), STAT_RIGHT)
 CREATE = ("storage.create", "storage.modify")
 MODIFY = ("storage.modify",)
 STAGE = ("storage.stage",)
 POLL = ("storage.stage", "storage.poll")
 LOCALITY = ("storage.stage", "storage.read", "storage.poll")
-GRANT = "pyai.grant"  # the environ key of a verified WLCG token's Grant
+GRANT = "pyai.grant"  # the environ key of a verified WLCG token's Grant (or of an issued token's IssuedGrant)
+
+
+class Grant(Protocol):
+    """What a verified token grants on paths: a WLCG token's (``wlcg_tokens.Grant``) or one issued
+    here (``issued_tokens.IssuedGrant``)."""
+
+    @property
+    def scopes(self) -> Tuple[Tuple[str, str], ...]:
+        """(activity, absolute path) pairs."""
+
+    @property
+    def name(self) -> str:
+        """The token's name in the transfer log."""
+
+    @property
+    def owner(self) -> str:
+        """Whom the Tape API's requests made with the token belong to."""
+
+    def allows(self, activities: Iterable[str], path: str) -> bool:
+        """True when one of ``activities`` is granted on a path that covers ``path``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +102,14 @@ ROOT = ScopeRule({"PROPFIND": STAT, "OPTIONS": STAT})
 DESCRIPTION = ScopeRule({"GET": STAT, "HEAD": STAT, "OPTIONS": STAT}, anywhere=True)  # /openapi.json
 TAPE = ScopeRule({"GET": POLL, "HEAD": POLL, "POST": STAGE, "DELETE": STAGE, "OPTIONS": POLL}, anywhere=True)
 ARCHIVEINFO = ScopeRule({"POST": LOCALITY, "OPTIONS": LOCALITY}, anywhere=True)
+# A token request (POST application/macaroon-request): any right on the path reaches the
+# handler, which grants at most the requester's own rights (pyai.web.issued_tokens).
+DELEGATION = ScopeRule({"POST": STAT})
+
+
+def describe(activities: Tuple[str, ...]) -> str:
+    """How an error names the activities of a rule: "storage scope" for a stat, which any allows."""
+    return "storage scope" if STAT_RIGHT in activities else " or ".join(activities)
 
 
 def grant_of(environ: WSGIEnvironment) -> Optional[Grant]:

@@ -73,8 +73,8 @@ def tape_blueprint(service: TapeService, config: Config, auth_on: bool) -> Bluep
         if not auth_on:
             return owner_of(None)
         grant = scopes.grant_of(request.environ)
-        if grant is not None:  # a WLCG token: its subject owns the requests, whichever token it comes with
-            return owner_of(f"wlcg {grant.issuer} {grant.subject}")
+        if grant is not None:  # a WLCG token (or one issued here): its subject owns the requests, whichever token
+            return owner_of(grant.owner)
         match = BEARER.fullmatch(request.headers.get("Authorization", ""))
         return owner_of(match.group(1) if match else None)  # the gate has checked it
 

@@ -117,6 +117,21 @@ def _path(components: Tuple[str, ...]) -> str:
     return "/" + "/".join(components)
 
 
+def normalized(path: str) -> Optional[str]:
+    """``path`` without empty and ``.`` components (``/a//b/`` is ``/a/b``); None for a relative
+    path or one with ``..``."""
+    components = _components(path)
+    return None if components is None else _path(components)
+
+
+def covers(scope_path: str, path: str) -> bool:
+    """True when a scope on ``scope_path`` covers ``path``: the same path or one beneath it,
+    compared component by component (``/foo`` covers ``/foo/bar``, never ``/foobar``; ``/``
+    covers all).  Either path relative or with ``..``: False."""
+    covered, target = _components(scope_path), _components(path)
+    return covered is not None and target is not None and target[: len(covered)] == covered
+
+
 def _issuer_key(url: str) -> str:
     """What an issuer is looked up by: its URL without a trailing slash."""
     return url[:-1] if url.endswith("/") else url
@@ -172,6 +187,11 @@ class Grant:
         (any other character becomes ``_``)."""
         host = urlsplit(self.issuer).hostname or "issuer"
         return f"jwt:{_safe(host)}:{_safe(self.subject)}"
+
+    @property
+    def owner(self) -> str:
+        """Whom the Tape API's requests made with the token belong to: its issuer and subject."""
+        return f"wlcg {self.issuer} {self.subject}"
 
 
 class _Key(NamedTuple):

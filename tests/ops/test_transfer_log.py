@@ -420,7 +420,7 @@ def test_a_line_at_every_bound_stays_under_pipe_buf():
     """The longest line (every text at its bound, escaped as \\uXXXX) is one atomic pipe write."""
     record = Record("M" * 100, "\u00e9" * 9000, "\u2028" * 9000)
     record.ident = "\u00e9" * 9000
-    record.token = "jwt:" + "h" * 64 + ":" + "s" * 64  # the longest name: a WLCG token's
+    record.token = "issued:jwt:" + "h" * 64 + ":" + "s" * 64  # the longest name: of a token issued to a WLCG token
     record.digest = "sha512:" + "ab" * 64
     record.medium, record.stage_wait, record.first_byte = "tape", 12.5, record.started
     data = transfer_log.line(record, 599, 2**63 - 1, ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", 65535), 2**22)

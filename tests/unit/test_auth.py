@@ -1,13 +1,16 @@
-"""Token files, token comparison, the request check and the exposure warning (pyai/web/auth.py)."""
+"""Token files, token comparison, the request check, the token secret file and the exposure warning
+(pyai/web/auth.py)."""
 
 import logging
 import os
+import time
 
 import pytest
 
 from pyai.config import load
 from pyai.errors import ConfigError
-from pyai.web import auth
+from pyai.web import auth, scopes
+from pyai.web.issued_tokens import IssuedGrant, IssuedTokens, mint
 from pyai.web.receive import CLOSE_CONNECTION
 
 RO = "read-only-token-000000000001"
@@ -306,6 +309,122 @@ def test_a_refused_body_closes_the_connection(body_headers, closes):
         auth.check(TOKENS, "PUT", "/x", environ)
     assert bool(environ.get(CLOSE_CONNECTION)) is closes
     assert stream.failed is closes
+
+
+# --- tokens issued here ---------------------------------------------------------------------
+
+SECRET = b"k" * 32
+ISSUED = IssuedTokens(SECRET)
+
+
+def issued_token(path="/data", activities=("storage.read",), expires_in=60, secret=SECRET, subject="reader"):
+    return mint(secret, IssuedGrant(subject, path, frozenset(activities), int(time.time()) + expires_in))
+
+
+def issued_refusal(method, path, token, rule=scopes.DATA, issued=ISSUED):
+    environ = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    try:
+        name = auth.check(TOKENS, method, path, environ, rule=rule, issued=issued)
+    except auth.ArchiveError as exc:
+        assert token not in exc.message and token not in exc.detail
+        return exc
+    assert name == environ[auth.RIGHTS].name
+    return None
+
+
+def test_an_issued_token_is_read_as_a_grant_on_its_path():
+    token = issued_token()
+    environ = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    assert auth.check(TOKENS, "GET", "/data/f", environ, rule=scopes.DATA, issued=ISSUED) == "issued:reader"
+    assert environ[scopes.GRANT] is environ[auth.RIGHTS] and environ[scopes.GRANT].path == "/data"
+    assert issued_refusal("HEAD", "/data", token) is None
+    for method, path in [("PUT", "/data/g"), ("GET", "/datax"), ("PROPFIND", "/"), ("DELETE", "/data/f")]:
+        exc = issued_refusal(method, path, token)
+        assert isinstance(exc, auth.InsufficientScope) and exc.status == 403, (method, path)
+    assert isinstance(issued_refusal("GET", "/metrics", token, rule=None), auth.InsufficientScope)
+
+
+@pytest.mark.parametrize(
+    "token, reason",
+    [
+        (issued_token(expires_in=-1), "expired"),
+        (issued_token(secret=b"x" * 32), "bad signature"),
+        (issued_token()[:-2] + "AA", "bad signature"),
+        ("pyai1.not-a-token", "malformed"),
+    ],
+)
+def test_a_bad_issued_token_is_401_invalid_token(token, reason):
+    exc = issued_refusal("GET", "/data/f", token)
+    assert isinstance(exc, auth.Unauthorized) and reason in exc.message
+    assert exc.headers == {"WWW-Authenticate": 'Bearer realm="pyai", error="invalid_token"'}
+
+
+def test_an_issued_token_without_a_secret_is_401():
+    exc = issued_refusal("GET", "/data/f", issued_token(), issued=None)
+    assert isinstance(exc, auth.Unauthorized) and "issues no tokens" in exc.message
+
+
+def test_a_static_token_leaves_its_rights():
+    environ = {"HTTP_AUTHORIZATION": f"Bearer {RO}"}
+    auth.check(TOKENS, "POST", "/x", environ)
+    rights = auth.rights_of(environ)
+    assert rights == auth.StaticRights("ro", "reader")
+    assert rights.allows(("storage.read",), "/x") and rights.allows(scopes.STAT, "/")
+    assert not rights.allows(scopes.CREATE, "/x")
+    assert not auth.StaticRights("metrics", "prom").allows(scopes.STAT, "/x")
+    assert auth.StaticRights("rw", "w").allows(scopes.MODIFY, "/x")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
+def test_a_private_secret_file_is_read(tmp_path, mode):
+    path = tmp_path / "secret"
+    path.write_bytes(SECRET + b"\n")
+    path.chmod(mode)
+    assert auth.read_secret_file(str(path)) == SECRET  # the final line end is not the secret's
+
+
+@pytest.mark.parametrize(
+    "mode, content, words",
+    [
+        (0o644, SECRET, ["the token secret file", "readable or writable by everyone", "0644", "chmod o-rwx"]),
+        (0o604, SECRET, ["readable or writable by everyone", "0604"]),
+        (0o660, SECRET, ["the token secret file", "writable by its group", "0660", "chmod g-w,o-rwx"]),
+        (0o600, SECRET[:31], ["fewer than 32 bytes", "head -c 32 /dev/urandom"]),
+        (0o600, SECRET[:31] + b"\n", ["fewer than 32 bytes"]),
+        (0o600, SECRET[:30] + b"\r\n", ["fewer than 32 bytes"]),
+        (0o600, b"", ["fewer than 32 bytes"]),
+    ],
+)
+def test_a_secret_file_that_cannot_serve_is_refused_in_one_line(tmp_path, mode, content, words):
+    path = tmp_path / "secret"
+    path.write_bytes(content)
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        auth.read_secret_file(str(path))
+    message = str(caught.value)
+    assert str(path) in message and all(word in message for word in words), message
+    assert "\n" not in message and "kkkk" not in message
+
+
+def test_a_missing_secret_file_and_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the token secret file .*missing"):
+        auth.read_secret_file(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="is not a regular file|cannot read"):
+        auth.read_secret_file(str(tmp_path))
+
+
+def test_a_secret_needs_authentication(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    env = {"HOME": str(tmp_path), "PAI_AUTH_TOKEN_SECRET_FILE": str(secret)}
+    with pytest.raises(ConfigError, match="token_secret_file needs tokens_file or jwt_issuers"):
+        load(environ=env, prepare=False)
+    tokens = write_tokens(tmp_path / "tokens", f"rw {RW}\n")
+    config = load(environ={**env, "PAI_AUTH_TOKENS_FILE": str(tokens)}, prepare=False)
+    assert config.auth_token_secret_file == str(secret)
+    assert auth.token_issuer(config) is not None
+    assert auth.token_issuer(load(environ={"HOME": str(tmp_path)}, prepare=False)) is None
 
 
 # --- configuration and the exposure warning ---------------------------------------------
