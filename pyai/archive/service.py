@@ -394,8 +394,8 @@ class Namespace:
             )
         return itertools.islice(self.tree.members(path, self.max_listing), self.max_listing)
 
-    def space(self) -> Tuple[int, int]:
-        """(bytes used, bytes available): RFC 4331's quota properties."""
+    def space(self) -> Optional[Tuple[int, int]]:
+        """(bytes used, bytes available): RFC 4331's quota properties; None when not known."""
         return self.tree.space()
 
 
