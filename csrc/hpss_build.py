@@ -94,6 +94,7 @@ int pyai_open(const char *path, int flags, int mode);
 int pyai_stat(const char *path, hpss_stat_t *buf);
 int pyai_lstat(const char *path, hpss_stat_t *buf);
 int pyai_xattrs(const char *path, hpss_xfileattr_t *out);
+int pyai_statfs(unsigned32 cos, uint64_t *bsize, uint64_t *blocks, uint64_t *bfree, uint64_t *bavail);
 int pyai_utime(const char *path, double mtime);
 int pyai_chmod(const char *path, int mode);
 int pyai_mkdir(const char *path, int mode);
@@ -256,6 +257,22 @@ static int pyai_xattrs(const char *path, hpss_xfileattr_t *out)
             out->SCAttrib[i].VVAttrib[j].PVList = NULL;
         }
     }
+    return rc;
+}
+
+/* The capacity of a class of service, each field widened to 64 bits: only f_bsize's
+   width is known from public code (hpss-api.md 1.5), the counts' may differ by version. */
+static int pyai_statfs(unsigned32 cos, uint64_t *bsize, uint64_t *blocks, uint64_t *bfree, uint64_t *bavail)
+{
+    hpss_statfs_t buf;
+    memset(&buf, 0, sizeof buf);
+    int rc = hpss_Statfs(cos, &buf);
+    if (rc < 0)
+        return rc;
+    *bsize = buf.f_bsize;
+    *blocks = buf.f_blocks;
+    *bfree = buf.f_bfree;
+    *bavail = buf.f_bavail;
     return rc;
 }
 

@@ -64,6 +64,13 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _class_of_service(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise ValueError("expected an HPSS class of service id (0: none)")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -124,8 +131,6 @@ def _names(text: str) -> Tuple[str, ...]:
 
 DURABILITY = ("auto", "fsync", "journal", "syncfs")  # see pyai.backends.flusher
 NAMESPACES = ("ids", "paths")  # see pyai.archive.ids
-# The backends that store paths today; the others refuse namespace = paths at start.
-PATH_BACKENDS = ("posix", "hsmsideband")
 
 
 def _namespace(text: str) -> str:
@@ -496,6 +501,17 @@ SETTINGS = (
         help="`Retry-After` seconds of those 503s",
     ),
     Setting(
+        "hpss_quota_cos",
+        "hpss",
+        "quota_cos",
+        "PAI_HPSS_QUOTA_COS",
+        _class_of_service,
+        "0",
+        default_note="none",
+        help="under `namespace = paths`, the class of service whose capacity (`hpss_Statfs`) a collection's "
+        "RFC 4331 quota properties report; `0`: they are left out",
+    ),
+    Setting(
         "sideband_prefix",
         "hsm_sideband",
         "sam_qfs_prefix",
@@ -777,6 +793,7 @@ class Config:
     hpss_ping_interval: float
     hpss_stage_timeout: float
     hpss_retry_after: float
+    hpss_quota_cos: int
     sideband_prefix: str
     sideband_host: str
     sideband_port: int
@@ -955,9 +972,6 @@ def _namespace_problems(values):
         return []
     if values.get("use_id2filename"):
         return ["namespace = paths names files by path: it cannot be combined with use_id2filename (integer ids)"]
-    if values.get("backend", "posix") not in PATH_BACKENDS:
-        have = ", ".join(PATH_BACKENDS)
-        return [f"namespace = paths is not available on the {values['backend']} backend yet ({have} have it)"]
     return []
 
 

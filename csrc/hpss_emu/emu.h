@@ -42,6 +42,8 @@ int emu_enter(int check_down);
  * follow: the call follows a symbolic link in the last component. */
 int emu_local_path(const char *path, char *out, size_t size, int follow);
 int emu_rc(int err);
+/* The first root (the archive's prefix, which holds the state directory). */
+const char *emu_root(void);
 double emu_now(void);
 void emu_sleep(double seconds);
 double emu_setting(const char *name, double fallback);

@@ -1,4 +1,4 @@
-/* Attributes and namespace operations by path, directories, core-server ping. */
+/* Attributes and namespace operations by path, directories, capacity (Statfs), core-server ping. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -7,7 +7,9 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -128,6 +130,33 @@ int hpss_FileGetXAttributes(const char *Path, uint32_t Flags, uint32_t StorageLe
             sc->BytesAtLevel = st.st_size;
         }
     }
+    return 0;
+}
+
+/* The emulator has one storage whatever CosId names: the file system of the
+ * first root (the archive's prefix).  The counts are 32-bit in the vendor's
+ * struct, so the block size doubles until the total fits, as a large class of
+ * service reports large blocks; free and available round down. */
+int hpss_Statfs(unsigned32 CosId, hpss_statfs_t *Buf)
+{
+    int rc = emu_enter(1);
+    if (rc < 0)
+        return rc;
+    if (!Buf)
+        return HPSS_EFAULT;
+    struct statvfs st;
+    if (statvfs(emu_root(), &st) < 0)
+        return emu_rc(errno);
+    unsigned shift = 0;
+    while (((uint64_t)st.f_blocks >> shift) > UINT32_MAX)
+        shift++;
+    memset(Buf, 0, sizeof *Buf);
+    Buf->f_bsize = (u_signed64)(st.f_frsize ? st.f_frsize : st.f_bsize) << shift;
+    Buf->f_blocks = (unsigned32)((uint64_t)st.f_blocks >> shift);
+    Buf->f_bfree = (unsigned32)((uint64_t)st.f_bfree >> shift);
+    Buf->f_bavail = (unsigned32)((uint64_t)st.f_bavail >> shift);
+    Buf->f_files = st.f_files > UINT32_MAX ? UINT32_MAX : (unsigned32)st.f_files;
+    Buf->f_ffree = st.f_ffree > UINT32_MAX ? UINT32_MAX : (unsigned32)st.f_ffree;
     return 0;
 }
 

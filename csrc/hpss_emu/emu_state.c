@@ -183,6 +183,11 @@ void hpss_ClientAPIReset(void)
     login_pid = 0;
 }
 
+const char *emu_root(void)
+{
+    return root;
+}
+
 static int under(const char *path, const char *dir, size_t len)
 {
     return strncmp(path, dir, len) == 0 && (path[len] == '/' || path[len] == '\0' || (len == 1 && dir[0] == '/'));

@@ -156,6 +156,19 @@ typedef struct {
     hpss_userattr_t *Pair;
 } hpss_userattr_list_t;
 
+/* hpss_Statfs: the capacity of a class of service, counted in blocks of f_bsize
+ * bytes.  f_bsize is 64-bit and the counts 32-bit, as IBM's Python binding of the
+ * client API reads them (shared/reference/hpss-api.md 1.5, S3 attr.c); the real
+ * struct has more fields (f_fsid, f_namemax, ...) that pyai does not read. */
+typedef struct {
+    u_signed64 f_bsize;
+    unsigned32 f_blocks;
+    unsigned32 f_bfree;
+    unsigned32 f_bavail;
+    unsigned32 f_files;
+    unsigned32 f_ffree;
+} hpss_statfs_t;
+
 typedef struct hpss_dirent {
     u_signed64 d_offset;
     ns_ObjHandle_t d_handle;
@@ -186,6 +199,7 @@ int hpss_Stat(const char *Path, hpss_stat_t *Buf);
 int hpss_Lstat(const char *Path, hpss_stat_t *Buf);
 int hpss_FileGetAttributes(const char *Path, hpss_fileattr_t *AttrOut);
 int hpss_FileGetXAttributes(const char *Path, uint32_t Flags, uint32_t StorageLevel, hpss_xfileattr_t *AttrOut);
+int hpss_Statfs(unsigned32 CosId, hpss_statfs_t *Buf);
 
 int hpss_Utime(const char *Path, const struct utimbuf *Times);
 int hpss_Chmod(const char *Path, mode_t Mode);

@@ -16,7 +16,17 @@ from pyai.archive import checksums
 from pyai.archive.ids import InvalidId
 from pyai.archive.inflight import InFlight
 from pyai.archive.unkept import Unkept
-from pyai.backends.base import Backend, Checksums, CollectionStatus, FileStatus, Member, PathBackend, Reader, Writer
+from pyai.backends.base import (
+    Backend,
+    Checksums,
+    CollectionStatus,
+    FileStatus,
+    Member,
+    PathBackend,
+    Reader,
+    Writer,
+    no_collection,
+)
 from pyai.config import Config
 from pyai.errors import (
     ArchiveError,
@@ -65,7 +75,7 @@ class Archive:
         self.backend = backend
         self._computing = InFlight(COMPUTE_AT_ONCE)  # paths being hashed on demand in this process
         self._unkept = Unkept()  # digests computed here that the backend could not keep
-        # namespace = paths: the backend's collections (config.PATH_BACKENDS are the ones that have them)
+        # namespace = paths: the backend's collections (every backend has them)
         self.tree: Optional[PathBackend] = cast(PathBackend, backend) if config.namespace == "paths" else None
 
     def check(self) -> None:
@@ -124,7 +134,7 @@ class Archive:
         except (FileNotFoundError, NotADirectoryError):
             if self.tree is None:
                 raise
-            raise no_parent() from None  # paths: PUT never makes collections (WebDAV)
+            raise no_collection() from None  # paths: PUT never makes collections (WebDAV)
         with writer:
             if before_body is not None:
                 before_body()  # the 100 Continue: only once the file can be stored
@@ -300,13 +310,6 @@ class Archive:
 # -- collections (namespace = paths) ----------------------------------------------
 
 
-def no_parent() -> Conflict:
-    return Conflict(
-        "the collection this would be stored in does not exist: make it first (MKCOL)",
-        detail="parent collection missing",
-    )
-
-
 class Namespace:
     """The rules of ``namespace = paths`` beyond files: collections, renames, listings.
 
@@ -338,7 +341,7 @@ class Namespace:
         except FileExistsError:
             raise taken() from None
         except (FileNotFoundError, NotADirectoryError):
-            raise no_parent() from None
+            raise no_collection() from None
 
     def remove_collection(self, ident: str) -> None:
         """DELETE of a collection: only an empty one (409 otherwise); never the root."""
@@ -379,7 +382,7 @@ class Namespace:
             raise (write_once() if overwrite else destination_taken()) from None
         except (FileNotFoundError, NotADirectoryError):
             if self.archive.backend.exists(source):
-                raise no_parent() from None
+                raise no_collection() from None
             raise NotFound("no file is stored under this id", detail="not found") from None
         return taken_now
 
@@ -396,8 +399,8 @@ class Namespace:
             )
         return itertools.islice(self.tree.members(path, self.max_listing), self.max_listing)
 
-    def space(self) -> Tuple[int, int]:
-        """(bytes used, bytes available): RFC 4331's quota properties."""
+    def space(self) -> Optional[Tuple[int, int]]:
+        """(bytes used, bytes available): RFC 4331's quota properties; None when not known."""
         return self.tree.space()
 
 

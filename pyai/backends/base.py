@@ -35,6 +35,14 @@ def id_taken(op: str) -> Conflict:
     return Conflict("the id already holds a file", detail=f"{op}: id already holds a file")
 
 
+def no_collection() -> Conflict:
+    """The 409 of a write (PUT, PATCH, MKCOL, MOVE) under ``namespace = paths`` whose collection is missing."""
+    return Conflict(
+        "the collection this would be stored in does not exist: make it first (MKCOL)",
+        detail="parent collection missing",
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class FileStatus:
     """What HEAD reports about a stored file."""
@@ -188,4 +196,6 @@ class PathBackend(Backend, Protocol):
     def members(self, path: str, limit: int) -> Iterator[Member]: ...
     # Give the stored file ``source`` the name ``path``, replacing a file there only with ``replace``; durable.
     def rename(self, source: str, path: str, *, replace: bool) -> None: ...
-    def space(self) -> Tuple[int, int]: ...  # (bytes used, bytes available) of the storage under the prefix
+    # (bytes used, bytes available) of the storage under the prefix; None when the backend is not told
+    # which storage that is (an HPSS without [hpss] quota_cos)
+    def space(self) -> Optional[Tuple[int, int]]: ...

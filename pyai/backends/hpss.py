@@ -1,6 +1,8 @@
 """The HPSS backend: ids in HPSS's namespace, disk cache in front of tape.
 
-A file is ``<prefix><id2filename(id)>`` in HPSS.  HEAD asks
+A file is ``<prefix><id2filename(id)>`` in HPSS; under ``namespace = paths``,
+``<prefix>/<path>``, below collections that are HPSS directories (see
+``_levels`` for how symlinks in them are refused).  HEAD asks
 FileGetXAttributes (never blocking, never staging) how many bytes each of the
 five storage levels holds.  POST starts an asynchronous stage and returns at
 once; GET of a file on tape only waits for the stage up to
@@ -29,23 +31,26 @@ import time
 from typing import Any, Iterator, Optional, Tuple
 
 from pyai import serving
-from pyai.archive.ids import id2filename, parse_integer
+from pyai.archive.ids import id2filename, parse_integer, parse_path
 from pyai.backends import moves, tree, uda_checksums
 from pyai.backends.base import (
     FILE_MODE,
     TEMP_PREFIX,
     Bytes,
     Checksums,
+    CollectionStatus,
     FileStatus,
+    Member,
     Probes,
     Reader,
     Writer,
     id_taken,
+    no_collection,
     publishing,
 )
 from pyai.backends.jobs import KeyedPool
 from pyai.config import Config
-from pyai.errors import BackendUnavailable, ConfigError, describe
+from pyai.errors import BackendUnavailable, ConfigError, Forbidden, describe
 from pyai.ops import metrics
 
 # What each storage level is, as the original reported it.
@@ -58,6 +63,8 @@ REFRESH_EVERY = 30.0
 # The sweep leaves temporary files younger than this alone whatever sweep_min_age says.
 SWEEP_FLOOR = 120.0
 READ_BLOCK = 1024 * 1024
+# A collection made by MKCOL: anyone may list it, only the service writes in it.
+COLLECTION_MODE = 0o755
 log = logging.getLogger("pyai")
 
 
@@ -141,7 +148,7 @@ class HpssReader:
 class HpssWriter(Writer):
     """A file being received into ``<dir>/.pyai-tmp-<random>`` in HPSS; see ``commit``."""
 
-    def __init__(self, backend: "HpssBackend", path: str, replace: bool):
+    def __init__(self, backend: "HpssBackend", path: str, replace: bool, parents: bool):
         self.backend = backend
         self.hpss = backend.hpss
         self.path = path
@@ -152,6 +159,8 @@ class HpssWriter(Writer):
         try:
             self.fd: int = self.hpss.open(self.temp, flags, 0o600)
         except FileNotFoundError:
+            if not parents:
+                raise
             backend.make_dirs(directory)
             self.fd = self.hpss.open(self.temp, flags, 0o600)
         # HPSS moves data best in large transfers: small writes are gathered,
@@ -225,7 +234,7 @@ class HpssWriter(Writer):
 
 
 class HpssBackend:
-    """Files in HPSS under ``config.prefix``, by the id2filename layout."""
+    """Files in HPSS under ``config.prefix``, by the id2filename layout (by path under ``namespace = paths``)."""
 
     name = "hpss"
     storage = "HPSS"
@@ -236,6 +245,10 @@ class HpssBackend:
         self.config = config
         self.retry_after: Optional[float] = config.hpss_retry_after
         self.prefix = config.prefix.rstrip("/")
+        # namespace = paths: files named by paths below collections (see _levels)
+        self.paths = config.namespace == "paths"
+        self.root = self.prefix or "/"  # the root collection's path
+        self.quota_cos = config.hpss_quota_cos  # 0: no space is reported
         # PATCH may take files from these trees only (all resolved at start-up)
         self.move_roots = (config.prefix,) + tuple(config.patch_roots)
         if self.hpss.EMULATOR:
@@ -286,21 +299,61 @@ class HpssBackend:
     # -- reading ---------------------------------------------------------------
 
     def path_for(self, ident: str) -> str:
+        if self.paths:
+            return self.prefix + "/" + parse_path(ident)
         return self.prefix + id2filename(parse_integer(ident))
 
-    def _regular(self, path: str) -> Any:  # an hpss_client.Stat
-        st = self.hpss.stat(path)
+    def _levels(self, path: str, *, writing: bool) -> None:
+        """Under paths, lstat each collection between the prefix and ``path``: a symlink is
+        Forbidden for a write and FileNotFoundError for a read, a file NotADirectoryError, a
+        missing level FileNotFoundError.  Nothing under ids.
+
+        HPSS resolves a path on its servers, and its client API has no call that
+        refuses a symlink on the way (no O_NOFOLLOW, no openat), so this checks,
+        then the caller uses the path: a link swapped in between would be
+        followed.  On HPSS that window is closed by who can write: only this
+        service's HPSS account writes in its namespace (clients reach it only
+        through the service, which never makes a link), so no one swaps a level
+        between the two calls; what the check stops is a link planted before,
+        by an administrator or another tool, leading out of the tree.
+        """
+        if not self.paths:
+            return
+        level = self.prefix
+        for name in path[len(self.prefix) + 1 :].split("/")[:-1]:
+            level += "/" + name
+            st = self.hpss.lstat(level)
+            if stat.S_ISLNK(st.mode):
+                if writing:
+                    raise Forbidden(
+                        "a collection in the path is a symlink, which the archive never follows",
+                        detail="a collection in the path is a symlink",
+                    )
+                raise FileNotFoundError(errno.ENOENT, "a collection in the path is a symlink", level)
+            if not stat.S_ISDIR(st.mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a collection", level)
+
+    def _regular(self, path: str, *, writing: bool = False) -> Any:  # an hpss_client.Stat
+        """The stat of the stored file ``path``; FileNotFoundError for anything else.  Under paths
+        the levels above it are checked (``_levels``) and a symlink at ``path`` is no file either."""
+        if self.paths:
+            self._levels(path, writing=writing)
+            st = self.hpss.lstat(path)
+        else:
+            st = self.hpss.stat(path)
         if not stat.S_ISREG(st.mode):
             raise FileNotFoundError(errno.ENOENT, "not a regular file")
         return st
 
+    def _file_status(self, path: str, st: Any) -> FileStatus:  # st: an hpss_client.Stat
+        size, per_level = self.hpss.levels(path)
+        return FileStatus(path, st.size, st.mtime, st.ctime, per_level, media_of(size, per_level), etag_of(st))
+
     def status(self, path: str) -> Optional[FileStatus]:
         try:
-            st = self._regular(path)
-            size, per_level = self.hpss.levels(path)
+            return self._file_status(path, self._regular(path))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return FileStatus(path, st.size, st.mtime, st.ctime, per_level, media_of(size, per_level), etag_of(st))
 
     def exists(self, path: str) -> bool:
         try:
@@ -367,6 +420,8 @@ class HpssBackend:
 
     def release(self, path: str) -> None:
         """Purge the disk copy, only when a tape level holds the whole file (never the only copy)."""
+        if self.paths:
+            self._regular(path)  # no purge through a symlink
         size, per_level = self.hpss.levels(path)
         if size == 0 or not any(count == size for count in per_level[1:]) or per_level[0] == 0:
             return
@@ -381,7 +436,11 @@ class HpssBackend:
     def create(
         self, path: str, *, size_hint: Optional[int] = None, replace: bool = False, parents: bool = True
     ) -> HpssWriter:
-        return HpssWriter(self, path, replace)  # ids only (see config.PATH_BACKENDS): parents are made
+        """A writer of ``path``.  Under ids its directory is made when missing (the id2filename
+        levels); under paths never, whatever ``parents`` says: a missing one is FileNotFoundError,
+        a file in its place NotADirectoryError (the client MKCOLs first), a symlink Forbidden."""
+        self._levels(path, writing=True)
+        return HpssWriter(self, path, replace, parents=not self.paths)
 
     def publish(self, source: str, path: str) -> None:
         """Give ``source`` the name ``path`` unless that exists (HPSS's rename would replace it).
@@ -413,7 +472,13 @@ class HpssBackend:
         # lstat: a link would move as a link, pointing who knows where
         st = self.hpss.lstat(source)
         moves.check_source(st.mode)  # HPSS tells no link count
-        self.make_dirs(posixpath.dirname(path))
+        if self.paths:
+            try:  # under paths only MKCOL makes collections: 409, as a PUT's
+                self._levels(path, writing=True)
+            except (FileNotFoundError, NotADirectoryError):
+                raise no_collection() from None
+        else:
+            self.make_dirs(posixpath.dirname(path))
         # its bytes were never hashed here: whatever pyai keys it carries are not believed
         uda_checksums.forget(self.hpss, source, st.size)
         try:
@@ -421,6 +486,85 @@ class HpssBackend:
         except FileExistsError:
             raise id_taken("move") from None
         self.hpss.chmod(path, FILE_MODE)
+
+    # -- collections (namespace = paths) -----------------------------------------
+
+    def collection(self, path: str) -> Optional[CollectionStatus]:
+        try:
+            if path == self.root:
+                st = self.hpss.stat(self.root)  # the prefix is configured, trusted as posix's is
+            else:
+                self._levels(path, writing=False)
+                st = self.hpss.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return CollectionStatus(path, st.mtime, st.ctime) if stat.S_ISDIR(st.mode) else None
+
+    def make_collection(self, path: str) -> None:
+        """One hpss_Mkdir (never recursive); HPSS makes the new entry durable itself."""
+        self._levels(path, writing=True)
+        self.hpss.mkdir(path, COLLECTION_MODE)
+
+    def remove_collection(self, path: str) -> None:
+        self._levels(path, writing=True)
+        if not stat.S_ISDIR(self.hpss.lstat(path).mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a collection", path)
+        self.hpss.rmdir(path)  # ENOTEMPTY: an archive is never removed recursively
+
+    def members(self, path: str, limit: int) -> Iterator[Member]:
+        """Readdir, then an lstat per name (HPSS tells no file types) and the levels of each file.
+
+        The names are read whole and the directory closed at once, so no HPSS
+        directory stays open while a listing streams to a slow client."""
+        if path != self.root:
+            self._levels(path, writing=False)
+            if not stat.S_ISDIR(self.hpss.lstat(path).mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a collection", path)
+        serving.may_block()  # also when a streamed listing resumes: each name asks HPSS
+        count = 0
+        for name in self.hpss.listdir(path):
+            if name.startswith("."):  # temporary files and anything else not stored
+                continue
+            member = self._member(posixpath.join(path, name), name)
+            if member is None:
+                continue
+            count += 1
+            yield member
+            if count > limit:
+                return
+
+    def _member(self, path: str, name: str) -> Optional[Member]:
+        """The Member at ``path``; None for anything but a file or a directory (a symlink), or gone."""
+        try:
+            st = self.hpss.lstat(path)
+            if stat.S_ISDIR(st.mode):
+                return Member(name, None, CollectionStatus(path, st.mtime, st.ctime))
+            if not stat.S_ISREG(st.mode):
+                return None
+            return Member(name, self._file_status(path, st), None)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def rename(self, source: str, path: str, *, replace: bool) -> None:
+        """Give the stored file ``source`` the name ``path``: without ``replace`` by link and unlink
+        (``publish``: never replacing), else hpss_Rename.  The checksums are attributes of the
+        file, so they come along; HPSS makes the names durable itself."""
+        self._levels(source, writing=True)
+        self._levels(path, writing=True)
+        if not stat.S_ISREG(self.hpss.lstat(source).mode):
+            raise FileNotFoundError(errno.ENOENT, "no stored file", source)
+        if replace:
+            self.hpss.rename(source, path)
+        else:
+            self.publish(source, path)
+
+    def space(self) -> Optional[Tuple[int, int]]:
+        """(bytes used, bytes available) of ``[hpss] quota_cos`` (hpss_Statfs); None without one."""
+        if not self.quota_cos:
+            return None
+        fs = self.hpss.statfs(self.quota_cos)
+        # nfs-ganesha's HPSS FSAL saw f_bfree above f_blocks: never a negative use
+        return max(fs.blocks - fs.bfree, 0) * fs.bsize, fs.bavail * fs.bsize
 
     def stored_size(self, path: str) -> Optional[int]:
         try:
@@ -459,7 +603,7 @@ class HpssBackend:
         return tree.stored_files(self.prefix or "/", self._list_dir)
 
     def delete(self, path: str) -> None:
-        self._regular(path)
+        self._regular(path, writing=True)
         self.hpss.chmod(path, 0o644)  # as the original: never unlink a read-only file
         self.hpss.unlink(path)
 

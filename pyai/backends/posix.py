@@ -42,12 +42,13 @@ from pyai.backends.base import (
     Writer,
     id_taken,
     is_temp_name,
+    no_collection,
     publishing,
 )
 from pyai.backends.dirsync import DirectorySyncer
 from pyai.backends.flusher import Flusher
 from pyai.config import Config
-from pyai.errors import BackendUnavailable, Conflict, Forbidden, StoredNotDurable, describe
+from pyai.errors import BackendUnavailable, Forbidden, StoredNotDurable, describe
 
 # Hints to the page cache only pay off for files that take more than a few reads.
 ADVISE_FROM = 1 << 20
@@ -624,10 +625,7 @@ class PosixBackend:
         except (FileNotFoundError, NotADirectoryError):
             if not self.paths:
                 raise
-            raise Conflict(
-                "the collection this would be stored in does not exist: make it first (MKCOL)",
-                detail="parent collection missing",
-            ) from None
+            raise no_collection() from None
         finally:
             os.close(prefix_fd)
         try:

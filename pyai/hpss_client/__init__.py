@@ -93,6 +93,17 @@ def levels(path):
     return attrs.Attrs.DataLength, tuple(attrs.SCAttrib[i].BytesAtLevel for i in range(LEVELS))
 
 
+Statfs = namedtuple("Statfs", "bsize blocks bfree bavail")
+
+
+def statfs(cos):
+    """The capacity of the class of service ``cos``: ``(block size, blocks, free blocks, blocks
+    available to this user)``, from hpss_Statfs."""
+    out = ffi.new("uint64_t[4]")
+    _check(lib.pyai_statfs(cos, out, out + 1, out + 2, out + 3), "Statfs")
+    return Statfs(out[0], out[1], out[2], out[3])
+
+
 def open(path, flags, mode=0o600):  # noqa: A001 - the HPSS call's name
     return _check(lib.pyai_open(path.encode(), flags, mode), "Open", path)
 

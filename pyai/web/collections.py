@@ -114,7 +114,7 @@ class Collections:
         return 207, {"Content-Type": webdav.CONTENT_TYPE}, webdav.multistatus_stream(responses(), asked)
 
     def _member_response(
-        self, base: str, member: Member, space: Tuple[int, int], wants_digests: bool
+        self, base: str, member: Member, space: Optional[Tuple[int, int]], wants_digests: bool
     ) -> Tuple[str, Mapping[Key, str]]:
         if member.file is not None:
             digests = self.archive.checksums(member.file.path) if wants_digests else {}

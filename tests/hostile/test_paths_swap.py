@@ -11,11 +11,14 @@ import os
 import socket
 import stat
 
+import pytest
 import requests
 from server import wait_until
 
 
 def test_an_upload_finishes_in_the_directory_it_began_in(paths_server, top, tmp_path):
+    if paths_server.env["PAI_BACKEND_TYPE"] == "hpss":
+        pytest.skip("HPSS resolves paths on its servers: only the service's account writes its namespace")
     outside = tmp_path / "outside"
     outside.mkdir()
     collection = paths_server.prefix / top[1:] / "c"

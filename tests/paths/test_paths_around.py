@@ -56,10 +56,9 @@ def test_the_tape_api_takes_namespace_paths(paths_server, top):
     ("settings", "line"),
     [
         ({"PAI_USE_ID2FILENAME": "true"}, "cannot be combined with use_id2filename"),
-        ({"PAI_BACKEND_TYPE": "hpss"}, "not available on the hpss backend"),
         ({"PAI_NAMESPACE": "tree"}, "bad value 'tree' for PAI_NAMESPACE: expected one of ids, paths"),
     ],
-    ids=["id2filename", "hpss", "typo"],
+    ids=["id2filename", "typo"],
 )
 def test_paths_that_cannot_work_stop_the_start_with_one_line(server_pool, request, settings, line):
     pool = server_pool(request)

@@ -204,3 +204,14 @@ def test_config_has_one_typed_field_per_setting_in_order():
     assert names == [setting.name for setting in SETTINGS] + ["config_file", "defaulted"]
     for setting in SETTINGS:
         assert hints[setting.name] == _value_type(setting.parse), setting.name
+
+
+def test_paths_on_hpss_take_a_class_of_service_for_the_quota(tmp_path):
+    environ = {"HOME": str(tmp_path), "PAI_BACKEND_TYPE": "hpss", "PAI_NAMESPACE": "paths"}
+    config = load(environ=environ, prepare=False)
+    assert (config.backend, config.namespace, config.hpss_quota_cos) == ("hpss", "paths", 0)
+    assert load(environ={**environ, "PAI_HPSS_QUOTA_COS": "7"}, prepare=False).hpss_quota_cos == 7
+    with pytest.raises(ConfigError, match="class of service"):
+        load(environ={**environ, "PAI_HPSS_QUOTA_COS": "-1"}, prepare=False)
+    with pytest.raises(ConfigError, match="cannot be combined with use_id2filename"):
+        load(environ={**environ, "PAI_USE_ID2FILENAME": "true"}, prepare=False)
