@@ -521,17 +521,10 @@ class HpssBackend:
             if not stat.S_ISDIR(self.hpss.lstat(path).mode):
                 raise NotADirectoryError(errno.ENOTDIR, "not a collection", path)
         serving.may_block()  # also when a streamed listing resumes: each name asks HPSS
-        count = 0
-        for name in self.hpss.listdir(path):
-            if name.startswith("."):  # temporary files and anything else not stored
-                continue
-            member = self._member(posixpath.join(path, name), name)
-            if member is None:
-                continue
-            count += 1
-            yield member
-            if count > limit:
-                return
+        names = self.hpss.listdir(path)
+        # dot names are temporary files and anything else not stored
+        candidates = (self._member(posixpath.join(path, name), name) for name in names if not name.startswith("."))
+        yield from tree.first_members(candidates, limit)
 
     def _member(self, path: str, name: str) -> Optional[Member]:
         """The Member at ``path``; None for anything but a file or a directory (a symlink), or gone."""

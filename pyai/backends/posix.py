@@ -504,17 +504,9 @@ class PosixBackend:
             fd = self._open_below(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             with os.scandir(fd) as listing:  # by descriptor: each stat is relative to the held directory
-                count = 0
-                for entry in listing:
-                    if entry.name.startswith("."):  # temporary files, sidecars, anything not stored
-                        continue
-                    member = _member(path, entry)
-                    if member is None:
-                        continue
-                    count += 1
-                    yield member
-                    if count > limit:
-                        return
+                # dot names are temporary files, sidecars, anything not stored
+                candidates = (_member(path, entry) for entry in listing if not entry.name.startswith("."))
+                yield from tree.first_members(candidates, limit)
         finally:
             os.close(fd)
 

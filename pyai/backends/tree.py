@@ -10,7 +10,7 @@ directory or entry that vanishes while it is walked is skipped the same way.
 import os
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional
 
-from pyai.backends.base import is_temp_name
+from pyai.backends.base import Member, is_temp_name
 from pyai.dirs import make_dirs as make_dirs  # tree.make_dirs: the backends' mkdir -p
 
 
@@ -73,3 +73,16 @@ def list_local(directory: str) -> Iterator[Entry]:
         except OSError:  # gone meanwhile (a file system without d_type stats each entry)
             continue
         yield Entry(entry.path, entry.name, is_dir, is_file)
+
+
+def first_members(candidates: Iterable[Optional[Member]], limit: int) -> Iterator[Member]:
+    """The members among ``candidates`` (None: a name that is no member), at most ``limit`` + 1:
+    one past the limit tells the listing it is over (see PathBackend.members)."""
+    count = 0
+    for member in candidates:
+        if member is None:
+            continue
+        count += 1
+        yield member
+        if count > limit:
+            return

@@ -9,22 +9,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import requests
+from dav_client import dav, put
 from emulator import emu_cli, stages
 from server import wait_until
 
 DAV = "{DAV:}"
 PATHS = {"PAI_NAMESPACE": "paths", "PAI_USE_ID2FILENAME": "false"}
-
-
-def dav(method, url, **kwargs):
-    kwargs.setdefault("timeout", 30)
-    return requests.request(method, url, **kwargs)
-
-
-def put(srv, path, data):
-    resp = requests.put(srv.url + path, data=data, timeout=30)
-    assert resp.status_code == 201, resp.text
-    return resp
 
 
 def listing(srv, path, depth="1"):

@@ -8,19 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import requests
+from dav_client import dav, put
 
 DAV = "{DAV:}"
-
-
-def dav(method, url, **kwargs):
-    kwargs.setdefault("timeout", 30)
-    return requests.request(method, url, **kwargs)
-
-
-def put(srv, path, data):
-    resp = requests.put(srv.url + path, data=data, timeout=30)
-    assert resp.status_code == 201, resp.text
-    return resp
 
 
 def raw(srv, method, target, headers=None):
