@@ -334,13 +334,11 @@ class HpssBackend:
                 raise NotADirectoryError(errno.ENOTDIR, "not a collection", level)
 
     def _regular(self, path: str, *, writing: bool = False) -> Any:  # an hpss_client.Stat
-        """The stat of the stored file ``path``; FileNotFoundError for anything else.  Under paths
-        the levels above it are checked (``_levels``) and a symlink at ``path`` is no file either."""
-        if self.paths:
-            self._levels(path, writing=writing)
-            st = self.hpss.lstat(path)
-        else:
-            st = self.hpss.stat(path)
+        """The stat of the stored file ``path``; FileNotFoundError for anything else: a symlink at
+        ``path`` is no stored file (as on posix).  Under paths the levels above it are checked too
+        (``_levels``)."""
+        self._levels(path, writing=writing)
+        st = self.hpss.lstat(path)
         if not stat.S_ISREG(st.mode):
             raise FileNotFoundError(errno.ENOENT, "not a regular file")
         return st
