@@ -213,7 +213,10 @@ def check_config(args, prog):
         return 2
     config = load_config(_overrides(args), config_file=args.config, prepare=False)
     default = " (the default)" if "prefix" in config.defaulted else ""
-    auth = f"tokens from {config.auth_tokens_file}" if config.auth_tokens_file else "no authentication"
+    kinds = [f"tokens from {config.auth_tokens_file}"] if config.auth_tokens_file else []
+    if config.auth_jwt_issuers:
+        kinds.append(f"WLCG tokens of {len(config.auth_jwt_issuers)} issuer(s)")
+    auth = " and ".join(kinds) or "no authentication"
     print(
         f"configuration ok: {config.config_file or 'no config file'}; backend {config.backend}, "
         f"prefix {config.prefix}{default}, {auth}"

@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 # What a start checks of the files the settings name, beyond config.check's own: the tokens
-# file and the token secret file (pyai.web) and the transfer log (pyai.ops), layers pyai.config sits below.
+# file, the token secret file and the WLCG token settings (pyai.web) and the transfer log (pyai.ops), layers
+# pyai.config sits below.
 CHECKERS = (
     ("auth_tokens_file", auth.check_tokens_file),
     ("auth_token_secret_file", auth.check_secret_file),
+    ("auth_jwt_issuers", auth.check_wlcg_config),
     ("transfer_log", transfer_log.check_config),
 )
 

@@ -287,10 +287,11 @@ def check_secret_file(config: Config) -> None:
 
 
 def check_config(config: Config) -> None:
-    """Read the tokens file and the token secret file once at start-up so a bad one stops the
-    service with one line."""
+    """Read the tokens file and the token secret file, and build the WLCG token verifier, once at
+    start-up so a bad one stops the service with one line."""
     check_tokens_file(config)
     check_secret_file(config)
+    check_wlcg_config(config)
 
 
 def wlcg_tokens(config: Config) -> Optional[WlcgTokens]:
@@ -305,8 +306,9 @@ def wlcg_tokens(config: Config) -> Optional[WlcgTokens]:
 
 
 def check_wlcg_config(config: Config) -> None:
-    """What ``wlcg_tokens`` would refuse, at start-up and for check-config."""
-    if getattr(config, "auth_jwt_audiences", None) is not None:  # else that setting's own problem is told
+    """What ``wlcg_tokens`` would refuse, at start-up and for check-config (without starting it)."""
+    # a setting that did not parse is missing here: its own problem is told
+    if all(hasattr(config, name) for name in ("auth_jwt_audiences", "auth_jwt_ca_file")):
         wlcg_tokens(config)
 
 

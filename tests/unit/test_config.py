@@ -196,6 +196,20 @@ def test_check_lists_every_problem_and_creates_nothing(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_check_finds_wlcg_settings_that_cannot_work(tmp_path):
+    """A CA file that is not there is one line at check-config and at start, not a worker that
+    fails to boot."""
+    environ = {
+        "PAI_PREFIX": str(tmp_path / "p"),
+        "PAI_AUTH_JWT_ISSUERS": "https://iam.example /",
+        "PAI_AUTH_JWT_AUDIENCES": "pyai.example",
+        "PAI_AUTH_JWT_CA_FILE": str(tmp_path / "missing.pem"),
+    }
+    problems = check_config(environ=environ)
+    assert len(problems) == 1 and "bad WLCG token settings: cannot load the CA file" in problems[0], problems
+    assert check_config(environ={**environ, "PAI_AUTH_JWT_CA_FILE": ""}) == []
+
+
 def test_config_has_one_typed_field_per_setting_in_order():
     """Config is written out for mypy; it must follow SETTINGS: the same names in the same order,
     each of the type its parser returns, then the two fields load() fills itself."""
@@ -215,3 +229,12 @@ def test_paths_on_hpss_take_a_class_of_service_for_the_quota(tmp_path):
         load(environ={**environ, "PAI_HPSS_QUOTA_COS": "-1"}, prepare=False)
     with pytest.raises(ConfigError, match="cannot be combined with use_id2filename"):
         load(environ={**environ, "PAI_USE_ID2FILENAME": "true"}, prepare=False)
+
+
+def test_check_config_names_every_kind_of_authentication(tmp_path, monkeypatch, capsys):
+    from pyai.admin import cli
+
+    monkeypatch.setenv("PAI_AUTH_JWT_ISSUERS", "https://iam.example /vo, https://other.example /")
+    monkeypatch.setenv("PAI_AUTH_JWT_AUDIENCES", "pyai.example")
+    assert cli.serve_main(["check-config", "--prefix", str(tmp_path / "p")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", WLCG tokens of 2 issuer(s)")
