@@ -44,12 +44,18 @@ def id_from_uri(environ, nested=False):
     if "%" not in segment:
         ident = segment
     elif nested:
-        parts = [unquote(part, errors="replace") for part in segment.split("/")]
-        if any("/" in part for part in parts):
-            raise BadRequest("a path segment cannot hold an encoded '/'", detail="encoded slash in path")
-        ident = "/".join(parts)
+        ident = path_id(segment)
     else:
         ident = unquote(segment, errors="replace")
     if raw is not None and "/" + ident != request_path(environ):
         raise BadRequest("the request target is ambiguous", detail="target does not match its path")
     return ident
+
+
+def path_id(raw):
+    """The id of a raw path without its leading ``/`` (``namespace = paths``): each segment
+    percent-decoded alone, joined with ``/``; 400 for an encoded ``/`` inside a segment."""
+    parts = [unquote(part, errors="replace") for part in raw.split("/")]
+    if any("/" in part for part in parts):
+        raise BadRequest("a path segment cannot hold an encoded '/'", detail="encoded slash in path")
+    return "/".join(parts)

@@ -370,10 +370,11 @@ class Namespace:
             if self.tree.collection(source) is not None:
                 raise Forbidden("collections are not moved, only files", detail="move of a collection")
             raise NotFound("no file is stored under this id", detail="not found")
-        taken_now = self.archive.backend.exists(target) or self.tree.collection(target) is not None
+        onto_collection = self.tree.collection(target) is not None
+        taken_now = onto_collection or self.archive.backend.exists(target)
         if taken_now and not overwrite:
             raise destination_taken()
-        replace = overwrite and self.archive.config.allow_overwrite and self.tree.collection(target) is None
+        replace = overwrite and self.archive.config.allow_overwrite and not onto_collection
         if taken_now and not replace:
             raise write_once()
         try:

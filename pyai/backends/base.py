@@ -17,6 +17,8 @@ from pyai.errors import Conflict
 TEMP_PREFIX = ".pyai-tmp-"
 # Archived files are read-only: write-once is also what the file system says.
 FILE_MODE = 0o444
+# A collection made by MKCOL: anyone may list it, only the service writes in it.
+COLLECTION_MODE = 0o755
 
 # A file's stored checksums: {algorithm name (pyai.archive.checksums): raw digest}; {} when none.
 Checksums = Dict[str, bytes]

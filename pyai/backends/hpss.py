@@ -34,6 +34,7 @@ from pyai import serving
 from pyai.archive.ids import id2filename, parse_integer, parse_path
 from pyai.backends import moves, tree, uda_checksums
 from pyai.backends.base import (
+    COLLECTION_MODE,
     FILE_MODE,
     TEMP_PREFIX,
     Bytes,
@@ -63,8 +64,6 @@ REFRESH_EVERY = 30.0
 # The sweep leaves temporary files younger than this alone whatever sweep_min_age says.
 SWEEP_FLOOR = 120.0
 READ_BLOCK = 1024 * 1024
-# A collection made by MKCOL: anyone may list it, only the service writes in it.
-COLLECTION_MODE = 0o755
 log = logging.getLogger("pyai")
 
 

@@ -31,6 +31,7 @@ from pyai.archive import checksums as digests
 from pyai.archive.ids import id2filename, parse_integer, parse_path, parse_safe_name
 from pyai.backends import beneath, checksum_store, moves, tempfiles, tree
 from pyai.backends.base import (
+    COLLECTION_MODE,
     FILE_MODE,
     Bytes,
     Checksums,
@@ -57,8 +58,6 @@ ADVISE_FROM = 1 << 20
 DIR_SYNC_ATTEMPTS = 3
 # PATCH copies across file systems in blocks of this size, hashing as it goes.
 COPY_BLOCK = 1 << 20
-# A collection made by MKCOL: anyone may list it, only the service writes in it.
-COLLECTION_MODE = 0o755
 # Stored files are opened without following a symlink (a link under an id is no
 # stored file) and without blocking in open() on a FIFO planted there.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -444,21 +443,21 @@ class PosixBackend:
 
     # -- collections (namespace = paths) --------------------------------------------
 
-    def _directory_of(self, path: str) -> Tuple[int, str]:
+    def _directory_of(
+        self, path: str, op: str = "open", detail: str = "a collection in the path is a symlink"
+    ) -> Tuple[int, str]:
         """``(fd, name)``: a descriptor (the caller's to close) of the directory holding ``path``,
         opened below the prefix without following a symlink, and the last name of ``path``.
-        Forbidden when a collection on the way is a symlink."""
+        Forbidden (``detail``) when a directory on the way is a symlink; a missing prefix is the
+        storage failing ``op``."""
         parts = self._relative(path).split("/")
         try:
             prefix_fd = os.open(self.prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            self.fail_if_prefix_missing("open")
+            self.fail_if_prefix_missing(op)
             raise
         try:
-            return (
-                _beneath(beneath.open_dir, prefix_fd, parts[:-1], "a collection in the path is a symlink"),
-                parts[-1],
-            )
+            return _beneath(beneath.open_dir, prefix_fd, parts[:-1], detail), parts[-1]
         finally:
             os.close(prefix_fd)
 
@@ -603,23 +602,18 @@ class PosixBackend:
     def _open_target_dir(self, path: str) -> Iterator[int]:
         """A descriptor of the id's directory (made if missing, except under paths, where only MKCOL
         makes collections: 409), opened below the prefix without symlinks."""
-        directory = os.path.dirname(path)
+        if not self.paths:
+            try:
+                make_dirs(os.path.dirname(path), self.prefix)
+            except FileNotFoundError:
+                self.fail_if_prefix_missing("move")
+                raise
         try:
-            if not self.paths:
-                make_dirs(directory, self.prefix)
-            prefix_fd = os.open(self.prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            self.fail_if_prefix_missing("move")
-            raise
-        try:
-            parts = (moves.components(directory) or [])[len(moves.components(self.prefix) or []) :]
-            fd = _beneath(beneath.open_dir, prefix_fd, parts, "move: a directory of the id is a symlink")
+            fd, _ = self._directory_of(path, "move", "move: a directory of the id is a symlink")
         except (FileNotFoundError, NotADirectoryError):
             if not self.paths:
                 raise
             raise no_collection() from None
-        finally:
-            os.close(prefix_fd)
         try:
             yield fd
         finally:
@@ -780,7 +774,7 @@ def _beneath(open_dir: Callable[[int, List[str]], int], root_fd: int, parts: Lis
         return open_dir(root_fd, parts)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EXDEV):
-            raise Forbidden("the path goes through a symlink, which PATCH never follows", detail=detail) from None
+            raise Forbidden("the path goes through a symlink, which the archive never follows", detail=detail) from None
         raise
 
 

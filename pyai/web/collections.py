@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, Mapping, Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pyai.errors import BadRequest, Forbidden, NotFound, UnsupportedMediaType
 from pyai.web import scopes, small_body, webdav
@@ -29,7 +29,7 @@ from pyai.web.answers import Answer, Waiting, json_answer
 from pyai.web.auth import InsufficientScope
 from pyai.web.dates import http_date
 from pyai.web.receive import abandon_body
-from pyai.web.targets import request_path
+from pyai.web.targets import path_id, request_path
 from pyai.web.webdav import DAV, Key
 
 if TYPE_CHECKING:
@@ -170,9 +170,4 @@ def destination_id(environ: WSGIEnvironment) -> str:
     if parts.scheme not in ("", "http", "https") or parts.query or parts.fragment or not parts.path.startswith("/"):
         raise BadRequest("the Destination must be an http(s) URL or an absolute path", detail="bad Destination")
     raw = parts.path[1:]
-    if raw.endswith("/"):
-        raw = raw[:-1]
-    segments = [unquote(segment, errors="replace") for segment in raw.split("/")]
-    if any("/" in segment for segment in segments):
-        raise BadRequest("a path segment cannot hold an encoded '/'", detail="encoded slash in Destination")
-    return "/".join(segments)
+    return path_id(raw[:-1] if raw.endswith("/") else raw)

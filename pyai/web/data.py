@@ -343,7 +343,7 @@ class DataPlane:
         return json_answer(200, {"message": "File Moved Successfully"})
 
     def delete(self, ident: str, environ: WSGIEnvironment) -> Answer:
-        if self.collections is not None and self.archive.status(ident) is None:
+        if self.collections is not None and self.collections.namespace.collection(ident) is not None:
             return self.collections.delete(ident, environ)
         self.archive.delete(ident)
         return json_answer(200, {"message": "File Removed", "file": ident})
@@ -351,7 +351,7 @@ class DataPlane:
     def propfind(self, ident: str, environ: WSGIEnvironment) -> Waiting:
         """PROPFIND: the WebDAV stat of the file (207), from its status alone: nothing is staged;
         under paths, of a collection too (``pyai.web.collections``)."""
-        if self.collections is not None and self.archive.status(ident) is None:
+        if self.collections is not None and self.collections.namespace.collection(ident) is not None:
             return self.collections.propfind(ident, environ)
         return webdav.propfind_file(self.archive, ident, environ, self.config)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import parse_qsl
 
-from pyai.request_target import id_from_uri, request_path
+from pyai.request_target import id_from_uri, path_id, request_path
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIEnvironment
 
-__all__ = ["id_from_uri", "query_value", "request_path"]
+__all__ = ["id_from_uri", "path_id", "query_value", "request_path"]
 
 
 def query_value(environ: WSGIEnvironment, name: str) -> Optional[str]:
