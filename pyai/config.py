@@ -15,6 +15,7 @@ nearest known name suggested (``unknown_names``): a typo must not be ignored.
 import configparser
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import types
@@ -127,6 +128,28 @@ def _names(text: str) -> Tuple[str, ...]:
         if " " in name:
             raise ValueError(f"a name holds no space: {name!r} (separate names with commas)")
     return names
+
+
+def _remotes(text: str) -> Tuple[str, ...]:
+    """Where third-party copies may connect, comma-separated: host names, ``.domain`` suffixes,
+    addresses and CIDR networks (lower case; pyai.tpc.remotes reads them)."""
+    entries = []
+    for entry in (item.strip().lower() for item in text.split(",")):
+        if not entry:
+            continue
+        try:
+            ipaddress.ip_network(entry.strip("[]"), strict=False)
+        except ValueError:
+            name = entry[1:] if entry.startswith(".") else entry
+            if not _HOST_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{entry!r} is neither a host name, a .domain, an address nor a network (CIDR)"
+                ) from None
+        entries.append(entry.strip("[]"))
+    return tuple(entries)
+
+
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
 DURABILITY = ("auto", "fsync", "journal", "syncfs")  # see pyai.backends.flusher
@@ -725,6 +748,47 @@ SETTINGS = (
         help="seconds after which a file still not on disk is FAILED",
     ),
     Setting(
+        "tpc_remotes",
+        "tpc",
+        "remotes",
+        "PAI_TPC_REMOTES",
+        _remotes,
+        "",
+        default_note="third-party copy off",
+        help="where `COPY` (HTTP third-party copy, see [Third-party copy](#third-party-copy)) may connect: "
+        "host names, `.domain` suffixes, addresses and CIDR networks, comma-separated; loopback and "
+        "link-local addresses only when listed as addresses or networks",
+    ),
+    Setting(
+        "tpc_max_copies",
+        "tpc",
+        "max_copies",
+        "PAI_TPC_MAX_COPIES",
+        _positive_int,
+        "8",
+        help="third-party copies one worker process runs at once (more: 503 with `Retry-After`)",
+    ),
+    Setting(
+        "tpc_ca_file",
+        "tpc",
+        "ca_file",
+        "PAI_TPC_CA_FILE",
+        _optional_path,
+        "",
+        default_note="the system's",
+        help="the CA certificates (PEM) a third-party copy checks https remotes against",
+    ),
+    Setting(
+        "tpc_timeout",
+        "tpc",
+        "timeout",
+        "PAI_TPC_TIMEOUT",
+        _positive_seconds,
+        "60",
+        help="seconds a third-party copy waits for the remote (to connect, to answer, for its next bytes) "
+        "before it fails",
+    ),
+    Setting(
         "transfer_log",
         "ops",
         "transfer_log",
@@ -818,6 +882,10 @@ class Config:
     tape_lease: float
     tape_max_poll_interval: float
     tape_stage_timeout: float
+    tpc_remotes: Tuple[str, ...]
+    tpc_max_copies: int
+    tpc_ca_file: str
+    tpc_timeout: float
     transfer_log: str
     config_file: str = ""  # the INI file read, "" for none
     defaulted: FrozenSet[str] = frozenset()  # the names of the settings no source gave, which took their default

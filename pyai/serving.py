@@ -1,12 +1,15 @@
 """What pyai's app and server agree on: how the app waits for a slow client without holding a thread.
 
 The worker offers parking by setting ``environ[CAN_PARK]``.  An app whose
-answer has to wait for the client (an upload whose bytes stopped arriving)
-then returns an iterable that yields a ``Wait`` before the first byte of its
-answer: the worker puts the connection back into its poller until the socket
-is readable or the Wait's deadline passes, and then goes on iterating in one
-of its threads.  Under any other server the key is absent and the app must block
-instead of yielding a Wait.
+answer has to wait (an upload whose bytes stopped arriving, a third-party
+copy between two progress markers) then returns an iterable that yields a
+``Wait``, before the first byte of its answer or between its pieces: the
+worker puts the connection back into its poller until the Wait's descriptor
+is readable or its deadline passes, and then goes on iterating in one of its
+threads.  The descriptor is the client's socket, or one of the app's own (an
+eventfd), which the app keeps open until the iterable goes on or is closed.
+Under any other server the key is absent and the app must block instead of
+yielding a Wait.
 
 ``environ[BODY]`` is the request's ``BodySource``: the client's socket, the bytes
 the server read past the head, and the framing of the body, so the app can

@@ -16,4 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-pytest_plugins = ["fixtures.flavors", "fixtures.ids", "fixtures.servers", "fixtures.mariadb", "fixtures.issuer"]
+pytest_plugins = [
+    "fixtures.flavors",
+    "fixtures.ids",
+    "fixtures.servers",
+    "fixtures.mariadb",
+    "fixtures.issuer",
+    "fixtures.gfal",
+]

@@ -247,9 +247,7 @@ class Exchange:
                     resp.close()  # the head if nothing was written, the last chunk if chunked
                     continue
                 if type(item) is serving.Wait:
-                    if resp.headers_sent:
-                        raise RuntimeError("a response iterable waited after its answer began")
-                    self.wait = item
+                    self.wait = item  # before the answer (a slow upload) or between its pieces (a COPY)
                     return PARK_READ
                 resp.write(cast(bytes, item))  # not a Wait (above)
                 continue

@@ -335,6 +335,7 @@ class PyaiWorker(Worker):
         exchange = conn.exchange
         if exchange is not None:
             exchange.wait = None
+            self._unpoll_wait(conn)
             conn.exchange = None
             resp = exchange.resp
             if resp is not None and not resp.headers_sent and not exchange.out:
@@ -387,6 +388,21 @@ class PyaiWorker(Worker):
             self.targets[fd] = conn
             conn.polled = fd
             self.poller.register(fd, events)
+
+    def _unpoll_wait(self, conn: Connection) -> None:
+        """Take a descriptor of the app's out of the poller (a Wait on something else than the
+        client's socket: a COPY's progress), before the app may close it: epoll forgets a closed
+        descriptor by itself, and its number, reused, would name another connection's."""
+        with self.lock:
+            polled = conn.polled
+            if polled is None or polled == conn.fd:
+                return
+            conn.polled = None
+            self.targets.pop(polled, None)
+            try:
+                self.poller.unregister(polled)
+            except (OSError, ValueError):
+                pass
 
     def _set_accepting(self, enabled: bool) -> None:
         with self.lock:
@@ -550,6 +566,7 @@ class PyaiWorker(Worker):
             return
         if conn.exchange is not None:
             conn.exchange.wait = None
+            self._unpoll_wait(conn)
             self._after(conn, self._next(conn, self._pump(conn)))
             return
         if self.plain is not None and not conn.head:

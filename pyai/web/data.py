@@ -47,6 +47,7 @@ from pyai.web.issued_tokens import IssuedGrant
 from pyai.web.ranges import parse_byte_range, parse_range_header
 from pyai.web.receive import RequestBody, abandon_body
 from pyai.web.targets import id_from_uri, query_value, request_path
+from pyai.web.tpc.handler import ThirdPartyCopy
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIEnvironment
@@ -89,6 +90,10 @@ class DataPlane:
         if self.collections is not None:
             self.methods = PATH_METHODS
             self.handlers.update(MKCOL=self.collections.mkcol, MOVE=self.collections.move)
+        if config.tpc_remotes:  # third-party copy is on (else COPY is 501, see pyai.web.gate)
+            namespace = None if self.collections is None else self.collections.namespace
+            self.handlers["COPY"] = ThirdPartyCopy(archive, config, namespace)
+            self.methods = (*self.methods, "COPY")
 
     def __call__(self, environ: WSGIEnvironment) -> Union[Answer, Waiting]:
         """The answer to a request for an id (the gate has checked the method and the token)."""

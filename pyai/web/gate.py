@@ -123,7 +123,8 @@ class Gate:
             if method not in route.methods:
                 if method == "COPY":
                     raise NotImplementedMethod(
-                        "this archive does no third-party copy: copy through the client (gfal-copy falls back to it)",
+                        "third-party copy is off here ([tpc] remotes is empty): copy through the client"
+                        " (gfal-copy falls back to it)",
                         detail="COPY not implemented",
                     )
                 if method != "OPTIONS":

@@ -7,6 +7,7 @@ As the WLCG profile and the storage elements that follow it (StoRM, XRootD, dCac
 - PUT of a new file and MKCOL: ``storage.create`` or ``storage.modify``; replacing a stored file
   (``allow_overwrite``), DELETE, MOVE (both the file and its Destination) and PATCH:
   ``storage.modify``;
+- COPY: a pull (``Source``) what a PUT needs, a push (``Destination``) what a GET needs;
 - POST (Pacifica's stage) and the Tape API's stage, poll, cancel, release and delete:
   ``storage.stage``; archiveinfo: ``storage.stage``, ``storage.read`` or ``storage.poll``.
 
@@ -96,6 +97,7 @@ DATA = ScopeRule(
         "MOVE": MODIFY,
         "PATCH": MODIFY,
         "POST": STAGE,
+        "COPY": (*READ, *CREATE),  # a pull's PUT or a push's GET: the handler checks which (pyai.web.tpc)
     }
 )
 ROOT = ScopeRule({"PROPFIND": STAT, "OPTIONS": STAT})
