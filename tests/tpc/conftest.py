@@ -7,8 +7,10 @@ each request carried.
 """
 
 import http.server
+import socket
 import socketserver
 import threading
+import time
 
 import pytest
 
@@ -62,3 +64,32 @@ def remote():
     served = Remote()
     yield served
     served.close()
+
+
+@pytest.fixture(scope="module")
+def tpc_server(server_pool, request):
+    """One posix server with COPY on, for what no backend changes (the checks, the faults)."""
+    return server_pool(request).start("tpc", **TPC)
+
+
+def trickle(data, pieces, pause, *, stop_after=None):
+    """A remote's answer: ``data`` with its Content-Length, sent in ``pieces`` with ``pause``
+    seconds between them; ``stop_after`` pieces, it closes instead (the source vanished)."""
+
+    def handle(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if h.command == "HEAD":
+            return
+        step = -(-len(data) // pieces)
+        for index in range(pieces):
+            if stop_after is not None and index == stop_after:
+                h.close_connection = True
+                h.connection.shutdown(socket.SHUT_RDWR)
+                return
+            h.wfile.write(data[index * step : (index + 1) * step])
+            h.wfile.flush()
+            time.sleep(pause)
+
+    return handle

@@ -353,21 +353,19 @@ class _RemoteBody:
 
     def receive(self, writer: Writer, patience: Optional[float]) -> bool:
         copy = self.copy
-        buffer = bytearray(BLOCK)
-        view = memoryview(buffer)
         limit = copy.max_size
         while True:
             copy._check_cancelled()
             try:
-                count = self.response.readinto(view)
+                data = self.response.read1(BLOCK)  # what one receive brings: the markers count as it comes
             except http.client.IncompleteRead as exc:
                 raise RemoteFailed(f"the source closed after {self.received} of {self.length} bytes") from exc
             except (OSError, http.client.HTTPException) as exc:
                 copy._check_cancelled()
                 raise RemoteFailed(f"receiving from the source: {describe(exc)}") from None
-            if not count:
+            if not data:
                 break
-            data = view[:count]
+            count = len(data)
             self._digesting.update(data)
             writer.write(data)
             self.received += count
