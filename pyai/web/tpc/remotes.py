@@ -68,7 +68,8 @@ class Remotes:
     def _admits(self, address: Address, named: bool) -> bool:
         """Whether a connection may go to ``address`` (of a listed name when ``named``)."""
         if _special(address):
-            return any(address in network and _special(network.network_address) for network in self.networks)
+            # the listed network lies wholly in that kind (0.0.0.0/0 does not: it lists no loopback)
+            return any(address in network and _special(network) for network in self.networks)
         return named or any(address in network for network in self.networks)
 
 
@@ -83,6 +84,7 @@ def _literal(host: str) -> Union[Address, None]:
     return address
 
 
-def _special(address: Address) -> bool:
-    """This host's own, its link's, or no one's: reached only when listed as such."""
+def _special(address: Union[Address, Network]) -> bool:
+    """This host's own, its link's, or no one's (an address, or a network wholly so): reached only
+    when listed as such."""
     return address.is_loopback or address.is_link_local or address.is_unspecified or address.is_multicast
