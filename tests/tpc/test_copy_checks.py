@@ -25,6 +25,7 @@ def refused(resp, status):
         {"Source": "http://user:pw@127.0.0.1:1/x"},
         {"Source": "http://127.0.0.1:99999/x"},
         {"Source": "http://127.0.0.1:1/x", "Credential": "gridsite"},
+        {"Source": "http://127.0.0.1:1/x", "Credential": "none, gridsite"},
         {"Source": "http://127.0.0.1:1/x", "Overwrite": "maybe"},
         {"Source": "http://127.0.0.1:1/x", "RequireChecksumVerification": "yes"},
         {"Source": "http://127.0.0.1:1/x", "X-Number-Of-Streams": "101"},
