@@ -278,7 +278,7 @@ class Copy:
                 raise RemoteFailed(f"the destination answered {response.status} {response.reason}")
         finally:
             reader.close()
-        self._verify_pushed()
+        self._verify_pushed(status.size)
 
     def _put(self, reader: Reader, size: int) -> http.client.HTTPResponse:
         url, headers = self.url, {**self.headers, "Content-Length": str(size), "Expect": "100-continue"}
@@ -318,12 +318,15 @@ class Copy:
                 raise RemoteFailed("the stored file ended before its size")
             self.moved += sent
 
-    def _verify_pushed(self) -> None:
+    def _verify_pushed(self, size: int) -> None:
         """HEAD the destination: its size and offered digest against the stored file's."""
         head = self._request("HEAD", self.url, {**self.headers, "Want-Digest": VERIFY_WITH})
         _close(head)
         if not 200 <= head.status < 300:
             raise RemoteFailed(f"the destination answered {head.status} {head.reason} to the HEAD that verifies it")
+        length = _length(head)
+        if length is not None and length != size:
+            raise RemoteFailed(f"the destination holds {length} bytes, not the {size} sent")
         offered = _offered(head)
         if not offered:
             if self.verify:
