@@ -27,15 +27,26 @@ import logging
 import os
 import select
 import socket
+import ssl
 import threading
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, cast
 
+from pyai import serving
 from pyai.archive import checksums
 from pyai.archive.service import Upload
-from pyai.errors import ArchiveError, BadRequest, Forbidden, InsufficientStorage, NotFound, PayloadTooLarge
+from pyai.errors import (
+    ArchiveError,
+    BadRequest,
+    Forbidden,
+    IncompleteBody,
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+)
 from pyai.serving import run_to_end
 from pyai.web.dates import mtime_from
 from pyai.web.digest_fields import expected_digests
+from pyai.web.receive import RequestBody
 from pyai.web.tpc.client import MAX_REDIRECTS, REDIRECTS, Client, Headers, RemoteFailed, Url, describe, redirected
 from pyai.web.tpc.remotes import RemoteRefused
 
@@ -84,7 +95,9 @@ class Copy:
         self.verify = verify
         self.max_size = max_size
         self.on_end = on_end  # called (no arguments) once the thread ends: the worker's copy slot
-        self.moved = 0  # bytes received from (pull) or sent to (push) the remote so far
+        self.sent = 0  # bytes a push sent so far, or a pull received through Python
+        # where a C receive is under way, how far it is (the file's offset: splice moves it)
+        self.progress: Optional[Callable[[], int]] = None
         self.peer = ""  # "tcp:<ip>:<port>" of the remote connection
         self.accepted = False  # the checks passed: the transfer runs (the answer is 202)
         self.refusal: Optional[ArchiveError] = None  # the copy was refused before it began
@@ -94,6 +107,17 @@ class Copy:
         self._lock = threading.Lock()  # the eventfd and the sockets, between the thread and the canceller
         self._fd: Optional[int] = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._sockets: List[socket.socket] = []
+
+    @property
+    def moved(self) -> int:
+        """Bytes received from (pull) or sent to (push) the remote so far."""
+        progress = self.progress
+        if progress is not None:
+            try:
+                return progress()
+            except OSError:
+                pass  # the receive ended meanwhile
+        return self.sent
 
     @property
     def received(self) -> int:
@@ -310,13 +334,13 @@ class Copy:
     def _send(self, sock: socket.socket, reader: Reader, size: int) -> None:
         """The stored bytes, with sendfile where the file has a descriptor and the socket no TLS."""
         reader.seek(0)
-        while self.moved < size:
+        while self.sent < size:
             self._check_cancelled()
-            count = min(SEND_BLOCK, size - self.moved)
-            sent = sock.sendfile(reader, self.moved, count)  # a Reader has the fileno, seek and read it uses
+            count = min(SEND_BLOCK, size - self.sent)
+            sent = sock.sendfile(reader, self.sent, count)  # a Reader has the fileno, seek and read it uses
             if not sent:
                 raise RemoteFailed("the stored file ended before its size")
-            self.moved += sent
+            self.sent += sent
 
     def _verify_pushed(self, size: int) -> None:
         """HEAD the destination: its size and offered digest against the stored file's."""
@@ -349,12 +373,20 @@ class _RemoteBody:
         self.length = length
         self.received = 0
         self.complete = False
+        self.algorithms = algorithms
         self._digesting = checksums.digesting(algorithms)
+        self._native: Optional[RequestBody] = None  # the receive in C, when it took the body
 
     def digests(self) -> Checksums:
+        if self._native is not None:
+            return self._native.digests()
         return self._digesting.digests()
 
     def receive(self, writer: Writer, patience: Optional[float]) -> bool:
+        fd = writer.fileno()
+        sock = self.response.connection.sock  # type: ignore[attr-defined]  # set by Copy._request
+        if fd is not None and self.length and not isinstance(sock, ssl.SSLSocket):
+            return self._receive_native(fd, sock)
         copy = self.copy
         limit = copy.max_size
         while True:
@@ -372,7 +404,7 @@ class _RemoteBody:
             self._digesting.update(data)
             writer.write(data)
             self.received += count
-            copy.moved = self.received
+            copy.sent = self.received
             if limit and self.received > limit:
                 raise PayloadTooLarge(f"the source sends more than the {limit} bytes a file may have here")
         copy._check_cancelled()
@@ -380,6 +412,46 @@ class _RemoteBody:
             raise RemoteFailed(f"the source closed after {self.received} of {self.length} bytes")
         self.complete = True
         return True
+
+    def _receive_native(self, fd: int, sock: socket.socket) -> bool:
+        """Plain http with a Content-Length, into a file: the PUT's own receive (``pyai.web.receive``),
+        from the socket to the file in C (spliced, the digests beside), after what http.client
+        read past the answer's head."""
+        copy, length = self.copy, cast(int, self.length)
+        stream = self.response.fp
+        ahead = stream.peek(1)[:length]  # the body's first bytes (waiting for them: they are coming)
+        stream.read(len(ahead))
+        source = serving.BodySource(sock, bytearray(ahead), length, max_line=MAX_HEAD, max_trailer=MAX_HEAD)
+        environ = {"CONTENT_LENGTH": str(length), serving.BODY: source}
+        body = RequestBody(environ, copy.max_size, copy.client.timeout, self.algorithms)
+        self._native = body
+        copy.progress = lambda: os.lseek(fd, 0, os.SEEK_CUR)
+        try:
+            body.receive(_Descriptor(fd))
+        except (IncompleteBody, OSError) as exc:
+            copy._check_cancelled()
+            if isinstance(exc, IncompleteBody):
+                raise RemoteFailed(f"the source closed after {exc.received} of {length} bytes") from None
+            raise RemoteFailed(f"receiving from the source: {describe(exc)}") from None
+        finally:
+            copy.progress = None
+            copy.sent = self.received = body.received
+        copy._check_cancelled()
+        self.complete = True
+        return True
+
+
+class _Descriptor:
+    """A writer's descriptor, as ``RequestBody.receive`` takes a sink (its bytes go there in C)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("a direct receive writes through the descriptor")
 
 
 def _length(response: http.client.HTTPResponse) -> Optional[int]:
