@@ -152,6 +152,31 @@ def _remotes(text: str) -> Tuple[str, ...]:
 _HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
+_HEADER_NAME = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+
+
+def _header_name(text: str) -> str:
+    """A request header's name, "" for none: letters, digits and inner '-' (a name with '_' never
+    reaches pyai: its server drops such fields, as nginx does)."""
+    name = text.strip()
+    if name and not _HEADER_NAME.fullmatch(name):
+        raise ValueError("expected a header name such as X-SSL-Client-DN (letters, digits and -)")
+    return name
+
+
+def _networks(text: str) -> Tuple[str, ...]:
+    """IP addresses or networks (CIDR), separated by commas or spaces; each as ``ipaddress`` writes it."""
+    networks = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item)))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is no IP address or network ({exc})") from None
+    return tuple(networks)
+
+
 DURABILITY = ("auto", "fsync", "journal", "syncfs")  # see pyai.backends.flusher
 NAMESPACES = ("ids", "paths")  # see pyai.archive.ids
 
@@ -447,7 +472,39 @@ SETTINGS = (
         default_note="no tokens issued",
         help="a secret of at least 32 bytes (mode `0600` or `0640`) that signs the tokens pyai issues to the "
         "X.509 jobs of its token holders (gfal2's and FTS's macaroon requests, see "
-        "[Tokens for X.509 jobs](#tokens-for-x509-jobs)); needs `tokens_file` or `jwt_issuers`",
+        "[Tokens for X.509 jobs](#tokens-for-x509-jobs)); needs `tokens_file`, `jwt_issuers` or `dn_header`",
+    ),
+    Setting(
+        "auth_dn_header",
+        "auth",
+        "dn_header",
+        "PAI_AUTH_DN_HEADER",
+        _header_name,
+        "",
+        default_note="no client certificates",
+        help="the request header a TLS front end (nginx) passes the subject DN of the client certificate it "
+        "verified in, e.g. `X-SSL-Client-DN`; needs `dn_proxies` and `gridmap_file` "
+        "(see [X.509 client certificates](#x509-client-certificates))",
+    ),
+    Setting(
+        "auth_dn_proxies",
+        "auth",
+        "dn_proxies",
+        "PAI_AUTH_DN_PROXIES",
+        _networks,
+        "",
+        help="the addresses or networks (`127.0.0.1`, `10.0.0.0/24`, `::1`; comma-separated) of the front ends "
+        "whose `dn_header` is believed: from any other peer it is ignored",
+    ),
+    Setting(
+        "auth_gridmap_file",
+        "auth",
+        "gridmap_file",
+        "PAI_AUTH_GRIDMAP_FILE",
+        _optional_path,
+        "",
+        help='the DNs a `dn_header` may name, `"<DN>" <scope> [name]` lines, the scope `ro` or `rw`, the DN '
+        "in RFC 2253 (`CN=alice,O=Example,C=CH`) or slash form (`/C=CH/O=Example/CN=alice`)",
     ),
     Setting(
         "use_id2filename",
@@ -849,6 +906,9 @@ class Config:
     auth_jwt_audiences: Tuple[str, ...]
     auth_jwt_ca_file: str
     auth_token_secret_file: str
+    auth_dn_header: str
+    auth_dn_proxies: Tuple[str, ...]
+    auth_gridmap_file: str
     use_id2filename: bool
     hpss_user: str
     hpss_auth: str
@@ -1026,13 +1086,31 @@ def _combinations(values):
     if values.get("auth_jwt_issuers") and not values.get("auth_jwt_audiences", ()):
         problems.append("jwt_issuers needs jwt_audiences: the names a token must be meant for (its aud)")
     # (a jwt_issuers that did not parse counts as set: its own problem is told)
-    authenticates = values.get("auth_tokens_file") or values.get("auth_jwt_issuers", True)
+    authenticates = (
+        values.get("auth_tokens_file") or values.get("auth_jwt_issuers", True) or values.get("auth_dn_header", True)
+    )
     if values.get("auth_token_secret_file") and not authenticates:
         problems.append(
-            "token_secret_file needs tokens_file or jwt_issuers: tokens are issued to the clients authentication "
-            "knows, and with it off there are none"
+            "token_secret_file needs tokens_file, jwt_issuers or dn_header: tokens are issued to the clients "
+            "authentication knows, and with it off there are none"
         )
-    return problems + _namespace_problems(values)
+    return problems + _dn_problems(values) + _namespace_problems(values)
+
+
+def _dn_problems(values):
+    """dn_header's companions: whom to believe it from, and what its DNs may do."""
+    if not values.get("auth_dn_header"):
+        return []
+    problems = []
+    # (a setting that did not parse counts as set: its own problem is told)
+    if not values.get("auth_dn_proxies", True):
+        problems.append(
+            "dn_header needs dn_proxies: the addresses of the front ends that set it (from anyone else the "
+            "header is a client's claim)"
+        )
+    if not values.get("auth_gridmap_file", True):
+        problems.append("dn_header needs gridmap_file: the DNs it may name, each with its scope")
+    return problems
 
 
 def _namespace_problems(values):

@@ -216,6 +216,8 @@ def check_config(args, prog):
     kinds = [f"tokens from {config.auth_tokens_file}"] if config.auth_tokens_file else []
     if config.auth_jwt_issuers:
         kinds.append(f"WLCG tokens of {len(config.auth_jwt_issuers)} issuer(s)")
+    if config.auth_dn_header:
+        kinds.append(f"client certificates' DNs from {config.auth_gridmap_file}")
     auth = " and ".join(kinds) or "no authentication"
     print(
         f"configuration ok: {config.config_file or 'no config file'}; backend {config.backend}, "

@@ -17,7 +17,7 @@ from pyai.config import load as load_config
 from pyai.errors import ConfigError
 from pyai.ops import transfer_log
 from pyai.server import lifecycle
-from pyai.web import auth
+from pyai.web import auth, gridmap
 
 if TYPE_CHECKING:
     from pyai.config import Config
@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 
 PACKAGED_GUNICORN_CONF = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
 # What a start checks of the files the settings name, beyond config.check's own: the tokens
-# file, the token secret file and the WLCG token settings (pyai.web) and the transfer log (pyai.ops), layers
-# pyai.config sits below.
+# file, the token secret file, the WLCG token settings and the grid-mapfile (pyai.web) and the
+# transfer log (pyai.ops), layers pyai.config sits below.
 CHECKERS = (
     ("auth_tokens_file", auth.check_tokens_file),
     ("auth_token_secret_file", auth.check_secret_file),
     ("auth_jwt_issuers", auth.check_wlcg_config),
+    ("auth_gridmap_file", gridmap.check_config),
     ("transfer_log", transfer_log.check_config),
 )
 
@@ -49,7 +50,7 @@ def check_config(
 def prepare_archive(
     log: "Optional[Log]" = None, addresses: Iterable[Union[Tuple[str, int], str, int]] = ()
 ) -> "Config":
-    """Check the configuration (tokens file, token secret file and transfer log included) and sweep
+    """Check the configuration (tokens file, token secret file, grid-mapfile and transfer log included) and sweep
     stale temporary files; one line and exit 2 on a bad config.  Warn when ``addresses`` (gunicorn's binds)
     reach beyond this host and no token is asked for."""
     try:

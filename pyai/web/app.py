@@ -12,7 +12,7 @@ from pyai.config import Config
 from pyai.config import load as load_config
 from pyai.ops.health import Health
 from pyai.tape.service import TapeService
-from pyai.web import auth, scopes
+from pyai.web import auth, gridmap, scopes
 from pyai.web.control import control_plane
 from pyai.web.data import DataPlane
 from pyai.web.gate import ID_PATH, Gate, Route
@@ -30,11 +30,12 @@ def create_app(config: Optional[Config] = None) -> Gate:
     tokens = auth.read_tokens_file(config.auth_tokens_file) if config.auth_tokens_file else None
     wlcg = auth.wlcg_tokens(config)
     issued = auth.token_issuer(config)  # None without [auth] token_secret_file
+    dns = gridmap.dn_map(config)  # None without [auth] dn_header
     if wlcg is not None:
         wlcg.start()  # in this worker: its thread fetches the issuers' keys
     tape = TapeService(config, archive.backend)
     health = Health(config, archive.backend, tape.store)
-    auth_on = tokens is not None or wlcg is not None
+    auth_on = tokens is not None or wlcg is not None or dns is not None
     control = control_plane(tape_blueprint(tape, config, auth_on=auth_on), ops_blueprint(health))
     tape_writes = frozenset({"POST", "DELETE"})  # stage, cancel, release, delete need a read-write token
     tape_documents = read_documents(config)  # a mounted app's request body is read (parked) by the gate
@@ -64,7 +65,7 @@ def create_app(config: Optional[Config] = None) -> Gate:
     )  # fmt: skip
     if tape.store.exists():  # requests a dead worker left are taken over without waiting for a client
         tape.executor.ensure_running()
-    gate = Gate(routes, tokens, archive.backend, wlcg, issued)
+    gate = Gate(routes, tokens, archive.backend, wlcg, issued, dns)
     if data.collections is not None:
         data.collections.routed_elsewhere = lambda path: gate.route(path) is not gate.ids
     return gate

@@ -21,6 +21,10 @@ tokens this archive issues itself to the clients it knows, for their X.509 jobs
 storage activities on paths (``pyai.web.scopes``).  Every accepted token leaves what it may do
 in the environ (``RIGHTS``), where a token request reads whose rights it may hand on.
 
+A request with no Authorization header at all may instead be admitted by the client certificate a
+TLS front end verified (``pyai.web.gridmap``, with ``[auth] dn_header``): its DN's line in the
+grid-mapfile gives it a scope, ``ro`` or ``rw``, which it holds as a static token of that scope.
+
 Only the SHA-256 digests of the tokens are kept.  A presented token is digested
 and compared with every configured digest by ``hmac.compare_digest``, without
 stopping at a match, so the time taken tells nothing about how close a guess
@@ -54,7 +58,8 @@ from typing import (
 )
 
 from pyai.errors import ArchiveError, ConfigError, Forbidden
-from pyai.web import issued_tokens
+from pyai.web import gridmap, issued_tokens
+from pyai.web.gridmap import DnMap
 from pyai.web.issued_tokens import IssuedTokens
 from pyai.web.openapi import METRICS as METRICS_PATH  # the one path a metrics token may read
 from pyai.web.receive import abandon_body
@@ -287,11 +292,12 @@ def check_secret_file(config: Config) -> None:
 
 
 def check_config(config: Config) -> None:
-    """Read the tokens file and the token secret file, and build the WLCG token verifier, once at
-    start-up so a bad one stops the service with one line."""
+    """Read the tokens file, the token secret file and the grid-mapfile, and build the WLCG token
+    verifier, once at start-up so a bad one stops the service with one line."""
     check_tokens_file(config)
     check_secret_file(config)
     check_wlcg_config(config)
+    gridmap.check_config(config)
 
 
 def wlcg_tokens(config: Config) -> Optional[WlcgTokens]:
@@ -329,16 +335,21 @@ def check(
     wlcg: Optional[WlcgTokens] = None,
     rule: Optional[ScopeRule] = None,
     issued: Optional[IssuedTokens] = None,
+    dns: Optional[DnMap] = None,
 ) -> Optional[str]:
     """The name of the request's token (None on the open health check); Unauthorized or
     InsufficientScope when the request may not go on.
 
     ``tokens``: the static tokens, ``wlcg``: the WLCG token verifier, ``issued``: the tokens
-    issued here (each may be None).  ``writes``: the methods that need a read-write static
-    token on this route; ``rule``: what a WLCG or issued token must grant on it (None: it takes
-    none).  A token the static ones do not know is read as an issued token when it starts with
-    ``pyai1.``, else tried as a WLCG token; the grant of a verified one is left in ``environ``
-    (``scopes.GRANT``).  What the token may do is left there too (``RIGHTS``).
+    issued here, ``dns``: the DNs of client certificates a front end passes (each may be None).
+    ``writes``: the methods that need a read-write static token (or DN) on this route; ``rule``:
+    what a WLCG or issued token must grant on it (None: it takes none).  A token the static ones
+    do not know is read as an issued token when it starts with ``pyai1.``, else tried as a WLCG
+    token; the grant of a verified one is left in ``environ`` (``scopes.GRANT``).  What the token
+    may do is left there too (``RIGHTS``).  A request without an Authorization header whose front
+    end passes a client certificate's DN is admitted by the DN's entry (left in ``environ`` too,
+    ``gridmap.ENTRY``) as a static token of its scope; a token sent beside a certificate is the
+    one checked.
     Runs before the view: no storage has been touched and no body byte read.
     A refused request's body is never read, so a connection that carries one
     is closed (draining an unauthenticated upload would be work for anyone).
@@ -348,15 +359,28 @@ def check(
     header = environ.get("HTTP_AUTHORIZATION")
     match = BEARER.fullmatch(header) if header else None
     scope, name = tokens.find(match.group(1)) if match and tokens is not None else (None, None)
+    read_only = "the token is read-only"
+    entry = None
     try:
+        # only with no Authorization at all: a client that sends a token is judged by it
+        presented = dns.presented(environ) if dns is not None and header is None else None
+        if dns is not None and presented is not None:
+            entry = dns.find(presented)
+            if entry is None:
+                raise Unauthorized(
+                    "the client certificate's DN is not mapped here", token_given=False, detail="unmapped DN"
+                )
+            scope, name = entry.scope, entry.name
+            read_only = "the client certificate's DN is mapped read-only"
         if scope is None and match is not None and match.group(1).startswith(issued_tokens.PREFIX):
             return _check_issued(issued, match.group(1), method, path, environ, rule)
         if scope is None and match is not None and wlcg is not None and looks_like_jwt(match.group(1)):
             return _check_wlcg(wlcg, match.group(1), method, path, environ, rule)
         if scope is None:
             if header is None:
+                certificate = " or a client certificate it knows" if dns is not None else ""
                 raise Unauthorized(
-                    "this archive needs a bearer token (Authorization: Bearer <token>)",
+                    f"this archive needs a bearer token (Authorization: Bearer <token>){certificate}",
                     token_given=False,
                     detail="no token",
                 )
@@ -375,14 +399,14 @@ def check(
                     f"the token may only read {METRICS_PATH} (GET or HEAD)", detail="metrics-only token"
                 )
         elif scope == READ and method in writes:
-            raise InsufficientScope(
-                f"the token is read-only and {method} changes the archive", detail="read-only token"
-            )
+            raise InsufficientScope(f"{read_only} and {method} changes the archive", detail="read-only token")
     except ArchiveError:
         if _has_body(environ):
             abandon_body(environ)
         raise
     environ[RIGHTS] = StaticRights(scope, cast(str, name))  # a token found has its name
+    if entry is not None:
+        environ[gridmap.ENTRY] = entry
     return name
 
 
@@ -483,7 +507,7 @@ class WarningLog(Protocol):
 
 def warn_if_open(config: Config, addresses: Iterable[Union[Tuple[str, int], str, int]], log: WarningLog) -> None:
     """Log one warning when the service listens beyond this host and asks for no token."""
-    if config.auth_tokens_file or config.auth_jwt_issuers:
+    if config.auth_tokens_file or config.auth_jwt_issuers or config.auth_dn_header:
         return
     exposed = non_loopback(addresses)
     if exposed:

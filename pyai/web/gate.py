@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pyai.backends.base import Backend
     from pyai.ops.record import Record
     from pyai.web.data import DataPlane, FileRange
+    from pyai.web.gridmap import DnMap
     from pyai.web.issued_tokens import IssuedTokens
     from pyai.web.scopes import ScopeRule
     from pyai.web.small_body import BodyReader
@@ -70,7 +71,7 @@ class Route:
 class Gate:
     """The WSGI app: ``routes`` (a fixed path or a prefix each, and one ``ID_PATH``), the static
     Tokens or None, the backend (``storage``) that 503 answers name, the WLCG token verifier or None,
-    and the issuer of this archive's own tokens or None."""
+    the issuer of this archive's own tokens or None, and the DNs of client certificates or None."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class Gate:
         storage: Optional[Backend] = None,
         wlcg: Optional[WlcgTokens] = None,
         issued: Optional[IssuedTokens] = None,
+        dns: Optional[DnMap] = None,
     ) -> None:
         self.fixed = {route.path: route for route in routes if route.path != ID_PATH and not route.prefix}
         self.prefixed = tuple(route for route in routes if route.prefix)
@@ -87,8 +89,9 @@ class Gate:
         self.ids_plane = cast("DataPlane", self.ids.plane)
         self.tokens = tokens  # static tokens, or None
         self.wlcg = wlcg  # WLCG tokens, or None
-        self.issued = issued  # the tokens issued here, or None (they are asked for with a static or WLCG token)
-        self.auth_on = tokens is not None or wlcg is not None  # False: authentication is off
+        self.issued = issued  # the tokens issued here, or None (asked for with a static or WLCG token, or a DN)
+        self.dns = dns  # the DNs a TLS front end passes, or None
+        self.auth_on = tokens is not None or wlcg is not None or dns is not None  # False: authentication is off
         self.storage = storage  # the backend, which names itself in a 503
         # A backend that asks a remote server on every request: each request lets another thread serve.
         self.waits_remotely = getattr(storage, "waits_remotely", False)
@@ -116,7 +119,9 @@ class Gate:
                 rule = route.scopes
                 if route.token_requests is not None and method == "POST" and issued_tokens.is_token_request(environ):
                     rule = route.token_requests
-                name = auth.check(self.tokens, method, path, environ, route.writes, self.wlcg, rule, self.issued)
+                name = auth.check(
+                    self.tokens, method, path, environ, route.writes, self.wlcg, rule, self.issued, self.dns
+                )
                 record = record_of(environ)
                 if record is not None:
                     record.token = name  # the transfer log's: the token's name, never the token

@@ -1,7 +1,7 @@
 """Tokens the archive issues itself, for jobs that hold X.509 credentials (gfal2's and FTS's "macaroon requests").
 
-A client that pyai knows (a static token or a WLCG token) asks for a token of its own rights on a
-path, as gfal2 and FTS ask dCache, to hand to a job:
+A client that pyai knows (a static token, a WLCG token or a mapped client certificate's DN) asks
+for a token of its own rights on a path, as gfal2 and FTS ask dCache, to hand to a job:
 
     POST <path>
     Content-Type: application/macaroon-request
@@ -75,8 +75,11 @@ ACTIVITIES: Mapping[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "READ_METADATA": ((), STAT),
     "STAGE": (STAGE, STAGE),
 }
-# The names of the tokens that may ask (pyai.web.auth's static names, WLCG tokens' jwt:<host>:<sub>).
-SUBJECT = re.compile(r"[A-Za-z0-9._-]{1,64}|sha256:[0-9a-f]{8}|jwt:[A-Za-z0-9._@-]{1,64}:[A-Za-z0-9._@-]{1,64}")
+# The names of the clients that may ask (pyai.web.auth's static names, WLCG tokens' jwt:<host>:<sub>,
+# client certificates' dn:<name>, pyai.web.gridmap).
+SUBJECT = re.compile(
+    r"(?:dn:)?(?:[A-Za-z0-9._-]{1,64}|sha256:[0-9a-f]{8})|jwt:[A-Za-z0-9._@-]{1,64}:[A-Za-z0-9._@-]{1,64}"
+)
 PART = re.compile(r"[A-Za-z0-9_-]+")
 DURATION = re.compile(
     r"P(?:(?P<weeks>\d{1,9})W)?(?:(?P<days>\d{1,9})D)?"

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, request
 
 from pyai.tape import bodies
 from pyai.tape.service import owner_of
-from pyai.web import scopes, small_body
+from pyai.web import gridmap, scopes, small_body
 from pyai.web.auth import BEARER, InsufficientScope
 from pyai.web.openapi import TAPE_API, TAPE_DISCOVERY
 
@@ -75,6 +75,9 @@ def tape_blueprint(service: TapeService, config: Config, auth_on: bool) -> Bluep
         grant = scopes.grant_of(request.environ)
         if grant is not None:  # a WLCG token (or one issued here): its subject owns the requests, whichever token
             return owner_of(grant.owner)
+        entry = gridmap.entry_of(request.environ)
+        if entry is not None:  # a client certificate's DN (there was no token): its DN owns the requests
+            return owner_of(entry.owner)
         match = BEARER.fullmatch(request.headers.get("Authorization", ""))
         return owner_of(match.group(1) if match else None)  # the gate has checked it
 

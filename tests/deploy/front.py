@@ -3,6 +3,8 @@
 The shipped file is included as it is, except for the lines that name this machine:
 the listen port, the upstream's address and the log paths.  Each of those must be
 found exactly once, so a reshaped file fails here instead of being tested half.
+A subclass runs another shipped file (``conf``) with its own such lines (``machine_lines``)
+and its own test of being up (``ready``): tests/deploy/x509.py's, over TLS.
 """
 
 import os
@@ -42,22 +44,20 @@ http {{
 """
 
 
-def render(text, port, upstream_port, work):
-    """deploy/nginx/pyai.conf listening on 127.0.0.1:``port``, proxying to ``upstream_port``."""
-    for line in (LISTEN, UPSTREAM, ACCESS_LOG, ERROR_LOG):
-        assert text.count(line) == 1, f"deploy/nginx/pyai.conf no longer has exactly one {line.strip()!r}"
-    return (
-        text.replace(LISTEN, f"    listen 127.0.0.1:{port};\n")
-        .replace(UPSTREAM, f"    server 127.0.0.1:{upstream_port};")
-        .replace(ACCESS_LOG, f"    access_log {work}/access.log;\n")
-        .replace(ERROR_LOG, f"    error_log {work}/error.log info;\n")
-    )
+def render(text, lines, name):
+    """The shipped file ``text`` (``name``) with each of its machine-specific ``lines`` (line: rendering)
+    rendered for this machine."""
+    for line, rendered in lines.items():
+        assert text.count(line) == 1, f"{name} no longer has exactly one {line.strip()!r}"
+        text = text.replace(line, rendered)
+    return text
 
 
 class Nginx(Spawned):
     """nginx in the foreground (its own process group), configured under ``work``."""
 
     name = "nginx"
+    conf = NGINX_CONF  # the shipped file run
 
     def __init__(self, work, upstream_port, edit=None):
         self.work = Path(work)
@@ -66,15 +66,29 @@ class Nginx(Spawned):
         super().__init__(self.work / "nginx.out", free_port())
         self.upstream_port = upstream_port
 
+    def machine_lines(self):
+        """The shipped file's lines that name a machine -> their rendering here: listening on
+        127.0.0.1:``port``, proxying to ``upstream_port``, logging under ``work``."""
+        return {
+            LISTEN: f"    listen 127.0.0.1:{self.port};\n",
+            UPSTREAM: f"    server 127.0.0.1:{self.upstream_port};",
+            ACCESS_LOG: f"    access_log {self.work}/access.log;\n",
+            ERROR_LOG: f"    error_log {self.work}/error.log info;\n",
+        }
+
+    def ready(self):
+        """True once nginx answers (pyai's health check through it), else what it saw."""
+        return root_status(self.port) == 200 or "GET / not yet 200"
+
     def start(self):
         binary = require_tool("nginx", "nginx-light")
-        text = render(NGINX_CONF.read_text(), self.port, self.upstream_port, self.work)
+        text = render(self.conf.read_text(), self.machine_lines(), f"deploy/nginx/{self.conf.name}")
         (self.work / "pyai.conf").write_text(self.edit(text) if self.edit else text)
         conf = self.work / "nginx.conf"
         # as root, nginx's workers would become nobody and could not read the private work directory
         conf.write_text(MAIN_CONF.format(user="user root;" if os.geteuid() == 0 else "", work=self.work))
         self.spawn([binary, "-p", str(self.work), "-e", str(self.work / "nginx-main-error.log"), "-c", str(conf)])
-        self.wait_ready(lambda: root_status(self.port) == 200 or "GET / not yet 200", START_TIMEOUT)
+        self.wait_ready(self.ready, START_TIMEOUT)
         return self
 
     def error_log(self):

@@ -356,7 +356,7 @@ def start_fails(env, port):
         ("open to everyone", 0o644, SECRET, ["readable or writable by everyone", "0644", "chmod o-rwx"]),
         ("group-writable", 0o660, SECRET, ["writable by its group", "0660", "chmod g-w,o-rwx"]),
         ("short", 0o600, SECRET[:31] + b"\n", ["fewer than 32 bytes"]),
-        ("no authentication", 0o600, SECRET, ["token_secret_file needs tokens_file or jwt_issuers"]),
+        ("no authentication", 0o600, SECRET, ["token_secret_file needs tokens_file, jwt_issuers or dn_header"]),
     ],
 )
 def test_a_secret_file_that_cannot_serve_stops_the_start_with_one_line(tmp_path, case, mode, content, words):

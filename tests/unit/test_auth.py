@@ -418,7 +418,7 @@ def test_a_secret_needs_authentication(tmp_path):
     secret.write_bytes(SECRET)
     secret.chmod(0o600)
     env = {"HOME": str(tmp_path), "PAI_AUTH_TOKEN_SECRET_FILE": str(secret)}
-    with pytest.raises(ConfigError, match="token_secret_file needs tokens_file or jwt_issuers"):
+    with pytest.raises(ConfigError, match="token_secret_file needs tokens_file, jwt_issuers or dn_header"):
         load(environ=env, prepare=False)
     tokens = write_tokens(tmp_path / "tokens", f"rw {RW}\n")
     config = load(environ={**env, "PAI_AUTH_TOKENS_FILE": str(tokens)}, prepare=False)

@@ -238,3 +238,114 @@ def test_check_config_names_every_kind_of_authentication(tmp_path, monkeypatch, 
     monkeypatch.setenv("PAI_AUTH_JWT_AUDIENCES", "pyai.example")
     assert cli.serve_main(["check-config", "--prefix", str(tmp_path / "p")]) == 0
     assert capsys.readouterr().out.rstrip().endswith(", WLCG tokens of 2 issuer(s)")
+
+
+# --- client certificates' DNs ([auth] dn_header, dn_proxies, gridmap_file) ------------------------
+
+
+GRIDMAP_LINE = "'\"<DN>\" <scope> [name]' with the scope ro or rw"
+
+
+def write_gridmap(tmp_path, text='"/C=CH/O=Test/CN=alice" rw alice\n'):
+    path = tmp_path / "grid-mapfile"
+    path.write_text(text)
+    path.chmod(0o644)
+    return str(path)
+
+
+def test_client_certificates_take_a_header_front_ends_and_a_gridmap(tmp_path):
+    environ = {
+        "HOME": str(tmp_path),
+        "PAI_AUTH_DN_HEADER": " X-SSL-Client-DN ",
+        "PAI_AUTH_DN_PROXIES": "127.0.0.1, 10.0.0.0/24 ::1",
+        "PAI_AUTH_GRIDMAP_FILE": write_gridmap(tmp_path),
+    }
+    config = load(environ=environ, prepare=False)
+    assert config.auth_dn_header == "X-SSL-Client-DN"
+    assert config.auth_dn_proxies == ("127.0.0.1/32", "10.0.0.0/24", "::1/128")
+    assert config.auth_gridmap_file == environ["PAI_AUTH_GRIDMAP_FILE"]
+    off = load(environ={"HOME": str(tmp_path)}, prepare=False)
+    assert (off.auth_dn_header, off.auth_dn_proxies, off.auth_gridmap_file) == ("", (), "")
+
+
+@pytest.mark.parametrize(
+    "missing, words",
+    [
+        ("PAI_AUTH_DN_PROXIES", "dn_header needs dn_proxies"),
+        ("PAI_AUTH_GRIDMAP_FILE", "dn_header needs gridmap_file"),
+    ],
+)
+def test_a_dn_header_needs_its_front_ends_and_its_gridmap(tmp_path, missing, words):
+    environ = {
+        "HOME": str(tmp_path),
+        "PAI_AUTH_DN_HEADER": "X-SSL-Client-DN",
+        "PAI_AUTH_DN_PROXIES": "127.0.0.1",
+        "PAI_AUTH_GRIDMAP_FILE": write_gridmap(tmp_path),
+    }
+    del environ[missing]
+    with pytest.raises(ConfigError, match=words):
+        load(environ=environ, prepare=False)
+    problems = check_config(environ={**environ, "PAI_PREFIX": str(tmp_path / "p")})
+    assert len(problems) == 1 and words in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("PAI_AUTH_DN_HEADER", "X_SSL_Client_DN", ["PAI_AUTH_DN_HEADER", "X-SSL-Client-DN"]),
+        ("PAI_AUTH_DN_HEADER", "X-SSL-Client-DN:", ["a header name"]),
+        ("PAI_AUTH_DN_PROXIES", "127.0.0.1, nginx.example", ["PAI_AUTH_DN_PROXIES", "'nginx.example' is no IP"]),
+        ("PAI_AUTH_DN_PROXIES", "10.0.0.1/24", ["'10.0.0.1/24' is no IP address or network", "host bits"]),
+    ],
+)
+def test_bad_dn_settings_name_themselves(tmp_path, name, value, words):
+    environ = {
+        "HOME": str(tmp_path),
+        "PAI_AUTH_DN_HEADER": "X-SSL-Client-DN",
+        "PAI_AUTH_DN_PROXIES": "127.0.0.1",
+        "PAI_AUTH_GRIDMAP_FILE": write_gridmap(tmp_path),
+        name: value,
+    }
+    with pytest.raises(ConfigError) as caught:
+        load(environ=environ, prepare=False)
+    assert all(word in str(caught.value) for word in words), str(caught.value)
+    problems = check_config(environ={**environ, "PAI_PREFIX": str(tmp_path / "p")})
+    assert len(problems) == 1, problems  # the bad value alone: its companions are not blamed for it
+
+
+def test_check_reads_the_gridmap_file(tmp_path):
+    path = write_gridmap(tmp_path, '"/C=CH/O=Test/CN=alice" rw\n"/C=CH/O=Test/CN=bob" admin\n')
+    environ = {
+        "PAI_PREFIX": str(tmp_path / "p"),
+        "PAI_AUTH_DN_HEADER": "X-SSL-Client-DN",
+        "PAI_AUTH_DN_PROXIES": "127.0.0.1",
+        "PAI_AUTH_GRIDMAP_FILE": path,
+    }
+    assert check_config(environ=environ) == [f"bad grid-mapfile {path}: line 2: expected {GRIDMAP_LINE}"]
+    write_gridmap(tmp_path)
+    assert check_config(environ=environ) == []
+
+
+def test_a_token_secret_may_serve_client_certificates(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"k" * 32)
+    secret.chmod(0o600)
+    environ = {
+        "HOME": str(tmp_path),
+        "PAI_AUTH_TOKEN_SECRET_FILE": str(secret),
+        "PAI_AUTH_DN_HEADER": "X-SSL-Client-DN",
+        "PAI_AUTH_DN_PROXIES": "127.0.0.1",
+        "PAI_AUTH_GRIDMAP_FILE": write_gridmap(tmp_path),
+    }
+    assert load(environ=environ, prepare=False).auth_token_secret_file == str(secret)
+
+
+def test_check_config_names_client_certificates(tmp_path, monkeypatch, capsys):
+    from pyai.admin import cli
+
+    path = write_gridmap(tmp_path)
+    monkeypatch.setenv("PAI_AUTH_DN_HEADER", "X-SSL-Client-DN")
+    monkeypatch.setenv("PAI_AUTH_DN_PROXIES", "127.0.0.1")
+    monkeypatch.setenv("PAI_AUTH_GRIDMAP_FILE", path)
+    assert cli.serve_main(["check-config", "--prefix", str(tmp_path / "p")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f", client certificates' DNs from {path}")
