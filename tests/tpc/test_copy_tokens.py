@@ -126,3 +126,27 @@ def test_a_pull_over_https_checks_the_certificate(server_pool, request, module_i
     last = check_stream(requests.request("COPY", plain.id_url(int_id), headers={"Source": source}, timeout=60))
     assert last.startswith("failure: ") and "certificate" in last, last
     assert not plain.stored_path(int_id).exists()
+
+
+def test_a_pull_over_a_stored_file_needs_modify(server_pool, request, module_issuer, token_pair, int_id):
+    """With allow_overwrite a pull may replace a stored file, as a PUT may: with storage.modify."""
+    a, _ = token_pair
+    replacing = server_pool(request).start(
+        "jwt-overwrite",
+        PAI_ALLOW_OVERWRITE="true",
+        PAI_AUTH_JWT_ISSUERS=f"{module_issuer.url} /",
+        PAI_AUTH_JWT_AUDIENCES=AUDIENCE,
+        PAI_AUTH_JWT_CA_FILE=module_issuer.ca_file,
+        **TPC,
+    )
+    stored(a, module_issuer.token("storage.create:/"), int_id, b"new bytes")
+    stored(replacing, module_issuer.token("storage.create:/"), int_id, b"old bytes")
+    headers = {"Source": a.id_url(int_id), "TransferHeaderAuthorization": bearer(module_issuer.token("storage.read:/"))}
+    create = {"Authorization": bearer(module_issuer.token("storage.create:/")), **headers}
+    refused = requests.request("COPY", replacing.id_url(int_id), headers=create, timeout=60)
+    assert refused.status_code == 403, refused.text
+    assert replacing.stored_path(int_id).read_bytes() == b"old bytes"
+    modify = {"Authorization": bearer(module_issuer.token("storage.modify:/")), **headers}
+    resp = requests.request("COPY", replacing.id_url(int_id), headers=modify, timeout=60)
+    assert check_stream(resp) == "success: Created"
+    assert replacing.stored_path(int_id).read_bytes() == b"new bytes"

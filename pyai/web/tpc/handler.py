@@ -104,7 +104,7 @@ class ThirdPartyCopy:
         options = _options(environ)
         self._check_rights(environ, pull)
         if pull:
-            self._check_target(ident, overwrite=options["overwrite"])
+            self._check_target(ident, environ, overwrite=options["overwrite"])
         elif self.archive.status(ident) is None:
             raise NotFound("no file is stored under this id", detail="not found")
         self._take_slot()
@@ -120,9 +120,14 @@ class ThirdPartyCopy:
             on_end=self._free_slot,
         )
         record = record_of(environ)
-        if record is not None:
-            record.body = copy  # the bytes moved are the request's
-        copy.start()
+        if record is not None and pull:
+            record.body = copy  # the bytes it received are the request's (a push's go to the remote)
+        try:
+            copy.start()
+        except BaseException:  # no thread: nothing will free the slot or the eventfd
+            self._free_slot()
+            copy.release()
+            raise
         return self._answer(copy, environ)
 
     def _check_rights(self, environ: WSGIEnvironment, pull: bool) -> None:
@@ -135,7 +140,7 @@ class ThirdPartyCopy:
                 detail="insufficient rights for COPY",
             )
 
-    def _check_target(self, ident: str, overwrite: bool) -> None:
+    def _check_target(self, ident: str, environ: WSGIEnvironment, overwrite: bool) -> None:
         """Where a pull stores: a name that may take the file (write-once, Overwrite, collections)."""
         namespace = self.namespace
         if namespace is not None:
@@ -153,6 +158,11 @@ class ThirdPartyCopy:
         if not self.config.allow_overwrite:
             raise Conflict(
                 "the id already holds a file and the archive is write-once", detail="id already holds a file"
+            )
+        if scopes.lacking(environ, scopes.MODIFY, [request_path(environ)]):  # as a PUT that replaces
+            raise auth.InsufficientScope(
+                "the token grants storage.create, and replacing a stored file needs storage.modify",
+                detail="insufficient WLCG scope",
             )
 
     def _take_slot(self) -> None:
