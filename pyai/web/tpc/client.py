@@ -98,6 +98,8 @@ class Client:
                 conn: http.client.HTTPConnection
                 if url.scheme == "https":
                     sock = self.context.wrap_socket(sock, server_hostname=url.host)
+                    if on_socket is not None:
+                        on_socket(sock)  # the plain one is detached now: a shutdown goes through this
                     conn = http.client.HTTPSConnection(url.host, url.port, timeout=self.timeout, context=self.context)
                 else:
                     conn = http.client.HTTPConnection(url.host, url.port, timeout=self.timeout)

@@ -70,7 +70,7 @@ class Copy:
     """A pull (``source`` set) or a push of the file under ``ident``, through ``client``.
 
     ``headers``: what every request to the remote carries (the TransferHeaders);
-    ``verify``: RequireChecksumVerification; ``overwrite``: the pull may replace a stored file.
+    ``verify``: RequireChecksumVerification; ``max_size``: the most a pull may store (0: no limit).
     """
 
     def __init__(
@@ -211,10 +211,11 @@ class Copy:
         self._signal()
 
     def _track(self, sock: socket.socket) -> None:
+        """A socket to the remote, to shut down on cancel (at once, if that came first)."""
         with self._lock:
-            if self._cancelled.is_set():
-                sock.shutdown(socket.SHUT_RDWR)
             self._sockets.append(sock)
+            if self._cancelled.is_set():
+                raise Cancelled()
 
     def _check_cancelled(self) -> None:
         if self._cancelled.is_set():
