@@ -63,8 +63,8 @@ def test_gfal_copy_between_ids_streamed(server, uid, int_id, payload, gfal):
 
 def test_gfal_copy_between_ids_falls_back_to_streaming(server, uid, int_id, payload, gfal):
     """A plain gfal-copy tries a third-party pull, then a push (HTTP COPY), then streams through the
-    client.  pyai does no third-party copy: COPY is 501, on which davix falls back (a 403 or 405
-    would stop it with "Permission refused")."""
+    client.  With ``[tpc] remotes`` empty (the default) pyai does no third-party copy: COPY is 501,
+    on which davix falls back (a 403 or 405 would stop it with "Permission refused")."""
     put(server, uid, payload)
     gfal.run("gfal-copy", server.id_url(uid), server.id_url(int_id))
     assert requests.get(server.id_url(int_id), timeout=30).content == payload
