@@ -333,12 +333,22 @@ class Copy:
         raise RemoteFailed(f"PUT {url.host}: too many redirects")
 
     def _send(self, sock: socket.socket, reader: Reader, size: int) -> None:
-        """The stored bytes, with sendfile where the file has a descriptor and the socket no TLS."""
+        """The stored bytes: with sendfile where the file has a descriptor and the socket no TLS,
+        else read a block at a time (an HPSS file: socket.sendfile would read it 8 KiB at a time)."""
         reader.seek(0)
+        try:
+            direct = not isinstance(sock, ssl.SSLSocket) and reader.fileno() >= 0
+        except (OSError, ValueError):  # io.UnsupportedOperation: no local descriptor
+            direct = False
         while self.sent < size:
             self._check_cancelled()
             count = min(SEND_BLOCK, size - self.sent)
-            sent = sock.sendfile(reader, self.sent, count)  # a Reader has the fileno, seek and read it uses
+            if direct:
+                sent = sock.sendfile(reader, self.sent, count)  # a Reader has the fileno, seek and read it uses
+            else:
+                data = reader.read(min(count, BLOCK))
+                sock.sendall(data)
+                sent = len(data)
             if not sent:
                 raise RemoteFailed("the stored file ended before its size")
             self.sent += sent
