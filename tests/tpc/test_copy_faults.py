@@ -145,3 +145,17 @@ def test_a_client_that_hangs_up_cancels_the_copy(tpc_server, remote, int_id):
     # the source sees its connection shut once pyai notices (within a second or two)
     assert remote.closed.wait(10), "the copy went on after its client left"
     nothing_kept(tpc_server, int_id)
+
+
+def test_a_source_that_trickles_below_the_rate_floor_fails(server_pool, request, remote, int_id):
+    """A remote that keeps sending, too slowly, does not hold a copy slot for ever: once
+    [tpc] timeout has passed it must average [archive] min_body_rate, as an upload must."""
+    srv = server_pool(request).start(
+        "tpc-floor", PAI_TPC_REMOTES="127.0.0.1", PAI_TPC_TIMEOUT="1", PAI_MIN_BODY_RATE="100K"
+    )
+    remote.handle = trickle(os.urandom(40_000), pieces=40, pause=0.2)
+    started = time.monotonic()
+    last = check_stream(copy(srv, int_id, Source=remote.url + "/f"))
+    assert last.startswith("failure: "), last
+    assert time.monotonic() - started < 6  # not the 8 s the source would take
+    nothing_kept(srv, int_id)

@@ -117,6 +117,7 @@ class ThirdPartyCopy:
             client=self.client,
             verify=options["verify"],
             max_size=self.config.max_body_size,
+            min_rate=self.config.min_body_rate,
             on_end=self._free_slot,
         )
         record = record_of(environ)

@@ -29,6 +29,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, cast
 
 from pyai import serving
@@ -70,7 +71,9 @@ class Copy:
     """A pull (``source`` set) or a push of the file under ``ident``, through ``client``.
 
     ``headers``: what every request to the remote carries (the TransferHeaders);
-    ``verify``: RequireChecksumVerification; ``max_size``: the most a pull may store (0: no limit).
+    ``verify``: RequireChecksumVerification; ``max_size``: the most a pull may store (0: no limit);
+    ``min_rate``: the bytes a second the remote must average once ``client.timeout`` has passed (0: none),
+    so a remote that trickles does not hold a copy slot for ever.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Copy:
         client: Client,
         verify: bool,
         max_size: int,
+        min_rate: int = 0,
         on_end: Optional[Callable[[], object]] = None,
     ) -> None:
         self.archive = archive
@@ -94,6 +98,8 @@ class Copy:
         self.client = client
         self.verify = verify
         self.max_size = max_size
+        self.min_rate = min_rate
+        self.began = time.monotonic()
         self.on_end = on_end  # called (no arguments) once the thread ends: the worker's copy slot
         self.sent = 0  # bytes a push sent so far, or a pull received through Python
         # where a C receive is under way, how far it is (the file's offset: splice moves it)
@@ -216,6 +222,14 @@ class Copy:
             self._sockets.append(sock)
             if self._cancelled.is_set():
                 raise Cancelled()
+
+    def _check_rate(self, moved: int) -> None:
+        """RemoteFailed when the remote averages under ``min_rate`` once ``timeout`` has passed."""
+        if not self.min_rate:
+            return
+        elapsed = time.monotonic() - self.began
+        if elapsed > self.client.timeout and moved < (elapsed - self.client.timeout) * self.min_rate:
+            raise RemoteFailed(f"the remote moves fewer than {self.min_rate} bytes a second ([archive] min_body_rate)")
 
     def _check_cancelled(self) -> None:
         if self._cancelled.is_set():
@@ -352,6 +366,7 @@ class Copy:
             if not sent:
                 raise RemoteFailed("the stored file ended before its size")
             self.sent += sent
+            self._check_rate(self.sent)
 
     def _verify_pushed(self, size: int) -> None:
         """HEAD the destination: its size and offered digest against the stored file's."""
@@ -418,6 +433,7 @@ class _RemoteBody:
             copy.sent = self.received
             if limit and self.received > limit:
                 raise PayloadTooLarge(f"the source sends more than the {limit} bytes a file may have here")
+            copy._check_rate(self.received)
         copy._check_cancelled()
         if self.length is not None and self.received != self.length:
             raise RemoteFailed(f"the source closed after {self.received} of {self.length} bytes")
@@ -434,7 +450,7 @@ class _RemoteBody:
         stream.read(len(ahead))
         source = serving.BodySource(sock, bytearray(ahead), length, max_line=MAX_HEAD, max_trailer=MAX_HEAD)
         environ = {"CONTENT_LENGTH": str(length), serving.BODY: source}
-        body = RequestBody(environ, copy.max_size, copy.client.timeout, self.algorithms)
+        body = RequestBody(environ, copy.max_size, copy.client.timeout, self.algorithms, min_rate=copy.min_rate)
         self._native = body
         copy.progress = lambda: os.lseek(fd, 0, os.SEEK_CUR)
         try:
