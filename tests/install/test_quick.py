@@ -6,7 +6,7 @@ import sys
 
 from server import ROOT
 
-AREAS = ("integration", "hostile", "faults", "sideband", "hpss", "tape", "grid", "ops", "deploy")
+AREAS = ("integration", "hostile", "faults", "sideband", "hpss", "tape", "grid", "ops", "deploy", "paths", "tpc")
 
 
 def test_every_area_has_a_quick_case():
