@@ -126,9 +126,7 @@ class Archive:
         path = self.path(upload.ident)
         replace = self.config.allow_overwrite
         if not replace and self.backend.exists(path) and not self._may_be_a_retry(path, upload):
-            raise Conflict(
-                "the id already holds a file and the archive is write-once", detail="id already holds a file"
-            )
+            raise id_holds_a_file()
         try:
             writer = self.backend.create(path, size_hint=upload.length, replace=replace, parents=self.tree is None)
         except (FileNotFoundError, NotADirectoryError):
@@ -409,6 +407,11 @@ def taken() -> MethodNotAllowed:
     return MethodNotAllowed(
         "something already has this name: a collection is made only where nothing is", detail="name taken"
     )
+
+
+def id_holds_a_file() -> Conflict:
+    """A PUT's (or a COPY pull's) 409 under write-once."""
+    return Conflict("the id already holds a file and the archive is write-once", detail="id already holds a file")
 
 
 def write_once() -> Conflict:

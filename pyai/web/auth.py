@@ -112,6 +112,15 @@ class InsufficientScope(Forbidden):
         self.headers = {"WWW-Authenticate": CHALLENGE + ', error="insufficient_scope"'}
 
 
+def replacing_needs_modify() -> InsufficientScope:
+    """The refusal of a replacement of a stored file (a PUT, or a COPY pull, under allow_overwrite)
+    by a WLCG token that grants storage.create and not storage.modify."""
+    return InsufficientScope(
+        "the token grants storage.create, and replacing a stored file needs storage.modify",
+        detail="insufficient WLCG scope",
+    )
+
+
 class Rights(Protocol):
     """What an accepted token may do: a static token's ``StaticRights``, a WLCG token's ``Grant``
     or an issued token's ``IssuedGrant``."""

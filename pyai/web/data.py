@@ -257,10 +257,7 @@ class DataPlane:
                 )
             if self.config.allow_overwrite and scopes.lacking(environ, scopes.MODIFY, [request_path(environ)]):
                 if self.archive.status(ident) is not None:  # a replacement: storage.create is not enough
-                    raise InsufficientScope(
-                        "the token grants storage.create, and replacing a stored file needs storage.modify",
-                        detail="insufficient WLCG scope",
-                    )
+                    raise auth.replacing_needs_modify()
             expected = expected_digests(EnvironHeaders(environ))
             algorithms = self.archive.wanted_algorithms(expected)
             config = self.config

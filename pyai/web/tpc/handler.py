@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING, Dict, Generator, Iterator, Optional, Tuple, Union, cast
 
 from pyai import serving as parking
+from pyai.archive.service import id_holds_a_file
 from pyai.errors import ArchiveError, BadRequest, Conflict, NotFound, PreconditionFailed
 from pyai.ops.record import record_of
 from pyai.web import auth, scopes
@@ -157,14 +158,9 @@ class ThirdPartyCopy:
         if not overwrite:
             raise PreconditionFailed("the id holds a file and the COPY says Overwrite: F", detail="COPY target taken")
         if not self.config.allow_overwrite:
-            raise Conflict(
-                "the id already holds a file and the archive is write-once", detail="id already holds a file"
-            )
+            raise id_holds_a_file()
         if scopes.lacking(environ, scopes.MODIFY, [request_path(environ)]):  # as a PUT that replaces
-            raise auth.InsufficientScope(
-                "the token grants storage.create, and replacing a stored file needs storage.modify",
-                detail="insufficient WLCG scope",
-            )
+            raise auth.replacing_needs_modify()
 
     def _take_slot(self) -> None:
         with self._lock:
